@@ -1,0 +1,116 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "SiteSync",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "SiteSyncCore", targets: ["SiteSyncCore"]),
+        .library(name: "TrialRecords", targets: ["TrialRecords"]),
+        .library(name: "SiteSyncClient", targets: ["SiteSyncClient"]),
+        .library(name: "SiteSyncServer", targets: ["SiteSyncServer"]),
+        .executable(name: "sitesync", targets: ["sitesync"]),
+        .executable(name: "sitesync-server", targets: ["sitesync-server"]),
+        .executable(name: "sitesync-bench", targets: ["sitesync-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // Shared by both sides: clocks, versions, wire messages, schema and validation. Foundation only.
+        .target(name: "SiteSyncCore", swiftSettings: swiftSettings),
+        // SQLite storage shared by the replica and the server's SQLite store: value conversions,
+        // schema migrations, stamps in shadow rows.
+        .target(
+            name: "SiteSyncSQLite",
+            dependencies: ["SiteSyncCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The trial's tables and their rules.
+        .target(name: "TrialRecords", dependencies: ["SiteSyncCore"], swiftSettings: swiftSettings),
+        // The site laptop: SQLite replica, change tracking, sync engine, HTTP transport.
+        .target(
+            name: "SiteSyncClient",
+            dependencies: [
+                "SiteSyncCore", "SiteSyncSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "client",
+            swiftSettings: swiftSettings
+        ),
+        // The central server: HTTP app, stores, auth, conflict log.
+        .target(
+            name: "SiteSyncServer",
+            dependencies: [
+                "SiteSyncCore", "SiteSyncSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "server",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "sitesync",
+            dependencies: [
+                "SiteSyncClient", "TrialRecords",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "sitesync-server",
+            dependencies: [
+                "SiteSyncServer", "TrialRecords",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "sitesync-bench",
+            dependencies: [
+                "SiteSyncClient", "SiteSyncServer", "TrialRecords",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "SiteSyncCoreTests", dependencies: ["SiteSyncCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "TrialRecordsTests", dependencies: ["TrialRecords"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SiteSyncClientTests",
+            dependencies: ["SiteSyncClient", "TrialRecords", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SiteSyncServerTests",
+            dependencies: [
+                "SiteSyncServer", "TrialRecords",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Live servers on loopback, real replicas, and the command-line tools run as processes.
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "SiteSyncClient", "SiteSyncServer", "TrialRecords", "sitesync", "sitesync-server",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,114 @@
+import Foundation
+
+/// One entry of the conflict log: a field two writes changed concurrently, the kept and the overwritten side.
+///
+/// This is the `--json` shape of `sitesync conflicts list` and of the server's conflict endpoints.
+public struct Conflict: Codable, Sendable, Equatable {
+    /// One side of the conflict.
+    public struct Side: Codable, Sendable, Equatable {
+        /// The value that side wrote.
+        public var value: FieldValue
+        /// Its HLC.
+        public var hlc: HLC
+        /// The replica that wrote it.
+        public var replica: String
+        /// The user recorded on that replica.
+        public var user: String?
+
+        /// Creates a side.
+        public init(value: FieldValue, hlc: HLC, replica: String, user: String?) {
+            self.value = value
+            self.hlc = hlc
+            self.replica = replica
+            self.user = user
+        }
+
+        /// The side's version.
+        public var version: Version { Version(hlc: hlc, replica: replica) }
+    }
+
+    /// The conflict record's id.
+    public var id: String
+    /// The site of the record.
+    public var site: String
+    /// The table of the record.
+    public var table: String
+    /// The record's id.
+    public var recordID: String
+    /// The field both writes changed.
+    public var field: String
+    /// The value kept (the greater version).
+    public var winner: Side
+    /// The value overwritten.
+    public var loser: Side
+    /// `open` or `resolved`.
+    public var status: String
+    /// When the server detected it, ISO 8601.
+    public var detectedAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, site = "site_id", table, recordID = "record_id", field, winner, loser, status
+        case detectedAt = "detected_at"
+    }
+
+    /// Creates a conflict.
+    public init(id: String, site: String, table: String, recordID: String, field: String, winner: Side, loser: Side, status: String, detectedAt: String) {
+        self.id = id
+        self.site = site
+        self.table = table
+        self.recordID = recordID
+        self.field = field
+        self.winner = winner
+        self.loser = loser
+        self.status = status
+        self.detectedAt = detectedAt
+    }
+
+    /// Reads a conflict from the fields of a `conflicts` record.
+    public init(id: String, fields: [String: FieldValue]) throws {
+        func text(_ name: String) -> String? {
+            if case .text(let value)? = fields[name] { value } else { nil }
+        }
+        func integer(_ name: String) -> Int64 {
+            if case .integer(let value)? = fields[name] { value } else { 0 }
+        }
+        func side(_ prefix: String) throws -> Side {
+            Side(
+                value: try FieldValue(json: text("\(prefix)_value")),
+                hlc: HLC(rawValue: integer("\(prefix)_hlc")),
+                replica: text("\(prefix)_replica") ?? "",
+                user: text("\(prefix)_user")
+            )
+        }
+        self.init(
+            id: id,
+            site: text(TableSchema.siteColumn) ?? "",
+            table: text("table_name") ?? "",
+            recordID: text("record_id") ?? "",
+            field: text("field") ?? "",
+            winner: try side("winner"),
+            loser: try side("loser"),
+            status: text("status") ?? "open",
+            detectedAt: text("detected_at") ?? ""
+        )
+    }
+}
+
+extension FieldValue {
+    private static let fragmentEncoder = JSONEncoder()
+
+    /// The value as a JSON fragment (`null`, `3`, `"text"`), as the conflict log stores values.
+    public var json: String {
+        // Encoding a scalar cannot fail.
+        String(decoding: try! Self.fragmentEncoder.encode(self), as: UTF8.self)
+    }
+
+    /// Reads a value stored as a JSON fragment; nil text is null.
+    public init(json: String?) throws {
+        guard let json else {
+            self = .null
+            return
+        }
+        self = try JSONDecoder().decode(FieldValue.self, from: Data(json.utf8))
+    }
+}

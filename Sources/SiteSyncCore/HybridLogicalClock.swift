@@ -1,0 +1,55 @@
+import Foundation
+import Synchronization
+
+/// A thread-safe hybrid logical clock: every ``tick()`` is greater than every timestamp it issued or received.
+///
+/// The clock itself keeps no storage; owners persist ``current`` (the client keeps it in its database
+/// and restores it with ``receive(_:)`` on open) so it stays monotonic across restarts, even when the
+/// wall clock steps back.
+///
+/// ```swift
+/// let clock = HybridLogicalClock()
+/// let a = clock.tick()
+/// clock.receive(remoteStamp)   // advance past what a peer sent
+/// let b = clock.tick()          // b > a and b > remoteStamp
+/// ```
+public final class HybridLogicalClock: Sendable {
+    private let last: Mutex<HLC>
+    private let wallClock: @Sendable () -> Int64
+
+    /// Creates a clock that starts at `start` and reads wall time from `wallClock` (milliseconds since 1970).
+    public init(start: HLC = .zero, wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds) {
+        self.last = Mutex(start)
+        self.wallClock = wallClock
+    }
+
+    /// The system wall clock in milliseconds since 1970.
+    @Sendable public static func systemMilliseconds() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+    }
+
+    /// The wall clock this clock reads, in milliseconds since 1970.
+    public var wallMilliseconds: Int64 { wallClock() }
+
+    /// The greatest timestamp issued or received so far.
+    public var current: HLC { last.withLock { $0 } }
+
+    /// Issues a new timestamp for a local event (the HLC send rule).
+    public func tick() -> HLC {
+        let wall = HLC(milliseconds: wallClock())
+        return last.withLock { last in
+            let next = HLC(rawValue: max(last.rawValue + 1, wall.rawValue))
+            last = next
+            return next
+        }
+    }
+
+    /// Advances the clock past a timestamp received from elsewhere (the HLC receive rule).
+    ///
+    /// The next ``tick()`` is then greater than `remote`.
+    public func receive(_ remote: HLC) {
+        last.withLock { last in
+            if remote > last { last = remote }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+/// A request for the records changed after a cursor: `POST /v1/pull`, protocol v1.
+public struct PullRequest: Codable, Sendable, Equatable {
+    /// The last per-site sequence number the replica has applied, per site; absent sites start at 0.
+    public var cursor: [String: Int64]
+    /// The most records to return.
+    public var limit: Int
+
+    /// Creates a pull.
+    public init(cursor: [String: Int64], limit: Int) {
+        self.cursor = cursor
+        self.limit = limit
+    }
+}
+
+/// The records changed after the cursor, in per-site sequence order.
+public struct PullResponse: Codable, Sendable, Equatable {
+    /// The records, grouped by table.
+    public var groups: [RecordGroup]
+    /// The cursor to send next: the sequence number of the last row returned, per site.
+    public var cursor: [String: Int64]
+    /// Whether more records wait after this batch.
+    public var more: Bool
+    /// The server's clock, which the replica advances past.
+    public var hlc: HLC
+
+    /// Creates a pull response.
+    public init(groups: [RecordGroup], cursor: [String: Int64], more: Bool, hlc: HLC) {
+        self.groups = groups
+        self.cursor = cursor
+        self.more = more
+        self.hlc = hlc
+    }
+
+    /// Number of records in the batch.
+    public var recordCount: Int { groups.reduce(0) { $0 + $1.rows.count } }
+}
+
+/// Current state of records of one table: every field with its stamp.
+public struct RecordGroup: Codable, Sendable, Equatable {
+    /// The table.
+    public var table: String
+    /// The fields, in the order of each row's values.
+    public var columns: [String]
+    /// The records.
+    public var rows: [RecordRow]
+
+    /// Creates a group.
+    public init(table: String, columns: [String], rows: [RecordRow]) {
+        self.table = table
+        self.columns = columns
+        self.rows = rows
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case table = "t"
+        case columns = "c"
+        case rows = "r"
+    }
+}
+
+/// One record as the server holds it: `[id, hlc, replica, user, overrides, value…]`.
+public struct RecordRow: Sendable, Equatable {
+    /// The record id.
+    public var id: String
+    /// The stamp of every field.
+    public var stamps: FieldStamps
+    /// The values, one per field of the group.
+    public var values: [FieldValue]
+
+    /// Creates a row.
+    public init(id: String, stamps: FieldStamps, values: [FieldValue]) {
+        self.id = id
+        self.stamps = stamps
+        self.values = values
+    }
+}
+
+extension RecordRow: Codable {
+    public init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        id = try container.decode(String.self)
+        let base = Stamp(
+            hlc: try container.decode(HLC.self),
+            replica: try container.decode(String.self),
+            user: try container.decode(String.self)
+        )
+        let overrides = try container.decodeNil() ? [:] : try container.decode([String: Stamp].self)
+        stamps = FieldStamps(base: base, overrides: overrides)
+        var values: [FieldValue] = []
+        if let count = container.count { values.reserveCapacity(max(0, count - 5)) }
+        while !container.isAtEnd {
+            values.append(try container.decode(FieldValue.self))
+        }
+        self.values = values
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(id)
+        try container.encode(stamps.base.version.hlc)
+        try container.encode(stamps.base.version.replica)
+        try container.encode(stamps.base.user)
+        if stamps.overrides.isEmpty {
+            try container.encodeNil()
+        } else {
+            try container.encode(stamps.overrides)
+        }
+        for value in values { try container.encode(value) }
+    }
+}

@@ -1,0 +1,151 @@
+/// A batch of local changes pushed by one replica: `POST /v1/push`, protocol v1.
+///
+/// Changes are grouped by table, user and the set of fields they change, so each record is one
+/// compact array: `[id, seq, meta, value…]`, values in the order of the group's `c`.
+public struct PushRequest: Codable, Sendable, Equatable {
+    /// The pushing replica.
+    public var replica: String
+    /// The changes, grouped.
+    public var groups: [ChangeGroup]
+
+    /// Creates a push.
+    public init(replica: String, groups: [ChangeGroup]) {
+        self.replica = replica
+        self.groups = groups
+    }
+
+    /// Number of records in the push.
+    public var recordCount: Int { groups.reduce(0) { $0 + $1.rows.count } }
+}
+
+/// Changes to one table, by one user, all changing the same fields.
+public struct ChangeGroup: Codable, Sendable, Equatable {
+    /// The table.
+    public var table: String
+    /// The user recorded on the replica when the changes were made.
+    public var user: String
+    /// The fields every row of the group changes, in the order of the row's values.
+    public var columns: [String]
+    /// The records.
+    public var rows: [ChangeRow]
+
+    /// Creates a group.
+    public init(table: String, user: String, columns: [String], rows: [ChangeRow]) {
+        self.table = table
+        self.user = user
+        self.columns = columns
+        self.rows = rows
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case table = "t"
+        case user = "u"
+        case columns = "c"
+        case rows = "r"
+    }
+}
+
+/// One record's pending change: new values of the group's fields, their versions and their bases.
+public struct ChangeRow: Sendable, Equatable {
+    /// The record id.
+    public var id: String
+    /// The replica's sequence number of the change: the HLC of its latest local write, strictly
+    /// increasing on one replica. The server applies a row once, when `seq` is above the last it applied.
+    public var seq: HLC
+    /// The new values, one per field of the group.
+    public var values: [FieldValue]
+    /// The HLC of each field's write, when not all equal to `seq`.
+    public var hlcs: [HLC]?
+    /// The version each field had on the replica before it was changed (nil entries: a new field),
+    /// or nil for a record created on the replica.
+    public var bases: [Version?]?
+
+    /// Creates a row.
+    public init(id: String, seq: HLC, values: [FieldValue], hlcs: [HLC]? = nil, bases: [Version?]? = nil) {
+        self.id = id
+        self.seq = seq
+        self.values = values
+        self.hlcs = hlcs
+        self.bases = bases
+    }
+
+    /// The HLC of the write of field number `index`.
+    public func hlc(at index: Int) -> HLC { hlcs?[index] ?? seq }
+
+    /// The base version of field number `index`; nil when the replica had no value before.
+    public func base(at index: Int) -> Version? { bases?[index] ?? nil }
+}
+
+extension ChangeRow: Codable {
+    private struct Meta: Codable {
+        var h: [HLC]?
+        var b: [Version?]?
+    }
+
+    public init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        id = try container.decode(String.self)
+        seq = try container.decode(HLC.self)
+        if try container.decodeNil() {
+            hlcs = nil
+            bases = nil
+        } else {
+            let meta = try container.decode(Meta.self)
+            hlcs = meta.h
+            bases = meta.b
+        }
+        var values: [FieldValue] = []
+        if let count = container.count { values.reserveCapacity(max(0, count - 3)) }
+        while !container.isAtEnd {
+            values.append(try container.decode(FieldValue.self))
+        }
+        self.values = values
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(id)
+        try container.encode(seq)
+        if hlcs == nil && bases == nil {
+            try container.encodeNil()
+        } else {
+            try container.encode(Meta(h: hlcs, b: bases))
+        }
+        for value in values { try container.encode(value) }
+    }
+}
+
+extension Version: Codable {
+    // A version travels as [hlc, replica].
+    public init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        self.init(hlc: try container.decode(HLC.self), replica: try container.decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(hlc)
+        try container.encode(replica)
+    }
+}
+
+/// The server's answer to a push.
+public struct PushResponse: Codable, Sendable, Equatable {
+    /// The greatest sequence number the server has applied for this replica; every pending change at
+    /// or below it is on the server.
+    public var acked: HLC
+    /// Records applied by this request (0 for a retried batch).
+    public var applied: Int
+    /// Field changes of this request that lost to a concurrent write, or overwrote one, and were logged.
+    public var conflicts: Int
+    /// The server's clock, which the replica advances past.
+    public var hlc: HLC
+
+    /// Creates a push response.
+    public init(acked: HLC, applied: Int, conflicts: Int, hlc: HLC) {
+        self.acked = acked
+        self.applied = applied
+        self.conflicts = conflicts
+        self.hlc = hlc
+    }
+}

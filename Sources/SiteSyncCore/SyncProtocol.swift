@@ -1,0 +1,58 @@
+/// Constants of the wire protocol shared by replicas and the server (see docs/PROTOCOL.md).
+public enum SyncProtocol {
+    /// The protocol version this build speaks.
+    public static let version = 1
+    /// Request header carrying the protocol version.
+    public static let protocolHeader = "SiteSync-Protocol"
+    /// Request header carrying the schema version of the replica.
+    public static let schemaHeader = "SiteSync-Schema"
+    /// Path of the push endpoint.
+    public static let pushPath = "/v1/push"
+    /// Path of the pull endpoint.
+    public static let pullPath = "/v1/pull"
+    /// Greatest number of rows a pull may ask for in one batch.
+    public static let maximumPullLimit = 5000
+}
+
+/// The stable error codes the server answers with, in `{"error":{"code":…,"message":…}}`.
+public enum ErrorCode: String, Codable, Sendable, CaseIterable {
+    /// The body is not the JSON message the endpoint expects.
+    case invalidJSON = "invalid_json"
+    /// The body exceeds the server's limit.
+    case bodyTooLarge = "body_too_large"
+    /// A value breaks the schema, or names an unknown table or field.
+    case validationFailed = "validation_failed"
+    /// No bearer token, or an unknown one.
+    case unauthorized
+    /// The token's role or site does not allow the request.
+    case forbidden
+    /// The client speaks another protocol version.
+    case protocolVersion = "protocol_version"
+    /// The client's schema is newer than the server's.
+    case schemaVersion = "schema_version"
+    /// The push is stamped too far ahead of the server's clock.
+    case clockSkew = "clock_skew"
+    /// No such route or resource.
+    case notFound = "not_found"
+    /// The server failed; nothing was written.
+    case internalError = "internal"
+}
+
+/// The body of every error response.
+public struct ErrorResponse: Codable, Sendable, Equatable {
+    /// The error itself.
+    public struct Detail: Codable, Sendable, Equatable {
+        /// A stable machine-readable code.
+        public var code: String
+        /// A full sentence for people.
+        public var message: String
+    }
+
+    /// The error.
+    public var error: Detail
+
+    /// Creates an error body.
+    public init(code: String, message: String) {
+        self.error = Detail(code: code, message: message)
+    }
+}

@@ -1,0 +1,154 @@
+/// A synced table: its columns and rules, shared by the replica and the server so both validate alike.
+///
+/// Every synced table has a text primary key `id` (a UUID generated on the replica), a `site_id` that
+/// decides who may see the record, and `_deleted`, which holds the reason of a soft delete (null while
+/// the record is live). Those two are ordinary fields for sync: versioned, merged and logged.
+public struct TableSchema: Sendable {
+    /// The SQL and wire name of the table.
+    public var name: String
+    /// The schema version that added the table.
+    public var since: Int
+    /// Whether replicas may write it; the conflict log is written by the server alone.
+    public var clientWritable: Bool
+    /// A one-line description.
+    public var summary: String
+    /// Every column but `id`, in storage order: `site_id`, the table's own columns, `_deleted`.
+    public private(set) var columns: [ColumnSchema]
+    private var index: [String: Int]
+
+    /// The name of the column holding the site a record belongs to.
+    public static let siteColumn = "site_id"
+    /// The name of the column holding the reason of a soft delete.
+    public static let deletedColumn = "_deleted"
+
+    /// Creates a table from its own columns; `site_id` and `_deleted` are added around them.
+    public init(_ name: String, since: Int = 1, clientWritable: Bool = true, summary: String = "", columns: [ColumnSchema]) {
+        self.name = name
+        self.since = since
+        self.clientWritable = clientWritable
+        self.summary = summary
+        let all =
+            [ColumnSchema(Self.siteColumn, .text(maxLength: 32), required: true, since: since, summary: "Site the record belongs to")]
+            + columns
+            + [ColumnSchema(Self.deletedColumn, .text(maxLength: 2000), since: since, summary: "Reason of the soft delete; empty while live")]
+        self.columns = all
+        self.index = Dictionary(uniqueKeysWithValues: all.enumerated().map { ($1.name, $0) })
+    }
+
+    /// The column named `name`, if the table has it.
+    public func column(_ name: String) -> ColumnSchema? {
+        index[name].map { columns[$0] }
+    }
+
+    /// The column names in storage order.
+    public var columnNames: [String] { columns.map(\.name) }
+
+    /// The table as a replica on schema `version` knows it.
+    public func restricted(to version: Int) -> TableSchema {
+        var copy = self
+        copy.columns = columns.filter { $0.since <= version }
+        copy.index = Dictionary(uniqueKeysWithValues: copy.columns.enumerated().map { ($1.name, $0) })
+        return copy
+    }
+
+    /// Checks the record id a replica generated.
+    public func validate(id: String) throws(ValidationError) {
+        guard !id.isEmpty, id.utf8.count <= 64, id.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
+            throw ValidationError(table: name, field: "id", "must be 1 to 64 printable characters without spaces; got \"\(id)\"")
+        }
+    }
+
+    /// Checks a write and returns its values normalised.
+    ///
+    /// - Parameters:
+    ///   - changes: the fields written and their new values.
+    ///   - creating: whether the write creates the record; then required fields must be present
+    ///     (or have a default) and defaults are added for the fields not named.
+    /// - Throws: ``ValidationError`` listing every field that breaks a rule, or an unknown field.
+    public func validate(_ changes: [String: FieldValue], creating: Bool) throws(ValidationError) -> [String: FieldValue] {
+        var problems: [ValidationError.Problem] = []
+        var normalized: [String: FieldValue] = [:]
+        normalized.reserveCapacity(creating ? columns.count : changes.count)
+        for (field, value) in changes {
+            guard let column = column(field) else {
+                problems.append(.init(table: name, field: field, message: "is not a field of \(name); its fields are \(columnNames.joined(separator: ", "))"))
+                continue
+            }
+            do {
+                normalized[field] = try column.validate(value, table: name)
+            } catch {
+                problems += error.problems
+            }
+        }
+        if creating {
+            for column in columns where changes[column.name] == nil {
+                if column.required && column.defaultValue.isNull {
+                    problems.append(.init(table: name, field: column.name, message: "is required for a new record"))
+                } else if !column.defaultValue.isNull {
+                    normalized[column.name] = column.defaultValue
+                }
+            }
+        }
+        if case .text(let site)? = normalized[Self.siteColumn], !SiteID.isValid(site) {
+            problems.append(.init(table: name, field: Self.siteColumn, message: SiteID.rule + "; got \"\(site)\""))
+        }
+        guard problems.isEmpty else {
+            let order = Dictionary(uniqueKeysWithValues: columns.enumerated().map { ($1.name, $0) })
+            throw ValidationError(problems: problems.sorted { (order[$0.field ?? ""] ?? .max) < (order[$1.field ?? ""] ?? .max) })
+        }
+        return normalized
+    }
+}
+
+/// Site identifiers, such as `S01`.
+public enum SiteID {
+    /// The scope of a reviewer: every site.
+    public static let all = "*"
+
+    /// The rule a site id follows, as a sentence fragment.
+    public static let rule = "a site id is 1 to 32 letters, digits, '-' or '_'"
+
+    /// Whether `site` is a valid site id (the `*` scope is not one).
+    public static func isValid(_ site: String) -> Bool {
+        !site.isEmpty && site.utf8.count <= 32
+            && site.utf8.allSatisfy { $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
+    }
+}
+
+extension UInt8 {
+    fileprivate var isASCIIAlphanumeric: Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self)
+    }
+}
+
+extension TableSchema {
+    /// Reads `FIELD=VALUE` text typed by a person into checked values, reporting every problem at once:
+    /// unknown fields, unreadable numbers and broken rules.
+    public func parse(_ assignments: [(field: String, text: String)]) throws(ValidationError) -> [String: FieldValue] {
+        var problems: [ValidationError.Problem] = []
+        var values: [String: FieldValue] = [:]
+        for (field, text) in assignments {
+            guard values[field] == nil else {
+                problems.append(.init(table: name, field: field, message: "is given twice"))
+                continue
+            }
+            guard let column = column(field) else {
+                problems.append(.init(table: name, field: field, message: "is not a field of \(name); its fields are \(columnNames.joined(separator: ", "))"))
+                continue
+            }
+            do {
+                values[field] = try column.parse(text, table: name)
+            } catch {
+                problems += error.problems
+            }
+        }
+        do {
+            values = try validate(values, creating: false)
+        } catch {
+            problems += error.problems
+        }
+        guard problems.isEmpty else { throw ValidationError(problems: problems) }
+        return values
+    }
+}

@@ -1,0 +1,3 @@
+import SiteSyncServer
+import SiteSyncClient
+print(1)

@@ -1,0 +1,243 @@
+import ArgumentParser
+import Foundation
+import SiteSyncClient
+import SiteSyncCore
+import TrialRecords
+
+@main
+struct SiteSync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sitesync",
+        abstract: "Record trial data offline on a site laptop and sync it with the SiteSync server.",
+        discussion: "Every command works on the local replica; only `sync` needs the network.",
+        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, Conflicts.self]
+    )
+}
+
+/// The replica database every command opens.
+struct ReplicaOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Path of the local replica.", discussion: "Default: $SITESYNC_DB, else ./sitesync.sqlite."))
+    var db: String?
+
+    var path: String {
+        db ?? ProcessInfo.processInfo.environment["SITESYNC_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? "sitesync.sqlite"
+    }
+
+    func open() throws -> Replica {
+        try Replica.open(path: path, schema: TrialSchema.current)
+    }
+}
+
+/// The `--json` flag.
+struct OutputOptions: ParsableArguments {
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+}
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set up this laptop's replica: its site, server, token and user.")
+
+    @OptionGroup var replica: ReplicaOptions
+
+    @Option(help: "The site this laptop records, e.g. S01; '*' for a reviewer laptop that sees every site.")
+    var site: String
+
+    @Option(help: "The sync server's URL, e.g. http://127.0.0.1:8080.")
+    var server: String
+
+    @Option(help: "The bearer token from `sitesync-server token create`.")
+    var token: String
+
+    @Option(help: "Your name, recorded on every change made here.")
+    var user: String
+
+    func validate() throws {
+        guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+            throw ValidationError("--server must be an http:// or https:// URL, e.g. http://127.0.0.1:8080.")
+        }
+        guard !token.isEmpty else { throw ValidationError("--token must not be empty.") }
+    }
+
+    func run() throws {
+        let identity = try replica.open().initialize(site: site, user: user, serverURL: URL(string: server)!, token: token)
+        print("Initialised replica \(identity.replicaID) for site \(identity.site) at \(replica.path).")
+    }
+}
+
+struct Put: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a record, or change fields of one; prints the record id.",
+        discussion: "Example: sitesync put adverse_events subject_id=ID term='Cytokine release syndrome' grade=2. An empty value (field=) clears the field."
+    )
+
+    @OptionGroup var replica: ReplicaOptions
+
+    @Argument(help: "The table, e.g. subjects or adverse_events.")
+    var table: String
+
+    @Option(help: "The id of the record to change; a new record gets a new id.")
+    var id: String?
+
+    @Argument(help: "FIELD=VALUE pairs.")
+    var assignments: [String] = []
+
+    func validate() throws {
+        guard !assignments.isEmpty else { throw ValidationError("Give at least one FIELD=VALUE.") }
+        for assignment in assignments where !assignment.contains("=") {
+            throw ValidationError("'\(assignment)' is not FIELD=VALUE.")
+        }
+    }
+
+    func run() throws {
+        let replica = try replica.open()
+        let values = try replica.schema.table(table).parse(assignments.map { assignment in
+            let parts = assignment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (field: String(parts[0]), text: String(parts[1]))
+        })
+        print(try replica.put(table, id: id, values))
+    }
+}
+
+struct Get: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one record, deleted or not.")
+
+    @OptionGroup var replica: ReplicaOptions
+    @OptionGroup var output: OutputOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Argument(help: "The record id.")
+    var id: String
+
+    func run() throws {
+        guard let record = try replica.open().get(table, id: id) else {
+            throw ReplicaError.recordNotFound(table: table, id: id)
+        }
+        if output.json {
+            try printJSON(RecordJSON(record))
+        } else {
+            print(Table(rows: [["id", record.id]] + record.fields.map { [$0.name, $0.value.displayText ?? ""] }).render(header: false))
+        }
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the records of a table; deleted ones are hidden.")
+
+    @OptionGroup var replica: ReplicaOptions
+    @OptionGroup var output: OutputOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    func run() throws {
+        let replica = try replica.open()
+        let records = try replica.list(table)
+        if output.json {
+            try printJSON(records.map(RecordJSON.init))
+        } else {
+            let columns = try replica.schema.table(table).columnNames.filter { $0 != TableSchema.deletedColumn }
+            let rows = records.map { record in [record.id] + columns.map { record[$0]?.displayText ?? "" } }
+            print(Table(rows: [["id"] + columns] + rows).render(header: true))
+            print("\(records.count) record\(records.count == 1 ? "" : "s")")
+        }
+    }
+}
+
+struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Soft-delete a record with a reason; the delete syncs like any edit.")
+
+    @OptionGroup var replica: ReplicaOptions
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Argument(help: "The record id.")
+    var id: String
+
+    @Option(help: "Why the record is deleted; kept in the audit trail.")
+    var reason: String
+
+    func run() throws {
+        try replica.open().delete(table, id: id, reason: reason)
+        print("Deleted \(table) \(id).")
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show this replica's site, what waits to sync and open conflicts.")
+
+    @OptionGroup var replica: ReplicaOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let status = try replica.open().status()
+        if output.json {
+            try printJSON(status)
+        } else {
+            print(Table(rows: [
+                ["site", status.site],
+                ["replica", status.replica],
+                ["user", status.user],
+                ["server", status.server],
+                ["pending changes", String(status.pendingChanges)],
+                ["open conflicts", String(status.openConflicts)],
+                ["last sync", status.lastSync ?? "never"],
+                ["clock offset", status.clockOffsetMilliseconds.map { "\($0) ms (server minus laptop)" } ?? "unknown"],
+            ]).render(header: false))
+        }
+    }
+}
+
+struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Push local changes and pull the server's until both are drained.")
+
+    @OptionGroup var replica: ReplicaOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let replica = try replica.open()
+        guard let identity = replica.identity else { throw ReplicaError.notInitialized }
+        let transport = HTTPTransport(serverURL: identity.serverURL, token: identity.token, schemaVersion: replica.schema.version)
+        let report = try await SyncEngine(replica: replica, transport: transport).sync()
+        if output.json {
+            try printJSON(report)
+        } else {
+            print("Pushed \(report.pushed), pulled \(report.pulled), conflicts \(report.conflicts).")
+        }
+    }
+}
+
+struct Conflicts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Review values overwritten by concurrent edits.", subcommands: [ListConflicts.self])
+
+    struct ListConflicts: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the conflicts pulled to this laptop; open ones unless --all.")
+
+        @OptionGroup var replica: ReplicaOptions
+        @OptionGroup var output: OutputOptions
+
+        @Flag(help: "Include resolved conflicts.")
+        var all = false
+
+        func run() throws {
+            let conflicts = try replica.open().conflicts(includeResolved: all)
+            if output.json {
+                try printJSON(conflicts)
+            } else {
+                let header = ["id", "status", "table", "record", "field", "kept", "by", "overwritten", "by", "detected"]
+                let rows = conflicts.map { conflict in
+                    [
+                        conflict.id, conflict.status, conflict.table, conflict.recordID, conflict.field,
+                        conflict.winner.value.displayText ?? "(empty)", conflict.winner.user ?? conflict.winner.replica,
+                        conflict.loser.value.displayText ?? "(empty)", conflict.loser.user ?? conflict.loser.replica,
+                        conflict.detectedAt,
+                    ]
+                }
+                print(Table(rows: [header] + rows).render(header: true))
+                print("\(conflicts.count) conflict\(conflicts.count == 1 ? "" : "s")")
+            }
+        }
+    }
+}

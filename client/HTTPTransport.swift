@@ -1,0 +1,65 @@
+import Foundation
+import SiteSyncCore
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The sync protocol over HTTP(S) with URLSession: JSON bodies, a bearer token, version headers.
+public struct HTTPTransport: SyncTransport {
+    /// The server's base URL, for example `http://127.0.0.1:8080`.
+    public var serverURL: URL
+    /// The bearer token.
+    public var token: String
+    /// The schema version announced in every request.
+    public var schemaVersion: Int
+    /// Seconds before a request is abandoned.
+    public var timeout: TimeInterval
+    private let session: URLSession
+
+    /// Creates a transport.
+    public init(serverURL: URL, token: String, schemaVersion: Int, timeout: TimeInterval = 60, session: URLSession = .shared) {
+        self.serverURL = serverURL
+        self.token = token
+        self.schemaVersion = schemaVersion
+        self.timeout = timeout
+        self.session = session
+    }
+
+    public func push(_ request: PushRequest) async throws -> PushResponse {
+        try await post(SyncProtocol.pushPath, request)
+    }
+
+    public func pull(_ request: PullRequest) async throws -> PullResponse {
+        try await post(SyncProtocol.pullPath, request)
+    }
+
+    private func post<Response: Decodable>(_ path: String, _ body: some Encodable) async throws -> Response {
+        var request = URLRequest(url: serverURL.appendingPathComponent(path), timeoutInterval: timeout)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue(String(SyncProtocol.version), forHTTPHeaderField: SyncProtocol.protocolHeader)
+        request.setValue(String(schemaVersion), forHTTPHeaderField: SyncProtocol.schemaHeader)
+        request.httpBody = try JSONEncoder().encode(body)
+        let data: Data
+        let response: URLResponse
+        do {
+            (data, response) = try await session.data(for: request)
+        } catch {
+            throw SyncError.unreachable(serverURL.absoluteString, (error as NSError).localizedDescription)
+        }
+        guard let http = response as? HTTPURLResponse else { throw SyncError.invalidResponse("not an HTTP response") }
+        guard (200..<300).contains(http.statusCode) else {
+            if let failure = try? JSONDecoder().decode(ErrorResponse.self, from: data) {
+                throw SyncError.refused(status: http.statusCode, code: failure.error.code, message: failure.error.message)
+            }
+            throw SyncError.refused(status: http.statusCode, code: "http_\(http.statusCode)", message: "HTTP status \(http.statusCode).")
+        }
+        do {
+            return try JSONDecoder().decode(Response.self, from: data)
+        } catch {
+            throw SyncError.invalidResponse(String(describing: error))
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import GRDB
+import SiteSyncCore
+import SiteSyncSQLite
+
+/// Local changes read from the outbox for one push, and what is needed to acknowledge them.
+public struct OutboxBatch: Sendable {
+    struct Entry: Sendable {
+        var table: String
+        var id: String
+        var seq: HLC
+        var stamps: [String: Stamp]
+    }
+
+    /// The push request carrying the batch.
+    public var request: PushRequest
+    /// The greatest sequence number in the batch.
+    public var lastSeq: HLC
+    var entries: [Entry]
+
+    /// Number of records in the batch.
+    public var count: Int { entries.count }
+}
+
+/// A value kept in the outbox because a newer pulled value replaced it before it was pushed.
+struct HeldValue: Codable {
+    var value: FieldValue
+    var stamp: Stamp
+
+    init(value: FieldValue, stamp: Stamp) {
+        self.value = value
+        self.stamp = stamp
+    }
+
+    init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        value = try container.decode(FieldValue.self)
+        stamp = try container.decode(Stamp.self)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(value)
+        try container.encode(stamp)
+    }
+}
+
+enum ShadowJSON {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }()
+
+    static func decode<T: Decodable>(_ type: T.Type, _ json: String?) throws -> T? {
+        guard let json else { return nil }
+        return try JSONDecoder().decode(T.self, from: Data(json.utf8))
+    }
+
+    static func encode(_ value: some Encodable) -> String? {
+        String(decoding: try! encoder.encode(value), as: UTF8.self)
+    }
+}
+
+extension Replica {
+    /// Number of records waiting to be pushed.
+    public func pendingCount() throws -> Int {
+        try writer.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_records WHERE pending IS NOT NULL") ?? 0
+        }
+    }
+
+    /// Reads the oldest pending changes, at most `limit` records with sequence numbers above `after`.
+    ///
+    /// Each record carries the fields it changed since its last push, their current local values
+    /// (or the held ones a pull replaced), their versions and their bases.
+    public func outboxBatch(limit: Int, after: HLC = .zero) throws -> OutboxBatch? {
+        let identity = try requireIdentity()
+        return try writer.read { db -> OutboxBatch? in
+            let shadows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT tbl, id, hlc, replica, user, fields, pending, base, held FROM _sitesync_records
+                    WHERE pending IS NOT NULL AND pending > ? ORDER BY pending LIMIT ?
+                    """,
+                arguments: [after.rawValue, limit]
+            )
+            guard !shadows.isEmpty else { return nil }
+            var groups: [String: ChangeGroup] = [:]
+            var order: [String] = []
+            var entries: [OutboxBatch.Entry] = []
+            entries.reserveCapacity(shadows.count)
+            for shadow in shadows {
+                let tableName: String = shadow[0]
+                let id: String = shadow[1]
+                // A table this build no longer knows cannot be read or pushed; it stays queued.
+                guard let table = try? schema.table(tableName) else { continue }
+                let stamps = try FieldStamps(row: shadow, startingAt: 2)
+                let seq = HLC(rawValue: shadow[6])
+                let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
+                let held = try ShadowJSON.decode([String: HeldValue].self, shadow[8]) ?? [:]
+                guard let data = try Row.fetchOne(db, sql: "\(selectSQL(table)) WHERE id = ?", arguments: [id]) else { continue }
+                var columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
+                guard !columns.isEmpty else { continue }
+                var values: [FieldValue] = []
+                var pushed: [String: Stamp] = [:]
+                var bases: [Version?] = []
+                for column in columns {
+                    if let kept = held[column] {
+                        values.append(kept.value)
+                        pushed[column] = kept.stamp
+                    } else {
+                        values.append(data.fieldValue(atIndex: table.columnNames.firstIndex(of: column)! + 1))
+                        pushed[column] = stamps[column]
+                    }
+                    bases.append(base?[column]??.version)
+                }
+                let user = columns.map { pushed[$0]! }.max { $0.version < $1.version }?.user ?? identity.user
+                let deletedIndex = table.columnNames.firstIndex(of: TableSchema.deletedColumn)! + 1
+                if base != nil, !columns.contains(TableSchema.deletedColumn), data.fieldValue(atIndex: deletedIndex).isNull {
+                    // An edit of a live record asserts it is still live, so that a concurrent delete
+                    // meets it on `_deleted` and last-writer-wins decides and logs delete versus edit.
+                    columns.append(TableSchema.deletedColumn)
+                    values.append(.null)
+                    bases.append(stamps[TableSchema.deletedColumn].version)
+                    pushed[TableSchema.deletedColumn] = Stamp(hlc: seq, replica: identity.replicaID, user: user)
+                }
+                let hlcs = columns.map { pushed[$0]!.version.hlc }
+                let row = ChangeRow(
+                    id: id,
+                    seq: seq,
+                    values: values,
+                    hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs,
+                    bases: base == nil ? nil : bases
+                )
+                let key = "\(tableName)\u{1}\(user)\u{1}\(columns.joined(separator: ","))"
+                if groups[key] == nil {
+                    groups[key] = ChangeGroup(table: tableName, user: user, columns: columns, rows: [])
+                    order.append(key)
+                }
+                groups[key]!.rows.append(row)
+                entries.append(.init(table: tableName, id: id, seq: seq, stamps: pushed))
+            }
+            return OutboxBatch(
+                request: PushRequest(replica: identity.replicaID, groups: order.map { groups[$0]! }),
+                lastSeq: HLC(rawValue: shadows.last![6]),
+                entries: entries
+            )
+        }
+    }
+
+    /// Marks the changes the server acknowledged as pushed, and advances the clock past the server's.
+    ///
+    /// A record edited again while the push was in flight stays pending; its pushed fields now have
+    /// the pushed versions as their bases, so the server sees the new edit as sequential.
+    /// - Returns: the number of records edited again during the push.
+    @discardableResult
+    public func acknowledge(_ batch: OutboxBatch, _ response: PushResponse) throws -> Int {
+        try writer.write { db in
+            var rebased = 0
+            let clear = try db.cachedStatement(
+                sql: "UPDATE _sitesync_records SET pending = NULL, base = NULL, held = NULL WHERE tbl = ? AND id = ? AND pending = ?"
+            )
+            for entry in batch.entries where entry.seq <= response.acked {
+                try clear.execute(arguments: [entry.table, entry.id, entry.seq.rawValue])
+                if db.changesCount == 0 {
+                    try rebase(db, entry)
+                    rebased += 1
+                }
+            }
+            try recordServerReply(db, hlc: max(response.hlc, response.acked))
+            return rebased
+        }
+    }
+
+    private func rebase(_ db: Database, _ entry: OutboxBatch.Entry) throws {
+        guard let shadow = try Row.fetchOne(
+            db, sql: "SELECT hlc, replica, user, fields, base, held FROM _sitesync_records WHERE tbl = ? AND id = ? AND pending IS NOT NULL",
+            arguments: [entry.table, entry.id]
+        ) else { return }
+        let stamps = try FieldStamps(row: shadow, startingAt: 0)
+        var base: [String: Stamp?]
+        if let stored = try ShadowJSON.decode([String: Stamp?].self, shadow[4]) {
+            base = stored
+            for (column, stamp) in entry.stamps where base[column] != nil {
+                base[column] = .some(stamp)
+            }
+        } else {
+            // Created here and edited during its first push: what was edited since is based on what was pushed.
+            base = [:]
+            for (column, stamp) in entry.stamps where stamps[column].version.hlc > entry.seq {
+                base[column] = .some(stamp)
+            }
+        }
+        var held = try ShadowJSON.decode([String: HeldValue].self, shadow[5]) ?? [:]
+        for column in entry.stamps.keys { held[column] = nil }
+        try db.execute(
+            sql: "UPDATE _sitesync_records SET base = ?, held = ? WHERE tbl = ? AND id = ?",
+            arguments: [ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), entry.table, entry.id]
+        )
+    }
+
+    /// Advances and persists the clock past a server reply, and records the clock offset.
+    func recordServerReply(_ db: Database, hlc: HLC) throws {
+        state.clock.receive(hlc)
+        let offset = hlc.milliseconds - state.clock.wallMilliseconds
+        try db.execute(
+            sql: "UPDATE _sitesync_meta SET hlc = max(hlc, ?), clock_offset_ms = ?",
+            arguments: [state.clock.current.rawValue, offset]
+        )
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import GRDB
+import SiteSyncCore
+import SiteSyncSQLite
+
+extension Replica {
+    /// The per-site cursor of the last pulled batch.
+    public func cursor() throws -> [String: Int64] {
+        try writer.read { db in
+            try ShadowJSON.decode([String: Int64].self, String.fetchOne(db, sql: "SELECT cursor FROM _sitesync_meta")) ?? [:]
+        }
+    }
+
+    /// Applies a pulled batch and its cursor in one transaction; returns how many records changed.
+    ///
+    /// Each field takes the pulled value when its version is greater than the local one. A local value
+    /// not yet pushed that loses is held in the outbox, so it is still pushed and the server logs it.
+    /// Applying the same batch twice changes nothing the second time. Applied writes are not tracked.
+    @discardableResult
+    public func apply(_ response: PullResponse) throws -> Int {
+        try writer.write { db in
+            let changed = try state.untracked {
+                var changed = 0
+                for group in response.groups {
+                    // Tables and fields this build does not know are left to a newer build.
+                    guard let table = try? schema.table(group.table) else { continue }
+                    let known = group.columns.enumerated().filter { table.column($0.element) != nil }
+                    for row in group.rows where try applyRow(db, table: table, known: known, row: row) {
+                        changed += 1
+                    }
+                }
+                return changed
+            }
+            var cursor = try ShadowJSON.decode([String: Int64].self, String.fetchOne(db, sql: "SELECT cursor FROM _sitesync_meta")) ?? [:]
+            cursor.merge(response.cursor, uniquingKeysWith: max)
+            try db.execute(sql: "UPDATE _sitesync_meta SET cursor = ?", arguments: [ShadowJSON.encode(cursor)])
+            try recordServerReply(db, hlc: response.hlc)
+            return changed
+        }
+    }
+
+    /// Merges one pulled record; returns whether anything changed.
+    private func applyRow(_ db: Database, table: TableSchema, known: [(offset: Int, element: String)], row: RecordRow) throws -> Bool {
+        let quoted = table.name.quotedDatabaseIdentifier
+        guard let shadow = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT hlc, replica, user, fields, pending, base, held FROM _sitesync_records WHERE tbl = ? AND id = ?"),
+            arguments: [table.name, row.id]
+        ) else {
+            let columns = known.map(\.element)
+            let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+            let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
+            try db.cachedStatement(sql: "INSERT INTO \(quoted) (\(names)) VALUES (\(marks))")
+                .execute(arguments: StatementArguments([row.id] + known.map { row.values[$0.offset] }))
+            var stamps = row.stamps
+            stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
+            try db.cachedStatement(
+                sql: "INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, fields) VALUES (?, ?, ?, ?, ?, ?)"
+            ).execute(arguments: StatementArguments([table.name, row.id] + stamps.storedValues))
+            return true
+        }
+
+        var local = try FieldStamps(row: shadow, startingAt: 0)
+        let pending = (shadow[4] as Int64?) != nil
+        let base = try ShadowJSON.decode([String: Stamp?].self, shadow[5])
+        var held = try ShadowJSON.decode([String: HeldValue].self, shadow[6]) ?? [:]
+        var updates: [(column: String, value: FieldValue)] = []
+        var current: Row?
+        for (index, column) in known {
+            let remote = row.stamps[column]
+            guard remote.version > local[column].version else { continue }
+            let isPendingField = pending && (base == nil || base?[column] != nil)
+            if isPendingField, held[column] == nil {
+                if current == nil {
+                    current = try Row.fetchOne(db, sql: "\(selectSQL(table)) WHERE id = ?", arguments: [row.id])
+                }
+                let position = table.columnNames.firstIndex(of: column)! + 1
+                held[column] = HeldValue(value: current?.fieldValue(atIndex: position) ?? .null, stamp: local[column])
+            }
+            local[column] = remote
+            updates.append((column, row.values[index]))
+        }
+        guard !updates.isEmpty else { return false }
+        let assignments = updates.map { "\($0.column.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
+        try db.execute(sql: "UPDATE \(quoted) SET \(assignments) WHERE id = ?", arguments: StatementArguments(updates.map(\.value) + [row.id]))
+        local.compact(fields: table.columnNames)
+        try db.execute(
+            sql: "UPDATE _sitesync_records SET hlc = ?, replica = ?, user = ?, fields = ?, held = ? WHERE tbl = ? AND id = ?",
+            arguments: StatementArguments(local.storedValues + [held.isEmpty ? nil : ShadowJSON.encode(held), table.name, row.id])
+        )
+        return true
+    }
+}

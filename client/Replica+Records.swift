@@ -1,0 +1,111 @@
+import Foundation
+import GRDB
+import SiteSyncCore
+import SiteSyncSQLite
+
+extension Replica {
+    /// Creates a record, or changes fields of an existing one, in one transaction; returns its id.
+    ///
+    /// Values are validated against the schema first; a new record at a site laptop gets the laptop's
+    /// site. Nothing is written when any value breaks a rule.
+    ///
+    /// - Parameters:
+    ///   - table: the table, for example `adverse_events`.
+    ///   - id: the record to change; nil creates a record with a new UUID.
+    ///   - values: the fields to write.
+    /// - Throws: ``ValidationError`` naming each bad field and rule, or ``ReplicaError``.
+    @discardableResult
+    public func put(_ table: String, id: String? = nil, _ values: [String: FieldValue]) throws -> String {
+        let identity = try requireIdentity()
+        let tableSchema = try writableTable(table)
+        let id = id ?? UUID().uuidString.lowercased()
+        try tableSchema.validate(id: id)
+        return try writer.write { db in
+            let existing: String? = try Row.fetchOne(
+                db, sql: "SELECT site_id FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id]
+            ).map { $0[0] ?? "" }
+            var values = values
+            if existing == nil, values[TableSchema.siteColumn] == nil {
+                guard !identity.isReviewer else {
+                    throw ReplicaError.invalidArgument("A reviewer replica records every site: give site_id for a new record.")
+                }
+                values[TableSchema.siteColumn] = .text(identity.site)
+            }
+            let normalized = try tableSchema.validate(values, creating: existing == nil)
+            if case .text(let site)? = normalized[TableSchema.siteColumn] {
+                if let existing, existing != site {
+                    throw ReplicaError.outsideSite("Record \(id) belongs to site \(existing); a record cannot move to another site.")
+                }
+                if !identity.isReviewer, site != identity.site {
+                    throw ReplicaError.outsideSite("This laptop records site \(identity.site); it cannot write a record of site \(site).")
+                }
+            }
+            let columns = tableSchema.columnNames.filter { normalized[$0] != nil }
+            if existing == nil {
+                let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+                let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
+                try db.cachedStatement(sql: "INSERT INTO \(table.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))")
+                    .execute(arguments: StatementArguments([id] + columns.map { normalized[$0]! }))
+            } else if !columns.isEmpty {
+                let assignments = columns.map { "\($0.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
+                try db.cachedStatement(sql: "UPDATE \(table.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?")
+                    .execute(arguments: StatementArguments(columns.map { normalized[$0]! } + [id]))
+            }
+            return id
+        }
+    }
+
+    /// Soft-deletes a record: its `_deleted` field takes the reason, and the delete syncs like any edit.
+    public func delete(_ table: String, id: String, reason: String) throws {
+        _ = try requireIdentity()
+        _ = try writableTable(table)
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty else { throw ReplicaError.invalidArgument("A reason is required to delete a record.") }
+        try writer.write { db in
+            guard let deleted = try Row.fetchOne(db, sql: "SELECT _deleted FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id])
+            else { throw ReplicaError.recordNotFound(table: table, id: id) }
+            guard (deleted[0] as String?) == nil else {
+                throw ReplicaError.invalidArgument("Record \(id) in \(table) is already deleted.")
+            }
+            try db.execute(sql: "UPDATE \(table.quotedDatabaseIdentifier) SET _deleted = ? WHERE id = ?", arguments: [reason, id])
+        }
+    }
+
+    /// The record `id` of `table`, deleted or not; nil if there is none.
+    public func get(_ table: String, id: String) throws -> StoredRecord? {
+        let tableSchema = try schema.table(table)
+        return try writer.read { db in
+            try Row.fetchOne(db, sql: "\(selectSQL(tableSchema)) WHERE id = ?", arguments: [id])
+                .map { storedRecord($0, tableSchema) }
+        }
+    }
+
+    /// The records of `table`, oldest first; soft-deleted ones only when asked.
+    public func list(_ table: String, includeDeleted: Bool = false) throws -> [StoredRecord] {
+        let tableSchema = try schema.table(table)
+        return try writer.read { db in
+            let filter = includeDeleted ? "" : " WHERE _deleted IS NULL"
+            return try Row.fetchAll(db, sql: "\(selectSQL(tableSchema))\(filter) ORDER BY rowid")
+                .map { storedRecord($0, tableSchema) }
+        }
+    }
+
+    private func writableTable(_ table: String) throws -> TableSchema {
+        let tableSchema = try schema.table(table)
+        guard tableSchema.clientWritable else { throw ReplicaError.readOnlyTable(table) }
+        return tableSchema
+    }
+
+    func selectSQL(_ table: TableSchema) -> String {
+        let columns = (["id"] + table.columnNames).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+        return "SELECT \(columns) FROM \(table.name.quotedDatabaseIdentifier)"
+    }
+
+    func storedRecord(_ row: Row, _ table: TableSchema) -> StoredRecord {
+        StoredRecord(
+            table: table.name,
+            id: row[0],
+            fields: table.columns.enumerated().map { (name: $1.name, value: row.fieldValue(atIndex: $0 + 1)) }
+        )
+    }
+}

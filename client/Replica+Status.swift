@@ -1,0 +1,68 @@
+import Foundation
+import GRDB
+import SiteSyncCore
+
+/// What `sitesync status` shows: who this replica is and what waits to sync.
+public struct ReplicaStatus: Codable, Sendable, Equatable {
+    /// The site recorded, or `*`.
+    public var site: String
+    /// The replica id.
+    public var replica: String
+    /// The user recorded on changes.
+    public var user: String
+    /// The server URL.
+    public var server: String
+    /// Records changed here and not yet pushed.
+    public var pendingChanges: Int
+    /// Open conflicts of this replica's sites, as last pulled.
+    public var openConflicts: Int
+    /// When the last complete sync ended (ISO 8601), if ever.
+    public var lastSync: String?
+    /// The server's clock minus this laptop's at the last reply, in milliseconds.
+    public var clockOffsetMilliseconds: Int64?
+
+    enum CodingKeys: String, CodingKey {
+        case site, replica, user, server
+        case pendingChanges = "pending_changes"
+        case openConflicts = "open_conflicts"
+        case lastSync = "last_sync"
+        case clockOffsetMilliseconds = "clock_offset_ms"
+    }
+}
+
+extension Replica {
+    /// The replica's status.
+    public func status() throws -> ReplicaStatus {
+        let identity = try requireIdentity()
+        return try writer.read { db in
+            let meta = try Row.fetchOne(db, sql: "SELECT last_sync, clock_offset_ms FROM _sitesync_meta")
+            return ReplicaStatus(
+                site: identity.site,
+                replica: identity.replicaID,
+                user: identity.user,
+                server: identity.serverURL.absoluteString,
+                pendingChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_records WHERE pending IS NOT NULL") ?? 0,
+                openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE status = 'open'") ?? 0,
+                lastSync: meta?["last_sync"],
+                clockOffsetMilliseconds: meta?["clock_offset_ms"]
+            )
+        }
+    }
+
+    /// Records that a sync round completed now.
+    func recordSyncCompleted() throws {
+        try writer.write { db in
+            try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [Timestamp.now()])
+        }
+    }
+
+    /// The conflicts this replica has pulled, newest first; open ones only unless asked.
+    public func conflicts(includeResolved: Bool = false) throws -> [Conflict] {
+        try list(TableSchema.conflicts.name)
+            .filter { includeResolved || $0["status"] == .text("open") }
+            .map { record in
+                try Conflict(id: record.id, fields: Dictionary(uniqueKeysWithValues: record.fields.map { ($0.name, $0.value) }))
+            }
+            .sorted { $0.detectedAt != $1.detectedAt ? $0.detectedAt > $1.detectedAt : $0.id < $1.id }
+    }
+}

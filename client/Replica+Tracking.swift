@@ -1,0 +1,89 @@
+import GRDB
+import SiteSyncCore
+
+extension Replica {
+    /// Installs the triggers that track local writes of `table` into the outbox, in the writer's transaction.
+    ///
+    /// - An insert creates the shadow row: every field stamped with one fresh HLC, pending.
+    /// - An update of a field re-stamps that field, marks the record pending with the new HLC, and
+    ///   records the field's previous stamp as its base unless an earlier unpushed edit already did.
+    /// - Deleting a row and changing an id or a site are refused: deletes are soft, with a reason.
+    ///
+    /// Triggers skip their work while the sync engine applies pulled changes (`sitesync_tracking()` is 0).
+    static func installTracking(_ db: Database, table: TableSchema) throws {
+        let name = table.name
+        let quoted = name.quotedDatabaseIdentifier
+        let literal = "'\(name)'"
+        for suffix in ["ai", "bd", "bu_id", "bu_site", "bw"] + table.columns.map({ "au_\($0.name)" }) {
+            try db.execute(sql: "DROP TRIGGER IF EXISTS \("_sitesync_\(name)_\(suffix)".quotedDatabaseIdentifier)")
+        }
+        func trigger(_ suffix: String) -> String { "_sitesync_\(name)_\(suffix)".quotedDatabaseIdentifier }
+
+        try db.execute(
+            sql: """
+                CREATE TRIGGER \(trigger("bd")) BEFORE DELETE ON \(quoted) BEGIN
+                    SELECT RAISE(ABORT, 'records of \(name) are never deleted: set _deleted to the reason instead (sitesync delete)');
+                END;
+                CREATE TRIGGER \(trigger("bu_id")) BEFORE UPDATE OF id ON \(quoted) WHEN NEW.id IS NOT OLD.id BEGIN
+                    SELECT RAISE(ABORT, 'the id of a record of \(name) cannot change');
+                END;
+                CREATE TRIGGER \(trigger("bu_site")) BEFORE UPDATE OF site_id ON \(quoted)
+                WHEN NEW.site_id IS NOT OLD.site_id AND sitesync_tracking() BEGIN
+                    SELECT RAISE(ABORT, 'a record of \(name) cannot move to another site');
+                END;
+                """
+        )
+        guard table.clientWritable else {
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER \(trigger("bw")) BEFORE INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
+                        SELECT RAISE(ABORT, '\(name) is written by the server only');
+                    END;
+                    """
+            )
+            for column in table.columns {
+                try db.execute(
+                    sql: """
+                        CREATE TRIGGER \(trigger("au_\(column.name)")) BEFORE UPDATE OF \(column.name.quotedDatabaseIdentifier) ON \(quoted)
+                        WHEN sitesync_tracking() BEGIN
+                            SELECT RAISE(ABORT, '\(name) is written by the server only');
+                        END;
+                        """
+                )
+            }
+            return
+        }
+        try db.execute(
+            sql: """
+                CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
+                    INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, pending)
+                    SELECT \(literal), NEW.id, s.h, sitesync_replica(), sitesync_user(), s.h
+                    FROM (SELECT sitesync_tick() AS h) AS s;
+                END;
+                """
+        )
+        for column in table.columns {
+            let field = column.name.quotedDatabaseIdentifier
+            let path = "'$.\(column.name)'"
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER \(trigger("au_\(column.name)")) AFTER UPDATE OF \(field) ON \(quoted)
+                    WHEN NEW.\(field) IS NOT OLD.\(field) AND sitesync_tracking() BEGIN
+                        UPDATE _sitesync_records SET
+                            base = CASE
+                                WHEN pending IS NOT NULL AND base IS NULL THEN NULL
+                                WHEN json_type(base, \(path)) IS NOT NULL THEN base
+                                ELSE json_set(coalesce(base, '{}'), \(path),
+                                              json(coalesce(json_extract(fields, \(path)), json_array(hlc, replica, user))))
+                            END,
+                            fields = json_set(coalesce(fields, '{}'), \(path), json_array(s.h, sitesync_replica(), sitesync_user())),
+                            held = CASE WHEN held IS NULL THEN NULL ELSE nullif(json_remove(held, \(path)), '{}') END,
+                            pending = s.h
+                        FROM (SELECT sitesync_tick() AS h) AS s
+                        WHERE tbl = \(literal) AND id = NEW.id;
+                    END;
+                    """
+            )
+        }
+    }
+}

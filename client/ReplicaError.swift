@@ -1,0 +1,53 @@
+/// A refused local operation, with a full sentence saying why. Nothing was written.
+public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible {
+    private enum Kind: Equatable, Sendable {
+        case notInitialized
+        case alreadyInitialized
+        case recordNotFound
+        case readOnlyTable
+        case outsideSite
+        case invalidArgument
+    }
+
+    private let kind: Kind
+    /// What went wrong, for people.
+    public let message: String
+
+    private init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    /// Errors compare by kind, so tests and callers can match them whatever the details.
+    public static func == (lhs: ReplicaError, rhs: ReplicaError) -> Bool { lhs.kind == rhs.kind }
+
+    /// The replica has no identity yet.
+    public static let notInitialized = ReplicaError(
+        .notInitialized, "This replica is not initialised; run `sitesync init --site SITE --server URL --token TOKEN --user NAME` first."
+    )
+    /// The replica already belongs to another site.
+    public static func alreadyInitialized(site: String) -> ReplicaError {
+        ReplicaError(.alreadyInitialized, "This replica already records site \(site); use a new database file for another site.")
+    }
+    /// No record with that id.
+    public static func recordNotFound(table: String, id: String) -> ReplicaError {
+        ReplicaError(.recordNotFound, "No record \(id) in \(table).")
+    }
+    /// The table is written by the server only.
+    public static func readOnlyTable(_ table: String) -> ReplicaError {
+        ReplicaError(.readOnlyTable, "The table \(table) is written by the server only.")
+    }
+    /// The record belongs to a site this replica may not write.
+    public static func outsideSite(_ message: String) -> ReplicaError { ReplicaError(.outsideSite, message) }
+    /// An argument breaks a rule of the operation.
+    public static func invalidArgument(_ message: String) -> ReplicaError { ReplicaError(.invalidArgument, message) }
+
+    /// Matching values, for `#expect(throws:)` and `catch` patterns.
+    public static let recordNotFound = recordNotFound(table: "", id: "")
+    public static let readOnlyTable = readOnlyTable("")
+    public static let outsideSite = outsideSite("")
+    public static let invalidArgument = invalidArgument("")
+    public static let alreadyInitialized = alreadyInitialized(site: "")
+}

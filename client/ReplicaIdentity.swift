@@ -1,0 +1,33 @@
+import Foundation
+
+/// Who a replica is: its random id, the site it records (or `*` for a reviewer), its user and server.
+public struct ReplicaIdentity: Sendable, Equatable {
+    /// Random id of this replica, generated at `init`.
+    public var replicaID: String
+    /// The site this replica records, or `*` for a reviewer replica that sees every site.
+    public var site: String
+    /// The user recorded on every change made here.
+    public var user: String
+    /// The sync server.
+    public var serverURL: URL
+    /// The bearer token presented to the server.
+    public var token: String
+
+    /// Creates an identity.
+    public init(replicaID: String, site: String, user: String, serverURL: URL, token: String) {
+        self.replicaID = replicaID
+        self.site = site
+        self.user = user
+        self.serverURL = serverURL
+        self.token = token
+    }
+
+    /// Whether this replica sees every site.
+    public var isReviewer: Bool { site == "*" }
+
+    /// A new random replica id: 16 lowercase hex digits.
+    public static func newReplicaID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(format: "%016llx", generator.next() as UInt64)
+    }
+}

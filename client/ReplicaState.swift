@@ -1,0 +1,31 @@
+import SiteSyncCore
+import Synchronization
+
+/// State the replica's SQL functions read: the identity, the clock, and whether local writes are tracked.
+///
+/// The change-tracking triggers call `sitesync_tick()`, `sitesync_replica()`, `sitesync_user()` and
+/// `sitesync_tracking()`; those functions live on every connection the library opens and read this.
+final class ReplicaState: Sendable {
+    let clock: HybridLogicalClock
+    private let identity = Mutex<ReplicaIdentity?>(nil)
+    // Off only while the sync engine applies pulled changes, inside the writer's transaction.
+    private let tracking = Mutex(true)
+
+    init(clock: HybridLogicalClock) {
+        self.clock = clock
+    }
+
+    var current: ReplicaIdentity? {
+        get { identity.withLock { $0 } }
+        set { identity.withLock { $0 = newValue } }
+    }
+
+    var isTracking: Bool { tracking.withLock { $0 } }
+
+    /// Runs `body` with tracking off; the caller holds the writer, so no local write can interleave.
+    func untracked<T>(_ body: () throws -> T) rethrows -> T {
+        tracking.withLock { $0 = false }
+        defer { tracking.withLock { $0 = true } }
+        return try body()
+    }
+}

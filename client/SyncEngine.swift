@@ -1,0 +1,136 @@
+import Foundation
+import Logging
+import SiteSyncCore
+
+/// What one sync did.
+public struct SyncReport: Codable, Sendable, Equatable {
+    /// Records pushed to the server.
+    public var pushed: Int
+    /// Records pulled that changed something here.
+    public var pulled: Int
+    /// Conflicts the server logged for the pushed changes.
+    public var conflicts: Int
+
+    /// Creates a report.
+    public init(pushed: Int = 0, pulled: Int = 0, conflicts: Int = 0) {
+        self.pushed = pushed
+        self.pulled = pulled
+        self.conflicts = conflicts
+    }
+}
+
+/// Runs sync rounds for a replica: push the outbox, then pull, in bounded batches, until both drain.
+///
+/// Pushes are idempotent (the server applies each per-replica sequence number once), so a batch
+/// whose answer was lost is simply sent again. Pulled batches are applied with their cursor, so an
+/// interrupted pull resumes where it stopped. Transient failures are retried with bounded
+/// exponential backoff.
+///
+/// ```swift
+/// let engine = SyncEngine(replica: replica, transport: HTTPTransport(serverURL: url, token: token, schemaVersion: 1))
+/// let report = try await engine.sync()
+/// ```
+public struct SyncEngine: Sendable {
+    /// Batch sizes, retries and round limits.
+    public struct Configuration: Sendable {
+        /// Records per push request.
+        public var pushBatchSize = 2000
+        /// Records per pull request.
+        public var pullBatchSize = 2000
+        /// Attempts per request for transient failures (the first included).
+        public var attempts = 4
+        /// Delay before the first retry; doubled each time.
+        public var initialBackoff: Duration = .milliseconds(200)
+        /// Longest delay between retries.
+        public var maximumBackoff: Duration = .seconds(5)
+        /// Push-then-pull rounds before giving up on a replica that keeps being written.
+        public var maximumRounds = 8
+
+        /// The defaults.
+        public init() {}
+    }
+
+    private let replica: Replica
+    private let transport: any SyncTransport
+    private let configuration: Configuration
+    private let logger: Logger
+
+    /// Creates an engine.
+    public init(replica: Replica, transport: any SyncTransport, configuration: Configuration = .init(), logger: Logger = Logger(label: "sitesync.sync", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.replica = replica
+        self.transport = transport
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Pushes and pulls until both are drained.
+    public func sync() async throws -> SyncReport {
+        var report = SyncReport()
+        for _ in 0..<configuration.maximumRounds {
+            let pushed = try await push()
+            report.pushed += pushed.records
+            report.conflicts += pushed.conflicts
+            report.pulled += try await pull()
+            if try replica.pendingCount() == 0 { break }
+        }
+        try replica.recordSyncCompleted()
+        logger.info("sync completed", metadata: ["sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"])
+        return report
+    }
+
+    /// Pushes the outbox in batches; returns the records pushed and conflicts logged.
+    public func push() async throws -> (records: Int, conflicts: Int) {
+        var records = 0
+        var conflicts = 0
+        var batch = try replica.outboxBatch(limit: configuration.pushBatchSize)
+        while let current = batch {
+            // Read the next batch while this one travels; reread it if acknowledging rebased anything.
+            async let response = withRetry("push") { try await transport.push(current.request) }
+            var next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
+            let answer = try await response
+            if try replica.acknowledge(current, answer) > 0 {
+                next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
+            }
+            records += current.count
+            conflicts += answer.conflicts
+            logger.debug("pushed batch", metadata: ["sync.records": "\(current.count)", "sync.acked": "\(answer.acked)"])
+            batch = next
+        }
+        return (records, conflicts)
+    }
+
+    /// Pulls until the server has nothing more; returns the records that changed here.
+    public func pull() async throws -> Int {
+        var changed = 0
+        var request = PullRequest(cursor: try replica.cursor(), limit: configuration.pullBatchSize)
+        let first = request
+        var response = try await withRetry("pull") { try await transport.pull(first) }
+        while true {
+            guard response.more else {
+                changed += try replica.apply(response)
+                return changed
+            }
+            // Fetch the next batch while this one is applied.
+            request.cursor = response.cursor
+            let nextRequest = request
+            async let next = withRetry("pull") { try await transport.pull(nextRequest) }
+            changed += try replica.apply(response)
+            response = try await next
+        }
+    }
+
+    private func withRetry<T: Sendable>(_ operation: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        var delay = configuration.initialBackoff
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch let error as SyncError where error.isTransient && attempt < configuration.attempts {
+                logger.info("sync request failed; retrying", metadata: ["sync.operation": "\(operation)", "sync.attempt": "\(attempt)", "sync.error": "\(error)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, configuration.maximumBackoff)
+                attempt += 1
+            }
+        }
+    }
+}

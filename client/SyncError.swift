@@ -1,0 +1,58 @@
+import SiteSyncCore
+
+/// A sync that failed: the server was unreachable, refused the request, or answered nonsense.
+///
+/// Nothing local is lost on any of them: unpushed changes stay in the outbox, and a pulled batch is
+/// applied only whole.
+public struct SyncError: Error, Sendable, CustomStringConvertible {
+    private enum Kind: Sendable {
+        case unreachable
+        case refused(status: Int, code: String)
+        case invalidResponse
+    }
+
+    private let kind: Kind
+    /// What went wrong, for people.
+    public let message: String
+
+    /// The server could not be reached (no network, refused connection, time-out).
+    public static func unreachable(_ server: String, _ detail: String) -> SyncError {
+        SyncError(kind: .unreachable, message: "The server \(server) cannot be reached (\(detail)); changes stay queued on this laptop.")
+    }
+
+    /// The server answered with an error body.
+    public static func refused(status: Int, code: String, message: String) -> SyncError {
+        SyncError(kind: .refused(status: status, code: code), message: "The server refused the request (\(status) \(code)): \(message)")
+    }
+
+    /// The server's answer could not be read.
+    public static func invalidResponse(_ detail: String) -> SyncError {
+        SyncError(kind: .invalidResponse, message: "The server's answer could not be read: \(detail)")
+    }
+
+    /// The HTTP status of a refusal.
+    public var status: Int? {
+        if case .refused(let status, _) = kind { status } else { nil }
+    }
+
+    /// The server's error code of a refusal (see ``ErrorCode``).
+    public var code: String? {
+        if case .refused(_, let code) = kind { code } else { nil }
+    }
+
+    /// Whether the server could not be reached at all.
+    public var isUnreachable: Bool {
+        if case .unreachable = kind { true } else { false }
+    }
+
+    /// Whether trying again later may succeed: unreachable, overloaded or failing server.
+    public var isTransient: Bool {
+        switch kind {
+        case .unreachable: true
+        case .refused(let status, _): status >= 500 || status == 429 || status == 408
+        case .invalidResponse: false
+        }
+    }
+
+    public var description: String { message }
+}

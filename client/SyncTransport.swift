@@ -1,0 +1,9 @@
+import SiteSyncCore
+
+/// How the sync engine reaches the server; ``HTTPTransport`` in production.
+public protocol SyncTransport: Sendable {
+    /// Sends a batch of local changes.
+    func push(_ request: PushRequest) async throws -> PushResponse
+    /// Fetches the records changed after a cursor.
+    func pull(_ request: PullRequest) async throws -> PullResponse
+}

@@ -1,0 +1,36 @@
+import Hummingbird
+import Logging
+import SiteSyncCore
+
+/// Builds the sync server on the embedded SQLite store at `configuration.databasePath`.
+///
+/// ```swift
+/// var configuration = ServerConfiguration(schema: TrialSchema.current)
+/// configuration.port = 8080
+/// try await buildApplication(configuration).runService()
+/// ```
+public func buildApplication(_ configuration: ServerConfiguration, logger: Logger? = nil) throws -> some ApplicationProtocol {
+    let store = try SQLiteSyncStore(path: configuration.databasePath, schema: configuration.schema)
+    return buildApplication(configuration, store: store, logger: logger)
+}
+
+/// Builds the sync server on a given store.
+public func buildApplication(_ configuration: ServerConfiguration, store: some SyncStore, logger: Logger? = nil) -> some ApplicationProtocol {
+    let logger = logger ?? Logger(label: "sitesync.server")
+    let router = Router(context: SyncRequestContext.self)
+    router.add(middleware: ErrorMiddleware())
+    router.get("healthz") { _, _ in
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
+    }
+    let api = router.group("v1")
+        .add(middleware: VersionMiddleware(schemaVersion: configuration.schema.version))
+        .add(middleware: TokenMiddleware(store: store))
+    let clock = HybridLogicalClock(wallClock: configuration.wallClock)
+    SyncController(store: store, configuration: configuration, clock: clock).addRoutes(to: api)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),
+        onServerRunning: { channel in await configuration.onServerRunning(channel.localAddress?.port ?? configuration.port) },
+        logger: logger
+    )
+}

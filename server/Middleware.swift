@@ -1,0 +1,100 @@
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import SiteSyncCore
+
+/// Turns every error into the JSON error body with a stable code; unexpected ones are logged as 500s.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = SyncRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as ServerError {
+            throw error
+        } catch let error as HTTPError where error.status == .notFound {
+            throw ServerError.notFound(request.uri.path)
+        } catch let error as HTTPError where error.status == .methodNotAllowed {
+            throw ServerError(.methodNotAllowed, .notFound, "\(request.method) is not allowed on \(request.uri.path).")
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw ServerError.bodyTooLarge(limit: context.maxUploadSize)
+        } catch {
+            context.logger.error("request failed", metadata: ["sync.error": "\(String(reflecting: type(of: error)))", "http.path": "\(request.uri.path)"])
+            throw ServerError.internalError
+        }
+    }
+}
+
+/// Refuses clients that speak another protocol, or a newer schema than the server's.
+struct VersionMiddleware: RouterMiddleware {
+    typealias Context = SyncRequestContext
+    let schemaVersion: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let protocolHeader = request.headers.value(named: SyncProtocol.protocolHeader)
+        guard protocolHeader == String(SyncProtocol.version) else { throw ServerError.protocolVersion(protocolHeader) }
+        let schemaHeader = request.headers.value(named: SyncProtocol.schemaHeader)
+        guard let version = schemaHeader.flatMap(Int.init), (1...schemaVersion).contains(version) else {
+            throw ServerError.schemaVersion(client: schemaHeader, server: schemaVersion)
+        }
+        var context = context
+        context.clientSchemaVersion = version
+        return try await next(request, context)
+    }
+}
+
+/// Resolves the bearer token to a principal; tokens are stored as SHA-256 digests only.
+struct TokenMiddleware: RouterMiddleware {
+    typealias Context = SyncRequestContext
+    let store: any SyncStore
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw ServerError.missingToken }
+        let token = header.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
+        guard !token.isEmpty, let principal = try await store.principal(tokenHash: Tokens.hash(token)) else {
+            throw ServerError.unknownToken
+        }
+        var context = context
+        context.principal = principal
+        context.logger[metadataKey: "sync.role"] = "\(principal.role.rawValue)"
+        return try await next(request, context)
+    }
+}
+
+/// Bearer tokens: random, shown once, stored as their SHA-256 digest.
+public enum Tokens {
+    /// A new random token: `sst_` and 64 hex digits (256 bits).
+    public static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let words = (0..<4).map { _ in String(format: "%016llx", generator.next() as UInt64) }
+        return "sst_" + words.joined()
+    }
+
+    /// The SHA-256 hex digest under which a token is stored.
+    public static func hash(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Creates a token with `role` (and `site` for a site token) in `store`; returns the token.
+    public static func create(in store: some SyncStore, role: Role, site: String?, label: String? = nil) async throws -> String {
+        switch role {
+        case .site:
+            guard let site, SiteID.isValid(site) else {
+                throw ServerError.validation("A site token needs a valid --site: \(SiteID.rule).")
+            }
+        case .reviewer, .admin:
+            guard site == nil else { throw ServerError.validation("A \(role.rawValue) token covers every site; do not give --site.") }
+        }
+        let token = generate()
+        try await store.createToken(hash: hash(token), role: role, site: site, label: label)
+        return token
+    }
+}
+
+extension HTTPFields {
+    /// The first value of the header named `name`, compared case-insensitively.
+    func value(named name: String) -> String? {
+        first { $0.name.canonicalName == name.lowercased() }?.value
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import SiteSyncCore
+
+/// A push that passed the checks needing no stored state, with its values normalised.
+public struct CheckedPush: Sendable {
+    /// The pushing replica.
+    public var replica: String
+    /// The groups, resolved against the client's schema.
+    var groups: [PushValidation.CheckedGroup]
+    /// When the server received it, ISO 8601.
+    public var receivedAt: String
+}
+
+/// Checks of a push that need no stored state, run before any store is touched.
+///
+/// The store then checks what needs the stored record (required fields of a new record, the site
+/// of an existing one) inside its transaction, so a refused push writes nothing.
+enum PushValidation {
+    /// A pushed group resolved against the schema.
+    struct CheckedGroup: Sendable {
+        var group: ChangeGroup
+        var table: TableSchema
+        /// Per row: the values normalised by the schema, keyed by field.
+        var values: [[String: FieldValue]]
+        /// The JSON array of the group's field names, as the audit trail stores it.
+        var fieldsJSON: String
+    }
+
+    static func check(
+        _ request: PushRequest,
+        principal: Principal,
+        schema: Schema,
+        serverMilliseconds: Int64,
+        maximumSkewMilliseconds: Int64,
+        receivedAt: String
+    ) throws -> CheckedPush {
+        guard principal.canSync else {
+            throw ServerError.forbidden("An admin token manages tokens; it cannot sync records.")
+        }
+        guard !request.replica.isEmpty, request.replica.utf8.count <= 64 else {
+            throw ServerError.validation("The replica id must be 1 to 64 characters.")
+        }
+        var latest = HLC.zero
+        var checked: [CheckedGroup] = []
+        checked.reserveCapacity(request.groups.count)
+        for group in request.groups {
+            let table: TableSchema
+            do {
+                table = try schema.table(group.table)
+            } catch {
+                throw ServerError.validation(error)
+            }
+            guard table.clientWritable else {
+                throw ServerError.forbidden("The table \(table.name) is written by the server only.")
+            }
+            guard Set(group.columns).count == group.columns.count, !group.columns.isEmpty else {
+                throw ServerError.validation("A group of \(table.name) must name each field once.")
+            }
+            guard !group.user.isEmpty, group.user.count <= 200 else {
+                throw ServerError.validation("A group of \(table.name) must name its user (1 to 200 characters).")
+            }
+            var rows: [[String: FieldValue]] = []
+            rows.reserveCapacity(group.rows.count)
+            for row in group.rows {
+                guard row.values.count == group.columns.count,
+                    row.hlcs.map({ $0.count == group.columns.count }) ?? true,
+                    row.bases.map({ $0.count == group.columns.count }) ?? true
+                else {
+                    throw ServerError.validation("Record \(row.id) of \(table.name) has \(row.values.count) values for \(group.columns.count) fields.")
+                }
+                do {
+                    try table.validate(id: row.id)
+                    var values: [String: FieldValue] = [:]
+                    values.reserveCapacity(group.columns.count)
+                    for (field, value) in zip(group.columns, row.values) { values[field] = value }
+                    let normalized = try table.validate(values, creating: false)
+                    if case .text(let site)? = normalized[TableSchema.siteColumn], !principal.canAccess(site: site) {
+                        throw ServerError.forbidden("This token may not write records of site \(site); nothing was written.")
+                    }
+                    rows.append(normalized)
+                } catch let error as ValidationError {
+                    throw ServerError.validation(error)
+                }
+                for index in group.columns.indices {
+                    let hlc = row.hlc(at: index)
+                    guard hlc <= row.seq else {
+                        throw ServerError.validation("Record \(row.id) of \(table.name) has a field stamped after its sequence number.")
+                    }
+                }
+                latest = max(latest, row.seq)
+            }
+            let fieldsJSON = String(decoding: try JSONEncoder().encode(group.columns), as: UTF8.self)
+            checked.append(CheckedGroup(group: group, table: table, values: rows, fieldsJSON: fieldsJSON))
+        }
+        let ahead = latest.milliseconds - serverMilliseconds
+        if ahead > maximumSkewMilliseconds {
+            throw ServerError.clockSkew(aheadBy: ahead, limit: maximumSkewMilliseconds)
+        }
+        return CheckedPush(replica: request.replica, groups: checked, receivedAt: receivedAt)
+    }
+}

@@ -1,0 +1,126 @@
+import Crypto
+import Foundation
+import SiteSyncCore
+
+/// What happened to one pushed field change.
+enum FieldOutcome: Character, Sendable {
+    /// The server now holds the pushed value.
+    case applied = "a"
+    /// A concurrent write with a greater version won; the pushed value was logged as the loser.
+    case superseded = "s"
+    /// The server already held this value; nothing changed.
+    case unchanged = "e"
+}
+
+/// A record as the server holds it before a push is merged into it.
+struct ServerRecord: Sendable {
+    var site: String
+    var stamps: FieldStamps
+    var values: [String: FieldValue]
+}
+
+/// One overwritten value to write to the conflict log.
+struct ConflictEntry: Sendable {
+    var table: String
+    var recordID: String
+    var field: String
+    var site: String
+    var winner: Conflict.Side
+    var loser: Conflict.Side
+
+    /// A deterministic id: the same pair of writes always yields the same conflict, so nothing is logged twice.
+    var id: String {
+        let key = [table, recordID, field, "\(winner.hlc.rawValue)", winner.replica, "\(loser.hlc.rawValue)", loser.replica]
+            .joined(separator: "\u{1F}")
+        return SHA256.hash(data: Data(key.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// The result of merging one pushed row into a record.
+struct MergeResult: Sendable {
+    /// Fields whose stored value changes.
+    var writes: [(field: String, value: FieldValue)] = []
+    /// The record's stamps after the merge.
+    var stamps: FieldStamps
+    /// Per pushed field: what happened to it.
+    var outcomes: [FieldOutcome] = []
+    /// Per pushed field: the value the server held before.
+    var previous: [FieldValue] = []
+    /// Overwritten values to log.
+    var conflicts: [ConflictEntry] = []
+
+    /// Whether the record's stored state changes (values or stamps).
+    var changesRecord: Bool
+}
+
+/// The server's decision rule, field by field (docs/PROTOCOL.md, "Merge"):
+/// - the pushed base equals the server's current version: fast-forward, apply;
+/// - otherwise the writes are concurrent: the greater `(hlc, replica)` wins and the loser is logged
+///   with both values, versions and users, unless both wrote the same value.
+enum RecordMerge {
+    static func merge(
+        current: ServerRecord?,
+        table: String,
+        site: String,
+        group: ChangeGroup,
+        row: ChangeRow,
+        replica: String
+    ) -> MergeResult {
+        guard let current else {
+            let base = Stamp(hlc: row.seq, replica: replica, user: group.user)
+            var stamps = FieldStamps(base: base)
+            for index in group.columns.indices {
+                stamps[group.columns[index]] = Stamp(hlc: row.hlc(at: index), replica: replica, user: group.user)
+            }
+            return MergeResult(
+                writes: Array(zip(group.columns, row.values)).map { (field: $0.0, value: $0.1) },
+                stamps: stamps,
+                outcomes: Array(repeating: .applied, count: group.columns.count),
+                previous: Array(repeating: .null, count: group.columns.count),
+                changesRecord: true
+            )
+        }
+        var result = MergeResult(stamps: current.stamps, changesRecord: false)
+        for (index, field) in group.columns.enumerated() {
+            let value = row.values[index]
+            let incoming = Stamp(hlc: row.hlc(at: index), replica: replica, user: group.user)
+            let existing = current.stamps[field]
+            let existingValue = current.values[field] ?? .null
+            result.previous.append(existingValue)
+            if incoming.version == existing.version {
+                // Already merged (the same write arriving again, for example held and re-pushed).
+                result.outcomes.append(.unchanged)
+            } else if row.base(at: index) == existing.version {
+                result.stamps[field] = incoming
+                result.changesRecord = true
+                if value == existingValue {
+                    result.outcomes.append(.unchanged)
+                } else {
+                    result.writes.append((field, value))
+                    result.outcomes.append(.applied)
+                }
+            } else if value == existingValue {
+                // Concurrent writes of the same value: nothing to log; keep the greater version.
+                if incoming.version > existing.version {
+                    result.stamps[field] = incoming
+                    result.changesRecord = true
+                }
+                result.outcomes.append(.unchanged)
+            } else {
+                let pushed = Conflict.Side(value: value, hlc: incoming.version.hlc, replica: replica, user: group.user)
+                let held = Conflict.Side(value: existingValue, hlc: existing.version.hlc, replica: existing.version.replica, user: existing.user)
+                if incoming.version > existing.version {
+                    result.stamps[field] = incoming
+                    result.changesRecord = true
+                    result.writes.append((field, value))
+                    result.outcomes.append(.applied)
+                    result.conflicts.append(ConflictEntry(table: table, recordID: row.id, field: field, site: site, winner: pushed, loser: held))
+                } else {
+                    result.outcomes.append(.superseded)
+                    result.conflicts.append(ConflictEntry(table: table, recordID: row.id, field: field, site: site, winner: held, loser: pushed))
+                }
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,226 @@
+import Foundation
+import GRDB
+import SiteSyncCore
+import SiteSyncSQLite
+
+extension SQLiteSyncStore {
+    /// The replica id and user the server stamps its own writes (the conflict log) with.
+    static let serverReplica = "server"
+    static let serverUser = "sitesync-server"
+
+    public func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome {
+        try await writer.write { db in
+            let replica = try Row.fetchOne(
+                db, sql: "SELECT last_seq, last_applied, last_conflicts FROM replicas WHERE replica_id = ?", arguments: [push.replica]
+            )
+            let lastSeq = HLC(rawValue: replica?["last_seq"] ?? 0)
+            var sequences = SiteSequences()
+            var outcome = PushOutcome(acked: lastSeq, applied: 0, conflicts: 0)
+            var user: String?
+            for checked in push.groups {
+                for (index, row) in checked.group.rows.enumerated() where row.seq > lastSeq {
+                    outcome.conflicts += try apply(db, checked, index: index, row: row, push: push, principal: principal, sequences: &sequences)
+                    outcome.applied += 1
+                    outcome.acked = max(outcome.acked, row.seq)
+                    user = checked.group.user
+                }
+            }
+            guard outcome.applied > 0 else {
+                // A retried batch: nothing new to apply; answer as the first time.
+                if let replica, lastSeq >= push.groups.lazy.flatMap(\.group.rows).map(\.seq).max() ?? .zero {
+                    outcome.applied = replica["last_applied"]
+                    outcome.conflicts = replica["last_conflicts"]
+                }
+                return outcome
+            }
+            try sequences.save(db)
+            try db.execute(
+                sql: """
+                    INSERT INTO replicas (replica_id, last_seq, last_applied, last_conflicts, user, first_seen, last_seen)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (replica_id) DO UPDATE SET
+                        last_seq = excluded.last_seq, last_applied = excluded.last_applied,
+                        last_conflicts = excluded.last_conflicts, user = excluded.user, last_seen = excluded.last_seen
+                    """,
+                arguments: [push.replica, outcome.acked.rawValue, outcome.applied, outcome.conflicts, user, push.receivedAt, push.receivedAt]
+            )
+            return outcome
+        }
+    }
+
+    /// Merges one pushed record; returns the number of conflicts it logged.
+    private func apply(
+        _ db: Database,
+        _ checked: PushValidation.CheckedGroup,
+        index: Int,
+        row pushed: ChangeRow,
+        push: CheckedPush,
+        principal: Principal,
+        sequences: inout SiteSequences
+    ) throws -> Int {
+        let table = checked.table
+        let group = checked.group
+        let normalized = checked.values[index]
+        var row = pushed
+        row.values = group.columns.map { normalized[$0] ?? .null }
+        let current = try loadRecord(db, table: table, id: row.id)
+        let site: String
+        var created: [String: FieldValue] = [:]
+        if let current {
+            site = current.site
+            guard principal.canAccess(site: site) else {
+                throw ServerError.forbidden("This token may not write records of site \(site); nothing was written.")
+            }
+            if case .text(let moved)? = normalized[TableSchema.siteColumn], moved != site {
+                throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
+            }
+        } else {
+            do {
+                created = try table.validate(normalized, creating: true)
+            } catch {
+                throw ServerError.validation(error)
+            }
+            guard case .text(let newSite)? = created[TableSchema.siteColumn] else {
+                throw ServerError.validation("\(table.name).site_id: is required for a new record")
+            }
+            site = newSite
+        }
+
+        let result = RecordMerge.merge(current: current, table: table.name, site: site, group: group, row: row, replica: push.replica)
+        let quoted = table.name.quotedDatabaseIdentifier
+        if current == nil {
+            let columns = table.columnNames.filter { created[$0] != nil }
+            try db.cachedStatement(sql: insertSQL(quoted, columns)).execute(arguments: StatementArguments([row.id] + columns.map { created[$0]! }))
+        } else if !result.writes.isEmpty {
+            let assignments = result.writes.map { "\($0.field.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
+            try db.cachedStatement(sql: "UPDATE \(quoted) SET \(assignments) WHERE id = ?")
+                .execute(arguments: StatementArguments(result.writes.map(\.value) + [row.id]))
+        }
+        if result.changesRecord {
+            var stamps = result.stamps
+            stamps.compact(fields: table.columnNames)
+            try writeShadow(db, table: table.name, id: row.id, site: site, seq: sequences.next(db, site: site), stamps: stamps)
+        }
+        for conflict in result.conflicts {
+            try logConflict(db, conflict, detectedAt: push.receivedAt, sequences: &sequences)
+        }
+        try audit(db, checked, row: row, replica: push.replica, site: site, result: result, created: current == nil, receivedAt: push.receivedAt)
+        return result.conflicts.count
+    }
+
+    private func insertSQL(_ quotedTable: String, _ columns: [String]) -> String {
+        let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+        let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
+        return "INSERT INTO \(quotedTable) (\(names)) VALUES (\(marks))"
+    }
+
+    /// The stored record with its stamps, or nil when the server has none.
+    func loadRecord(_ db: Database, table: TableSchema, id: String) throws -> ServerRecord? {
+        let columns = table.columnNames.map { "t.\($0.quotedDatabaseIdentifier)" }.joined(separator: ", ")
+        guard let row = try Row.fetchOne(
+            db.cachedStatement(sql: """
+                SELECT r.hlc, r.replica, r.user, r.fields, r.site_id, \(columns)
+                FROM records r JOIN \(table.name.quotedDatabaseIdentifier) t ON t.id = r.id
+                WHERE r.tbl = ? AND r.id = ?
+                """),
+            arguments: [table.name, id]
+        ) else { return nil }
+        var values: [String: FieldValue] = [:]
+        for (offset, name) in table.columnNames.enumerated() {
+            values[name] = row.fieldValue(atIndex: offset + 5)
+        }
+        return ServerRecord(site: row[4], stamps: try FieldStamps(row: row, startingAt: 0), values: values)
+    }
+
+    private func writeShadow(_ db: Database, table: String, id: String, site: String, seq: Int64, stamps: FieldStamps) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO records (tbl, id, site_id, seq, hlc, replica, user, fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (tbl, id) DO UPDATE SET
+                    seq = excluded.seq, hlc = excluded.hlc, replica = excluded.replica, user = excluded.user, fields = excluded.fields
+                """
+        ).execute(arguments: StatementArguments([table, id, site, seq] + stamps.storedValues))
+    }
+
+    private func logConflict(_ db: Database, _ conflict: ConflictEntry, detectedAt: String, sequences: inout SiteSequences) throws {
+        let id = conflict.id
+        let values: [String: FieldValue] = [
+            TableSchema.siteColumn: .text(conflict.site),
+            "table_name": .text(conflict.table),
+            "record_id": .text(conflict.recordID),
+            "field": .text(conflict.field),
+            "winner_value": .text(conflict.winner.value.json),
+            "winner_hlc": .integer(conflict.winner.hlc.rawValue),
+            "winner_replica": .text(conflict.winner.replica),
+            "winner_user": conflict.winner.user.map(FieldValue.text) ?? .null,
+            "loser_value": .text(conflict.loser.value.json),
+            "loser_hlc": .integer(conflict.loser.hlc.rawValue),
+            "loser_replica": .text(conflict.loser.replica),
+            "loser_user": conflict.loser.user.map(FieldValue.text) ?? .null,
+            "detected_at": .text(detectedAt),
+            "status": .text("open"),
+        ]
+        let table = TableSchema.conflicts
+        let columns = table.columnNames.filter { values[$0] != nil }
+        let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+        let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
+        // The id is derived from the two writes, so logging the same pair again is a no-op.
+        try db.cachedStatement(sql: "INSERT INTO conflicts (\(names)) VALUES (\(marks)) ON CONFLICT (id) DO NOTHING")
+            .execute(arguments: StatementArguments([id] + columns.map { values[$0]! }))
+        guard db.changesCount > 0 else { return }
+        // Stamped with the server's clock at detection, which is after both sides.
+        let hlc = max(conflict.winner.hlc, conflict.loser.hlc)
+        let stamps = FieldStamps(base: Stamp(hlc: hlc, replica: Self.serverReplica, user: Self.serverUser))
+        try writeShadow(db, table: table.name, id: id, site: conflict.site, seq: sequences.next(db, site: conflict.site), stamps: stamps)
+    }
+
+    private func audit(
+        _ db: Database,
+        _ checked: PushValidation.CheckedGroup,
+        row: ChangeRow,
+        replica: String,
+        site: String,
+        result: MergeResult,
+        created: Bool,
+        receivedAt: String
+    ) throws {
+        let count = row.values.count
+        let array = "json_array(\(Array(repeating: "?", count: count).joined(separator: ", ")))"
+        let outcomes = String(result.outcomes.map(\.rawValue))
+        let encoder = JSONEncoder()
+        let hlcs = try row.hlcs.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        let bases = try row.bases.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        var values: [(any DatabaseValueConvertible)?] = [receivedAt, site, checked.table.name, row.id, replica, checked.group.user, row.seq.rawValue, checked.fieldsJSON]
+        values.reserveCapacity(values.count + 2 * count + 3)
+        values += row.values.map { $0 }
+        if !created { values += result.previous.map { $0 } }
+        values += [hlcs, bases, outcomes]
+        let arguments = StatementArguments(values)
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO audit (received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), \(created ? "NULL" : array), ?, ?, ?)
+                """
+        ).execute(arguments: arguments)
+    }
+}
+
+/// Per-site sequence numbers handed out in one push transaction, saved with it.
+struct SiteSequences {
+    private var last: [String: Int64] = [:]
+
+    mutating func next(_ db: Database, site: String) throws -> Int64 {
+        let current = try last[site] ?? Int64.fetchOne(db, sql: "SELECT seq FROM sites WHERE site_id = ?", arguments: [site]) ?? 0
+        last[site] = current + 1
+        return current + 1
+    }
+
+    func save(_ db: Database) throws {
+        for (site, seq) in last {
+            try db.execute(
+                sql: "INSERT INTO sites (site_id, seq) VALUES (?, ?) ON CONFLICT (site_id) DO UPDATE SET seq = excluded.seq",
+                arguments: [site, seq]
+            )
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import GRDB
+import Logging
+import SiteSyncCore
+import SiteSyncSQLite
+
+/// The embedded store: one SQLite database in WAL mode, through GRDB.
+///
+/// SQLite has a single writer, so every push transaction is serialised, and per-site sequence
+/// numbers are assigned in commit order: a pull never misses a change committed while it reads.
+///
+/// ```swift
+/// let store = try SQLiteSyncStore(path: "sitesync-server.sqlite", schema: TrialSchema.current)
+/// ```
+public struct SQLiteSyncStore: SyncStore {
+    /// The database.
+    public let writer: any DatabaseWriter
+    let schema: Schema
+
+    /// Opens (creating and migrating if needed) the database at `path`.
+    public init(path: String, schema: Schema) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        try self.init(writer: DatabasePool(path: path, configuration: configuration), schema: schema)
+    }
+
+    /// Uses an existing database (an in-memory `DatabaseQueue` in tests) and migrates it.
+    public init(writer: any DatabaseWriter, schema: Schema) throws {
+        self.writer = writer
+        self.schema = schema
+        try migrator.migrate(writer)
+    }
+
+    public func principal(tokenHash: String) async throws -> Principal? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT role, site_id FROM tokens WHERE hash = ?", arguments: [tokenHash]).flatMap { row in
+                Role(rawValue: row["role"]).map { Principal(role: $0, site: row["site_id"]) }
+            }
+        }
+    }
+
+    public func createToken(hash: String, role: Role, site: String?, label: String?) async throws {
+        try await writer.write { db in
+            try db.execute(
+                sql: "INSERT INTO tokens (hash, role, site_id, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [hash, role.rawValue, site, label, Date().formatted(.iso8601)]
+            )
+        }
+    }
+}
+
+extension SQLiteSyncStore {
+    var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("server-v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE tokens (
+                        hash TEXT PRIMARY KEY NOT NULL,   -- SHA-256 hex of the token; the token itself is never stored
+                        role TEXT NOT NULL,
+                        site_id TEXT,
+                        label TEXT,
+                        created_at TEXT NOT NULL
+                    );
+                    -- Per-site sequence counter: the commit-serialised section that orders changes for pulls.
+                    CREATE TABLE sites (
+                        site_id TEXT PRIMARY KEY NOT NULL,
+                        seq INTEGER NOT NULL
+                    );
+                    -- The last sequence number applied per replica, written with the data it covers.
+                    CREATE TABLE replicas (
+                        replica_id TEXT PRIMARY KEY NOT NULL,
+                        last_seq INTEGER NOT NULL,
+                        last_applied INTEGER NOT NULL,   -- the answer to the last push, repeated to a retry
+                        last_conflicts INTEGER NOT NULL,
+                        user TEXT NOT NULL,
+                        first_seen TEXT NOT NULL,
+                        last_seen TEXT NOT NULL
+                    );
+                    -- One shadow row per record: its site, its place in the site's sequence and its field stamps
+                    -- (hlc, replica, user for every field not in `fields`; `fields` JSON for the others).
+                    CREATE TABLE records (
+                        tbl TEXT NOT NULL,
+                        id TEXT NOT NULL,
+                        site_id TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        hlc INTEGER NOT NULL,
+                        replica TEXT NOT NULL,
+                        user TEXT NOT NULL,
+                        fields TEXT,
+                        PRIMARY KEY (tbl, id)
+                    ) WITHOUT ROWID;
+                    CREATE UNIQUE INDEX records_pull ON records (site_id, seq);
+                    -- Every change received, applied or not: who, when, from which replica, old and new values.
+                    CREATE TABLE audit (
+                        id INTEGER PRIMARY KEY,
+                        received_at TEXT NOT NULL,
+                        site_id TEXT NOT NULL,
+                        tbl TEXT NOT NULL,
+                        record_id TEXT NOT NULL,
+                        replica TEXT NOT NULL,
+                        user TEXT NOT NULL,
+                        seq INTEGER NOT NULL,      -- the replica's sequence number of the change
+                        fields TEXT NOT NULL,      -- JSON array of field names
+                        new_values TEXT NOT NULL,  -- JSON array, one per field
+                        old_values TEXT,           -- JSON array of the values held before; NULL when the record was created
+                        hlcs TEXT,                 -- JSON array of each field's HLC when they differ from seq
+                        bases TEXT,                -- JSON array of each field's base [hlc, replica] or null
+                        outcomes TEXT NOT NULL     -- one letter per field: a applied, s superseded, e unchanged
+                    );
+                    CREATE INDEX audit_record ON audit (tbl, record_id, id);
+                    CREATE INDEX audit_site ON audit (site_id, id);
+                    """
+            )
+        }
+        registerSchemaMigrations(&migrator, schema: schema, prefix: "")
+        return migrator
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Hummingbird
+import SiteSyncCore
+
+/// A refused request: an HTTP status, a stable code and a full sentence. Nothing was written.
+public struct ServerError: Error, Sendable, CustomStringConvertible {
+    /// The HTTP status.
+    public let status: HTTPResponse.Status
+    /// The stable error code.
+    public let code: ErrorCode
+    /// The message for people; never holds record values, tokens or SQL.
+    public let message: String
+
+    init(_ status: HTTPResponse.Status, _ code: ErrorCode, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+
+    static func invalidJSON(_ detail: String) -> ServerError {
+        ServerError(.badRequest, .invalidJSON, "The request body is not valid: \(detail)")
+    }
+
+    static func bodyTooLarge(limit: Int) -> ServerError {
+        ServerError(.contentTooLarge, .bodyTooLarge, "The request body exceeds the limit of \(limit) bytes; send smaller batches.")
+    }
+
+    static func validation(_ error: ValidationError) -> ServerError {
+        ServerError(.unprocessableContent, .validationFailed, error.description)
+    }
+
+    static func validation(_ message: String) -> ServerError {
+        ServerError(.unprocessableContent, .validationFailed, message)
+    }
+
+    static let missingToken = ServerError(.unauthorized, .unauthorized, "A bearer token is required: send `Authorization: Bearer TOKEN`.")
+    static let unknownToken = ServerError(.unauthorized, .unauthorized, "The bearer token is not valid.")
+
+    static func forbidden(_ message: String) -> ServerError {
+        ServerError(.forbidden, .forbidden, message)
+    }
+
+    static func clockSkew(aheadBy milliseconds: Int64, limit: Int64) -> ServerError {
+        ServerError(
+            .unprocessableContent, .clockSkew,
+            "The push is stamped \(milliseconds / 1000) s ahead of the server's clock (limit \(limit / 1000) s): fix your clock, then sync again."
+        )
+    }
+
+    static func protocolVersion(_ received: String?) -> ServerError {
+        ServerError(
+            .upgradeRequired, .protocolVersion,
+            "This server speaks sync protocol \(SyncProtocol.version); the client sent \(received.map { "protocol \($0)" } ?? "none"). Upgrade sitesync; changes stay queued until then."
+        )
+    }
+
+    static func schemaVersion(client: String?, server: Int) -> ServerError {
+        ServerError(
+            .conflict, .schemaVersion,
+            "The client's schema version \(client ?? "(missing)") is not supported by this server (schema \(server)). Upgrade the server or use a matching sitesync; changes stay queued until then."
+        )
+    }
+
+    static func notFound(_ path: String) -> ServerError {
+        ServerError(.notFound, .notFound, "No endpoint \(path).")
+    }
+
+    static let internalError = ServerError(.internalServerError, .internalError, "The server failed to process the request; nothing was written.")
+}
+
+extension ServerError: HTTPResponseError {
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = try JSONEncoder().encode(ErrorResponse(code: code.rawValue, message: message))
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: body))
+        )
+    }
+}

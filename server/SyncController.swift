@@ -1,0 +1,89 @@
+import Foundation
+import Hummingbird
+import Logging
+import SiteSyncCore
+
+/// The sync endpoints: `POST /v1/push` and `POST /v1/pull` (docs/PROTOCOL.md).
+struct SyncController {
+    let store: any SyncStore
+    let configuration: ServerConfiguration
+    let clock: HybridLogicalClock
+
+    func addRoutes(to group: RouterGroup<SyncRequestContext>) {
+        group.post("push", use: push)
+        group.post("pull", use: pull)
+    }
+
+    @Sendable func push(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        let message = try await decode(PushRequest.self, request, context)
+        let schema = clientSchema(context)
+        let checked = try PushValidation.check(
+            message,
+            principal: principal,
+            schema: schema,
+            serverMilliseconds: clock.wallMilliseconds,
+            maximumSkewMilliseconds: configuration.maximumClockSkewMilliseconds,
+            receivedAt: Date().formatted(.iso8601)
+        )
+        let outcome = try await store.push(checked, principal: principal)
+        for group in message.groups {
+            for row in group.rows { clock.receive(row.seq) }
+        }
+        context.logger.info(
+            "push applied",
+            metadata: ["sync.replica": "\(message.replica)", "sync.records": "\(message.recordCount)", "sync.applied": "\(outcome.applied)", "sync.conflicts": "\(outcome.conflicts)"]
+        )
+        return try encode(PushResponse(acked: outcome.acked, applied: outcome.applied, conflicts: outcome.conflicts, hlc: clock.tick()))
+    }
+
+    @Sendable func pull(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        let message = try await decode(PullRequest.self, request, context)
+        guard message.limit > 0 else { throw ServerError.validation("The pull limit must be at least 1.") }
+        if principal.role == .site, let site = principal.site, let other = message.cursor.keys.first(where: { $0 != site }) {
+            throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")
+        }
+        let batch = try await store.pull(message, principal: principal, schema: clientSchema(context))
+        return try encode(PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick()))
+    }
+
+    private func clientSchema(_ context: SyncRequestContext) -> Schema {
+        let version = context.clientSchemaVersion ?? configuration.schema.version
+        return version == configuration.schema.version ? configuration.schema : configuration.schema.restricted(to: version)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: SyncRequestContext) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: configuration.maximumBodySize)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw ServerError.bodyTooLarge(limit: configuration.maximumBodySize)
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw ServerError.invalidJSON(Self.describe(error))
+        }
+    }
+
+    private func encode(_ value: some Encodable) throws -> Response {
+        let body = try JSONEncoder().encode(value)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// A short description of a decoding error: where and what, never the offending value.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return path.isEmpty ? "" : " at \(path)"
+        }
+        switch error {
+        case .dataCorrupted(let context): return "malformed JSON\(path(context))."
+        case .keyNotFound(let key, let context): return "missing \"\(key.stringValue)\"\(path(context))."
+        case .typeMismatch(let type, let context): return "expected \(type)\(path(context))."
+        case .valueNotFound(let type, let context): return "expected \(type)\(path(context)), found null."
+        @unknown default: return "it does not match the message format."
+        }
+    }
+}

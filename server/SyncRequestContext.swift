@@ -1,0 +1,21 @@
+import Hummingbird
+import SiteSyncCore
+
+/// Per-request state: the token's principal and the schema version the client speaks.
+public struct SyncRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// Who the bearer token belongs to; set by the token middleware.
+    public var principal: Principal?
+    /// The client's schema version; set by the version middleware.
+    public var clientSchemaVersion: Int?
+
+    public init(source: Source) {
+        self.coreContext = .init(source: source)
+    }
+
+    /// The principal, which the token middleware guarantees on `/v1` routes.
+    func requirePrincipal() throws -> Principal {
+        guard let principal else { throw ServerError.missingToken }
+        return principal
+    }
+}

@@ -1,0 +1,40 @@
+import SiteSyncCore
+
+/// Storage behind the sync server; SQLite (embedded default) and, later, PostgreSQL implement it.
+///
+/// Every method is one transaction: on any thrown error nothing is written.
+public protocol SyncStore: Sendable {
+    /// The principal of a token, given the SHA-256 hex digest of the token; nil for an unknown token.
+    func principal(tokenHash: String) async throws -> Principal?
+
+    /// Stores a new token's digest with its role and site.
+    func createToken(hash: String, role: Role, site: String?, label: String?) async throws
+
+    /// Applies a checked push: exactly once per replica sequence number, merging field by field by
+    /// last-writer-wins, logging every overwritten value and auditing every change received.
+    func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome
+
+    /// Returns the records changed after the cursor, in per-site sequence order, for the sites the
+    /// principal may read, as a replica on `schema` knows them.
+    func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch
+}
+
+/// What a store did with a push.
+public struct PushOutcome: Sendable, Equatable {
+    /// The greatest sequence number applied for the replica.
+    public var acked: HLC
+    /// Records applied by this request.
+    public var applied: Int
+    /// Conflicts logged by this request.
+    public var conflicts: Int
+}
+
+/// One page of a pull.
+public struct PullBatch: Sendable, Equatable {
+    /// The records, grouped by table.
+    public var groups: [RecordGroup]
+    /// The cursor after the page, for every site in scope.
+    public var cursor: [String: Int64]
+    /// Whether more records wait.
+    public var more: Bool
+}
