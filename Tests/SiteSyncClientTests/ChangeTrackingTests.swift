@@ -1,0 +1,154 @@
+import Foundation
+import GRDB
+import SiteSyncClient
+import SiteSyncCore
+import Testing
+import TrialRecords
+
+@Suite("Change tracking")
+struct ChangeTrackingTests {
+    @Test("An insert is tracked with every field, no base, and the replica's user")
+    func insertTracked() throws {
+        // Given a replica
+        let replica = try makeReplica()
+        // When a subject is recorded
+        let id = try replica.put("subjects", ["screening_no": .text("S01-001"), "sex": .text("F")])
+        // Then the outbox holds the whole record, stamped with the user
+        let batch = try #require(try replica.outboxBatch(limit: 10))
+        #expect(batch.count == 1)
+        let group = try #require(batch.request.groups.first)
+        #expect(group.columns == TrialSchema.subjects.columnNames)
+        #expect(group.user == "A. Rivera")
+        #expect(group.rows[0].bases == nil)
+        #expect(batch.value("status", of: id) == .text("screening"))
+        #expect(batch.value("site_id", of: id) == .text("S01"))
+        #expect(batch.request.replica == replica.identity?.replicaID)
+    }
+
+    @Test("Raw SQL inserts and updates on the replica's connection are tracked")
+    func rawSQLTracked() throws {
+        let replica = try makeReplica()
+        try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
+        #expect(try replica.pendingCount() == 0)
+
+        try replica.writer.write { db in
+            try db.execute(sql: "INSERT INTO adverse_events (id, site_id, subject_id, term, grade) VALUES ('ae1', 'S01', 's1', 'Fever', 1)")
+            try db.execute(sql: "UPDATE subjects SET status = 'enrolled' WHERE id = 's1'")
+        }
+
+        let batch = try #require(try replica.outboxBatch(limit: 10))
+        #expect(batch.count == 2)
+        #expect(batch.value("term", of: "ae1") == .text("Fever"))
+        #expect(batch.value("status", of: "s1") == .text("enrolled"))
+        #expect(batch.base("status", of: "s1") == .some(Version(hlc: HLC(milliseconds: 1000), replica: "remote")))
+        #expect(batch.value("screening_no", of: "s1") == nil, "only changed fields are pushed")
+    }
+
+    @Test("A rolled-back write leaves no outbox entry")
+    func rollbackLeavesNothing() throws {
+        struct Abort: Error {}
+        let replica = try makeReplica()
+        #expect(throws: Abort.self) {
+            try replica.writer.write { db in
+                try db.execute(sql: "INSERT INTO subjects (id, site_id, screening_no) VALUES ('s1', 'S01', 'S01-001')")
+                throw Abort()
+            }
+        }
+        #expect(try replica.pendingCount() == 0)
+        #expect(try replica.get("subjects", id: "s1") == nil)
+    }
+
+    @Test("Hard deletes are refused; a soft delete is tracked with its reason")
+    func deletes() throws {
+        let replica = try makeReplica()
+        try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
+        #expect {
+            try replica.writer.write { db in try db.execute(sql: "DELETE FROM subjects WHERE id = 's1'") }
+        } throws: { error in
+            "\(error)".contains("records of subjects are never deleted")
+        }
+
+        try replica.delete("subjects", id: "s1", reason: "Entered twice")
+
+        let batch = try #require(try replica.outboxBatch(limit: 10))
+        #expect(batch.value("_deleted", of: "s1") == .text("Entered twice"))
+        #expect(batch.base("_deleted", of: "s1") == .some(Version(hlc: HLC(milliseconds: 1000), replica: "remote")))
+        #expect(try replica.list("subjects").isEmpty, "deleted records are hidden")
+        #expect(try replica.get("subjects", id: "s1")?.isDeleted == true)
+        #expect(throws: ReplicaError.invalidArgument) { try replica.delete("subjects", id: "s1", reason: "again") }
+        #expect(throws: ReplicaError.invalidArgument) { try replica.delete("subjects", id: "s1", reason: "  ") }
+    }
+
+    @Test("An edit of a live record also asserts it is live, based on the replica's delete version")
+    func editAssertsLive() throws {
+        let replica = try makeReplica()
+        try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
+        try replica.put("subjects", id: "s1", ["sex": .text("M")])
+        let batch = try #require(try replica.outboxBatch(limit: 10))
+        #expect(batch.value("_deleted", of: "s1") == .some(.null))
+        #expect(batch.base("_deleted", of: "s1") == .some(Version(hlc: HLC(milliseconds: 1000), replica: "remote")))
+    }
+
+    @Test("Several edits of one field before a push compact to the last, keeping the first base")
+    func compaction() throws {
+        let replica = try makeReplica()
+        try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
+        try replica.put("subjects", id: "s1", ["status": .text("enrolled")])
+        try replica.put("subjects", id: "s1", ["status": .text("withdrawn")])
+        try replica.put("subjects", id: "s1", ["sex": .text("M")])
+
+        let batch = try #require(try replica.outboxBatch(limit: 10))
+        #expect(batch.count == 1)
+        #expect(batch.value("status", of: "s1") == .text("withdrawn"))
+        #expect(batch.value("sex", of: "s1") == .text("M"))
+        #expect(batch.base("status", of: "s1") == .some(Version(hlc: HLC(milliseconds: 1000), replica: "remote")))
+        let row = try #require(batch.rows.first?.row)
+        #expect(row.hlc(at: 0) <= row.seq)
+    }
+
+    @Test("An unchanged value written again is not tracked")
+    func noOpUpdate() throws {
+        let replica = try makeReplica()
+        try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
+        try replica.put("subjects", id: "s1", ["status": .text("screening")])
+        #expect(try replica.pendingCount() == 0)
+    }
+
+    @Test("Invalid values write nothing and name the field and rule")
+    func invalidWritesNothing() throws {
+        let replica = try makeReplica()
+        #expect(throws: ValidationError(table: "subjects", field: "sex", "must be one of F, M; got \"X\"")) {
+            try replica.put("subjects", ["screening_no": .text("S01-009"), "sex": .text("X")])
+        }
+        #expect(throws: ValidationError.self) { try replica.put("labs", ["x": .integer(1)]) }
+        #expect(try replica.pendingCount() == 0)
+        #expect(try replica.list("subjects").isEmpty)
+    }
+
+    @Test("A site laptop writes its own site only; records never move; the conflict log is read-only")
+    func scope() throws {
+        let replica = try makeReplica()
+        #expect(throws: ReplicaError.outsideSite) {
+            try replica.put("subjects", ["site_id": .text("S02"), "screening_no": .text("S02-001")])
+        }
+        let id = try replica.put("subjects", ["screening_no": .text("S01-001")])
+        #expect(throws: ReplicaError.outsideSite) { try replica.put("subjects", id: id, ["site_id": .text("S02")]) }
+        #expect(throws: ReplicaError.readOnlyTable) { try replica.put("conflicts", ["status": .text("resolved")]) }
+        #expect {
+            try replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET site_id = 'S02' WHERE id = ?", arguments: [id]) }
+        } throws: { "\($0)".contains("cannot move to another site") }
+
+        let reviewer = try makeReplica(site: "*")
+        #expect(throws: ReplicaError.invalidArgument) { try reviewer.put("subjects", ["screening_no": .text("S02-001")]) }
+        #expect(throws: Never.self) { try reviewer.put("subjects", ["site_id": .text("S02"), "screening_no": .text("S02-001")]) }
+    }
+
+    @Test("Nothing can be written before the replica is initialised")
+    func notInitialised() throws {
+        let replica = try Replica.inMemory(schema: TrialSchema.current)
+        #expect(throws: ReplicaError.notInitialized) { try replica.put("subjects", ["screening_no": .text("x")]) }
+        #expect {
+            try replica.writer.write { db in try db.execute(sql: "INSERT INTO subjects (id, site_id, screening_no) VALUES ('a', 'S01', 'x')") }
+        } throws: { "\($0)".contains("not initialised") }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import GRDB
+import Hummingbird
+import HummingbirdTesting
+import SiteSyncCore
+import SiteSyncServer
+import Testing
+import TrialRecords
+
+@Suite("Server requests")
+struct ServerRequestTests {
+    @Test("Health check answers without a token")
+    func health() async throws {
+        let server = try await TestServer.make()
+        try await server.test { client in
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == #"{"status":"ok"}"#)
+            }
+        }
+    }
+
+    /// Sends a request, expects an error status and code, and proves nothing was written.
+    private func expectRefusal(
+        _ server: TestServer, path: String = SyncProtocol.pushPath, headers: HTTPFields, body: ByteBuffer?,
+        status: HTTPResponse.Status, code: ErrorCode, message: String? = nil
+    ) async throws {
+        let before = try await server.dump()
+        try await server.test { client in
+            try await client.execute(uri: path, method: .post, headers: headers, body: body) { response in
+                #expect(response.status == status)
+                let error = try decode(ErrorResponse.self, response.body)
+                #expect(error.error.code == code.rawValue)
+                if let message { #expect(error.error.message.contains(message), "\(error.error.message)") }
+            }
+        }
+        #expect(try await server.dump() == before, "a refused request writes nothing")
+    }
+
+    @Test("A missing or unknown token is refused with 401")
+    func tokens() async throws {
+        let server = try await TestServer.make()
+        let body = try json(subjectPush(ids: ["a"]))
+        try await expectRefusal(server, headers: syncHeaders(nil), body: body, status: .unauthorized, code: .unauthorized, message: "bearer token is required")
+        try await expectRefusal(server, headers: syncHeaders("sst_nope"), body: body, status: .unauthorized, code: .unauthorized, message: "not valid")
+        try await expectRefusal(server, headers: syncHeaders(server.admin), body: body, status: .forbidden, code: .forbidden)
+    }
+
+    @Test("Another protocol, or a newer schema, is refused with a clear message")
+    func versions() async throws {
+        let server = try await TestServer.make()
+        let body = try json(subjectPush(ids: ["a"]))
+        try await expectRefusal(server, headers: syncHeaders(server.s01, protocolVersion: nil), body: body, status: .upgradeRequired, code: .protocolVersion, message: "Upgrade sitesync")
+        try await expectRefusal(server, headers: syncHeaders(server.s01, protocolVersion: "2"), body: body, status: .upgradeRequired, code: .protocolVersion)
+        try await expectRefusal(server, headers: syncHeaders(server.s01, schema: "99"), body: body, status: .conflict, code: .schemaVersion, message: "schema version 99")
+    }
+
+    @Test("Malformed JSON and oversized bodies are refused")
+    func malformed() async throws {
+        let server = try await TestServer.make { $0.maximumBodySize = 4096 }
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: ByteBuffer(string: "{\"replica\": \"r1\", \"groups\": [}"), status: .badRequest, code: .invalidJSON)
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: ByteBuffer(string: #"{"replica":"r1","groups":[{"t":"subjects","u":"A","c":["site_id"],"r":[[1]]}]}"#), status: .badRequest, code: .invalidJSON, message: "expected String")
+        let ids = (0..<200).map { "record-\($0)" }
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ids)), status: .contentTooLarge, code: .bodyTooLarge, message: "4096 bytes")
+    }
+
+    @Test("Unknown tables and fields, bad values and half-bad batches are refused whole")
+    func validation() async throws {
+        let server = try await TestServer.make()
+        let now = HybridLogicalClock.systemMilliseconds()
+        var unknownTable = subjectPush(ids: ["a"])
+        unknownTable.groups[0].table = "labs"
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(unknownTable), status: .unprocessableContent, code: .validationFailed, message: "labs: is not a known table")
+
+        var unknownField = subjectPush(ids: ["a"])
+        unknownField.groups[0].columns[2] = "colour"
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(unknownField), status: .unprocessableContent, code: .validationFailed, message: "subjects.colour: is not a field")
+
+        // One good record and one with grade 7: nothing of the batch is written
+        let ae = ChangeGroup(table: "adverse_events", user: "A", columns: ["site_id", "subject_id", "term", "grade"], rows: [
+            ChangeRow(id: "ae1", seq: HLC(milliseconds: now), values: [.text("S01"), .text("s1"), .text("Fever"), .integer(2)]),
+            ChangeRow(id: "ae2", seq: HLC(milliseconds: now, counter: 1), values: [.text("S01"), .text("s1"), .text("Rash"), .integer(7)]),
+        ])
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(PushRequest(replica: "r1", groups: subjectPush(ids: ["s1"]).groups + [ae])), status: .unprocessableContent, code: .validationFailed, message: "adverse_events.grade: must be a whole number from 1 to 5; got 7")
+
+        // A new record without its required fields
+        let partial = PushRequest(replica: "r1", groups: [ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "sex"], rows: [
+            ChangeRow(id: "s9", seq: HLC(milliseconds: now), values: [.text("S01"), .text("F")]),
+        ])])
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(partial), status: .unprocessableContent, code: .validationFailed, message: "subjects.screening_no: is required for a new record")
+        // The same after a valid record: it fails inside the transaction, which rolls the first one back
+        let mixed = PushRequest(replica: "r1", groups: subjectPush(ids: ["s1"], milliseconds: now - 10).groups + partial.groups)
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(mixed), status: .unprocessableContent, code: .validationFailed, message: "subjects.screening_no")
+
+        // The server-written conflict log
+        let conflicts = PushRequest(replica: "r1", groups: [ChangeGroup(table: "conflicts", user: "A", columns: ["status"], rows: [
+            ChangeRow(id: "c1", seq: HLC(milliseconds: now), values: [.text("resolved")]),
+        ])])
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(conflicts), status: .forbidden, code: .forbidden)
+    }
+
+    @Test("A site token cannot write or read another site's records")
+    func scope() async throws {
+        let server = try await TestServer.make()
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(subjectPush(site: "S02", ids: ["a"])), status: .forbidden, code: .forbidden, message: "site S02")
+        try await expectRefusal(server, path: SyncProtocol.pullPath, headers: syncHeaders(server.s01), body: try json(PullRequest(cursor: ["S02": 0], limit: 10)), status: .forbidden, code: .forbidden)
+
+        // A record of S02 exists; S01 cannot edit it even without naming the site
+        try await server.test { client in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s02), body: try json(subjectPush(replica: "r2", site: "S02", ids: ["b"]))) { #expect($0.status == .ok) }
+        }
+        let edit = PushRequest(replica: "r1", groups: [ChangeGroup(table: "subjects", user: "A", columns: ["status"], rows: [
+            ChangeRow(id: "b", seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("enrolled")], bases: [nil]),
+        ])])
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(edit), status: .forbidden, code: .forbidden)
+
+        // and nothing of S02 comes down to S01
+        try await server.test { client in
+            try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01), body: try json(PullRequest(cursor: [:], limit: 10))) { response in
+                let batch = try decode(PullResponse.self, response.body)
+                #expect(batch.recordCount == 0)
+                #expect(batch.cursor == ["S01": 0])
+            }
+        }
+    }
+
+    @Test("A push stamped too far ahead is refused: fix your clock")
+    func clockSkew() async throws {
+        let server = try await TestServer.make()
+        let ahead = subjectPush(ids: ["a"], milliseconds: HybridLogicalClock.systemMilliseconds() + 5 * 60_000)
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(ahead), status: .unprocessableContent, code: .clockSkew, message: "fix your clock")
+        let within = subjectPush(ids: ["b"], milliseconds: HybridLogicalClock.systemMilliseconds() + 20_000)
+        try await server.test { client in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(within)) { #expect($0.status == .ok) }
+        }
+    }
+
+    @Test("A retried push gets the same answer and writes nothing twice")
+    func idempotentPush() async throws {
+        let server = try await TestServer.make()
+        let body = try json(subjectPush(ids: ["a", "b", "c"]))
+        let (first, second) = try await server.test { client in
+            let first = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: body) { try decode(PushResponse.self, $0.body) }
+            let dump = try await server.dump()
+            let second = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: body) { try decode(PushResponse.self, $0.body) }
+            #expect(try await server.dump() == dump)
+            return (first, second)
+        }
+        #expect(first.applied == 3)
+        #expect((second.acked, second.applied, second.conflicts) == (first.acked, first.applied, first.conflicts))
+        #expect(try await server.count("audit") == 3)
+        #expect(try await server.count("subjects") == 3)
+    }
+
+    @Test("Pull pages through a site's changes in order, each exactly once, resuming from the cursor")
+    func pullPaging() async throws {
+        let server = try await TestServer.make()
+        let ids = (0..<7).map { "s\($0)" }
+        try await server.test { client in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ids))) { #expect($0.status == .ok) }
+            var cursor: [String: Int64] = [:]
+            var seen: [String] = []
+            var pages = 0
+            while true {
+                let batch = try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01), body: try json(PullRequest(cursor: cursor, limit: 3))) {
+                    try decode(PullResponse.self, $0.body)
+                }
+                seen += batch.groups.flatMap { $0.rows.map(\.id) }
+                cursor = batch.cursor
+                pages += 1
+                if !batch.more { break }
+            }
+            #expect(seen == ids)
+            #expect(pages == 3)
+            #expect(cursor == ["S01": 7])
+        }
+    }
+
+    @Test("A reviewer pulls every site")
+    func reviewerPull() async throws {
+        let server = try await TestServer.make()
+        try await server.test { client in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(replica: "r1", site: "S01", ids: ["a"]))) { #expect($0.status == .ok) }
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s02), body: try json(subjectPush(replica: "r2", site: "S02", ids: ["b"]))) { #expect($0.status == .ok) }
+            let batch = try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.reviewer), body: try json(PullRequest(cursor: [:], limit: 10))) {
+                try decode(PullResponse.self, $0.body)
+            }
+            #expect(Set(batch.groups.flatMap { $0.rows.map(\.id) }) == ["a", "b"])
+            #expect(batch.cursor == ["S01": 1, "S02": 1])
+        }
+    }
+}

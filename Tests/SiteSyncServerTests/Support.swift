@@ -1,0 +1,80 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import SiteSyncCore
+import SiteSyncServer
+import TrialRecords
+
+/// A server on an in-memory store with a site token for S01, one for S02, a reviewer and an admin token.
+struct TestServer {
+    let store: SQLiteSyncStore
+    let configuration: ServerConfiguration
+    let s01: String
+    let s02: String
+    let reviewer: String
+    let admin: String
+
+    static func make(configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+        let store = try SQLiteSyncStore(writer: DatabaseQueue(), schema: TrialSchema.current)
+        var configuration = ServerConfiguration(schema: TrialSchema.current)
+        configuration.port = 0
+        configure(&configuration)
+        return TestServer(
+            store: store,
+            configuration: configuration,
+            s01: try await Tokens.create(in: store, role: .site, site: "S01"),
+            s02: try await Tokens.create(in: store, role: .site, site: "S02"),
+            reviewer: try await Tokens.create(in: store, role: .reviewer, site: nil),
+            admin: try await Tokens.create(in: store, role: .admin, site: nil)
+        )
+    }
+
+    func test<Value>(_ body: @Sendable (any TestClientProtocol) async throws -> Value) async throws -> Value {
+        try await buildApplication(configuration, store: store).test(.router, body)
+    }
+
+    /// Every row of every table but the tokens, to prove a refused request wrote nothing.
+    func dump() async throws -> [String: [Row]] {
+        try await store.writer.read { db in
+            var tables: [String: [Row]] = [:]
+            for table in ["records", "audit", "replicas", "sites", "subjects", "adverse_events", "conflicts"] {
+                tables[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1")
+            }
+            return tables
+        }
+    }
+
+    func count(_ table: String) async throws -> Int {
+        try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0 }
+    }
+}
+
+/// Headers of a sync request with a token.
+func syncHeaders(_ token: String?, protocolVersion: String? = "1", schema: String? = "1") -> HTTPFields {
+    var headers: HTTPFields = [.contentType: "application/json"]
+    if let token { headers[.authorization] = "Bearer \(token)" }
+    if let protocolVersion { headers[HTTPField.Name(SyncProtocol.protocolHeader)!] = protocolVersion }
+    if let schema { headers[HTTPField.Name(SyncProtocol.schemaHeader)!] = schema }
+    return headers
+}
+
+func json(_ value: some Encodable) throws -> ByteBuffer {
+    ByteBuffer(bytes: try JSONEncoder().encode(value))
+}
+
+func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer) throws -> T {
+    try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+}
+
+/// A push of new subjects by replica `replica` at `milliseconds`.
+func subjectPush(
+    replica: String = "r1", site: String = "S01", ids: [String], milliseconds: Int64 = HybridLogicalClock.systemMilliseconds(), user: String = "A. Rivera"
+) -> PushRequest {
+    let columns = ["site_id", "screening_no", "status"]
+    let rows = ids.enumerated().map { index, id in
+        ChangeRow(id: id, seq: HLC(milliseconds: milliseconds, counter: Int64(index)), values: [.text(site), .text("\(site)-\(id)"), .text("screening")])
+    }
+    return PushRequest(replica: replica, groups: [ChangeGroup(table: "subjects", user: user, columns: columns, rows: rows)])
+}
