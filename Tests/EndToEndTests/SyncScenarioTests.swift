@@ -1,0 +1,303 @@
+import Foundation
+import SiteSyncClient
+import SiteSyncCore
+import Testing
+import TrialRecords
+
+@Suite("Sync over loopback HTTP")
+struct SyncScenarioTests {
+    @Test("Offline writes on two laptops of one site: after sync both hold everything")
+    func offlineWritesConverge() async throws {
+        try await LiveServer.run { server in
+            // Given two laptops of S01, both offline
+            let a = try server.laptop("a", user: "A. Rivera")
+            let b = try server.laptop("b", user: "B. Chen")
+            let subject = try a.replica.put("subjects", ["screening_no": .text("S01-001"), "sex": .text("F")])
+            try a.replica.put("adverse_events", ["subject_id": .text(subject), "term": .text("Fever"), "grade": .integer(1)])
+            try b.replica.put("subjects", ["screening_no": .text("S01-002"), "sex": .text("M")])
+
+            // When both sync (and a again, to get b's records)
+            let first = try await a.sync()
+            let second = try await b.sync()
+            try await a.sync()
+
+            // Then every laptop holds all three records, and no conflict was logged
+            #expect(first.pushed == 2)
+            #expect(second.pushed == 1 && second.pulled == 2)
+            #expect(try a.contents() == b.contents())
+            #expect(try a.replica.list("subjects").count == 2)
+            #expect(try a.replica.list("adverse_events").first?["grade"] == .integer(1))
+            #expect(try a.replica.status().pendingChanges == 0)
+            #expect(try await server.count("SELECT count(*) FROM conflicts") == 0)
+        }
+    }
+
+    @Test("The same field edited on two laptops: both converge on the later write, one conflict holds both sides")
+    func sameFieldConflict() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a", user: "A. Rivera")
+            let b = try server.laptop("b", user: "B. Chen")
+            let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
+            try await a.sync()
+            try await b.sync()
+
+            // Both edit status offline; b's edit is the later one
+            try a.replica.put("subjects", id: id, ["status": .text("enrolled")])
+            try await Task.sleep(for: .milliseconds(5))
+            try b.replica.put("subjects", id: id, ["status": .text("screen_failed")])
+
+            let pushedA = try await a.sync()
+            let pushedB = try await b.sync()
+            try await a.sync()
+
+            #expect(pushedA.conflicts == 0)
+            #expect(pushedB.conflicts == 1)
+            #expect(try a.replica.get("subjects", id: id)?["status"] == .text("screen_failed"))
+            #expect(try a.contents() == b.contents())
+            #expect(try await server.count("SELECT count(*) FROM conflicts") == 1)
+
+            // Both laptops see the conflict offline, with both values, versions and users
+            for laptop in [a, b] {
+                let conflicts = try laptop.replica.conflicts()
+                #expect(conflicts.count == 1)
+                let conflict = try #require(conflicts.first)
+                #expect(conflict.table == "subjects" && conflict.recordID == id && conflict.field == "status")
+                #expect(conflict.winner.value == .text("screen_failed"))
+                #expect(conflict.winner.user == "B. Chen")
+                #expect(conflict.winner.replica == b.replica.identity?.replicaID)
+                #expect(conflict.loser.value == .text("enrolled"))
+                #expect(conflict.loser.user == "A. Rivera")
+                #expect(conflict.loser.replica == a.replica.identity?.replicaID)
+                #expect(conflict.winner.version > conflict.loser.version)
+                #expect(conflict.status == "open")
+                #expect(try laptop.replica.status().openConflicts == 1)
+            }
+        }
+    }
+
+    @Test("Different fields of one record edited on two laptops: both edits kept, no conflict")
+    func differentFields() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            let b = try server.laptop("b")
+            let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(1)])
+            try await a.sync()
+            try await b.sync()
+
+            try a.replica.put("adverse_events", id: id, ["grade": .integer(2)])
+            try b.replica.put("adverse_events", id: id, ["outcome": .text("recovered")])
+            try await a.sync()
+            try await b.sync()
+            try await a.sync()
+
+            for laptop in [a, b] {
+                let record = try #require(try laptop.replica.get("adverse_events", id: id))
+                #expect(record["grade"] == .integer(2))
+                #expect(record["outcome"] == .text("recovered"))
+                #expect(try laptop.replica.conflicts().isEmpty)
+            }
+            #expect(try await server.count("SELECT count(*) FROM conflicts") == 0)
+        }
+    }
+
+    @Test("Delete on one laptop, edit on another: converged, and logged as a conflict")
+    func deleteVersusEdit() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a", user: "A. Rivera")
+            let b = try server.laptop("b", user: "B. Chen")
+            let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Rash"), "grade": .integer(1)])
+            try await a.sync()
+            try await b.sync()
+
+            try a.replica.delete("adverse_events", id: id, reason: "Entered for the wrong subject")
+            try await Task.sleep(for: .milliseconds(5))
+            try b.replica.put("adverse_events", id: id, ["grade": .integer(3)])
+            try await a.sync()
+            try await b.sync()
+            try await a.sync()
+
+            #expect(try a.contents() == b.contents())
+            // b's edit is later, so the record is live again with grade 3; the delete is the logged loser
+            let record = try #require(try a.replica.get("adverse_events", id: id))
+            #expect(record["grade"] == .integer(3))
+            #expect(!record.isDeleted)
+            let conflict = try #require(try a.replica.conflicts().first)
+            #expect(conflict.field == "_deleted")
+            #expect(conflict.loser.value == .text("Entered for the wrong subject"))
+            #expect(conflict.loser.user == "A. Rivera")
+            #expect(conflict.winner.value == .null)
+            #expect(conflict.winner.user == "B. Chen")
+        }
+    }
+
+    @Test("An edit then a later delete: the record is deleted everywhere and the edit is logged")
+    func editThenLaterDelete() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            let b = try server.laptop("b")
+            let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
+            try await a.sync()
+            try await b.sync()
+
+            try b.replica.put("subjects", id: id, ["sex": .text("F")])
+            try await Task.sleep(for: .milliseconds(5))
+            try a.replica.delete("subjects", id: id, reason: "Duplicate")
+            try await b.sync()
+            try await a.sync()
+            try await b.sync()
+
+            #expect(try a.contents() == b.contents())
+            #expect(try b.replica.list("subjects").isEmpty)
+            #expect(try b.replica.get("subjects", id: id)?.isDeleted == true)
+            #expect(try b.replica.conflicts().map(\.field) == ["_deleted"])
+        }
+    }
+
+    @Test("A push whose answer was lost is retried and changes nothing the second time")
+    func lostPushResponse() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            for index in 0..<5 {
+                try a.replica.put("subjects", ["screening_no": .text("S01-\(index)")])
+            }
+            let losing = LosingResponses(a.transport, lose: 1)
+
+            let report = try await a.engine(transport: losing).sync()
+
+            #expect(losing.pushesSent == 2, "the batch was sent twice")
+            #expect(report.pushed == 5)
+            #expect(try await server.count("SELECT count(*) FROM subjects") == 5)
+            #expect(try await server.count("SELECT count(*) FROM audit") == 5, "nothing doubled in the audit trail")
+            #expect(try a.replica.status().pendingChanges == 0)
+        }
+    }
+
+    @Test("A pull interrupted half-way resumes from its cursor and ends identical")
+    func interruptedPull() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            for index in 0..<50 {
+                try a.replica.put("subjects", ["screening_no": .text("S01-\(index)")])
+            }
+            try await a.sync()
+
+            let b = try server.laptop("b")
+            let small: (inout SyncEngine.Configuration) -> Void = { $0.pullBatchSize = 10; $0.attempts = 2 }
+            // Two batches arrive, then the network goes
+            await #expect(throws: SyncError.self) {
+                try await b.engine(transport: FailingPulls(b.transport, after: 2), configure: small).sync()
+            }
+            let partial = try b.replica.list("subjects").count
+            #expect(partial >= 10 && partial < 50)
+            #expect(try b.replica.cursor()["S01"].map { $0 >= 10 } == true)
+
+            // The next sync picks up where it stopped
+            let report = try await b.engine(configure: small).sync()
+            #expect(report.pulled == 50 - partial)
+            #expect(try b.contents() == a.contents())
+        }
+    }
+
+    @Test("A site token cannot push or pull another site's records; nothing is written")
+    func siteScope() async throws {
+        try await LiveServer.run { server in
+            let s02 = try server.laptop("s02", site: "S02")
+            try s02.replica.put("subjects", ["screening_no": .text("S02-001")])
+            try await s02.sync()
+            let before = try await server.dump()
+
+            let s01 = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version)
+            let foreign = PushRequest(replica: "intruder", groups: [ChangeGroup(table: "subjects", user: "X", columns: ["site_id", "screening_no"], rows: [
+                ChangeRow(id: "x1", seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("S02"), .text("S02-666")]),
+            ])])
+            await #expect { try await s01.push(foreign) } throws: { ($0 as? SyncError)?.status == 403 && ($0 as? SyncError)?.code == "forbidden" }
+            await #expect { try await s01.pull(PullRequest(cursor: ["S02": 0], limit: 10)) } throws: { ($0 as? SyncError)?.status == 403 }
+            #expect(try await server.dump() == before)
+
+            // and an S01 laptop pulls nothing of S02
+            let a = try server.laptop("a")
+            #expect(try await a.sync().pulled == 0)
+            #expect(try a.replica.list("subjects").isEmpty)
+        }
+    }
+
+    @Test("A reviewer laptop sees every site")
+    func reviewerSeesEverySite() async throws {
+        try await LiveServer.run { server in
+            let s01 = try server.laptop("s01", site: "S01")
+            let s02 = try server.laptop("s02", site: "S02")
+            try s01.replica.put("subjects", ["screening_no": .text("S01-001")])
+            try s02.replica.put("subjects", ["screening_no": .text("S02-001")])
+            try await s01.sync()
+            try await s02.sync()
+
+            let reviewer = try server.laptop("reviewer", site: "*", user: "D. Manager")
+            let report = try await reviewer.sync()
+
+            #expect(report.pulled == 2)
+            #expect(Set(try reviewer.replica.list("subjects").compactMap { $0["site_id"]?.displayText }) == ["S01", "S02"])
+            #expect(try reviewer.replica.cursor() == ["S01": 1, "S02": 1])
+        }
+    }
+
+    @Test("Three laptops editing at once converge to the server's state after a full round")
+    func convergence() async throws {
+        try await LiveServer.run { server in
+            let laptops = try ["a", "b", "c"].map { try server.laptop($0) }
+            let id = try laptops[0].replica.put("subjects", ["screening_no": .text("S01-001")])
+            for laptop in laptops { try await laptop.sync() }
+
+            for (index, laptop) in laptops.enumerated() {
+                try laptop.replica.put("subjects", id: id, ["status": .text(["enrolled", "withdrawn", "completed"][index])])
+                try laptop.replica.put("subjects", ["screening_no": .text("S01-1\(index)")])
+                try await Task.sleep(for: .milliseconds(3))
+            }
+            for laptop in laptops { try await laptop.sync() }
+            for laptop in laptops { try await laptop.sync() }
+
+            let reference = try laptops[0].contents()
+            for laptop in laptops.dropFirst() {
+                #expect(try laptop.contents() == reference)
+            }
+            #expect(try laptops[0].replica.get("subjects", id: id)?["status"] == .text("completed"))
+            // Each overwritten value is logged once: enrolled and withdrawn lost to completed
+            let conflicts = try laptops[0].replica.conflicts()
+            #expect(conflicts.count == 2)
+            #expect(Set(conflicts.map(\.loser.value)) == [.text("enrolled"), .text("withdrawn")])
+            #expect(try await server.count("SELECT count(*) FROM conflicts") == 2)
+            #expect(try await server.count("SELECT count(*) FROM subjects") == 4)
+        }
+    }
+
+    @Test("An unreachable server fails the sync and loses nothing")
+    func unreachable() async throws {
+        let replica = try Replica.inMemory(schema: TrialSchema.current)
+        let url = URL(string: "http://127.0.0.1:9")!
+        try replica.initialize(site: "S01", user: "A", serverURL: url, token: "t")
+        try replica.put("subjects", ["screening_no": .text("S01-001")])
+        var configuration = SyncEngine.Configuration()
+        configuration.attempts = 2
+        configuration.initialBackoff = .milliseconds(10)
+        let engine = SyncEngine(replica: replica, transport: HTTPTransport(serverURL: url, token: "t", schemaVersion: 1, timeout: 5), configuration: configuration)
+        await #expect { try await engine.sync() } throws: { ($0 as? SyncError)?.isUnreachable == true }
+        #expect(try replica.pendingCount() == 1)
+        #expect(try replica.status().lastSync == nil)
+    }
+
+    @Test("A laptop on a newer schema is refused with a clear message and keeps its changes queued")
+    func newerSchemaRefused() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            try a.replica.put("subjects", ["screening_no": .text("S01-001")])
+            let newer = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version + 1)
+            await #expect {
+                try await a.engine(transport: newer).sync()
+            } throws: { error in
+                let error = error as? SyncError
+                return error?.code == "schema_version" && error?.message.contains("changes stay queued") == true
+            }
+            #expect(try a.replica.pendingCount() == 1)
+            #expect(try await a.sync().pushed == 1)
+        }
+    }
+}
