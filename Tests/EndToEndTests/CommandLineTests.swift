@@ -1,0 +1,199 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the built `sitesync` and `sitesync-server` executables as a person would.
+struct Commands {
+    let directory: URL
+    let environment: [String: String]
+
+    /// Where `swift build` put the executables: beside the test bundle.
+    static let products: URL = {
+        var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL.deletingLastPathComponent()]
+        candidates += candidates.map { $0.deletingLastPathComponent() }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("sitesync").path) } ?? candidates[0]
+    }()
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var line: String { stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    @discardableResult
+    func run(_ executable: String, _ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = Self.products.appendingPathComponent(executable)
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    func sitesync(_ arguments: String...) throws -> Result { try run("sitesync", arguments) }
+
+    /// Starts `sitesync-server serve` on a free loopback port and waits until it answers.
+    func startServer(database: String) async throws -> (Process, Int) {
+        let port = try freePort()
+        let process = Process()
+        process.executableURL = Self.products.appendingPathComponent("sitesync-server")
+        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "warning"]
+        process.currentDirectoryURL = directory
+        try process.run()
+        for _ in 0..<100 {
+            if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/healthz")!),
+                (response as? HTTPURLResponse)?.statusCode == 200
+            {
+                return (process, port)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        process.terminate()
+        throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "sitesync-server did not start"])
+    }
+
+    private func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+@Suite("The README walk-through, run as commands", .serialized)
+struct CommandLineTests {
+    private func withFolder(_ body: (Commands) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await body(Commands(directory: directory, environment: ["SITESYNC_DB": ""]))
+    }
+
+    private func json(_ result: Commands.Result) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(result.stdout.utf8))
+    }
+
+    @Test("Token, two laptops, offline records, sync, a conflict")
+    func walkThrough() async throws {
+        try await withFolder { cli in
+            let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
+            defer { server.terminate() }
+            let url = "http://127.0.0.1:\(port)"
+
+            let token = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"])
+            #expect(token.status == 0)
+            #expect(token.line.hasPrefix("sst_") && !token.line.contains("\n"), "the token alone on stdout")
+
+            #expect(try cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "A. Rivera").status == 0)
+            #expect(try cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "B. Chen").status == 0)
+
+            let subject = try cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
+            #expect(subject.status == 0)
+            let id = subject.line
+            #expect(UUID(uuidString: id) != nil)
+            let event = try cli.sitesync("put", "--db", "a.sqlite", "adverse_events", "subject_id=\(id)", "term=Cytokine release syndrome", "onset_date=2026-11-20", "grade=2", "serious=1")
+            #expect(event.status == 0)
+
+            // A bad value is refused, names the field and rule, and writes nothing
+            let bad = try cli.sitesync("put", "--db", "a.sqlite", "adverse_events", "subject_id=\(id)", "term=Rash", "grade=7", "onset_date=2026-13-45")
+            #expect(bad.status != 0)
+            #expect(bad.stderr.contains("adverse_events.grade: must be a whole number from 1 to 5; got 7"))
+            #expect(bad.stderr.contains("adverse_events.onset_date: must be a calendar date written YYYY-MM-DD"))
+
+            let status = try json(try cli.sitesync("status", "--db", "a.sqlite", "--json")) as? [String: Any]
+            #expect(status?["pending_changes"] as? Int == 2)
+            #expect(status?["site"] as? String == "S01")
+
+            let syncA = try json(try cli.sitesync("sync", "--db", "a.sqlite", "--json")) as? [String: Int]
+            #expect(syncA == ["pushed": 2, "pulled": 0, "conflicts": 0])
+            let syncB = try json(try cli.sitesync("sync", "--db", "b.sqlite", "--json")) as? [String: Int]
+            #expect(syncB == ["pushed": 0, "pulled": 2, "conflicts": 0])
+
+            let listed = try json(try cli.sitesync("list", "--db", "b.sqlite", "adverse_events", "--json")) as? [[String: Any]]
+            #expect(listed?.count == 1)
+            #expect(listed?.first?["grade"] as? Int == 2, "numbers are JSON numbers")
+            #expect(listed?.first?["site_id"] as? String == "S01")
+            let table = try cli.sitesync("list", "--db", "b.sqlite", "subjects")
+            #expect(table.stdout.contains("S01-001") && table.stdout.contains("1 record"))
+
+            // The same field edited on both laptops while offline
+            #expect(try cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", id, "status=enrolled").status == 0)
+            try await Task.sleep(for: .milliseconds(5))
+            #expect(try cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", id, "status=screen_failed").status == 0)
+            for db in ["a.sqlite", "b.sqlite", "a.sqlite"] {
+                #expect(try cli.sitesync("sync", "--db", db).status == 0)
+            }
+
+            let record = try json(try cli.sitesync("get", "--db", "a.sqlite", "subjects", id, "--json")) as? [String: Any]
+            #expect(record?["status"] as? String == "screen_failed")
+            let conflicts = try json(try cli.sitesync("conflicts", "list", "--db", "a.sqlite", "--json")) as? [[String: Any]]
+            #expect(conflicts?.count == 1)
+            let conflict = conflicts?.first
+            #expect(conflict?["field"] as? String == "status")
+            #expect((conflict?["winner"] as? [String: Any])?["value"] as? String == "screen_failed")
+            #expect((conflict?["winner"] as? [String: Any])?["user"] as? String == "B. Chen")
+            #expect((conflict?["loser"] as? [String: Any])?["value"] as? String == "enrolled")
+            #expect((conflict?["loser"] as? [String: Any])?["user"] as? String == "A. Rivera")
+            #expect(Set(conflict?.keys.map { $0 } ?? []) == ["id", "site_id", "table", "record_id", "field", "winner", "loser", "status", "detected_at"])
+            let readable = try cli.sitesync("conflicts", "list", "--db", "b.sqlite")
+            #expect(readable.stdout.contains("screen_failed") && readable.stdout.contains("enrolled") && readable.stdout.contains("1 conflict"))
+
+            #expect(try cli.sitesync("delete", "--db", "a.sqlite", "adverse_events", (listed?.first?["id"] as? String) ?? "", "--reason", "Entered twice").status == 0)
+            let remaining = try json(try cli.sitesync("list", "--db", "a.sqlite", "adverse_events", "--json")) as? [Any]
+            #expect(remaining?.isEmpty == true)
+        }
+    }
+
+    @Test("Sync with the server unreachable says so, exits non-zero and loses nothing")
+    func unreachable() async throws {
+        try await withFolder { cli in
+            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            #expect(try cli.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
+            let sync = try cli.sitesync("sync")
+            #expect(sync.status != 0)
+            #expect(sync.stderr.contains("cannot be reached"))
+            let status = try json(try cli.sitesync("status", "--json")) as? [String: Any]
+            #expect(status?["pending_changes"] as? Int == 1)
+            #expect(FileManager.default.fileExists(atPath: cli.directory.appendingPathComponent("sitesync.sqlite").path), "./sitesync.sqlite is the default")
+        }
+    }
+
+    @Test("Usage errors and unknown records exit non-zero with a message on stderr")
+    func errors() async throws {
+        try await withFolder { cli in
+            let uninitialised = try cli.sitesync("put", "subjects", "screening_no=x")
+            #expect(uninitialised.status != 0 && uninitialised.stderr.contains("not initialised"))
+            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            let missing = try cli.sitesync("get", "subjects", "nope")
+            #expect(missing.status != 0 && missing.stderr.contains("No record nope in subjects"))
+            let table = try cli.sitesync("list", "labs")
+            #expect(table.status != 0 && table.stderr.contains("labs: is not a known table"))
+            let reviewerToken = try cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--site", "S01"])
+            #expect(reviewerToken.status != 0 && reviewerToken.stderr.contains("do not give --site"))
+            let reviewer = try cli.run("sitesync-server", ["token", "create", "--role", "reviewer"])
+            #expect(reviewer.status == 0 && reviewer.line.hasPrefix("sst_"))
+        }
+    }
+}
