@@ -83,6 +83,8 @@ let package = Package(
             name: "sitesync-bench",
             dependencies: [
                 "SiteSyncClient", "SiteSyncServer", "TrialRecords",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

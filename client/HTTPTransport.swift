@@ -15,6 +15,8 @@ public struct HTTPTransport: SyncTransport {
     public var schemaVersion: Int
     /// Seconds before a request is abandoned.
     public var timeout: TimeInterval
+    /// Called after each exchange with the path and the request and response body sizes, for metrics.
+    public var observer: (@Sendable (_ path: String, _ requestBytes: Int, _ responseBytes: Int) -> Void)?
     private let session: URLSession
 
     /// Creates a transport.
@@ -50,6 +52,7 @@ public struct HTTPTransport: SyncTransport {
             throw SyncError.unreachable(serverURL.absoluteString, (error as NSError).localizedDescription)
         }
         guard let http = response as? HTTPURLResponse else { throw SyncError.invalidResponse("not an HTTP response") }
+        observer?(path, request.httpBody?.count ?? 0, data.count)
         guard (200..<300).contains(http.statusCode) else {
             if let failure = try? JSONDecoder().decode(ErrorResponse.self, from: data) {
                 throw SyncError.refused(status: http.statusCode, code: failure.error.code, message: failure.error.message)

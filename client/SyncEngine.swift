@@ -102,7 +102,7 @@ public struct SyncEngine: Sendable {
     /// Pulls until the server has nothing more; returns the records that changed here.
     public func pull() async throws -> Int {
         var changed = 0
-        var request = PullRequest(cursor: try replica.cursor(), limit: configuration.pullBatchSize)
+        var request = PullRequest(cursor: try replica.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID)
         let first = request
         var response = try await withRetry("pull") { try await transport.pull(first) }
         while true {

@@ -18,16 +18,28 @@ extension SQLiteSyncStore {
             var cursor: [String: Int64] = [:]
             var groups: [String: RecordGroup] = [:]
             var order: [String] = []
+            // Records whose every field the pulling replica wrote are skipped: it holds them already.
             let scan = try db.cachedStatement(
-                sql: "SELECT tbl, id, seq, hlc, replica, user, fields FROM records WHERE site_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+                sql: """
+                    SELECT tbl, id, seq, hlc, replica, user, fields FROM records
+                    WHERE site_id = ? AND seq > ? AND NOT (replica = ? AND fields IS NULL)
+                    ORDER BY seq LIMIT ?
+                    """
             )
+            let latest = try db.cachedStatement(sql: "SELECT seq FROM sites WHERE site_id = ?")
             for site in sites {
                 let from = request.cursor[site] ?? 0
                 cursor[site] = from
-                let shadows = try Row.fetchAll(scan, arguments: [site, from, remaining + 1])
-                if shadows.count > remaining { more = true }
-                for shadow in shadows.prefix(remaining) {
-                    cursor[site] = shadow["seq"]
+                let shadows = try Row.fetchAll(scan, arguments: [site, from, request.replica ?? "", remaining + 1])
+                let page = shadows.prefix(remaining)
+                if shadows.count > remaining {
+                    more = true
+                    cursor[site] = page.last?["seq"] ?? from
+                } else {
+                    // Everything of this site fits: the cursor moves past the skipped records too.
+                    cursor[site] = max(from, try Int64.fetchOne(latest, arguments: [site]) ?? 0)
+                }
+                for shadow in page {
                     let tableName: String = shadow["tbl"]
                     // Tables and fields the client's schema does not have yet are left out.
                     guard schema.contains(table: tableName), let table = try? schema.table(tableName) else { continue }
@@ -45,7 +57,7 @@ extension SQLiteSyncStore {
                     }
                     groups[tableName]!.rows.append(RecordRow(id: shadow["id"], stamps: stamps, values: values))
                 }
-                remaining -= min(shadows.count, remaining)
+                remaining -= page.count
                 if remaining == 0 && more { break }
             }
             // Sites not reached in this page keep the cursor the client sent.

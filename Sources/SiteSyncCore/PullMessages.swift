@@ -4,11 +4,15 @@ public struct PullRequest: Codable, Sendable, Equatable {
     public var cursor: [String: Int64]
     /// The most records to return.
     public var limit: Int
+    /// The pulling replica: records whose every field it wrote itself are skipped, since it holds
+    /// them already (its own version of a field is never older than its own write).
+    public var replica: String?
 
     /// Creates a pull.
-    public init(cursor: [String: Int64], limit: Int) {
+    public init(cursor: [String: Int64], limit: Int, replica: String? = nil) {
         self.cursor = cursor
         self.limit = limit
+        self.replica = replica
     }
 }
 

@@ -1,0 +1,78 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SiteSyncClient
+import SiteSyncCore
+import SiteSyncServer
+import Synchronization
+import TrialRecords
+
+/// The sync server running in this process on a free loopback port.
+struct BenchServer: Sendable {
+    let url: URL
+    let siteTokens: [String: String]
+
+    static func run(databasePath: String, _ body: (BenchServer) async throws -> Void) async throws {
+        let store = try SQLiteSyncStore(path: databasePath, schema: TrialSchema.current)
+        var tokens: [String: String] = [:]
+        for site in ["S01", "S02"] {
+            tokens[site] = try await Tokens.create(in: store, role: .site, site: site)
+        }
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var configuration = ServerConfiguration(schema: TrialSchema.current)
+        configuration.port = 0
+        configuration.maximumBodySize = 64 * 1024 * 1024
+        configuration.onServerRunning = { continuation.yield($0) }
+        let logger = Logger(label: "sitesync.bench", factory: { _ in SwiftLogNoOpLogHandler() })
+        let app = buildApplication(configuration, store: store, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { return }
+            do {
+                try await body(BenchServer(url: URL(string: "http://127.0.0.1:\(port)")!, siteTokens: tokens))
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    func replica(_ path: String, site: String) throws -> BenchReplica {
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        let replica = try Replica.open(path: path, schema: TrialSchema.current)
+        try replica.initialize(site: site, user: "Bench \(site)", serverURL: url, token: siteTokens[site]!)
+        return BenchReplica(replica: replica, token: siteTokens[site]!, url: url)
+    }
+}
+
+/// A replica with its server.
+struct BenchReplica {
+    let replica: Replica
+    let token: String
+    let url: URL
+
+    func engine(counter: ByteCounter? = nil) -> SyncEngine {
+        var transport = HTTPTransport(serverURL: url, token: token, schemaVersion: TrialSchema.version)
+        if let counter {
+            transport.observer = { _, request, response in counter.add(request: request, response: response) }
+        }
+        return SyncEngine(replica: replica, transport: transport)
+    }
+}
+
+/// Bytes of request and response bodies, summed.
+final class ByteCounter: Sendable {
+    private let totals = Mutex((request: 0, response: 0, exchanges: 0))
+
+    func add(request: Int, response: Int) {
+        totals.withLock { $0 = ($0.request + request, $0.response + response, $0.exchanges + 1) }
+    }
+
+    var requestBytes: Int { totals.withLock { $0.request } }
+    var responseBytes: Int { totals.withLock { $0.response } }
+    var exchanges: Int { totals.withLock { $0.exchanges } }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import GRDB
+import SiteSyncClient
+import SiteSyncCore
+import SiteSyncServer
+import TrialRecords
+
+/// The benchmark harness: starts the server in-process on loopback, drives replicas, prints one JSON
+/// line per measurement and a readable table. Build with `-c release`; see docs/BENCHMARKS.md.
+@main
+struct Benchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sitesync-bench",
+        abstract: "Measure tracked writes, push, pull, delta rounds, bytes on the wire and pull memory.",
+        subcommands: [Run.self, PullChild.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run every measurement.")
+
+    @Option(help: "adverse_events records for local_write, push and pull.")
+    var records = 100_000
+
+    @Option(help: "Records on the server for the small delta round.")
+    var deltaSmall = 1_000
+
+    @Option(help: "Records on the server for the large delta round.")
+    var deltaLarge = 1_000_000
+
+    @Option(help: "Delta rounds per size; the median is reported.")
+    var rounds = 20
+
+    @Option(help: "Working folder for the databases (emptied first).")
+    var directory = "bench-out"
+
+    func validate() throws {
+        guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1 else {
+            throw ValidationError("--records needs at least 1000, the delta sizes at least 10 and in order, --rounds at least 1.")
+        }
+    }
+
+    func run() async throws {
+        let folder = URL(fileURLWithPath: directory, isDirectory: true)
+        try? FileManager.default.removeItem(at: folder)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let report = Report()
+
+        try await BenchServer.run(databasePath: folder.appendingPathComponent("server.sqlite").path) { server in
+            // local_write and push: one replica, 100,000 adverse events
+            let laptop = try server.replica(folder.appendingPathComponent("push.sqlite").path, site: "S01")
+            let rows = AdverseEventGenerator(site: "S01").rows(records)
+            let untracked = try laptop.replica.insertUntracked(rows)
+            let tracked = try laptop.replica.insertTracked(rows)
+            report.add("local_write", [
+                "rows": .integer(Int64(records)), "batch": .integer(1000),
+                "untracked_rows_per_s": .real(Double(records) / untracked),
+                "tracked_rows_per_s": .real(Double(records) / tracked),
+                "tracked_over_untracked": .real(untracked / tracked),
+            ])
+
+            let pushBytes = ByteCounter()
+            let push = try await measure { try await laptop.engine(counter: pushBytes).push() }
+            let fields = Double(TrialSchema.adverseEvents.columns.count)
+            report.add("push", [
+                "records": .integer(Int64(push.value.records)), "seconds": .real(push.seconds),
+                "records_per_s": .real(Double(push.value.records) / push.seconds),
+                "field_changes_per_s": .real(Double(push.value.records) * fields / push.seconds),
+            ])
+
+            // pull: a fresh replica in a child process, so its peak RSS is its own
+            let child = try await PullChild.spawn(server: server, database: folder.appendingPathComponent("pull.sqlite").path)
+            report.add("pull", [
+                "records": .integer(Int64(child.records)), "seconds": .real(child.seconds),
+                "records_per_s": .real(Double(child.records) / child.seconds),
+                "batches": .integer(Int64(child.batches)),
+            ])
+            report.add("bytes_per_change", [
+                "push_request": .real(Double(pushBytes.requestBytes) / Double(push.value.records)),
+                "push_response": .real(Double(pushBytes.responseBytes) / Double(push.value.records)),
+                "push_total": .real(Double(pushBytes.requestBytes + pushBytes.responseBytes) / Double(push.value.records)),
+                "pull_request": .real(Double(child.requestBytes) / Double(child.records)),
+                "pull_response": .real(Double(child.responseBytes) / Double(child.records)),
+            ])
+            report.add("pull_memory", ["records": .integer(Int64(child.records)), "peak_rss_mb": .real(child.peakRSSMegabytes)])
+        }
+
+        // delta: a separate server, grown from the small size to the large one
+        try await BenchServer.run(databasePath: folder.appendingPathComponent("delta-server.sqlite").path) { server in
+            let writer = try server.replica(folder.appendingPathComponent("delta-a.sqlite").path, site: "S02")
+            let reader = try server.replica(folder.appendingPathComponent("delta-b.sqlite").path, site: "S02")
+            let generator = AdverseEventGenerator(site: "S02")
+            var ids: [String] = []
+            var results: [Int: (median: Double, build: Double)] = [:]
+            for size in [deltaSmall, deltaLarge] {
+                let build = try await measure {
+                    var remaining = size - ids.count
+                    while remaining > 0 {
+                        let rows = generator.rows(min(remaining, 100_000))
+                        _ = try writer.replica.insertTracked(rows)
+                        ids += rows.map(\.id)
+                        remaining -= rows.count
+                        _ = try await writer.engine().sync()
+                    }
+                    _ = try await reader.engine().sync()
+                }
+                var times: [Double] = []
+                for round in 0..<rounds {
+                    let changed = (0..<10).map { ids[($0 * 7919 + round * 104_729) % ids.count] }
+                    let elapsed = try await measure {
+                        for (index, id) in changed.enumerated() {
+                            try writer.replica.put("adverse_events", id: id, ["grade": .integer(Int64((round + index) % 5 + 1))])
+                        }
+                        let pushed = try await writer.engine().sync()
+                        let pulled = try await reader.engine().sync()
+                        guard pushed.pushed == 10, pulled.pulled == 10 else {
+                            throw ValidationError("A delta round moved \(pushed.pushed) up and \(pulled.pulled) down instead of 10.")
+                        }
+                    }
+                    times.append(elapsed.seconds * 1000)
+                }
+                results[size] = (times.sorted()[times.count / 2], build.seconds)
+            }
+            let small = results[deltaSmall]!
+            let large = results[deltaLarge]!
+            report.add("delta", [
+                "small_records": .integer(Int64(deltaSmall)), "small_median_ms": .real(small.median),
+                "large_records": .integer(Int64(deltaLarge)), "large_median_ms": .real(large.median),
+                "large_over_small": .real(large.median / small.median),
+                "large_build_s": .real(large.build),
+            ])
+        }
+        report.printTable()
+    }
+}
+
+/// Times an async operation.
+func measure<T>(_ body: () async throws -> T) async throws -> (value: T, seconds: Double) {
+    let start = ContinuousClock.now
+    let value = try await body()
+    let elapsed = ContinuousClock.now - start
+    return (value, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}

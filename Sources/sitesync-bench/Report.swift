@@ -1,0 +1,33 @@
+import Foundation
+import SiteSyncCore
+import Synchronization
+
+/// Measurements printed as JSON lines as they come, and as a table at the end.
+final class Report: Sendable {
+    private let lines = Mutex<[(String, [(String, FieldValue)])]>([])
+
+    func add(_ name: String, _ values: [String: FieldValue]) {
+        let sorted = values.sorted { $0.key < $1.key }.map { ($0.key, Self.rounded($0.value)) }
+        lines.withLock { $0.append((name, sorted)) }
+        var object: [String: FieldValue] = ["name": .text(name)]
+        for (key, value) in sorted { object[key] = value }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        print(String(decoding: try! encoder.encode(object), as: UTF8.self))
+    }
+
+    func printTable() {
+        print("")
+        for (name, values) in lines.withLock({ $0 }) {
+            print(name)
+            for (key, value) in values {
+                print("  " + key.padding(toLength: 24, withPad: " ", startingAt: 0) + (value.displayText ?? ""))
+            }
+        }
+    }
+
+    private static func rounded(_ value: FieldValue) -> FieldValue {
+        if case .real(let real) = value { return .real((real * 10).rounded() / 10) }
+        return value
+    }
+}

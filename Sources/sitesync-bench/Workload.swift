@@ -1,0 +1,70 @@
+import Foundation
+import GRDB
+import SiteSyncClient
+import SiteSyncCore
+import TrialRecords
+
+/// One adverse event row of the workload.
+struct AdverseEventRow {
+    var id: String
+    var values: [(any DatabaseValueConvertible)?]
+}
+
+/// Plausible adverse events for one site, the same every run.
+struct AdverseEventGenerator {
+    let site: String
+    static let columns = ["id", "site_id", "subject_id", "term", "onset_date", "grade", "serious", "outcome"]
+    private static let terms = [
+        "Cytokine release syndrome", "Immune effector cell-associated neurotoxicity syndrome", "Neutropenia",
+        "Thrombocytopenia", "Anaemia", "Pyrexia", "Hypotension", "Upper respiratory tract infection", "Fatigue", "Headache",
+    ]
+    private static let outcomes = ["recovered", "recovering", "not recovered", "recovered with sequelae"]
+
+    func rows(_ count: Int) -> [AdverseEventRow] {
+        let subjects = (0..<100).map { _ in UUID().uuidString.lowercased() }
+        return (0..<count).map { index in
+            let id = UUID().uuidString.lowercased()
+            let month = index % 12 + 1
+            let day = index % 28 + 1
+            return AdverseEventRow(id: id, values: [
+                id, site, subjects[index % subjects.count], Self.terms[index % Self.terms.count],
+                String(format: "2026-%02d-%02d", month, day), Int64(index % 5 + 1), Int64(index % 7 == 0 ? 1 : 0),
+                Self.outcomes[index % Self.outcomes.count],
+            ])
+        }
+    }
+}
+
+extension Replica {
+    /// Inserts rows into `adverse_events` (tracked) in transactions of 1,000; returns the seconds taken.
+    func insertTracked(_ rows: [AdverseEventRow]) throws -> Double {
+        try insert(rows, into: "adverse_events")
+    }
+
+    /// Inserts the same rows into an identical table without change tracking; returns the seconds taken.
+    func insertUntracked(_ rows: [AdverseEventRow]) throws -> Double {
+        try writer.write { db in
+            let sql = TrialSchema.adverseEvents.restricted(to: TrialSchema.version).createTableSQL
+                .replacingOccurrences(of: "\"adverse_events\"", with: "\"adverse_events_untracked\"")
+            try db.execute(sql: sql.replacingOccurrences(of: "CREATE TABLE", with: "CREATE TABLE IF NOT EXISTS"))
+        }
+        return try insert(rows, into: "adverse_events_untracked")
+    }
+
+    private func insert(_ rows: [AdverseEventRow], into table: String) throws -> Double {
+        let columns = AdverseEventGenerator.columns.joined(separator: ", ")
+        let marks = Array(repeating: "?", count: AdverseEventGenerator.columns.count).joined(separator: ", ")
+        let sql = "INSERT INTO \(table) (\(columns)) VALUES (\(marks))"
+        let start = ContinuousClock.now
+        for batch in stride(from: 0, to: rows.count, by: 1000) {
+            try writer.write { db in
+                let statement = try db.cachedStatement(sql: sql)
+                for row in rows[batch..<min(batch + 1000, rows.count)] {
+                    try statement.execute(arguments: StatementArguments(row.values))
+                }
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+}

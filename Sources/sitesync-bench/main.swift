@@ -1,3 +1,0 @@
-import SiteSyncServer
-import SiteSyncClient
-print(1)
