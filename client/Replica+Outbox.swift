@@ -99,7 +99,7 @@ extension Replica {
                 let seq = HLC(rawValue: shadow[6])
                 let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
                 let held = try ShadowJSON.decode([String: HeldValue].self, shadow[8]) ?? [:]
-                guard let data = try Row.fetchOne(db, sql: "\(selectSQL(table)) WHERE id = ?", arguments: [id]) else { continue }
+                guard let data = try Row.fetchOne(db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?"), arguments: [id]) else { continue }
                 var columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
                 guard !columns.isEmpty else { continue }
                 var values: [FieldValue] = []
@@ -110,14 +110,16 @@ extension Replica {
                         values.append(kept.value)
                         pushed[column] = kept.stamp
                     } else {
-                        values.append(data.fieldValue(atIndex: table.columnNames.firstIndex(of: column)! + 1))
+                        values.append(data.fieldValue(atIndex: table.position(of: column)! + 1))
                         pushed[column] = stamps[column]
                     }
                     bases.append(base?[column]??.version)
                 }
                 let user = columns.map { pushed[$0]! }.max { $0.version < $1.version }?.user ?? identity.user
-                let deletedIndex = table.columnNames.firstIndex(of: TableSchema.deletedColumn)! + 1
-                if base != nil, !columns.contains(TableSchema.deletedColumn), data.fieldValue(atIndex: deletedIndex).isNull {
+                let deletedIndex = table.position(of: TableSchema.deletedColumn)! + 1
+                if base != nil, table.isWritable(TableSchema.deletedColumn), !columns.contains(TableSchema.deletedColumn),
+                    data.fieldValue(atIndex: deletedIndex).isNull
+                {
                     // An edit of a live record asserts it is still live, so that a concurrent delete
                     // meets it on `_deleted` and last-writer-wins decides and logs delete versus edit.
                     columns.append(TableSchema.deletedColumn)

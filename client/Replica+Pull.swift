@@ -24,8 +24,8 @@ extension Replica {
                 for group in response.groups {
                     // Tables and fields this build does not know are left to a newer build.
                     guard let table = try? schema.table(group.table) else { continue }
-                    let known = group.columns.enumerated().filter { table.column($0.element) != nil }
-                    for row in group.rows where try applyRow(db, table: table, known: known, row: row) {
+                    let plan = GroupPlan(table: table, columns: group.columns)
+                    for row in group.rows where try applyRow(db, plan, row: row) {
                         changed += 1
                     }
                 }
@@ -39,18 +39,34 @@ extension Replica {
         }
     }
 
+    /// How the fields of a pulled group map onto a local table.
+    private struct GroupPlan {
+        let table: TableSchema
+        /// The group's fields this build knows, with their position in the group.
+        let known: [(offset: Int, element: String)]
+        let insertSQL: String
+
+        init(table: TableSchema, columns: [String]) {
+            self.table = table
+            self.known = columns.enumerated().filter { table.column($0.element) != nil }
+            let names = (["id"] + known.map(\.element)).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+            let marks = Array(repeating: "?", count: known.count + 1).joined(separator: ", ")
+            self.insertSQL = "INSERT INTO \(table.name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))"
+        }
+    }
+
     /// Merges one pulled record; returns whether anything changed.
-    private func applyRow(_ db: Database, table: TableSchema, known: [(offset: Int, element: String)], row: RecordRow) throws -> Bool {
-        let quoted = table.name.quotedDatabaseIdentifier
+    private func applyRow(_ db: Database, _ plan: GroupPlan, row: RecordRow) throws -> Bool {
+        let table = plan.table
+        let known = plan.known
         guard let shadow = try Row.fetchOne(
             db.cachedStatement(sql: "SELECT hlc, replica, user, fields, pending, base, held FROM _sitesync_records WHERE tbl = ? AND id = ?"),
             arguments: [table.name, row.id]
         ) else {
-            let columns = known.map(\.element)
-            let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-            let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
-            try db.cachedStatement(sql: "INSERT INTO \(quoted) (\(names)) VALUES (\(marks))")
-                .execute(arguments: StatementArguments([row.id] + known.map { row.values[$0.offset] }))
+            var arguments: [(any DatabaseValueConvertible)?] = [row.id]
+            arguments.reserveCapacity(known.count + 1)
+            for (offset, _) in known { arguments.append(row.values[offset]) }
+            try db.cachedStatement(sql: plan.insertSQL).execute(arguments: StatementArguments(arguments))
             var stamps = row.stamps
             stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
             try db.cachedStatement(
@@ -73,7 +89,7 @@ extension Replica {
                 if current == nil {
                     current = try Row.fetchOne(db, sql: "\(selectSQL(table)) WHERE id = ?", arguments: [row.id])
                 }
-                let position = table.columnNames.firstIndex(of: column)! + 1
+                let position = table.position(of: column)! + 1
                 held[column] = HeldValue(value: current?.fieldValue(atIndex: position) ?? .null, stamp: local[column])
             }
             local[column] = remote
@@ -81,7 +97,10 @@ extension Replica {
         }
         guard !updates.isEmpty else { return false }
         let assignments = updates.map { "\($0.column.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
-        try db.execute(sql: "UPDATE \(quoted) SET \(assignments) WHERE id = ?", arguments: StatementArguments(updates.map(\.value) + [row.id]))
+        try db.execute(
+            sql: "UPDATE \(table.name.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?",
+            arguments: StatementArguments(updates.map(\.value) + [row.id])
+        )
         local.compact(fields: table.columnNames)
         try db.execute(
             sql: "UPDATE _sitesync_records SET hlc = ?, replica = ?, user = ?, fields = ?, held = ? WHERE tbl = ? AND id = ?",

@@ -17,13 +17,17 @@ extension Replica {
     @discardableResult
     public func put(_ table: String, id: String? = nil, _ values: [String: FieldValue]) throws -> String {
         let identity = try requireIdentity()
-        let tableSchema = try writableTable(table)
+        let tableSchema = try schema.table(table)
         let id = id ?? UUID().uuidString.lowercased()
         try tableSchema.validate(id: id)
         return try writer.write { db in
             let existing: String? = try Row.fetchOne(
                 db, sql: "SELECT site_id FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id]
             ).map { $0[0] ?? "" }
+            if existing == nil, !tableSchema.clientCreatable { throw ReplicaError.readOnlyTable(table) }
+            if existing != nil, let field = values.keys.sorted().first(where: { tableSchema.column($0) != nil && !tableSchema.isWritable($0) }) {
+                throw ReplicaError.readOnlyTable("\(table).\(field)")
+            }
             var values = values
             if existing == nil, values[TableSchema.siteColumn] == nil {
                 guard !identity.isReviewer else {
@@ -39,6 +43,11 @@ extension Replica {
                 if !identity.isReviewer, site != identity.site {
                     throw ReplicaError.outsideSite("This laptop records site \(identity.site); it cannot write a record of site \(site).")
                 }
+            }
+            if !tableSchema.checks.isEmpty {
+                var record = try existing == nil ? [:] : fields(db, tableSchema, id: id)
+                record.merge(normalized) { $1 }
+                try tableSchema.validateRecord(record)
             }
             let columns = tableSchema.columnNames.filter { normalized[$0] != nil }
             if existing == nil {
@@ -58,7 +67,7 @@ extension Replica {
     /// Soft-deletes a record: its `_deleted` field takes the reason, and the delete syncs like any edit.
     public func delete(_ table: String, id: String, reason: String) throws {
         _ = try requireIdentity()
-        _ = try writableTable(table)
+        guard try schema.table(table).isWritable(TableSchema.deletedColumn) else { throw ReplicaError.readOnlyTable(table) }
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw ReplicaError.invalidArgument("A reason is required to delete a record.") }
         try writer.write { db in
@@ -90,10 +99,12 @@ extension Replica {
         }
     }
 
-    private func writableTable(_ table: String) throws -> TableSchema {
-        let tableSchema = try schema.table(table)
-        guard tableSchema.clientWritable else { throw ReplicaError.readOnlyTable(table) }
-        return tableSchema
+    /// Every field of a stored record, by name, `id` included.
+    func fields(_ db: Database, _ table: TableSchema, id: String) throws -> [String: FieldValue] {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?"), arguments: [id]) else { return [:] }
+        var record: [String: FieldValue] = ["id": .text(id)]
+        for (index, name) in table.columnNames.enumerated() { record[name] = row.fieldValue(atIndex: index + 1) }
+        return record
     }
 
     func selectSQL(_ table: TableSchema) -> String {

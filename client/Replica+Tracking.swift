@@ -8,13 +8,14 @@ extension Replica {
     /// - An update of a field re-stamps that field, marks the record pending with the new HLC, and
     ///   records the field's previous stamp as its base unless an earlier unpushed edit already did.
     /// - Deleting a row and changing an id or a site are refused: deletes are soft, with a reason.
+    /// - Creating records of a table the server alone creates, or changing a field the server owns, is refused.
     ///
     /// Triggers skip their work while the sync engine applies pulled changes (`sitesync_tracking()` is 0).
     static func installTracking(_ db: Database, table: TableSchema) throws {
         let name = table.name
         let quoted = name.quotedDatabaseIdentifier
         let literal = "'\(name)'"
-        for suffix in ["ai", "bd", "bu_id", "bu_site", "bw"] + table.columns.map({ "au_\($0.name)" }) {
+        for suffix in ["ai", "bd", "bu_id", "bu_site"] + table.columns.map({ "au_\($0.name)" }) {
             try db.execute(sql: "DROP TRIGGER IF EXISTS \("_sitesync_\(name)_\(suffix)".quotedDatabaseIdentifier)")
         }
         func trigger(_ suffix: String) -> String { "_sitesync_\(name)_\(suffix)".quotedDatabaseIdentifier }
@@ -33,57 +34,59 @@ extension Replica {
                 END;
                 """
         )
-        guard table.clientWritable else {
+        let refusal = "SELECT RAISE(ABORT, '\(name) records are created by the server only');"
+        try db.execute(
+            sql: table.clientCreatable
+                ? """
+                    CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
+                        INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, pending)
+                        SELECT \(literal), NEW.id, s.h, sitesync_replica(), sitesync_user(), s.h
+                        FROM (SELECT sitesync_tick() AS h) AS s;
+                    END;
+                    """
+                : "CREATE TRIGGER \(trigger("ai")) BEFORE INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN \(refusal) END;"
+        )
+        for column in table.columns where !column.writable {
             try db.execute(
                 sql: """
-                    CREATE TRIGGER \(trigger("bw")) BEFORE INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
-                        SELECT RAISE(ABORT, '\(name) is written by the server only');
+                    CREATE TRIGGER \(trigger("au_\(column.name)")) BEFORE UPDATE OF \(column.name.quotedDatabaseIdentifier) ON \(quoted)
+                    WHEN NEW.\(column.name.quotedDatabaseIdentifier) IS NOT OLD.\(column.name.quotedDatabaseIdentifier) AND sitesync_tracking() BEGIN
+                        SELECT RAISE(ABORT, 'the field \(column.name) of \(name) is written by the server only');
                     END;
                     """
             )
-            for column in table.columns {
-                try db.execute(
-                    sql: """
-                        CREATE TRIGGER \(trigger("au_\(column.name)")) BEFORE UPDATE OF \(column.name.quotedDatabaseIdentifier) ON \(quoted)
-                        WHEN sitesync_tracking() BEGIN
-                            SELECT RAISE(ABORT, '\(name) is written by the server only');
-                        END;
-                        """
-                )
-            }
-            return
         }
-        try db.execute(
-            sql: """
-                CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
-                    INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, pending)
-                    SELECT \(literal), NEW.id, s.h, sitesync_replica(), sitesync_user(), s.h
-                    FROM (SELECT sitesync_tick() AS h) AS s;
-                END;
-                """
-        )
-        for column in table.columns {
+        for column in table.columns where column.writable {
             let field = column.name.quotedDatabaseIdentifier
-            let path = "'$.\(column.name)'"
             try db.execute(
                 sql: """
                     CREATE TRIGGER \(trigger("au_\(column.name)")) AFTER UPDATE OF \(field) ON \(quoted)
                     WHEN NEW.\(field) IS NOT OLD.\(field) AND sitesync_tracking() BEGIN
-                        UPDATE _sitesync_records SET
-                            base = CASE
-                                WHEN pending IS NOT NULL AND base IS NULL THEN NULL
-                                WHEN json_type(base, \(path)) IS NOT NULL THEN base
-                                ELSE json_set(coalesce(base, '{}'), \(path),
-                                              json(coalesce(json_extract(fields, \(path)), json_array(hlc, replica, user))))
-                            END,
-                            fields = json_set(coalesce(fields, '{}'), \(path), json_array(s.h, sitesync_replica(), sitesync_user())),
-                            held = CASE WHEN held IS NULL THEN NULL ELSE nullif(json_remove(held, \(path)), '{}') END,
-                            pending = s.h
-                        FROM (SELECT sitesync_tick() AS h) AS s
-                        WHERE tbl = \(literal) AND id = NEW.id;
+                        \(restampSQL(table: name, field: column.name, id: "NEW.id"));
                     END;
                     """
             )
         }
+    }
+
+    /// The statement that records a local write of `field` in the record's shadow row: a fresh stamp,
+    /// the record pending at the new HLC, and the field's previous stamp kept as its base unless an
+    /// earlier unpushed edit already recorded one (or the record was created here and never pushed).
+    static func restampSQL(table: String, field: String, id: String) -> String {
+        let path = "'$.\(field)'"
+        return """
+            UPDATE _sitesync_records SET
+                base = CASE
+                    WHEN pending IS NOT NULL AND base IS NULL THEN NULL
+                    WHEN json_type(base, \(path)) IS NOT NULL THEN base
+                    ELSE json_set(coalesce(base, '{}'), \(path),
+                                  json(coalesce(json_extract(fields, \(path)), json_array(hlc, replica, user))))
+                END,
+                fields = json_set(coalesce(fields, '{}'), \(path), json_array(s.h, sitesync_replica(), sitesync_user())),
+                held = CASE WHEN held IS NULL THEN NULL ELSE nullif(json_remove(held, \(path)), '{}') END,
+                pending = s.h
+            FROM (SELECT sitesync_tick() AS h) AS s
+            WHERE tbl = '\(table)' AND id = \(id)
+            """
     }
 }

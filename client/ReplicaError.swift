@@ -35,9 +35,9 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     public static func recordNotFound(table: String, id: String) -> ReplicaError {
         ReplicaError(.recordNotFound, "No record \(id) in \(table).")
     }
-    /// The table is written by the server only.
+    /// The table (or `table.field`) is written by the server only.
     public static func readOnlyTable(_ table: String) -> ReplicaError {
-        ReplicaError(.readOnlyTable, "The table \(table) is written by the server only.")
+        ReplicaError(.readOnlyTable, "\(table) is written by the server only.")
     }
     /// The record belongs to a site this replica may not write.
     public static func outsideSite(_ message: String) -> ReplicaError { ReplicaError(.outsideSite, message) }

@@ -15,8 +15,6 @@ struct ErrorMiddleware: RouterMiddleware {
             throw error
         } catch let error as HTTPError where error.status == .notFound {
             throw ServerError.notFound(request.uri.path)
-        } catch let error as HTTPError where error.status == .methodNotAllowed {
-            throw ServerError(.methodNotAllowed, .notFound, "\(request.method) is not allowed on \(request.uri.path).")
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw ServerError.bodyTooLarge(limit: context.maxUploadSize)
         } catch {

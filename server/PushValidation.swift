@@ -50,8 +50,8 @@ enum PushValidation {
             } catch {
                 throw ServerError.validation(error)
             }
-            guard table.clientWritable else {
-                throw ServerError.forbidden("The table \(table.name) is written by the server only.")
+            if let field = group.columns.first(where: { table.column($0) != nil && !table.isWritable($0) }) {
+                throw ServerError.forbidden("The field \(field) of \(table.name) is written by the server only.")
             }
             guard Set(group.columns).count == group.columns.count, !group.columns.isEmpty else {
                 throw ServerError.validation("A group of \(table.name) must name each field once.")

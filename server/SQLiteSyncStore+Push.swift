@@ -18,8 +18,9 @@ extension SQLiteSyncStore {
             var outcome = PushOutcome(acked: lastSeq, applied: 0, conflicts: 0)
             var user: String?
             for checked in push.groups {
+                let plan = GroupPlan(checked)
                 for (index, row) in checked.group.rows.enumerated() where row.seq > lastSeq {
-                    outcome.conflicts += try apply(db, checked, index: index, row: row, push: push, principal: principal, sequences: &sequences)
+                    outcome.conflicts += try apply(db, plan, index: index, row: row, push: push, principal: principal, sequences: &sequences)
                     outcome.applied += 1
                     outcome.acked = max(outcome.acked, row.seq)
                     user = checked.group.user
@@ -48,22 +49,59 @@ extension SQLiteSyncStore {
         }
     }
 
+    /// SQL shared by every row of a pushed group, built once.
+    private struct GroupPlan {
+        let checked: PushValidation.CheckedGroup
+        /// Fields a created record is inserted with: the group's and those with a default.
+        let createdColumns: [String]
+        let insertSQL: String
+        let auditCreatedSQL: String
+        let auditChangedSQL: String
+        let loadSQL: String
+
+        init(_ checked: PushValidation.CheckedGroup) {
+            self.checked = checked
+            let table = checked.table
+            let given = Set(checked.group.columns)
+            createdColumns = table.columns.filter { given.contains($0.name) || !$0.defaultValue.isNull }.map(\.name)
+            let names = (["id"] + createdColumns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+            let marks = Array(repeating: "?", count: createdColumns.count + 1).joined(separator: ", ")
+            insertSQL = "INSERT INTO \(table.name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))"
+            let array = "json_array(\(Array(repeating: "?", count: checked.group.columns.count).joined(separator: ", ")))"
+            func audit(_ old: String) -> String {
+                """
+                INSERT INTO audit (received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), \(old), ?, ?, ?)
+                """
+            }
+            auditCreatedSQL = audit("NULL")
+            auditChangedSQL = audit(array)
+            let columns = table.columnNames.map { "t.\($0.quotedDatabaseIdentifier)" }.joined(separator: ", ")
+            loadSQL = """
+                SELECT r.hlc, r.replica, r.user, r.fields, r.site_id, \(columns)
+                FROM records r JOIN \(table.name.quotedDatabaseIdentifier) t ON t.id = r.id
+                WHERE r.tbl = ? AND r.id = ?
+                """
+        }
+    }
+
     /// Merges one pushed record; returns the number of conflicts it logged.
     private func apply(
         _ db: Database,
-        _ checked: PushValidation.CheckedGroup,
+        _ plan: GroupPlan,
         index: Int,
         row pushed: ChangeRow,
         push: CheckedPush,
         principal: Principal,
         sequences: inout SiteSequences
     ) throws -> Int {
+        let checked = plan.checked
         let table = checked.table
         let group = checked.group
         let normalized = checked.values[index]
         var row = pushed
         row.values = group.columns.map { normalized[$0] ?? .null }
-        let current = try loadRecord(db, table: table, id: row.id)
+        let current = try loadRecord(db, table: table, id: row.id, sql: plan.loadSQL)
         let site: String
         var created: [String: FieldValue] = [:]
         if let current {
@@ -75,6 +113,9 @@ extension SQLiteSyncStore {
                 throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
             }
         } else {
+            guard table.clientCreatable else {
+                throw ServerError.forbidden("\(table.name) records are created by the server only; no record \(row.id).")
+            }
             do {
                 created = try table.validate(normalized, creating: true)
             } catch {
@@ -87,10 +128,22 @@ extension SQLiteSyncStore {
         }
 
         let result = RecordMerge.merge(current: current, table: table.name, site: site, group: group, row: row, replica: push.replica)
+        if !table.checks.isEmpty {
+            var record = current?.values ?? created
+            for (field, value) in result.writes { record[field] = value }
+            record["id"] = .text(row.id)
+            do {
+                try table.validateRecord(record)
+            } catch {
+                throw ServerError.validation(error)
+            }
+        }
         let quoted = table.name.quotedDatabaseIdentifier
         if current == nil {
-            let columns = table.columnNames.filter { created[$0] != nil }
-            try db.cachedStatement(sql: insertSQL(quoted, columns)).execute(arguments: StatementArguments([row.id] + columns.map { created[$0]! }))
+            var arguments: [(any DatabaseValueConvertible)?] = [row.id]
+            arguments.reserveCapacity(plan.createdColumns.count + 1)
+            for column in plan.createdColumns { arguments.append(created[column] ?? .null) }
+            try db.cachedStatement(sql: plan.insertSQL).execute(arguments: StatementArguments(arguments))
         } else if !result.writes.isEmpty {
             let assignments = result.writes.map { "\($0.field.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
             try db.cachedStatement(sql: "UPDATE \(quoted) SET \(assignments) WHERE id = ?")
@@ -104,27 +157,13 @@ extension SQLiteSyncStore {
         for conflict in result.conflicts {
             try logConflict(db, conflict, detectedAt: push.receivedAt, sequences: &sequences)
         }
-        try audit(db, checked, row: row, replica: push.replica, site: site, result: result, created: current == nil, receivedAt: push.receivedAt)
+        try audit(db, plan, row: row, replica: push.replica, site: site, result: result, created: current == nil, receivedAt: push.receivedAt)
         return result.conflicts.count
     }
 
-    private func insertSQL(_ quotedTable: String, _ columns: [String]) -> String {
-        let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-        let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
-        return "INSERT INTO \(quotedTable) (\(names)) VALUES (\(marks))"
-    }
-
     /// The stored record with its stamps, or nil when the server has none.
-    func loadRecord(_ db: Database, table: TableSchema, id: String) throws -> ServerRecord? {
-        let columns = table.columnNames.map { "t.\($0.quotedDatabaseIdentifier)" }.joined(separator: ", ")
-        guard let row = try Row.fetchOne(
-            db.cachedStatement(sql: """
-                SELECT r.hlc, r.replica, r.user, r.fields, r.site_id, \(columns)
-                FROM records r JOIN \(table.name.quotedDatabaseIdentifier) t ON t.id = r.id
-                WHERE r.tbl = ? AND r.id = ?
-                """),
-            arguments: [table.name, id]
-        ) else { return nil }
+    private func loadRecord(_ db: Database, table: TableSchema, id: String, sql: String) throws -> ServerRecord? {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [table.name, id]) else { return nil }
         var values: [String: FieldValue] = [:]
         for (offset, name) in table.columnNames.enumerated() {
             values[name] = row.fieldValue(atIndex: offset + 5)
@@ -176,7 +215,7 @@ extension SQLiteSyncStore {
 
     private func audit(
         _ db: Database,
-        _ checked: PushValidation.CheckedGroup,
+        _ plan: GroupPlan,
         row: ChangeRow,
         replica: String,
         site: String,
@@ -184,24 +223,15 @@ extension SQLiteSyncStore {
         created: Bool,
         receivedAt: String
     ) throws {
+        let checked = plan.checked
         let count = row.values.count
-        let array = "json_array(\(Array(repeating: "?", count: count).joined(separator: ", ")))"
-        let outcomes = String(result.outcomes.map(\.rawValue))
-        let encoder = JSONEncoder()
-        let hlcs = try row.hlcs.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
-        let bases = try row.bases.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        func json(_ value: some Encodable) throws -> String { String(decoding: try JSONEncoder().encode(value), as: UTF8.self) }
         var values: [(any DatabaseValueConvertible)?] = [receivedAt, site, checked.table.name, row.id, replica, checked.group.user, row.seq.rawValue, checked.fieldsJSON]
         values.reserveCapacity(values.count + 2 * count + 3)
         values += row.values.map { $0 }
         if !created { values += result.previous.map { $0 } }
-        values += [hlcs, bases, outcomes]
-        let arguments = StatementArguments(values)
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO audit (received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), \(created ? "NULL" : array), ?, ?, ?)
-                """
-        ).execute(arguments: arguments)
+        values += [try row.hlcs.map(json), try row.bases.map(json), String(result.outcomes.map(\.rawValue))]
+        try db.cachedStatement(sql: created ? plan.auditCreatedSQL : plan.auditChangedSQL).execute(arguments: StatementArguments(values))
     }
 }
 

@@ -72,7 +72,9 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
 
 extension ServerError: HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = try JSONEncoder().encode(ErrorResponse(code: code.rawValue, message: message))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = try encoder.encode(ErrorResponse(code: code.rawValue, message: message))
         return Response(
             status: status,
             headers: [.contentType: "application/json; charset=utf-8"],

@@ -37,6 +37,8 @@ public struct ColumnSchema: Sendable, Equatable {
     public var defaultValue: FieldValue
     /// The schema version that added the column.
     public var since: Int
+    /// Whether replicas may write it; server-owned fields (the conflict log's sides) are not.
+    public var writable: Bool
     /// A short description, with units, for documentation and help.
     public var summary: String
 
@@ -47,6 +49,7 @@ public struct ColumnSchema: Sendable, Equatable {
         required: Bool = false,
         default defaultValue: FieldValue = .null,
         since: Int = 1,
+        writable: Bool = true,
         summary: String = ""
     ) {
         self.name = name
@@ -54,6 +57,7 @@ public struct ColumnSchema: Sendable, Equatable {
         self.required = required
         self.defaultValue = defaultValue
         self.since = since
+        self.writable = writable
         self.summary = summary
     }
 }

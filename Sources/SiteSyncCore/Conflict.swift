@@ -27,6 +27,41 @@ public struct Conflict: Codable, Sendable, Equatable {
         public var version: Version { Version(hlc: hlc, replica: replica) }
     }
 
+    /// What a reviewer decided.
+    public enum Decision: String, Codable, Sendable, CaseIterable {
+        /// The kept value stands (written again, so it wins everywhere).
+        case keepWinner = "keep_winner"
+        /// The overwritten value is restored.
+        case takeLoser = "take_loser"
+        /// Another value, given by the reviewer.
+        case value
+    }
+
+    /// How a conflict was resolved.
+    public struct Resolution: Codable, Sendable, Equatable {
+        /// The decision.
+        public var decision: Decision
+        /// Who resolved it.
+        public var reviewer: String
+        /// Why; mandatory.
+        public var reason: String
+        /// When, ISO 8601.
+        public var resolvedAt: String
+
+        /// Creates a resolution.
+        public init(decision: Decision, reviewer: String, reason: String, resolvedAt: String) {
+            self.decision = decision
+            self.reviewer = reviewer
+            self.reason = reason
+            self.resolvedAt = resolvedAt
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case decision, reviewer, reason
+            case resolvedAt = "resolved_at"
+        }
+    }
+
     /// The conflict record's id.
     public var id: String
     /// The site of the record.
@@ -45,14 +80,23 @@ public struct Conflict: Codable, Sendable, Equatable {
     public var status: String
     /// When the server detected it, ISO 8601.
     public var detectedAt: String
+    /// The resolution, once resolved.
+    public var resolution: Resolution?
 
     enum CodingKeys: String, CodingKey {
         case id, site = "site_id", table, recordID = "record_id", field, winner, loser, status
         case detectedAt = "detected_at"
+        case resolution
     }
 
+    /// Whether the conflict is still open.
+    public var isOpen: Bool { status != "resolved" }
+
     /// Creates a conflict.
-    public init(id: String, site: String, table: String, recordID: String, field: String, winner: Side, loser: Side, status: String, detectedAt: String) {
+    public init(
+        id: String, site: String, table: String, recordID: String, field: String, winner: Side, loser: Side, status: String, detectedAt: String,
+        resolution: Resolution? = nil
+    ) {
         self.id = id
         self.site = site
         self.table = table
@@ -62,6 +106,7 @@ public struct Conflict: Codable, Sendable, Equatable {
         self.loser = loser
         self.status = status
         self.detectedAt = detectedAt
+        self.resolution = resolution
     }
 
     /// Reads a conflict from the fields of a `conflicts` record.
@@ -89,7 +134,10 @@ public struct Conflict: Codable, Sendable, Equatable {
             winner: try side("winner"),
             loser: try side("loser"),
             status: text("status") ?? "open",
-            detectedAt: text("detected_at") ?? ""
+            detectedAt: text("detected_at") ?? "",
+            resolution: text("decision").flatMap(Decision.init(rawValue:)).map { decision in
+                Resolution(decision: decision, reviewer: text("reviewer") ?? "", reason: text("reason") ?? "", resolvedAt: text("resolved_at") ?? "")
+            }
         )
     }
 }

@@ -44,26 +44,37 @@ extension TableSchema {
     /// replicas of its site and to reviewers.
     public static let conflicts = TableSchema(
         "conflicts",
-        clientWritable: false,
+        clientCreatable: false,
         summary: "Values that lost a last-writer-wins race, with both sides",
         columns: [
-            ColumnSchema("table_name", .text(maxLength: 64), required: true, summary: "Table of the record"),
-            ColumnSchema("record_id", .text(maxLength: 64), required: true, summary: "Id of the record"),
-            ColumnSchema("field", .text(maxLength: 64), required: true, summary: "Field both writes changed"),
-            ColumnSchema("winner_value", .text(), summary: "Kept value, as JSON"),
-            ColumnSchema("winner_hlc", .integer(), required: true, summary: "HLC of the kept value"),
-            ColumnSchema("winner_replica", .text(maxLength: 64), required: true, summary: "Replica that wrote the kept value"),
-            ColumnSchema("winner_user", .text(maxLength: 200), summary: "User who wrote the kept value"),
-            ColumnSchema("loser_value", .text(), summary: "Overwritten value, as JSON"),
-            ColumnSchema("loser_hlc", .integer(), required: true, summary: "HLC of the overwritten value"),
-            ColumnSchema("loser_replica", .text(maxLength: 64), required: true, summary: "Replica that wrote the overwritten value"),
-            ColumnSchema("loser_user", .text(maxLength: 200), summary: "User who wrote the overwritten value"),
-            ColumnSchema("detected_at", .text(maxLength: 40), required: true, summary: "When the server detected it (ISO 8601, UTC)"),
+            ColumnSchema("table_name", .text(maxLength: 64), required: true, writable: false, summary: "Table of the record"),
+            ColumnSchema("record_id", .text(maxLength: 64), required: true, writable: false, summary: "Id of the record"),
+            ColumnSchema("field", .text(maxLength: 64), required: true, writable: false, summary: "Field both writes changed"),
+            ColumnSchema("winner_value", .text(), writable: false, summary: "Kept value, as JSON"),
+            ColumnSchema("winner_hlc", .integer(), required: true, writable: false, summary: "HLC of the kept value"),
+            ColumnSchema("winner_replica", .text(maxLength: 64), required: true, writable: false, summary: "Replica that wrote the kept value"),
+            ColumnSchema("winner_user", .text(maxLength: 200), writable: false, summary: "User who wrote the kept value"),
+            ColumnSchema("loser_value", .text(), writable: false, summary: "Overwritten value, as JSON"),
+            ColumnSchema("loser_hlc", .integer(), required: true, writable: false, summary: "HLC of the overwritten value"),
+            ColumnSchema("loser_replica", .text(maxLength: 64), required: true, writable: false, summary: "Replica that wrote the overwritten value"),
+            ColumnSchema("loser_user", .text(maxLength: 200), writable: false, summary: "User who wrote the overwritten value"),
+            ColumnSchema("detected_at", .text(maxLength: 40), required: true, writable: false, summary: "When the server detected it (ISO 8601, UTC)"),
             ColumnSchema("status", .choice(["open", "resolved"]), required: true, default: .text("open"), summary: "Review status"),
-            ColumnSchema("decision", .choice(["keep_winner", "take_loser", "value"]), summary: "Reviewer's decision"),
+            ColumnSchema("decision", .choice(Conflict.Decision.allCases.map(\.rawValue)), summary: "Reviewer's decision"),
             ColumnSchema("reviewer", .text(maxLength: 200), summary: "Who resolved it"),
             ColumnSchema("reason", .text(), summary: "Why, mandatory when resolved"),
             ColumnSchema("resolved_at", .text(maxLength: 40), summary: "When it was resolved (ISO 8601, UTC)"),
+        ],
+        checks: [
+            RecordCheck("A resolved conflict has a decision, a reviewer, a reason and a time") { record in
+                guard record["status"] == .text("resolved") else { return nil }
+                for field in ["decision", "reviewer", "reason", "resolved_at"] {
+                    guard case .text(let text)? = record[field], !text.allSatisfy(\.isWhitespace) else {
+                        return (field, "is required when the conflict is resolved")
+                    }
+                }
+                return nil
+            }
         ]
     )
 }

@@ -8,13 +8,19 @@ public struct TableSchema: Sendable {
     public var name: String
     /// The schema version that added the table.
     public var since: Int
-    /// Whether replicas may write it; the conflict log is written by the server alone.
-    public var clientWritable: Bool
+    /// Whether replicas may create records; the server alone creates conflict records.
+    public var clientCreatable: Bool
+    /// Rules over a whole record (several fields, or fields of other records), checked after each write.
+    public var checks: [RecordCheck]
     /// A one-line description.
     public var summary: String
     /// Every column but `id`, in storage order: `site_id`, the table's own columns, `_deleted`.
-    public private(set) var columns: [ColumnSchema]
-    private var index: [String: Int]
+    public private(set) var columns: [ColumnSchema] {
+        didSet { reindex() }
+    }
+    /// The column names in storage order.
+    public private(set) var columnNames: [String] = []
+    private var index: [String: Int] = [:]
 
     /// The name of the column holding the site a record belongs to.
     public static let siteColumn = "site_id"
@@ -22,32 +28,44 @@ public struct TableSchema: Sendable {
     public static let deletedColumn = "_deleted"
 
     /// Creates a table from its own columns; `site_id` and `_deleted` are added around them.
-    public init(_ name: String, since: Int = 1, clientWritable: Bool = true, summary: String = "", columns: [ColumnSchema]) {
+    public init(
+        _ name: String,
+        since: Int = 1,
+        clientCreatable: Bool = true,
+        summary: String = "",
+        columns: [ColumnSchema],
+        checks: [RecordCheck] = []
+    ) {
         self.name = name
         self.since = since
-        self.clientWritable = clientWritable
+        self.clientCreatable = clientCreatable
         self.summary = summary
+        self.checks = checks
         let all =
-            [ColumnSchema(Self.siteColumn, .text(maxLength: 32), required: true, since: since, summary: "Site the record belongs to")]
+            [ColumnSchema(Self.siteColumn, .text(maxLength: 32), required: true, since: since, writable: clientCreatable, summary: "Site the record belongs to")]
             + columns
-            + [ColumnSchema(Self.deletedColumn, .text(maxLength: 2000), since: since, summary: "Reason of the soft delete; empty while live")]
+            + [ColumnSchema(Self.deletedColumn, .text(maxLength: 2000), since: since, writable: clientCreatable, summary: "Reason of the soft delete; empty while live")]
         self.columns = all
-        self.index = Dictionary(uniqueKeysWithValues: all.enumerated().map { ($1.name, $0) })
+        reindex()
     }
+
+    private mutating func reindex() {
+        columnNames = columns.map(\.name)
+        index = Dictionary(uniqueKeysWithValues: columnNames.enumerated().map { ($1, $0) })
+    }
+
+    /// The position of `name` among ``columns``.
+    public func position(of name: String) -> Int? { index[name] }
 
     /// The column named `name`, if the table has it.
     public func column(_ name: String) -> ColumnSchema? {
         index[name].map { columns[$0] }
     }
 
-    /// The column names in storage order.
-    public var columnNames: [String] { columns.map(\.name) }
-
     /// The table as a replica on schema `version` knows it.
     public func restricted(to version: Int) -> TableSchema {
         var copy = self
         copy.columns = columns.filter { $0.since <= version }
-        copy.index = Dictionary(uniqueKeysWithValues: copy.columns.enumerated().map { ($1.name, $0) })
         return copy
     }
 
@@ -97,6 +115,33 @@ public struct TableSchema: Sendable {
             throw ValidationError(problems: problems.sorted { (order[$0.field ?? ""] ?? .max) < (order[$1.field ?? ""] ?? .max) })
         }
         return normalized
+    }
+}
+
+extension TableSchema {
+    /// Checks the whole record as it stands after a write against the table's ``checks``.
+    ///
+    /// - Parameter record: every field of the record, by name (`id` included).
+    public func validateRecord(_ record: [String: FieldValue]) throws(ValidationError) {
+        let problems = checks.compactMap { $0.check(record) }.map { ValidationError.Problem(table: name, field: $0.field, message: $0.message) }
+        guard problems.isEmpty else { throw ValidationError(problems: problems) }
+    }
+
+    /// Whether a replica may write `field`.
+    public func isWritable(_ field: String) -> Bool { column(field)?.writable ?? false }
+}
+
+/// A rule over a whole record, such as "a resolved conflict has a reason".
+public struct RecordCheck: Sendable {
+    /// What the rule says, for documentation.
+    public var summary: String
+    /// Returns the field and a message when `record` breaks the rule.
+    public var check: @Sendable (_ record: [String: FieldValue]) -> (field: String?, message: String)?
+
+    /// Creates a rule.
+    public init(_ summary: String, check: @escaping @Sendable (_ record: [String: FieldValue]) -> (field: String?, message: String)?) {
+        self.summary = summary
+        self.check = check
     }
 }
 

@@ -160,9 +160,20 @@ struct CommandLineTests {
             let readable = try cli.sitesync("conflicts", "list", "--db", "b.sqlite")
             #expect(readable.stdout.contains("screen_failed") && readable.stdout.contains("enrolled") && readable.stdout.contains("1 conflict"))
 
-            #expect(try cli.sitesync("delete", "--db", "a.sqlite", "adverse_events", (listed?.first?["id"] as? String) ?? "", "--reason", "Entered twice").status == 0)
-            let remaining = try json(try cli.sitesync("list", "--db", "a.sqlite", "adverse_events", "--json")) as? [Any]
+            #expect(try cli.sitesync("status", "--db", "a.sqlite").stdout.contains("open conflicts   1"))
+
+            #expect(try cli.sitesync("delete", "--db", "a.sqlite", "subjects", id, "--reason", "Consent withdrawn before screening").status == 0)
+            let remaining = try json(try cli.sitesync("list", "--db", "a.sqlite", "subjects", "--json")) as? [Any]
             #expect(remaining?.isEmpty == true)
+            #expect(try cli.sitesync("sync", "--db", "a.sqlite").status == 0)
+
+            // A reviewer laptop pulls every site
+            let reviewerToken = try cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "sitesync-server.sqlite"])
+            #expect(try cli.sitesync("init", "--db", "r.sqlite", "--site", "*", "--server", url, "--token", reviewerToken.line, "--user", "D. Monitor").status == 0)
+            let reviewerSync = try json(try cli.sitesync("sync", "--db", "r.sqlite", "--json")) as? [String: Int]
+            #expect(reviewerSync?["pulled"] == 3, "the subject, the adverse event and the conflict")
+            let deleted = try json(try cli.sitesync("get", "--db", "r.sqlite", "subjects", id, "--json")) as? [String: Any]
+            #expect(deleted?["_deleted"] as? String == "Consent withdrawn before screening")
         }
     }
 
