@@ -66,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "sitesync",
             dependencies: [
-                "SiteSyncClient", "TrialRecords",
+                "SiteSyncClient", "SiteSyncCore", "TrialRecords",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -74,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "sitesync-server",
             dependencies: [
-                "SiteSyncServer", "TrialRecords",
+                "SiteSyncServer", "SiteSyncCore", "TrialRecords",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

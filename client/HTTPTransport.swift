@@ -36,14 +36,34 @@ public struct HTTPTransport: SyncTransport {
         try await post(SyncProtocol.pullPath, request)
     }
 
+    /// The conflicts the token may see, filtered and paged.
+    public func conflicts(_ filter: ConflictFilter) async throws -> ConflictPage {
+        var query = [URLQueryItem(name: "status", value: filter.status ?? "all"), URLQueryItem(name: "limit", value: String(filter.limit))]
+        if let site = filter.site { query.append(URLQueryItem(name: "site", value: site)) }
+        if let table = filter.table { query.append(URLQueryItem(name: "table", value: table)) }
+        if let after = filter.after { query.append(URLQueryItem(name: "after", value: after)) }
+        return try await send("GET", SyncProtocol.conflictsPath, query: query, body: nil as String?)
+    }
+
+    /// Every change the server received for a record, with resolutions.
+    public func history(table: String, id: String) async throws -> RecordHistory {
+        try await send("GET", SyncProtocol.historyPath(table: table, id: id), body: nil as String?)
+    }
+
     private func post<Response: Decodable>(_ path: String, _ body: some Encodable) async throws -> Response {
-        var request = URLRequest(url: serverURL.appendingPathComponent(path), timeoutInterval: timeout)
-        request.httpMethod = "POST"
+        try await send("POST", path, body: body)
+    }
+
+    private func send<Response: Decodable>(_ method: String, _ path: String, query: [URLQueryItem] = [], body: (some Encodable)?) async throws -> Response {
+        var components = URLComponents(url: serverURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
+        if !query.isEmpty { components.queryItems = query }
+        var request = URLRequest(url: components.url!, timeoutInterval: timeout)
+        request.httpMethod = method
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         request.setValue(String(SyncProtocol.version), forHTTPHeaderField: SyncProtocol.protocolHeader)
         request.setValue(String(schemaVersion), forHTTPHeaderField: SyncProtocol.schemaHeader)
-        request.httpBody = try JSONEncoder().encode(body)
+        if let body { request.httpBody = try JSONEncoder().encode(body) }
         let data: Data
         let response: URLResponse
         do {

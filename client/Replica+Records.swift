@@ -17,51 +17,54 @@ extension Replica {
     @discardableResult
     public func put(_ table: String, id: String? = nil, _ values: [String: FieldValue]) throws -> String {
         let identity = try requireIdentity()
-        let tableSchema = try schema.table(table)
         let id = id ?? UUID().uuidString.lowercased()
+        return try writer.write { db in try write(db, identity: identity, table: table, id: id, values) }
+    }
+
+    /// Validates and writes one record inside the caller's transaction; the triggers track it.
+    func write(_ db: Database, identity: ReplicaIdentity, table: String, id: String, _ values: [String: FieldValue]) throws -> String {
+        let tableSchema = try schema.table(table)
         try tableSchema.validate(id: id)
-        return try writer.write { db in
-            let existing: String? = try Row.fetchOne(
-                db, sql: "SELECT site_id FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id]
-            ).map { $0[0] ?? "" }
-            if existing == nil, !tableSchema.clientCreatable { throw ReplicaError.readOnlyTable(table) }
-            if existing != nil, let field = values.keys.sorted().first(where: { tableSchema.column($0) != nil && !tableSchema.isWritable($0) }) {
-                throw ReplicaError.readOnlyTable("\(table).\(field)")
-            }
-            var values = values
-            if existing == nil, values[TableSchema.siteColumn] == nil {
-                guard !identity.isReviewer else {
-                    throw ReplicaError.invalidArgument("A reviewer replica records every site: give site_id for a new record.")
-                }
-                values[TableSchema.siteColumn] = .text(identity.site)
-            }
-            let normalized = try tableSchema.validate(values, creating: existing == nil)
-            if case .text(let site)? = normalized[TableSchema.siteColumn] {
-                if let existing, existing != site {
-                    throw ReplicaError.outsideSite("Record \(id) belongs to site \(existing); a record cannot move to another site.")
-                }
-                if !identity.isReviewer, site != identity.site {
-                    throw ReplicaError.outsideSite("This laptop records site \(identity.site); it cannot write a record of site \(site).")
-                }
-            }
-            if !tableSchema.checks.isEmpty {
-                var record = try existing == nil ? [:] : fields(db, tableSchema, id: id)
-                record.merge(normalized) { $1 }
-                try tableSchema.validateRecord(record)
-            }
-            let columns = tableSchema.columnNames.filter { normalized[$0] != nil }
-            if existing == nil {
-                let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-                let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
-                try db.cachedStatement(sql: "INSERT INTO \(table.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))")
-                    .execute(arguments: StatementArguments([id] + columns.map { normalized[$0]! }))
-            } else if !columns.isEmpty {
-                let assignments = columns.map { "\($0.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
-                try db.cachedStatement(sql: "UPDATE \(table.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?")
-                    .execute(arguments: StatementArguments(columns.map { normalized[$0]! } + [id]))
-            }
-            return id
+        let existing: String? = try Row.fetchOne(
+            db, sql: "SELECT site_id FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id]
+        ).map { $0[0] ?? "" }
+        if existing == nil, !tableSchema.clientCreatable { throw ReplicaError.readOnlyTable(table) }
+        if existing != nil, let field = values.keys.sorted().first(where: { tableSchema.column($0) != nil && !tableSchema.isWritable($0) }) {
+            throw ReplicaError.readOnlyTable("\(table).\(field)")
         }
+        var values = values
+        if existing == nil, values[TableSchema.siteColumn] == nil {
+            guard !identity.isReviewer else {
+                throw ReplicaError.invalidArgument("A reviewer replica records every site: give site_id for a new record.")
+            }
+            values[TableSchema.siteColumn] = .text(identity.site)
+        }
+        let normalized = try tableSchema.validate(values, creating: existing == nil)
+        if case .text(let site)? = normalized[TableSchema.siteColumn] {
+            if let existing, existing != site {
+                throw ReplicaError.outsideSite("Record \(id) belongs to site \(existing); a record cannot move to another site.")
+            }
+            if !identity.isReviewer, site != identity.site {
+                throw ReplicaError.outsideSite("This laptop records site \(identity.site); it cannot write a record of site \(site).")
+            }
+        }
+        if !tableSchema.checks.isEmpty {
+            var record = try existing == nil ? [:] : fields(db, tableSchema, id: id)
+            record.merge(normalized) { $1 }
+            try tableSchema.validateRecord(record)
+        }
+        let columns = tableSchema.columnNames.filter { normalized[$0] != nil }
+        if existing == nil {
+            let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+            let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
+            try db.cachedStatement(sql: "INSERT INTO \(table.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))")
+                .execute(arguments: StatementArguments([id] + columns.map { normalized[$0]! }))
+        } else if !columns.isEmpty {
+            let assignments = columns.map { "\($0.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
+            try db.cachedStatement(sql: "UPDATE \(table.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?")
+                .execute(arguments: StatementArguments(columns.map { normalized[$0]! } + [id]))
+        }
+        return id
     }
 
     /// Soft-deletes a record: its `_deleted` field takes the reason, and the delete syncs like any edit.

@@ -55,14 +55,4 @@ extension Replica {
             try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [Timestamp.now()])
         }
     }
-
-    /// The conflicts this replica has pulled, newest first; open ones only unless asked.
-    public func conflicts(includeResolved: Bool = false) throws -> [Conflict] {
-        try list(TableSchema.conflicts.name)
-            .filter { includeResolved || $0["status"] == .text("open") }
-            .map { record in
-                try Conflict(id: record.id, fields: Dictionary(uniqueKeysWithValues: record.fields.map { ($0.name, $0.value) }))
-            }
-            .sorted { $0.detectedAt != $1.detectedAt ? $0.detectedAt > $1.detectedAt : $0.id < $1.id }
-    }
 }

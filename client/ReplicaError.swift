@@ -7,6 +7,7 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
         case readOnlyTable
         case outsideSite
         case invalidArgument
+        case alreadyResolved
     }
 
     private let kind: Kind
@@ -41,6 +42,8 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     }
     /// The record belongs to a site this replica may not write.
     public static func outsideSite(_ message: String) -> ReplicaError { ReplicaError(.outsideSite, message) }
+    /// The conflict was resolved already.
+    public static func alreadyResolved(_ message: String) -> ReplicaError { ReplicaError(.alreadyResolved, message) }
     /// An argument breaks a rule of the operation.
     public static func invalidArgument(_ message: String) -> ReplicaError { ReplicaError(.invalidArgument, message) }
 
@@ -50,4 +53,5 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     public static let outsideSite = outsideSite("")
     public static let invalidArgument = invalidArgument("")
     public static let alreadyInitialized = alreadyInitialized(site: "")
+    public static let alreadyResolved = alreadyResolved("")
 }

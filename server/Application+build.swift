@@ -27,6 +27,7 @@ public func buildApplication(_ configuration: ServerConfiguration, store: some S
         .add(middleware: TokenMiddleware(store: store))
     let clock = HybridLogicalClock(wallClock: configuration.wallClock)
     SyncController(store: store, configuration: configuration, clock: clock).addRoutes(to: api)
+    ReviewController(store: store).addRoutes(to: api)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),

@@ -34,7 +34,7 @@ struct SyncController {
             "push applied",
             metadata: ["sync.replica": "\(message.replica)", "sync.records": "\(message.recordCount)", "sync.applied": "\(outcome.applied)", "sync.conflicts": "\(outcome.conflicts)"]
         )
-        return try encode(PushResponse(acked: outcome.acked, applied: outcome.applied, conflicts: outcome.conflicts, hlc: clock.tick()))
+        return try JSONResponse.ok(PushResponse(acked: outcome.acked, applied: outcome.applied, conflicts: outcome.conflicts, hlc: clock.tick()))
     }
 
     @Sendable func pull(_ request: Request, context: SyncRequestContext) async throws -> Response {
@@ -45,7 +45,7 @@ struct SyncController {
             throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")
         }
         let batch = try await store.pull(message, principal: principal, schema: clientSchema(context))
-        return try encode(PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick()))
+        return try JSONResponse.ok(PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick()))
     }
 
     private func clientSchema(_ context: SyncRequestContext) -> Schema {
@@ -67,10 +67,6 @@ struct SyncController {
         }
     }
 
-    private func encode(_ value: some Encodable) throws -> Response {
-        let body = try JSONEncoder().encode(value)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
-    }
 
     /// A short description of a decoding error: where and what, never the offending value.
     static func describe(_ error: DecodingError) -> String {

@@ -17,6 +17,19 @@ public protocol SyncStore: Sendable {
     /// Returns the records changed after the cursor, in per-site sequence order, for the sites the
     /// principal may read, as a replica on `schema` knows them.
     func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch
+
+    /// A page of the conflicts the principal may see, filtered.
+    func conflicts(_ filter: ConflictFilter, principal: Principal) async throws -> ConflictPage
+
+    /// One conflict with the current value of its field; nil when absent or outside the principal's scope.
+    func conflict(id: String, principal: Principal) async throws -> ConflictDetail?
+
+    /// Every change received for a record, with its conflicts' resolutions; nil when absent or out of scope.
+    func history(table: String, id: String, principal: Principal) async throws -> RecordHistory?
+
+    /// Calls `body` with every field change of the audit trail, oldest first, for one site or all,
+    /// received at or after `since` (an ISO 8601 date or time).
+    func exportAudit(site: String?, since: String?, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws
 }
 
 /// What a store did with a push.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SiteSyncCore
 import SiteSyncServer
 import TrialRecords
 
@@ -9,7 +10,7 @@ struct SiteSyncServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sitesync-server",
         abstract: "The SiteSync central sync server.",
-        subcommands: [Serve.self, Token.self]
+        subcommands: [Serve.self, Token.self, Audit.self]
     )
 }
 
@@ -90,3 +91,85 @@ struct Token: AsyncParsableCommand {
 }
 
 extension Role: ExpressibleByArgument {}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Read the audit trail.", subcommands: [Export.self])
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case csv, jsonl
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the audit trail for an inspector: one line per field change received, oldest first.",
+            discussion: "Values are JSON fragments in CSV, so types survive: \"text\", 3, null."
+        )
+
+        @OptionGroup var database: DatabaseOptions
+
+        @Option(help: "Only this site.")
+        var site: String?
+
+        @Option(help: "Only changes received on or after this date (YYYY-MM-DD) or time (ISO 8601, UTC).")
+        var since: String?
+
+        @Option(help: "csv or jsonl.")
+        var format: Format
+
+        func validate() throws {
+            if let since, !(ColumnSchema.isCalendarDate(String(since.prefix(10))) && (since.count == 10 || since.dropFirst(10).first == "T")) {
+                throw ValidationError("--since must be a date YYYY-MM-DD or an ISO 8601 time such as 2026-11-25T10:00:00Z.")
+            }
+            if let site, !SiteID.isValid(site) { throw ValidationError("--site: \(SiteID.rule).") }
+        }
+
+        func run() async throws {
+            let store = try SQLiteSyncStore(path: database.database, schema: TrialSchema.current)
+            let output = AuditWriter(format: format)
+            output.header()
+            try await store.exportAudit(site: site, since: since) { try output.write($0) }
+            output.flush()
+        }
+    }
+}
+
+/// Buffers export lines and writes them to standard output in blocks.
+final class AuditWriter: @unchecked Sendable {
+    // Used from one export at a time; the store calls back serially.
+    private let format: Audit.Format
+    private var buffer = Data()
+    private let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    init(format: Audit.Format) {
+        self.format = format
+    }
+
+    func header() {
+        if format == .csv { append(AuditFieldChange.csvHeader.map(Self.csvCell).joined(separator: ",") + "\r\n") }
+    }
+
+    func write(_ change: AuditFieldChange) throws {
+        switch format {
+        case .csv: append(change.csvFields.map(Self.csvCell).joined(separator: ",") + "\r\n")
+        case .jsonl: append(String(decoding: try encoder.encode(change), as: UTF8.self) + "\n")
+        }
+        if buffer.count > 1 << 16 { flush() }
+    }
+
+    func flush() {
+        FileHandle.standardOutput.write(buffer)
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func append(_ text: String) { buffer.append(contentsOf: text.utf8) }
+
+    /// RFC 4180: quote a cell holding a comma, quote, or line break, doubling its quotes.
+    static func csvCell(_ text: String) -> String {
+        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

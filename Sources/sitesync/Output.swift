@@ -37,15 +37,17 @@ func printJSON(_ value: some Encodable) throws {
 struct Table {
     var rows: [[String]]
 
-    func render(header: Bool) -> String {
+    /// The rows aligned; `decorate` may colour a cell (row, column, text) after it is padded.
+    func render(header: Bool, style: Style = .plain, decorate: ((Int, Int, String) -> String)? = nil) -> String {
         guard let width = rows.map(\.count).max(), width > 0 else { return "" }
         var widths = Array(repeating: 0, count: width)
         for row in rows {
             for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
         }
-        var lines = rows.map { row in
+        var lines = rows.enumerated().map { rowIndex, row in
             row.enumerated().map { index, cell in
-                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                let padded = index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                return decorate?(rowIndex, index, padded) ?? padded
             }.joined(separator: "  ")
         }
         if header, !lines.isEmpty {
@@ -53,4 +55,26 @@ struct Table {
         }
         return lines.joined(separator: "\n")
     }
+}
+
+/// ANSI colours, used only when standard output is a terminal and NO_COLOR is not set.
+struct Style {
+    let enabled: Bool
+
+    static let plain = Style(enabled: false)
+
+    static var standardOutput: Style {
+        Style(enabled: isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil)
+    }
+
+    private func wrap(_ code: String, _ text: String) -> String { enabled ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+    func bold(_ text: String) -> String { wrap("1", text) }
+    func red(_ text: String) -> String { wrap("31", text) }
+    func green(_ text: String) -> String { wrap("32", text) }
+    func yellow(_ text: String) -> String { wrap("33", text) }
+}
+
+extension FieldValue {
+    /// The value as shown in tables: empty fields as "(empty)".
+    var shown: String { displayText ?? "(empty)" }
 }

@@ -10,7 +10,7 @@ struct SiteSync: AsyncParsableCommand {
         commandName: "sitesync",
         abstract: "Record trial data offline on a site laptop and sync it with the SiteSync server.",
         discussion: "Every command works on the local replica; only `sync` needs the network.",
-        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, Conflicts.self]
+        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, Conflicts.self, History.self]
     )
 }
 
@@ -209,35 +209,3 @@ struct Sync: AsyncParsableCommand {
     }
 }
 
-struct Conflicts: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Review values overwritten by concurrent edits.", subcommands: [ListConflicts.self])
-
-    struct ListConflicts: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the conflicts pulled to this laptop; open ones unless --all.")
-
-        @OptionGroup var replica: ReplicaOptions
-        @OptionGroup var output: OutputOptions
-
-        @Flag(help: "Include resolved conflicts.")
-        var all = false
-
-        func run() throws {
-            let conflicts = try replica.open().conflicts(includeResolved: all)
-            if output.json {
-                try printJSON(conflicts)
-            } else {
-                let header = ["id", "status", "table", "record", "field", "kept", "by", "overwritten", "by", "detected"]
-                let rows = conflicts.map { conflict in
-                    [
-                        conflict.id, conflict.status, conflict.table, conflict.recordID, conflict.field,
-                        conflict.winner.value.displayText ?? "(empty)", conflict.winner.user ?? conflict.winner.replica,
-                        conflict.loser.value.displayText ?? "(empty)", conflict.loser.user ?? conflict.loser.replica,
-                        conflict.detectedAt,
-                    ]
-                }
-                print(Table(rows: [header] + rows).render(header: true))
-                print("\(conflicts.count) conflict\(conflicts.count == 1 ? "" : "s")")
-            }
-        }
-    }
-}

@@ -1,0 +1,58 @@
+import Foundation
+import Hummingbird
+import SiteSyncCore
+
+/// The review endpoints: conflicts and record histories, scoped by token (docs/PROTOCOL.md, "Review").
+struct ReviewController {
+    let store: any SyncStore
+
+    func addRoutes(to group: RouterGroup<SyncRequestContext>) {
+        group.get("conflicts", use: list)
+        group.get("conflicts/:id", use: show)
+        group.get("records/:table/:id/history", use: history)
+    }
+
+    @Sendable func list(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        var filter = ConflictFilter(status: nil)
+        switch query.get("status") ?? "open" {
+        case "open": filter.status = "open"
+        case "resolved": filter.status = "resolved"
+        case "all": filter.status = nil
+        case let other: throw ServerError.validation("status must be open, resolved or all; got \"\(other)\".")
+        }
+        filter.site = query.get("site")
+        filter.table = query.get("table")
+        filter.after = query.get("after")
+        if let limit = query.get("limit") {
+            guard let value = Int(limit), (1...1000).contains(value) else { throw ServerError.validation("limit must be a whole number from 1 to 1000; got \"\(limit)\".") }
+            filter.limit = value
+        }
+        return try JSONResponse.ok(try await store.conflicts(filter, principal: context.requirePrincipal()))
+    }
+
+    @Sendable func show(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard let detail = try await store.conflict(id: id, principal: context.requirePrincipal()) else {
+            throw ServerError(.notFound, .notFound, "No conflict \(id) that this token may see.")
+        }
+        return try JSONResponse.ok(detail)
+    }
+
+    @Sendable func history(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        let table = try context.parameters.require("table")
+        let id = try context.parameters.require("id")
+        guard let history = try await store.history(table: table, id: id, principal: context.requirePrincipal()) else {
+            throw ServerError(.notFound, .notFound, "No record \(id) in \(table) that this token may see.")
+        }
+        return try JSONResponse.ok(history)
+    }
+}
+
+/// JSON success responses.
+enum JSONResponse {
+    static func ok(_ value: some Encodable) throws -> Response {
+        let body = try JSONEncoder().encode(value)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
