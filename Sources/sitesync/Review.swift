@@ -24,8 +24,15 @@ struct Conflicts: AsyncParsableCommand {
         @Option(help: "Only records of this table.")
         var table: String?
 
+        @Flag(help: "Print only the conflict ids, one per line (for scripts).")
+        var ids = false
+
         func run() throws {
             let conflicts = try replica.open().conflicts(includeResolved: all, site: site, table: table)
+            if ids {
+                for conflict in conflicts { print(conflict.id) }
+                return
+            }
             if output.json {
                 try printJSON(conflicts)
                 return

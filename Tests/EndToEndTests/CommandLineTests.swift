@@ -162,6 +162,33 @@ struct CommandLineTests {
 
             #expect(try cli.sitesync("status", "--db", "a.sqlite").stdout.contains("open conflicts   1"))
 
+            // Review: show both sides, resolve with a reason, and every laptop follows
+            let conflictID = try cli.sitesync("conflicts", "list", "--db", "a.sqlite", "--ids").line
+            #expect(conflictID == conflict?["id"] as? String)
+            let shown = try cli.sitesync("conflicts", "show", "--db", "a.sqlite", conflictID)
+            #expect(shown.status == 0 && shown.stdout.contains("screen_failed") && shown.stdout.contains("enrolled") && shown.stdout.contains("current value: screen_failed"))
+            #expect(!shown.stdout.contains("\u{1B}["), "no colour when stdout is not a terminal")
+            let noReason = try cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser")
+            #expect(noReason.status != 0 && noReason.stderr.contains("--reason"))
+            let resolve = try cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser", "--reason", "Enrolment confirmed on the signed CRF")
+            #expect(resolve.status == 0, "\(resolve.stderr)")
+            let again = try cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--keep-winner", "--reason", "again")
+            #expect(again.status != 0 && again.stderr.contains("already resolved"))
+            for db in ["a.sqlite", "b.sqlite"] {
+                #expect(try cli.sitesync("sync", "--db", db).status == 0)
+            }
+            let afterResolve = try json(try cli.sitesync("get", "--db", "b.sqlite", "subjects", id, "--json")) as? [String: Any]
+            #expect(afterResolve?["status"] as? String == "enrolled")
+            let resolvedList = try json(try cli.sitesync("conflicts", "list", "--db", "b.sqlite", "--all", "--json")) as? [[String: Any]]
+            #expect(resolvedList?.first?["status"] as? String == "resolved")
+            #expect((resolvedList?.first?["resolution"] as? [String: Any])?["reason"] as? String == "Enrolment confirmed on the signed CRF")
+            let history = try cli.sitesync("history", "--db", "b.sqlite", "subjects", id)
+            #expect(history.status == 0)
+            #expect(history.stdout.contains("screening -> enrolled") && history.stdout.contains("superseded") == false)
+            #expect(history.stdout.contains("resolved \(conflictID): take_loser (Enrolment confirmed on the signed CRF)"))
+            let historyJSON = try json(try cli.sitesync("history", "--db", "b.sqlite", "subjects", id, "--json")) as? [String: Any]
+            #expect((historyJSON?["entries"] as? [Any])?.count == 5, "created, enrolled, screen_failed, the resolution's write, the resolution")
+
             #expect(try cli.sitesync("delete", "--db", "a.sqlite", "subjects", id, "--reason", "Consent withdrawn before screening").status == 0)
             let remaining = try json(try cli.sitesync("list", "--db", "a.sqlite", "subjects", "--json")) as? [Any]
             #expect(remaining?.isEmpty == true)
@@ -172,8 +199,24 @@ struct CommandLineTests {
             #expect(try cli.sitesync("init", "--db", "r.sqlite", "--site", "*", "--server", url, "--token", reviewerToken.line, "--user", "D. Monitor").status == 0)
             let reviewerSync = try json(try cli.sitesync("sync", "--db", "r.sqlite", "--json")) as? [String: Int]
             #expect(reviewerSync?["pulled"] == 3, "the subject, the adverse event and the conflict")
+            #expect(try cli.sitesync("conflicts", "list", "--db", "r.sqlite", "--all", "--site", "S01", "--ids").line == conflictID)
             let deleted = try json(try cli.sitesync("get", "--db", "r.sqlite", "subjects", id, "--json")) as? [String: Any]
             #expect(deleted?["_deleted"] as? String == "Consent withdrawn before screening")
+
+            // The inspector's export of the audit trail
+            let csv = try cli.run("sitesync-server", ["audit", "export", "--format", "csv"])
+            #expect(csv.status == 0)
+            let lines = csv.stdout.split(separator: "\r\n")
+            #expect(lines.first == "received_at,site_id,table,record_id,field,old_value,new_value,outcome,user,replica,seq,hlc,base_hlc,base_replica")
+            #expect(lines.contains { $0.contains(",subjects,\(id),status,\"\"\"enrolled\"\"\",\"\"\"screen_failed\"\"\",applied,B. Chen,") })
+            let jsonl = try cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--site", "S01", "--since", "2000-01-01"])
+            let entries = jsonl.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(entries.count == lines.count - 1)
+            #expect(entries.contains { $0["field"] as? String == "grade" && $0["new_value"] as? Int == 2 })
+            let none = try cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--since", "2999-01-01"])
+            #expect(none.status == 0 && none.stdout.isEmpty)
+            let badSince = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--since", "yesterday"])
+            #expect(badSince.status != 0 && badSince.stderr.contains("--since must be a date"))
         }
     }
 
