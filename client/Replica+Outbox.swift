@@ -9,7 +9,10 @@ public struct OutboxBatch: Sendable {
         var table: String
         var id: String
         var seq: HLC
-        var stamps: [String: Stamp]
+        /// The fields pushed and the HLC of each; every pushed write is this replica's own.
+        var columns: [String]
+        var hlcs: [HLC]
+        var user: String
     }
 
     /// The push request carrying the batch.
@@ -78,76 +81,84 @@ extension Replica {
         let identity = try requireIdentity()
         return try writer.read { db -> OutboxBatch? in
             let shadows = try Row.fetchAll(
-                db,
-                sql: """
+                db.cachedStatement(sql: """
                     SELECT tbl, id, hlc, replica, user, fields, pending, base, held FROM _sitesync_records
                     WHERE pending IS NOT NULL AND pending > ? ORDER BY pending LIMIT ?
-                    """,
+                    """),
                 arguments: [after.rawValue, limit]
             )
-            guard !shadows.isEmpty else { return nil }
-            var groups: [String: ChangeGroup] = [:]
-            var order: [String] = []
+            guard let last = shadows.last else { return nil }
+            struct GroupKey: Hashable {
+                var table: String
+                var user: String
+                /// Nil for records created here: every field.
+                var columns: [String]?
+            }
+            var groups: [ChangeGroup] = []
+            var positions: [GroupKey: Int] = [:]
             var entries: [OutboxBatch.Entry] = []
             entries.reserveCapacity(shadows.count)
             for shadow in shadows {
                 let tableName: String = shadow[0]
                 let id: String = shadow[1]
                 // A table this build no longer knows cannot be read or pushed; it stays queued.
-                guard let table = try? schema.table(tableName) else { continue }
+                guard let table = try? schema.table(tableName),
+                    let data = try Row.fetchOne(db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?"), arguments: [id])
+                else { continue }
                 let stamps = try FieldStamps(row: shadow, startingAt: 2)
                 let seq = HLC(rawValue: shadow[6])
                 let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
                 let held = try ShadowJSON.decode([String: HeldValue].self, shadow[8]) ?? [:]
-                guard let data = try Row.fetchOne(db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?"), arguments: [id]) else { continue }
-                var columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
-                guard !columns.isEmpty else { continue }
-                var values: [FieldValue] = []
-                var pushed: [String: Stamp] = [:]
-                var bases: [Version?] = []
-                for column in columns {
-                    if let kept = held[column] {
-                        values.append(kept.value)
-                        pushed[column] = kept.stamp
-                    } else {
-                        values.append(data.fieldValue(atIndex: table.position(of: column)! + 1))
-                        pushed[column] = stamps[column]
+                let row: ChangeRow
+                let entry: OutboxBatch.Entry
+                var key: GroupKey
+                if base == nil, held.isEmpty, stamps.overrides.isEmpty {
+                    // Created here and not edited since: every field, written at `seq`.
+                    let values = (1...table.columns.count).map { data.fieldValue(atIndex: $0) }
+                    row = ChangeRow(id: id, seq: seq, values: values)
+                    key = GroupKey(table: tableName, user: stamps.base.user, columns: nil)
+                    entry = .init(table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count), user: stamps.base.user)
+                } else {
+                    var columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
+                    guard !columns.isEmpty else { continue }
+                    var values: [FieldValue] = []
+                    var pushed: [Stamp] = []
+                    var bases: [Version?] = []
+                    for column in columns {
+                        if let kept = held[column] {
+                            values.append(kept.value)
+                            pushed.append(kept.stamp)
+                        } else {
+                            values.append(data.fieldValue(atIndex: table.position(of: column)! + 1))
+                            pushed.append(stamps[column])
+                        }
+                        bases.append(base?[column]??.version)
                     }
-                    bases.append(base?[column]??.version)
+                    let user = pushed.max { $0.version < $1.version }?.user ?? identity.user
+                    if base != nil, table.isWritable(TableSchema.deletedColumn), !columns.contains(TableSchema.deletedColumn),
+                        data.fieldValue(atIndex: table.position(of: TableSchema.deletedColumn)! + 1).isNull
+                    {
+                        // An edit of a live record asserts it is still live, so that a concurrent delete
+                        // meets it on `_deleted` and last-writer-wins decides and logs delete versus edit.
+                        columns.append(TableSchema.deletedColumn)
+                        values.append(.null)
+                        bases.append(stamps[TableSchema.deletedColumn].version)
+                        pushed.append(Stamp(hlc: seq, replica: identity.replicaID, user: user))
+                    }
+                    let hlcs = pushed.map(\.version.hlc)
+                    row = ChangeRow(id: id, seq: seq, values: values, hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs, bases: base == nil ? nil : bases)
+                    key = GroupKey(table: tableName, user: user, columns: columns)
+                    entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, user: user)
                 }
-                let user = columns.map { pushed[$0]! }.max { $0.version < $1.version }?.user ?? identity.user
-                let deletedIndex = table.position(of: TableSchema.deletedColumn)! + 1
-                if base != nil, table.isWritable(TableSchema.deletedColumn), !columns.contains(TableSchema.deletedColumn),
-                    data.fieldValue(atIndex: deletedIndex).isNull
-                {
-                    // An edit of a live record asserts it is still live, so that a concurrent delete
-                    // meets it on `_deleted` and last-writer-wins decides and logs delete versus edit.
-                    columns.append(TableSchema.deletedColumn)
-                    values.append(.null)
-                    bases.append(stamps[TableSchema.deletedColumn].version)
-                    pushed[TableSchema.deletedColumn] = Stamp(hlc: seq, replica: identity.replicaID, user: user)
+                if let position = positions[key] {
+                    groups[position].rows.append(row)
+                } else {
+                    positions[key] = groups.count
+                    groups.append(ChangeGroup(table: tableName, user: key.user, columns: key.columns ?? table.columnNames, rows: [row]))
                 }
-                let hlcs = columns.map { pushed[$0]!.version.hlc }
-                let row = ChangeRow(
-                    id: id,
-                    seq: seq,
-                    values: values,
-                    hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs,
-                    bases: base == nil ? nil : bases
-                )
-                let key = "\(tableName)\u{1}\(user)\u{1}\(columns.joined(separator: ","))"
-                if groups[key] == nil {
-                    groups[key] = ChangeGroup(table: tableName, user: user, columns: columns, rows: [])
-                    order.append(key)
-                }
-                groups[key]!.rows.append(row)
-                entries.append(.init(table: tableName, id: id, seq: seq, stamps: pushed))
+                entries.append(entry)
             }
-            return OutboxBatch(
-                request: PushRequest(replica: identity.replicaID, groups: order.map { groups[$0]! }),
-                lastSeq: HLC(rawValue: shadows.last![6]),
-                entries: entries
-            )
+            return OutboxBatch(request: PushRequest(replica: identity.replicaID, groups: groups), lastSeq: HLC(rawValue: last[6]), entries: entries)
         }
     }
 
@@ -180,22 +191,24 @@ extension Replica {
             db, sql: "SELECT hlc, replica, user, fields, base, held FROM _sitesync_records WHERE tbl = ? AND id = ? AND pending IS NOT NULL",
             arguments: [entry.table, entry.id]
         ) else { return }
+        let replica = try requireIdentity().replicaID
+        let pushed = zip(entry.columns, entry.hlcs).map { (column: $0, stamp: Stamp(hlc: $1, replica: replica, user: entry.user)) }
         let stamps = try FieldStamps(row: shadow, startingAt: 0)
         var base: [String: Stamp?]
         if let stored = try ShadowJSON.decode([String: Stamp?].self, shadow[4]) {
             base = stored
-            for (column, stamp) in entry.stamps where base[column] != nil {
+            for (column, stamp) in pushed where base[column] != nil {
                 base[column] = .some(stamp)
             }
         } else {
             // Created here and edited during its first push: what was edited since is based on what was pushed.
             base = [:]
-            for (column, stamp) in entry.stamps where stamps[column].version.hlc > entry.seq {
+            for (column, stamp) in pushed where stamps[column].version.hlc > entry.seq {
                 base[column] = .some(stamp)
             }
         }
         var held = try ShadowJSON.decode([String: HeldValue].self, shadow[5]) ?? [:]
-        for column in entry.stamps.keys { held[column] = nil }
+        for column in entry.columns { held[column] = nil }
         try db.execute(
             sql: "UPDATE _sitesync_records SET base = ?, held = ? WHERE tbl = ? AND id = ?",
             arguments: [ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), entry.table, entry.id]

@@ -11,13 +11,13 @@ extension Replica {
     ///
     /// - Parameters:
     ///   - table: the table, for example `adverse_events`.
-    ///   - id: the record to change; nil creates a record with a new UUID.
+    ///   - id: the record to change; nil creates a record with a new id (``RecordID``).
     ///   - values: the fields to write.
     /// - Throws: ``ValidationError`` naming each bad field and rule, or ``ReplicaError``.
     @discardableResult
     public func put(_ table: String, id: String? = nil, _ values: [String: FieldValue]) throws -> String {
         let identity = try requireIdentity()
-        let id = id ?? UUID().uuidString.lowercased()
+        let id = id ?? RecordID.generate()
         return try writer.write { db in try write(db, identity: identity, table: table, id: id, values) }
     }
 

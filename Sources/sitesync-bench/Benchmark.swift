@@ -108,10 +108,12 @@ struct Run: AsyncParsableCommand {
                 }
                 var times: [Double] = []
                 for round in 0..<rounds {
-                    let changed = (0..<10).map { ids[($0 * 7919 + round * 104_729) % ids.count] }
+                    // Ten distinct records spread over the table, each given a grade it does not have
+                    let changed = (0..<10).map { ids[($0 * ids.count / 10 + round) % ids.count] }
                     let elapsed = try await measure {
-                        for (index, id) in changed.enumerated() {
-                            try writer.replica.put("adverse_events", id: id, ["grade": .integer(Int64((round + index) % 5 + 1))])
+                        for id in changed {
+                            guard case .integer(let grade)? = try writer.replica.get("adverse_events", id: id)?["grade"] else { continue }
+                            try writer.replica.put("adverse_events", id: id, ["grade": .integer(grade % 5 + 1)])
                         }
                         let pushed = try await writer.engine().sync()
                         let pulled = try await reader.engine().sync()

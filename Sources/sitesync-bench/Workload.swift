@@ -10,7 +10,7 @@ struct AdverseEventRow {
     var values: [(any DatabaseValueConvertible)?]
 }
 
-/// Plausible adverse events for one site, the same every run.
+/// Plausible adverse events for one site, with the same values every run.
 struct AdverseEventGenerator {
     let site: String
     static let columns = ["id", "site_id", "subject_id", "term", "onset_date", "grade", "serious", "outcome"]
@@ -21,9 +21,10 @@ struct AdverseEventGenerator {
     private static let outcomes = ["recovered", "recovering", "not recovered", "recovered with sequelae"]
 
     func rows(_ count: Int) -> [AdverseEventRow] {
-        let subjects = (0..<100).map { _ in UUID().uuidString.lowercased() }
+        let subjects = (0..<100).map { _ in RecordID.generate() }
         return (0..<count).map { index in
-            let id = UUID().uuidString.lowercased()
+            // The ids replicas generate (time-ordered UUIDv7), as `sitesync put` would.
+            let id = RecordID.generate()
             let month = index % 12 + 1
             let day = index % 28 + 1
             return AdverseEventRow(id: id, values: [

@@ -78,3 +78,20 @@ struct WireTests {
         #expect(conflict.winner.version > conflict.loser.version)
     }
 }
+
+@Suite("Record ids")
+struct RecordIDTests {
+    @Test("Ids are version 7 UUIDs that sort by creation time and never repeat")
+    func uuidV7() throws {
+        let first = RecordID.generate(milliseconds: 1_764_000_000_000)
+        let second = RecordID.generate(milliseconds: 1_764_000_000_001)
+        let uuid = try #require(UUID(uuidString: first))
+        #expect(uuid.uuidString.lowercased() == first)
+        #expect(Array(first)[14] == "7", "version 7")
+        #expect(["8", "9", "a", "b"].contains(Array(first)[19]), "RFC 9562 variant")
+        #expect(first < second)
+        #expect(first.hasPrefix("019ab"))
+        let many = Set((0..<10_000).map { _ in RecordID.generate(milliseconds: 42) })
+        #expect(many.count == 10_000)
+    }
+}
