@@ -98,13 +98,14 @@ extension Replica {
             var positions: [GroupKey: Int] = [:]
             var entries: [OutboxBatch.Entry] = []
             entries.reserveCapacity(shadows.count)
+            var reads: [String: Statement] = [:]
             for shadow in shadows {
                 let tableName: String = shadow[0]
                 let id: String = shadow[1]
                 // A table this build no longer knows cannot be read or pushed; it stays queued.
-                guard let table = try? schema.table(tableName),
-                    let data = try Row.fetchOne(db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?"), arguments: [id])
-                else { continue }
+                guard let table = try? schema.table(tableName) else { continue }
+                if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?") }
+                guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else { continue }
                 let stamps = try FieldStamps(row: shadow, startingAt: 2)
                 let seq = HLC(rawValue: shadow[6])
                 let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])

@@ -24,7 +24,7 @@ extension Replica {
                 for group in response.groups {
                     // Tables and fields this build does not know are left to a newer build.
                     guard let table = try? schema.table(group.table) else { continue }
-                    let plan = GroupPlan(table: table, columns: group.columns)
+                    let plan = try GroupPlan(db, table: table, columns: group.columns)
                     for row in group.rows where try applyRow(db, plan, row: row) {
                         changed += 1
                     }
@@ -39,19 +39,23 @@ extension Replica {
         }
     }
 
-    /// How the fields of a pulled group map onto a local table.
+    /// How the fields of a pulled group map onto a local table, and the statements to apply them.
     private struct GroupPlan {
         let table: TableSchema
         /// The group's fields this build knows, with their position in the group.
         let known: [(offset: Int, element: String)]
-        let insertSQL: String
+        let insert: Statement
+        let shadow: Statement
+        let insertShadow: Statement
 
-        init(table: TableSchema, columns: [String]) {
+        init(_ db: Database, table: TableSchema, columns: [String]) throws {
             self.table = table
             self.known = columns.enumerated().filter { table.column($0.element) != nil }
             let names = (["id"] + known.map(\.element)).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
             let marks = Array(repeating: "?", count: known.count + 1).joined(separator: ", ")
-            self.insertSQL = "INSERT INTO \(table.name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))"
+            insert = try db.cachedStatement(sql: "INSERT INTO \(table.name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))")
+            shadow = try db.cachedStatement(sql: "SELECT hlc, replica, user, fields, pending, base, held FROM _sitesync_records WHERE tbl = ? AND id = ?")
+            insertShadow = try db.cachedStatement(sql: "INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, fields) VALUES (?, ?, ?, ?, ?, ?)")
         }
     }
 
@@ -59,19 +63,18 @@ extension Replica {
     private func applyRow(_ db: Database, _ plan: GroupPlan, row: RecordRow) throws -> Bool {
         let table = plan.table
         let known = plan.known
-        guard let shadow = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT hlc, replica, user, fields, pending, base, held FROM _sitesync_records WHERE tbl = ? AND id = ?"),
-            arguments: [table.name, row.id]
-        ) else {
+        guard let shadow = try Row.fetchOne(plan.shadow, arguments: [table.name, row.id]) else {
             var arguments: [(any DatabaseValueConvertible)?] = [row.id]
             arguments.reserveCapacity(known.count + 1)
             for (offset, _) in known { arguments.append(row.values[offset]) }
-            try db.cachedStatement(sql: plan.insertSQL).execute(arguments: StatementArguments(arguments))
+            plan.insert.setUncheckedArguments(StatementArguments(arguments))
+            try plan.insert.execute()
             var stamps = row.stamps
-            stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
-            try db.cachedStatement(
-                sql: "INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, fields) VALUES (?, ?, ?, ?, ?, ?)"
-            ).execute(arguments: StatementArguments([table.name, row.id] + stamps.storedValues))
+            if !stamps.overrides.isEmpty {
+                stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
+            }
+            plan.insertShadow.setUncheckedArguments(StatementArguments([table.name, row.id] + stamps.storedValues))
+            try plan.insertShadow.execute()
             return true
         }
 

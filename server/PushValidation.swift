@@ -41,6 +41,7 @@ enum PushValidation {
             throw ServerError.validation("The replica id must be 1 to 64 characters.")
         }
         var latest = HLC.zero
+        var seen = Set<String>()
         var checked: [CheckedGroup] = []
         checked.reserveCapacity(request.groups.count)
         for group in request.groups {
@@ -67,6 +68,9 @@ enum PushValidation {
                     row.bases.map({ $0.count == group.columns.count }) ?? true
                 else {
                     throw ServerError.validation("Record \(row.id) of \(table.name) has \(row.values.count) values for \(group.columns.count) fields.")
+                }
+                guard seen.insert("\(table.name)\u{1}\(row.id)").inserted else {
+                    throw ServerError.validation("Record \(row.id) of \(table.name) appears twice in one push.")
                 }
                 do {
                     try table.validate(id: row.id)

@@ -27,6 +27,7 @@ extension SQLiteSyncStore {
                     """
             )
             let latest = try db.cachedStatement(sql: "SELECT seq FROM sites WHERE site_id = ?")
+            var reads: [String: Statement] = [:]
             for site in sites {
                 let from = request.cursor[site] ?? 0
                 cursor[site] = from
@@ -43,9 +44,8 @@ extension SQLiteSyncStore {
                     let tableName: String = shadow["tbl"]
                     // Tables and fields the client's schema does not have yet are left out.
                     guard schema.contains(table: tableName), let table = try? schema.table(tableName) else { continue }
-                    guard let data = try Row.fetchOne(
-                        db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?"), arguments: [shadow["id"] as String]
-                    ) else { continue }
+                    if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?") }
+                    guard let data = try Row.fetchOne(reads[tableName]!, arguments: [shadow["id"] as String]) else { continue }
                     var stamps = try FieldStamps(row: shadow, startingAt: 3)
                     if !stamps.overrides.isEmpty {
                         stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }

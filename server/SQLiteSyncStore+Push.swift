@@ -18,7 +18,7 @@ extension SQLiteSyncStore {
             var outcome = PushOutcome(acked: lastSeq, applied: 0, conflicts: 0)
             var user: String?
             for checked in push.groups {
-                let plan = GroupPlan(checked)
+                let plan = try GroupPlan(db, checked, after: lastSeq)
                 for (index, row) in checked.group.rows.enumerated() where row.seq > lastSeq {
                     outcome.conflicts += try apply(db, plan, index: index, row: row, push: push, principal: principal, sequences: &sequences)
                     outcome.applied += 1
@@ -49,39 +49,56 @@ extension SQLiteSyncStore {
         }
     }
 
-    /// SQL shared by every row of a pushed group, built once.
+    /// Statements shared by every row of a pushed group, prepared once per push.
     private struct GroupPlan {
         let checked: PushValidation.CheckedGroup
         /// Fields a created record is inserted with: the group's and those with a default.
         let createdColumns: [String]
-        let insertSQL: String
-        let auditCreatedSQL: String
-        let auditChangedSQL: String
-        let loadSQL: String
+        let insert: Statement
+        let auditCreated: Statement
+        let auditChanged: Statement
+        let load: Statement
+        let insertShadow: Statement
+        let updateShadow: Statement
+        /// Ids of the group's records the server already holds.
+        let existing: Set<String>
 
-        init(_ checked: PushValidation.CheckedGroup) {
+        init(_ db: Database, _ checked: PushValidation.CheckedGroup, after lastSeq: HLC) throws {
             self.checked = checked
             let table = checked.table
             let given = Set(checked.group.columns)
             createdColumns = table.columns.filter { given.contains($0.name) || !$0.defaultValue.isNull }.map(\.name)
             let names = (["id"] + createdColumns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
             let marks = Array(repeating: "?", count: createdColumns.count + 1).joined(separator: ", ")
-            insertSQL = "INSERT INTO \(table.name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))"
+            insert = try db.cachedStatement(sql: "INSERT INTO \(table.name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))")
             let array = "json_array(\(Array(repeating: "?", count: checked.group.columns.count).joined(separator: ", ")))"
-            func audit(_ old: String) -> String {
-                """
-                INSERT INTO audit (received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), \(old), ?, ?, ?)
-                """
+            func audit(_ old: String) throws -> Statement {
+                try db.cachedStatement(sql: """
+                    INSERT INTO audit (received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), \(old), ?, ?, ?)
+                    """)
             }
-            auditCreatedSQL = audit("NULL")
-            auditChangedSQL = audit(array)
+            auditCreated = try audit("NULL")
+            auditChanged = try audit(array)
             let columns = table.columnNames.map { "t.\($0.quotedDatabaseIdentifier)" }.joined(separator: ", ")
-            loadSQL = """
+            load = try db.cachedStatement(sql: """
                 SELECT r.hlc, r.replica, r.user, r.fields, r.site_id, \(columns)
                 FROM records r JOIN \(table.name.quotedDatabaseIdentifier) t ON t.id = r.id
                 WHERE r.tbl = ? AND r.id = ?
-                """
+                """)
+            insertShadow = try db.cachedStatement(
+                sql: "INSERT INTO records (tbl, id, site_id, seq, hlc, replica, user, fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            )
+            updateShadow = try db.cachedStatement(
+                sql: "UPDATE records SET seq = ?, hlc = ?, replica = ?, user = ?, fields = ? WHERE tbl = ? AND id = ?"
+            )
+            // One lookup for the whole group: records created by this push skip the point lookup.
+            let ids = checked.group.rows.filter { $0.seq > lastSeq }.map(\.id)
+            existing = ids.isEmpty ? [] : try Set(String.fetchAll(
+                db,
+                sql: "SELECT r.id FROM json_each(?) AS j JOIN records AS r ON r.tbl = ? AND r.id = j.value",
+                arguments: [String(decoding: try JSONEncoder().encode(ids), as: UTF8.self), table.name]
+            ))
         }
     }
 
@@ -101,7 +118,7 @@ extension SQLiteSyncStore {
         let normalized = checked.values[index]
         var row = pushed
         row.values = group.columns.map { normalized[$0] ?? .null }
-        let current = try loadRecord(db, table: table, id: row.id, sql: plan.loadSQL)
+        let current = plan.existing.contains(row.id) ? try loadRecord(table: table, id: row.id, plan.load) : nil
         let site: String
         var created: [String: FieldValue] = [:]
         if let current {
@@ -143,7 +160,8 @@ extension SQLiteSyncStore {
             var arguments: [(any DatabaseValueConvertible)?] = [row.id]
             arguments.reserveCapacity(plan.createdColumns.count + 1)
             for column in plan.createdColumns { arguments.append(created[column] ?? .null) }
-            try db.cachedStatement(sql: plan.insertSQL).execute(arguments: StatementArguments(arguments))
+            plan.insert.setUncheckedArguments(StatementArguments(arguments))
+            try plan.insert.execute()
         } else if !result.writes.isEmpty {
             let assignments = result.writes.map { "\($0.field.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
             try db.cachedStatement(sql: "UPDATE \(quoted) SET \(assignments) WHERE id = ?")
@@ -152,18 +170,25 @@ extension SQLiteSyncStore {
         if result.changesRecord {
             var stamps = result.stamps
             stamps.compact(fields: table.columnNames)
-            try writeShadow(db, table: table.name, id: row.id, site: site, seq: sequences.next(db, site: site), stamps: stamps)
+            let seq = try sequences.next(db, site: site)
+            if current == nil {
+                plan.insertShadow.setUncheckedArguments(StatementArguments([table.name, row.id, site, seq] + stamps.storedValues))
+                try plan.insertShadow.execute()
+            } else {
+                plan.updateShadow.setUncheckedArguments(StatementArguments([seq] + stamps.storedValues + [table.name, row.id]))
+                try plan.updateShadow.execute()
+            }
         }
         for conflict in result.conflicts {
             try logConflict(db, conflict, detectedAt: push.receivedAt, sequences: &sequences)
         }
-        try audit(db, plan, row: row, replica: push.replica, site: site, result: result, created: current == nil, receivedAt: push.receivedAt)
+        try audit(plan, row: row, replica: push.replica, site: site, result: result, created: current == nil, receivedAt: push.receivedAt)
         return result.conflicts.count
     }
 
     /// The stored record with its stamps, or nil when the server has none.
-    private func loadRecord(_ db: Database, table: TableSchema, id: String, sql: String) throws -> ServerRecord? {
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [table.name, id]) else { return nil }
+    private func loadRecord(table: TableSchema, id: String, _ statement: Statement) throws -> ServerRecord? {
+        guard let row = try Row.fetchOne(statement, arguments: [table.name, id]) else { return nil }
         var values: [String: FieldValue] = [:]
         for (offset, name) in table.columnNames.enumerated() {
             values[name] = row.fieldValue(atIndex: offset + 5)
@@ -214,7 +239,6 @@ extension SQLiteSyncStore {
     }
 
     private func audit(
-        _ db: Database,
         _ plan: GroupPlan,
         row: ChangeRow,
         replica: String,
@@ -231,7 +255,9 @@ extension SQLiteSyncStore {
         values += row.values.map { $0 }
         if !created { values += result.previous.map { $0 } }
         values += [try row.hlcs.map(json), try row.bases.map(json), String(result.outcomes.map(\.rawValue))]
-        try db.cachedStatement(sql: created ? plan.auditCreatedSQL : plan.auditChangedSQL).execute(arguments: StatementArguments(values))
+        let statement = created ? plan.auditCreated : plan.auditChanged
+        statement.setUncheckedArguments(StatementArguments(values))
+        try statement.execute()
     }
 }
 

@@ -92,6 +92,11 @@ struct ServerRequestTests {
         let mixed = PushRequest(replica: "r1", groups: subjectPush(ids: ["s1"], milliseconds: now - 10).groups + partial.groups)
         try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(mixed), status: .unprocessableContent, code: .validationFailed, message: "subjects.screening_no")
 
+        // One record twice in one push
+        var twice = subjectPush(ids: ["d1", "d2"])
+        twice.groups[0].rows[1].id = "d1"
+        try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(twice), status: .unprocessableContent, code: .validationFailed, message: "appears twice")
+
         // The server-written conflict log
         let conflicts = PushRequest(replica: "r1", groups: [ChangeGroup(table: "conflicts", user: "A", columns: ["status"], rows: [
             ChangeRow(id: "c1", seq: HLC(milliseconds: now), values: [.text("resolved")]),
