@@ -96,8 +96,8 @@ extension SQLiteSyncStore {
             let ids = checked.group.rows.filter { $0.seq > lastSeq }.map(\.id)
             existing = ids.isEmpty ? [] : try Set(String.fetchAll(
                 db,
-                sql: "SELECT r.id FROM json_each(?) AS j JOIN records AS r ON r.tbl = ? AND r.id = j.value",
-                arguments: [String(decoding: try JSONEncoder().encode(ids), as: UTF8.self), table.name]
+                sql: "SELECT id FROM records WHERE tbl = ? AND id IN (SELECT value FROM json_each(?))",
+                arguments: [table.name, String(decoding: try JSONEncoder().encode(ids), as: UTF8.self)]
             ))
         }
     }
