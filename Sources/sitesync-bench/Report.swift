@@ -14,6 +14,7 @@ final class Report: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         print(String(decoding: try! encoder.encode(object), as: UTF8.self))
+        fflush(stdout)
     }
 
     func printTable() {
