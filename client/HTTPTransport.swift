@@ -28,6 +28,12 @@ public struct HTTPTransport: SyncTransport {
         self.session = session
     }
 
+    /// Creates the transport of a replica: its server, its token and its schema version.
+    public init(replica: Replica, timeout: TimeInterval = 60) throws {
+        let identity = try replica.requireIdentity()
+        self.init(serverURL: identity.serverURL, token: identity.token, schemaVersion: replica.schema.version, timeout: timeout)
+    }
+
     public func push(_ request: PushRequest) async throws -> PushResponse {
         try await post(SyncProtocol.pushPath, request)
     }

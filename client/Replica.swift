@@ -123,7 +123,8 @@ public struct Replica: Sendable {
         return identity
     }
 
-    func requireIdentity() throws -> ReplicaIdentity {
+    /// The identity, or ``ReplicaError/notInitialized`` before `initialize`.
+    public func requireIdentity() throws -> ReplicaIdentity {
         guard let identity = state.current else { throw ReplicaError.notInitialized }
         return identity
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SiteSyncCore
 
 /// Who a replica is: its random id, the site it records (or `*` for a reviewer), its user and server.
 public struct ReplicaIdentity: Sendable, Equatable {
@@ -23,7 +24,7 @@ public struct ReplicaIdentity: Sendable, Equatable {
     }
 
     /// Whether this replica sees every site.
-    public var isReviewer: Bool { site == "*" }
+    public var isReviewer: Bool { site == SiteID.all }
 
     /// A new random replica id: 16 lowercase hex digits.
     public static func newReplicaID() -> String {

@@ -29,11 +29,6 @@ public struct FieldStamps: Equatable, Sendable {
         }
     }
 
-    /// The greatest version among `fields`.
-    public func latest(of fields: some Sequence<String>) -> Version? {
-        fields.lazy.map { self[$0].version }.max()
-    }
-
     /// Rewrites the stamps so the most common one becomes the base, keeping the overrides small.
     public mutating func compact(fields: [String]) {
         guard !overrides.isEmpty else { return }

@@ -13,8 +13,8 @@ final class Report: Sendable {
         for (key, value) in sorted { object[key] = value }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        print(String(decoding: try! encoder.encode(object), as: UTF8.self))
-        fflush(stdout)
+        // Written unbuffered, so each line shows as soon as it is measured, even into a file.
+        FileHandle.standardOutput.write(try! encoder.encode(object) + Data("\n".utf8))
     }
 
     func printTable() {

@@ -161,24 +161,17 @@ struct History: AsyncParsableCommand {
 
     @OptionGroup var replica: ReplicaOptions
     @OptionGroup var output: OutputOptions
-
-    @Argument(help: "The table.")
-    var table: String
-
-    @Argument(help: "The record id.")
-    var id: String
+    @OptionGroup var record: RecordArguments
 
     func run() async throws {
         let replica = try replica.open()
-        guard let identity = replica.identity else { throw ReplicaError.notInitialized }
-        _ = try replica.schema.table(table)
+        _ = try replica.schema.table(record.table)
         let history: RecordHistory
         do {
-            let transport = HTTPTransport(serverURL: identity.serverURL, token: identity.token, schemaVersion: replica.schema.version, timeout: 15)
-            history = try await transport.history(table: table, id: id)
+            history = try await HTTPTransport(replica: replica, timeout: 15).history(table: record.table, id: record.id)
         } catch let error as SyncError where error.isUnreachable {
             FileHandle.standardError.write(Data("\(error.message)\nShowing what this laptop knows: the last write of each field.\n".utf8))
-            history = try replica.localHistory(table, id: id)
+            history = try replica.localHistory(record.table, id: record.id)
         }
         if output.json {
             try printJSON(history)

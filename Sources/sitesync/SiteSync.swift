@@ -28,6 +28,15 @@ struct ReplicaOptions: ParsableArguments {
     }
 }
 
+/// The record a command works on.
+struct RecordArguments: ParsableArguments {
+    @Argument(help: "The table, e.g. subjects or adverse_events.")
+    var table: String
+
+    @Argument(help: "The record id.")
+    var id: String
+}
+
 /// The `--json` flag.
 struct OutputOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of a table.")
@@ -103,16 +112,11 @@ struct Get: AsyncParsableCommand {
 
     @OptionGroup var replica: ReplicaOptions
     @OptionGroup var output: OutputOptions
-
-    @Argument(help: "The table.")
-    var table: String
-
-    @Argument(help: "The record id.")
-    var id: String
+    @OptionGroup var record: RecordArguments
 
     func run() throws {
-        guard let record = try replica.open().get(table, id: id) else {
-            throw ReplicaError.recordNotFound(table: table, id: id)
+        guard let record = try replica.open().get(record.table, id: record.id) else {
+            throw ReplicaError.recordNotFound(table: self.record.table, id: self.record.id)
         }
         if output.json {
             try printJSON(RecordJSON(record))
@@ -149,19 +153,14 @@ struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Soft-delete a record with a reason; the delete syncs like any edit.")
 
     @OptionGroup var replica: ReplicaOptions
-
-    @Argument(help: "The table.")
-    var table: String
-
-    @Argument(help: "The record id.")
-    var id: String
+    @OptionGroup var record: RecordArguments
 
     @Option(help: "Why the record is deleted; kept in the audit trail.")
     var reason: String
 
     func run() throws {
-        try replica.open().delete(table, id: id, reason: reason)
-        print("Deleted \(table) \(id).")
+        try replica.open().delete(record.table, id: record.id, reason: reason)
+        print("Deleted \(record.table) \(record.id).")
     }
 }
 
@@ -198,9 +197,7 @@ struct Sync: AsyncParsableCommand {
 
     func run() async throws {
         let replica = try replica.open()
-        guard let identity = replica.identity else { throw ReplicaError.notInitialized }
-        let transport = HTTPTransport(serverURL: identity.serverURL, token: identity.token, schemaVersion: replica.schema.version)
-        let report = try await SyncEngine(replica: replica, transport: transport).sync()
+        let report = try await SyncEngine(replica: replica, transport: HTTPTransport(replica: replica)).sync()
         if output.json {
             try printJSON(report)
         } else {
