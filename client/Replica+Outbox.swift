@@ -20,6 +20,9 @@ public struct OutboxBatch: Sendable {
     /// The greatest sequence number in the batch.
     public var lastSeq: HLC
     var entries: [Entry]
+    /// The batch holds every pending record in `(after, lastSeq]` (none was skipped), so it can be
+    /// acknowledged as one range.
+    var first: HLC?
 
     /// Number of records in the batch.
     public var count: Int { entries.count }
@@ -99,13 +102,20 @@ extension Replica {
             var entries: [OutboxBatch.Entry] = []
             entries.reserveCapacity(shadows.count)
             var reads: [String: Statement] = [:]
+            var skipped = false
             for shadow in shadows {
                 let tableName: String = shadow[0]
                 let id: String = shadow[1]
                 // A table this build no longer knows cannot be read or pushed; it stays queued.
-                guard let table = try? schema.table(tableName) else { continue }
+                guard let table = try? schema.table(tableName) else {
+                    skipped = true
+                    continue
+                }
                 if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?") }
-                guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else { continue }
+                guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else {
+                    skipped = true
+                    continue
+                }
                 let stamps = try FieldStamps(row: shadow, startingAt: 2)
                 let seq = HLC(rawValue: shadow[6])
                 let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
@@ -121,7 +131,10 @@ extension Replica {
                     entry = .init(table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count), user: stamps.base.user)
                 } else {
                     var columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
-                    guard !columns.isEmpty else { continue }
+                    guard !columns.isEmpty else {
+                        skipped = true
+                        continue
+                    }
                     var values: [FieldValue] = []
                     var pushed: [Stamp] = []
                     var bases: [Version?] = []
@@ -159,7 +172,12 @@ extension Replica {
                 }
                 entries.append(entry)
             }
-            return OutboxBatch(request: PushRequest(replica: identity.replicaID, groups: groups), lastSeq: HLC(rawValue: last[6]), entries: entries)
+            return OutboxBatch(
+                request: PushRequest(replica: identity.replicaID, groups: groups),
+                lastSeq: HLC(rawValue: last[6]),
+                entries: entries,
+                first: skipped ? nil : after
+            )
         }
     }
 
@@ -172,13 +190,24 @@ extension Replica {
     public func acknowledge(_ batch: OutboxBatch, _ response: PushResponse) throws -> Int {
         try writer.write { db in
             var rebased = 0
+            if let after = batch.first, response.acked >= batch.lastSeq {
+                // The batch is exactly the pending records in (after, lastSeq]: clear them as one range.
+                // Records edited during the push have a newer sequence number and stay pending.
+                try db.execute(
+                    sql: "UPDATE _sitesync_records SET pending = NULL, base = NULL, held = NULL WHERE pending > ? AND pending <= ?",
+                    arguments: [after.rawValue, batch.lastSeq.rawValue]
+                )
+                if db.changesCount == batch.entries.count {
+                    try recordServerReply(db, hlc: max(response.hlc, response.acked))
+                    return 0
+                }
+            }
             let clear = try db.cachedStatement(
                 sql: "UPDATE _sitesync_records SET pending = NULL, base = NULL, held = NULL WHERE tbl = ? AND id = ? AND pending = ?"
             )
             for entry in batch.entries where entry.seq <= response.acked {
                 try clear.execute(arguments: [entry.table, entry.id, entry.seq.rawValue])
-                if db.changesCount == 0 {
-                    try rebase(db, entry)
+                if db.changesCount == 0, try rebase(db, entry) {
                     rebased += 1
                 }
             }
@@ -187,11 +216,12 @@ extension Replica {
         }
     }
 
-    private func rebase(_ db: Database, _ entry: OutboxBatch.Entry) throws {
+    /// Rebases a record edited again during its push; returns false when it is no longer pending.
+    private func rebase(_ db: Database, _ entry: OutboxBatch.Entry) throws -> Bool {
         guard let shadow = try Row.fetchOne(
             db, sql: "SELECT hlc, replica, user, fields, base, held FROM _sitesync_records WHERE tbl = ? AND id = ? AND pending IS NOT NULL",
             arguments: [entry.table, entry.id]
-        ) else { return }
+        ) else { return false }
         let replica = try requireIdentity().replicaID
         let pushed = zip(entry.columns, entry.hlcs).map { (column: $0, stamp: Stamp(hlc: $1, replica: replica, user: entry.user)) }
         let stamps = try FieldStamps(row: shadow, startingAt: 0)
@@ -214,6 +244,7 @@ extension Replica {
             sql: "UPDATE _sitesync_records SET base = ?, held = ? WHERE tbl = ? AND id = ?",
             arguments: [ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), entry.table, entry.id]
         )
+        return true
     }
 
     /// Advances and persists the clock past a server reply, and records the clock offset.

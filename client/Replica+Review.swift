@@ -85,7 +85,7 @@ extension Replica {
                 _ = try write(db, identity: identity, table: table.name, id: conflict.recordID, [conflict.field: value])
             } else {
                 // The value is already there: stamp it afresh so the decision wins over older writes everywhere.
-                try db.execute(sql: Replica.restampSQL(table: table.name, field: conflict.field, id: "?"), arguments: [conflict.recordID])
+                try db.execute(sql: Replica.restampSQL(table: table.name, field: conflict.field, id: "?", stamp: StampSQL(db)), arguments: [conflict.recordID])
             }
             let resolution = Conflict.Resolution(decision: choice.decision, reviewer: identity.user, reason: reason, resolvedAt: Timestamp.now())
             _ = try write(db, identity: identity, table: TableSchema.conflicts.name, id: id, [

@@ -11,8 +11,12 @@ extension Replica {
     /// - Creating records of a table the server alone creates, or changing a field the server owns, is refused.
     ///
     /// Triggers skip their work while the sync engine applies pulled changes (`sitesync_tracking()` is 0).
+    /// The replica id and user are written into the triggers as literals once the replica has an
+    /// identity (`initialize` reinstalls them), which saves two function calls per tracked write;
+    /// before that the triggers call `sitesync_replica()`, which refuses the write.
     static func installTracking(_ db: Database, table: TableSchema) throws {
         let name = table.name
+        let stamp = try StampSQL(db)
         let quoted = name.quotedDatabaseIdentifier
         let literal = "'\(name)'"
         for suffix in ["ai", "bd", "bu_id", "bu_site"] + table.columns.map({ "au_\($0.name)" }) {
@@ -40,7 +44,7 @@ extension Replica {
                 ? """
                     CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
                         INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, pending)
-                        SELECT \(literal), NEW.id, s.h, sitesync_replica(), sitesync_user(), s.h
+                        SELECT \(literal), NEW.id, s.h, \(stamp.replica), \(stamp.user), s.h
                         FROM (SELECT sitesync_tick() AS h) AS s;
                     END;
                     """
@@ -62,7 +66,7 @@ extension Replica {
                 sql: """
                     CREATE TRIGGER \(trigger("au_\(column.name)")) AFTER UPDATE OF \(field) ON \(quoted)
                     WHEN NEW.\(field) IS NOT OLD.\(field) AND sitesync_tracking() BEGIN
-                        \(restampSQL(table: name, field: column.name, id: "NEW.id"));
+                        \(restampSQL(table: name, field: column.name, id: "NEW.id", stamp: stamp));
                     END;
                     """
             )
@@ -72,7 +76,7 @@ extension Replica {
     /// The statement that records a local write of `field` in the record's shadow row: a fresh stamp,
     /// the record pending at the new HLC, and the field's previous stamp kept as its base unless an
     /// earlier unpushed edit already recorded one (or the record was created here and never pushed).
-    static func restampSQL(table: String, field: String, id: String) -> String {
+    static func restampSQL(table: String, field: String, id: String, stamp: StampSQL) -> String {
         let path = "'$.\(field)'"
         return """
             UPDATE _sitesync_records SET
@@ -82,11 +86,28 @@ extension Replica {
                     ELSE json_set(coalesce(base, '{}'), \(path),
                                   json(coalesce(json_extract(fields, \(path)), json_array(hlc, replica, user))))
                 END,
-                fields = json_set(coalesce(fields, '{}'), \(path), json_array(s.h, sitesync_replica(), sitesync_user())),
+                fields = json_set(coalesce(fields, '{}'), \(path), json_array(s.h, \(stamp.replica), \(stamp.user))),
                 held = CASE WHEN held IS NULL THEN NULL ELSE nullif(json_remove(held, \(path)), '{}') END,
                 pending = s.h
             FROM (SELECT sitesync_tick() AS h) AS s
             WHERE tbl = '\(table)' AND id = \(id)
             """
+    }
+}
+
+/// The SQL that gives a local write its replica id and user inside a trigger.
+struct StampSQL {
+    let replica: String
+    let user: String
+
+    /// Literals of the stored identity, quoted by SQLite itself; the refusing functions before `init`.
+    init(_ db: Database) throws {
+        if let identity = try Row.fetchOne(db, sql: "SELECT quote(replica_id), quote(user) FROM _sitesync_meta") {
+            replica = identity[0]
+            user = identity[1]
+        } else {
+            replica = "sitesync_replica()"
+            user = "sitesync_user()"
+        }
     }
 }

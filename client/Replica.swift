@@ -107,6 +107,7 @@ public struct Replica: Sendable {
                     sql: "UPDATE _sitesync_meta SET user = ?, server_url = ?, token = ?",
                     arguments: [user, serverURL.absoluteString, token]
                 )
+                try installTracking(db)
                 return ReplicaIdentity(replicaID: existing["replica_id"], site: site, user: user, serverURL: serverURL, token: token)
             }
             let identity = ReplicaIdentity(replicaID: ReplicaIdentity.newReplicaID(), site: site, user: user, serverURL: serverURL, token: token)
@@ -117,10 +118,18 @@ public struct Replica: Sendable {
                     """,
                 arguments: [identity.replicaID, site, user, serverURL.absoluteString, token, Timestamp.now()]
             )
+            try installTracking(db)
             return identity
         }
         state.current = identity
         return identity
+    }
+
+    /// Reinstalls the change-tracking triggers of every table, with the stored identity.
+    private func installTracking(_ db: Database) throws {
+        for table in schema.tables {
+            try Replica.installTracking(db, table: table)
+        }
     }
 
     /// The identity, or ``ReplicaError/notInitialized`` before `initialize`.

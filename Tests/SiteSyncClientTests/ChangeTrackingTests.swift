@@ -152,3 +152,25 @@ struct ChangeTrackingTests {
         } throws: { "\($0)".contains("not initialised") }
     }
 }
+
+@Suite("Identity in tracked writes")
+struct IdentityTrackingTests {
+    @Test("The user is recorded exactly, quotes included, and a new user applies to later writes")
+    func userRecorded() throws {
+        let replica = try makeReplica(user: "S. O'Brien")
+        let first = try replica.put("subjects", ["screening_no": .text("S01-001")])
+        #expect(try #require(try replica.outboxBatch(limit: 10)).request.groups.first?.user == "S. O'Brien")
+
+        try replica.initialize(site: "S01", user: "T. Nguyen", serverURL: URL(string: "http://127.0.0.1:9")!, token: "t")
+        try replica.put("subjects", id: first, ["sex": .text("F")])
+        let second = try replica.put("subjects", ["screening_no": .text("S01-002")])
+        let batch = try #require(try replica.outboxBatch(limit: 10))
+        #expect(batch.request.groups.first { $0.rows.contains { $0.row(second) } }?.user == "T. Nguyen")
+        #expect(batch.request.groups.flatMap(\.rows).allSatisfy { !$0.id.isEmpty })
+        #expect(batch.request.replica == replica.identity?.replicaID)
+    }
+}
+
+extension ChangeRow {
+    fileprivate func row(_ id: String) -> Bool { self.id == id }
+}
