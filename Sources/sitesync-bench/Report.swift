@@ -28,7 +28,8 @@ final class Report: Sendable {
     }
 
     private static func rounded(_ value: FieldValue) -> FieldValue {
-        if case .real(let real) = value { return .real((real * 10).rounded() / 10) }
+        // Two decimals: enough for a ratio near a target (0.48 is not 0.5) and for rates.
+        if case .real(let real) = value { return .real((real * 100).rounded() / 100) }
         return value
     }
 }
