@@ -29,20 +29,24 @@ public struct Replica: Sendable {
             // The file holds the server token: keep it readable by its owner only.
             try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
         }
-        return try Replica(writer: pool, schema: schema, state: state)
+        return try Replica(writer: pool, schema: schema, state: state, path: path)
     }
 
     /// Creates a replica in memory, for tests.
     public static func inMemory(schema: Schema, wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds) throws -> Replica {
         let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock))
-        return try Replica(writer: DatabaseQueue(configuration: configuration(state)), schema: schema, state: state)
+        return try Replica(writer: DatabaseQueue(configuration: configuration(state)), schema: schema, state: state, path: nil)
     }
 
-    private init(writer: any DatabaseWriter, schema: Schema, state: ReplicaState) throws {
+    private init(writer: any DatabaseWriter, schema: Schema, state: ReplicaState, path: String?) throws {
         self.writer = writer
         self.schema = schema
         self.state = state
-        try migrator.migrate(writer)
+        if let path {
+            try migrate(migrator, writer, lockingFileAt: path)
+        } else {
+            try migrator.migrate(writer)
+        }
         try writer.read { db in
             guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, hlc FROM _sitesync_meta") else { return }
             state.current = ReplicaIdentity(

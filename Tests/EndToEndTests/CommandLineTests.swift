@@ -234,6 +234,20 @@ struct CommandLineTests {
         }
     }
 
+    @Test("Processes opening a new database at once migrate it once, without failing")
+    func concurrentFirstOpen() async throws {
+        try await withFolder { cli in
+            let results = try await withThrowingTaskGroup(of: Commands.Result.self) { group in
+                for _ in 0..<4 {
+                    group.addTask { try cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "fresh.sqlite"]) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(results.allSatisfy { $0.status == 0 }, "\(results.map(\.stderr))")
+            #expect(Set(results.map(\.line)).count == 4)
+        }
+    }
+
     @Test("Usage errors and unknown records exit non-zero with a message on stderr")
     func errors() async throws {
         try await withFolder { cli in
