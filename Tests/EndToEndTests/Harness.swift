@@ -39,12 +39,12 @@ struct LiveServer: Sendable {
         }
     }
 
-    /// A laptop: an on-disk replica initialised for `site` with the matching token.
-    func laptop(_ name: String, site: String = "S01", user: String? = nil) throws -> Laptop {
-        let replica = try Replica.open(path: directory.appendingPathComponent("\(name).sqlite").path, schema: TrialSchema.current)
+    /// A laptop: an on-disk replica initialised for `site` with the matching token, on `schema`.
+    func laptop(_ name: String, site: String = "S01", user: String? = nil, schema: Schema = TrialSchema.current) throws -> Laptop {
+        let replica = try Replica.open(path: directory.appendingPathComponent("\(name).sqlite").path, schema: schema)
         let token = site == "*" ? reviewer : site == "S02" ? s02 : s01
         try replica.initialize(site: site, user: user ?? name, serverURL: url, token: token)
-        return Laptop(replica: replica, transport: HTTPTransport(serverURL: url, token: token, schemaVersion: TrialSchema.version))
+        return Laptop(replica: replica, transport: try HTTPTransport(replica: replica))
     }
 
     /// Every row of the server's tables but the tokens.

@@ -284,6 +284,40 @@ struct SyncScenarioTests {
         #expect(try replica.status().lastSync == nil)
     }
 
+    @Test("A laptop on an older schema keeps working and syncs the tables and fields it knows")
+    func olderSchemaKeepsSyncing() async throws {
+        try await LiveServer.run { server in
+            let old = try server.laptop("old", schema: TrialSchema.current.restricted(to: 1))
+            let new = try server.laptop("new")
+            #expect(!old.replica.schema.contains(table: "screenings"))
+
+            let subject = try old.replica.put("subjects", ["screening_no": .text("S01-001"), "sex": .text("F")])
+            try await old.sync()
+            try await new.sync()
+            let event = try new.replica.put("adverse_events", [
+                "subject_id": .text(subject), "term": .text("Cytokine release syndrome"), "grade": .integer(2),
+                "category": .text("crs"), "grading_scale": .text("ASTCT 2019"),
+            ])
+            try new.replica.put("screenings", ["subject_id": .text(subject), "date": .text("2026-11-01"), "sledai_2k": .integer(10)])
+            try new.replica.put("subjects", id: subject, ["weight_kg": .real(61.5)])
+            try await new.sync()
+            let report = try await old.sync()
+
+            // The old laptop holds what it knows, and its edits still flow both ways
+            #expect(report.pulled == 2, "the adverse event and the subject's new stamp; the screening is skipped")
+            #expect(try old.replica.get("adverse_events", id: event)?["grade"] == .integer(2))
+            #expect(try old.replica.get("adverse_events", id: event)?["category"] == nil)
+            try old.replica.put("adverse_events", id: event, ["grade": .integer(3)])
+            try await old.sync()
+            try await new.sync()
+            let merged = try #require(try new.replica.get("adverse_events", id: event))
+            #expect(merged["grade"] == .integer(3))
+            #expect(merged["category"] == .text("crs"), "fields the old laptop does not know are kept")
+            #expect(try new.replica.get("subjects", id: subject)?["weight_kg"] == .real(61.5))
+            #expect(try await server.count("SELECT count(*) FROM conflicts") == 0)
+        }
+    }
+
     @Test("A laptop on a newer schema is refused with a clear message and keeps its changes queued")
     func newerSchemaRefused() async throws {
         try await LiveServer.run { server in

@@ -28,7 +28,15 @@ struct ValidationTests {
             ("subjects", "status", .text("cured"), "subjects.status: must be one of screening, enrolled, screen_failed, withdrawn, completed; got \"cured\""),
             ("subjects", "screening_no", .null, "subjects.screening_no: is required and cannot be empty"),
             ("subjects", "site_id", .text("S 01"), "subjects.site_id: a site id is 1 to 32 letters, digits, '-' or '_'; got \"S 01\""),
-            ("subjects", "nickname", .text("x"), "subjects.nickname: is not a field of subjects; its fields are site_id, screening_no, sex, birth_date, status, consent_date, _deleted"),
+            ("subjects", "nickname", .text("x"), "subjects.nickname: is not a field of subjects; its fields are site_id, screening_no, sex, birth_date, status, consent_date, weight_kg, childbearing_potential, survival_over_3_months, _deleted"),
+            ("screenings", "sledai_2k", .integer(106), "screenings.sledai_2k: must be a whole number from 0 to 105; got 106"),
+            ("screenings", "pregnancy_test", .text("pending"), "screenings.pregnancy_test: must be one of negative, positive, not_applicable; got \"pending\""),
+            ("screenings", "spo2_pct", .real(101), "screenings.spo2_pct: must be a number from 0 to 100; got 101"),
+            ("screenings", "date", .text("2026-02-30"), "screenings.date: must be a calendar date written YYYY-MM-DD; got \"2026-02-30\""),
+            ("adverse_events", "category", .text("cardiac"), "adverse_events.category: must be one of crs, icans, other; got \"cardiac\""),
+            ("adverse_events", "grading_scale", .text("CTCAE 4.0"), "adverse_events.grading_scale: must be one of CTCAE 5.0, ASTCT 2019; got \"CTCAE 4.0\""),
+            ("infusions", "dose_cells_per_kg", .real(0), "infusions.dose_cells_per_kg: must be a number from 1 to 10000000000; got 0"),
+            ("subjects", "weight_kg", .text("70kg"), "subjects.weight_kg: must be a number from 1 to 500; got \"70kg\""),
         ] as [(String, String, FieldValue, String)]
     )
     func ruleMessages(table: String, field: String, value: FieldValue, message: String) {
@@ -55,7 +63,7 @@ struct ValidationTests {
 
     @Test("An unknown table names the known ones")
     func unknownTable() {
-        #expect(throws: ValidationError(table: "labs", "is not a known table; the tables are subjects, adverse_events, conflicts")) {
+        #expect(throws: ValidationError(table: "labs", "is not a known table; the tables are subjects, adverse_events, screenings, infusions, visits, conflicts")) {
             try schema.table("labs")
         }
     }
