@@ -234,6 +234,43 @@ struct CommandLineTests {
         }
     }
 
+    @Test("Screening offline: one eligible and one ineligible subject")
+    func screening() async throws {
+        try await withFolder { cli in
+            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            let eligible = try cli.sitesync("put", "subjects", "screening_no=S01-002", "sex=F", "birth_date=1990-04-02", "weight_kg=58", "childbearing_potential=1", "survival_over_3_months=1").line
+            let screening = try cli.sitesync(
+                "put", "screenings", "subject_id=\(eligible)", "date=2026-11-20", "sledai_2k=12", "ana_positive=1", "anti_dsdna_positive=1", "anti_sm_positive=0",
+                "prednisone_mg_day=15", "on_immunosuppressant_or_biologic=0", "neutrophils_1e9_per_l=2.1", "platelets_1e9_per_l=180", "hemoglobin_g_per_l=112",
+                "alt_u_per_l=28", "alt_uln=40", "ast_u_per_l=31", "ast_uln=40", "tbil_umol_per_l=9", "tbil_uln=21", "gilbert_syndrome=0",
+                "creatinine_umol_per_l=72", "creatinine_uln=97", "inr=1.0", "inr_uln=1.2", "pt_s=12.1", "pt_uln_s=13.5", "lvef_pct=62",
+                "hemodynamically_stable=1", "spo2_pct=98", "pregnancy_test=negative", "lactating=0", "contraception_agreed=1", "consent_signed=1"
+            )
+            #expect(screening.status == 0, "\(screening.stderr)")
+            let readable = try cli.sitesync("eligibility", eligible)
+            #expect(readable.status == 0 && readable.stdout.contains("verdict: ELIGIBLE"))
+            let report = try json(try cli.sitesync("eligibility", eligible, "--json")) as? [String: Any]
+            #expect(report?["verdict"] as? String == "eligible")
+            #expect((report?["criteria"] as? [[String: Any]])?.allSatisfy { $0["result"] as? String == "pass" } == true)
+
+            let ineligible = try cli.sitesync("put", "subjects", "screening_no=S01-003", "sex=M", "birth_date=1949-01-20", "weight_kg=72", "survival_over_3_months=1").line
+            #expect(try cli.sitesync(
+                "put", "screenings", "subject_id=\(ineligible)", "date=2026-11-21", "sledai_2k=6", "ana_positive=1", "prednisone_mg_day=10",
+                "neutrophils_1e9_per_l=1.4", "platelets_1e9_per_l=42", "hemoglobin_g_per_l=101", "consent_signed=1"
+            ).status == 0)
+            let refused = try json(try cli.sitesync("eligibility", ineligible, "--json")) as? [String: Any]
+            #expect(refused?["verdict"] as? String == "ineligible")
+            let results = Dictionary(uniqueKeysWithValues: ((refused?["criteria"] as? [[String: Any]]) ?? []).map { ($0["id"] as? String ?? "", $0["result"] as? String ?? "") })
+            #expect(results["age"] == "fail" && results["sledai"] == "fail" && results["platelets"] == "fail")
+            #expect(results["neutrophils"] == "pass" && results["lvef"] == "missing")
+            let bad = try cli.sitesync("put", "screenings", "subject_id=\(ineligible)", "date=2026-11-22", "sledai_2k=106", "pregnancy_test=maybe")
+            #expect(bad.status != 0 && bad.stderr.contains("screenings.sledai_2k: must be a whole number from 0 to 105; got 106"))
+            #expect(bad.stderr.contains("screenings.pregnancy_test: must be one of negative, positive, not_applicable"))
+            let unknown = try cli.sitesync("eligibility", "nobody")
+            #expect(unknown.status != 0 && unknown.stderr.contains("No record nobody in subjects"))
+        }
+    }
+
     @Test("Processes opening a new database at once migrate it once, without failing")
     func concurrentFirstOpen() async throws {
         try await withFolder { cli in
