@@ -1,13 +1,17 @@
 import Foundation
 import SiteSyncClient
 import SiteSyncCore
+import TrialRecords
 
-/// A record's `--json` shape: `id`, `site_id` and every field, numbers as JSON numbers.
+/// A record's `--json` shape: `id`, `site_id` and every field, numbers as JSON numbers; adverse
+/// events also carry their derived safety flags.
 struct RecordJSON: Encodable {
     let record: StoredRecord
+    let safety: Safety.Flags?
 
-    init(_ record: StoredRecord) {
+    init(_ record: StoredRecord, safety: Safety.Flags? = nil) {
         self.record = record
+        self.safety = safety
     }
 
     private struct Key: CodingKey {
@@ -22,6 +26,12 @@ struct RecordJSON: Encodable {
         try container.encode(record.id, forKey: Key(stringValue: "id"))
         for field in record.fields {
             try container.encode(field.value, forKey: Key(stringValue: field.name))
+        }
+        if let safety {
+            try container.encode(safety.day, forKey: Key(stringValue: "days_after_infusion"))
+            try container.encode(safety.dltWindow, forKey: Key(stringValue: "dlt_window"))
+            try container.encode(safety.dltCandidate, forKey: Key(stringValue: "dlt_candidate"))
+            try container.encode(safety.srcReview, forKey: Key(stringValue: "src_review"))
         }
     }
 }
@@ -77,4 +87,25 @@ struct Style {
 extension FieldValue {
     /// The value as shown in tables: empty fields as "(empty)".
     var shown: String { displayText ?? "(empty)" }
+}
+
+/// The safety flags of adverse events, from the infusions this replica holds.
+struct SafetyFlags {
+    private let infusionDates: [String: String]
+
+    init(_ replica: Replica) throws {
+        let bySubject = Dictionary(grouping: try replica.list("infusions").map(\.values)) { $0["subject_id"]?.displayText ?? "" }
+        infusionDates = bySubject.compactMapValues { Safety.infusionDate($0) }
+    }
+
+    /// The subject's infusion date, if recorded here.
+    func infusionDate(subject: String) -> String? { infusionDates[subject] }
+
+    /// The flags of `record` when it is an adverse event.
+    func flags(_ record: StoredRecord) -> Safety.Flags? {
+        guard record.table == TrialSchema.adverseEvents.name else { return nil }
+        return Safety.flags(event: record.values, infusionDate: record["subject_id"]?.displayText.flatMap { infusionDates[$0] })
+    }
+
+    static func text(_ flag: Bool?) -> String { flag.map { $0 ? "yes" : "no" } ?? "unknown" }
 }

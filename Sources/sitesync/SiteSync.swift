@@ -10,7 +10,7 @@ struct SiteSync: AsyncParsableCommand {
         commandName: "sitesync",
         abstract: "Record trial data offline on a site laptop and sync it with the SiteSync server.",
         discussion: "Every command works on the local replica; only `sync` needs the network.",
-        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, Conflicts.self, History.self, EligibilityCommand.self]
+        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self]
     )
 }
 
@@ -115,13 +115,22 @@ struct Get: AsyncParsableCommand {
     @OptionGroup var record: RecordArguments
 
     func run() throws {
-        guard let record = try replica.open().get(record.table, id: record.id) else {
+        let replica = try replica.open()
+        guard let record = try replica.get(record.table, id: record.id) else {
             throw ReplicaError.recordNotFound(table: self.record.table, id: self.record.id)
         }
+        let safety = try SafetyFlags(replica).flags(record)
         if output.json {
-            try printJSON(RecordJSON(record))
+            try printJSON(RecordJSON(record, safety: safety))
         } else {
-            print(Table(rows: [["id", record.id]] + record.fields.map { [$0.name, $0.value.displayText ?? ""] }).render(header: false))
+            var rows = [["id", record.id]] + record.fields.map { [$0.name, $0.value.displayText ?? ""] }
+            if let safety {
+                rows += [
+                    ["days_after_infusion", safety.day.map(String.init) ?? "unknown"], ["dlt_window", SafetyFlags.text(safety.dltWindow)],
+                    ["dlt_candidate", SafetyFlags.text(safety.dltCandidate)], ["src_review", SafetyFlags.text(safety.srcReview)],
+                ]
+            }
+            print(Table(rows: rows).render(header: false))
         }
     }
 }
@@ -138,12 +147,17 @@ struct List: AsyncParsableCommand {
     func run() throws {
         let replica = try replica.open()
         let records = try replica.list(table)
+        let safety = try SafetyFlags(replica)
         if output.json {
-            try printJSON(records.map(RecordJSON.init))
+            try printJSON(records.map { RecordJSON($0, safety: safety.flags($0)) })
         } else {
             let columns = try replica.schema.table(table).columnNames.filter { $0 != TableSchema.deletedColumn }
-            let rows = records.map { record in [record.id] + columns.map { record[$0]?.displayText ?? "" } }
-            print(Table(rows: [["id"] + columns] + rows).render(header: true))
+            let flagged = table == TrialSchema.adverseEvents.name
+            let rows = records.map { record in
+                [record.id] + columns.map { record[$0]?.displayText ?? "" }
+                    + (flagged ? safety.flags(record).map { [SafetyFlags.text($0.dltWindow), SafetyFlags.text($0.dltCandidate), SafetyFlags.text($0.srcReview)] } ?? [] : [])
+            }
+            print(Table(rows: [["id"] + columns + (flagged ? ["dlt_window", "dlt_candidate", "src_review"] : [])] + rows).render(header: true))
             print("\(records.count) record\(records.count == 1 ? "" : "s")")
         }
     }

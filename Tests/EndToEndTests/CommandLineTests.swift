@@ -271,6 +271,30 @@ struct CommandLineTests {
         }
     }
 
+    @Test("Safety flags of adverse events in get, list and safety")
+    func safety() async throws {
+        try await withFolder { cli in
+            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            let subject = try cli.sitesync("put", "subjects", "screening_no=S01-010", "sex=F").line
+            #expect(try cli.sitesync("put", "infusions", "subject_id=\(subject)", "date=2026-03-01", "dose_cells_per_kg=1000000", "lot=L-42").status == 0)
+            let day28 = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-03-29", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
+            let day29 = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Pneumonia", "onset_date=2026-03-30", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
+
+            let first = try json(try cli.sitesync("get", "adverse_events", day28, "--json")) as? [String: Any]
+            #expect(first?["days_after_infusion"] as? Int == 28)
+            #expect(first?["dlt_window"] as? Bool == true && first?["dlt_candidate"] as? Bool == true && first?["src_review"] as? Bool == false)
+            let listed = try json(try cli.sitesync("list", "adverse_events", "--json")) as? [[String: Any]]
+            let second = listed?.first { $0["id"] as? String == day29 }
+            #expect(second?["dlt_window"] as? Bool == false && second?["dlt_candidate"] as? Bool == false && second?["src_review"] as? Bool == true)
+            let report = try json(try cli.sitesync("safety", subject, "--json")) as? [String: Any]
+            #expect(report?["infusion_date"] as? String == "2026-03-01")
+            #expect((report?["events"] as? [[String: Any]])?.map { $0["term"] as? String } == ["Neutropenia", "Pneumonia"])
+            let readable = try cli.sitesync("safety", subject)
+            #expect(readable.status == 0 && readable.stdout.contains("day 28") && readable.stdout.contains("day 29") && readable.stdout.contains("2 adverse events"))
+            #expect(try cli.sitesync("list", "adverse_events").stdout.contains("dlt_candidate"))
+        }
+    }
+
     @Test("Processes opening a new database at once migrate it once, without failing")
     func concurrentFirstOpen() async throws {
         try await withFolder { cli in
