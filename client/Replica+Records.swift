@@ -48,10 +48,19 @@ extension Replica {
                 throw ReplicaError.outsideSite("This laptop records site \(identity.site); it cannot write a record of site \(site).")
             }
         }
-        if !tableSchema.checks.isEmpty {
-            var record = try existing == nil ? [:] : fields(db, tableSchema, id: id)
+        if !tableSchema.checks.isEmpty || !tableSchema.crossChecks.isEmpty {
+            var record = try existing == nil ? ["id": .text(id)] : fields(db, tableSchema, id: id)
             record.merge(normalized) { $1 }
             try tableSchema.validateRecord(record)
+            let problems = try tableSchema.crossChecks.compactMap { check in
+                try check.check(record) { table, id in
+                    let found = try fields(db, schema.table(table), id: id)
+                    return found.isEmpty || found[TableSchema.deletedColumn]?.isNull == false ? nil : found
+                }
+            }
+            guard problems.isEmpty else {
+                throw ValidationError(problems: problems.map { .init(table: table, field: $0.field, message: $0.message) })
+            }
         }
         let columns = tableSchema.columnNames.filter { normalized[$0] != nil }
         if existing == nil {

@@ -150,7 +150,7 @@ extension SQLiteSyncStore {
             for (field, value) in result.writes { record[field] = value }
             record["id"] = .text(row.id)
             do {
-                try table.validateRecord(record)
+                try table.validateRecord(record, written: current == nil ? nil : Set(group.columns))
             } catch {
                 throw ServerError.validation(error)
             }

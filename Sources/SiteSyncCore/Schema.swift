@@ -66,7 +66,10 @@ extension TableSchema {
             ColumnSchema("resolved_at", .text(maxLength: 40), summary: "When it was resolved (ISO 8601, UTC)"),
         ],
         checks: [
-            RecordCheck("A resolved conflict has a decision, a reviewer, a reason and a time") { record in
+            RecordCheck(
+                "A resolved conflict has a decision, a reviewer, a reason and a time",
+                fields: ["status", "decision", "reviewer", "reason", "resolved_at"]
+            ) { record in
                 guard record["status"] == .text("resolved") else { return nil }
                 for field in ["decision", "reviewer", "reason", "resolved_at"] {
                     guard case .text(let text)? = record[field], !text.allSatisfy(\.isWhitespace) else {

@@ -10,8 +10,10 @@ public struct TableSchema: Sendable {
     public var since: Int
     /// Whether replicas may create records; the server alone creates conflict records.
     public var clientCreatable: Bool
-    /// Rules over a whole record (several fields, or fields of other records), checked after each write.
+    /// Rules over several fields of a record, checked after each write.
     public var checks: [RecordCheck]
+    /// Rules against other records, checked by the replica at write time where it holds them.
+    public var crossChecks: [CrossRecordCheck]
     /// A one-line description.
     public var summary: String
     /// Every column but `id`, in storage order: `site_id`, the table's own columns, `_deleted`.
@@ -34,13 +36,15 @@ public struct TableSchema: Sendable {
         clientCreatable: Bool = true,
         summary: String = "",
         columns: [ColumnSchema],
-        checks: [RecordCheck] = []
+        checks: [RecordCheck] = [],
+        crossChecks: [CrossRecordCheck] = []
     ) {
         self.name = name
         self.since = since
         self.clientCreatable = clientCreatable
         self.summary = summary
         self.checks = checks
+        self.crossChecks = crossChecks
         let all =
             [ColumnSchema(Self.siteColumn, .text(maxLength: 32), required: true, since: since, writable: clientCreatable, summary: "Site the record belongs to")]
             + columns
@@ -122,8 +126,10 @@ extension TableSchema {
     /// Checks the whole record as it stands after a write against the table's ``checks``.
     ///
     /// - Parameter record: every field of the record, by name (`id` included).
-    public func validateRecord(_ record: [String: FieldValue]) throws(ValidationError) {
-        let problems = checks.compactMap { $0.check(record) }.map { ValidationError.Problem(table: name, field: $0.field, message: $0.message) }
+    /// - Parameter written: only the rules whose fields all lie in this set; nil for every rule.
+    public func validateRecord(_ record: [String: FieldValue], written: Set<String>? = nil) throws(ValidationError) {
+        let problems = checks.filter { written.map($0.fields.isSubset) ?? true }.compactMap { $0.check(record) }
+            .map { ValidationError.Problem(table: name, field: $0.field, message: $0.message) }
         guard problems.isEmpty else { throw ValidationError(problems: problems) }
     }
 
@@ -131,15 +137,46 @@ extension TableSchema {
     public func isWritable(_ field: String) -> Bool { column(field)?.writable ?? false }
 }
 
-/// A rule over a whole record, such as "a resolved conflict has a reason".
+/// A rule over several fields of a record, such as "a resolved conflict has a reason".
+///
+/// The replica checks every rule on every write. The server checks a rule only when a pushed row
+/// carries all of its ``fields`` (or creates the record): a record merged from concurrent edits,
+/// each valid where it was made, must not make a replica's queue unpushable.
 public struct RecordCheck: Sendable {
     /// What the rule says, for documentation.
     public var summary: String
+    /// The fields the rule reads.
+    public var fields: Set<String>
     /// Returns the field and a message when `record` breaks the rule.
     public var check: @Sendable (_ record: [String: FieldValue]) -> (field: String?, message: String)?
 
+    /// Creates a rule over `fields`.
+    public init(
+        _ summary: String,
+        fields: Set<String>,
+        check: @escaping @Sendable (_ record: [String: FieldValue]) -> (field: String?, message: String)?
+    ) {
+        self.summary = summary
+        self.fields = fields
+        self.check = check
+    }
+}
+
+/// A rule between a record and others it names (an adverse event and its subject's consent).
+///
+/// Only the replica checks these, at write time and where it holds the other record: records may
+/// arrive at the server in any order, so the server never refuses a push for them.
+public struct CrossRecordCheck: Sendable {
+    /// Fetches a record's fields by table and id; nil when this replica does not hold it.
+    public typealias Lookup = (_ table: String, _ id: String) throws -> [String: FieldValue]?
+
+    /// What the rule says, for documentation.
+    public var summary: String
+    /// Returns the field and a message when `record` breaks the rule.
+    public var check: @Sendable (_ record: [String: FieldValue], _ lookup: Lookup) throws -> (field: String?, message: String)?
+
     /// Creates a rule.
-    public init(_ summary: String, check: @escaping @Sendable (_ record: [String: FieldValue]) -> (field: String?, message: String)?) {
+    public init(_ summary: String, check: @escaping @Sendable (_ record: [String: FieldValue], _ lookup: Lookup) throws -> (field: String?, message: String)?) {
         self.summary = summary
         self.check = check
     }

@@ -52,6 +52,30 @@ public enum TrialSchema {
             ColumnSchema("grading_scale", .choice(["CTCAE 5.0", "ASTCT 2019"]), since: 2, summary: "ASTCT 2019 for CRS and ICANS, CTCAE 5.0 otherwise"),
             ColumnSchema("end_date", .date, since: 2, summary: "Date the event resolved (YYYY-MM-DD)"),
             ColumnSchema("expected", .flag, since: 2, summary: "Listed by the protocol as not a DLT: 1 yes, 0 no"),
+        ],
+        checks: [
+            RecordCheck("CRS and ICANS are graded by ASTCT 2019, other events by CTCAE 5.0", fields: ["category", "grading_scale"]) { record in
+                guard case .text(let category)? = record["category"], case .text(let scale)? = record["grading_scale"] else { return nil }
+                let expected = category == "other" ? "CTCAE 5.0" : "ASTCT 2019"
+                guard scale != expected else { return nil }
+                return ("grading_scale", "must be \(expected) for category \(category) (CRS and ICANS by ASTCT 2019, others by CTCAE 5.0); got \"\(scale)\"")
+            },
+            RecordCheck("ASTCT 2019 grades are 1 to 4", fields: ["grading_scale", "grade"]) { record in
+                guard record["grading_scale"] == .text("ASTCT 2019"), case .integer(let grade)? = record["grade"], grade > 4 else { return nil }
+                return ("grade", "must be from 1 to 4 on the ASTCT 2019 scale; got \(grade)")
+            },
+            RecordCheck("An adverse event ends on or after its onset", fields: ["onset_date", "end_date"]) { record in
+                guard case .text(let onset)? = record["onset_date"], case .text(let end)? = record["end_date"], end < onset else { return nil }
+                return ("end_date", "must be on or after the onset date \(onset); got \(end)")
+            },
+        ],
+        crossChecks: [
+            CrossRecordCheck("An adverse event starts on or after the subject's informed consent") { record, lookup in
+                guard case .text(let onset)? = record["onset_date"], case .text(let subject)? = record["subject_id"],
+                    case .text(let consent)? = try lookup("subjects", subject)?["consent_date"], onset < consent
+                else { return nil }
+                return ("onset_date", "\(onset) is before the subject's informed consent on \(consent)")
+            }
         ]
     )
 
@@ -105,6 +129,14 @@ public enum TrialSchema {
             ColumnSchema("date", .date, required: true, since: 2, summary: "Date of the infusion (YYYY-MM-DD)"),
             ColumnSchema("dose_cells_per_kg", .real(1...1e10), since: 2, summary: "Dose, CAR-T cells per kg of body weight"),
             ColumnSchema("lot", .text(maxLength: 64), since: 2, summary: "Product lot number"),
+        ],
+        crossChecks: [
+            CrossRecordCheck("Only an enrolled subject is infused") { record, lookup in
+                guard case .text(let subject)? = record["subject_id"], let found = try lookup("subjects", subject),
+                    case .text(let status)? = found["status"], status != "enrolled"
+                else { return nil }
+                return ("subject_id", "subject \(subject) is \(status), not enrolled; enrol the subject before recording an infusion")
+            }
         ]
     )
 

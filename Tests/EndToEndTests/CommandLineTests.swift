@@ -276,6 +276,9 @@ struct CommandLineTests {
         try await withFolder { cli in
             #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
             let subject = try cli.sitesync("put", "subjects", "screening_no=S01-010", "sex=F").line
+            let early = try cli.sitesync("put", "infusions", "subject_id=\(subject)", "date=2026-03-01")
+            #expect(early.status != 0 && early.stderr.contains("is screening, not enrolled"))
+            #expect(try cli.sitesync("put", "subjects", "--id", subject, "status=enrolled").status == 0)
             #expect(try cli.sitesync("put", "infusions", "subject_id=\(subject)", "date=2026-03-01", "dose_cells_per_kg=1000000", "lot=L-42").status == 0)
             let day28 = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-03-29", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
             let day29 = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Pneumonia", "onset_date=2026-03-30", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line

@@ -318,6 +318,30 @@ struct SyncScenarioTests {
         }
     }
 
+    @Test("Concurrent valid edits that merge into a record breaking a rule never block a queue")
+    func mergedRuleNeverBlocks() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            let b = try server.laptop("b")
+            let id = try a.replica.put("adverse_events", [
+                "subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(3), "category": .text("other"), "grading_scale": .text("CTCAE 5.0"),
+            ])
+            try await a.sync()
+            try await b.sync()
+            // a raises the grade to 5 (valid on CTCAE); b reclassifies the event as CRS (valid with grade 3)
+            try a.replica.put("adverse_events", id: id, ["grade": .integer(5)])
+            try b.replica.put("adverse_events", id: id, ["category": .text("crs"), "grading_scale": .text("ASTCT 2019")])
+            try await a.sync()
+            let report = try await b.sync()
+            #expect(report.pushed == 1)
+            #expect(try b.replica.status().pendingChanges == 0, "b's queue is not stuck")
+            try await a.sync()
+            #expect(try a.contents() == b.contents())
+            // The merged record is ASTCT with grade 5: editing it again on a laptop is refused until fixed
+            #expect(throws: ValidationError.self) { try a.replica.put("adverse_events", id: id, ["term": .text("CRS")]) }
+        }
+    }
+
     @Test("A laptop on a newer schema is refused with a clear message and keeps its changes queued")
     func newerSchemaRefused() async throws {
         try await LiveServer.run { server in
