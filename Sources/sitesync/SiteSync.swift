@@ -10,7 +10,7 @@ struct SiteSync: AsyncParsableCommand {
         commandName: "sitesync",
         abstract: "Record trial data offline on a site laptop and sync it with the SiteSync server.",
         discussion: "Every command works on the local replica; only `sync` needs the network.",
-        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self]
+        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self, ImportCommand.self]
     )
 }
 

@@ -298,6 +298,47 @@ struct CommandLineTests {
         }
     }
 
+    @Test("Import writes every row or none, reporting each bad row by line and field")
+    func importCSV() async throws {
+        try await withFolder { cli in
+            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            let bad = """
+                subject_id,term,onset_date,grade,category,grading_scale,outcome
+                s1,Fever,2026-03-02,1,other,CTCAE 5.0,recovered
+                s1,"Rash, maculopapular",2026-03-04,7,other,CTCAE 5.0,"said ""itchy""
+                resolved"
+                s1,Cytokine release syndrome,2026-03-05,5,crs,ASTCT 2019,
+                s1,Headache,2026-03-06
+                """
+            try bad.write(to: cli.directory.appendingPathComponent("bad.csv"), atomically: true, encoding: .utf8)
+            let refused = try cli.sitesync("import", "adverse_events", "bad.csv")
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("line 3: adverse_events.grade: must be a whole number from 1 to 5; got 7"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("line 6: has 3 cells for 7 fields"))
+            #expect((try json(try cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true, "nothing written")
+
+            // Rows that pass field rules but break a record rule are reported too, still writing nothing
+            let ruled = """
+                subject_id,term,onset_date,grade,category,grading_scale
+                s1,Fever,2026-03-02,1,other,CTCAE 5.0
+                s1,Cytokine release syndrome,2026-03-05,5,crs,ASTCT 2019
+                """
+            try ruled.write(to: cli.directory.appendingPathComponent("ruled.csv"), atomically: true, encoding: .utf8)
+            let second = try cli.sitesync("import", "adverse_events", "ruled.csv")
+            #expect(second.status != 0 && second.stderr.contains("line 3: adverse_events.grade: must be from 1 to 4 on the ASTCT 2019 scale; got 5"))
+            #expect((try json(try cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true)
+
+            let good = bad.replacingOccurrences(of: ",7,", with: ",2,").replacingOccurrences(of: ",5,crs", with: ",4,crs").replacingOccurrences(of: "2026-03-06", with: "2026-03-06,1,other,CTCAE 5.0,")
+            try good.write(to: cli.directory.appendingPathComponent("good.csv"), atomically: true, encoding: .utf8)
+            let imported = try cli.sitesync("import", "adverse_events", "good.csv")
+            #expect(imported.status == 0 && imported.line == "Imported 4 records into adverse_events.", "\(imported.stderr)")
+            let records = try json(try cli.sitesync("list", "adverse_events", "--json")) as? [[String: Any]]
+            #expect(records?.count == 4)
+            #expect(records?.contains { $0["term"] as? String == "Rash, maculopapular" && $0["outcome"] as? String == "said \"itchy\"\nresolved" } == true)
+            #expect(try json(try cli.sitesync("status", "--json")) as? [String: Any] != nil)
+        }
+    }
+
     @Test("Processes opening a new database at once migrate it once, without failing")
     func concurrentFirstOpen() async throws {
         try await withFolder { cli in
