@@ -144,6 +144,13 @@ struct EligibilityTests {
         #expect(evaluate(screening: ["sledai_2k": .null, "spo2_pct": .real(80)]).verdict == .ineligible)
     }
 
+    @Test("Expected survival over 3 months is the investigator's judgement on the subject")
+    func survival() {
+        #expect(evaluate(subject: ["survival_over_3_months": .integer(0)])["survival"]?.result == .fail)
+        #expect(evaluate(subject: ["survival_over_3_months": .integer(0)]).verdict == .ineligible)
+        #expect(evaluate(subject: ["survival_over_3_months": .null])["survival"]?.result == .missing)
+    }
+
     @Test("Men and women without childbearing potential pass the pregnancy criteria")
     func childbearing() {
         #expect(evaluate(subject: ["sex": .text("M")], screening: ["pregnancy_test": .text("not_applicable"), "lactating": .null])["pregnancy"]?.result == .pass)
