@@ -64,17 +64,18 @@ extension Replica {
         let table = plan.table
         let known = plan.known
         guard let shadow = try Row.fetchOne(plan.shadow, arguments: [table.name, row.id]) else {
-            var arguments: [(any DatabaseValueConvertible)?] = [row.id]
-            arguments.reserveCapacity(known.count + 1)
-            for (offset, _) in known { arguments.append(row.values[offset]) }
-            plan.insert.setUncheckedArguments(StatementArguments(arguments))
-            try plan.insert.execute()
+            // The shadow row first: the insert trigger then finds it and records nothing.
             var stamps = row.stamps
             if !stamps.overrides.isEmpty {
                 stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
             }
             plan.insertShadow.setUncheckedArguments(StatementArguments([table.name, row.id] + stamps.storedValues))
             try plan.insertShadow.execute()
+            var arguments: [(any DatabaseValueConvertible)?] = [row.id]
+            arguments.reserveCapacity(known.count + 1)
+            for (offset, _) in known { arguments.append(row.values[offset]) }
+            plan.insert.setUncheckedArguments(StatementArguments(arguments))
+            try plan.insert.execute()
             return true
         }
 

@@ -4,7 +4,9 @@ import SiteSyncCore
 extension Replica {
     /// Installs the triggers that track local writes of `table` into the outbox, in the writer's transaction.
     ///
-    /// - An insert creates the shadow row: every field stamped with one fresh HLC, pending.
+    /// - An insert creates the shadow row: every field stamped with one fresh HLC, pending. It needs no
+    ///   tracking check: a pulled record's shadow row is written before its data row, so the
+    ///   trigger's insert is ignored, and a local insert never finds one (records are never deleted).
     /// - An update of a field re-stamps that field, marks the record pending with the new HLC, and
     ///   records the field's previous stamp as its base unless an earlier unpushed edit already did.
     /// - Deleting a row and changing an id or a site are refused: deletes are soft, with a reason.
@@ -42,8 +44,8 @@ extension Replica {
         try db.execute(
             sql: table.clientCreatable
                 ? """
-                    CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
-                        INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, pending)
+                    CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) BEGIN
+                        INSERT OR IGNORE INTO _sitesync_records (tbl, id, hlc, replica, user, pending)
                         SELECT \(literal), NEW.id, s.h, \(stamp.replica), \(stamp.user), s.h
                         FROM (SELECT sitesync_tick() AS h) AS s;
                     END;
