@@ -33,14 +33,14 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Delta rounds per size; the median is reported.")
     var rounds = 20
 
-    @Option(help: "Repetitions of local_write, each on a fresh replica; medians are reported.")
-    var repeat = 3
+    @Option(name: .customLong("repeat"), help: "Repetitions of local_write, each on a fresh replica; medians are reported.")
+    var repetitions = 3
 
     @Option(help: "Working folder for the databases (emptied first).")
     var directory = "bench-out"
 
     func validate() throws {
-        guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repeat >= 1 else {
+        guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repetitions >= 1 else {
             throw ValidationError("--records needs at least 1000, the delta sizes at least 10 and in order, --rounds and --repeat at least 1.")
         }
     }
@@ -56,7 +56,7 @@ struct Run: AsyncParsableCommand {
             // first; the shared machine is noisy, so the medians of the repetitions are reported.
             var laptop: BenchReplica!
             var timings: [(tracked: Double, untracked: Double)] = []
-            for repetition in 0..<repeat {
+            for repetition in 0..<repetitions {
                 laptop = try server.replica(folder.appendingPathComponent("push-\(repetition).sqlite").path, site: "S01")
                 let rows = AdverseEventGenerator(site: "S01").rows(records)
                 if repetition % 2 == 0 {
@@ -69,7 +69,7 @@ struct Run: AsyncParsableCommand {
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             report.add("local_write", [
-                "rows": .integer(Int64(records)), "batch": .integer(1000), "repetitions": .integer(Int64(repeat)),
+                "rows": .integer(Int64(records)), "batch": .integer(1000), "repetitions": .integer(Int64(repetitions)),
                 "untracked_rows_per_s": .real(median(timings.map { Double(records) / $0.untracked })),
                 "tracked_rows_per_s": .real(median(timings.map { Double(records) / $0.tracked })),
                 "tracked_over_untracked": .real(median(timings.map { $0.untracked / $0.tracked })),
