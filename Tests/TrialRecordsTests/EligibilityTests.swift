@@ -114,6 +114,20 @@ struct EligibilityTests {
         #expect(abs(male - 108.05) < 0.01)
     }
 
+    @Test(
+        "Renal thresholds: creatinine 1.5 × ULN, then clearance 40 mL/min",
+        arguments: [
+            // ULN 100: at, just below and just above 1.5 × ULN (above falls back to the clearance, 38.98 mL/min)
+            (100.0, 150.0, CriterionResult.Outcome.pass), (100, 149.9, .pass), (100, 150.1, .fail),
+            // ULN 90, so the clearance decides: 147 µmol/L gives 40.04 mL/min, 147.3 gives 39.96
+            (90, 147, .pass), (90, 147.3, .fail), (90, 135, .pass),
+        ]
+    )
+    func renalThresholds(uln: Double, creatinine: Double, expected: CriterionResult.Outcome) {
+        let report = evaluate(screening: ["creatinine_umol_per_l": .real(creatinine), "creatinine_uln": .real(uln)])
+        #expect(report["renal"]?.result == expected, "\(report["renal"]?.measured ?? "")")
+    }
+
     @Test("Renal: creatinine within 1.5 × ULN, else a clearance of at least 40 mL/min")
     func renal() {
         #expect(evaluate(screening: ["creatinine_umol_per_l": .real(150)])["renal"]?.result == .pass)
