@@ -23,30 +23,28 @@ public struct Replica: Sendable {
     /// Opens (creating and migrating if needed) the replica stored at `path`, in WAL mode.
     public static func open(path: String, schema: Schema, wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds) throws -> Replica {
         let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock))
-        let existed = FileManager.default.fileExists(atPath: path)
-        let pool = try DatabasePool(path: path, configuration: configuration(state))
-        if !existed {
-            // The file holds the server token: keep it readable by its owner only.
-            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        return try withMigrationLock(path) {
+            let existed = FileManager.default.fileExists(atPath: path)
+            let pool = try DatabasePool(path: path, configuration: configuration(state))
+            if !existed {
+                // The file holds the server token: keep it readable by its owner only.
+                try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+            }
+            return try Replica(writer: pool, schema: schema, state: state)
         }
-        return try Replica(writer: pool, schema: schema, state: state, path: path)
     }
 
     /// Creates a replica in memory, for tests.
     public static func inMemory(schema: Schema, wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds) throws -> Replica {
         let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock))
-        return try Replica(writer: DatabaseQueue(configuration: configuration(state)), schema: schema, state: state, path: nil)
+        return try Replica(writer: DatabaseQueue(configuration: configuration(state)), schema: schema, state: state)
     }
 
-    private init(writer: any DatabaseWriter, schema: Schema, state: ReplicaState, path: String?) throws {
+    private init(writer: any DatabaseWriter, schema: Schema, state: ReplicaState) throws {
         self.writer = writer
         self.schema = schema
         self.state = state
-        if let path {
-            try migrate(migrator, writer, lockingFileAt: path)
-        } else {
-            try migrator.migrate(writer)
-        }
+        try migrator.migrate(writer)
         try writer.read { db in
             guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, hlc FROM _sitesync_meta") else { return }
             state.current = ReplicaIdentity(

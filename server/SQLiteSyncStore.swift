@@ -21,22 +21,16 @@ public struct SQLiteSyncStore: SyncStore {
     public init(path: String, schema: Schema) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
-        try self.init(writer: DatabasePool(path: path, configuration: configuration), schema: schema, path: path)
+        self = try withMigrationLock(path) {
+            try SQLiteSyncStore(writer: DatabasePool(path: path, configuration: configuration), schema: schema)
+        }
     }
 
     /// Uses an existing database (an in-memory `DatabaseQueue` in tests) and migrates it.
     public init(writer: any DatabaseWriter, schema: Schema) throws {
-        try self.init(writer: writer, schema: schema, path: nil)
-    }
-
-    private init(writer: any DatabaseWriter, schema: Schema, path: String?) throws {
         self.writer = writer
         self.schema = schema
-        if let path {
-            try migrate(migrator, writer, lockingFileAt: path)
-        } else {
-            try migrator.migrate(writer)
-        }
+        try migrator.migrate(writer)
     }
 
     public func principal(tokenHash: String) async throws -> Principal? {
