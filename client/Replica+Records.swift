@@ -33,6 +33,9 @@ extension Replica {
             throw ReplicaError.readOnlyTable("\(table).\(field)")
         }
         var values = values
+        if let derive = tableSchema.derive {
+            values.merge(derive(values)) { given, _ in given }
+        }
         if existing == nil, values[TableSchema.siteColumn] == nil {
             guard !identity.isReviewer else {
                 throw ReplicaError.invalidArgument("A reviewer replica records every site: give site_id for a new record.")

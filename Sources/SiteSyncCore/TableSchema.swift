@@ -14,6 +14,9 @@ public struct TableSchema: Sendable {
     public var checks: [RecordCheck]
     /// Rules against other records, checked by the replica at write time where it holds them.
     public var crossChecks: [CrossRecordCheck]
+    /// Fields the replica fills in from the others a write gives (a grading scale from a category);
+    /// they are pushed like any written field, so the server never derives anything itself.
+    public var derive: (@Sendable (_ written: [String: FieldValue]) -> [String: FieldValue])?
     /// A one-line description.
     public var summary: String
     /// Every column but `id`, in storage order: `site_id`, the table's own columns, `_deleted`.
@@ -37,7 +40,8 @@ public struct TableSchema: Sendable {
         summary: String = "",
         columns: [ColumnSchema],
         checks: [RecordCheck] = [],
-        crossChecks: [CrossRecordCheck] = []
+        crossChecks: [CrossRecordCheck] = [],
+        derive: (@Sendable (_ written: [String: FieldValue]) -> [String: FieldValue])? = nil
     ) {
         self.name = name
         self.since = since
@@ -45,6 +49,7 @@ public struct TableSchema: Sendable {
         self.summary = summary
         self.checks = checks
         self.crossChecks = crossChecks
+        self.derive = derive
         let all =
             [ColumnSchema(Self.siteColumn, .text(maxLength: 32), required: true, since: since, writable: clientCreatable, summary: "Site the record belongs to")]
             + columns

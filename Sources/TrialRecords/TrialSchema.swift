@@ -60,9 +60,10 @@ public enum TrialSchema {
                 guard scale != expected else { return nil }
                 return ("grading_scale", "must be \(expected) for category \(category) (CRS and ICANS by ASTCT 2019, others by CTCAE 5.0); got \"\(scale)\"")
             },
-            RecordCheck("ASTCT 2019 grades are 1 to 4", fields: ["grading_scale", "grade"]) { record in
-                guard record["grading_scale"] == .text("ASTCT 2019"), case .integer(let grade)? = record["grade"], grade > 4 else { return nil }
-                return ("grade", "must be from 1 to 4 on the ASTCT 2019 scale; got \(grade)")
+            RecordCheck("CRS and ICANS grades are 1 to 4 (ASTCT 2019)", fields: ["category", "grade"]) { record in
+                guard case .text(let category)? = record["category"], category != "other", case .integer(let grade)? = record["grade"], grade > 4
+                else { return nil }
+                return ("grade", "must be from 1 to 4 for \(category == "crs" ? "CRS" : "ICANS") (ASTCT 2019); got \(grade)")
             },
             RecordCheck("An adverse event ends on or after its onset", fields: ["onset_date", "end_date"]) { record in
                 guard case .text(let onset)? = record["onset_date"], case .text(let end)? = record["end_date"], end < onset else { return nil }
@@ -76,7 +77,12 @@ public enum TrialSchema {
                 else { return nil }
                 return ("onset_date", "\(onset) is before the subject's informed consent on \(consent)")
             }
-        ]
+        ],
+        derive: { written in
+            // The grading scale is chosen by the category.
+            guard written["grading_scale"] == nil, case .text(let category)? = written["category"] else { return [:] }
+            return ["grading_scale": .text(category == "other" ? "CTCAE 5.0" : "ASTCT 2019")]
+        }
     )
 
     /// One screening visit's measurements against the inclusion criteria.

@@ -16,9 +16,17 @@ struct TrialRulesTests {
         #expect(throws: ValidationError(table: "adverse_events", field: "grading_scale", "must be ASTCT 2019 for category crs (CRS and ICANS by ASTCT 2019, others by CTCAE 5.0); got \"CTCAE 5.0\"")) {
             try replica.put("adverse_events", event(["category": .text("crs"), "grading_scale": .text("CTCAE 5.0"), "grade": .integer(2)]))
         }
-        #expect(throws: ValidationError(table: "adverse_events", field: "grade", "must be from 1 to 4 on the ASTCT 2019 scale; got 5")) {
+        #expect(throws: ValidationError(table: "adverse_events", field: "grade", "must be from 1 to 4 for ICANS (ASTCT 2019); got 5")) {
             try replica.put("adverse_events", event(["category": .text("icans"), "grading_scale": .text("ASTCT 2019"), "grade": .integer(5)]))
         }
+        // The scale is chosen by the category when not given, and a CRS grade 5 is refused either way
+        #expect(throws: ValidationError(table: "adverse_events", field: "grade", "must be from 1 to 4 for CRS (ASTCT 2019); got 5")) {
+            try replica.put("adverse_events", event(["category": .text("crs"), "grade": .integer(5)]))
+        }
+        let derived = try replica.put("adverse_events", event(["category": .text("crs"), "grade": .integer(2)]))
+        #expect(try replica.get("adverse_events", id: derived)?["grading_scale"] == .text("ASTCT 2019"))
+        let other = try replica.put("adverse_events", event(["category": .text("other"), "grade": .integer(2)]))
+        #expect(try replica.get("adverse_events", id: other)?["grading_scale"] == .text("CTCAE 5.0"))
         #expect(throws: Never.self) {
             try replica.put("adverse_events", event(["category": .text("other"), "grading_scale": .text("CTCAE 5.0"), "grade": .integer(5)]))
         }
