@@ -111,7 +111,7 @@ extension Replica {
                     skipped = true
                     continue
                 }
-                if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?") }
+                if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?") }
                 guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else {
                     skipped = true
                     continue

@@ -51,9 +51,7 @@ extension Replica {
         init(_ db: Database, table: TableSchema, columns: [String]) throws {
             self.table = table
             self.known = columns.enumerated().filter { table.column($0.element) != nil }
-            let names = (["id"] + known.map(\.element)).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-            let marks = Array(repeating: "?", count: known.count + 1).joined(separator: ", ")
-            insert = try db.cachedStatement(sql: "INSERT INTO \(table.name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))")
+            insert = try db.cachedStatement(sql: table.insertSQL(columns: known.map(\.element)))
             shadow = try db.cachedStatement(sql: "SELECT hlc, replica, user, fields, pending, base, held FROM _sitesync_records WHERE tbl = ? AND id = ?")
             insertShadow = try db.cachedStatement(sql: "INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, fields) VALUES (?, ?, ?, ?, ?, ?)")
         }
@@ -91,7 +89,7 @@ extension Replica {
             let isPendingField = pending && (base == nil || base?[column] != nil)
             if isPendingField, held[column] == nil {
                 if current == nil {
-                    current = try Row.fetchOne(db, sql: "\(selectSQL(table)) WHERE id = ?", arguments: [row.id])
+                    current = try Row.fetchOne(db, sql: "\(table.selectSQL) WHERE id = ?", arguments: [row.id])
                 }
                 let position = table.position(of: column)! + 1
                 held[column] = HeldValue(value: current?.fieldValue(atIndex: position) ?? .null, stamp: local[column])

@@ -67,9 +67,7 @@ extension Replica {
         }
         let columns = tableSchema.columnNames.filter { normalized[$0] != nil }
         if existing == nil {
-            let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-            let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
-            try db.cachedStatement(sql: "INSERT INTO \(table.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))")
+            try db.cachedStatement(sql: tableSchema.insertSQL(columns: columns))
                 .execute(arguments: StatementArguments([id] + columns.map { normalized[$0]! }))
         } else if !columns.isEmpty {
             let assignments = columns.map { "\($0.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
@@ -99,7 +97,7 @@ extension Replica {
     public func get(_ table: String, id: String) throws -> StoredRecord? {
         let tableSchema = try schema.table(table)
         return try writer.read { db in
-            try Row.fetchOne(db, sql: "\(selectSQL(tableSchema)) WHERE id = ?", arguments: [id])
+            try Row.fetchOne(db, sql: "\(tableSchema.selectSQL) WHERE id = ?", arguments: [id])
                 .map { storedRecord($0, tableSchema) }
         }
     }
@@ -109,22 +107,17 @@ extension Replica {
         let tableSchema = try schema.table(table)
         return try writer.read { db in
             let filter = includeDeleted ? "" : " WHERE _deleted IS NULL"
-            return try Row.fetchAll(db, sql: "\(selectSQL(tableSchema))\(filter) ORDER BY rowid")
+            return try Row.fetchAll(db, sql: "\(tableSchema.selectSQL)\(filter) ORDER BY rowid")
                 .map { storedRecord($0, tableSchema) }
         }
     }
 
     /// Every field of a stored record, by name, `id` included.
     func fields(_ db: Database, _ table: TableSchema, id: String) throws -> [String: FieldValue] {
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?"), arguments: [id]) else { return [:] }
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?"), arguments: [id]) else { return [:] }
         var record: [String: FieldValue] = ["id": .text(id)]
         for (index, name) in table.columnNames.enumerated() { record[name] = row.fieldValue(atIndex: index + 1) }
         return record
-    }
-
-    func selectSQL(_ table: TableSchema) -> String {
-        let columns = (["id"] + table.columnNames).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-        return "SELECT \(columns) FROM \(table.name.quotedDatabaseIdentifier)"
     }
 
     func storedRecord(_ row: Row, _ table: TableSchema) -> StoredRecord {

@@ -44,7 +44,7 @@ extension SQLiteSyncStore {
                     let tableName: String = shadow["tbl"]
                     // Tables and fields the client's schema does not have yet are left out.
                     guard schema.contains(table: tableName), let table = try? schema.table(tableName) else { continue }
-                    if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(selectSQL(table)) WHERE id = ?") }
+                    if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?") }
                     guard let data = try Row.fetchOne(reads[tableName]!, arguments: [shadow["id"] as String]) else { continue }
                     var stamps = try FieldStamps(row: shadow, startingAt: 3)
                     if !stamps.overrides.isEmpty {
@@ -66,10 +66,5 @@ extension SQLiteSyncStore {
             }
             return PullBatch(groups: order.map { groups[$0]! }, cursor: cursor, more: more)
         }
-    }
-
-    private func selectSQL(_ table: TableSchema) -> String {
-        let columns = (["id"] + table.columnNames).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-        return "SELECT \(columns) FROM \(table.name.quotedDatabaseIdentifier)"
     }
 }

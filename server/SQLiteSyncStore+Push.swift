@@ -68,9 +68,7 @@ extension SQLiteSyncStore {
             let table = checked.table
             let given = Set(checked.group.columns)
             createdColumns = table.columns.filter { given.contains($0.name) || !$0.defaultValue.isNull }.map(\.name)
-            let names = (["id"] + createdColumns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-            let marks = Array(repeating: "?", count: createdColumns.count + 1).joined(separator: ", ")
-            insert = try db.cachedStatement(sql: "INSERT INTO \(table.name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))")
+            insert = try db.cachedStatement(sql: table.insertSQL(columns: createdColumns))
             let array = "json_array(\(Array(repeating: "?", count: checked.group.columns.count).joined(separator: ", ")))"
             func audit(_ old: String) throws -> Statement {
                 try db.cachedStatement(sql: """
@@ -226,10 +224,8 @@ extension SQLiteSyncStore {
         ]
         let table = TableSchema.conflicts
         let columns = table.columnNames.filter { values[$0] != nil }
-        let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
-        let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
         // The id is derived from the two writes, so logging the same pair again is a no-op.
-        try db.cachedStatement(sql: "INSERT INTO conflicts (\(names)) VALUES (\(marks)) ON CONFLICT (id) DO NOTHING")
+        try db.cachedStatement(sql: table.insertSQL(columns: columns) + " ON CONFLICT (id) DO NOTHING")
             .execute(arguments: StatementArguments([id] + columns.map { values[$0]! }))
         guard db.changesCount > 0 else { return }
         // Stamped with the server's clock at detection, which is after both sides.

@@ -9,6 +9,18 @@ extension TableSchema {
         let columns = self.columns.filter { $0.since == since }.map(\.definitionSQL)
         return "CREATE TABLE \(name.quotedDatabaseIdentifier) (id TEXT PRIMARY KEY NOT NULL, \(columns.joined(separator: ", ")))"
     }
+
+    /// `SELECT id, <every column> FROM table`, to which callers append a `WHERE` clause.
+    public var selectSQL: String {
+        "SELECT \((["id"] + columnNames).map(\.quotedDatabaseIdentifier).joined(separator: ", ")) FROM \(name.quotedDatabaseIdentifier)"
+    }
+
+    /// `INSERT INTO table (id, columns…) VALUES (?, …)`, bound with the id first.
+    public func insertSQL(columns: [String]) -> String {
+        let names = (["id"] + columns).map(\.quotedDatabaseIdentifier).joined(separator: ", ")
+        let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
+        return "INSERT INTO \(name.quotedDatabaseIdentifier) (\(names)) VALUES (\(marks))"
+    }
 }
 
 extension ColumnSchema {
