@@ -195,3 +195,37 @@ struct ServerRequestTests {
         }
     }
 }
+
+@Suite("Review endpoints")
+struct ReviewEndpointTests {
+    @Test("One conflict with the field's current value; invisible to another site's token")
+    func conflictDetail() async throws {
+        let server = try await TestServer.make()
+        let now = HybridLogicalClock.systemMilliseconds()
+        try await server.test { client in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(replica: "r1", ids: ["s1"], milliseconds: now - 20))) { #expect($0.status == .ok) }
+            // r2 never saw r1's status and writes its own later: a concurrent write, logged
+            let edit = PushRequest(replica: "r2", groups: [ChangeGroup(table: "subjects", user: "B", columns: ["status"], rows: [
+                ChangeRow(id: "s1", seq: HLC(milliseconds: now - 10), values: [.text("enrolled")], bases: [nil]),
+            ])])
+            let answer = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(edit)) {
+                try decode(PushResponse.self, $0.body)
+            }
+            #expect(answer.conflicts == 1)
+            let page = try await client.execute(uri: "\(SyncProtocol.conflictsPath)?status=all", method: .get, headers: syncHeaders(server.s01)) {
+                try decode(ConflictPage.self, $0.body)
+            }
+            let id = try #require(page.conflicts.first?.id)
+            let detail = try await client.execute(uri: "\(SyncProtocol.conflictsPath)/\(id)", method: .get, headers: syncHeaders(server.reviewer)) {
+                try decode(ConflictDetail.self, $0.body)
+            }
+            #expect(detail.conflict.winner.value == .text("enrolled"))
+            #expect(detail.conflict.loser.value == .text("screening"))
+            #expect(detail.current == .text("enrolled"))
+            let hidden = try await client.execute(uri: "\(SyncProtocol.conflictsPath)/\(id)", method: .get, headers: syncHeaders(server.s02)) { response in
+                (response.status, try decode(ErrorResponse.self, response.body).error.code)
+            }
+            #expect(hidden.0 == .notFound && hidden.1 == "not_found")
+        }
+    }
+}
