@@ -35,11 +35,22 @@ public struct HTTPTransport: SyncTransport {
     }
 
     public func push(_ request: PushRequest) async throws -> PushResponse {
-        try await post(SyncProtocol.pushPath, request)
+        let body: [UInt8]
+        do {
+            body = try request.wireJSON()
+        } catch {
+            throw SyncError.unsendable(error.message)
+        }
+        return try await send("POST", SyncProtocol.pushPath, body: Data(body))
     }
 
     public func pull(_ request: PullRequest) async throws -> PullResponse {
-        try await post(SyncProtocol.pullPath, request)
+        let data = try await exchange("POST", SyncProtocol.pullPath, body: try JSONEncoder().encode(request))
+        do {
+            return try data.withUnsafeBytes { bytes in try PullResponse(wireJSON: bytes) }
+        } catch {
+            throw SyncError.invalidResponse(String(describing: error))
+        }
     }
 
     /// The conflicts the token may see, filtered and paged.
@@ -48,19 +59,25 @@ public struct HTTPTransport: SyncTransport {
         if let site = filter.site { query.append(URLQueryItem(name: "site", value: site)) }
         if let table = filter.table { query.append(URLQueryItem(name: "table", value: table)) }
         if let after = filter.after { query.append(URLQueryItem(name: "after", value: after)) }
-        return try await send("GET", SyncProtocol.conflictsPath, query: query, body: nil as String?)
+        return try await send("GET", SyncProtocol.conflictsPath, query: query)
     }
 
     /// Every change the server received for a record, with resolutions.
     public func history(table: String, id: String) async throws -> RecordHistory {
-        try await send("GET", SyncProtocol.historyPath(table: table, id: id), body: nil as String?)
+        try await send("GET", SyncProtocol.historyPath(table: table, id: id))
     }
 
-    private func post<Response: Decodable>(_ path: String, _ body: some Encodable) async throws -> Response {
-        try await send("POST", path, body: body)
+    private func send<Response: Decodable>(_ method: String, _ path: String, query: [URLQueryItem] = [], body: Data? = nil) async throws -> Response {
+        let data = try await exchange(method, path, query: query, body: body)
+        do {
+            return try JSONDecoder().decode(Response.self, from: data)
+        } catch {
+            throw SyncError.invalidResponse(String(describing: error))
+        }
     }
 
-    private func send<Response: Decodable>(_ method: String, _ path: String, query: [URLQueryItem] = [], body: (some Encodable)?) async throws -> Response {
+    /// One request: returns the body of a 2xx response, or throws the server's refusal.
+    private func exchange(_ method: String, _ path: String, query: [URLQueryItem] = [], body: Data?) async throws -> Data {
         var components = URLComponents(url: serverURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query }
         var request = URLRequest(url: components.url!, timeoutInterval: timeout)
@@ -69,7 +86,7 @@ public struct HTTPTransport: SyncTransport {
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         request.setValue(String(SyncProtocol.version), forHTTPHeaderField: SyncProtocol.protocolHeader)
         request.setValue(String(schemaVersion), forHTTPHeaderField: SyncProtocol.schemaHeader)
-        if let body { request.httpBody = try JSONEncoder().encode(body) }
+        request.httpBody = body
         let data: Data
         let response: URLResponse
         do {
@@ -85,10 +102,6 @@ public struct HTTPTransport: SyncTransport {
             }
             throw SyncError.refused(status: http.statusCode, code: "http_\(http.statusCode)", message: "HTTP status \(http.statusCode).")
         }
-        do {
-            return try JSONDecoder().decode(Response.self, from: data)
-        } catch {
-            throw SyncError.invalidResponse(String(describing: error))
-        }
+        return data
     }
 }

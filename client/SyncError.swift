@@ -9,6 +9,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         case unreachable
         case refused(status: Int, code: String)
         case invalidResponse
+        case unsendable
     }
 
     private let kind: Kind
@@ -28,6 +29,11 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     /// The server's answer could not be read.
     public static func invalidResponse(_ detail: String) -> SyncError {
         SyncError(kind: .invalidResponse, message: "The server's answer could not be read: \(detail)")
+    }
+
+    /// A pending change cannot be written as a request (a number JSON cannot carry, written by raw SQL).
+    public static func unsendable(_ detail: String) -> SyncError {
+        SyncError(kind: .unsendable, message: "A pending change cannot be sent: \(detail); correct the value, then sync again. Changes stay queued on this laptop.")
     }
 
     /// The HTTP status of a refusal.
@@ -50,7 +56,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         switch kind {
         case .unreachable: true
         case .refused(let status, _): status >= 500 || status == 429 || status == 408
-        case .invalidResponse: false
+        case .invalidResponse, .unsendable: false
         }
     }
 

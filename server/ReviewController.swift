@@ -52,7 +52,11 @@ struct ReviewController {
 /// JSON success responses.
 enum JSONResponse {
     static func ok(_ value: some Encodable) throws -> Response {
-        let body = try JSONEncoder().encode(value)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        ok(bytes: try JSONEncoder().encode(value))
+    }
+
+    /// A response whose JSON text is already written.
+    static func ok(bytes: some Sequence<UInt8>) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

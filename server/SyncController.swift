@@ -16,7 +16,7 @@ struct SyncController {
 
     @Sendable func push(_ request: Request, context: SyncRequestContext) async throws -> Response {
         let principal = try context.requirePrincipal()
-        let message = try await decode(PushRequest.self, request, context)
+        let message = try await read(request, context) { bytes throws(JSONReadError) in try PushRequest(wireJSON: bytes) }
         let schema = clientSchema(context)
         let checked = try PushValidation.check(
             message,
@@ -45,7 +45,13 @@ struct SyncController {
             throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")
         }
         let batch = try await store.pull(message, principal: principal, schema: clientSchema(context))
-        return try JSONResponse.ok(PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick()))
+        let response = PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick())
+        do {
+            return JSONResponse.ok(bytes: try response.wireJSON())
+        } catch {
+            context.logger.error("pull response not encodable", metadata: ["error": "\(error)"])
+            throw ServerError.internalError
+        }
     }
 
     private func clientSchema(_ context: SyncRequestContext) -> Schema {
@@ -54,16 +60,29 @@ struct SyncController {
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: SyncRequestContext) async throws -> T {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: configuration.maximumBodySize)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw ServerError.bodyTooLarge(limit: configuration.maximumBodySize)
-        }
+        let buffer = try await collect(request)
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
             throw ServerError.invalidJSON(Self.describe(error))
+        }
+    }
+
+    /// Reads a bulk message with its wire-format reader (``JSONReader``), straight from the body's bytes.
+    private func read<T>(_ request: Request, _ context: SyncRequestContext, _ reader: (UnsafeRawBufferPointer) throws(JSONReadError) -> T) async throws -> T {
+        let buffer = try await collect(request)
+        do {
+            return try buffer.withUnsafeReadableBytes { bytes in try reader(bytes) }
+        } catch let error as JSONReadError {
+            throw ServerError.invalidJSON("\(error).")
+        }
+    }
+
+    private func collect(_ request: Request) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: configuration.maximumBodySize)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw ServerError.bodyTooLarge(limit: configuration.maximumBodySize)
         }
     }
 
