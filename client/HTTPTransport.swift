@@ -45,7 +45,10 @@ public struct HTTPTransport: SyncTransport {
     }
 
     public func pull(_ request: PullRequest) async throws -> PullResponse {
-        let data = try await exchange("POST", SyncProtocol.pullPath, body: try JSONEncoder().encode(request))
+        // GET, without a body: URLSession on Linux polls the socket for writability from the first
+        // byte of a request body until the response ends, burning a core while the server works.
+        let query = request.queryItems.map { URLQueryItem(name: $0.name, value: $0.value) }
+        let data = try await exchange("GET", SyncProtocol.pullPath, query: query, body: nil)
         do {
             return try data.withUnsafeBytes { bytes in try PullResponse(wireJSON: bytes) }
         } catch {

@@ -11,6 +11,7 @@ struct SyncController {
 
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.post("push", use: push)
+        group.get("pull", use: pull)
         group.post("pull", use: pull)
     }
 
@@ -39,7 +40,20 @@ struct SyncController {
 
     @Sendable func pull(_ request: Request, context: SyncRequestContext) async throws -> Response {
         let principal = try context.requirePrincipal()
-        let message = try await decode(PullRequest.self, request, context)
+        let message: PullRequest
+        if request.method == .get {
+            // The bodiless form: URLSession on Linux keeps polling a socket for writability from the
+            // first byte of a request body to the end of the response, which costs a core while
+            // the server works. Without a body it waits for the answer instead.
+            let query = request.uri.queryParameters
+            do {
+                message = try PullRequest { query.get($0) }
+            } catch {
+                throw ServerError.validation("\(error.message).")
+            }
+        } else {
+            message = try await decode(PullRequest.self, request, context)
+        }
         guard message.limit > 0 else { throw ServerError.validation("The pull limit must be at least 1.") }
         if principal.role == .site, let site = principal.site, let other = message.cursor.keys.first(where: { $0 != site }) {
             throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")

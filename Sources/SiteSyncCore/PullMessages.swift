@@ -16,6 +16,44 @@ public struct PullRequest: Codable, Sendable, Equatable {
     }
 }
 
+extension PullRequest {
+    /// The request as the query of `GET /v1/pull`: `cursor=S01:1200,S02:0&limit=2000&replica=…`.
+    ///
+    /// Site ids are letters, digits, `-` and `_`, so the cursor needs no escaping.
+    public var queryItems: [(name: String, value: String)] {
+        var items = [(name: "limit", value: String(limit))]
+        if !cursor.isEmpty {
+            items.append((name: "cursor", value: cursor.keys.sorted().map { "\($0):\(cursor[$0]!)" }.joined(separator: ",")))
+        }
+        if let replica { items.append((name: "replica", value: replica)) }
+        return items
+    }
+
+    /// Reads a request from the query of `GET /v1/pull`; `value` returns a parameter's value.
+    public init(query value: (String) -> String?) throws(QueryError) {
+        guard let limitText = value("limit") else { throw QueryError(message: "limit is required") }
+        guard let limit = Int(limitText) else { throw QueryError(message: "limit must be a whole number; got \"\(limitText)\"") }
+        var cursor: [String: Int64] = [:]
+        if let text = value("cursor"), !text.isEmpty {
+            for entry in text.split(separator: ",", omittingEmptySubsequences: false) {
+                let parts = entry.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 2, SiteID.isValid(String(parts[0])), let seq = Int64(parts[1]), seq >= 0, cursor[String(parts[0])] == nil else {
+                    throw QueryError(message: "cursor must list SITE:SEQUENCE pairs separated by commas, each site once; got \"\(entry)\"")
+                }
+                cursor[String(parts[0])] = seq
+            }
+        }
+        self.init(cursor: cursor, limit: limit, replica: value("replica"))
+    }
+}
+
+/// A request query that does not say what the endpoint needs.
+public struct QueryError: Error, CustomStringConvertible, Sendable {
+    /// What is wrong, as a sentence.
+    public var message: String
+    public var description: String { message }
+}
+
 /// The records changed after the cursor, in per-site sequence order.
 public struct PullResponse: Codable, Sendable, Equatable {
     /// The records, grouped by table.
