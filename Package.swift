@@ -34,7 +34,12 @@ let package = Package(
         // schema migrations, stamps in shadow rows.
         .target(
             name: "SiteSyncSQLite",
-            dependencies: ["SiteSyncCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "SiteSyncCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                // The SQLite C API, for binding values straight into prepared statements on hot paths.
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The trial's tables and their rules.

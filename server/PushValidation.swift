@@ -16,12 +16,21 @@ public struct CheckedPush: Sendable {
 /// The store then checks what needs the stored record (required fields of a new record, the site
 /// of an existing one) inside its transaction, so a refused push writes nothing.
 enum PushValidation {
+    private struct RecordKey: Hashable {
+        var table: String
+        var id: String
+    }
+
     /// A pushed group resolved against the schema.
     struct CheckedGroup: Sendable {
         var group: ChangeGroup
         var table: TableSchema
-        /// Per row: the values normalised by the schema, keyed by field.
-        var values: [[String: FieldValue]]
+        /// The position among the table's columns of each of the group's fields.
+        var positions: [Int]
+        /// Per row: the values normalised by the schema, in the order of the group's fields.
+        var values: [[FieldValue]]
+        /// Per row: the site the row names, when the group writes `site_id`.
+        var sites: [String?]
         /// The JSON array of the group's field names, as the audit trail stores it.
         var fieldsJSON: String
     }
@@ -41,7 +50,7 @@ enum PushValidation {
             throw ServerError.validation("The replica id must be 1 to 64 characters.")
         }
         var latest = HLC.zero
-        var seen = Set<String>()
+        var seen = Set<RecordKey>()
         var checked: [CheckedGroup] = []
         checked.reserveCapacity(request.groups.count)
         for group in request.groups {
@@ -60,8 +69,17 @@ enum PushValidation {
             guard !group.user.isEmpty, group.user.count <= 200 else {
                 throw ServerError.validation("A group of \(table.name) must name its user (1 to 200 characters).")
             }
-            var rows: [[String: FieldValue]] = []
+            let positions: [Int]
+            do {
+                positions = try table.positions(of: group.columns)
+            } catch {
+                throw ServerError.validation(error)
+            }
+            let sitePosition = group.columns.firstIndex(of: TableSchema.siteColumn)
+            var rows: [[FieldValue]] = []
+            var sites: [String?] = []
             rows.reserveCapacity(group.rows.count)
+            sites.reserveCapacity(group.rows.count)
             for row in group.rows {
                 guard row.values.count == group.columns.count,
                     row.hlcs.map({ $0.count == group.columns.count }) ?? true,
@@ -69,22 +87,25 @@ enum PushValidation {
                 else {
                     throw ServerError.validation("Record \(row.id) of \(table.name) has \(row.values.count) values for \(group.columns.count) fields.")
                 }
-                guard seen.insert("\(table.name)\u{1}\(row.id)").inserted else {
+                guard seen.insert(RecordKey(table: table.name, id: row.id)).inserted else {
                     throw ServerError.validation("Record \(row.id) of \(table.name) appears twice in one push.")
                 }
+                let normalized: [FieldValue]
                 do {
                     try table.validate(id: row.id)
-                    var values: [String: FieldValue] = [:]
-                    values.reserveCapacity(group.columns.count)
-                    for (field, value) in zip(group.columns, row.values) { values[field] = value }
-                    let normalized = try table.validate(values, creating: false)
-                    if case .text(let site)? = normalized[TableSchema.siteColumn], !principal.canAccess(site: site) {
-                        throw ServerError.forbidden("This token may not write records of site \(site); nothing was written.")
-                    }
-                    rows.append(normalized)
-                } catch let error as ValidationError {
+                    normalized = try table.validate(row.values, at: positions)
+                } catch {
                     throw ServerError.validation(error)
                 }
+                var site: String?
+                if let sitePosition, case .text(let named) = normalized[sitePosition] {
+                    guard principal.canAccess(site: named) else {
+                        throw ServerError.forbidden("This token may not write records of site \(named); nothing was written.")
+                    }
+                    site = named
+                }
+                rows.append(normalized)
+                sites.append(site)
                 for index in group.columns.indices {
                     let hlc = row.hlc(at: index)
                     guard hlc <= row.seq else {
@@ -94,7 +115,7 @@ enum PushValidation {
                 latest = max(latest, row.seq)
             }
             let fieldsJSON = String(decoding: try JSONEncoder().encode(group.columns), as: UTF8.self)
-            checked.append(CheckedGroup(group: group, table: table, values: rows, fieldsJSON: fieldsJSON))
+            checked.append(CheckedGroup(group: group, table: table, positions: positions, values: rows, sites: sites, fieldsJSON: fieldsJSON))
         }
         let ahead = latest.milliseconds - serverMilliseconds
         if ahead > maximumSkewMilliseconds {

@@ -59,27 +59,13 @@ struct MergeResult: Sendable {
 ///   with both values, versions and users, unless both wrote the same value.
 enum RecordMerge {
     static func merge(
-        current: ServerRecord?,
+        current: ServerRecord,
         table: String,
         site: String,
         group: ChangeGroup,
         row: ChangeRow,
         replica: String
     ) -> MergeResult {
-        guard let current else {
-            let base = Stamp(hlc: row.seq, replica: replica, user: group.user)
-            var stamps = FieldStamps(base: base)
-            for index in group.columns.indices {
-                stamps[group.columns[index]] = Stamp(hlc: row.hlc(at: index), replica: replica, user: group.user)
-            }
-            return MergeResult(
-                writes: Array(zip(group.columns, row.values)).map { (field: $0.0, value: $0.1) },
-                stamps: stamps,
-                outcomes: Array(repeating: .applied, count: group.columns.count),
-                previous: Array(repeating: .null, count: group.columns.count),
-                changesRecord: true
-            )
-        }
         var result = MergeResult(stamps: current.stamps, changesRecord: false)
         for (index, field) in group.columns.enumerated() {
             let value = row.values[index]

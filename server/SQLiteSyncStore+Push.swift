@@ -52,8 +52,11 @@ extension SQLiteSyncStore {
     /// Statements shared by every row of a pushed group, prepared once per push.
     private struct GroupPlan {
         let checked: PushValidation.CheckedGroup
-        /// Fields a created record is inserted with: the group's and those with a default.
-        let createdColumns: [String]
+        /// Fields a created record is inserted with, in table order: the group's and those with a
+        /// default, each with where its value comes from.
+        let created: [(column: String, source: CreatedValue)]
+        /// Required fields without a default that the group does not write: it cannot create records.
+        let missingRequired: [String]
         let insert: Statement
         let auditCreated: Statement
         let auditChanged: Statement
@@ -63,12 +66,23 @@ extension SQLiteSyncStore {
         /// Ids of the group's records the server already holds.
         let existing: Set<String>
 
+        enum CreatedValue {
+            /// The pushed value at this index of the group's fields.
+            case pushed(Int)
+            /// The column's default.
+            case fixed(FieldValue)
+        }
+
         init(_ db: Database, _ checked: PushValidation.CheckedGroup, after lastSeq: HLC) throws {
             self.checked = checked
             let table = checked.table
-            let given = Set(checked.group.columns)
-            createdColumns = table.columns.filter { given.contains($0.name) || !$0.defaultValue.isNull }.map(\.name)
-            insert = try db.cachedStatement(sql: table.insertSQL(columns: createdColumns))
+            let given = Dictionary(uniqueKeysWithValues: checked.group.columns.enumerated().map { ($1, $0) })
+            created = table.columns.compactMap { column in
+                if let index = given[column.name] { return (column.name, .pushed(index)) }
+                return column.defaultValue.isNull ? nil : (column.name, .fixed(column.defaultValue))
+            }
+            missingRequired = table.columns.filter { $0.required && $0.defaultValue.isNull && given[$0.name] == nil }.map(\.name)
+            insert = try db.cachedStatement(sql: table.insertSQL(columns: created.map(\.column)))
             let array = "json_array(\(Array(repeating: "?", count: checked.group.columns.count).joined(separator: ", ")))"
             func audit(_ old: String) throws -> Statement {
                 try db.cachedStatement(sql: """
@@ -105,6 +119,102 @@ extension SQLiteSyncStore {
         _ db: Database,
         _ plan: GroupPlan,
         index: Int,
+        row: ChangeRow,
+        push: CheckedPush,
+        principal: Principal,
+        sequences: inout SiteSequences
+    ) throws -> Int {
+        if plan.existing.contains(row.id), let current = try loadRecord(table: plan.checked.table, id: row.id, plan.load) {
+            return try applyToExisting(db, plan, current, index: index, row: row, push: push, principal: principal, sequences: &sequences)
+        }
+        try create(db, plan, index: index, row: row, push: push, sequences: &sequences)
+        return 0
+    }
+
+    /// Inserts a record the server does not hold yet: every pushed field is applied, nothing can conflict.
+    private func create(_ db: Database, _ plan: GroupPlan, index: Int, row: ChangeRow, push: CheckedPush, sequences: inout SiteSequences) throws {
+        let checked = plan.checked
+        let table = checked.table
+        let group = checked.group
+        let values = checked.values[index]
+        guard table.clientCreatable else {
+            throw ServerError.forbidden("\(table.name) records are created by the server only; no record \(row.id).")
+        }
+        guard plan.missingRequired.isEmpty else {
+            throw ServerError.validation(ValidationError(problems: plan.missingRequired.map {
+                .init(table: table.name, field: $0, message: "is required for a new record")
+            }))
+        }
+        guard let site = checked.sites[index] else {
+            throw ServerError.validation("\(table.name).site_id: is required for a new record")
+        }
+        func value(_ source: GroupPlan.CreatedValue) -> FieldValue {
+            switch source {
+            case .pushed(let position): values[position]
+            case .fixed(let value): value
+            }
+        }
+        if !table.checks.isEmpty {
+            var record: [String: FieldValue] = ["id": .text(row.id)]
+            record.reserveCapacity(plan.created.count + 1)
+            for (column, source) in plan.created { record[column] = value(source) }
+            do {
+                try table.validateRecord(record)
+            } catch {
+                throw ServerError.validation(error)
+            }
+        }
+        try plan.insert.execute { arguments in
+            arguments.bind(row.id)
+            for (_, source) in plan.created { arguments.bind(value(source)) }
+        }
+        // Every field stamped by this replica; one base stamp unless the fields were written at different times.
+        var stamps = FieldStamps(base: Stamp(hlc: row.seq, replica: push.replica, user: group.user))
+        if row.hlcs != nil {
+            for (offset, column) in group.columns.enumerated() {
+                stamps[column] = Stamp(hlc: row.hlc(at: offset), replica: push.replica, user: group.user)
+            }
+            stamps.compact(fields: table.columnNames)
+        }
+        let seq = try sequences.next(db, site: site)
+        try plan.insertShadow.execute { arguments in
+            arguments.bind(table.name)
+            arguments.bind(row.id)
+            arguments.bind(site)
+            arguments.bind(seq)
+            arguments.bind(stamps.base.version.hlc.rawValue)
+            arguments.bind(stamps.base.version.replica)
+            arguments.bind(stamps.base.user)
+            arguments.bind(stamps.overridesJSON)
+        }
+        let hlcs = try row.hlcs.map(Self.json)
+        let bases = try row.bases.map(Self.json)
+        try plan.auditCreated.execute { arguments in
+            arguments.bind(push.receivedAt)
+            arguments.bind(site)
+            arguments.bind(table.name)
+            arguments.bind(row.id)
+            arguments.bind(push.replica)
+            arguments.bind(group.user)
+            arguments.bind(row.seq.rawValue)
+            arguments.bind(checked.fieldsJSON)
+            for value in values { arguments.bind(value) }
+            arguments.bind(hlcs)
+            arguments.bind(bases)
+            arguments.bind(String(repeating: FieldOutcome.applied.rawValue, count: values.count))
+        }
+    }
+
+    private static func json(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+    }
+
+    /// Merges a pushed row into a record the server holds; returns the number of conflicts it logged.
+    private func applyToExisting(
+        _ db: Database,
+        _ plan: GroupPlan,
+        _ current: ServerRecord,
+        index: Int,
         row pushed: ChangeRow,
         push: CheckedPush,
         principal: Principal,
@@ -113,74 +223,47 @@ extension SQLiteSyncStore {
         let checked = plan.checked
         let table = checked.table
         let group = checked.group
-        let normalized = checked.values[index]
         var row = pushed
-        row.values = group.columns.map { normalized[$0] ?? .null }
-        let current = plan.existing.contains(row.id) ? try loadRecord(table: table, id: row.id, plan.load) : nil
-        let site: String
-        var created: [String: FieldValue] = [:]
-        if let current {
-            site = current.site
-            guard principal.canAccess(site: site) else {
-                throw ServerError.forbidden("This token may not write records of site \(site); nothing was written.")
-            }
-            if case .text(let moved)? = normalized[TableSchema.siteColumn], moved != site {
-                throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
-            }
-        } else {
-            guard table.clientCreatable else {
-                throw ServerError.forbidden("\(table.name) records are created by the server only; no record \(row.id).")
-            }
-            do {
-                created = try table.validate(normalized, creating: true)
-            } catch {
-                throw ServerError.validation(error)
-            }
-            guard case .text(let newSite)? = created[TableSchema.siteColumn] else {
-                throw ServerError.validation("\(table.name).site_id: is required for a new record")
-            }
-            site = newSite
+        row.values = checked.values[index]
+        let site = current.site
+        guard principal.canAccess(site: site) else {
+            throw ServerError.forbidden("This token may not write records of site \(site); nothing was written.")
         }
-
+        if let moved = checked.sites[index], moved != site {
+            throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
+        }
         let result = RecordMerge.merge(current: current, table: table.name, site: site, group: group, row: row, replica: push.replica)
         if !table.checks.isEmpty {
-            var record = current?.values ?? created
+            var record = current.values
             for (field, value) in result.writes { record[field] = value }
             record["id"] = .text(row.id)
             do {
-                try table.validateRecord(record, written: current == nil ? nil : Set(group.columns))
+                try table.validateRecord(record, written: Set(group.columns))
             } catch {
                 throw ServerError.validation(error)
             }
         }
-        let quoted = table.name.quotedDatabaseIdentifier
-        if current == nil {
-            var arguments: [(any DatabaseValueConvertible)?] = [row.id]
-            arguments.reserveCapacity(plan.createdColumns.count + 1)
-            for column in plan.createdColumns { arguments.append(created[column] ?? .null) }
-            plan.insert.setUncheckedArguments(StatementArguments(arguments))
-            try plan.insert.execute()
-        } else if !result.writes.isEmpty {
+        if !result.writes.isEmpty {
             let assignments = result.writes.map { "\($0.field.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
-            try db.cachedStatement(sql: "UPDATE \(quoted) SET \(assignments) WHERE id = ?")
+            try db.cachedStatement(sql: "UPDATE \(table.name.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?")
                 .execute(arguments: StatementArguments(result.writes.map(\.value) + [row.id]))
         }
         if result.changesRecord {
             var stamps = result.stamps
             stamps.compact(fields: table.columnNames)
             let seq = try sequences.next(db, site: site)
-            if current == nil {
-                plan.insertShadow.setUncheckedArguments(StatementArguments([table.name, row.id, site, seq] + stamps.storedValues))
-                try plan.insertShadow.execute()
-            } else {
-                plan.updateShadow.setUncheckedArguments(StatementArguments([seq] + stamps.storedValues + [table.name, row.id]))
-                try plan.updateShadow.execute()
-            }
+            plan.updateShadow.setUncheckedArguments(StatementArguments([seq] + stamps.storedValues + [table.name, row.id]))
+            try plan.updateShadow.execute()
         }
         for conflict in result.conflicts {
             try logConflict(db, conflict, detectedAt: push.receivedAt, sequences: &sequences)
         }
-        try audit(plan, row: row, replica: push.replica, site: site, result: result, created: current == nil, receivedAt: push.receivedAt)
+        var audit: [(any DatabaseValueConvertible)?] = [push.receivedAt, site, table.name, row.id, push.replica, group.user, row.seq.rawValue, checked.fieldsJSON]
+        audit += row.values.map { $0 }
+        audit += result.previous.map { $0 }
+        audit += [try row.hlcs.map(Self.json), try row.bases.map(Self.json), String(result.outcomes.map(\.rawValue))]
+        plan.auditChanged.setUncheckedArguments(StatementArguments(audit))
+        try plan.auditChanged.execute()
         return result.conflicts.count
     }
 
@@ -232,28 +315,6 @@ extension SQLiteSyncStore {
         let hlc = max(conflict.winner.hlc, conflict.loser.hlc)
         let stamps = FieldStamps(base: Stamp(hlc: hlc, replica: Self.serverReplica, user: Self.serverUser))
         try writeShadow(db, table: table.name, id: id, site: conflict.site, seq: sequences.next(db, site: conflict.site), stamps: stamps)
-    }
-
-    private func audit(
-        _ plan: GroupPlan,
-        row: ChangeRow,
-        replica: String,
-        site: String,
-        result: MergeResult,
-        created: Bool,
-        receivedAt: String
-    ) throws {
-        let checked = plan.checked
-        let count = row.values.count
-        func json(_ value: some Encodable) throws -> String { String(decoding: try JSONEncoder().encode(value), as: UTF8.self) }
-        var values: [(any DatabaseValueConvertible)?] = [receivedAt, site, checked.table.name, row.id, replica, checked.group.user, row.seq.rawValue, checked.fieldsJSON]
-        values.reserveCapacity(values.count + 2 * count + 3)
-        values += row.values.map { $0 }
-        if !created { values += result.previous.map { $0 } }
-        values += [try row.hlcs.map(json), try row.bases.map(json), String(result.outcomes.map(\.rawValue))]
-        let statement = created ? plan.auditCreated : plan.auditChanged
-        statement.setUncheckedArguments(StatementArguments(values))
-        try statement.execute()
     }
 }
 

@@ -75,7 +75,10 @@ extension ColumnSchema {
         switch type {
         case .text(let maxLength):
             guard case .text(let text) = value else { throw refuse("must be text; got \(value)") }
-            guard text.count <= maxLength else { throw refuse("must be at most \(maxLength) characters; got \(text.count)") }
+            // A string has no more characters than UTF-8 bytes: count characters only for long ones.
+            guard text.utf8.count <= maxLength || text.count <= maxLength else {
+                throw refuse("must be at most \(maxLength) characters; got \(text.count)")
+            }
             if required, text.allSatisfy(\.isWhitespace) { throw refuse("is required and cannot be blank") }
             return value
         case .integer(let range):

@@ -116,14 +116,53 @@ public struct TableSchema: Sendable {
                 }
             }
         }
-        if case .text(let site)? = normalized[Self.siteColumn], !SiteID.isValid(site) {
-            problems.append(.init(table: name, field: Self.siteColumn, message: SiteID.rule + "; got \"\(site)\""))
-        }
+        if let problem = siteProblem(normalized[Self.siteColumn]) { problems.append(problem) }
         guard problems.isEmpty else {
-            let order = Dictionary(uniqueKeysWithValues: columns.enumerated().map { ($1.name, $0) })
-            throw ValidationError(problems: problems.sorted { (order[$0.field ?? ""] ?? .max) < (order[$1.field ?? ""] ?? .max) })
+            throw ValidationError(problems: problems.sorted { (index[$0.field ?? ""] ?? .max) < (index[$1.field ?? ""] ?? .max) })
         }
         return normalized
+    }
+
+    /// The positions among ``columns`` of the fields a write names, in order.
+    /// - Throws: ``ValidationError`` naming every field the table does not have.
+    public func positions(of fields: [String]) throws(ValidationError) -> [Int] {
+        var positions: [Int] = []
+        var problems: [ValidationError.Problem] = []
+        for field in fields {
+            if let position = index[field] {
+                positions.append(position)
+            } else {
+                problems.append(.init(table: name, field: field, message: "is not a field of \(name); its fields are \(columnNames.joined(separator: ", "))"))
+            }
+        }
+        guard problems.isEmpty else { throw ValidationError(problems: problems) }
+        return positions
+    }
+
+    /// Checks a write given as values of the columns at `positions` (see ``positions(of:)``) and
+    /// returns them normalised: ``validate(_:creating:)`` without building a dictionary per record.
+    public func validate(_ values: [FieldValue], at positions: [Int]) throws(ValidationError) -> [FieldValue] {
+        precondition(values.count == positions.count, "one value per position")
+        var normalized = values
+        var problems: [(position: Int, problem: ValidationError.Problem)] = []
+        for (offset, position) in positions.enumerated() {
+            do {
+                normalized[offset] = try columns[position].validate(values[offset], table: name)
+            } catch {
+                problems += error.problems.map { (position, $0) }
+            }
+            if columns[position].name == Self.siteColumn, let problem = siteProblem(normalized[offset]) { problems.append((position, problem)) }
+        }
+        guard problems.isEmpty else {
+            throw ValidationError(problems: problems.sorted { $0.position < $1.position }.map(\.problem))
+        }
+        return normalized
+    }
+
+    /// The problem with a record's site id, if any.
+    private func siteProblem(_ value: FieldValue?) -> ValidationError.Problem? {
+        guard case .text(let site)? = value, !SiteID.isValid(site) else { return nil }
+        return .init(table: name, field: Self.siteColumn, message: SiteID.rule + "; got \"\(site)\"")
     }
 }
 

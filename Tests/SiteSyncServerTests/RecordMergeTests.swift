@@ -11,7 +11,7 @@ struct RecordMergeTests {
         ServerRecord(site: "S01", stamps: FieldStamps(base: v1), values: ["status": .text(status), "site_id": .text("S01")])
     }
 
-    private func merge(_ current: ServerRecord?, value: String, hlc: Int64, base: Version?, replica: String = "b") -> MergeResult {
+    private func merge(_ current: ServerRecord, value: String, hlc: Int64, base: Version?, replica: String = "b") -> MergeResult {
         let group = ChangeGroup(table: "subjects", user: "B", columns: ["status"], rows: [])
         let row = ChangeRow(id: "s1", seq: HLC(milliseconds: hlc), values: [.text(value)], bases: [base])
         return RecordMerge.merge(current: current, table: "subjects", site: "S01", group: group, row: row, replica: replica)
