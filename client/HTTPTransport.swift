@@ -41,14 +41,32 @@ public struct HTTPTransport: SyncTransport {
         } catch {
             throw SyncError.unsendable(error.message)
         }
-        return try await send("POST", SyncProtocol.pushPath, body: Data(body))
+        // Asynchronously: the server answers 202 once it has the body, and the outcome is awaited
+        // with a bodiless GET. URLSession on Linux polls the socket for writability from the first
+        // byte of a request body until the response ends, which would burn a core while the
+        // server applies the push. A server that ignores the preference answers 200 at once.
+        var attempt = 1
+        while true {
+            let (data, response) = try await exchange("POST", SyncProtocol.pushPath, headers: [SyncProtocol.preferHeader: SyncProtocol.respondAsync], body: Data(body))
+            guard response.statusCode == 202 else { return try decode(data) }
+            guard let location = response.value(forHTTPHeaderField: "Location"), location.hasPrefix(SyncProtocol.pushPath + "/") else {
+                throw SyncError.invalidResponse("an accepted push without the Location of its outcome")
+            }
+            do {
+                return try await send("GET", location)
+            } catch let error as SyncError where error.status == 404 && attempt == 1 {
+                // The outcome is gone (the server restarted, say): the push is sent again, and the
+                // server applies whatever of it is not applied yet.
+                attempt += 1
+            }
+        }
     }
 
     public func pull(_ request: PullRequest) async throws -> PullResponse {
         // GET, without a body: URLSession on Linux polls the socket for writability from the first
         // byte of a request body until the response ends, burning a core while the server works.
         let query = request.queryItems.map { URLQueryItem(name: $0.name, value: $0.value) }
-        let data = try await exchange("GET", SyncProtocol.pullPath, query: query, body: nil)
+        let (data, _) = try await exchange("GET", SyncProtocol.pullPath, query: query, body: nil)
         do {
             return try data.withUnsafeBytes { bytes in try PullResponse(wireJSON: bytes) }
         } catch {
@@ -71,7 +89,10 @@ public struct HTTPTransport: SyncTransport {
     }
 
     private func send<Response: Decodable>(_ method: String, _ path: String, query: [URLQueryItem] = [], body: Data? = nil) async throws -> Response {
-        let data = try await exchange(method, path, query: query, body: body)
+        try decode(try await exchange(method, path, query: query, body: body).data)
+    }
+
+    private func decode<Response: Decodable>(_ data: Data) throws -> Response {
         do {
             return try JSONDecoder().decode(Response.self, from: data)
         } catch {
@@ -79,8 +100,14 @@ public struct HTTPTransport: SyncTransport {
         }
     }
 
-    /// One request: returns the body of a 2xx response, or throws the server's refusal.
-    private func exchange(_ method: String, _ path: String, query: [URLQueryItem] = [], body: Data?) async throws -> Data {
+    /// One request: returns the body and head of a 2xx response, or throws the server's refusal.
+    private func exchange(
+        _ method: String,
+        _ path: String,
+        query: [URLQueryItem] = [],
+        headers: [String: String] = [:],
+        body: Data?
+    ) async throws -> (data: Data, response: HTTPURLResponse) {
         var components = URLComponents(url: serverURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query }
         var request = URLRequest(url: components.url!, timeoutInterval: timeout)
@@ -89,6 +116,7 @@ public struct HTTPTransport: SyncTransport {
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         request.setValue(String(SyncProtocol.version), forHTTPHeaderField: SyncProtocol.protocolHeader)
         request.setValue(String(schemaVersion), forHTTPHeaderField: SyncProtocol.schemaHeader)
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpBody = body
         let data: Data
         let response: URLResponse
@@ -105,6 +133,6 @@ public struct HTTPTransport: SyncTransport {
             }
             throw SyncError.refused(status: http.statusCode, code: "http_\(http.statusCode)", message: "HTTP status \(http.statusCode).")
         }
-        return data
+        return (data, http)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import SiteSyncCore
@@ -8,9 +9,11 @@ struct SyncController {
     let store: any SyncStore
     let configuration: ServerConfiguration
     let clock: HybridLogicalClock
+    let pending = PendingPushes()
 
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.post("push", use: push)
+        group.get("push/:id", use: pushOutcome)
         group.get("pull", use: pull)
         group.post("pull", use: pull)
     }
@@ -27,15 +30,38 @@ struct SyncController {
             maximumSkewMilliseconds: configuration.maximumClockSkewMilliseconds,
             receivedAt: Date().formatted(.iso8601)
         )
-        let outcome = try await store.push(checked, principal: principal)
-        for group in message.groups {
-            for row in group.rows { clock.receive(row.seq) }
+        let work: @Sendable () async throws -> PushResponse = { [store, clock, logger = context.logger] in
+            let outcome = try await store.push(checked, principal: principal)
+            for group in message.groups {
+                for row in group.rows { clock.receive(row.seq) }
+            }
+            logger.info(
+                "push applied",
+                metadata: ["sync.replica": "\(message.replica)", "sync.records": "\(message.recordCount)", "sync.applied": "\(outcome.applied)", "sync.conflicts": "\(outcome.conflicts)"]
+            )
+            return PushResponse(acked: outcome.acked, applied: outcome.applied, conflicts: outcome.conflicts, hlc: clock.tick())
         }
-        context.logger.info(
-            "push applied",
-            metadata: ["sync.replica": "\(message.replica)", "sync.records": "\(message.recordCount)", "sync.applied": "\(outcome.applied)", "sync.conflicts": "\(outcome.conflicts)"]
+        guard request.headers[SyncProtocol.preferField]?.contains(SyncProtocol.respondAsync) == true else {
+            return try JSONResponse.ok(try await work())
+        }
+        // Answer now, apply in the background: the client then waits for the outcome with a bodiless
+        // GET, which URLSession on Linux can wait for without polling the socket for writability.
+        let id = await pending.start(for: principal, work)
+        let location = "\(SyncProtocol.pushPath)/\(id)"
+        return Response(
+            status: .accepted,
+            headers: [.contentType: "application/json", .location: location, SyncProtocol.preferenceAppliedField: SyncProtocol.respondAsync],
+            body: .init(byteBuffer: ByteBuffer(string: #"{"push":"\#(id)","location":"\#(location)"}"#))
         )
-        return try JSONResponse.ok(PushResponse(acked: outcome.acked, applied: outcome.applied, conflicts: outcome.conflicts, hlc: clock.tick()))
+    }
+
+    /// `GET /v1/push/{id}`: waits for an asynchronous push and answers as the synchronous push would have.
+    @Sendable func pushOutcome(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard let task = await pending.take(id, for: try context.requirePrincipal()) else {
+            throw ServerError(.notFound, .notFound, "No pending push \(id) for this token; its outcome was collected already or expired. Push again: the server applies each change once.")
+        }
+        return try JSONResponse.ok(try await task.value)
     }
 
     @Sendable func pull(_ request: Request, context: SyncRequestContext) async throws -> Response {
@@ -115,4 +141,9 @@ struct SyncController {
         @unknown default: return "it does not match the message format."
         }
     }
+}
+
+extension SyncProtocol {
+    static let preferField = HTTPField.Name(preferHeader)!
+    static let preferenceAppliedField = HTTPField.Name(preferenceAppliedHeader)!
 }

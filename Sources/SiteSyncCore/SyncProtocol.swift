@@ -10,6 +10,12 @@ public enum SyncProtocol {
     public static let pushPath = "/v1/push"
     /// Path of the pull endpoint.
     public static let pullPath = "/v1/pull"
+    /// Request header asking for an asynchronous push (RFC 7240), with the value ``respondAsync``.
+    public static let preferHeader = "Prefer"
+    /// Response header confirming an asynchronous push.
+    public static let preferenceAppliedHeader = "Preference-Applied"
+    /// The preference of an asynchronous push: answered `202 Accepted` with the `Location` of its outcome.
+    public static let respondAsync = "respond-async"
     /// Greatest number of rows a pull may ask for in one batch.
     public static let maximumPullLimit = 5000
 }
