@@ -67,13 +67,8 @@ public struct Replica: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            db.add(function: DatabaseFunction("sitesync_tracking", argumentCount: 0, pure: false) { _ in
-                state.isTracking
-            })
-            db.add(function: DatabaseFunction("sitesync_tick", argumentCount: 0, pure: false) { _ in
-                guard state.current != nil else { throw DatabaseError(message: ReplicaError.notInitialized.message) }
-                return state.clock.tick().rawValue
-            })
+            // Called by the triggers on every tracked write: registered with SQLite directly.
+            state.installTrackingFunctions(db)
             db.add(function: DatabaseFunction("sitesync_replica", argumentCount: 0, pure: false) { _ in
                 guard let identity = state.current else { throw DatabaseError(message: ReplicaError.notInitialized.message) }
                 return identity.replicaID

@@ -22,6 +22,9 @@ final class ReplicaState: Sendable {
 
     var isTracking: Bool { tracking.withLock { $0 } }
 
+    /// Whether the replica has an identity, without copying it.
+    var isInitialized: Bool { identity.withLock { $0 != nil } }
+
     /// Runs `body` with tracking off; the caller holds the writer, so no local write can interleave.
     func untracked<T>(_ body: () throws -> T) rethrows -> T {
         tracking.withLock { $0 = false }

@@ -25,7 +25,10 @@ public final class HybridLogicalClock: Sendable {
 
     /// The system wall clock in milliseconds since 1970.
     @Sendable public static func systemMilliseconds() -> Int64 {
-        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        // Read on every tracked write: clock_gettime directly, without a Date.
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 
     /// The wall clock this clock reads, in milliseconds since 1970.
