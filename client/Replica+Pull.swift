@@ -24,7 +24,7 @@ extension Replica {
                 for group in response.groups {
                     // Tables and fields this build does not know are left to a newer build.
                     guard let table = try? schema.table(group.table) else { continue }
-                    let plan = try GroupPlan(db, table: table, columns: group.columns)
+                    let plan = try GroupPlan(db, table: table, group: group)
                     for row in group.rows where try applyRow(db, plan, row: row) {
                         changed += 1
                     }
@@ -45,15 +45,25 @@ extension Replica {
         /// The group's fields this build knows, with their position in the group.
         let known: [(offset: Int, element: String)]
         let insert: Statement
-        let shadow: Statement
         let insertShadow: Statement
+        /// The shadow rows of the group's records this replica holds already, by id.
+        let shadows: [String: Row]
 
-        init(_ db: Database, table: TableSchema, columns: [String]) throws {
+        init(_ db: Database, table: TableSchema, group: RecordGroup) throws {
             self.table = table
-            self.known = columns.enumerated().filter { table.column($0.element) != nil }
+            self.known = group.columns.enumerated().filter { table.column($0.element) != nil }
             insert = try db.cachedStatement(sql: table.insertSQL(columns: known.map(\.element)))
-            shadow = try db.cachedStatement(sql: "SELECT hlc, replica, user, fields, pending, base, held FROM _sitesync_records WHERE tbl = ? AND id = ?")
             insertShadow = try db.cachedStatement(sql: "INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, fields) VALUES (?, ?, ?, ?, ?, ?)")
+            // One lookup for the whole group: records new to this replica (a first sync: all) skip the point lookup.
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, hlc, replica, user, fields, pending, base, held FROM _sitesync_records
+                    WHERE tbl = ? AND id IN (SELECT value FROM json_each(?))
+                    """,
+                arguments: [table.name, JSONWriter.array(of: group.rows.map(\.id))]
+            )
+            shadows = Dictionary(rows.map { ($0[0] as String, $0) }, uniquingKeysWith: { first, _ in first })
         }
     }
 
@@ -61,26 +71,31 @@ extension Replica {
     private func applyRow(_ db: Database, _ plan: GroupPlan, row: RecordRow) throws -> Bool {
         let table = plan.table
         let known = plan.known
-        guard let shadow = try Row.fetchOne(plan.shadow, arguments: [table.name, row.id]) else {
+        guard let shadow = plan.shadows[row.id] else {
             // The shadow row first: the insert trigger then finds it and records nothing.
             var stamps = row.stamps
             if !stamps.overrides.isEmpty {
                 stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
             }
-            plan.insertShadow.setUncheckedArguments(StatementArguments([table.name, row.id] + stamps.storedValues))
-            try plan.insertShadow.execute()
-            var arguments: [(any DatabaseValueConvertible)?] = [row.id]
-            arguments.reserveCapacity(known.count + 1)
-            for (offset, _) in known { arguments.append(row.values[offset]) }
-            plan.insert.setUncheckedArguments(StatementArguments(arguments))
-            try plan.insert.execute()
+            try plan.insertShadow.execute { arguments in
+                arguments.bind(table.name)
+                arguments.bind(row.id)
+                arguments.bind(stamps.base.version.hlc.rawValue)
+                arguments.bind(stamps.base.version.replica)
+                arguments.bind(stamps.base.user)
+                arguments.bind(stamps.overridesJSON)
+            }
+            try plan.insert.execute { arguments in
+                arguments.bind(row.id)
+                for (offset, _) in known { arguments.bind(row.values[offset]) }
+            }
             return true
         }
 
-        var local = try FieldStamps(row: shadow, startingAt: 0)
-        let pending = (shadow[4] as Int64?) != nil
-        let base = try ShadowJSON.decode([String: Stamp?].self, shadow[5])
-        var held = try ShadowJSON.decode([String: HeldValue].self, shadow[6]) ?? [:]
+        var local = try FieldStamps(row: shadow, startingAt: 1)
+        let pending = (shadow[5] as Int64?) != nil
+        let base = try ShadowJSON.decode([String: Stamp?].self, shadow[6])
+        var held = try ShadowJSON.decode([String: HeldValue].self, shadow[7]) ?? [:]
         var updates: [(column: String, value: FieldValue)] = []
         var current: Row?
         for (index, column) in known {

@@ -27,7 +27,6 @@ extension SQLiteSyncStore {
                     """
             )
             let latest = try db.cachedStatement(sql: "SELECT seq FROM sites WHERE site_id = ?")
-            var reads: [String: Statement] = [:]
             for site in sites {
                 let from = request.cursor[site] ?? 0
                 cursor[site] = from
@@ -40,22 +39,37 @@ extension SQLiteSyncStore {
                     // Everything of this site fits: the cursor moves past the skipped records too.
                     cursor[site] = max(from, try Int64.fetchOne(latest, arguments: [site]) ?? 0)
                 }
-                for shadow in page {
-                    let tableName: String = shadow["tbl"]
+                // The records' values: one query per table for the whole page, not one per record.
+                var idsByTable: [String: [String]] = [:]
+                for shadow in page { idsByTable[shadow[0], default: []].append(shadow[1]) }
+                var valuesByTable: [String: [String: [FieldValue]]] = [:]
+                for (tableName, ids) in idsByTable {
                     // Tables and fields the client's schema does not have yet are left out.
                     guard schema.contains(table: tableName), let table = try? schema.table(tableName) else { continue }
-                    if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?") }
-                    guard let data = try Row.fetchOne(reads[tableName]!, arguments: [shadow["id"] as String]) else { continue }
+                    var values: [String: [FieldValue]] = [:]
+                    values.reserveCapacity(ids.count)
+                    let rows = try Row.fetchCursor(
+                        db.cachedStatement(sql: "\(table.selectSQL) WHERE id IN (SELECT value FROM json_each(?))"),
+                        arguments: [JSONWriter.array(of: ids)]
+                    )
+                    while let row = try rows.next() {
+                        values[row[0]] = (1...table.columns.count).map { row.fieldValue(atIndex: $0) }
+                    }
+                    valuesByTable[tableName] = values
+                }
+                for shadow in page {
+                    let tableName: String = shadow[0]
+                    let id: String = shadow[1]
+                    guard let table = try? schema.table(tableName), let values = valuesByTable[tableName]?[id] else { continue }
                     var stamps = try FieldStamps(row: shadow, startingAt: 3)
                     if !stamps.overrides.isEmpty {
                         stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
                     }
-                    let values = (1...table.columns.count).map { data.fieldValue(atIndex: $0) }
                     if groups[tableName] == nil {
                         groups[tableName] = RecordGroup(table: tableName, columns: table.columnNames, rows: [])
                         order.append(tableName)
                     }
-                    groups[tableName]!.rows.append(RecordRow(id: shadow["id"], stamps: stamps, values: values))
+                    groups[tableName]!.rows.append(RecordRow(id: id, stamps: stamps, values: values))
                 }
                 remaining -= page.count
                 if remaining == 0 && more { break }

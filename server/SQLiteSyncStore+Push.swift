@@ -109,7 +109,7 @@ extension SQLiteSyncStore {
             existing = ids.isEmpty ? [] : try Set(String.fetchAll(
                 db,
                 sql: "SELECT id FROM records WHERE tbl = ? AND id IN (SELECT value FROM json_each(?))",
-                arguments: [table.name, String(decoding: try JSONEncoder().encode(ids), as: UTF8.self)]
+                arguments: [table.name, JSONWriter.array(of: ids)]
             ))
         }
     }

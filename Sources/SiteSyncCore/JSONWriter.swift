@@ -126,6 +126,15 @@ public struct JSONWriter: Sendable {
     }
 }
 
+extension JSONWriter {
+    /// A JSON array of strings as text: how a list of ids is handed to SQLite's `json_each`.
+    public static func array(of strings: [String]) -> String {
+        var writer = JSONWriter(capacity: 2 + strings.count * 40)
+        writer.strings(strings)
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+}
+
 /// A value JSON cannot represent: an infinite or NaN number.
 public struct JSONWriteError: Error, CustomStringConvertible, Sendable {
     /// What could not be written.

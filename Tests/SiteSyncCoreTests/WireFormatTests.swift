@@ -130,6 +130,14 @@ struct WireFormatTests {
         #expect(row.values == [.integer(.max), .integer(.min), .real(9223372036854775808), .real(2), .real(100), .integer(0)])
     }
 
+    @Test("A list of ids for json_each is a JSON array of strings, escapes included")
+    func idArray() throws {
+        let ids = ["019ac3f2-5e7b-7d21-9a43-2f0c1b7e8d55", "with \"quote\" and \\", "", "ünïcode"]
+        let text = JSONWriter.array(of: ids)
+        #expect(try JSONDecoder().decode([String].self, from: Data(text.utf8)) == ids)
+        #expect(JSONWriter.array(of: []) == "[]")
+    }
+
     @Test("Infinite and NaN values cannot be written")
     func nonFinite() {
         let push = PushRequest(replica: "r", groups: [ChangeGroup(table: "t", user: "u", columns: ["a"], rows: [ChangeRow(id: "x", seq: .zero, values: [.real(.infinity)])])])
