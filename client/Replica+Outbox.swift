@@ -26,6 +26,12 @@ public struct OutboxBatch: Sendable {
 
     /// Number of records in the batch.
     public var count: Int { entries.count }
+
+    /// Whether no record is in both batches.
+    func isDisjoint(with other: OutboxBatch) -> Bool {
+        let records = Set(entries.map { "\($0.table)\u{1}\($0.id)" })
+        return !other.entries.contains { records.contains("\($0.table)\u{1}\($0.id)") }
+    }
 }
 
 /// A value kept in the outbox because a newer pulled value replaced it before it was pushed.

@@ -79,24 +79,42 @@ public struct SyncEngine: Sendable {
     }
 
     /// Pushes the outbox in batches; returns the records pushed and conflicts logged.
+    ///
+    /// Batches are sent one at a time, in sequence order, as the server's exactly-once rule requires.
+    /// The next batch is read while one travels, and is sent as soon as the answer arrives, while the
+    /// answered batch is acknowledged. When the next batch holds a record of the answered one (edited
+    /// again during its push), the acknowledgement comes first and rebases it, and the next batch is
+    /// read again, so its bases are the versions just pushed.
     public func push() async throws -> (records: Int, conflicts: Int) {
         var records = 0
         var conflicts = 0
-        var batch = try replica.outboxBatch(limit: configuration.pushBatchSize)
-        while let current = batch {
-            // Read the next batch while this one travels; reread it if acknowledging rebased anything.
-            async let response = withRetry("push") { try await transport.push(current.request) }
+        guard var current = try replica.outboxBatch(limit: configuration.pushBatchSize) else { return (0, 0) }
+        var inFlight = send(current)
+        defer { inFlight.cancel() }
+        while true {
             var next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
-            let answer = try await response
-            if try replica.acknowledge(current, answer) > 0 {
-                next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
-            }
+            let answer = try await inFlight.value
             records += current.count
             conflicts += answer.conflicts
             logger.debug("pushed batch", metadata: ["sync.records": "\(current.count)", "sync.acked": "\(answer.acked)"])
-            batch = next
+            if let ready = next, ready.isDisjoint(with: current) {
+                inFlight = send(ready)
+                try replica.acknowledge(current, answer)
+            } else {
+                if try replica.acknowledge(current, answer) > 0 {
+                    next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
+                }
+                guard let ready = next else { return (records, conflicts) }
+                inFlight = send(ready)
+            }
+            current = next!
         }
-        return (records, conflicts)
+    }
+
+    /// Starts pushing one batch, with retries.
+    private func send(_ batch: OutboxBatch) -> Task<PushResponse, any Error> {
+        let request = batch.request
+        return Task { [transport] in try await withRetry("push") { try await transport.push(request) } }
     }
 
     /// Pulls until the server has nothing more; returns the records that changed here.

@@ -136,3 +136,24 @@ final class FailingPulls: SyncTransport {
         return try await base.pull(request)
     }
 }
+
+/// Runs `edit` at the start of the first push, as a person typing while the laptop syncs.
+final class EditingDuringPush: SyncTransport {
+    let base: any SyncTransport
+    private let edit: Mutex<(@Sendable () throws -> Void)?>
+
+    init(_ base: any SyncTransport, edit: @escaping @Sendable () throws -> Void) {
+        self.base = base
+        self.edit = Mutex(edit)
+    }
+
+    func push(_ request: PushRequest) async throws -> PushResponse {
+        try edit.withLock { edit in
+            defer { edit = nil }
+            try edit?()
+        }
+        return try await base.push(request)
+    }
+
+    func pull(_ request: PullRequest) async throws -> PullResponse { try await base.pull(request) }
+}

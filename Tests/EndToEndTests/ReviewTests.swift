@@ -196,6 +196,29 @@ struct ConflictSemanticsTests {
         }
     }
 
+    @Test("Pipelined batches: a record edited while its batch travels is pushed again, rebased, without a conflict", arguments: [2, 3, 10])
+    func editDuringPipelinedPush(batchSize: Int) async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            let b = try server.laptop("b")
+            let ids = try (1...7).map { try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever \($0)"), "grade": .integer(1)]) }
+            // While the first batch (holding ids[0]) travels, ids[0] and the last record are edited again
+            let typing = EditingDuringPush(a.transport) { [replica = a.replica] in
+                try replica.put("adverse_events", id: ids[0], ["grade": .integer(4)])
+                try replica.put("adverse_events", id: ids[6], ["outcome": .text("recovered")])
+            }
+            let report = try await a.engine(transport: typing) { $0.pushBatchSize = batchSize }.sync()
+            #expect(report.conflicts == 0)
+            #expect(try a.replica.pendingCount() == 0)
+            try await b.sync()
+            #expect(try await server.count("SELECT count(*) FROM conflicts") == 0)
+            #expect(try await server.count("SELECT count(*) FROM adverse_events") == 7)
+            #expect(try b.replica.get("adverse_events", id: ids[0])?["grade"] == .integer(4))
+            #expect(try b.replica.get("adverse_events", id: ids[6])?["outcome"] == .text("recovered"))
+            #expect(try a.contents() == b.contents())
+        }
+    }
+
     @Test("Three laptops racing on one field log each overwritten value once, whatever the retries")
     func threeWayRaceWithRetries() async throws {
         try await LiveServer.run { server in
