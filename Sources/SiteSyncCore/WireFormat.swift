@@ -48,47 +48,12 @@ extension PushRequest {
 
 extension ChangeGroup {
     func write(to writer: inout JSONWriter) throws(JSONWriteError) {
-        writer.byte(UInt8(ascii: "{"))
-        writer.key("t")
-        writer.string(table)
-        writer.byte(UInt8(ascii: ","))
-        writer.key("u")
-        writer.string(user)
-        writer.byte(UInt8(ascii: ","))
-        writer.key("c")
-        writer.strings(columns)
-        writer.byte(UInt8(ascii: ","))
-        writer.key("r")
-        writer.byte(UInt8(ascii: "["))
-        for (index, row) in rows.enumerated() {
-            if index > 0 { writer.byte(UInt8(ascii: ",")) }
-            try row.write(to: &writer)
-        }
-        writer.ascii("]}")
+        try writer.group(table: table, user: user, columns: columns, rows: rows) { (row, writer) throws(JSONWriteError) in try row.write(to: &writer) }
     }
 
     init(reading reader: inout JSONReader) throws(JSONReadError) {
-        var table: String?
-        var user: String?
-        var columns: [String]?
-        var rows: [ChangeRow]?
-        try reader.object("a change group") { (reader, key) throws(JSONReadError) in
-            switch key {
-            case "t": table = try reader.string("the group's table \"t\"")
-            case "u": user = try reader.string("the group's user \"u\"")
-            case "c": columns = try reader.strings("the group's fields \"c\"")
-            case "r":
-                var read: [ChangeRow] = []
-                try reader.array("the group's rows \"r\"") { (reader) throws(JSONReadError) in read.append(try ChangeRow(reading: &reader)) }
-                rows = read
-            default: try reader.skipValue()
-            }
-        }
-        guard let table, let user, let columns, let rows else {
-            let missing = [("t", table == nil), ("u", user == nil), ("c", columns == nil), ("r", rows == nil)].first { $0.1 }!.0
-            throw JSONReadError(message: "missing \"\(missing)\" in a change group", offset: reader.offset)
-        }
-        self.init(table: table, user: user, columns: columns, rows: rows)
+        let group = try reader.group("a change group", withUser: true) { (reader) throws(JSONReadError) in try ChangeRow(reading: &reader) }
+        self.init(table: group.table, user: group.user!, columns: group.columns, rows: group.rows)
     }
 }
 
@@ -133,11 +98,7 @@ extension ChangeRow {
             }
             writer.byte(UInt8(ascii: "}"))
         }
-        for value in values {
-            writer.byte(UInt8(ascii: ","))
-            try writer.value(value)
-        }
-        writer.byte(UInt8(ascii: "]"))
+        try writer.closeRow(values: values)
     }
 
     init(reading reader: inout JSONReader) throws(JSONReadError) {
@@ -169,10 +130,7 @@ extension ChangeRow {
                 }
             }
         }
-        var values: [FieldValue] = []
-        while try reader.hasNextElement(in: "a change row") {
-            values.append(try reader.value("a field value"))
-        }
+        let values = try reader.rowValues(in: "a change row")
         self.init(id: id, seq: seq, values: values, hlcs: hlcs, bases: bases)
     }
 }
@@ -251,42 +209,12 @@ extension PullResponse {
 
 extension RecordGroup {
     func write(to writer: inout JSONWriter) throws(JSONWriteError) {
-        writer.byte(UInt8(ascii: "{"))
-        writer.key("t")
-        writer.string(table)
-        writer.byte(UInt8(ascii: ","))
-        writer.key("c")
-        writer.strings(columns)
-        writer.byte(UInt8(ascii: ","))
-        writer.key("r")
-        writer.byte(UInt8(ascii: "["))
-        for (index, row) in rows.enumerated() {
-            if index > 0 { writer.byte(UInt8(ascii: ",")) }
-            try row.write(to: &writer)
-        }
-        writer.ascii("]}")
+        try writer.group(table: table, user: nil, columns: columns, rows: rows) { (row, writer) throws(JSONWriteError) in try row.write(to: &writer) }
     }
 
     init(reading reader: inout JSONReader) throws(JSONReadError) {
-        var table: String?
-        var columns: [String]?
-        var rows: [RecordRow]?
-        try reader.object("a record group") { (reader, key) throws(JSONReadError) in
-            switch key {
-            case "t": table = try reader.string("the group's table \"t\"")
-            case "c": columns = try reader.strings("the group's fields \"c\"")
-            case "r":
-                var read: [RecordRow] = []
-                try reader.array("the group's rows \"r\"") { (reader) throws(JSONReadError) in read.append(try RecordRow(reading: &reader)) }
-                rows = read
-            default: try reader.skipValue()
-            }
-        }
-        guard let table, let columns, let rows else {
-            let missing = [("t", table == nil), ("c", columns == nil), ("r", rows == nil)].first { $0.1 }!.0
-            throw JSONReadError(message: "missing \"\(missing)\" in a record group", offset: reader.offset)
-        }
-        self.init(table: table, columns: columns, rows: rows)
+        let group = try reader.group("a record group", withUser: false) { (reader) throws(JSONReadError) in try RecordRow(reading: &reader) }
+        self.init(table: group.table, columns: group.columns, rows: group.rows)
     }
 }
 
@@ -319,11 +247,7 @@ extension RecordRow {
             }
             writer.byte(UInt8(ascii: "}"))
         }
-        for value in values {
-            writer.byte(UInt8(ascii: ","))
-            try writer.value(value)
-        }
-        writer.byte(UInt8(ascii: "]"))
+        try writer.closeRow(values: values)
     }
 
     init(reading reader: inout JSONReader) throws(JSONReadError) {
@@ -340,10 +264,7 @@ extension RecordRow {
                 try reader.expect(UInt8(ascii: "]"), "the end of a stamp [hlc, replica, user]")
             }
         }
-        var values: [FieldValue] = []
-        while try reader.hasNextElement(in: "a record row") {
-            values.append(try reader.value("a field value"))
-        }
+        let values = try reader.rowValues(in: "a record row")
         self.init(id: id, stamps: FieldStamps(base: base, overrides: overrides), values: values)
     }
 }
@@ -360,7 +281,85 @@ extension Stamp {
     }
 }
 
+extension JSONWriter {
+    /// The values that end a row of either message, and the row's closing bracket.
+    mutating func closeRow(values: [FieldValue]) throws(JSONWriteError) {
+        for value in values {
+            byte(UInt8(ascii: ","))
+            try self.value(value)
+        }
+        byte(UInt8(ascii: "]"))
+    }
+
+    /// A group of either message: `{"t": table, "u": user, "c": [field…], "r": [row…]}`, `u` only in a push.
+    mutating func group<Row>(
+        table: String,
+        user: String?,
+        columns: [String],
+        rows: [Row],
+        _ writeRow: (Row, inout JSONWriter) throws(JSONWriteError) -> Void
+    ) throws(JSONWriteError) {
+        byte(UInt8(ascii: "{"))
+        key("t")
+        string(table)
+        if let user {
+            byte(UInt8(ascii: ","))
+            key("u")
+            string(user)
+        }
+        byte(UInt8(ascii: ","))
+        key("c")
+        strings(columns)
+        byte(UInt8(ascii: ","))
+        key("r")
+        byte(UInt8(ascii: "["))
+        for (index, row) in rows.enumerated() {
+            if index > 0 { byte(UInt8(ascii: ",")) }
+            try writeRow(row, &self)
+        }
+        ascii("]}")
+    }
+}
+
 extension JSONReader {
+    /// Reads a group written by ``JSONWriter/group(table:user:columns:rows:_:)``; `u` is required when `withUser`.
+    mutating func group<Row>(
+        _ what: String,
+        withUser: Bool,
+        _ readRow: (inout JSONReader) throws(JSONReadError) -> Row
+    ) throws(JSONReadError) -> (table: String, user: String?, columns: [String], rows: [Row]) {
+        var table: String?
+        var user: String?
+        var columns: [String]?
+        var rows: [Row]?
+        try object(what) { (reader, key) throws(JSONReadError) in
+            switch key {
+            case "t": table = try reader.string("the group's table \"t\"")
+            case "u" where withUser: user = try reader.string("the group's user \"u\"")
+            case "c": columns = try reader.strings("the group's fields \"c\"")
+            case "r":
+                var read: [Row] = []
+                try reader.array("the group's rows \"r\"") { (reader) throws(JSONReadError) in read.append(try readRow(&reader)) }
+                rows = read
+            default: try reader.skipValue()
+            }
+        }
+        let missing = [("t", table == nil), ("u", withUser && user == nil), ("c", columns == nil), ("r", rows == nil)].first { $0.1 }
+        guard missing == nil, let table, let columns, let rows else {
+            throw JSONReadError(message: "missing \"\(missing?.0 ?? "")\" in \(what)", offset: offset)
+        }
+        return (table, user, columns, rows)
+    }
+
+    /// The values that end a row of either message, through its closing bracket.
+    mutating func rowValues(in what: String) throws(JSONReadError) -> [FieldValue] {
+        var values: [FieldValue] = []
+        while try hasNextElement(in: what) {
+            values.append(try value("a field value"))
+        }
+        return values
+    }
+
     /// An array of strings.
     mutating func strings(_ what: @autoclosure () -> String) throws(JSONReadError) -> [String] {
         var strings: [String] = []
