@@ -31,7 +31,14 @@ struct SyncController {
             receivedAt: Date().formatted(.iso8601)
         )
         let work: @Sendable () async throws -> PushResponse = { [store, clock, logger = context.logger] in
-            let outcome = try await store.push(checked, principal: principal)
+            let outcome: PushOutcome
+            do {
+                outcome = try await store.push(checked, principal: principal)
+            } catch let error as ServerError {
+                // Logged here too: an asynchronous push's outcome may never be collected.
+                logger.info("push refused", metadata: ["sync.replica": "\(message.replica)", "sync.error": "\(error.code.rawValue)"])
+                throw error
+            }
             for group in message.groups {
                 for row in group.rows { clock.receive(row.seq) }
             }
