@@ -29,8 +29,12 @@ public struct OutboxBatch: Sendable {
 
     /// Whether no record is in both batches.
     func isDisjoint(with other: OutboxBatch) -> Bool {
-        let records = Set(entries.map { "\($0.table)\u{1}\($0.id)" })
-        return !other.entries.contains { records.contains("\($0.table)\u{1}\($0.id)") }
+        struct Key: Hashable {
+            var table: String
+            var id: String
+        }
+        let records = Set(entries.map { Key(table: $0.table, id: $0.id) })
+        return !other.entries.contains { records.contains(Key(table: $0.table, id: $0.id)) }
     }
 }
 

@@ -42,10 +42,10 @@ extension SQLiteSyncStore {
                 // The records' values: one query per table for the whole page, not one per record.
                 var idsByTable: [String: [String]] = [:]
                 for shadow in page { idsByTable[shadow[0], default: []].append(shadow[1]) }
-                var valuesByTable: [String: [String: [FieldValue]]] = [:]
+                var valuesByTable: [String: (table: TableSchema, values: [String: [FieldValue]])] = [:]
                 for (tableName, ids) in idsByTable {
                     // Tables and fields the client's schema does not have yet are left out.
-                    guard schema.contains(table: tableName), let table = try? schema.table(tableName) else { continue }
+                    guard let table = try? schema.table(tableName) else { continue }
                     var values: [String: [FieldValue]] = [:]
                     values.reserveCapacity(ids.count)
                     let rows = try Row.fetchCursor(
@@ -55,12 +55,12 @@ extension SQLiteSyncStore {
                     while let row = try rows.next() {
                         values[row[0]] = (1...table.columns.count).map { row.fieldValue(atIndex: $0) }
                     }
-                    valuesByTable[tableName] = values
+                    valuesByTable[tableName] = (table, values)
                 }
                 for shadow in page {
                     let tableName: String = shadow[0]
                     let id: String = shadow[1]
-                    guard let table = try? schema.table(tableName), let values = valuesByTable[tableName]?[id] else { continue }
+                    guard let (table, byID) = valuesByTable[tableName], let values = byID[id] else { continue }
                     var stamps = try FieldStamps(row: shadow, startingAt: 3)
                     if !stamps.overrides.isEmpty {
                         stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
