@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "TrialRecordsTests", dependencies: ["TrialRecords"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SiteSyncClientTests",
-            dependencies: ["SiteSyncClient", "TrialRecords", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["SiteSyncClient", "SiteSyncSQLite", "TrialRecords", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -5,7 +5,7 @@ import SiteSyncSQLite
 extension Replica {
     /// The replica's migrations: its own bookkeeping tables, then one per schema version, each
     /// reinstalling the change-tracking triggers of the tables it touched.
-    var migrator: DatabaseMigrator {
+    static func migrator(schema: Schema) -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("sitesync-v1") { db in
             try db.execute(
@@ -49,11 +49,91 @@ extension Replica {
                     """
             )
         }
+        // Registered before the schema migrations, so that a new replica installs its tracking on
+        // this layout directly; a replica made before it runs it last, and it reinstalls the
+        // tracking of the tables that replica has.
+        migrator.registerMigration("sitesync-v2-compact-shadows") { db in
+            try Replica.compactShadows(db, schema: schema)
+        }
         registerSchemaMigrations(&migrator, schema: schema, prefix: "") { db, tables in
             for table in tables {
                 try Replica.installTracking(db, table: table)
             }
         }
         return migrator
+    }
+
+    /// Moves the shadow rows to the compact layout of `sitesync-v2`, with the same stamps and the
+    /// same outbox, and reinstalls the change tracking of every table the replica has.
+    ///
+    /// A tracked insert writes one shadow row and one outbox entry, and that is most of the cost of
+    /// tracking. The first layout keyed the rows by the table's name, stored each row's replica id
+    /// and user as text, and kept the outbox as a partial index of the shadow rows. Here the table is
+    /// a small integer from `_sitesync_tables` and the replica and user one integer from
+    /// `_sitesync_actors`, which makes the rows and the keys compared on every insert about half as
+    /// long; and the outbox is a table keyed by sequence number, to which an insert appends.
+    static func compactShadows(_ db: Database, schema: Schema) throws {
+        try db.execute(
+            sql: """
+                -- Every table that has tracked records, by a small code.
+                CREATE TABLE _sitesync_tables (
+                    code INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE
+                );
+                -- Every replica and user pair a record was stamped with.
+                CREATE TABLE _sitesync_actors (
+                    actor INTEGER PRIMARY KEY,
+                    replica TEXT NOT NULL,
+                    user TEXT NOT NULL,
+                    UNIQUE (replica, user)
+                );
+                -- One shadow row per record: the stamps of its fields, and its outbox entry.
+                --   tbl:     the record's table (_sitesync_tables.code)
+                --   hlc, actor: the stamp of every field not in `fields` (actor: _sitesync_actors.actor)
+                --   fields:  JSON {field: [hlc, replica, user]} of fields stamped otherwise
+                --   pending: NULL when synced; else the HLC of the latest local write, the sequence
+                --            number of the record's entry in _sitesync_outbox
+                --   base:    NULL with pending set: a record created here, every field new;
+                --            else JSON {field: [hlc, replica, user]}: the fields to push and the stamp each
+                --            had before its first local edit
+                --   held:    JSON {field: [value, [hlc, replica, user]]}: local values not yet pushed that a
+                --            newer pulled value replaced; pushed so the server can log them
+                CREATE TABLE _sitesync_shadows (
+                    tbl INTEGER NOT NULL,
+                    id TEXT NOT NULL,
+                    hlc INTEGER NOT NULL,
+                    actor INTEGER NOT NULL,
+                    fields TEXT,
+                    pending INTEGER,
+                    base TEXT,
+                    held TEXT,
+                    PRIMARY KEY (tbl, id)
+                ) WITHOUT ROWID;
+                INSERT INTO _sitesync_tables (name) SELECT DISTINCT tbl FROM _sitesync_records ORDER BY tbl;
+                INSERT INTO _sitesync_actors (replica, user)
+                    SELECT DISTINCT replica, user FROM _sitesync_records ORDER BY replica, user;
+                INSERT INTO _sitesync_shadows (tbl, id, hlc, actor, fields, pending, base, held)
+                    SELECT t.code, r.id, r.hlc, a.actor, r.fields, r.pending, r.base, r.held
+                    FROM _sitesync_records AS r
+                    JOIN _sitesync_tables AS t ON t.name = r.tbl
+                    JOIN _sitesync_actors AS a ON a.replica = r.replica AND a.user = r.user;
+                DROP TABLE _sitesync_records;
+                -- The outbox: one entry per pending record, in the order of its latest local write.
+                --   seq: the record's `pending`, its per-replica sequence number
+                CREATE TABLE _sitesync_outbox (
+                    seq INTEGER PRIMARY KEY,
+                    tbl INTEGER NOT NULL,
+                    id TEXT NOT NULL
+                );
+                INSERT INTO _sitesync_outbox (seq, tbl, id)
+                    SELECT pending, tbl, id FROM _sitesync_shadows WHERE pending IS NOT NULL;
+                """
+        )
+        // The tables of the schema versions this replica was migrated to; none in a new replica.
+        if let version = try appliedSchemaVersion(db, schema: schema, prefix: "") {
+            for table in schema.restricted(to: version).tables {
+                try installTracking(db, table: table)
+            }
+        }
     }
 }

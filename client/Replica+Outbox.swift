@@ -81,9 +81,11 @@ enum ShadowJSON {
 extension Replica {
     /// Number of records waiting to be pushed.
     public func pendingCount() throws -> Int {
-        try writer.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_records WHERE pending IS NOT NULL") ?? 0
-        }
+        try writer.read(Replica.pendingCount)
+    }
+
+    static func pendingCount(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_outbox") ?? 0
     }
 
     /// Reads the oldest pending changes, at most `limit` records with sequence numbers above `after`.
@@ -95,8 +97,11 @@ extension Replica {
         return try writer.read { db -> OutboxBatch? in
             let shadows = try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    SELECT tbl, id, hlc, replica, user, fields, pending, base, held FROM _sitesync_records
-                    WHERE pending IS NOT NULL AND pending > ? ORDER BY pending LIMIT ?
+                    SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held
+                    FROM _sitesync_outbox AS o
+                    JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
+                    JOIN _sitesync_actors AS a ON a.actor = s.actor
+                    WHERE o.seq > ? ORDER BY o.seq LIMIT ?
                     """),
                 arguments: [after.rawValue, limit]
             )
@@ -114,10 +119,9 @@ extension Replica {
             var reads: [String: Statement] = [:]
             var skipped = false
             for shadow in shadows {
-                let tableName: String = shadow[0]
                 let id: String = shadow[1]
                 // A table this build no longer knows cannot be read or pushed; it stays queued.
-                guard let table = try? schema.table(tableName) else {
+                guard let tableName = tableCodes.name(shadow[0]), let table = try? schema.table(tableName) else {
                     skipped = true
                     continue
                 }
@@ -201,23 +205,33 @@ extension Replica {
         try writer.write { db in
             var rebased = 0
             if let after = batch.first, response.acked >= batch.lastSeq {
-                // The batch is exactly the pending records in (after, lastSeq]: clear them as one range.
+                // The batch is exactly the outbox entries in (after, lastSeq]: clear them as one range.
                 // Records edited during the push have a newer sequence number and stay pending.
+                let range: StatementArguments = [after.rawValue, batch.lastSeq.rawValue]
                 try db.execute(
-                    sql: "UPDATE _sitesync_records SET pending = NULL, base = NULL, held = NULL WHERE pending > ? AND pending <= ?",
-                    arguments: [after.rawValue, batch.lastSeq.rawValue]
+                    sql: """
+                        UPDATE _sitesync_shadows SET pending = NULL, base = NULL, held = NULL
+                        FROM (SELECT tbl, id FROM _sitesync_outbox WHERE seq > ? AND seq <= ?) AS o
+                        WHERE _sitesync_shadows.tbl = o.tbl AND _sitesync_shadows.id = o.id
+                        """,
+                    arguments: range
                 )
-                if db.changesCount == batch.entries.count {
+                let cleared = db.changesCount
+                try db.execute(sql: "DELETE FROM _sitesync_outbox WHERE seq > ? AND seq <= ?", arguments: range)
+                if cleared == batch.entries.count {
                     try recordServerReply(db, hlc: max(response.hlc, response.acked))
                     return 0
                 }
             }
             let clear = try db.cachedStatement(
-                sql: "UPDATE _sitesync_records SET pending = NULL, base = NULL, held = NULL WHERE tbl = ? AND id = ? AND pending = ?"
+                sql: "UPDATE _sitesync_shadows SET pending = NULL, base = NULL, held = NULL WHERE tbl = ? AND id = ? AND pending = ?"
             )
+            let remove = try db.cachedStatement(sql: "DELETE FROM _sitesync_outbox WHERE seq = ?")
             for entry in batch.entries where entry.seq <= response.acked {
-                try clear.execute(arguments: [entry.table, entry.id, entry.seq.rawValue])
-                if db.changesCount == 0, try rebase(db, entry) {
+                try clear.execute(arguments: [tableCodes.code(entry.table), entry.id, entry.seq.rawValue])
+                if db.changesCount == 1 {
+                    try remove.execute(arguments: [entry.seq.rawValue])
+                } else if try rebase(db, entry) {
                     rebased += 1
                 }
             }
@@ -228,9 +242,10 @@ extension Replica {
 
     /// Rebases a record edited again during its push; returns false when it is no longer pending.
     private func rebase(_ db: Database, _ entry: OutboxBatch.Entry) throws -> Bool {
+        let code = try tableCodes.code(entry.table)
         guard let shadow = try Row.fetchOne(
-            db, sql: "SELECT hlc, replica, user, fields, base, held FROM _sitesync_records WHERE tbl = ? AND id = ? AND pending IS NOT NULL",
-            arguments: [entry.table, entry.id]
+            db, sql: "SELECT \(ShadowSQL.stamps), s.base, s.held FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
+            arguments: [code, entry.id]
         ) else { return false }
         let replica = try requireIdentity().replicaID
         let pushed = zip(entry.columns, entry.hlcs).map { (column: $0, stamp: Stamp(hlc: $1, replica: replica, user: entry.user)) }
@@ -251,8 +266,8 @@ extension Replica {
         var held = try ShadowJSON.decode([String: HeldValue].self, shadow[5]) ?? [:]
         for column in entry.columns { held[column] = nil }
         try db.execute(
-            sql: "UPDATE _sitesync_records SET base = ?, held = ? WHERE tbl = ? AND id = ?",
-            arguments: [ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), entry.table, entry.id]
+            sql: "UPDATE _sitesync_shadows SET base = ?, held = ? WHERE tbl = ? AND id = ?",
+            arguments: [ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), code, entry.id]
         )
         return true
     }

@@ -21,11 +21,12 @@ extension Replica {
         try writer.write { db in
             let changed = try state.untracked {
                 var changed = 0
+                var actors = Actors()
                 for group in response.groups {
                     // Tables and fields this build does not know are left to a newer build.
                     guard let table = try? schema.table(group.table) else { continue }
-                    let plan = try GroupPlan(db, table: table, group: group)
-                    for row in group.rows where try applyRow(db, plan, row: row) {
+                    let plan = try GroupPlan(db, table: table, code: tableCodes.code(table.name), group: group)
+                    for row in group.rows where try applyRow(db, plan, row: row, actors: &actors) {
                         changed += 1
                     }
                 }
@@ -42,6 +43,8 @@ extension Replica {
     /// How the fields of a pulled group map onto a local table, and the statements to apply them.
     private struct GroupPlan {
         let table: TableSchema
+        /// The table's code in the shadow rows.
+        let code: Int64
         /// The group's fields this build knows, with their position in the group.
         let known: [(offset: Int, element: String)]
         let insert: Statement
@@ -49,40 +52,41 @@ extension Replica {
         /// The shadow rows of the group's records this replica holds already, by id.
         let shadows: [String: Row]
 
-        init(_ db: Database, table: TableSchema, group: RecordGroup) throws {
+        init(_ db: Database, table: TableSchema, code: Int64, group: RecordGroup) throws {
             self.table = table
+            self.code = code
             self.known = group.columns.enumerated().filter { table.column($0.element) != nil }
             insert = try db.cachedStatement(sql: table.insertSQL(columns: known.map(\.element)))
-            insertShadow = try db.cachedStatement(sql: "INSERT INTO _sitesync_records (tbl, id, hlc, replica, user, fields) VALUES (?, ?, ?, ?, ?, ?)")
+            insertShadow = try db.cachedStatement(sql: "INSERT INTO _sitesync_shadows (tbl, id, hlc, actor, fields) VALUES (?, ?, ?, ?, ?)")
             // One lookup for the whole group: records new to this replica (a first sync: all) skip the point lookup.
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT id, hlc, replica, user, fields, pending, base, held FROM _sitesync_records
-                    WHERE tbl = ? AND id IN (SELECT value FROM json_each(?))
+                    SELECT s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held FROM \(ShadowSQL.source)
+                    WHERE s.tbl = ? AND s.id IN (SELECT value FROM json_each(?))
                     """,
-                arguments: [table.name, JSONWriter.array(of: group.rows.map(\.id))]
+                arguments: [code, JSONWriter.array(of: group.rows.map(\.id))]
             )
             shadows = Dictionary(rows.map { ($0[0] as String, $0) }, uniquingKeysWith: { first, _ in first })
         }
     }
 
     /// Merges one pulled record; returns whether anything changed.
-    private func applyRow(_ db: Database, _ plan: GroupPlan, row: RecordRow) throws -> Bool {
+    private func applyRow(_ db: Database, _ plan: GroupPlan, row: RecordRow, actors: inout Actors) throws -> Bool {
         let table = plan.table
         let known = plan.known
         guard let shadow = plan.shadows[row.id] else {
-            // The shadow row first: the insert trigger then finds it and records nothing.
+            // Tracking is off: the insert trigger does not run, the shadow row records the pulled stamps.
             var stamps = row.stamps
             if !stamps.overrides.isEmpty {
                 stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
             }
+            let actor = try actors.actor(db, replica: stamps.base.version.replica, user: stamps.base.user)
             try plan.insertShadow.execute { arguments in
-                arguments.bind(table.name)
+                arguments.bind(plan.code)
                 arguments.bind(row.id)
                 arguments.bind(stamps.base.version.hlc.rawValue)
-                arguments.bind(stamps.base.version.replica)
-                arguments.bind(stamps.base.user)
+                arguments.bind(actor)
                 arguments.bind(stamps.overridesJSON)
             }
             try plan.insert.execute { arguments in
@@ -119,9 +123,11 @@ extension Replica {
             arguments: StatementArguments(updates.map(\.value) + [row.id])
         )
         local.compact(fields: table.columnNames)
-        try db.execute(
-            sql: "UPDATE _sitesync_records SET hlc = ?, replica = ?, user = ?, fields = ?, held = ? WHERE tbl = ? AND id = ?",
-            arguments: StatementArguments(local.storedValues + [held.isEmpty ? nil : ShadowJSON.encode(held), table.name, row.id])
+        try db.cachedStatement(sql: "UPDATE _sitesync_shadows SET hlc = ?, actor = ?, fields = ?, held = ? WHERE tbl = ? AND id = ?").execute(
+            arguments: [
+                local.base.version.hlc.rawValue, actors.actor(db, replica: local.base.version.replica, user: local.base.user),
+                local.overridesJSON, held.isEmpty ? nil : ShadowJSON.encode(held), plan.code, row.id,
+            ]
         )
         return true
     }

@@ -85,7 +85,10 @@ extension Replica {
                 _ = try write(db, identity: identity, table: table.name, id: conflict.recordID, [conflict.field: value])
             } else {
                 // The value is already there: stamp it afresh so the decision wins over older writes everywhere.
-                try db.execute(sql: Replica.restampSQL(table: table.name, field: conflict.field, id: "?", stamp: StampSQL(db)), arguments: [conflict.recordID])
+                try db.execute(
+                    sql: Replica.restampSQL(table: tableCodes.code(table.name), field: conflict.field, id: ":id", stamp: StampSQL(db)),
+                    arguments: ["id": conflict.recordID]
+                )
             }
             let resolution = Conflict.Resolution(decision: choice.decision, reviewer: identity.user, reason: reason, resolvedAt: Timestamp.now())
             _ = try write(db, identity: identity, table: TableSchema.conflicts.name, id: id, [
@@ -110,7 +113,10 @@ extension Replica {
         return try writer.read { db in
             let record = try fields(db, tableSchema, id: id)
             guard !record.isEmpty,
-                let shadow = try Row.fetchOne(db, sql: "SELECT hlc, replica, user, fields FROM _sitesync_records WHERE tbl = ? AND id = ?", arguments: [table, id])
+                let shadow = try Row.fetchOne(
+                    db, sql: "SELECT \(ShadowSQL.stamps) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?",
+                    arguments: [tableCodes.code(table), id]
+                )
             else { throw ReplicaError.recordNotFound(table: table, id: id) }
             let stamps = try FieldStamps(row: shadow, startingAt: 0)
             var byStamp: [Stamp: [FieldHistory]] = [:]

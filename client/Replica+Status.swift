@@ -41,7 +41,7 @@ extension Replica {
                 replica: identity.replicaID,
                 user: identity.user,
                 server: identity.serverURL.absoluteString,
-                pendingChanges: try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_records WHERE pending IS NOT NULL") ?? 0,
+                pendingChanges: try Replica.pendingCount(db),
                 openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE status = 'open'") ?? 0,
                 lastSync: meta?["last_sync"],
                 clockOffsetMilliseconds: meta?["clock_offset_ms"]

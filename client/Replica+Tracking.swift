@@ -4,23 +4,26 @@ import SiteSyncCore
 extension Replica {
     /// Installs the triggers that track local writes of `table` into the outbox, in the writer's transaction.
     ///
-    /// - An insert creates the shadow row: every field stamped with one fresh HLC, pending. It needs no
-    ///   tracking check: a pulled record's shadow row is written before its data row, so the
-    ///   trigger's insert is ignored, and a local insert never finds one (records are never deleted).
-    /// - An update of a field re-stamps that field, marks the record pending with the new HLC, and
-    ///   records the field's previous stamp as its base unless an earlier unpushed edit already did.
+    /// - An insert appends the record to the outbox at a fresh HLC and creates its shadow row: every
+    ///   field stamped with that HLC, pending. A record is never replaced (`INSERT OR REPLACE` of an
+    ///   existing id): SQLite would drop the old row without its delete trigger, and the record's
+    ///   stamps would be lost, so the insert refuses it.
+    /// - An update of a field re-stamps that field, moves the record to the end of the outbox at the
+    ///   new HLC, and records the field's previous stamp as its base unless an earlier unpushed edit
+    ///   already did.
     /// - Deleting a row and changing an id or a site are refused: deletes are soft, with a reason.
     /// - Creating records of a table the server alone creates, or changing a field the server owns, is refused.
     ///
     /// Triggers skip their work while the sync engine applies pulled changes (`sitesync_tracking()` is 0).
-    /// The replica id and user are written into the triggers as literals once the replica has an
-    /// identity (`initialize` reinstalls them), which saves two function calls per tracked write;
-    /// before that the triggers call `sitesync_replica()`, which refuses the write.
+    /// The table's code, and the replica's actor, id and user are written into the triggers as
+    /// literals once the replica has an identity (`initialize` reinstalls them), which saves lookups
+    /// and function calls on every tracked write; before that the triggers call `sitesync_replica()`,
+    /// which refuses the write.
     static func installTracking(_ db: Database, table: TableSchema) throws {
         let name = table.name
         let stamp = try StampSQL(db)
         let quoted = name.quotedDatabaseIdentifier
-        let literal = "'\(name)'"
+        let code = try TableCodes.assign(db, table: name)
         for suffix in ["ai", "bd", "bu_id", "bu_site"] + table.columns.map({ "au_\($0.name)" }) {
             try db.execute(sql: "DROP TRIGGER IF EXISTS \("_sitesync_\(name)_\(suffix)".quotedDatabaseIdentifier)")
         }
@@ -44,10 +47,12 @@ extension Replica {
         try db.execute(
             sql: table.clientCreatable
                 ? """
-                    CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) BEGIN
-                        INSERT OR IGNORE INTO _sitesync_records (tbl, id, hlc, replica, user, pending)
-                        SELECT \(literal), NEW.id, s.h, \(stamp.replica), \(stamp.user), s.h
-                        FROM (SELECT sitesync_tick() AS h) AS s;
+                    CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
+                        INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (sitesync_tick(), \(code), NEW.id);
+                        INSERT INTO _sitesync_shadows (tbl, id, hlc, actor, pending)
+                        VALUES (\(code), NEW.id, last_insert_rowid(), \(stamp.actor), last_insert_rowid())
+                        ON CONFLICT (tbl, id) DO UPDATE SET hlc = RAISE(ABORT,
+                            'records of \(name) are never replaced: update the fields that change instead');
                     END;
                     """
                 : "CREATE TRIGGER \(trigger("ai")) BEFORE INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN \(refusal) END;"
@@ -68,46 +73,57 @@ extension Replica {
                 sql: """
                     CREATE TRIGGER \(trigger("au_\(column.name)")) AFTER UPDATE OF \(field) ON \(quoted)
                     WHEN NEW.\(field) IS NOT OLD.\(field) AND sitesync_tracking() BEGIN
-                        \(restampSQL(table: name, field: column.name, id: "NEW.id", stamp: stamp));
+                        \(restampSQL(table: code, field: column.name, id: "NEW.id", stamp: stamp));
                     END;
                     """
             )
         }
     }
 
-    /// The statement that records a local write of `field` in the record's shadow row: a fresh stamp,
-    /// the record pending at the new HLC, and the field's previous stamp kept as its base unless an
-    /// earlier unpushed edit already recorded one (or the record was created here and never pushed).
-    static func restampSQL(table: String, field: String, id: String, stamp: StampSQL) -> String {
+    /// The statements that record a local write of `field` of the record `id` (an SQL expression):
+    /// an outbox entry at a fresh HLC in place of the record's previous one, the field stamped with
+    /// that HLC, and the field's previous stamp kept as its base unless an earlier unpushed edit
+    /// already recorded one (or the record was created here and never pushed).
+    ///
+    /// The new entry's sequence number is read back with `last_insert_rowid()`, so one tick serves
+    /// both the entry and the stamp.
+    static func restampSQL(table code: Int64, field: String, id: String, stamp: StampSQL) -> String {
         let path = "'$.\(field)'"
         return """
-            UPDATE _sitesync_records SET
+            INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (sitesync_tick(), \(code), \(id));
+            DELETE FROM _sitesync_outbox WHERE seq = (SELECT pending FROM _sitesync_shadows WHERE tbl = \(code) AND id = \(id));
+            UPDATE _sitesync_shadows SET
                 base = CASE
                     WHEN pending IS NOT NULL AND base IS NULL THEN NULL
                     WHEN json_type(base, \(path)) IS NOT NULL THEN base
-                    ELSE json_set(coalesce(base, '{}'), \(path),
-                                  json(coalesce(json_extract(fields, \(path)), json_array(hlc, replica, user))))
+                    ELSE json_set(coalesce(base, '{}'), \(path), json(coalesce(
+                        json_extract(fields, \(path)),
+                        (SELECT json_array(_sitesync_shadows.hlc, a.replica, a.user) FROM _sitesync_actors AS a
+                         WHERE a.actor = _sitesync_shadows.actor))))
                 END,
-                fields = json_set(coalesce(fields, '{}'), \(path), json_array(s.h, \(stamp.replica), \(stamp.user))),
+                fields = json_set(coalesce(fields, '{}'), \(path), json_array(last_insert_rowid(), \(stamp.replica), \(stamp.user))),
                 held = CASE WHEN held IS NULL THEN NULL ELSE nullif(json_remove(held, \(path)), '{}') END,
-                pending = s.h
-            FROM (SELECT sitesync_tick() AS h) AS s
-            WHERE tbl = '\(table)' AND id = \(id)
+                pending = last_insert_rowid()
+            WHERE tbl = \(code) AND id = \(id)
             """
     }
 }
 
-/// The SQL that gives a local write its replica id and user inside a trigger.
+/// The SQL that gives a local write its actor, replica id and user inside a trigger.
 struct StampSQL {
+    let actor: String
     let replica: String
     let user: String
 
-    /// Literals of the stored identity, quoted by SQLite itself; the refusing functions before `init`.
+    /// Literals of the stored identity, quoted by SQLite itself, and its actor (added if new); the
+    /// refusing functions before `init`.
     init(_ db: Database) throws {
-        if let identity = try Row.fetchOne(db, sql: "SELECT quote(replica_id), quote(user) FROM _sitesync_meta") {
-            replica = identity[0]
-            user = identity[1]
+        if let identity = try Row.fetchOne(db, sql: "SELECT replica_id, user, quote(replica_id), quote(user) FROM _sitesync_meta") {
+            actor = String(try Actors.intern(db, replica: identity[0], user: identity[1]))
+            replica = identity[2]
+            user = identity[3]
         } else {
+            actor = "sitesync_replica()"
             replica = "sitesync_replica()"
             user = "sitesync_user()"
         }

@@ -19,6 +19,8 @@ public struct Replica: Sendable {
     /// The tables this replica knows.
     public let schema: Schema
     let state: ReplicaState
+    /// The codes of the tracked tables in the shadow rows.
+    let tableCodes: TableCodes
 
     /// Opens (creating and migrating if needed) the replica stored at `path`, in WAL mode.
     public static func open(path: String, schema: Schema, wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds) throws -> Replica {
@@ -44,7 +46,8 @@ public struct Replica: Sendable {
         self.writer = writer
         self.schema = schema
         self.state = state
-        try migrator.migrate(writer)
+        try Replica.migrator(schema: schema).migrate(writer)
+        tableCodes = try writer.read { db in try TableCodes(db) }
         try writer.read { db in
             guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, hlc FROM _sitesync_meta") else { return }
             state.current = ReplicaIdentity(
@@ -52,7 +55,7 @@ public struct Replica: Sendable {
                 serverURL: URL(string: meta["server_url"])!, token: meta["token"]
             )
             // Every HLC this replica issued is either still pending or at most the persisted clock.
-            let pending = try Int64.fetchOne(db, sql: "SELECT max(pending) FROM _sitesync_records WHERE pending IS NOT NULL") ?? 0
+            let pending = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM _sitesync_outbox") ?? 0
             state.clock.receive(HLC(rawValue: max(meta["hlc"], pending)))
         }
     }

@@ -62,7 +62,7 @@ public func registerSchemaMigrations(
 ) {
     for version in 1...max(1, schema.version) {
         let atVersion = schema.restricted(to: version)
-        migrator.registerMigration("\(prefix)schema-v\(version)") { db in
+        migrator.registerMigration(schemaMigrationIdentifier(version, prefix: prefix)) { db in
             var touched: [TableSchema] = []
             for table in atVersion.tables {
                 if table.since == version {
@@ -79,4 +79,15 @@ public func registerSchemaMigrations(
             try afterEach?(db, touched)
         }
     }
+}
+
+/// The latest schema version whose migration, registered by ``registerSchemaMigrations(_:schema:prefix:afterEach:)``,
+/// `db` has applied; nil when none has been.
+public func appliedSchemaVersion(_ db: Database, schema: Schema, prefix: String) throws -> Int? {
+    let applied = try DatabaseMigrator().appliedIdentifiers(db)
+    return (1...max(1, schema.version)).last { applied.contains(schemaMigrationIdentifier($0, prefix: prefix)) }
+}
+
+private func schemaMigrationIdentifier(_ version: Int, prefix: String) -> String {
+    "\(prefix)schema-v\(version)"
 }
