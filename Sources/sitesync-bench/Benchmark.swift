@@ -33,8 +33,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Delta rounds per size; the median is reported.")
     var rounds = 20
 
-    @Option(name: .customLong("repeat"), help: "Repetitions of local_write, each on a fresh replica; medians are reported.")
-    var repetitions = 3
+    @Option(name: .customLong("repeat"), help: "Repetitions of local_write, each on a fresh replica; medians are reported, with the ratio's range.")
+    var repetitions = 5
 
     @Option(help: "Working folder for the databases (emptied first).")
     var directory = "bench-out"
@@ -68,11 +68,14 @@ struct Run: AsyncParsableCommand {
                 }
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            let ratios = timings.map { $0.untracked / $0.tracked }
             report.add("local_write", [
                 "rows": .integer(Int64(records)), "batch": .integer(1000), "repetitions": .integer(Int64(repetitions)),
                 "untracked_rows_per_s": .real(median(timings.map { Double(records) / $0.untracked })),
                 "tracked_rows_per_s": .real(median(timings.map { Double(records) / $0.tracked })),
-                "tracked_over_untracked": .real(median(timings.map { $0.untracked / $0.tracked })),
+                "tracked_over_untracked": .real(median(ratios)),
+                "tracked_over_untracked_min": .real(ratios.min()!),
+                "tracked_over_untracked_max": .real(ratios.max()!),
             ])
 
             // push: the last replica's 100,000 adverse events
