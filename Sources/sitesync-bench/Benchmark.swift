@@ -52,20 +52,13 @@ struct Run: AsyncParsableCommand {
         let report = Report()
 
         try await BenchServer.run(databasePath: folder.appendingPathComponent("server.sqlite").path) { server in
-            // local_write: the same rows, tracked and untracked, on fresh replicas, alternating which goes
-            // first; the shared machine is noisy, so the medians of the repetitions are reported.
+            // local_write: the same rows, tracked and untracked, batch by batch, on a fresh replica each
+            // repetition; the shared machine is noisy, so the medians of the repetitions are reported.
             var laptop: BenchReplica!
             var timings: [(tracked: Double, untracked: Double)] = []
             for repetition in 0..<repetitions {
                 laptop = try server.replica(folder.appendingPathComponent("push-\(repetition).sqlite").path, site: "S01")
-                let rows = AdverseEventGenerator(site: "S01").rows(records)
-                if repetition % 2 == 0 {
-                    let untracked = try laptop.replica.insertUntracked(rows)
-                    timings.append((try laptop.replica.insertTracked(rows), untracked))
-                } else {
-                    let tracked = try laptop.replica.insertTracked(rows)
-                    timings.append((tracked, try laptop.replica.insertUntracked(rows)))
-                }
+                timings.append(try laptop.replica.insertTrackedAndUntracked(AdverseEventGenerator(site: "S01").rows(records)))
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             let ratios = timings.map { $0.untracked / $0.tracked }
@@ -118,7 +111,7 @@ struct Run: AsyncParsableCommand {
                     var remaining = size - ids.count
                     while remaining > 0 {
                         let rows = generator.rows(min(remaining, 100_000))
-                        _ = try writer.replica.insertTracked(rows)
+                        try writer.replica.insertTracked(rows)
                         ids += rows.map(\.id)
                         remaining -= rows.count
                         _ = try await writer.engine().sync()

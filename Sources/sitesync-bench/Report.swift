@@ -19,10 +19,12 @@ final class Report: Sendable {
 
     func printTable() {
         print("")
-        for (name, values) in lines.withLock({ $0 }) {
+        let lines = lines.withLock { $0 }
+        let width = lines.flatMap { $0.1.map(\.0.count) }.max() ?? 0
+        for (name, values) in lines {
             print(name)
             for (key, value) in values {
-                print("  " + key.padding(toLength: 24, withPad: " ", startingAt: 0) + (value.displayText ?? ""))
+                print("  " + key.padding(toLength: width + 2, withPad: " ", startingAt: 0) + (value.displayText ?? ""))
             }
         }
     }
