@@ -58,7 +58,9 @@ struct Run: AsyncParsableCommand {
             var timings: [(tracked: Double, untracked: Double)] = []
             for repetition in 0..<repetitions {
                 laptop = try server.replica(folder.appendingPathComponent("push-\(repetition).sqlite").path, site: "S01")
-                timings.append(try laptop.replica.insertTrackedAndUntracked(AdverseEventGenerator(site: "S01").rows(records)))
+                let untracked = try UntrackedTable(path: folder.appendingPathComponent("untracked-\(repetition).sqlite").path)
+                let rows = AdverseEventGenerator(site: "S01").rows(records)
+                timings.append(try laptop.replica.insertTrackedAndUntracked(rows, untracked: untracked))
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             let ratios = timings.map { $0.untracked / $0.tracked }

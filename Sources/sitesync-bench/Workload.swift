@@ -36,28 +36,37 @@ struct AdverseEventGenerator {
     }
 }
 
+/// A table identical to `adverse_events`, without change tracking, in a database file of its own
+/// opened like a replica's (WAL, through a GRDB pool), so that neither side's WAL checkpoints are
+/// charged to the other's commits.
+struct UntrackedTable {
+    let writer: DatabasePool
+
+    init(path: String) throws {
+        writer = try DatabasePool(path: path)
+        try writer.write { db in
+            try db.execute(sql: TrialSchema.adverseEvents.restricted(to: TrialSchema.version).createTableSQL)
+        }
+    }
+}
+
 extension Replica {
-    /// Inserts the rows into `adverse_events` (tracked) and into an identical table without change
-    /// tracking, in transactions of 1,000; returns the seconds each side took.
+    /// Inserts the rows into `adverse_events` (tracked) and into `untracked`, in transactions of 1,000;
+    /// returns the seconds each side took.
     ///
     /// The two sides take turns batch by batch, and which goes first alternates, so that a burst of
     /// load on the shared machine falls on both alike instead of on one whole side.
-    func insertTrackedAndUntracked(_ rows: [AdverseEventRow]) throws -> (tracked: Double, untracked: Double) {
-        try writer.write { db in
-            let sql = TrialSchema.adverseEvents.restricted(to: TrialSchema.version).createTableSQL
-                .replacingOccurrences(of: "\"adverse_events\"", with: "\"adverse_events_untracked\"")
-            try db.execute(sql: sql.replacingOccurrences(of: "CREATE TABLE", with: "CREATE TABLE IF NOT EXISTS"))
-        }
+    func insertTrackedAndUntracked(_ rows: [AdverseEventRow], untracked table: UntrackedTable) throws -> (tracked: Double, untracked: Double) {
         var tracked = Duration.zero
         var untracked = Duration.zero
         for (index, start) in stride(from: 0, to: rows.count, by: 1000).enumerated() {
             let batch = rows[start..<min(start + 1000, rows.count)]
             if index % 2 == 0 {
-                untracked += try insert(batch, into: "adverse_events_untracked")
-                tracked += try insert(batch, into: "adverse_events")
+                untracked += try Self.insert(batch, into: table.writer)
+                tracked += try Self.insert(batch, into: writer)
             } else {
-                tracked += try insert(batch, into: "adverse_events")
-                untracked += try insert(batch, into: "adverse_events_untracked")
+                tracked += try Self.insert(batch, into: writer)
+                untracked += try Self.insert(batch, into: table.writer)
             }
         }
         func seconds(_ duration: Duration) -> Double {
@@ -69,15 +78,15 @@ extension Replica {
     /// Inserts rows into `adverse_events` (tracked) in transactions of 1,000.
     func insertTracked(_ rows: [AdverseEventRow]) throws {
         for start in stride(from: 0, to: rows.count, by: 1000) {
-            _ = try insert(rows[start..<min(start + 1000, rows.count)], into: "adverse_events")
+            _ = try Self.insert(rows[start..<min(start + 1000, rows.count)], into: writer)
         }
     }
 
-    /// Inserts `rows` into `table` in one transaction; returns the time taken.
-    private func insert(_ rows: ArraySlice<AdverseEventRow>, into table: String) throws -> Duration {
+    /// Inserts `rows` into the `adverse_events` table of `writer` in one transaction; returns the time taken.
+    private static func insert(_ rows: ArraySlice<AdverseEventRow>, into writer: some DatabaseWriter) throws -> Duration {
         let columns = AdverseEventGenerator.columns.joined(separator: ", ")
         let marks = Array(repeating: "?", count: AdverseEventGenerator.columns.count).joined(separator: ", ")
-        let sql = "INSERT INTO \(table) (\(columns)) VALUES (\(marks))"
+        let sql = "INSERT INTO adverse_events (\(columns)) VALUES (\(marks))"
         let start = ContinuousClock.now
         try writer.write { db in
             let statement = try db.cachedStatement(sql: sql)
