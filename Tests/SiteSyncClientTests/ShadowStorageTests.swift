@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import SiteSyncClient
+@testable import SiteSyncClient
 import SiteSyncCore
 import SiteSyncSQLite
 import Testing
@@ -188,44 +188,18 @@ struct OutboxAudit {
 enum FirstLayoutReplica {
     static func write(path: String, records: (Database) throws -> Void) throws {
         let queue = try DatabaseQueue(path: path)
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("sitesync-v1") { db in
+        // The replica's own first migration, then the trial tables, as the first release ran them.
+        try Replica.migrator(schema: TrialSchema.current).migrate(queue, upTo: "sitesync-v1")
+        var tables = DatabaseMigrator()
+        registerSchemaMigrations(&tables, schema: TrialSchema.current, prefix: "")
+        try tables.migrate(queue)
+        try queue.write { db in
             try db.execute(
                 sql: """
-                    CREATE TABLE _sitesync_meta (
-                        id INTEGER PRIMARY KEY CHECK (id = 1),
-                        replica_id TEXT NOT NULL,
-                        site TEXT NOT NULL,
-                        user TEXT NOT NULL,
-                        server_url TEXT NOT NULL,
-                        token TEXT NOT NULL,
-                        hlc INTEGER NOT NULL,
-                        cursor TEXT NOT NULL,
-                        last_sync TEXT,
-                        clock_offset_ms INTEGER,
-                        created_at TEXT NOT NULL
-                    );
-                    CREATE TABLE _sitesync_records (
-                        tbl TEXT NOT NULL,
-                        id TEXT NOT NULL,
-                        hlc INTEGER NOT NULL,
-                        replica TEXT NOT NULL,
-                        user TEXT NOT NULL,
-                        fields TEXT,
-                        pending INTEGER,
-                        base TEXT,
-                        held TEXT,
-                        PRIMARY KEY (tbl, id)
-                    ) WITHOUT ROWID;
-                    CREATE UNIQUE INDEX _sitesync_outbox ON _sitesync_records (pending) WHERE pending IS NOT NULL;
                     INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, hlc, cursor, created_at)
-                    VALUES (1, 'old-replica', 'S01', 'A. Rivera', 'http://127.0.0.1:9', 'token', 0, '{}', '2026-11-01T00:00:00Z');
+                    VALUES (1, 'old-replica', 'S01', 'A. Rivera', 'http://127.0.0.1:9', 'token', 0, '{}', '2026-11-01T00:00:00Z')
                     """
             )
-        }
-        registerSchemaMigrations(&migrator, schema: TrialSchema.current, prefix: "")
-        try migrator.migrate(queue)
-        try queue.write { db in
             try records(db)
             // The first release's insert trigger, which refers to the old table.
             try db.execute(
