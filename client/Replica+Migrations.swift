@@ -87,7 +87,7 @@ extension Replica {
                     user TEXT NOT NULL,
                     UNIQUE (replica, user)
                 );
-                -- One shadow row per record: the stamps of its fields, and its outbox entry.
+                -- One shadow row per record: the stamps of its fields, and what is left to push.
                 --   tbl:     the record's table (_sitesync_tables.code)
                 --   hlc, actor: the stamp of every field not in `fields` (actor: _sitesync_actors.actor)
                 --   fields:  JSON {field: [hlc, replica, user]} of fields stamped otherwise
