@@ -96,11 +96,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SiteSyncCoreTests", dependencies: ["SiteSyncCore"], swiftSettings: swiftSettings),
+        // Helpers shared by the test targets; not a product.
+        .target(name: "SiteSyncTestSupport", path: "Tests/SiteSyncTestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "SiteSyncCoreTests", dependencies: ["SiteSyncCore", "SiteSyncTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "TrialRecordsTests", dependencies: ["TrialRecords"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SiteSyncClientTests",
-            dependencies: ["SiteSyncClient", "SiteSyncSQLite", "TrialRecords", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "SiteSyncClient", "SiteSyncSQLite", "SiteSyncTestSupport", "TrialRecords", .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -23,16 +23,8 @@ extension Replica {
                         clock_offset_ms INTEGER,       -- server clock minus this laptop's, at the last reply
                         created_at TEXT NOT NULL
                     );
-                    -- One shadow row per record: the stamps of its fields, and its outbox entry.
-                    --   hlc, replica, user: the stamp of every field not in `fields`
-                    --   fields:  JSON {field: [hlc, replica, user]} of fields stamped otherwise
-                    --   pending: NULL when synced; else the HLC of the latest local write (the per-replica
-                    --            sequence number of the outbox entry)
-                    --   base:    NULL with pending set: a record created here, every field new;
-                    --            else JSON {field: [hlc, replica, user]}: the fields to push and the stamp each
-                    --            had before its first local edit
-                    --   held:    JSON {field: [value, [hlc, replica, user]]}: local values not yet pushed that a
-                    --            newer pulled value replaced; pushed so the server can log them
+                    -- The first layout of the shadow rows, with the outbox as their partial index;
+                    -- sitesync-v2-compact-shadows replaces both and describes the columns.
                     CREATE TABLE _sitesync_records (
                         tbl TEXT NOT NULL,
                         id TEXT NOT NULL,

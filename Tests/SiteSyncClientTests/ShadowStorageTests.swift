@@ -3,6 +3,7 @@ import GRDB
 @testable import SiteSyncClient
 import SiteSyncCore
 import SiteSyncSQLite
+import SiteSyncTestSupport
 import Testing
 import TrialRecords
 
@@ -31,13 +32,13 @@ struct ShadowStorageTests {
 
     @Test("The outbox holds exactly the records changed here since they were pushed", arguments: [1, 2, 3] as [UInt64])
     func outboxFollowsEveryWrite(seed: UInt64) throws {
-        var random = SeededRandom(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let replica = try makeReplica()
         var dirty: Set<String> = []
         var ids: [String] = []
         var pulled: Int64 = 0
         /// Edits a record; returns whether a value changed (an unchanged value is not tracked).
-        func edit(_ id: String, _ random: inout SeededRandom) throws -> Bool {
+        func edit(_ id: String, _ random: inout SeededGenerator) throws -> Bool {
             let before = try replica.get("subjects", id: id)
             try replica.put("subjects", id: id, [
                 "sex": .text(random.next() % 2 == 0 ? "F" : "M"),
@@ -212,20 +213,5 @@ enum FirstLayoutReplica {
                     """
             )
         }
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so a failing sequence can be replayed.
-struct SeededRandom {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

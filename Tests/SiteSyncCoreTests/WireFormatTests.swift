@@ -2,18 +2,7 @@ import Foundation
 import Testing
 
 @testable import SiteSyncCore
-
-/// A seeded generator (SplitMix64), so a failing case can be reproduced.
-private struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import SiteSyncTestSupport
 
 /// Random messages with the awkward cases in them: escapes, non-ASCII text, extreme numbers.
 private struct MessageGenerator {
@@ -83,7 +72,7 @@ private func decodePull(_ json: String) throws -> PullResponse {
 struct WireFormatTests {
     @Test("Push requests: the fast path and Codable read each other's JSON", arguments: 0..<200)
     func pushAgreesWithCodable(seed: UInt64) throws {
-        var generator = MessageGenerator(random: SeededGenerator(state: seed))
+        var generator = MessageGenerator(random: SeededGenerator(seed: seed))
         let push = generator.push()
         let fast = try push.wireJSON()
         #expect(try JSONDecoder().decode(PushRequest.self, from: Data(fast)) == push)
@@ -93,7 +82,7 @@ struct WireFormatTests {
 
     @Test("Pull responses: the fast path and Codable read each other's JSON", arguments: 0..<200)
     func pullAgreesWithCodable(seed: UInt64) throws {
-        var generator = MessageGenerator(random: SeededGenerator(state: seed))
+        var generator = MessageGenerator(random: SeededGenerator(seed: seed))
         let pull = generator.pull()
         let fast = try pull.wireJSON()
         #expect(try JSONDecoder().decode(PullResponse.self, from: Data(fast)) == pull)
