@@ -9,8 +9,9 @@ import FoundationNetworking
 public struct HTTPTransport: SyncTransport {
     /// The server's base URL, for example `http://127.0.0.1:8080`.
     public var serverURL: URL
-    /// The bearer token.
-    public var token: String
+    /// The bearer token of each request: read again every time, so that a replica's transport
+    /// presents its own credential as soon as enrolment stores it.
+    private let credential: @Sendable () -> String
     /// The schema version announced in every request.
     public var schemaVersion: Int
     /// Seconds before a request is abandoned.
@@ -21,17 +22,29 @@ public struct HTTPTransport: SyncTransport {
 
     /// Creates a transport.
     public init(serverURL: URL, token: String, schemaVersion: Int, timeout: TimeInterval = 60, session: URLSession = .shared) {
+        self.init(serverURL: serverURL, credential: { token }, schemaVersion: schemaVersion, timeout: timeout, session: session)
+    }
+
+    private init(serverURL: URL, credential: @escaping @Sendable () -> String, schemaVersion: Int, timeout: TimeInterval, session: URLSession) {
         self.serverURL = serverURL
-        self.token = token
+        self.credential = credential
         self.schemaVersion = schemaVersion
         self.timeout = timeout
         self.session = session
     }
 
-    /// Creates the transport of a replica: its server, its token and its schema version.
+    /// Creates the transport of a replica: its server, its current credential (the enrolment token
+    /// until it is enrolled, then its own) and its schema version.
     public init(replica: Replica, timeout: TimeInterval = 60) throws {
         let identity = try replica.requireIdentity()
-        self.init(serverURL: identity.serverURL, token: identity.token, schemaVersion: replica.schema.version, timeout: timeout)
+        self.init(
+            serverURL: identity.serverURL, credential: { replica.identity?.token ?? identity.token },
+            schemaVersion: replica.schema.version, timeout: timeout, session: .shared
+        )
+    }
+
+    public func enrol(_ request: EnrolRequest) async throws -> EnrolResponse {
+        try await send("POST", SyncProtocol.replicasPath, body: try JSONEncoder().encode(request))
     }
 
     public func push(_ request: PushRequest) async throws -> PushResponse {
@@ -113,7 +126,7 @@ public struct HTTPTransport: SyncTransport {
         var request = URLRequest(url: components.url!, timeoutInterval: timeout)
         request.httpMethod = method
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue("Bearer \(credential())", forHTTPHeaderField: "Authorization")
         request.setValue(String(SyncProtocol.version), forHTTPHeaderField: SyncProtocol.protocolHeader)
         request.setValue(String(schemaVersion), forHTTPHeaderField: SyncProtocol.schemaHeader)
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }

@@ -47,6 +47,9 @@ extension Replica {
         migrator.registerMigration("sitesync-v2-compact-shadows") { db in
             try Replica.compactShadows(db, schema: schema)
         }
+        migrator.registerMigration("sitesync-v3-identity") { db in
+            try Replica.bindIdentity(db, schema: schema)
+        }
         registerSchemaMigrations(&migrator, schema: schema, prefix: "") { db, tables in
             for table in tables {
                 try Replica.installTracking(db, table: table)
@@ -126,6 +129,55 @@ extension Replica {
             for table in schema.restricted(to: version).tables {
                 try installTracking(db, table: table)
             }
+        }
+    }
+
+    /// Adds what a replica needs to prove its identity and to detect a copy of its file, and
+    /// carries pending edits over to the rule that an edit of a live record stamps `_deleted`.
+    ///
+    /// - `enrolled`: 1 once the server has registered the replica id and issued its own credential,
+    ///   which then replaces the enrolment token in `token`; `enrolment_token` keeps that token for
+    ///   `sitesync init --rejoin`.
+    /// - `acked`: the greatest sequence number the server acknowledged; NULL while unknown (a
+    ///   replica from before this migration, until its next push).
+    /// - `unconfirmed`: JSON array of the digests of pushes sent since the last answer received;
+    ///   the server accepts a push that follows its last one only from the replica that sent it.
+    ///
+    /// Pending edits of live records made under the earlier triggers stamp `_deleted` here, as the
+    /// new triggers would have, at the record's latest write (the push stamped it so until now).
+    static func bindIdentity(_ db: Database, schema: Schema) throws {
+        try db.execute(
+            sql: """
+                ALTER TABLE _sitesync_meta ADD COLUMN enrolled INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE _sitesync_meta ADD COLUMN enrolment_token TEXT;
+                ALTER TABLE _sitesync_meta ADD COLUMN acked INTEGER;
+                ALTER TABLE _sitesync_meta ADD COLUMN unconfirmed TEXT NOT NULL DEFAULT '[]';
+                UPDATE _sitesync_meta SET enrolment_token = token;
+                """
+        )
+        guard let version = try appliedSchemaVersion(db, schema: schema, prefix: "") else { return }
+        let stamp = try StampSQL(db)
+        for table in schema.restricted(to: version).tables {
+            if table.isWritable(TableSchema.deletedColumn), let code = try Int64.fetchOne(
+                db, sql: "SELECT code FROM _sitesync_tables WHERE name = ?", arguments: [table.name]
+            ) {
+                let deleted = "'$.\(TableSchema.deletedColumn)'"
+                try db.execute(
+                    sql: """
+                        UPDATE _sitesync_shadows SET
+                            base = json_set(base, \(deleted), json(coalesce(
+                                json_extract(fields, \(deleted)),
+                                (SELECT json_array(_sitesync_shadows.hlc, a.replica, a.user) FROM _sitesync_actors AS a
+                                 WHERE a.actor = _sitesync_shadows.actor)))),
+                            fields = json_set(coalesce(fields, '{}'), \(deleted), json_array(pending, \(stamp.replica), \(stamp.user)))
+                        WHERE tbl = ? AND pending IS NOT NULL AND base IS NOT NULL
+                          AND json_type(base, \(deleted)) IS NULL AND json_type(held, \(deleted)) IS NULL
+                          AND id IN (SELECT id FROM \(table.name.quotedDatabaseIdentifier) WHERE \(TableSchema.deletedColumn.quotedDatabaseIdentifier) IS NULL)
+                        """,
+                    arguments: [code]
+                )
+            }
+            try installTracking(db, table: table)
         }
     }
 }

@@ -144,7 +144,7 @@ extension Replica {
                     key = GroupKey(table: tableName, user: stamps.base.user, columns: nil)
                     entry = .init(table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count), user: stamps.base.user)
                 } else {
-                    var columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
+                    let columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
                     guard !columns.isEmpty else {
                         skipped = true
                         continue
@@ -163,16 +163,6 @@ extension Replica {
                         bases.append(base?[column]??.version)
                     }
                     let user = pushed.max { $0.version < $1.version }?.user ?? identity.user
-                    if base != nil, table.isWritable(TableSchema.deletedColumn), !columns.contains(TableSchema.deletedColumn),
-                        data.fieldValue(atIndex: table.position(of: TableSchema.deletedColumn)! + 1).isNull
-                    {
-                        // An edit of a live record asserts it is still live, so that a concurrent delete
-                        // meets it on `_deleted` and last-writer-wins decides and logs delete versus edit.
-                        columns.append(TableSchema.deletedColumn)
-                        values.append(.null)
-                        bases.append(stamps[TableSchema.deletedColumn].version)
-                        pushed.append(Stamp(hlc: seq, replica: identity.replicaID, user: user))
-                    }
                     let hlcs = pushed.map(\.version.hlc)
                     row = ChangeRow(id: id, seq: seq, values: values, hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs, bases: base == nil ? nil : bases)
                     key = GroupKey(table: tableName, user: user, columns: columns)
@@ -202,7 +192,8 @@ extension Replica {
     /// - Returns: the number of records edited again during the push.
     @discardableResult
     public func acknowledge(_ batch: OutboxBatch, _ response: PushResponse) throws -> Int {
-        try writer.write { db in
+        try state.checkServerClock(max(response.hlc, response.acked))
+        return try writer.write { db in
             var rebased = 0
             if let after = batch.first, response.acked >= batch.lastSeq {
                 // The batch is exactly the outbox entries in (after, lastSeq]: clear them as one range.
@@ -219,6 +210,7 @@ extension Replica {
                 let cleared = db.changesCount
                 try db.execute(sql: "DELETE FROM _sitesync_outbox WHERE seq > ? AND seq <= ?", arguments: range)
                 if cleared == batch.entries.count {
+                    try recordAnswer(db, fingerprint: batch.request.fingerprint, acked: response.acked)
                     try recordServerReply(db, hlc: max(response.hlc, response.acked))
                     return 0
                 }
@@ -235,6 +227,7 @@ extension Replica {
                     rebased += 1
                 }
             }
+            try recordAnswer(db, fingerprint: batch.request.fingerprint, acked: response.acked)
             try recordServerReply(db, hlc: max(response.hlc, response.acked))
             return rebased
         }
@@ -273,6 +266,8 @@ extension Replica {
     }
 
     /// Advances and persists the clock past a server reply, and records the clock offset.
+    ///
+    /// The reply was checked with ``ReplicaState/checkServerClock(_:)`` before anything was written.
     func recordServerReply(_ db: Database, hlc: HLC) throws {
         state.clock.receive(hlc)
         let offset = hlc.milliseconds - state.clock.wallMilliseconds

@@ -18,7 +18,8 @@ extension Replica {
     /// Applying the same batch twice changes nothing the second time. Applied writes are not tracked.
     @discardableResult
     public func apply(_ response: PullResponse) throws -> Int {
-        try writer.write { db in
+        try state.checkServerClock(response.hlc)
+        return try writer.write { db in
             let changed = try state.untracked {
                 var changed = 0
                 var actors = Actors()
@@ -47,6 +48,8 @@ extension Replica {
         let code: Int64
         /// The group's fields this build knows, with their position in the group.
         let known: [(offset: Int, element: String)]
+        /// The column of each of `known`, which normalises its pulled values (``ColumnSchema/normalize(_:)``).
+        let columns: [ColumnSchema]
         let insert: Statement
         let insertShadow: Statement
         /// The shadow rows of the group's records this replica holds already, by id.
@@ -56,6 +59,7 @@ extension Replica {
             self.table = table
             self.code = code
             self.known = group.columns.enumerated().filter { table.column($0.element) != nil }
+            self.columns = known.map { table.column($0.element)! }
             insert = try db.cachedStatement(sql: table.insertSQL(columns: known.map(\.element)))
             insertShadow = try db.cachedStatement(sql: "INSERT INTO _sitesync_shadows (tbl, id, hlc, actor, fields) VALUES (?, ?, ?, ?, ?)")
             // One lookup for the whole group: records new to this replica (a first sync: all) skip the point lookup.
@@ -91,7 +95,7 @@ extension Replica {
             }
             try plan.insert.execute { arguments in
                 arguments.bind(row.id)
-                for (offset, _) in known { arguments.bind(row.values[offset]) }
+                for (index, (offset, _)) in known.enumerated() { arguments.bind(plan.columns[index].normalize(row.values[offset])) }
             }
             return true
         }
@@ -102,7 +106,7 @@ extension Replica {
         var held = try ShadowJSON.decode([String: HeldValue].self, shadow[7]) ?? [:]
         var updates: [(column: String, value: FieldValue)] = []
         var current: Row?
-        for (index, column) in known {
+        for (position, (index, column)) in known.enumerated() {
             let remote = row.stamps[column]
             guard remote.version > local[column].version else { continue }
             let isPendingField = pending && (base == nil || base?[column] != nil)
@@ -114,7 +118,7 @@ extension Replica {
                 held[column] = HeldValue(value: current?.fieldValue(atIndex: position) ?? .null, stamp: local[column])
             }
             local[column] = remote
-            updates.append((column, row.values[index]))
+            updates.append((column, plan.columns[position].normalize(row.values[index])))
         }
         guard !updates.isEmpty else { return false }
         let assignments = updates.map { "\($0.column.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")

@@ -80,9 +80,11 @@ extension Replica {
     /// Soft-deletes a record: its `_deleted` field takes the reason, and the delete syncs like any edit.
     public func delete(_ table: String, id: String, reason: String) throws {
         _ = try requireIdentity()
-        guard try schema.table(table).isWritable(TableSchema.deletedColumn) else { throw ReplicaError.readOnlyTable(table) }
-        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !reason.isEmpty else { throw ReplicaError.invalidArgument("A reason is required to delete a record.") }
+        let tableSchema = try schema.table(table)
+        guard tableSchema.isWritable(TableSchema.deletedColumn) else { throw ReplicaError.readOnlyTable(table) }
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw ReplicaError.invalidArgument("A reason is required to delete a record.") }
+        let reason = try tableSchema.column(TableSchema.deletedColumn)!.validate(.text(trimmed), table: table)
         try writer.write { db in
             guard let deleted = try Row.fetchOne(db, sql: "SELECT _deleted FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id])
             else { throw ReplicaError.recordNotFound(table: table, id: id) }

@@ -75,8 +75,10 @@ extension Replica {
             }
             let value: FieldValue =
                 switch choice {
-                case .keepWinner: conflict.winner.value
-                case .takeLoser: conflict.loser.value
+                // A side is stored as JSON, where the real 68.0 reads back as the integer 68: in the
+                // column's type it compares equal to the value the record holds.
+                case .keepWinner: column.normalize(conflict.winner.value)
+                case .takeLoser: column.normalize(conflict.loser.value)
                 case .value(let value): try column.validate(value, table: table.name)
                 }
             let record = try fields(db, table, id: conflict.recordID)
@@ -85,8 +87,12 @@ extension Replica {
                 _ = try write(db, identity: identity, table: table.name, id: conflict.recordID, [conflict.field: value])
             } else {
                 // The value is already there: stamp it afresh so the decision wins over older writes everywhere.
+                let deleted = "(SELECT \(TableSchema.deletedColumn.quotedDatabaseIdentifier) FROM \(table.name.quotedDatabaseIdentifier) WHERE id = :id)"
                 try db.execute(
-                    sql: Replica.restampSQL(table: tableCodes.code(table.name), field: conflict.field, id: ":id", stamp: StampSQL(db)),
+                    sql: Replica.restampSQL(
+                        table: tableCodes.code(table.name), field: conflict.field, id: ":id", stamp: StampSQL(db),
+                        live: Replica.livenessSQL(table, field: conflict.field, deleted: deleted)
+                    ),
                     arguments: ["id": conflict.recordID]
                 )
             }

@@ -10,7 +10,7 @@ extension Replica {
     ///   stamps would be lost, so the insert refuses it.
     /// - An update of a field re-stamps that field, moves the record to the end of the outbox at the
     ///   new HLC, and records the field's previous stamp as its base unless an earlier unpushed edit
-    ///   already did.
+    ///   already did. An update of a live record stamps `_deleted` too (see ``restampSQL(table:field:id:stamp:live:)``).
     /// - Deleting a row and changing an id or a site are refused: deletes are soft, with a reason.
     /// - Creating records of a table the server alone creates, or changing a field the server owns, is refused.
     ///
@@ -73,7 +73,10 @@ extension Replica {
                 sql: """
                     CREATE TRIGGER \(trigger("au_\(column.name)")) AFTER UPDATE OF \(field) ON \(quoted)
                     WHEN NEW.\(field) IS NOT OLD.\(field) AND sitesync_tracking() BEGIN
-                        \(restampSQL(table: code, field: column.name, id: "NEW.id", stamp: stamp));
+                        \(restampSQL(
+                            table: code, field: column.name, id: "NEW.id", stamp: stamp,
+                            live: livenessSQL(table, field: column.name, deleted: "NEW.\(TableSchema.deletedColumn.quotedDatabaseIdentifier)")
+                        ));
                     END;
                     """
             )
@@ -85,27 +88,58 @@ extension Replica {
     /// that HLC, and the field's previous stamp kept as its base unless an earlier unpushed edit
     /// already recorded one (or the record was created here and never pushed).
     ///
+    /// When `live` (an SQL condition, nil for `_deleted` itself and for tables whose deletes are
+    /// the server's) holds, the write also stamps `_deleted` (null) with the same HLC and keeps its
+    /// base: an edit of a live record asserts that the record is live at the edit's time, whatever
+    /// older write of `_deleted` waits in the outbox. A concurrent delete then meets the edit on
+    /// `_deleted`, where last-writer-wins decides and logs it (docs/PROTOCOL.md, "Delete versus edit").
+    ///
     /// The new entry's sequence number is read back with `last_insert_rowid()`, so one tick serves
     /// both the entry and the stamp.
-    static func restampSQL(table code: Int64, field: String, id: String, stamp: StampSQL) -> String {
+    static func restampSQL(table code: Int64, field: String, id: String, stamp: StampSQL, live: String?) -> String {
         let path = "'$.\(field)'"
+        let deleted = "'$.\(TableSchema.deletedColumn)'"
+        let now = "json_array(last_insert_rowid(), \(stamp.replica), \(stamp.user))"
+        // The base of `path` added to the JSON object `json`, unless it already has one.
+        func keepBase(_ json: String, _ path: String) -> String {
+            """
+            CASE WHEN json_type(\(json), \(path)) IS NOT NULL THEN \(json)
+            ELSE json_set(coalesce(\(json), '{}'), \(path), json(coalesce(
+                json_extract(fields, \(path)),
+                (SELECT json_array(_sitesync_shadows.hlc, a.replica, a.user) FROM _sitesync_actors AS a
+                 WHERE a.actor = _sitesync_shadows.actor)))) END
+            """
+        }
+        let fieldBase = keepBase("base", path)
+        let stamped = "json_set(coalesce(fields, '{}'), \(path), \(now))"
+        let (base, fields) =
+            if let live {
+                // Not while a pulled value replaced an unpushed `_deleted`: the held value is what gets
+                // pushed, and the stamp must stay the one the server will hold.
+                (
+                    "CASE WHEN \(live) AND json_type(held, \(deleted)) IS NULL THEN \(keepBase(fieldBase, deleted)) ELSE \(fieldBase) END",
+                    "CASE WHEN \(live) AND json_type(held, \(deleted)) IS NULL THEN json_set(\(stamped), \(deleted), \(now)) ELSE \(stamped) END"
+                )
+            } else {
+                (fieldBase, stamped)
+            }
         return """
             INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (sitesync_tick(), \(code), \(id));
             DELETE FROM _sitesync_outbox WHERE seq = (SELECT pending FROM _sitesync_shadows WHERE tbl = \(code) AND id = \(id));
             UPDATE _sitesync_shadows SET
-                base = CASE
-                    WHEN pending IS NOT NULL AND base IS NULL THEN NULL
-                    WHEN json_type(base, \(path)) IS NOT NULL THEN base
-                    ELSE json_set(coalesce(base, '{}'), \(path), json(coalesce(
-                        json_extract(fields, \(path)),
-                        (SELECT json_array(_sitesync_shadows.hlc, a.replica, a.user) FROM _sitesync_actors AS a
-                         WHERE a.actor = _sitesync_shadows.actor))))
-                END,
-                fields = json_set(coalesce(fields, '{}'), \(path), json_array(last_insert_rowid(), \(stamp.replica), \(stamp.user))),
+                base = CASE WHEN pending IS NOT NULL AND base IS NULL THEN NULL ELSE \(base) END,
+                fields = \(fields),
                 held = CASE WHEN held IS NULL THEN NULL ELSE nullif(json_remove(held, \(path)), '{}') END,
                 pending = last_insert_rowid()
             WHERE tbl = \(code) AND id = \(id)
             """
+    }
+
+    /// The SQL condition under which a write of `field` of `table` asserts the record live, given
+    /// how the statement reads the record's `_deleted` (`NEW."_deleted"` in a trigger); nil when it never does.
+    static func livenessSQL(_ table: TableSchema, field: String, deleted: String) -> String? {
+        guard field != TableSchema.deletedColumn, table.isWritable(TableSchema.deletedColumn) else { return nil }
+        return "\(deleted) IS NULL"
     }
 }
 

@@ -23,8 +23,18 @@ public struct Replica: Sendable {
     let tableCodes: TableCodes
 
     /// Opens (creating and migrating if needed) the replica stored at `path`, in WAL mode.
-    public static func open(path: String, schema: Schema, wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds) throws -> Replica {
-        let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock))
+    ///
+    /// - Parameters:
+    ///   - wallClock: the laptop's wall clock in milliseconds since 1970.
+    ///   - maximumClockSkew: how far ahead of `wallClock` a server's reply may be; a reply further
+    ///     ahead is refused (``SyncError/clockAhead(aheadBy:limit:)``) and nothing of it recorded.
+    public static func open(
+        path: String,
+        schema: Schema,
+        wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
+        maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
+    ) throws -> Replica {
+        let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock), maximumClockSkew: maximumClockSkew)
         return try withMigrationLock(path) {
             let existed = FileManager.default.fileExists(atPath: path)
             let pool = try DatabasePool(path: path, configuration: configuration(state))
@@ -37,8 +47,12 @@ public struct Replica: Sendable {
     }
 
     /// Creates a replica in memory, for tests.
-    public static func inMemory(schema: Schema, wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds) throws -> Replica {
-        let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock))
+    public static func inMemory(
+        schema: Schema,
+        wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
+        maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
+    ) throws -> Replica {
+        let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock), maximumClockSkew: maximumClockSkew)
         return try Replica(writer: DatabaseQueue(configuration: configuration(state)), schema: schema, state: state)
     }
 
@@ -49,10 +63,10 @@ public struct Replica: Sendable {
         try Replica.migrator(schema: schema).migrate(writer)
         tableCodes = try writer.read { db in try TableCodes(db) }
         try writer.read { db in
-            guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, hlc FROM _sitesync_meta") else { return }
+            guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, enrolled, hlc FROM _sitesync_meta") else { return }
             state.current = ReplicaIdentity(
                 replicaID: meta["replica_id"], site: meta["site"], user: meta["user"],
-                serverURL: URL(string: meta["server_url"])!, token: meta["token"]
+                serverURL: URL(string: meta["server_url"])!, token: meta["token"], isEnrolled: meta["enrolled"]
             )
             // Every HLC this replica issued is either still pending or at most the persisted clock.
             let pending = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM _sitesync_outbox") ?? 0
@@ -84,39 +98,44 @@ public struct Replica: Sendable {
         return configuration
     }
 
-    /// Gives the replica its identity: a new random replica id, its site, user, server and token.
+    /// Gives the replica its identity: a new random replica id, its site, user, server and enrolment
+    /// token. Nothing is sent: the server registers the id at the replica's enrolment
+    /// (``SyncEngine/enrol()``, also run by the first sync), and issues the credential it then syncs with.
     ///
-    /// Calling it again keeps the replica id and records, and updates the user, server and token;
-    /// the site of a replica cannot change.
+    /// Calling it again keeps the replica id and records, and updates the user, server and enrolment
+    /// token; a replica moved to another server enrols there again. The site of a replica cannot change.
     @discardableResult
     public func initialize(site: String, user: String, serverURL: URL, token: String) throws -> ReplicaIdentity {
         guard site == SiteID.all || SiteID.isValid(site) else {
             throw ReplicaError.invalidArgument("Invalid site \"\(site)\": \(SiteID.rule), or * for a reviewer.")
         }
-        guard !user.trimmingCharacters(in: .whitespaces).isEmpty else {
-            throw ReplicaError.invalidArgument("A user name is required: it is recorded on every change.")
-        }
+        if let problem = UserName.problem(user) { throw ReplicaError.invalidArgument(problem) }
         guard let scheme = serverURL.scheme, ["http", "https"].contains(scheme), serverURL.host != nil else {
             throw ReplicaError.invalidArgument("The server must be an http:// or https:// URL; got \(serverURL.absoluteString).")
         }
         let identity = try writer.write { db -> ReplicaIdentity in
-            if let existing = try Row.fetchOne(db, sql: "SELECT replica_id, site FROM _sitesync_meta") {
+            if let existing = try Row.fetchOne(db, sql: "SELECT replica_id, site, server_url, token, enrolled FROM _sitesync_meta") {
                 let existingSite: String = existing["site"]
                 guard existingSite == site else { throw ReplicaError.alreadyInitialized(site: existingSite) }
+                // The replica's own credential stays valid on the server that issued it.
+                let enrolled = existing["enrolled"] && existing["server_url"] == serverURL.absoluteString
+                let credential: String = enrolled ? existing["token"] : token
                 try db.execute(
-                    sql: "UPDATE _sitesync_meta SET user = ?, server_url = ?, token = ?",
-                    arguments: [user, serverURL.absoluteString, token]
+                    sql: "UPDATE _sitesync_meta SET user = ?, server_url = ?, token = ?, enrolment_token = ?, enrolled = ?",
+                    arguments: [user, serverURL.absoluteString, credential, token, enrolled]
                 )
                 try installTracking(db)
-                return ReplicaIdentity(replicaID: existing["replica_id"], site: site, user: user, serverURL: serverURL, token: token)
+                return ReplicaIdentity(
+                    replicaID: existing["replica_id"], site: site, user: user, serverURL: serverURL, token: credential, isEnrolled: enrolled
+                )
             }
             let identity = ReplicaIdentity(replicaID: ReplicaIdentity.newReplicaID(), site: site, user: user, serverURL: serverURL, token: token)
             try db.execute(
                 sql: """
-                    INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, hlc, cursor, created_at)
-                    VALUES (1, ?, ?, ?, ?, ?, 0, '{}', ?)
+                    INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, enrolment_token, hlc, cursor, created_at)
+                    VALUES (1, ?, ?, ?, ?, ?, ?, 0, '{}', ?)
                     """,
-                arguments: [identity.replicaID, site, user, serverURL.absoluteString, token, Timestamp.now()]
+                arguments: [identity.replicaID, site, user, serverURL.absoluteString, token, token, Timestamp.now()]
             )
             try installTracking(db)
             return identity
@@ -126,7 +145,7 @@ public struct Replica: Sendable {
     }
 
     /// Reinstalls the change-tracking triggers of every table, with the stored identity.
-    private func installTracking(_ db: Database) throws {
+    func installTracking(_ db: Database) throws {
         for table in schema.tables {
             try Replica.installTracking(db, table: table)
         }

@@ -11,16 +11,20 @@ public struct ReplicaIdentity: Sendable, Equatable {
     public var user: String
     /// The sync server.
     public var serverURL: URL
-    /// The bearer token presented to the server.
+    /// The bearer token presented to the server: the enrolment token until the server has
+    /// registered the replica, then the replica's own credential.
     public var token: String
+    /// Whether the server has registered this replica id and issued its own credential.
+    public var isEnrolled: Bool
 
     /// Creates an identity.
-    public init(replicaID: String, site: String, user: String, serverURL: URL, token: String) {
+    public init(replicaID: String, site: String, user: String, serverURL: URL, token: String, isEnrolled: Bool = false) {
         self.replicaID = replicaID
         self.site = site
         self.user = user
         self.serverURL = serverURL
         self.token = token
+        self.isEnrolled = isEnrolled
     }
 
     /// Whether this replica sees every site.

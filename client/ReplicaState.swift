@@ -7,12 +7,23 @@ import Synchronization
 /// `sitesync_tracking()`; those functions live on every connection the library opens and read this.
 final class ReplicaState: Sendable {
     let clock: HybridLogicalClock
+    /// How far ahead of this laptop's wall clock a server's reply may be before it is refused.
+    let maximumClockSkewMilliseconds: Int64
     private let identity = Mutex<ReplicaIdentity?>(nil)
     // Off only while the sync engine applies pulled changes, inside the writer's transaction.
     private let tracking = Mutex(true)
 
-    init(clock: HybridLogicalClock) {
+    init(clock: HybridLogicalClock, maximumClockSkew: Duration) {
         self.clock = clock
+        self.maximumClockSkewMilliseconds = maximumClockSkew.wholeMilliseconds
+    }
+
+    /// Refuses a timestamp from a server reply that is further ahead of the wall clock than the bound.
+    func checkServerClock(_ hlc: HLC) throws {
+        let ahead = hlc.milliseconds - clock.wallMilliseconds
+        if ahead > maximumClockSkewMilliseconds {
+            throw SyncError.clockAhead(aheadBy: ahead, limit: maximumClockSkewMilliseconds)
+        }
     }
 
     var current: ReplicaIdentity? {

@@ -63,8 +63,24 @@ public struct SyncEngine: Sendable {
         self.logger = logger
     }
 
+    /// Registers the replica's id with the server and stores the replica's own credential, unless
+    /// that was done already; ``sync()`` does it first.
+    ///
+    /// - Throws: ``SyncError`` with code `replica_taken` when the id is enrolled by another laptop
+    ///   or the copy this file was made from: ``Replica/rejoin(enrolmentToken:)`` gives it a new one.
+    @discardableResult
+    public func enrol() async throws -> ReplicaIdentity {
+        let identity = try replica.requireIdentity()
+        guard !identity.isEnrolled else { return identity }
+        let request = try replica.enrolmentRequest()
+        let response = try await withRetry("enrol") { try await transport.enrol(request) }
+        logger.info("replica enrolled", metadata: ["sync.replica": "\(response.replica)"])
+        return try replica.recordEnrolment(response)
+    }
+
     /// Pushes and pulls until both are drained.
     public func sync() async throws -> SyncReport {
+        try await enrol()
         var report = SyncReport()
         for _ in 0..<configuration.maximumRounds {
             let pushed = try await push()
@@ -89,7 +105,7 @@ public struct SyncEngine: Sendable {
         var records = 0
         var conflicts = 0
         guard var current = try replica.outboxBatch(limit: configuration.pushBatchSize) else { return (0, 0) }
-        var inFlight = send(current)
+        var inFlight = try send(current)
         defer { inFlight.cancel() }
         while true {
             var next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
@@ -98,29 +114,32 @@ public struct SyncEngine: Sendable {
             conflicts += answer.conflicts
             logger.debug("pushed batch", metadata: ["sync.records": "\(current.count)", "sync.acked": "\(answer.acked)"])
             if let ready = next, ready.isDisjoint(with: current) {
-                inFlight = send(ready)
+                inFlight = try send(ready)
                 try replica.acknowledge(current, answer)
             } else {
                 if try replica.acknowledge(current, answer) > 0 {
                     next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
                 }
                 guard let ready = next else { return (records, conflicts) }
-                inFlight = send(ready)
+                inFlight = try send(ready)
             }
             current = next!
         }
     }
 
-    /// Starts pushing one batch, with retries.
-    private func send(_ batch: OutboxBatch) -> Task<PushResponse, any Error> {
-        let request = batch.request
+    /// Starts pushing one batch, with retries; first records it as sent, so that a retry after a
+    /// lost answer is recognised as this replica's (``PushRequest/sent``).
+    private func send(_ batch: OutboxBatch) throws -> Task<PushResponse, any Error> {
+        let request = try replica.prepareToSend(batch.request)
         return Task { [transport] in try await withRetry("push") { try await transport.push(request) } }
     }
 
     /// Pulls until the server has nothing more; returns the records that changed here.
     public func pull() async throws -> Int {
         var changed = 0
-        var request = PullRequest(cursor: try replica.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID)
+        var request = PullRequest(
+            cursor: try replica.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID, acked: try replica.knownAcked()
+        )
         let first = request
         var response = try await withRetry("pull") { try await transport.pull(first) }
         while true {

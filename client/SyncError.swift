@@ -10,6 +10,8 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         case refused(status: Int, code: String)
         case invalidResponse
         case unsendable
+        case clockAhead
+        case replicaConflict
     }
 
     private let kind: Kind
@@ -36,6 +38,20 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         SyncError(kind: .unsendable, message: "A pending change cannot be sent: \(detail); correct the value, then sync again. Changes stay queued on this laptop.")
     }
 
+    /// The server answered with a clock further ahead of this laptop's than the skew bound allows.
+    /// Nothing of the answer was recorded: adopting it would stamp every later edit in the future.
+    public static func clockAhead(aheadBy milliseconds: Int64, limit: Int64) -> SyncError {
+        SyncError(
+            kind: .clockAhead,
+            message: "The server's answer carries a clock \(milliseconds / 1000) s ahead of this laptop's (limit \(limit / 1000) s); nothing of it was recorded. Check this laptop's date and time, and tell the server's operator: its clock may be wrong. Changes stay queued on this laptop."
+        )
+    }
+
+    /// This file's replica id is held by another copy of it; nothing was pushed or pulled.
+    public static func replicaConflict(_ message: String) -> SyncError {
+        SyncError(kind: .replicaConflict, message: message)
+    }
+
     /// The HTTP status of a refusal.
     public var status: Int? {
         if case .refused(let status, _) = kind { status } else { nil }
@@ -56,7 +72,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         switch kind {
         case .unreachable: true
         case .refused(let status, _): status >= 500 || status == 429 || status == 408
-        case .invalidResponse, .unsendable: false
+        case .invalidResponse, .unsendable, .clockAhead, .replicaConflict: false
         }
     }
 

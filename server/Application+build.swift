@@ -28,6 +28,7 @@ public func buildApplication(_ configuration: ServerConfiguration, store: some S
     let clock = HybridLogicalClock(wallClock: configuration.wallClock)
     SyncController(store: store, configuration: configuration, clock: clock).addRoutes(to: api)
     ReviewController(store: store).addRoutes(to: api)
+    EnrolmentController(store: store, clock: clock).addRoutes(to: api)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),

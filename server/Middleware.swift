@@ -64,17 +64,19 @@ struct TokenMiddleware: RouterMiddleware {
         var context = context
         context.principal = principal
         context.logger[metadataKey: "sync.role"] = "\(principal.role.rawValue)"
+        if let replica = principal.replica { context.logger[metadataKey: "sync.replica"] = "\(replica)" }
         return try await next(request, context)
     }
 }
 
 /// Bearer tokens: random, shown once, stored as their SHA-256 digest.
 public enum Tokens {
-    /// A new random token: `sst_` and 64 hex digits (256 bits).
-    public static func generate() -> String {
+    /// A new random token: `prefix` and 64 hex digits (256 bits); `sst_` for enrolment and admin
+    /// tokens, `ssr_` for a replica's own credential.
+    public static func generate(prefix: String = "sst_") -> String {
         var generator = SystemRandomNumberGenerator()
         let words = (0..<4).map { _ in String(format: "%016llx", generator.next() as UInt64) }
-        return "sst_" + words.joined()
+        return prefix + words.joined()
     }
 
     /// The SHA-256 hex digest under which a token is stored.

@@ -11,16 +11,38 @@ public enum Role: String, Codable, Sendable, CaseIterable {
 }
 
 /// The identity behind a request's token.
+///
+/// A token is either an enrolment token (`replica` is nil), made by `sitesync-server token create`,
+/// which enrols laptops and reads conflicts and history but cannot push or pull; or a replica's own
+/// credential, issued at enrolment, which syncs as that replica only.
 public struct Principal: Sendable, Equatable {
     /// The token's role.
     public var role: Role
     /// The site of a `site` token.
     public var site: String?
+    /// The replica a replica credential belongs to; nil for an enrolment token.
+    public var replica: String?
+    /// The SHA-256 digest of the token, which records who enrolled a replica.
+    public var tokenHash: String?
 
     /// Creates a principal.
-    public init(role: Role, site: String?) {
+    public init(role: Role, site: String?, replica: String? = nil, tokenHash: String? = nil) {
         self.role = role
         self.site = site
+        self.replica = replica
+        self.tokenHash = tokenHash
+    }
+
+    /// Refuses the request unless this is the credential of `replica` (a push or pull names it).
+    func requireReplica(_ replica: String) throws {
+        guard let own = self.replica else {
+            throw ServerError.forbidden(
+                "This is an enrolment token: it enrols laptops but does not sync. Sync with the replica's own credential; `sitesync sync` of this build enrols the laptop first."
+            )
+        }
+        guard own == replica else {
+            throw ServerError.forbidden("This credential belongs to replica \(own); it cannot sync as replica \(TextRules.brief(replica, maxBytes: 64)). Nothing was written.")
+        }
     }
 
     /// Whether the token may read and write records of `site`.

@@ -9,6 +9,12 @@ public struct CheckedPush: Sendable {
     var groups: [PushValidation.CheckedGroup]
     /// When the server received it, ISO 8601.
     public var receivedAt: String
+    /// The sequence number the replica says the server acknowledged last, when it knows it.
+    var acked: HLC?
+    /// The fingerprints of the replica's pushes still unanswered, this one included.
+    var sent: [String]
+    /// This push's ``PushRequest/fingerprint``, kept with the replica's state when it applies anything.
+    var fingerprint: String
 }
 
 /// Checks of a push that need no stored state, run before any store is touched.
@@ -46,8 +52,13 @@ enum PushValidation {
         guard principal.canSync else {
             throw ServerError.forbidden("An admin token manages tokens; it cannot sync records.")
         }
-        guard !request.replica.isEmpty, request.replica.utf8.count <= 64 else {
-            throw ServerError.validation("The replica id must be 1 to 64 characters.")
+        guard ReplicaID.isValid(request.replica) else {
+            throw ServerError.validation("The push names an invalid replica: \(ReplicaID.rule).")
+        }
+        try principal.requireReplica(request.replica)
+        let sent = request.sent ?? []
+        guard sent.count <= 256, sent.allSatisfy({ $0.utf8.count <= 64 }) else {
+            throw ServerError.validation("A push lists at most 256 unanswered pushes in \"sent\", each a fingerprint of at most 64 characters.")
         }
         var latest = HLC.zero
         var seen = Set<RecordKey>()
@@ -66,8 +77,8 @@ enum PushValidation {
             guard Set(group.columns).count == group.columns.count, !group.columns.isEmpty else {
                 throw ServerError.validation("A group of \(table.name) must name each field once.")
             }
-            guard !group.user.isEmpty, group.user.count <= 200 else {
-                throw ServerError.validation("A group of \(table.name) must name its user (1 to 200 characters).")
+            if let problem = UserName.problem(group.user) {
+                throw ServerError.validation("A group of \(table.name) names an invalid user. \(problem)")
             }
             let positions: [Int]
             do {
@@ -106,6 +117,9 @@ enum PushValidation {
                 }
                 rows.append(normalized)
                 sites.append(site)
+                guard row.seq > .zero else {
+                    throw ServerError.validation("Record \(row.id) of \(table.name) has a sequence number below 1.")
+                }
                 for index in group.columns.indices {
                     let hlc = row.hlc(at: index)
                     guard hlc <= row.seq else {
@@ -121,6 +135,8 @@ enum PushValidation {
         if ahead > maximumSkewMilliseconds {
             throw ServerError.clockSkew(aheadBy: ahead, limit: maximumSkewMilliseconds)
         }
-        return CheckedPush(replica: request.replica, groups: checked, receivedAt: receivedAt)
+        return CheckedPush(
+            replica: request.replica, groups: checked, receivedAt: receivedAt, acked: request.acked, sent: sent, fingerprint: request.fingerprint
+        )
     }
 }

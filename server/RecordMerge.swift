@@ -54,7 +54,8 @@ struct MergeResult: Sendable {
 }
 
 /// The server's decision rule, field by field (docs/PROTOCOL.md, "Merge"):
-/// - the pushed base equals the server's current version: fast-forward, apply;
+/// - the pushed base equals the server's current version, or the current version is an earlier
+///   write of the same replica: fast-forward, apply;
 /// - otherwise the writes are concurrent: the greater `(hlc, replica)` wins and the loser is logged
 ///   with both values, versions and users, unless both wrote the same value.
 enum RecordMerge {
@@ -76,7 +77,10 @@ enum RecordMerge {
             if incoming.version == existing.version {
                 // Already merged (the same write arriving again, for example held and re-pushed).
                 result.outcomes.append(.unchanged)
-            } else if row.base(at: index) == existing.version {
+            } else if row.base(at: index) == existing.version || (existing.version.replica == replica && incoming.version > existing.version) {
+                // Fast-forward: the writer had the server's value in front of it. A replica's own earlier
+                // write counts too: its clock only moves forward, so it wrote the later value knowing the
+                // earlier one, even when the answer to the earlier push was lost and its base is older.
                 result.stamps[field] = incoming
                 result.changesRecord = true
                 if value == existingValue {

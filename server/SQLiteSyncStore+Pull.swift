@@ -13,6 +13,14 @@ extension SQLiteSyncStore {
             case .reviewer: sites = try String.fetchAll(db, sql: "SELECT site_id FROM sites ORDER BY site_id")
             case .admin: throw ServerError.forbidden("An admin token manages tokens; it cannot sync records.")
             }
+            // A replica pulls only once its pushes are answered: if the server applied more under its
+            // id than it knows of, another copy of its file pushed them.
+            if let replica = principal.replica, let acked = request.acked,
+                let last = try Int64.fetchOne(db, sql: "SELECT last_seq FROM replicas WHERE replica_id = ?", arguments: [replica]),
+                last > acked.rawValue
+            {
+                throw ServerError.replicaDiverged
+            }
             var remaining = limit
             var more = false
             var cursor: [String: Int64] = [:]

@@ -11,9 +11,14 @@ extension SQLiteSyncStore {
     public func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome {
         try await writer.write { db in
             let replica = try Row.fetchOne(
-                db, sql: "SELECT last_seq, last_applied, last_conflicts FROM replicas WHERE replica_id = ?", arguments: [push.replica]
+                db, sql: "SELECT last_seq, last_applied, last_conflicts, last_push FROM replicas WHERE replica_id = ?", arguments: [push.replica]
             )
             let lastSeq = HLC(rawValue: replica?["last_seq"] ?? 0)
+            // The server applied more under this id than the replica knows of: that is the replica's
+            // own push whose answer it lost (it names it in `sent`), or another copy of its file.
+            if let acked = push.acked, acked < lastSeq, !push.sent.contains(replica?["last_push"] ?? "") {
+                throw ServerError.replicaDiverged
+            }
             var sequences = SiteSequences()
             var outcome = PushOutcome(acked: lastSeq, applied: 0, conflicts: 0)
             var user: String?
@@ -37,13 +42,14 @@ extension SQLiteSyncStore {
             try sequences.save(db)
             try db.execute(
                 sql: """
-                    INSERT INTO replicas (replica_id, last_seq, last_applied, last_conflicts, user, first_seen, last_seen)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO replicas (replica_id, last_seq, last_applied, last_conflicts, user, first_seen, last_seen, last_push)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (replica_id) DO UPDATE SET
                         last_seq = excluded.last_seq, last_applied = excluded.last_applied,
-                        last_conflicts = excluded.last_conflicts, user = excluded.user, last_seen = excluded.last_seen
+                        last_conflicts = excluded.last_conflicts, user = excluded.user, last_seen = excluded.last_seen,
+                        last_push = excluded.last_push
                     """,
-                arguments: [push.replica, outcome.acked.rawValue, outcome.applied, outcome.conflicts, user, push.receivedAt, push.receivedAt]
+                arguments: [push.replica, outcome.acked.rawValue, outcome.applied, outcome.conflicts, user, push.receivedAt, push.receivedAt, push.fingerprint]
             )
             return outcome
         }

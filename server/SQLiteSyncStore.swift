@@ -35,8 +35,8 @@ public struct SQLiteSyncStore: SyncStore {
 
     public func principal(tokenHash: String) async throws -> Principal? {
         try await writer.read { db in
-            try Row.fetchOne(db, sql: "SELECT role, site_id FROM tokens WHERE hash = ?", arguments: [tokenHash]).flatMap { row in
-                Role(rawValue: row["role"]).map { Principal(role: $0, site: row["site_id"]) }
+            try Row.fetchOne(db, sql: "SELECT role, site_id, replica_id FROM tokens WHERE hash = ?", arguments: [tokenHash]).flatMap { row in
+                Role(rawValue: row["role"]).map { Principal(role: $0, site: row["site_id"], replica: row["replica_id"], tokenHash: tokenHash) }
             }
         }
     }
@@ -47,6 +47,32 @@ public struct SQLiteSyncStore: SyncStore {
                 sql: "INSERT INTO tokens (hash, role, site_id, label, created_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [hash, role.rawValue, site, label, Date().formatted(.iso8601)]
             )
+        }
+    }
+
+    public func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String) async throws -> HLC? {
+        try await writer.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id, enrolled_by) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (replica_id) WHERE replica_id IS NOT NULL DO NOTHING
+                    """,
+                arguments: [tokenHash, principal.role.rawValue, principal.site, label, Date().formatted(.iso8601), replica, principal.tokenHash]
+            )
+            if db.changesCount == 0 {
+                // Enrolling again with the same enrolment token before the replica ever pushed is a
+                // retry whose answer was lost: the new credential replaces the unused one. Anything
+                // else is another laptop, or a copy of this one's file, asking for a taken id.
+                try db.execute(
+                    sql: """
+                        UPDATE tokens SET hash = ?, created_at = ?
+                        WHERE replica_id = ? AND enrolled_by = ? AND NOT EXISTS (SELECT 1 FROM replicas WHERE replica_id = ?)
+                        """,
+                    arguments: [tokenHash, Date().formatted(.iso8601), replica, principal.tokenHash, replica]
+                )
+                guard db.changesCount == 1 else { return nil }
+            }
+            return HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT last_seq FROM replicas WHERE replica_id = ?", arguments: [replica]) ?? 0)
         }
     }
 }
@@ -112,6 +138,19 @@ extension SQLiteSyncStore {
                     );
                     CREATE INDEX audit_record ON audit (tbl, record_id, id);
                     CREATE INDEX audit_site ON audit (site_id, id);
+                    """
+            )
+        }
+        migrator.registerMigration("server-v2-replica-identity") { db in
+            try db.execute(
+                sql: """
+                    -- A replica's own credential names its replica; enrolment tokens name none.
+                    ALTER TABLE tokens ADD COLUMN replica_id TEXT;
+                    ALTER TABLE tokens ADD COLUMN enrolled_by TEXT;      -- the enrolment token's digest
+                    CREATE UNIQUE INDEX tokens_replica ON tokens (replica_id) WHERE replica_id IS NOT NULL;
+                    -- The fingerprint of the last push that applied anything, which only the replica
+                    -- that sent it can name again (PushRequest.sent).
+                    ALTER TABLE replicas ADD COLUMN last_push TEXT;
                     """
             )
         }

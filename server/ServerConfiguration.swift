@@ -14,7 +14,7 @@ public struct ServerConfiguration: Sendable {
     /// Largest request body accepted, in bytes.
     public var maximumBodySize = 32 * 1024 * 1024
     /// How far ahead of the server's clock a push may be stamped.
-    public var maximumClockSkew: Duration = .seconds(60)
+    public var maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     /// The server's wall clock, in milliseconds since 1970.
     public var wallClock: @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds
     /// Called with the bound port once the server listens.
@@ -25,8 +25,5 @@ public struct ServerConfiguration: Sendable {
         self.schema = schema
     }
 
-    var maximumClockSkewMilliseconds: Int64 {
-        let (seconds, attoseconds) = maximumClockSkew.components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
+    var maximumClockSkewMilliseconds: Int64 { maximumClockSkew.wholeMilliseconds }
 }

@@ -63,6 +63,18 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         )
     }
 
+    static func replicaTaken(_ replica: String) -> ServerError {
+        ServerError(
+            .conflict, .replicaTaken,
+            "Replica \(replica) is enrolled already, by another laptop or by the laptop this file was copied from. Run `sitesync init --rejoin` on this laptop: it enrols the file as a new replica and pushes its pending changes under it."
+        )
+    }
+
+    static let replicaDiverged = ServerError(
+        .conflict, .replicaDiverged,
+        "The server holds changes under this replica's id that this file did not send: another copy of the file (a copied or restored replica) syncs as the same replica. Nothing was written. Run `sitesync init --rejoin` on this laptop: it enrols the file as a new replica, pushes its pending changes under it and pulls again what it missed."
+    )
+
     static func notFound(_ path: String) -> ServerError {
         ServerError(.notFound, .notFound, "No endpoint \(path).")
     }

@@ -88,6 +88,7 @@ struct SyncController {
             message = try await decode(PullRequest.self, request, context)
         }
         guard message.limit > 0 else { throw ServerError.validation("The pull limit must be at least 1.") }
+        try principal.requireReplica(message.replica ?? principal.replica ?? "")
         if principal.role == .site, let site = principal.site, let other = message.cursor.keys.first(where: { $0 != site }) {
             throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")
         }
@@ -107,12 +108,7 @@ struct SyncController {
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: SyncRequestContext) async throws -> T {
-        let buffer = try await collect(request)
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
-        } catch let error as DecodingError {
-            throw ServerError.invalidJSON(Self.describe(error))
-        }
+        try await request.decodeJSON(type, limit: configuration.maximumBodySize)
     }
 
     /// Reads a bulk message with its wire-format reader (``JSONReader``), straight from the body's bytes.
@@ -126,27 +122,7 @@ struct SyncController {
     }
 
     private func collect(_ request: Request) async throws -> ByteBuffer {
-        do {
-            return try await request.body.collect(upTo: configuration.maximumBodySize)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw ServerError.bodyTooLarge(limit: configuration.maximumBodySize)
-        }
-    }
-
-
-    /// A short description of a decoding error: where and what, never the offending value.
-    static func describe(_ error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String {
-            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-            return path.isEmpty ? "" : " at \(path)"
-        }
-        switch error {
-        case .dataCorrupted(let context): return "malformed JSON\(path(context))."
-        case .keyNotFound(let key, let context): return "missing \"\(key.stringValue)\"\(path(context))."
-        case .typeMismatch(let type, let context): return "expected \(type)\(path(context))."
-        case .valueNotFound(let type, let context): return "expected \(type)\(path(context)), found null."
-        @unknown default: return "it does not match the message format."
-        }
+        try await request.collectBody(limit: configuration.maximumBodySize)
     }
 }
 

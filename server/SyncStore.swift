@@ -10,6 +10,11 @@ public protocol SyncStore: Sendable {
     /// Stores a new token's digest with its role and site.
     func createToken(hash: String, role: Role, site: String?, label: String?) async throws
 
+    /// Registers `replica` with the digest of its own credential, which inherits the enrolling
+    /// token's role and site. Returns the greatest sequence number already applied under the id (0
+    /// for a new replica), or nil, writing nothing, when the replica id has a credential already.
+    func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String) async throws -> HLC?
+
     /// Applies a checked push: exactly once per replica sequence number, merging field by field by
     /// last-writer-wins, logging every overwritten value and auditing every change received.
     func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome

@@ -2,8 +2,9 @@ import Foundation
 
 /// What a column holds and which values it accepts.
 public enum ColumnType: Sendable, Equatable {
-    /// Free text, optionally bounded in length.
-    case text(maxLength: Int = 2000)
+    /// Free text of at most `maxBytes` bytes of UTF-8 (bytes, not characters: a character may carry
+    /// any number of combining marks, so a limit in characters would bound nothing).
+    case text(maxBytes: Int = 2000)
     /// A whole number within an optional inclusive range.
     case integer(ClosedRange<Int64>? = nil)
     /// A real number within an optional inclusive range.
@@ -63,54 +64,65 @@ public struct ColumnSchema: Sendable, Equatable {
 }
 
 extension ColumnSchema {
-    /// Checks a value against the column's type and rules; returns it normalised (reals from integers).
+    /// The value in the storage type of the column: a whole-number real in an integer or flag
+    /// column becomes an integer, an integer in a real column becomes a real.
+    ///
+    /// JSON writes `68.0` as `68`, and SQLite's column affinity converts a stored number the same
+    /// way, so every entry point (a typed value, an import, a pulled or pushed value, a conflict's
+    /// side) normalises through here: equality of two values of one column then never depends on
+    /// how the number was written. Values of another kind are returned unchanged for
+    /// ``validate(_:table:)`` to refuse.
+    public func normalize(_ value: FieldValue) -> FieldValue {
+        switch (type, value) {
+        case (.real, .integer(let integer)): .real(Double(integer))
+        case (.integer, .real(let real)), (.flag, .real(let real)): Int64(exactly: real).map(FieldValue.integer) ?? value
+        default: value
+        }
+    }
+
+    /// Checks a value against the column's type and rules; returns it normalised (see ``normalize(_:)``).
     public func validate(_ value: FieldValue, table: String) throws(ValidationError) -> FieldValue {
         func refuse(_ message: String) -> ValidationError {
             ValidationError(table: table, field: name, message)
         }
+        let value = normalize(value)
         if value.isNull {
             if required { throw refuse("is required and cannot be empty") }
             return .null
         }
         switch type {
-        case .text(let maxLength):
-            guard case .text(let text) = value else { throw refuse("must be text; got \(value)") }
-            // A string has no more characters than UTF-8 bytes: count characters only for long ones.
-            guard text.utf8.count <= maxLength || text.count <= maxLength else {
-                throw refuse("must be at most \(maxLength) characters; got \(text.count)")
-            }
+        case .text(let maxBytes):
+            guard case .text(let text) = value else { throw refuse("must be text; got \(value.briefDescription)") }
+            if let problem = TextRules.problem(text, maxBytes: maxBytes) { throw refuse(problem) }
             if required, text.allSatisfy(\.isWhitespace) { throw refuse("is required and cannot be blank") }
             return value
         case .integer(let range):
-            guard case .integer(let number) = value else { throw refuse("must be a whole number\(Self.rangeText(range)); got \(value)") }
+            guard case .integer(let number) = value else { throw refuse("must be a whole number\(Self.rangeText(range)); got \(value.briefDescription)") }
             if let range, !range.contains(number) {
                 throw refuse("must be a whole number\(Self.rangeText(range)); got \(number)")
             }
             return value
         case .real(let range):
-            let number: Double
-            switch value {
-            case .integer(let integer): number = Double(integer)
-            case .real(let real) where real.isFinite: number = real
-            default: throw refuse("must be a number\(Self.rangeText(range)); got \(value)")
+            guard case .real(let number) = value, number.isFinite else {
+                throw refuse("must be a number\(Self.rangeText(range)); got \(value.briefDescription)")
             }
             if let range, !range.contains(number) {
                 throw refuse("must be a number\(Self.rangeText(range)); got \(FieldValue.real(number).displayText ?? "")")
             }
-            return .real(number)
+            return value
         case .date:
             guard case .text(let text) = value, Self.isCalendarDate(text) else {
-                throw refuse("must be a calendar date written YYYY-MM-DD; got \(value)")
+                throw refuse("must be a calendar date written YYYY-MM-DD; got \(value.briefDescription)")
             }
             return value
         case .flag:
             guard case .integer(let number) = value, number == 0 || number == 1 else {
-                throw refuse("must be 0 (no) or 1 (yes); got \(value)")
+                throw refuse("must be 0 (no) or 1 (yes); got \(value.briefDescription)")
             }
             return value
         case .choice(let choices):
             guard case .text(let text) = value, choices.contains(text) else {
-                throw refuse("must be one of \(choices.joined(separator: ", ")); got \(value)")
+                throw refuse("must be one of \(choices.joined(separator: ", ")); got \(value.briefDescription)")
             }
             return value
         }
@@ -121,13 +133,14 @@ extension ColumnSchema {
         if text.isEmpty { return .null }
         switch type {
         case .integer, .flag:
-            guard let number = Int64(text) else {
-                throw ValidationError(table: table, field: name, "must be a whole number; got \"\(text)\"")
+            // 68.0 is the whole number 68, as it is when it arrives as JSON.
+            guard let number = Int64(text) ?? Double(text).flatMap(Int64.init(exactly:)) else {
+                throw ValidationError(table: table, field: name, "must be a whole number; got \"\(TextRules.brief(text, maxBytes: 64))\"")
             }
             return .integer(number)
         case .real:
             guard let number = Double(text), number.isFinite else {
-                throw ValidationError(table: table, field: name, "must be a number; got \"\(text)\"")
+                throw ValidationError(table: table, field: name, "must be a number; got \"\(TextRules.brief(text, maxBytes: 64))\"")
             }
             return .real(number)
         case .text, .date, .choice:

@@ -60,3 +60,9 @@ extension FieldValue: CustomStringConvertible {
         }
     }
 }
+
+extension FieldValue {
+    /// The value as ``description`` writes it, cut to at most 64 bytes of UTF-8 for an error message,
+    /// so that a refusal never echoes a huge value back.
+    public var briefDescription: String { TextRules.brief(description, maxBytes: 64) }
+}

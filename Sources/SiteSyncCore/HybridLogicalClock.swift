@@ -41,10 +41,20 @@ public final class HybridLogicalClock: Sendable {
     public func tick() -> HLC {
         let wall = HLC(milliseconds: wallClock())
         return last.withLock { last in
-            let next = HLC(rawValue: max(last.rawValue + 1, wall.rawValue))
+            // Saturating: a clock at the greatest HLC stays there rather than trapping. Replicas refuse
+            // any reply that would carry them far ahead (SyncError.clockAhead), so only a corrupt
+            // file could get here, and `sitesync clock reset` brings it back.
+            let (successor, overflow) = last.rawValue.addingReportingOverflow(1)
+            let next = HLC(rawValue: max(overflow ? Int64.max : successor, wall.rawValue))
             last = next
             return next
         }
+    }
+
+    /// Sets the clock back to `value`, for recovery only: the owner must have moved every timestamp
+    /// it issued above `value` (see the replica's `resetClock()`), or the clock would repeat them.
+    public func reset(to value: HLC) {
+        last.withLock { $0 = value }
     }
 
     /// Advances the clock past a timestamp received from elsewhere (the HLC receive rule).

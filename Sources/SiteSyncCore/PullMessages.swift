@@ -7,12 +7,17 @@ public struct PullRequest: Codable, Sendable, Equatable {
     /// The pulling replica: records whose every field it wrote itself are skipped, since it holds
     /// them already (its own version of a field is never older than its own write).
     public var replica: String?
+    /// The greatest sequence number the server acknowledged to the pulling replica, when known. A
+    /// replica pulls only after its pushes were answered, so a server that has applied more under
+    /// its id knows that another copy of the replica's file pushed them (`409 replica_diverged`).
+    public var acked: HLC?
 
     /// Creates a pull.
-    public init(cursor: [String: Int64], limit: Int, replica: String? = nil) {
+    public init(cursor: [String: Int64], limit: Int, replica: String? = nil, acked: HLC? = nil) {
         self.cursor = cursor
         self.limit = limit
         self.replica = replica
+        self.acked = acked
     }
 }
 
@@ -26,24 +31,33 @@ extension PullRequest {
             items.append((name: "cursor", value: cursor.keys.sorted().map { "\($0):\(cursor[$0]!)" }.joined(separator: ",")))
         }
         if let replica { items.append((name: "replica", value: replica)) }
+        if let acked { items.append((name: "acked", value: String(acked.rawValue))) }
         return items
     }
 
     /// Reads a request from the query of `GET /v1/pull`; `value` returns a parameter's value.
     public init(query value: (String) -> String?) throws(QueryError) {
         guard let limitText = value("limit") else { throw QueryError(message: "limit is required") }
-        guard let limit = Int(limitText) else { throw QueryError(message: "limit must be a whole number; got \"\(limitText)\"") }
+        guard let limit = Int(limitText) else { throw QueryError(message: "limit must be a whole number; got \"\(TextRules.brief(limitText, maxBytes: 32))\"") }
         var cursor: [String: Int64] = [:]
         if let text = value("cursor"), !text.isEmpty {
             for entry in text.split(separator: ",", omittingEmptySubsequences: false) {
                 let parts = entry.split(separator: ":", omittingEmptySubsequences: false)
                 guard parts.count == 2, SiteID.isValid(String(parts[0])), let seq = Int64(parts[1]), seq >= 0, cursor[String(parts[0])] == nil else {
-                    throw QueryError(message: "cursor must list SITE:SEQUENCE pairs separated by commas, each site once; got \"\(entry)\"")
+                    throw QueryError(message: "cursor must list SITE:SEQUENCE pairs separated by commas, each site once; got \"\(TextRules.brief(String(entry), maxBytes: 64))\"")
                 }
                 cursor[String(parts[0])] = seq
             }
         }
-        self.init(cursor: cursor, limit: limit, replica: value("replica"))
+        if let replica = value("replica"), !ReplicaID.isValid(replica) {
+            throw QueryError(message: "replica must be a replica id: \(ReplicaID.rule)")
+        }
+        var acked: HLC?
+        if let text = value("acked") {
+            guard let raw = Int64(text), raw >= 0 else { throw QueryError(message: "acked must be a sequence number (a whole number, 0 or more)") }
+            acked = HLC(rawValue: raw)
+        }
+        self.init(cursor: cursor, limit: limit, replica: value("replica"), acked: acked)
     }
 }
 

@@ -7,15 +7,52 @@ public struct PushRequest: Codable, Sendable, Equatable {
     public var replica: String
     /// The changes, grouped.
     public var groups: [ChangeGroup]
+    /// The greatest sequence number the server has acknowledged to this replica, when the replica
+    /// knows it; nil from replicas of earlier builds.
+    public var acked: HLC?
+    /// The ``fingerprint``s of the pushes this replica sent since that acknowledgement without
+    /// receiving an answer, this one included. When the server applied more under the replica's id
+    /// than `acked`, its last push must be one of these, or another copy of the replica's file sent
+    /// it (`409 replica_diverged`).
+    public var sent: [String]?
 
     /// Creates a push.
-    public init(replica: String, groups: [ChangeGroup]) {
+    public init(replica: String, groups: [ChangeGroup], acked: HLC? = nil, sent: [String]? = nil) {
         self.replica = replica
         self.groups = groups
+        self.acked = acked
+        self.sent = sent
     }
 
     /// Number of records in the push.
     public var recordCount: Int { groups.reduce(0) { $0 + $1.rows.count } }
+
+    /// What identifies this push among a replica's pushes: 16 hex digits of a 64-bit FNV-1a hash of
+    /// every row's table, id and sequence number, in order.
+    ///
+    /// Two pushes of one replica never share a sequence number, so this tells the replica's own
+    /// retried push from a push made by a copy of its file. It guards against accidents (a copied
+    /// or restored file), not forgery: forging a push needs the replica's credential anyway.
+    public var fingerprint: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ bytes: some Sequence<UInt8>) {
+            for byte in bytes {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x0000_0100_0000_01b3
+            }
+            hash ^= 0x1F
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        for group in groups {
+            mix(group.table.utf8)
+            for row in group.rows {
+                mix(row.id.utf8)
+                withUnsafeBytes(of: row.seq.rawValue.littleEndian) { mix($0) }
+            }
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
 }
 
 /// Changes to one table, by one user, all changing the same fields.

@@ -18,6 +18,20 @@ public enum SyncProtocol {
     public static let respondAsync = "respond-async"
     /// Greatest number of rows a pull may ask for in one batch.
     public static let maximumPullLimit = 5000
+    /// How far apart a laptop's clock and the server's may be by default: the server refuses a push
+    /// stamped further ahead of its clock, and a laptop refuses a reply further ahead of its own.
+    public static let defaultMaximumClockSkew: Duration = .seconds(60)
+    /// Path of the enrolment endpoint, where a laptop registers its replica id and receives its own credential.
+    public static let replicasPath = "/v1/replicas"
+}
+
+extension Duration {
+    /// The duration in whole milliseconds, saturating.
+    public var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (milliseconds, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        return overflow ? (seconds < 0 ? .min : .max) : milliseconds + attoseconds / 1_000_000_000_000_000
+    }
 }
 
 /// The stable error codes the server answers with, in `{"error":{"code":…,"message":…}}`.
@@ -38,6 +52,11 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case schemaVersion = "schema_version"
     /// The push is stamped too far ahead of the server's clock.
     case clockSkew = "clock_skew"
+    /// The replica id asked for at enrolment is enrolled already, by another laptop or a copy of this one's file.
+    case replicaTaken = "replica_taken"
+    /// The server applied pushes under the replica's id that this file did not send: a copy of the
+    /// file syncs elsewhere.
+    case replicaDiverged = "replica_diverged"
     /// No such route or resource.
     case notFound = "not_found"
     /// The server failed; nothing was written.

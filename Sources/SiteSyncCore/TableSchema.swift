@@ -51,9 +51,9 @@ public struct TableSchema: Sendable {
         self.crossChecks = crossChecks
         self.derive = derive
         let all =
-            [ColumnSchema(Self.siteColumn, .text(maxLength: 32), required: true, since: since, writable: clientCreatable, summary: "Site the record belongs to")]
+            [ColumnSchema(Self.siteColumn, .text(maxBytes: 32), required: true, since: since, writable: clientCreatable, summary: "Site the record belongs to")]
             + columns
-            + [ColumnSchema(Self.deletedColumn, .text(maxLength: 2000), since: since, writable: clientCreatable, summary: "Reason of the soft delete; empty while live")]
+            + [ColumnSchema(Self.deletedColumn, .text(maxBytes: 2000), since: since, writable: clientCreatable, summary: "Reason of the soft delete; empty while live")]
         self.columns = all
         reindex()
     }
@@ -81,7 +81,7 @@ public struct TableSchema: Sendable {
     /// Checks the record id a replica generated.
     public func validate(id: String) throws(ValidationError) {
         guard !id.isEmpty, id.utf8.count <= 64, id.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
-            throw ValidationError(table: name, field: "id", "must be 1 to 64 printable characters without spaces; got \"\(id)\"")
+            throw ValidationError(table: name, field: "id", "must be 1 to 64 printable characters without spaces; got \"\(TextRules.brief(id, maxBytes: 64))\"")
         }
     }
 
@@ -237,14 +237,7 @@ public enum SiteID {
     /// Whether `site` is a valid site id (the `*` scope is not one).
     public static func isValid(_ site: String) -> Bool {
         !site.isEmpty && site.utf8.count <= 32
-            && site.utf8.allSatisfy { $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
-    }
-}
-
-extension UInt8 {
-    fileprivate var isASCIIAlphanumeric: Bool {
-        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
-            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self)
+            && site.utf8.allSatisfy { $0.isASCIILetterOrDigit || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
     }
 }
 

@@ -20,7 +20,23 @@ extension PushRequest {
             if index > 0 { writer.byte(UInt8(ascii: ",")) }
             try group.write(to: &writer)
         }
-        writer.ascii("]}")
+        writer.byte(UInt8(ascii: "]"))
+        if let acked {
+            writer.byte(UInt8(ascii: ","))
+            writer.key("acked")
+            writer.integer(acked.rawValue)
+        }
+        if let sent {
+            writer.byte(UInt8(ascii: ","))
+            writer.key("sent")
+            writer.byte(UInt8(ascii: "["))
+            for (index, fingerprint) in sent.enumerated() {
+                if index > 0 { writer.byte(UInt8(ascii: ",")) }
+                writer.string(fingerprint)
+            }
+            writer.byte(UInt8(ascii: "]"))
+        }
+        writer.byte(UInt8(ascii: "}"))
         return writer.bytes
     }
 
@@ -29,9 +45,18 @@ extension PushRequest {
         var reader = JSONReader(bytes)
         var replica: String?
         var groups: [ChangeGroup]?
+        var acked: HLC?
+        var sent: [String]?
         try reader.object("a push request") { (reader, key) throws(JSONReadError) in
             switch key {
             case "replica": replica = try reader.string("replica")
+            case "acked":
+                if try !reader.consumeNull() { acked = HLC(rawValue: try reader.integer("acked")) }
+            case "sent":
+                if try reader.consumeNull() { break }
+                var read: [String] = []
+                try reader.array("sent") { (reader) throws(JSONReadError) in read.append(try reader.string("a push fingerprint")) }
+                sent = read
             case "groups":
                 var read: [ChangeGroup] = []
                 try reader.array("groups") { (reader) throws(JSONReadError) in read.append(try ChangeGroup(reading: &reader)) }
@@ -42,7 +67,7 @@ extension PushRequest {
         try reader.expectEnd()
         guard let replica else { throw JSONReadError(message: "missing \"replica\"", offset: 0) }
         guard let groups else { throw JSONReadError(message: "missing \"groups\"", offset: 0) }
-        self.init(replica: replica, groups: groups)
+        self.init(replica: replica, groups: groups, acked: acked, sent: sent)
     }
 }
 

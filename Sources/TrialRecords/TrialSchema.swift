@@ -20,7 +20,7 @@ public enum TrialSchema {
         "subjects",
         summary: "Participants screened for the study",
         columns: [
-            ColumnSchema("screening_no", .text(maxLength: 64), required: true, summary: "Screening number given by the site"),
+            ColumnSchema("screening_no", .text(maxBytes: 64), required: true, summary: "Screening number given by the site"),
             ColumnSchema("sex", .choice(["F", "M"]), summary: "Sex at birth"),
             ColumnSchema("birth_date", .date, summary: "Date of birth (YYYY-MM-DD)"),
             ColumnSchema(
@@ -42,12 +42,12 @@ public enum TrialSchema {
         "adverse_events",
         summary: "Adverse events reported for a participant",
         columns: [
-            ColumnSchema("subject_id", .text(maxLength: 64), required: true, summary: "Id of the participant"),
-            ColumnSchema("term", .text(maxLength: 500), required: true, summary: "Adverse event term"),
+            ColumnSchema("subject_id", .text(maxBytes: 64), required: true, summary: "Id of the participant"),
+            ColumnSchema("term", .text(maxBytes: 500), required: true, summary: "Adverse event term"),
             ColumnSchema("onset_date", .date, summary: "Date of onset (YYYY-MM-DD)"),
             ColumnSchema("grade", .integer(1...5), summary: "Severity grade, CTCAE 5.0 (1-5)"),
             ColumnSchema("serious", .flag, summary: "Serious adverse event: 1 yes, 0 no"),
-            ColumnSchema("outcome", .text(maxLength: 200), summary: "Outcome, e.g. recovered, recovering, fatal"),
+            ColumnSchema("outcome", .text(maxBytes: 200), summary: "Outcome, e.g. recovered, recovering, fatal"),
             ColumnSchema("category", .choice(["crs", "icans", "other"]), since: 2, summary: "crs, icans or other"),
             ColumnSchema("grading_scale", .choice(["CTCAE 5.0", "ASTCT 2019"]), since: 2, summary: "ASTCT 2019 for CRS and ICANS, CTCAE 5.0 otherwise"),
             ColumnSchema("end_date", .date, since: 2, summary: "Date the event resolved (YYYY-MM-DD)"),
@@ -91,7 +91,7 @@ public enum TrialSchema {
         since: 2,
         summary: "Screening visits: disease activity, serology, treatment and organ function",
         columns: [
-            ColumnSchema("subject_id", .text(maxLength: 64), required: true, since: 2, summary: "Id of the participant"),
+            ColumnSchema("subject_id", .text(maxBytes: 64), required: true, since: 2, summary: "Id of the participant"),
             ColumnSchema("date", .date, required: true, since: 2, summary: "Date of the screening visit (YYYY-MM-DD)"),
             ColumnSchema("sledai_2k", .integer(0...105), since: 2, summary: "SLEDAI-2000 disease activity score (0-105)"),
             ColumnSchema("ana_positive", .flag, since: 2, summary: "Anti-nuclear antibodies positive"),
@@ -131,10 +131,10 @@ public enum TrialSchema {
         since: 2,
         summary: "IC19 CAR-T cell infusions",
         columns: [
-            ColumnSchema("subject_id", .text(maxLength: 64), required: true, since: 2, summary: "Id of the participant"),
+            ColumnSchema("subject_id", .text(maxBytes: 64), required: true, since: 2, summary: "Id of the participant"),
             ColumnSchema("date", .date, required: true, since: 2, summary: "Date of the infusion (YYYY-MM-DD)"),
             ColumnSchema("dose_cells_per_kg", .real(1...1e10), since: 2, summary: "Dose, CAR-T cells per kg of body weight"),
-            ColumnSchema("lot", .text(maxLength: 64), since: 2, summary: "Product lot number"),
+            ColumnSchema("lot", .text(maxBytes: 64), since: 2, summary: "Product lot number"),
         ],
         crossChecks: [
             CrossRecordCheck("Only an enrolled subject is infused") { record, lookup in
@@ -152,11 +152,11 @@ public enum TrialSchema {
         since: 2,
         summary: "Follow-up visits (D0, D7, D14, D28, M3, M6, …)",
         columns: [
-            ColumnSchema("subject_id", .text(maxLength: 64), required: true, since: 2, summary: "Id of the participant"),
-            ColumnSchema("name", .text(maxLength: 16), required: true, since: 2, summary: "Visit name, e.g. D0, D7, D14, D28, M3, M6"),
+            ColumnSchema("subject_id", .text(maxBytes: 64), required: true, since: 2, summary: "Id of the participant"),
+            ColumnSchema("name", .text(maxBytes: 16), required: true, since: 2, summary: "Visit name, e.g. D0, D7, D14, D28, M3, M6"),
             ColumnSchema("date", .date, since: 2, summary: "Date of the visit (YYYY-MM-DD)"),
             ColumnSchema("sledai_2k", .integer(0...105), since: 2, summary: "SLEDAI-2000 disease activity score (0-105)"),
-            ColumnSchema("notes", .text(maxLength: 4000), since: 2, summary: "Free-text notes"),
+            ColumnSchema("notes", .text(maxBytes: 4000), since: 2, summary: "Free-text notes"),
         ]
     )
 }

@@ -10,7 +10,7 @@ struct SiteSync: AsyncParsableCommand {
         commandName: "sitesync",
         abstract: "Record trial data offline on a site laptop and sync it with the SiteSync server.",
         discussion: "Every command works on the local replica; only `sync` needs the network.",
-        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self, ImportCommand.self]
+        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, ClockCommand.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self, ImportCommand.self]
     )
 }
 
@@ -44,32 +44,71 @@ struct OutputOptions: ParsableArguments {
 }
 
 struct Init: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Set up this laptop's replica: its site, server, token and user.")
+    static let configuration = CommandConfiguration(
+        abstract: "Set up this laptop's replica: its site, server, enrolment token and user, and enrol it with the server.",
+        discussion: """
+            The server registers the replica and issues it a credential of its own, which the laptop then \
+            syncs with. Offline, the replica is set up all the same and enrols at its first sync.
+
+            --rejoin gives an existing replica file a new replica id: run it when the server says the \
+            file is a copy of another laptop's (replica_taken, replica_diverged). Its pending changes are \
+            pushed under the new id and nothing is lost; --token is needed only when the enrolment token \
+            changed.
+            """
+    )
 
     @OptionGroup var replica: ReplicaOptions
 
     @Option(help: "The site this laptop records, e.g. S01; '*' for a reviewer laptop that sees every site.")
-    var site: String
+    var site: String?
 
     @Option(help: "The sync server's URL, e.g. http://127.0.0.1:8080.")
-    var server: String
+    var server: String?
 
-    @Option(help: "The bearer token from `sitesync-server token create`.")
-    var token: String
+    @Option(help: "The enrolment token from `sitesync-server token create`.")
+    var token: String?
 
     @Option(help: "Your name, recorded on every change made here.")
-    var user: String
+    var user: String?
+
+    @Flag(help: "Enrol this existing replica file again under a new replica id (a copied or restored file).")
+    var rejoin = false
 
     func validate() throws {
-        guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-            throw ValidationError("--server must be an http:// or https:// URL, e.g. http://127.0.0.1:8080.")
+        if rejoin {
+            guard site == nil, server == nil, user == nil else {
+                throw ValidationError("--rejoin keeps the replica's site, server and user; give only --db and, if it changed, --token.")
+            }
+        } else {
+            guard site != nil, server != nil, token != nil, user != nil else {
+                throw ValidationError("Give --site, --server, --token and --user (or --rejoin for an existing replica).")
+            }
         }
-        guard !token.isEmpty else { throw ValidationError("--token must not be empty.") }
+        if let server {
+            guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+                throw ValidationError("--server must be an http:// or https:// URL, e.g. http://127.0.0.1:8080.")
+            }
+        }
+        if let token, token.isEmpty { throw ValidationError("--token must not be empty.") }
     }
 
-    func run() throws {
-        let identity = try replica.open().initialize(site: site, user: user, serverURL: URL(string: server)!, token: token)
-        print("Initialised replica \(identity.replicaID) for site \(identity.site) at \(replica.path).")
+    func run() async throws {
+        let replica = try replica.open()
+        let identity: ReplicaIdentity
+        if rejoin {
+            let old = try replica.requireIdentity()
+            identity = try replica.rejoin(enrolmentToken: token)
+            print("Replica \(old.replicaID) is now replica \(identity.replicaID) at \(self.replica.path); its pending changes will be pushed under the new id.")
+        } else {
+            identity = try replica.initialize(site: site!, user: user!, serverURL: URL(string: server!)!, token: token!)
+            print("Initialised replica \(identity.replicaID) for site \(identity.site) at \(self.replica.path).")
+        }
+        do {
+            try await SyncEngine(replica: replica, transport: HTTPTransport(replica: replica)).enrol()
+            print("Enrolled with \(identity.serverURL.absoluteString).")
+        } catch let error as SyncError where error.isUnreachable {
+            print("The server cannot be reached now; the replica enrols at its first sync.")
+        }
     }
 }
 

@@ -22,9 +22,9 @@ struct HTTPRefusalTests {
         return ((response as! HTTPURLResponse).statusCode, try? JSONDecoder().decode(ErrorResponse.self, from: data))
     }
 
-    private func push(_ table: String, columns: [String], values: [FieldValue]) throws -> Data {
+    private func push(_ table: String, replica: String, columns: [String], values: [FieldValue]) throws -> Data {
         let row = ChangeRow(id: UUID().uuidString, seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: values)
-        return try JSONEncoder().encode(PushRequest(replica: "r1", groups: [ChangeGroup(table: table, user: "A", columns: columns, rows: [row])]))
+        return try JSONEncoder().encode(PushRequest(replica: replica, groups: [ChangeGroup(table: table, user: "A", columns: columns, rows: [row])]))
     }
 
     @Test("Each bad request gets its status and code, and the server's database is unchanged")
@@ -34,17 +34,23 @@ struct HTTPRefusalTests {
             let a = try server.laptop("a")
             try a.replica.put("subjects", ["screening_no": .text("S01-001")])
             try await a.sync()
+            let c = try server.laptop("c", site: "S02")
+            try await c.engine().enrol()
             let before = try await server.dump()
-            let valid = try push("subjects", columns: ["site_id", "screening_no"], values: [.text("S01"), .text("S01-002")])
+            let (aID, aToken) = (a.replica.identity!.replicaID, a.replica.identity!.token)
+            let (cID, cToken) = (c.replica.identity!.replicaID, c.replica.identity!.token)
+            let valid = try push("subjects", replica: aID, columns: ["site_id", "screening_no"], values: [.text("S01"), .text("S01-002")])
 
             let cases: [(String, String?, Data, Int, ErrorCode)] = [
-                ("malformed JSON", server.s01, Data("{\"replica\":".utf8), 400, .invalidJSON),
-                ("oversized body", server.s01, Data(repeating: UInt8(ascii: " "), count: 200 * 1024), 413, .bodyTooLarge),
-                ("unknown table", server.s01, try push("labs", columns: ["site_id"], values: [.text("S01")]), 422, .validationFailed),
-                ("bad value", server.s01, try push("adverse_events", columns: ["site_id", "subject_id", "term", "grade"], values: [.text("S01"), .text("s"), .text("t"), .integer(7)]), 422, .validationFailed),
+                ("malformed JSON", aToken, Data("{\"replica\":".utf8), 400, .invalidJSON),
+                ("oversized body", aToken, Data(repeating: UInt8(ascii: " "), count: 200 * 1024), 413, .bodyTooLarge),
+                ("unknown table", aToken, try push("labs", replica: aID, columns: ["site_id"], values: [.text("S01")]), 422, .validationFailed),
+                ("bad value", aToken, try push("adverse_events", replica: aID, columns: ["site_id", "subject_id", "term", "grade"], values: [.text("S01"), .text("s"), .text("t"), .integer(7)]), 422, .validationFailed),
                 ("missing token", nil, valid, 401, .unauthorized),
                 ("wrong token", "sst_0000", valid, 401, .unauthorized),
-                ("other site", server.s02, valid, 403, .forbidden),
+                ("enrolment token", server.s01, valid, 403, .forbidden),
+                ("another replica's id", cToken, valid, 403, .forbidden),
+                ("other site", cToken, try push("subjects", replica: cID, columns: ["site_id", "screening_no"], values: [.text("S01"), .text("S01-002")]), 403, .forbidden),
             ]
             for (name, token, body, status, code) in cases {
                 let (received, error) = try await post(server, token: token, body: body)
@@ -52,7 +58,7 @@ struct HTTPRefusalTests {
                 #expect(error?.error.code == code.rawValue, "\(name)")
                 #expect(error?.error.message.isEmpty == false, "\(name)")
             }
-            let (notFound, error) = try await post(server, path: "/v1/nowhere", token: server.s01, body: valid)
+            let (notFound, error) = try await post(server, path: "/v1/nowhere", token: aToken, body: valid)
             #expect(notFound == 404 && error?.error.code == "not_found")
             #expect(try await server.dump() == before)
         }

@@ -113,6 +113,8 @@ final class LosingResponses: SyncTransport {
     }
 
     func pull(_ request: PullRequest) async throws -> PullResponse { try await base.pull(request) }
+
+    func enrol(_ request: EnrolRequest) async throws -> EnrolResponse { try await base.enrol(request) }
 }
 
 /// Lets N pulls through, then fails every pull, as when the network goes away half-way.
@@ -135,6 +137,8 @@ final class FailingPulls: SyncTransport {
         guard pass else { throw SyncError.unreachable("test", "network lost") }
         return try await base.pull(request)
     }
+
+    func enrol(_ request: EnrolRequest) async throws -> EnrolResponse { try await base.enrol(request) }
 }
 
 /// Runs `edit` at the start of the first push, as a person typing while the laptop syncs.
@@ -156,4 +160,6 @@ final class EditingDuringPush: SyncTransport {
     }
 
     func pull(_ request: PullRequest) async throws -> PullResponse { try await base.pull(request) }
+
+    func enrol(_ request: EnrolRequest) async throws -> EnrolResponse { try await base.enrol(request) }
 }

@@ -99,19 +99,19 @@ struct ReviewTests {
                 ChangeRow(id: conflict.id, seq: now, values: [.text("resolved"), .text("value"), .text("Z"), .text("x"), .text("2026-11-25T00:00:00Z")], bases: [nil, nil, nil, nil, nil]),
             ])])
             await #expect { try await s02.push(forged) } throws: { ($0 as? SyncError)?.status == 403 }
-            let s01 = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version)
+            let s01 = a.transport
             var created = forged
-            created.replica = "s01-laptop"
+            created.replica = a.replica.identity!.replicaID
             created.groups[0].rows[0].id = "made-up"
             await #expect { try await s01.push(created) } throws: { ($0 as? SyncError)?.message.contains("created by the server only") == true }
             var sides = forged
-            sides.replica = "s01-laptop"
+            sides.replica = a.replica.identity!.replicaID
             sides.groups[0].columns = ["winner_value"]
             sides.groups[0].rows[0].values = [.text("\"x\"")]
             sides.groups[0].rows[0].bases = [nil]
             await #expect { try await s01.push(sides) } throws: { ($0 as? SyncError)?.status == 403 }
             var unexplained = forged
-            unexplained.replica = "s01-laptop"
+            unexplained.replica = a.replica.identity!.replicaID
             unexplained.groups[0].rows[0].values[3] = .null
             await #expect { try await s01.push(unexplained) } throws: { ($0 as? SyncError)?.message.contains("conflicts.reason: is required when the conflict is resolved") == true }
             #expect(try await server.dump() == before)

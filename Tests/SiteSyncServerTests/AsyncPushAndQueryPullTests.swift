@@ -88,14 +88,14 @@ struct AsyncPushAndQueryPullTests {
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ["a", "b", "c"]))) {
                 #expect($0.status == .ok)
             }
-            let request = PullRequest(cursor: ["S01": 1], limit: 1, replica: "other")
+            let request = PullRequest(cursor: ["S01": 1], limit: 1, replica: "r1b", acked: .zero)
             let query = request.queryItems.map { "\($0.name)=\($0.value)" }.joined(separator: "&")
-            #expect(query == "limit=1&cursor=S01:1&replica=other")
-            let byQuery = try await client.execute(uri: "\(SyncProtocol.pullPath)?\(query)", method: .get, headers: syncHeaders(server.s01)) { response in
+            #expect(query == "limit=1&cursor=S01:1&replica=r1b&acked=0")
+            let byQuery = try await client.execute(uri: "\(SyncProtocol.pullPath)?\(query)", method: .get, headers: syncHeaders(server.s01b)) { response in
                 #expect(response.status == .ok)
                 return try decode(PullResponse.self, response.body)
             }
-            let byBody = try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01), body: try json(request)) {
+            let byBody = try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01b), body: try json(request)) {
                 try decode(PullResponse.self, $0.body)
             }
             #expect(byQuery.groups.flatMap { $0.rows.map(\.id) } == ["b"])

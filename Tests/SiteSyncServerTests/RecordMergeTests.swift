@@ -80,4 +80,18 @@ struct RecordMergeTests {
         #expect(first != other)
         #expect(first.count == 32)
     }
+
+    @Test("A replica's later write over its own earlier one fast-forwards, whatever its base says")
+    func ownEarlierWriteIsSequential() {
+        // The server holds a's write at 150, whose answer a never received; a edited again at 200, and
+        // its base is still the version before 150.
+        var record = current(status: "enrolled")
+        record.stamps["status"] = Stamp(hlc: HLC(milliseconds: 150), replica: "a", user: "A")
+        let result = merge(record, value: "withdrawn", hlc: 200, base: v1.version, replica: "a")
+        #expect(result.conflicts.isEmpty)
+        #expect(result.outcomes == [.applied])
+        #expect(result.stamps["status"].version == Version(hlc: HLC(milliseconds: 200), replica: "a"))
+        // Another replica's write on the same base is still concurrent.
+        #expect(merge(record, value: "withdrawn", hlc: 200, base: v1.version, replica: "b").conflicts.count == 1)
+    }
 }

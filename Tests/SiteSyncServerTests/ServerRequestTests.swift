@@ -205,10 +205,10 @@ struct ReviewEndpointTests {
         try await server.test { client in
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(replica: "r1", ids: ["s1"], milliseconds: now - 20))) { #expect($0.status == .ok) }
             // r2 never saw r1's status and writes its own later: a concurrent write, logged
-            let edit = PushRequest(replica: "r2", groups: [ChangeGroup(table: "subjects", user: "B", columns: ["status"], rows: [
+            let edit = PushRequest(replica: "r1b", groups: [ChangeGroup(table: "subjects", user: "B", columns: ["status"], rows: [
                 ChangeRow(id: "s1", seq: HLC(milliseconds: now - 10), values: [.text("enrolled")], bases: [nil]),
             ])])
-            let answer = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(edit)) {
+            let answer = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01b), body: try json(edit)) {
                 try decode(PushResponse.self, $0.body)
             }
             #expect(answer.conflicts == 1)

@@ -5,30 +5,52 @@ import Hummingbird
 import HummingbirdTesting
 import SiteSyncCore
 import SiteSyncServer
+import Testing
 import TrialRecords
 
-/// A server on an in-memory store with a site token for S01, one for S02, a reviewer and an admin token.
+/// A server on an in-memory store. `s01`, `s01b`, `s02` and `reviewer` are replica credentials
+/// (replicas `r1` and `r1b` at S01, `r2` at S02 and `rv`, a reviewer), issued through the enrolment tokens
+/// `s01Enrolment`, `s02Enrolment` and `reviewerEnrolment`; `admin` manages tokens.
 struct TestServer {
     let store: SQLiteSyncStore
     let configuration: ServerConfiguration
     let s01: String
+    let s01b: String
     let s02: String
     let reviewer: String
     let admin: String
+    let s01Enrolment: String
+    let s02Enrolment: String
+    let reviewerEnrolment: String
 
     static func make(configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         let store = try SQLiteSyncStore(writer: DatabaseQueue(), schema: TrialSchema.current)
         var configuration = ServerConfiguration(schema: TrialSchema.current)
         configuration.port = 0
         configure(&configuration)
+        let s01Enrolment = try await Tokens.create(in: store, role: .site, site: "S01")
+        let s02Enrolment = try await Tokens.create(in: store, role: .site, site: "S02")
+        let reviewerEnrolment = try await Tokens.create(in: store, role: .reviewer, site: nil)
         return TestServer(
             store: store,
             configuration: configuration,
-            s01: try await Tokens.create(in: store, role: .site, site: "S01"),
-            s02: try await Tokens.create(in: store, role: .site, site: "S02"),
-            reviewer: try await Tokens.create(in: store, role: .reviewer, site: nil),
-            admin: try await Tokens.create(in: store, role: .admin, site: nil)
+            s01: try await enrol(store, "r1", role: .site, site: "S01"),
+            s01b: try await enrol(store, "r1b", role: .site, site: "S01"),
+            s02: try await enrol(store, "r2", role: .site, site: "S02"),
+            reviewer: try await enrol(store, "rv", role: .reviewer, site: nil),
+            admin: try await Tokens.create(in: store, role: .admin, site: nil),
+            s01Enrolment: s01Enrolment,
+            s02Enrolment: s02Enrolment,
+            reviewerEnrolment: reviewerEnrolment
         )
+    }
+
+    /// Registers `replica` directly in the store and returns its credential.
+    static func enrol(_ store: SQLiteSyncStore, _ replica: String, role: Role, site: String?) async throws -> String {
+        let token = Tokens.generate(prefix: "ssr_")
+        let acked = try await store.enrolReplica(replica, tokenHash: Tokens.hash(token), principal: Principal(role: role, site: site), label: replica)
+        #expect(acked != nil)
+        return token
     }
 
     func test<Value>(_ body: @Sendable (any TestClientProtocol) async throws -> Value) async throws -> Value {

@@ -1,0 +1,86 @@
+import Foundation
+import GRDB
+import SiteSyncCore
+import SiteSyncSQLite
+
+/// What ``Replica/resetClock()`` did.
+public struct ClockReset: Codable, Sendable, Equatable {
+    /// Whether the clock was ahead and has been set back.
+    public var wasAhead: Bool
+    /// The clock after the reset (ISO 8601).
+    public var clock: String
+    /// Pending records whose changes were stamped again at the corrected time.
+    public var restamped: Int
+}
+
+extension Replica {
+    /// Brings back a replica whose clock ran ahead of the wall clock by more than the skew bound:
+    /// the clock is set back, and every pending change stamped beyond the bound is stamped again, in
+    /// order, at the corrected time, so the server accepts it. Nothing pending is lost; the changes
+    /// keep their values and bases.
+    ///
+    /// Only this replica's own unpushed stamps move: every other stamp is a version the server holds.
+    /// When the server itself acknowledged changes stamped beyond the bound, setting the clock back
+    /// would reuse its sequence numbers, so the replica is refused and must rejoin instead
+    /// (`sitesync init --rejoin`).
+    public func resetClock() throws -> ClockReset {
+        let identity = try requireIdentity()
+        let limit = HLC(milliseconds: state.clock.wallMilliseconds + state.maximumClockSkewMilliseconds, counter: 0xFFFF)
+        return try writer.write { db in
+            let meta = try Row.fetchOne(db, sql: "SELECT hlc, acked FROM _sitesync_meta")!
+            let stored = HLC(rawValue: meta["hlc"])
+            let acked = HLC(rawValue: meta["acked"] ?? 0)
+            if acked > limit {
+                throw ReplicaError.invalidArgument(
+                    "The server acknowledged changes this replica stamped \(Replica.isoTime(acked)), beyond the wall clock; its sequence numbers cannot be set back. Run `sitesync init --rejoin`, which enrols this file as a new replica and pushes its pending changes under it."
+                )
+            }
+            let future = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.held
+                    FROM _sitesync_outbox AS o
+                    JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
+                    JOIN _sitesync_actors AS a ON a.actor = s.actor
+                    WHERE o.seq > ? ORDER BY o.seq
+                    """,
+                arguments: [limit.rawValue]
+            )
+            guard stored > limit || state.clock.current > limit || !future.isEmpty else {
+                return ClockReset(wasAhead: false, clock: Replica.isoTime(state.clock.current), restamped: 0)
+            }
+            // The clock restarts above everything this replica must stay ahead of that is not in the future.
+            let floor = try [
+                Int64.fetchOne(db, sql: "SELECT max(seq) FROM _sitesync_outbox WHERE seq <= ?", arguments: [limit.rawValue]),
+                Int64.fetchOne(db, sql: "SELECT max(hlc) FROM _sitesync_shadows WHERE hlc <= ?", arguments: [limit.rawValue]),
+                acked.rawValue,
+            ].compactMap { $0 }.max() ?? 0
+            state.clock.reset(to: HLC(rawValue: floor))
+            var actors = Actors()
+            for shadow in future {
+                let seq = state.clock.tick()
+                func corrected(_ stamp: Stamp) -> Stamp {
+                    stamp.version.hlc > limit && stamp.version.replica == identity.replicaID
+                        ? Stamp(hlc: seq, replica: identity.replicaID, user: stamp.user) : stamp
+                }
+                var stamps = try FieldStamps(row: shadow, startingAt: 2)
+                stamps.base = corrected(stamps.base)
+                stamps.overrides = stamps.overrides.mapValues(corrected)
+                var held = try ShadowJSON.decode([String: HeldValue].self, shadow[7]) ?? [:]
+                for (field, kept) in held { held[field]!.stamp = corrected(kept.stamp) }
+                let table: Int64 = shadow[0]
+                let id: String = shadow[1]
+                try db.execute(sql: "UPDATE _sitesync_outbox SET seq = ? WHERE seq = ?", arguments: [seq.rawValue, shadow[6]])
+                try db.execute(
+                    sql: "UPDATE _sitesync_shadows SET hlc = ?, actor = ?, fields = ?, pending = ?, held = ? WHERE tbl = ? AND id = ?",
+                    arguments: [
+                        stamps.base.version.hlc.rawValue, actors.actor(db, replica: stamps.base.version.replica, user: stamps.base.user),
+                        stamps.overridesJSON, seq.rawValue, held.isEmpty ? nil : ShadowJSON.encode(held), table, id,
+                    ]
+                )
+            }
+            try db.execute(sql: "UPDATE _sitesync_meta SET hlc = ?", arguments: [state.clock.current.rawValue])
+            return ClockReset(wasAhead: true, clock: Replica.isoTime(state.clock.current), restamped: future.count)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import GRDB
+import SiteSyncCore
+import SiteSyncSQLite
+
+extension Replica {
+    /// The request that registers this replica's id with the server.
+    public func enrolmentRequest() throws -> EnrolRequest {
+        let identity = try requireIdentity()
+        return EnrolRequest(replica: identity.replicaID, user: identity.user)
+    }
+
+    /// Stores the credential the server issued at enrolment: from now on the replica syncs with it,
+    /// and the enrolment token is kept only for ``rejoin(enrolmentToken:)``.
+    @discardableResult
+    public func recordEnrolment(_ response: EnrolResponse) throws -> ReplicaIdentity {
+        var identity = try requireIdentity()
+        guard response.replica == identity.replicaID else {
+            throw SyncError.invalidResponse("the server enrolled replica \(response.replica), not \(identity.replicaID)")
+        }
+        guard response.site == identity.site else {
+            throw ReplicaError.invalidArgument(
+                "The enrolment token is for \(response.site == SiteID.all ? "a reviewer" : "site \(response.site)"), but this replica records \(identity.isReviewer ? "every site" : "site \(identity.site)"); run `sitesync init` with a token of its site."
+            )
+        }
+        try state.checkServerClock(max(response.hlc, response.acked))
+        try writer.write { db in
+            try db.execute(
+                sql: "UPDATE _sitesync_meta SET token = ?, enrolled = 1, acked = ?, unconfirmed = '[]'",
+                arguments: [response.token, response.acked.rawValue]
+            )
+            try recordServerReply(db, hlc: max(response.hlc, response.acked))
+        }
+        identity.token = response.token
+        identity.isEnrolled = true
+        state.current = identity
+        return identity
+    }
+
+    /// The greatest sequence number the server acknowledged, when this replica knows it.
+    func knownAcked() throws -> HLC? {
+        try writer.read { db in try Int64.fetchOne(db, sql: "SELECT acked FROM _sitesync_meta").map(HLC.init(rawValue:)) }
+    }
+
+    /// Records that `request` is about to be sent, and returns it with what the server needs to
+    /// tell this replica from a copy of its file: the last acknowledged sequence number, and every
+    /// push sent since without an answer (``PushRequest/sent``), this one included.
+    func prepareToSend(_ request: PushRequest) throws -> PushRequest {
+        try writer.write { db in
+            let meta = try Row.fetchOne(db, sql: "SELECT acked, unconfirmed FROM _sitesync_meta")!
+            var sent = try ShadowJSON.decode([String].self, meta["unconfirmed"]) ?? []
+            let fingerprint = request.fingerprint
+            if sent.last != fingerprint { sent.append(fingerprint) }
+            // Only pushes after the last answer can be the server's last one; keep a bounded tail.
+            sent = Array(sent.suffix(64))
+            try db.execute(sql: "UPDATE _sitesync_meta SET unconfirmed = ?", arguments: [ShadowJSON.encode(sent)])
+            var prepared = request
+            prepared.acked = (meta["acked"] as Int64?).map(HLC.init(rawValue:))
+            prepared.sent = sent
+            return prepared
+        }
+    }
+
+    /// Records an answered push inside its acknowledgement: the server's acknowledged sequence
+    /// number, and that this push and the ones before it are answered.
+    func recordAnswer(_ db: Database, fingerprint: String, acked: HLC) throws {
+        let sent = try ShadowJSON.decode([String].self, String.fetchOne(db, sql: "SELECT unconfirmed FROM _sitesync_meta")) ?? []
+        let remaining = sent.firstIndex(of: fingerprint).map { Array(sent[($0 + 1)...]) } ?? sent
+        try db.execute(
+            sql: "UPDATE _sitesync_meta SET acked = max(coalesce(acked, 0), ?), unconfirmed = ?",
+            arguments: [acked.rawValue, ShadowJSON.encode(remaining)]
+        )
+    }
+
+    /// Gives this file a new replica id, for a copy of a replica's file (or a restored backup) that
+    /// the server refused: the pending changes are stamped with the new id and pushed under it, the
+    /// pull starts over so that the changes the copies made under the shared id arrive here too,
+    /// and the server registers the new id at the next sync (or ``SyncEngine/enrol()``).
+    ///
+    /// Nothing is lost: every change the server acknowledged stays there under the old id, and every
+    /// pending one moves to the new id. Works offline.
+    /// - Parameter enrolmentToken: the enrolment token to register with; nil uses the stored one.
+    @discardableResult
+    public func rejoin(enrolmentToken: String? = nil) throws -> ReplicaIdentity {
+        let old = try requireIdentity()
+        let replicaID = ReplicaIdentity.newReplicaID()
+        let identity = try writer.write { db -> ReplicaIdentity in
+            guard let token = try enrolmentToken ?? String.fetchOne(db, sql: "SELECT enrolment_token FROM _sitesync_meta") else {
+                throw ReplicaError.invalidArgument("No enrolment token is stored; give one: `sitesync init --rejoin --token TOKEN`.")
+            }
+            try restampPending(db, from: old.replicaID, to: replicaID)
+            try db.execute(
+                sql: """
+                    UPDATE _sitesync_meta SET replica_id = ?, token = ?, enrolment_token = ?, enrolled = 0,
+                        acked = NULL, unconfirmed = '[]', cursor = '{}'
+                    """,
+                arguments: [replicaID, token, token]
+            )
+            try installTracking(db)
+            return ReplicaIdentity(replicaID: replicaID, site: old.site, user: old.user, serverURL: old.serverURL, token: token)
+        }
+        state.current = identity
+        return identity
+    }
+
+    /// Moves the stamps of this replica's unpushed writes from one replica id to another.
+    private func restampPending(_ db: Database, from old: String, to new: String) throws {
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.base, s.held FROM \(ShadowSQL.source) WHERE s.pending IS NOT NULL"
+        )
+        var actors = Actors()
+        for row in rows {
+            guard let table = tableCodes.name(row[0]).flatMap({ try? schema.table($0) }) else { continue }
+            var stamps = try FieldStamps(row: row, startingAt: 2)
+            let base = try ShadowJSON.decode([String: Stamp?].self, row[6])
+            // The fields written here since the last push: all of a record created here, else those with a base.
+            let pending = base.map { Array($0.keys) } ?? table.columnNames
+            for field in pending where stamps[field].version.replica == old {
+                stamps[field] = Stamp(hlc: stamps[field].version.hlc, replica: new, user: stamps[field].user)
+            }
+            stamps.compact(fields: table.columnNames)
+            var held = try ShadowJSON.decode([String: HeldValue].self, row[7]) ?? [:]
+            for (field, kept) in held where kept.stamp.version.replica == old {
+                held[field]!.stamp = Stamp(hlc: kept.stamp.version.hlc, replica: new, user: kept.stamp.user)
+            }
+            try db.execute(
+                sql: "UPDATE _sitesync_shadows SET hlc = ?, actor = ?, fields = ?, held = ? WHERE tbl = ? AND id = ?",
+                arguments: [
+                    stamps.base.version.hlc.rawValue, actors.actor(db, replica: stamps.base.version.replica, user: stamps.base.user),
+                    stamps.overridesJSON, held.isEmpty ? nil : ShadowJSON.encode(held), row[0] as Int64, row[1] as String,
+                ]
+            )
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import Hummingbird
+import Logging
+import SiteSyncCore
+
+/// `POST /v1/replicas`: registers a laptop's replica id and issues the replica's own credential
+/// (docs/PROTOCOL.md, "Enrolment").
+///
+/// An enrolment token (a `site` or `reviewer` token) may enrol any number of laptops; each then
+/// syncs with a credential of its own, bound to its replica id, so that no other laptop can push or
+/// pull under that id. A replica id is registered once: asking again, from a copy of the laptop's
+/// file or with a borrowed id, is `409 replica_taken`.
+struct EnrolmentController {
+    let store: any SyncStore
+    let clock: HybridLogicalClock
+
+    func addRoutes(to group: RouterGroup<SyncRequestContext>) {
+        group.post("replicas", use: enrol)
+    }
+
+    @Sendable func enrol(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        guard principal.canSync else { throw ServerError.forbidden("An admin token manages tokens; it cannot enrol laptops.") }
+        guard principal.replica == nil else {
+            throw ServerError.forbidden("A replica's own credential cannot enrol another replica; use an enrolment token from `sitesync-server token create`.")
+        }
+        let message = try await request.decodeJSON(EnrolRequest.self, limit: 64 * 1024)
+        if let problem = UserName.problem(message.user) { throw ServerError.validation(problem) }
+        let replica = message.replica ?? Self.newReplicaID()
+        guard ReplicaID.isValid(replica) else { throw ServerError.validation("The replica id is invalid: \(ReplicaID.rule).") }
+        let token = Tokens.generate(prefix: "ssr_")
+        guard let acked = try await store.enrolReplica(replica, tokenHash: Tokens.hash(token), principal: principal, label: "replica \(replica) (\(message.user))") else {
+            context.logger.info("enrolment refused", metadata: ["sync.replica": "\(replica)", "sync.error": "\(ErrorCode.replicaTaken.rawValue)"])
+            throw ServerError.replicaTaken(replica)
+        }
+        context.logger.info("replica enrolled", metadata: ["sync.replica": "\(replica)", "sync.site": "\(principal.site ?? SiteID.all)"])
+        let answer = EnrolResponse(replica: replica, token: token, site: principal.site ?? SiteID.all, acked: acked, hlc: clock.tick())
+        var response = try JSONResponse.ok(answer)
+        response.status = .created
+        return response
+    }
+
+    /// A new random replica id: 16 lowercase hex digits.
+    static func newReplicaID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(format: "%016llx", generator.next() as UInt64)
+    }
+}
