@@ -4,14 +4,22 @@ import SiteSyncCore
 import SiteSyncSQLite
 
 extension Replica {
-    /// The request that registers this replica's id with the server.
+    /// The request that registers this replica's id with the server, with the replica's own
+    /// credential: generated and stored the first time, so that a request sent again after a lost
+    /// answer carries the same one.
     public func enrolmentRequest() throws -> EnrolRequest {
         let identity = try requireIdentity()
-        return EnrolRequest(replica: identity.replicaID, user: identity.user)
+        let credential = try writer.write { db -> String in
+            if let stored = try String.fetchOne(db, sql: "SELECT credential FROM _sitesync_meta") { return stored }
+            let credential = Credential.generate(prefix: Credential.replicaPrefix)
+            try db.execute(sql: "UPDATE _sitesync_meta SET credential = ?", arguments: [credential])
+            return credential
+        }
+        return EnrolRequest(replica: identity.replicaID, user: identity.user, credential: credential)
     }
 
-    /// Stores the credential the server issued at enrolment: from now on the replica syncs with it,
-    /// and the enrolment token is kept only for ``rejoin(enrolmentToken:)``.
+    /// Records the server's answer to ``enrolmentRequest()``: from now on the replica syncs with its
+    /// own credential, and the enrolment token is kept only for ``rejoin(enrolmentToken:)``.
     @discardableResult
     public func recordEnrolment(_ response: EnrolResponse) throws -> ReplicaIdentity {
         var identity = try requireIdentity()
@@ -24,14 +32,18 @@ extension Replica {
             )
         }
         try state.checkServerClock(max(response.hlc, response.acked))
-        try writer.write { db in
+        let credential = try writer.write { db -> String in
+            guard let credential = try String.fetchOne(db, sql: "SELECT credential FROM _sitesync_meta") else {
+                throw ReplicaError.invalidArgument("This replica sent no enrolment request; enrol it with `sitesync init` or `sitesync sync`.")
+            }
             try db.execute(
-                sql: "UPDATE _sitesync_meta SET token = ?, enrolled = 1, acked = ?, unconfirmed = '[]'",
-                arguments: [response.token, response.acked.rawValue]
+                sql: "UPDATE _sitesync_meta SET token = credential, enrolled = 1, acked = ?, unconfirmed = '[]'",
+                arguments: [response.acked.rawValue]
             )
             try recordServerReply(db, hlc: max(response.hlc, response.acked))
+            return credential
         }
-        identity.token = response.token
+        identity.token = credential
         identity.isEnrolled = true
         state.current = identity
         return identity
@@ -92,7 +104,7 @@ extension Replica {
             try db.execute(
                 sql: """
                     UPDATE _sitesync_meta SET replica_id = ?, token = ?, enrolment_token = ?, enrolled = 0,
-                        acked = NULL, unconfirmed = '[]', cursor = '{}'
+                        credential = NULL, acked = NULL, unconfirmed = '[]', cursor = '{}'
                     """,
                 arguments: [replicaID, token, token]
             )

@@ -135,9 +135,10 @@ extension Replica {
     /// Adds what a replica needs to prove its identity and to detect a copy of its file, and
     /// carries pending edits over to the rule that an edit of a live record stamps `_deleted`.
     ///
-    /// - `enrolled`: 1 once the server has registered the replica id and issued its own credential,
-    ///   which then replaces the enrolment token in `token`; `enrolment_token` keeps that token for
-    ///   `sitesync init --rejoin`.
+    /// - `enrolled`: 1 once the server has registered the replica id with the replica's own
+    ///   `credential` (generated here before the first enrolment request, so that a retry sends the
+    ///   same one), which then replaces the enrolment token in `token`; `enrolment_token` keeps that
+    ///   token for `sitesync init --rejoin`.
     /// - `acked`: the greatest sequence number the server acknowledged; NULL while unknown (a
     ///   replica from before this migration, until its next push).
     /// - `unconfirmed`: JSON array of the digests of pushes sent since the last answer received;
@@ -149,6 +150,7 @@ extension Replica {
         try db.execute(
             sql: """
                 ALTER TABLE _sitesync_meta ADD COLUMN enrolled INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE _sitesync_meta ADD COLUMN credential TEXT;
                 ALTER TABLE _sitesync_meta ADD COLUMN enrolment_token TEXT;
                 ALTER TABLE _sitesync_meta ADD COLUMN acked INTEGER;
                 ALTER TABLE _sitesync_meta ADD COLUMN unconfirmed TEXT NOT NULL DEFAULT '[]';

@@ -121,8 +121,11 @@ public struct Replica: Sendable {
                 let enrolled = existing["enrolled"] && existing["server_url"] == serverURL.absoluteString
                 let credential: String = enrolled ? existing["token"] : token
                 try db.execute(
-                    sql: "UPDATE _sitesync_meta SET user = ?, server_url = ?, token = ?, enrolment_token = ?, enrolled = ?",
-                    arguments: [user, serverURL.absoluteString, credential, token, enrolled]
+                    sql: """
+                        UPDATE _sitesync_meta SET user = ?, server_url = ?, token = ?, enrolment_token = ?, enrolled = ?,
+                            credential = CASE WHEN ? THEN credential END
+                        """,
+                    arguments: [user, serverURL.absoluteString, credential, token, enrolled, enrolled]
                 )
                 try installTracking(db)
                 return ReplicaIdentity(

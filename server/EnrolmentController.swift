@@ -3,13 +3,14 @@ import Hummingbird
 import Logging
 import SiteSyncCore
 
-/// `POST /v1/replicas`: registers a laptop's replica id and issues the replica's own credential
+/// `POST /v1/replicas`: registers a laptop's replica id with the replica's own credential
 /// (docs/PROTOCOL.md, "Enrolment").
 ///
 /// An enrolment token (a `site` or `reviewer` token) may enrol any number of laptops; each then
 /// syncs with a credential of its own, bound to its replica id, so that no other laptop can push or
-/// pull under that id. A replica id is registered once: asking again, from a copy of the laptop's
-/// file or with a borrowed id, is `409 replica_taken`.
+/// pull under that id. A replica id is registered once: asking again with the same credential (a
+/// lost answer) succeeds again; with another one (a copy of the laptop's file, a borrowed id) it is
+/// `409 replica_taken`.
 struct EnrolmentController {
     let store: any SyncStore
     let clock: HybridLogicalClock
@@ -28,13 +29,16 @@ struct EnrolmentController {
         if let problem = UserName.problem(message.user) { throw ServerError.validation(problem) }
         let replica = message.replica ?? Self.newReplicaID()
         guard ReplicaID.isValid(replica) else { throw ServerError.validation("The replica id is invalid: \(ReplicaID.rule).") }
-        let token = Tokens.generate(prefix: "ssr_")
-        guard let acked = try await store.enrolReplica(replica, tokenHash: Tokens.hash(token), principal: principal, label: "replica \(replica) (\(message.user))") else {
+        guard Credential.isReplicaCredential(message.credential) else {
+            throw ServerError.validation("The replica's credential must be \(Credential.replicaPrefix) followed by 64 lowercase hex digits (256 random bits).")
+        }
+        let label = "replica \(replica) (\(message.user))"
+        guard let acked = try await store.enrolReplica(replica, tokenHash: Tokens.hash(message.credential), principal: principal, label: label) else {
             context.logger.info("enrolment refused", metadata: ["sync.replica": "\(replica)", "sync.error": "\(ErrorCode.replicaTaken.rawValue)"])
             throw ServerError.replicaTaken(replica)
         }
         context.logger.info("replica enrolled", metadata: ["sync.replica": "\(replica)", "sync.site": "\(principal.site ?? SiteID.all)"])
-        let answer = EnrolResponse(replica: replica, token: token, site: principal.site ?? SiteID.all, acked: acked, hlc: clock.tick())
+        let answer = EnrolResponse(replica: replica, site: principal.site ?? SiteID.all, acked: acked, hlc: clock.tick())
         var response = try JSONResponse.ok(answer)
         response.status = .created
         return response

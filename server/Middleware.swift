@@ -74,9 +74,7 @@ public enum Tokens {
     /// A new random token: `prefix` and 64 hex digits (256 bits); `sst_` for enrolment and admin
     /// tokens, `ssr_` for a replica's own credential.
     public static func generate(prefix: String = "sst_") -> String {
-        var generator = SystemRandomNumberGenerator()
-        let words = (0..<4).map { _ in String(format: "%016llx", generator.next() as UInt64) }
-        return prefix + words.joined()
+        Credential.generate(prefix: prefix)
     }
 
     /// The SHA-256 hex digest under which a token is stored.

@@ -22,15 +22,12 @@ public struct Principal: Sendable, Equatable {
     public var site: String?
     /// The replica a replica credential belongs to; nil for an enrolment token.
     public var replica: String?
-    /// The SHA-256 digest of the token, which records who enrolled a replica.
-    public var tokenHash: String?
 
     /// Creates a principal.
-    public init(role: Role, site: String?, replica: String? = nil, tokenHash: String? = nil) {
+    public init(role: Role, site: String?, replica: String? = nil) {
         self.role = role
         self.site = site
         self.replica = replica
-        self.tokenHash = tokenHash
     }
 
     /// Refuses the request unless this is the credential of `replica` (a push or pull names it).

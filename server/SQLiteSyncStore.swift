@@ -36,7 +36,7 @@ public struct SQLiteSyncStore: SyncStore {
     public func principal(tokenHash: String) async throws -> Principal? {
         try await writer.read { db in
             try Row.fetchOne(db, sql: "SELECT role, site_id, replica_id FROM tokens WHERE hash = ?", arguments: [tokenHash]).flatMap { row in
-                Role(rawValue: row["role"]).map { Principal(role: $0, site: row["site_id"], replica: row["replica_id"], tokenHash: tokenHash) }
+                Role(rawValue: row["role"]).map { Principal(role: $0, site: row["site_id"], replica: row["replica_id"]) }
             }
         }
     }
@@ -54,23 +54,16 @@ public struct SQLiteSyncStore: SyncStore {
         try await writer.write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id, enrolled_by) VALUES (?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (replica_id) WHERE replica_id IS NOT NULL DO NOTHING
+                    INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT DO NOTHING
                     """,
-                arguments: [tokenHash, principal.role.rawValue, principal.site, label, Date().formatted(.iso8601), replica, principal.tokenHash]
+                arguments: [tokenHash, principal.role.rawValue, principal.site, label, Date().formatted(.iso8601), replica]
             )
+            // Registered already: with this credential, a retry whose answer was lost; with another,
+            // another laptop or a copy of this one's file.
             if db.changesCount == 0 {
-                // Enrolling again with the same enrolment token before the replica ever pushed is a
-                // retry whose answer was lost: the new credential replaces the unused one. Anything
-                // else is another laptop, or a copy of this one's file, asking for a taken id.
-                try db.execute(
-                    sql: """
-                        UPDATE tokens SET hash = ?, created_at = ?
-                        WHERE replica_id = ? AND enrolled_by = ? AND NOT EXISTS (SELECT 1 FROM replicas WHERE replica_id = ?)
-                        """,
-                    arguments: [tokenHash, Date().formatted(.iso8601), replica, principal.tokenHash, replica]
-                )
-                guard db.changesCount == 1 else { return nil }
+                let owner = try String.fetchOne(db, sql: "SELECT replica_id FROM tokens WHERE hash = ?", arguments: [tokenHash])
+                guard owner == replica else { return nil }
             }
             return HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT last_seq FROM replicas WHERE replica_id = ?", arguments: [replica]) ?? 0)
         }
@@ -146,7 +139,6 @@ extension SQLiteSyncStore {
                 sql: """
                     -- A replica's own credential names its replica; enrolment tokens name none.
                     ALTER TABLE tokens ADD COLUMN replica_id TEXT;
-                    ALTER TABLE tokens ADD COLUMN enrolled_by TEXT;      -- the enrolment token's digest
                     CREATE UNIQUE INDEX tokens_replica ON tokens (replica_id) WHERE replica_id IS NOT NULL;
                     -- The fingerprint of the last push that applied anything, which only the replica
                     -- that sent it can name again (PushRequest.sent).

@@ -63,3 +63,24 @@ extension UInt8 {
             || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self)
     }
 }
+
+/// Bearer credentials: 256 random bits in hex behind a prefix that says what they are.
+public enum Credential {
+    /// The prefix of a replica's own credential.
+    public static let replicaPrefix = "ssr_"
+
+    /// A new random credential: `prefix` and 64 hex digits (256 bits).
+    public static func generate(prefix: String) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return prefix + (0..<4).map { _ in
+            let hex = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+    }
+
+    /// Whether `text` has the form of a replica credential: `ssr_` and 64 lowercase hex digits.
+    public static func isReplicaCredential(_ text: String) -> Bool {
+        text.hasPrefix(replicaPrefix) && text.utf8.count == replicaPrefix.utf8.count + 64
+            && text.utf8.dropFirst(replicaPrefix.utf8.count).allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+    }
+}

@@ -47,7 +47,7 @@ struct TestServer {
 
     /// Registers `replica` directly in the store and returns its credential.
     static func enrol(_ store: SQLiteSyncStore, _ replica: String, role: Role, site: String?) async throws -> String {
-        let token = Tokens.generate(prefix: "ssr_")
+        let token = Credential.generate(prefix: Credential.replicaPrefix)
         let acked = try await store.enrolReplica(replica, tokenHash: Tokens.hash(token), principal: Principal(role: role, site: site), label: replica)
         #expect(acked != nil)
         return token
