@@ -19,6 +19,13 @@ extension Replica {
     @discardableResult
     public func apply(_ response: PullResponse) throws -> Int {
         try state.checkServerClock(response.hlc)
+        // The HLC receive rule: the clock passes every stamp received, so that an edit of a pulled
+        // field is always stamped after the version it overwrites, even when the server's own
+        // clock (a restarted instance, say) reads earlier than the stamps it serves.
+        let latest = response.groups.lazy.flatMap(\.rows).map { row in
+            row.stamps.overrides.values.reduce(row.stamps.base.version.hlc) { max($0, $1.version.hlc) }
+        }.max() ?? .zero
+        try state.checkPulledStamp(latest)
         return try writer.write { db in
             let changed = try state.untracked {
                 var changed = 0
@@ -36,6 +43,7 @@ extension Replica {
             var cursor = try ShadowJSON.decode([String: Int64].self, String.fetchOne(db, sql: "SELECT cursor FROM _sitesync_meta")) ?? [:]
             cursor.merge(response.cursor, uniquingKeysWith: max)
             try db.execute(sql: "UPDATE _sitesync_meta SET cursor = ?", arguments: [ShadowJSON.encode(cursor)])
+            state.clock.receive(latest)
             try recordServerReply(db, hlc: response.hlc)
             return changed
         }
@@ -122,10 +130,9 @@ extension Replica {
         }
         guard !updates.isEmpty else { return false }
         let assignments = updates.map { "\($0.column.quotedDatabaseIdentifier) = ?" }.joined(separator: ", ")
-        try db.execute(
-            sql: "UPDATE \(table.name.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?",
-            arguments: StatementArguments(updates.map(\.value) + [row.id])
-        )
+        // Cached: compiling an UPDATE of a tracked table compiles its triggers as well.
+        try db.cachedStatement(sql: "UPDATE \(table.name.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?")
+            .execute(arguments: StatementArguments(updates.map(\.value) + [row.id]))
         local.compact(fields: table.columnNames)
         try db.cachedStatement(sql: "UPDATE _sitesync_shadows SET hlc = ?, actor = ?, fields = ?, held = ? WHERE tbl = ? AND id = ?").execute(
             arguments: [

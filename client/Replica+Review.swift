@@ -30,7 +30,9 @@ extension Replica {
     ///   - table: only conflicts on records of this table.
     public func conflicts(includeResolved: Bool = false, site: String? = nil, table: String? = nil) throws -> [Conflict] {
         try list(TableSchema.conflicts.name)
-            .map { record in try Conflict(id: record.id, fields: Dictionary(uniqueKeysWithValues: record.fields.map { ($0.name, $0.value) })) }
+            .map { record in
+                try Conflict(id: record.id, fields: Dictionary(uniqueKeysWithValues: record.fields.map { ($0.name, $0.value) })).normalized(in: schema)
+            }
             .filter { (includeResolved || $0.isOpen) && (site == nil || $0.site == site) && (table == nil || $0.table == table) }
             .sorted { $0.detectedAt != $1.detectedAt ? $0.detectedAt > $1.detectedAt : $0.id < $1.id }
     }
@@ -40,7 +42,7 @@ extension Replica {
         try writer.read { db in
             let fields = try fields(db, TableSchema.conflicts, id: id)
             guard !fields.isEmpty else { throw ReplicaError.recordNotFound(table: TableSchema.conflicts.name, id: id) }
-            let conflict = try Conflict(id: id, fields: fields)
+            let conflict = try Conflict(id: id, fields: fields).normalized(in: schema)
             let current = try (try? schema.table(conflict.table)).map { table in try self.fields(db, table, id: conflict.recordID)[conflict.field] } ?? nil
             return ConflictDetail(conflict: conflict, current: current)
         }
@@ -60,7 +62,7 @@ extension Replica {
         return try writer.write { db in
             let stored = try fields(db, TableSchema.conflicts, id: id)
             guard !stored.isEmpty else { throw ReplicaError.recordNotFound(table: TableSchema.conflicts.name, id: id) }
-            let conflict = try Conflict(id: id, fields: stored)
+            let conflict = try Conflict(id: id, fields: stored).normalized(in: schema)
             if let resolution = conflict.resolution, !conflict.isOpen {
                 throw ReplicaError.alreadyResolved(
                     "Conflict \(id) is already resolved (\(resolution.decision.rawValue) by \(resolution.reviewer) at \(resolution.resolvedAt): \(resolution.reason)); nothing was written."
@@ -75,10 +77,10 @@ extension Replica {
             }
             let value: FieldValue =
                 switch choice {
-                // A side is stored as JSON, where the real 68.0 reads back as the integer 68: in the
-                // column's type it compares equal to the value the record holds.
-                case .keepWinner: column.normalize(conflict.winner.value)
-                case .takeLoser: column.normalize(conflict.loser.value)
+                // Both sides are in the column's type (Conflict.normalized), so they compare equal to
+                // the value the record holds whatever JSON made of a whole-number real.
+                case .keepWinner: conflict.winner.value
+                case .takeLoser: conflict.loser.value
                 case .value(let value): try column.validate(value, table: table.name)
                 }
             let record = try fields(db, table, id: conflict.recordID)

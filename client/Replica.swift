@@ -56,6 +56,21 @@ public struct Replica: Sendable {
         return try Replica(writer: DatabaseQueue(configuration: configuration(state)), schema: schema, state: state)
     }
 
+    /// A copy of this replica in memory, with its records, identity, outbox and clock, for tests
+    /// and previews: setting up a replica creates a hundred triggers, copying one only its pages.
+    ///
+    /// The copy has this replica's id and credential, so it must never sync alongside the original:
+    /// the server would refuse the second one to diverge (`replica_diverged`).
+    public func inMemoryCopy(
+        wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
+        maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
+    ) throws -> Replica {
+        let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock), maximumClockSkew: maximumClockSkew)
+        let copy = try DatabaseQueue(configuration: Replica.configuration(state))
+        try writer.backup(to: copy)
+        return try Replica(writer: copy, schema: schema, state: state)
+    }
+
     private init(writer: any DatabaseWriter, schema: Schema, state: ReplicaState) throws {
         self.writer = writer
         self.schema = schema
@@ -104,8 +119,14 @@ public struct Replica: Sendable {
     ///
     /// Calling it again keeps the replica id and records, and updates the user, server and enrolment
     /// token; a replica moved to another server enrols there again. The site of a replica cannot change.
+    ///
+    /// - Parameter replicaID: the id of a new replica; nil (the default) draws a random one. Tools and
+    ///   tests that replay a history choose it; an id another laptop holds is refused at enrolment.
     @discardableResult
-    public func initialize(site: String, user: String, serverURL: URL, token: String) throws -> ReplicaIdentity {
+    public func initialize(site: String, user: String, serverURL: URL, token: String, replicaID: String? = nil) throws -> ReplicaIdentity {
+        if let replicaID, !ReplicaID.isValid(replicaID) {
+            throw ReplicaError.invalidArgument("Invalid replica id \"\(TextRules.brief(replicaID, maxBytes: 64))\": \(ReplicaID.rule).")
+        }
         guard site == SiteID.all || SiteID.isValid(site) else {
             throw ReplicaError.invalidArgument("Invalid site \"\(site)\": \(SiteID.rule), or * for a reviewer.")
         }
@@ -132,7 +153,7 @@ public struct Replica: Sendable {
                     replicaID: existing["replica_id"], site: site, user: user, serverURL: serverURL, token: credential, isEnrolled: enrolled
                 )
             }
-            let identity = ReplicaIdentity(replicaID: ReplicaIdentity.newReplicaID(), site: site, user: user, serverURL: serverURL, token: token)
+            let identity = ReplicaIdentity(replicaID: replicaID ?? ReplicaIdentity.newReplicaID(), site: site, user: user, serverURL: serverURL, token: token)
             try db.execute(
                 sql: """
                     INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, enrolment_token, hlc, cursor, created_at)

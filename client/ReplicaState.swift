@@ -18,6 +18,16 @@ final class ReplicaState: Sendable {
         self.maximumClockSkewMilliseconds = maximumClockSkew.wholeMilliseconds
     }
 
+    /// Refuses a stamp of pulled data beyond any the server could have accepted: it accepts stamps
+    /// up to the bound ahead of its clock, and a server clock more than the bound ahead of this
+    /// laptop's is refused, so a genuine stamp is at most twice the bound ahead of the wall clock.
+    func checkPulledStamp(_ hlc: HLC) throws {
+        let ahead = hlc.milliseconds - clock.wallMilliseconds
+        if ahead > 2 * maximumClockSkewMilliseconds {
+            throw SyncError.clockAhead(aheadBy: ahead, limit: 2 * maximumClockSkewMilliseconds)
+        }
+    }
+
     /// Refuses a timestamp from a server reply that is further ahead of the wall clock than the bound.
     func checkServerClock(_ hlc: HLC) throws {
         let ahead = hlc.milliseconds - clock.wallMilliseconds

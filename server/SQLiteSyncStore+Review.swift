@@ -34,7 +34,7 @@ extension SQLiteSyncStore {
             )
             let page = rows.prefix(limit)
             return ConflictPage(
-                conflicts: try page.map(Self.conflict),
+                conflicts: try page.map(conflict),
                 next: rows.count > limit ? page.last.map { String($0["_rowid"] as Int64) } : nil
             )
         }
@@ -44,7 +44,7 @@ extension SQLiteSyncStore {
         guard principal.canSync else { throw ServerError.forbidden("An admin token manages tokens; it cannot read records.") }
         return try await writer.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM conflicts WHERE id = ?", arguments: [id]) else { return nil }
-            let conflict = try Self.conflict(row)
+            let conflict = try self.conflict(row)
             guard principal.canAccess(site: conflict.site) else { return nil }
             var current: FieldValue?
             if let table = try? schema.table(conflict.table), table.column(conflict.field) != nil {
@@ -80,10 +80,9 @@ extension SQLiteSyncStore {
             )
             var entries: [HistoryEntry] = []
             for row in rows {
-                let audit = try AuditRow(row)
-                if audit.table == TableSchema.conflicts.name {
-                    let values = Dictionary(uniqueKeysWithValues: zip(audit.fields, audit.newValues))
-                    guard values["status"] == .text("resolved"), case .text(let decision)? = values["decision"] else { continue }
+                let audit = try AuditRow(row, schema: schema)
+                let values = Dictionary(uniqueKeysWithValues: zip(audit.fields, audit.newValues))
+                if audit.table == TableSchema.conflicts.name, values["status"] == .text("resolved"), case .text(let decision)? = values["decision"] {
                     entries.append(.resolution(
                         at: values["resolved_at"]?.displayText ?? audit.receivedAt,
                         user: values["reviewer"]?.displayText ?? audit.user,
@@ -93,7 +92,9 @@ extension SQLiteSyncStore {
                         decision: decision,
                         reason: values["reason"]?.displayText ?? ""
                     ))
-                } else {
+                } else if audit.table == table {
+                    // A record's own changes; for a conflict record, also the ones that are no
+                    // complete resolution (a conflict about its resolution, decided again).
                     entries.append(.change(
                         at: audit.receivedAt, user: audit.user, replica: audit.replica,
                         changes: audit.changes.map { FieldHistory(field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome) }
@@ -119,7 +120,7 @@ extension SQLiteSyncStore {
             let condition = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             let rows = try Row.fetchCursor(db, sql: "SELECT * FROM audit \(condition) ORDER BY id", arguments: StatementArguments(arguments))
             while let row = try rows.next() {
-                let audit = try AuditRow(row)
+                let audit = try AuditRow(row, schema: schema)
                 for change in audit.changes {
                     try body(AuditFieldChange(
                         receivedAt: audit.receivedAt, site: audit.site, table: audit.table, recordID: audit.recordID, field: change.field,
@@ -146,10 +147,10 @@ extension SQLiteSyncStore {
         }
     }
 
-    private static func conflict(_ row: Row) throws -> Conflict {
+    private func conflict(_ row: Row) throws -> Conflict {
         var fields: [String: FieldValue] = [:]
         for name in TableSchema.conflicts.columnNames { fields[name] = FieldValue.fromDatabaseValue(row[name]) ?? .null }
-        return try Conflict(id: row["id"], fields: fields)
+        return try Conflict(id: row["id"], fields: fields).normalized(in: schema)
     }
 }
 
@@ -175,7 +176,9 @@ struct AuditRow {
     var newValues: [FieldValue]
     var changes: [Change]
 
-    init(_ row: Row) throws {
+    /// Decodes an audit row, each value in its column's type: the row keeps values as JSON, where
+    /// the real 68.0 reads back as the integer 68.
+    init(_ row: Row, schema: Schema) throws {
         let decoder = JSONDecoder()
         func decode<T: Decodable>(_ type: T.Type, _ column: String) throws -> T? {
             guard let text = row[column] as String? else { return nil }
@@ -189,8 +192,12 @@ struct AuditRow {
         user = row["user"]
         seq = HLC(rawValue: row["seq"])
         fields = try decode([String].self, "fields") ?? []
-        newValues = try decode([FieldValue].self, "new_values") ?? []
-        let old = try decode([FieldValue].self, "old_values")
+        let columns = fields.map { (try? schema.table(row["tbl"]))?.column($0) }
+        func typed(_ values: [FieldValue]?) -> [FieldValue]? {
+            values.map { values in values.enumerated().map { index, value in index < columns.count ? columns[index]?.normalize(value) ?? value : value } }
+        }
+        newValues = typed(try decode([FieldValue].self, "new_values")) ?? []
+        let old = typed(try decode([FieldValue].self, "old_values"))
         let hlcs = try decode([HLC].self, "hlcs")
         let bases = try decode([Version?].self, "bases")
         let outcomes = Array((row["outcomes"] as String?) ?? "")

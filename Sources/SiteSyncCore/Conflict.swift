@@ -110,6 +110,16 @@ public struct Conflict: Codable, Sendable, Equatable {
     }
 
     /// Reads a conflict from the fields of a `conflicts` record.
+    /// The conflict with both sides in the type of their column, when `schema` knows it: a side is
+    /// stored as JSON, where the real 68.0 reads back as the integer 68.
+    public func normalized(in schema: Schema) -> Conflict {
+        guard let column = (try? schema.table(table))?.column(field) else { return self }
+        var copy = self
+        copy.winner.value = column.normalize(winner.value)
+        copy.loser.value = column.normalize(loser.value)
+        return copy
+    }
+
     public init(id: String, fields: [String: FieldValue]) throws {
         func text(_ name: String) -> String? {
             if case .text(let value)? = fields[name] { value } else { nil }

@@ -1,0 +1,91 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOEmbedded
+import SiteSyncCore
+import SiteSyncServer
+import Synchronization
+
+/// The sync server's application driven in this process without sockets: every request goes through
+/// the same router, middleware and handlers as over the network, thousands of times faster than a
+/// loopback connection, which is what lets the convergence test run hundreds of histories.
+///
+/// ``restart()`` drops the application with its memory (outcomes of asynchronous pushes not yet
+/// collected) and opens the database file again, as a restarted process would.
+final class InProcessServer: Sendable {
+    private typealias Respond = @Sendable (Request, Logger) async throws -> Response
+
+    let path: String
+    let configuration: ServerConfiguration
+    private let current = Mutex<(store: SQLiteSyncStore, respond: Respond)?>(nil)
+    private let logger = Logger(label: "sitesync.convergence", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    init(path: String, configuration: ServerConfiguration) async throws {
+        self.path = path
+        self.configuration = configuration
+        try await restart()
+    }
+
+    /// The store of the running instance.
+    var store: SQLiteSyncStore { current.withLock { $0!.store } }
+
+    /// Replaces the running instance by a new one on the same database file.
+    func restart() async throws {
+        let store = try SQLiteSyncStore(path: path, schema: configuration.schema)
+        let respond = try await Self.responder(of: buildApplication(configuration, store: store, logger: logger))
+        current.withLock { $0 = (store, respond) }
+    }
+
+    /// The application's responder, with a request context as a server connection would make it.
+    private static func responder(of app: some ApplicationProtocol) async throws -> Respond {
+        try await respond(with: app.responder)
+    }
+
+    private static func respond<Responder: HTTPResponder>(with responder: Responder) -> Respond
+    where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+        { request, logger in
+            let context = Responder.Context(source: .init(channel: NIOAsyncTestingChannel(), logger: logger))
+            // The router turns refusals into their error JSON; anything thrown past it is a 500, as
+            // the server's connection handler answers.
+            do {
+                return try await responder.respond(to: request, context: context)
+            } catch {
+                return Response(status: .internalServerError)
+            }
+        }
+    }
+
+    /// Sends one request to the running instance; returns the status and the body.
+    func execute(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields, body: [UInt8]? = nil) async throws -> (status: Int, body: [UInt8]) {
+        let respond = current.withLock { $0!.respond }
+        var headers = headers
+        if let body { headers[.contentLength] = String(body.count) }
+        let request = Request(
+            head: HTTPRequest(method: method, scheme: "http", authority: "localhost", path: uri, headerFields: headers),
+            body: RequestBody(buffer: ByteBuffer(bytes: body ?? []))
+        )
+        let response = try await respond(request, logger)
+        let collected = CollectedBody()
+        try await response.body.write(collected)
+        return (response.status.code, collected.bytes)
+    }
+}
+
+/// A response body gathered in memory.
+private struct CollectedBody: ResponseBodyWriter {
+    private final class Storage: Sendable {
+        let bytes = Mutex<[UInt8]>([])
+    }
+
+    private let storage = Storage()
+
+    var bytes: [UInt8] { storage.bytes.withLock { $0 } }
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        storage.bytes.withLock { $0 += buffer.readableBytesView }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+}
