@@ -41,22 +41,23 @@ struct BenchServer: Sendable {
         }
     }
 
-    func replica(_ path: String, site: String) throws -> BenchReplica {
+    /// A new replica of `site` at `path`, enrolled, so that what is measured next is sync alone.
+    func replica(_ path: String, site: String) async throws -> BenchReplica {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         let replica = try Replica.open(path: path, schema: TrialSchema.current)
         try replica.initialize(site: site, user: "Bench \(site)", serverURL: url, token: siteTokens[site]!)
-        return BenchReplica(replica: replica, token: siteTokens[site]!, url: url)
+        let bench = BenchReplica(replica: replica)
+        try await bench.engine().enrol()
+        return bench
     }
 }
 
-/// A replica with its server.
+/// A replica with its server, which it syncs with its own credential.
 struct BenchReplica {
     let replica: Replica
-    let token: String
-    let url: URL
 
-    func engine(counter: ByteCounter? = nil) -> SyncEngine {
-        var transport = HTTPTransport(serverURL: url, token: token, schemaVersion: TrialSchema.version)
+    func engine(counter: ByteCounter? = nil) throws -> SyncEngine {
+        var transport = try HTTPTransport(replica: replica)
         if let counter {
             transport.observer = { _, request, response in counter.add(request: request, response: response) }
         }

@@ -57,7 +57,7 @@ struct Run: AsyncParsableCommand {
             var laptop: BenchReplica!
             var timings: [(tracked: Double, untracked: Double)] = []
             for repetition in 0..<repetitions {
-                laptop = try server.replica(folder.appendingPathComponent("push-\(repetition).sqlite").path, site: "S01")
+                laptop = try await server.replica(folder.appendingPathComponent("push-\(repetition).sqlite").path, site: "S01")
                 let untracked = try UntrackedTable(path: folder.appendingPathComponent("untracked-\(repetition).sqlite").path)
                 let rows = AdverseEventGenerator(site: "S01").rows(records)
                 timings.append(try laptop.replica.insertTrackedAndUntracked(rows, untracked: untracked))
@@ -103,8 +103,8 @@ struct Run: AsyncParsableCommand {
 
         // delta: a separate server, grown from the small size to the large one
         try await BenchServer.run(databasePath: folder.appendingPathComponent("delta-server.sqlite").path) { server in
-            let writer = try server.replica(folder.appendingPathComponent("delta-a.sqlite").path, site: "S02")
-            let reader = try server.replica(folder.appendingPathComponent("delta-b.sqlite").path, site: "S02")
+            let writer = try await server.replica(folder.appendingPathComponent("delta-a.sqlite").path, site: "S02")
+            let reader = try await server.replica(folder.appendingPathComponent("delta-b.sqlite").path, site: "S02")
             let generator = AdverseEventGenerator(site: "S02")
             var ids: [String] = []
             var results: [Int: (median: Double, build: Double)] = [:]

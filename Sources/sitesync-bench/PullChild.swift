@@ -25,8 +25,9 @@ struct PullChild: AsyncParsableCommand {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
         let replica = try Replica.open(path: database, schema: TrialSchema.current)
         try replica.initialize(site: "S01", user: "Bench pull", serverURL: URL(string: server)!, token: token)
+        try await SyncEngine(replica: replica, transport: HTTPTransport(replica: replica)).enrol()
         let counter = ByteCounter()
-        var transport = HTTPTransport(serverURL: URL(string: server)!, token: token, schemaVersion: TrialSchema.version)
+        var transport = try HTTPTransport(replica: replica)
         transport.observer = { _, request, response in counter.add(request: request, response: response) }
         let pulled = try await measure { try await SyncEngine(replica: replica, transport: transport).pull() }
         let result = Result(
