@@ -42,7 +42,9 @@ private struct MessageGenerator {
             }
             return ChangeGroup(table: text(), user: text(), columns: columns, rows: rows)
         }
-        return PushRequest(replica: text(), groups: groups)
+        let acked = Bool.random(using: &random) ? hlc() : nil
+        let sent = Bool.random(using: &random) ? (0..<Int.random(in: 0...3, using: &random)).map { _ in text() } : nil
+        return PushRequest(replica: text(), groups: groups, acked: acked, sent: sent)
     }
 
     mutating func pull() -> PullResponse {
