@@ -50,6 +50,12 @@ struct ConvergenceHistory {
     private(set) var steps = 0
     private(set) var syncs = 0
     private(set) var failedSyncs = 0
+    /// Resolutions made, by decision.
+    private(set) var resolutions: [String: Int] = [:]
+    /// Conflicts the server received more than one resolution of.
+    private(set) var resolvedTwice = 0
+    /// Values the conflict log holds.
+    private(set) var conflicts = 0
 
     static let tables = [TrialSchema.subjects, TrialSchema.screenings, TableSchema.conflicts]
 
@@ -115,10 +121,10 @@ struct ConvergenceHistory {
         let roll = Int.random(in: 0..<100, using: &random)
         let laptop = laptops[Int.random(in: 0..<laptops.count, using: &random)]
         switch roll {
-        case 0..<36: try put(laptop)
-        case 36..<44: try delete(laptop)
-        case 44..<47: try restore(laptop)
-        case 47..<58: try resolve(laptop)
+        case 0..<32: try put(laptop)
+        case 32..<40: try delete(laptop)
+        case 40..<43: try restore(laptop)
+        case 43..<58: try resolve(laptop)
         case 58..<93: try await sync(laptop)
         case 93..<96: try await server.restart()
         default: clock.advance(by: Int64.random(in: 50...3000, using: &random))
@@ -247,6 +253,7 @@ struct ConvergenceHistory {
             case .takeLoser: conflict.loser.value
             case .value(let value): value
             }
+        resolutions[choice.name, default: 0] += 1
         let column = try TrialSchema.current.table(conflict.table).column(conflict.field)!
         guard let after = change.after[conflict.field], after.version != change.before[conflict.field]?.version,
             after.version.replica == laptop.replica.identity!.replicaID, after.value == column.normalize(decided)
@@ -315,7 +322,7 @@ struct ConvergenceHistory {
     /// - every value the server received is in its record's history;
     /// - every value overwritten by a concurrent write is in the conflict log, exactly once;
     /// - nothing waits in an outbox.
-    func check() async throws {
+    mutating func check() async throws {
         let store = server.store
         for laptop in laptops {
             guard try laptop.replica.pendingCount() == 0 else { throw HistoryFailure("\(laptop.name) still has pending changes") }
@@ -350,6 +357,15 @@ struct ConvergenceHistory {
         }
         try await checkHistories(store)
         try await checkConflictLog(store)
+        (conflicts, resolvedTwice) = try await store.writer.read { db in
+            (
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts") ?? 0,
+                try Int.fetchOne(db, sql: """
+                    SELECT count(*) FROM (SELECT record_id FROM audit WHERE tbl = 'conflicts'
+                    AND fields LIKE '%"decision"%' GROUP BY record_id HAVING count(DISTINCT replica) > 1)
+                    """) ?? 0
+            )
+        }
     }
 
     /// The audit rows of a record, one a line, for a failure's report.
@@ -520,4 +536,15 @@ final class SimulatedClock: Sendable {
 struct HistoryFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+extension ResolutionChoice {
+    /// The decision's name, for the summary.
+    var name: String {
+        switch self {
+        case .keepWinner: "keep winner"
+        case .takeLoser: "take loser"
+        case .value: "value"
+        }
+    }
 }

@@ -14,6 +14,9 @@ struct ConvergenceTests {
         var steps = 0
         var syncs = 0
         var failedSyncs = 0
+        var conflicts = 0
+        var resolvedTwice = 0
+        var resolutions: [String: Int] = [:]
     }
 
     @Test("Laptops of two sites and a reviewer converge on the server, nothing lost, every overwritten value logged once")
@@ -61,6 +64,9 @@ struct ConvergenceTests {
                     totals.steps += history.steps
                     totals.syncs += history.syncs
                     totals.failedSyncs += history.failedSyncs
+                    totals.conflicts += history.conflicts
+                    totals.resolvedTwice += history.resolvedTwice
+                    totals.resolutions.merge(history.resolutions, uniquingKeysWith: +)
                     start()
                 }
             }
@@ -74,8 +80,13 @@ struct ConvergenceTests {
                 """
             )
         }
+        let decisions = totals.resolutions.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         print(
-            "Convergence: \(totals.histories) of \(seeds.count) histories passed, \(totals.steps) steps, \(totals.syncs) syncs (\(totals.failedSyncs) given up under faults) in \(ContinuousClock.now - started)"
+            """
+            Convergence: \(totals.histories) of \(seeds.count) histories passed, \(totals.steps) steps, \(totals.syncs) syncs \
+            (\(totals.failedSyncs) given up under faults), \(totals.conflicts) values in conflict logs, resolutions: \(decisions); \
+            \(totals.resolvedTwice) conflicts resolved on two laptops at once; in \(ContinuousClock.now - started)
+            """
         )
     }
 }
