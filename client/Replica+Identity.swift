@@ -95,7 +95,7 @@ extension Replica {
     @discardableResult
     public func rejoin(enrolmentToken: String? = nil) throws -> ReplicaIdentity {
         let old = try requireIdentity()
-        let replicaID = ReplicaIdentity.newReplicaID()
+        let replicaID = ReplicaID.generate()
         let identity = try writer.write { db -> ReplicaIdentity in
             guard let token = try enrolmentToken ?? String.fetchOne(db, sql: "SELECT enrolment_token FROM _sitesync_meta") else {
                 throw ReplicaError.invalidArgument("No enrolment token is stored; give one: `sitesync init --rejoin --token TOKEN`.")

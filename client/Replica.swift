@@ -153,7 +153,7 @@ public struct Replica: Sendable {
                     replicaID: existing["replica_id"], site: site, user: user, serverURL: serverURL, token: credential, isEnrolled: enrolled
                 )
             }
-            let identity = ReplicaIdentity(replicaID: replicaID ?? ReplicaIdentity.newReplicaID(), site: site, user: user, serverURL: serverURL, token: token)
+            let identity = ReplicaIdentity(replicaID: replicaID ?? ReplicaID.generate(), site: site, user: user, serverURL: serverURL, token: token)
             try db.execute(
                 sql: """
                     INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, enrolment_token, hlc, cursor, created_at)

@@ -30,9 +30,4 @@ public struct ReplicaIdentity: Sendable, Equatable {
     /// Whether this replica sees every site.
     public var isReviewer: Bool { site == SiteID.all }
 
-    /// A new random replica id: 16 lowercase hex digits.
-    public static func newReplicaID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return String(format: "%016llx", generator.next() as UInt64)
-    }
 }

@@ -27,7 +27,7 @@ struct EnrolmentController {
         }
         let message = try await request.decodeJSON(EnrolRequest.self, limit: 64 * 1024)
         if let problem = UserName.problem(message.user) { throw ServerError.validation(problem) }
-        let replica = message.replica ?? Self.newReplicaID()
+        let replica = message.replica ?? ReplicaID.generate()
         guard ReplicaID.isValid(replica) else { throw ServerError.validation("The replica id is invalid: \(ReplicaID.rule).") }
         guard Credential.isReplicaCredential(message.credential) else {
             throw ServerError.validation("The replica's credential must be \(Credential.replicaPrefix) followed by 64 lowercase hex digits (256 random bits).")
@@ -42,11 +42,5 @@ struct EnrolmentController {
         var response = try JSONResponse.ok(answer)
         response.status = .created
         return response
-    }
-
-    /// A new random replica id: 16 lowercase hex digits.
-    static func newReplicaID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return String(format: "%016llx", generator.next() as UInt64)
     }
 }

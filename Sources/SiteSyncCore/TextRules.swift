@@ -34,6 +34,13 @@ public enum ReplicaID {
     /// The rule a replica id follows, as a sentence fragment.
     public static let rule = "a replica id is 1 to 64 letters, digits, '-' or '_'"
 
+    /// A new random replica id: 16 lowercase hex digits.
+    public static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let hex = String(generator.next() as UInt64, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
     /// Whether `id` is a valid replica id.
     public static func isValid(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 64
