@@ -100,7 +100,7 @@ let package = Package(
         // Helpers shared by the test targets; not a product.
         .target(name: "SiteSyncTestSupport", path: "Tests/SiteSyncTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "SiteSyncCoreTests", dependencies: ["SiteSyncCore", "SiteSyncTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "TrialRecordsTests", dependencies: ["TrialRecords"], swiftSettings: swiftSettings),
+        .testTarget(name: "TrialRecordsTests", dependencies: ["TrialRecords", "SiteSyncTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SiteSyncClientTests",
             dependencies: [

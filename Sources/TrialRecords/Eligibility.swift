@@ -7,13 +7,22 @@ import SiteSyncCore
 /// measured value and the threshold. The verdict is `ineligible` if any criterion fails, otherwise
 /// `incomplete` if any is missing, otherwise `eligible`.
 ///
+/// Every rule computes in decimal, never in binary floating point: a stored number is read as the
+/// decimal it was written as (the shortest that gives back the stored double), limits are exact
+/// decimals, and "k × ULN" is an exact product. The protocol's limits are inclusive, so a value
+/// exactly at one passes whatever the ULN (1.8 is within 1.5 × ULN 1.2, which 1.5 × 1.2 in doubles
+/// is not). The text shown is built from the very numbers compared.
+///
 /// ```swift
 /// let report = Eligibility.evaluate(subjectID: id, subject: subjectFields, screening: screeningFields)
 /// report.verdict // .eligible
 /// ```
 public enum Eligibility {
     /// Creatinine: µmol/L per mg/dL.
-    public static let creatinineMicromolPerMilligram = 88.4
+    public static let creatinineMicromolPerMilligram = Decimal.exact("88.4")
+    /// The creatinine clearance is rounded half up to this many decimals (0.01 mL/min) before it is
+    /// compared or shown.
+    public static let clearanceDecimals = 2
 
     /// Evaluates every inclusion criterion.
     ///
@@ -27,12 +36,12 @@ public enum Eligibility {
             atLeast(facts, "neutrophils", "Neutrophil count", "neutrophils_1e9_per_l", 1, "× 10^9/L"),
             atLeast(facts, "platelets", "Platelets", "platelets_1e9_per_l", 50, "× 10^9/L"),
             atLeast(facts, "hemoglobin", "Haemoglobin", "hemoglobin_g_per_l", 60, "g/L"),
-            liver(facts, "alt", "ALT", value: "alt_u_per_l", uln: "alt_uln", limit: 2.5, gilbertLimit: 5),
-            liver(facts, "ast", "AST", value: "ast_u_per_l", uln: "ast_uln", limit: 2.5, gilbertLimit: 5),
-            liver(facts, "bilirubin", "Total bilirubin", value: "tbil_umol_per_l", uln: "tbil_uln", limit: 1.5, gilbertLimit: 3),
+            liver(facts, "alt", "ALT", value: "alt_u_per_l", uln: "alt_uln", limit: .exact("2.5"), gilbertLimit: 5),
+            liver(facts, "ast", "AST", value: "ast_u_per_l", uln: "ast_uln", limit: .exact("2.5"), gilbertLimit: 5),
+            liver(facts, "bilirubin", "Total bilirubin", value: "tbil_umol_per_l", uln: "tbil_uln", limit: .exact("1.5"), gilbertLimit: 3),
             renal(facts),
-            timesULN(facts, "inr", "INR", value: "inr", uln: "inr_uln", limit: 1.5, unit: ""),
-            timesULN(facts, "pt", "Prothrombin time", value: "pt_s", uln: "pt_uln_s", limit: 1.5, unit: " s"),
+            timesULN(facts, "inr", "INR", value: "inr", uln: "inr_uln", limit: .exact("1.5"), unit: ""),
+            timesULN(facts, "pt", "Prothrombin time", value: "pt_s", uln: "pt_uln_s", limit: .exact("1.5"), unit: " s"),
             atLeast(facts, "lvef", "Left ventricular ejection fraction", "lvef_pct", 50, "%"),
             flag(facts, "hemodynamics", "Good haemodynamic stability", facts.screening["hemodynamically_stable"]),
             atLeast(facts, "spo2", "SpO2 without oxygen", "spo2_pct", 92, "%"),
@@ -51,12 +60,14 @@ public enum Eligibility {
         )
     }
 
-    /// Creatinine clearance by Cockcroft-Gault, mL/min:
+    /// Creatinine clearance by Cockcroft-Gault, mL/min, rounded half up to 0.01 mL/min
+    /// (``clearanceDecimals``):
     /// `(140 − age) × weight kg × (0.85 if female) / (72 × serum creatinine mg/dL)`,
-    /// with creatinine given in µmol/L (÷ 88.4 to mg/dL).
-    public static func creatinineClearance(ageYears: Int, weightKilograms: Double, female: Bool, creatinineMicromolPerLitre: Double) -> Double {
-        let milligramsPerDecilitre = creatinineMicromolPerLitre / creatinineMicromolPerMilligram
-        return Double(140 - ageYears) * weightKilograms * (female ? 0.85 : 1) / (72 * milligramsPerDecilitre)
+    /// with creatinine given in µmol/L (÷ 88.4 to mg/dL), computed in decimal.
+    public static func creatinineClearance(ageYears: Int, weightKilograms: Decimal, female: Bool, creatinineMicromolPerLitre: Decimal) -> Decimal {
+        // mg/dL = µmol/L ÷ 88.4, so dividing by it multiplies by 88.4: one division, at the end.
+        let numerator = Decimal(140 - ageYears) * weightKilograms * (female ? Decimal.exact("0.85") : 1) * creatinineMicromolPerMilligram
+        return (numerator / (72 * creatinineMicromolPerLitre)).rounded(clearanceDecimals)
     }
 
     /// Whole years from `birth` to `date`, both `YYYY-MM-DD`.
@@ -78,7 +89,7 @@ public enum Eligibility {
     private static func sledai(_ facts: Facts) -> CriterionResult {
         let criterion = CriterionResult.Template(id: "sledai", criterion: "SLEDAI-2000 at screening", threshold: "≥ 8")
         guard let score = facts.number("sledai_2k") else { return criterion.missing }
-        return criterion.judge(score >= 8, measured: number(score))
+        return criterion.judge(score >= 8, measured: score.text)
     }
 
     private static func serology(_ facts: Facts) -> CriterionResult {
@@ -98,36 +109,37 @@ public enum Eligibility {
             threshold: combined == 1 ? "≤ 60 mg/day (with immunosuppressants or biologics: no minimum)" : "7.5–60 mg/day"
         )
         guard let dose = facts.number("prednisone_mg_day") else { return criterion.missing }
-        let measured = "\(number(dose)) mg/day"
+        let measured = "\(dose.text) mg/day"
         if dose > 60 { return criterion.judge(false, measured: measured) }
-        if dose >= 7.5 { return criterion.judge(true, measured: measured) }
+        if dose >= Decimal.exact("7.5") { return criterion.judge(true, measured: measured) }
         guard let combined else { return criterion.missing(measured: measured, note: "below 7.5 mg/day: record whether immunosuppressants or biologics are given") }
         return criterion.judge(combined == 1, measured: measured)
     }
 
-    private static func atLeast(_ facts: Facts, _ id: String, _ name: String, _ field: String, _ limit: Double, _ unit: String) -> CriterionResult {
+    private static func atLeast(_ facts: Facts, _ id: String, _ name: String, _ field: String, _ limit: Decimal, _ unit: String) -> CriterionResult {
         let space = unit.hasPrefix("%") ? "" : " "
-        let criterion = CriterionResult.Template(id: id, criterion: name, threshold: "≥ \(number(limit))\(space)\(unit)")
+        let criterion = CriterionResult.Template(id: id, criterion: name, threshold: "≥ \(limit.text)\(space)\(unit)")
         guard let value = facts.number(field) else { return criterion.missing }
-        return criterion.judge(value >= limit, measured: "\(number(value))\(space)\(unit)")
+        return criterion.judge(value >= limit, measured: "\(value.text)\(space)\(unit)")
     }
 
-    private static func timesULN(_ facts: Facts, _ id: String, _ name: String, value: String, uln: String, limit: Double, unit: String) -> CriterionResult {
-        let criterion = CriterionResult.Template(id: id, criterion: name, threshold: "≤ \(number(limit)) × ULN")
+    /// "≤ k × ULN": the value against the exact product, both shown as compared.
+    private static func timesULN(_ facts: Facts, _ id: String, _ name: String, value: String, uln: String, limit: Decimal, unit: String) -> CriterionResult {
+        let criterion = CriterionResult.Template(id: id, criterion: name, threshold: "≤ \(limit.text) × ULN")
         guard let measured = facts.number(value), let normal = facts.number(uln) else { return criterion.missing }
-        return criterion.judge(measured <= limit * normal, measured: "\(number(measured))\(unit) = \(number(measured / normal)) × ULN (ULN \(number(normal))\(unit))")
+        let bound = limit * normal
+        return criterion.judge(measured <= bound, measured: "\(measured.text)\(unit); \(limit.text) × ULN \(normal.text)\(unit) = \(bound.text)\(unit)")
     }
 
-    private static func liver(_ facts: Facts, _ id: String, _ name: String, value: String, uln: String, limit: Double, gilbertLimit: Double) -> CriterionResult {
+    private static func liver(_ facts: Facts, _ id: String, _ name: String, value: String, uln: String, limit: Decimal, gilbertLimit: Decimal) -> CriterionResult {
         let gilbert = facts.number("gilbert_syndrome")
         let applied = gilbert == 1 ? gilbertLimit : limit
         let criterion = CriterionResult.Template(
             id: id, criterion: name,
-            threshold: "≤ \(number(applied)) × ULN" + (gilbert == 1 ? " (Gilbert syndrome)" : " (\(number(gilbertLimit)) × ULN with Gilbert syndrome)")
+            threshold: "≤ \(applied.text) × ULN" + (gilbert == 1 ? " (Gilbert syndrome)" : " (\(gilbertLimit.text) × ULN with Gilbert syndrome)")
         )
         guard let measured = facts.number(value), let normal = facts.number(uln) else { return criterion.missing }
-        let ratio = measured / normal
-        let text = "\(number(measured)) = \(number(ratio)) × ULN (ULN \(number(normal)))"
+        let text = "\(measured.text); \(limit.text) × ULN \(normal.text) = \((limit * normal).text), \(gilbertLimit.text) × ULN = \((gilbertLimit * normal).text)"
         if measured <= limit * normal { return criterion.judge(true, measured: text) }
         if measured > gilbertLimit * normal { return criterion.judge(false, measured: text) }
         // Between the two limits, Gilbert syndrome decides.
@@ -143,15 +155,18 @@ public enum Eligibility {
         var passes = false
         var decided = false
         if let creatinine, let uln {
-            parts.append("creatinine \(number(creatinine)) µmol/L = \(number(creatinine / uln)) × ULN")
-            passes = creatinine <= 1.5 * uln
+            let bound = Decimal.exact("1.5") * uln
+            parts.append("creatinine \(creatinine.text) µmol/L; 1.5 × ULN \(uln.text) = \(bound.text)")
+            passes = creatinine <= bound
             decided = true
         }
         if !passes, let creatinine, case .text(let birth)? = facts.subject["birth_date"], case .text(let date)? = facts.screening["date"],
             let years = age(birth: birth, at: date), let weight = facts.subjectNumber("weight_kg"), case .text(let sex)? = facts.subject["sex"]
         {
             let clearance = creatinineClearance(ageYears: years, weightKilograms: weight, female: sex == "F", creatinineMicromolPerLitre: creatinine)
-            parts.append("CrCl \(number(clearance)) mL/min (Cockcroft-Gault: age \(years), \(number(weight)) kg, \(sex == "F" ? "female × 0.85" : "male"), creatinine \(number(creatinine / creatinineMicromolPerMilligram)) mg/dL)")
+            parts.append(
+                "CrCl \(clearance.text) mL/min (Cockcroft-Gault, rounded half up to 0.01 mL/min: age \(years), \(weight.text) kg, \(sex == "F" ? "female × 0.85" : "male"), creatinine \(creatinine.text) µmol/L ÷ 88.4 = \((creatinine / creatinineMicromolPerMilligram).rounded(2).text) mg/dL)"
+            )
             passes = clearance >= 40
             decided = true
         }
@@ -192,11 +207,28 @@ public enum Eligibility {
         return criterion.judge(lactating == 0, measured: lactating == 0 ? "not lactating" : "lactating")
     }
 
-    /// A number shown without noise: at most two decimals, no trailing zeros.
-    static func number(_ value: Double) -> String {
-        let rounded = (value * 100).rounded() / 100
-        return rounded == rounded.rounded() ? String(Int64(rounded)) : String(format: "%.2f", rounded).replacingOccurrences(of: #"0$"#, with: "", options: .regularExpression)
+}
+
+extension Decimal {
+    /// The decimal `text` denotes, exactly; for the protocol's constants.
+    static func exact(_ text: String) -> Decimal { Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))! }
+
+    /// The decimal a stored double was written as: the shortest decimal that gives back the same
+    /// double (Swift's description), not the double's binary expansion (1.8 is 1.8, not 1.8000000000000000444).
+    init(written value: Double) {
+        self = Decimal(string: "\(value)", locale: Locale(identifier: "en_US_POSIX")) ?? Decimal(value)
     }
+
+    /// Rounded half up (away from zero) to `decimals` places.
+    func rounded(_ decimals: Int) -> Decimal {
+        var value = self
+        var result = Decimal()
+        NSDecimalRound(&result, &value, decimals, .plain)
+        return result
+    }
+
+    /// The number in plain decimal notation, without trailing zeros.
+    var text: String { NSDecimalNumber(decimal: self).stringValue }
 }
 
 /// The fields a criterion reads.
@@ -204,16 +236,16 @@ private struct Facts {
     let subject: [String: FieldValue]
     let screening: [String: FieldValue]
 
-    /// A screening field as a number.
-    func number(_ field: String) -> Double? { Self.number(screening[field]) }
+    /// A screening field as an exact decimal.
+    func number(_ field: String) -> Decimal? { Self.number(screening[field]) }
 
-    /// A subject field as a number.
-    func subjectNumber(_ field: String) -> Double? { Self.number(subject[field]) }
+    /// A subject field as an exact decimal.
+    func subjectNumber(_ field: String) -> Decimal? { Self.number(subject[field]) }
 
-    private static func number(_ value: FieldValue?) -> Double? {
+    private static func number(_ value: FieldValue?) -> Decimal? {
         switch value {
-        case .integer(let integer)?: Double(integer)
-        case .real(let real)?: real
+        case .integer(let integer)?: Decimal(integer)
+        case .real(let real)? where real.isFinite: Decimal(written: real)
         default: nil
         }
     }

@@ -1,6 +1,7 @@
+import Foundation
 import SiteSyncCore
 import Testing
-import TrialRecords
+@testable import TrialRecords
 
 @Suite("Eligibility")
 struct EligibilityTests {
@@ -104,14 +105,16 @@ struct EligibilityTests {
         #expect(evaluate(screening: ["alt_u_per_l": .real(150), "gilbert_syndrome": .null])["alt"]?.result == .missing, "between the limits, Gilbert status decides")
     }
 
-    @Test("Cockcroft-Gault matches hand-computed values")
+    @Test("Cockcroft-Gault matches hand-computed values, rounded half up to 0.01 mL/min")
     func cockcroftGault() {
-        // Female, 50 years, 60 kg, creatinine 80 µmol/L = 0.905 mg/dL: (140 - 50) × 60 × 0.85 / (72 × 0.905) = 70.44 mL/min
+        // Female, 50 years, 60 kg, creatinine 80 µmol/L: 90 × 60 × 0.85 × 88.4 / (72 × 80) = 405,756 / 5,760 = 70.44375
         let female = Eligibility.creatinineClearance(ageYears: 50, weightKilograms: 60, female: true, creatinineMicromolPerLitre: 80)
-        #expect(abs(female - 70.44) < 0.01)
-        // Male, 30 years, 80 kg, creatinine 100 µmol/L = 1.131 mg/dL: (140 - 30) × 80 / (72 × 1.131) = 108.05 mL/min
+        #expect(female == Decimal(string: "70.44"))
+        // Male, 30 years, 80 kg, creatinine 100 µmol/L: 110 × 80 × 88.4 / (72 × 100) = 777,920 / 7,200 = 108.0444…
         let male = Eligibility.creatinineClearance(ageYears: 30, weightKilograms: 80, female: false, creatinineMicromolPerLitre: 100)
-        #expect(abs(male - 108.05) < 0.01)
+        #expect(male == Decimal(string: "108.04"))
+        // Half up at the boundary: 40.005 is 40.01
+        #expect(Decimal(string: "40.005")!.rounded(2) == Decimal(string: "40.01"))
     }
 
     @Test(
