@@ -12,6 +12,8 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var user: String
     /// The server URL.
     public var server: String
+    /// Whether the server has registered this replica with its own credential.
+    public var enrolled: Bool
     /// Records changed here and not yet pushed.
     public var pendingChanges: Int
     /// Open conflicts of this replica's sites, as last pulled.
@@ -22,7 +24,7 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var clockOffsetMilliseconds: Int64?
 
     enum CodingKeys: String, CodingKey {
-        case site, replica, user, server
+        case site, replica, user, server, enrolled
         case pendingChanges = "pending_changes"
         case openConflicts = "open_conflicts"
         case lastSync = "last_sync"
@@ -41,6 +43,7 @@ extension Replica {
                 replica: identity.replicaID,
                 user: identity.user,
                 server: identity.serverURL.absoluteString,
+                enrolled: identity.isEnrolled,
                 pendingChanges: try Replica.pendingCount(db),
                 openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE status = 'open'") ?? 0,
                 lastSync: meta?["last_sync"],

@@ -233,6 +233,7 @@ struct Status: AsyncParsableCommand {
                 ["replica", status.replica],
                 ["user", status.user],
                 ["server", status.server],
+                ["enrolled", status.enrolled ? "yes" : "no: it enrols at the next sync"],
                 ["pending changes", String(status.pendingChanges)],
                 ["open conflicts", String(status.openConflicts)],
                 ["last sync", status.lastSync ?? "never"],

@@ -22,6 +22,8 @@ struct IdentityCommandTests {
         let initialised = try cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera")
         #expect(initialised.status == 0)
         #expect(initialised.stdout.contains("Enrolled with http://127.0.0.1:\(port)"))
+        let status = try JSONSerialization.jsonObject(with: Data(try cli.sitesync("status", "--db", "a.sqlite", "--json").stdout.utf8)) as? [String: Any]
+        #expect(status?["enrolled"] as? Bool == true)
         #expect(try cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001").status == 0)
         #expect(try cli.sitesync("sync", "--db", "a.sqlite").status == 0)
 
