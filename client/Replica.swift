@@ -34,7 +34,7 @@ public struct Replica: Sendable {
         wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
-        let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock), maximumClockSkew: maximumClockSkew)
+        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
         return try withMigrationLock(path) {
             let existed = FileManager.default.fileExists(atPath: path)
             let pool = try DatabasePool(path: path, configuration: configuration(state))
@@ -52,7 +52,7 @@ public struct Replica: Sendable {
         wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
-        let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock), maximumClockSkew: maximumClockSkew)
+        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
         return try Replica(writer: DatabaseQueue(configuration: configuration(state)), schema: schema, state: state)
     }
 
@@ -65,7 +65,7 @@ public struct Replica: Sendable {
         wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
-        let state = ReplicaState(clock: HybridLogicalClock(wallClock: wallClock), maximumClockSkew: maximumClockSkew)
+        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
         let copy = try DatabaseQueue(configuration: Replica.configuration(state))
         try writer.backup(to: copy)
         return try Replica(writer: copy, schema: schema, state: state)

@@ -13,27 +13,26 @@ final class ReplicaState: Sendable {
     // Off only while the sync engine applies pulled changes, inside the writer's transaction.
     private let tracking = Mutex(true)
 
-    init(clock: HybridLogicalClock, maximumClockSkew: Duration) {
-        self.clock = clock
+    init(wallClock: @escaping @Sendable () -> Int64, maximumClockSkew: Duration) {
+        self.clock = HybridLogicalClock(wallClock: wallClock)
         self.maximumClockSkewMilliseconds = maximumClockSkew.wholeMilliseconds
+    }
+
+    /// Refuses a timestamp from a server reply that is further ahead of the wall clock than the bound.
+    func checkServerClock(_ hlc: HLC) throws {
+        try refuse(hlc, aheadBy: maximumClockSkewMilliseconds)
     }
 
     /// Refuses a stamp of pulled data beyond any the server could have accepted: it accepts stamps
     /// up to the bound ahead of its clock, and a server clock more than the bound ahead of this
     /// laptop's is refused, so a genuine stamp is at most twice the bound ahead of the wall clock.
     func checkPulledStamp(_ hlc: HLC) throws {
-        let ahead = hlc.milliseconds - clock.wallMilliseconds
-        if ahead > 2 * maximumClockSkewMilliseconds {
-            throw SyncError.clockAhead(aheadBy: ahead, limit: 2 * maximumClockSkewMilliseconds)
-        }
+        try refuse(hlc, aheadBy: 2 * maximumClockSkewMilliseconds)
     }
 
-    /// Refuses a timestamp from a server reply that is further ahead of the wall clock than the bound.
-    func checkServerClock(_ hlc: HLC) throws {
+    private func refuse(_ hlc: HLC, aheadBy limit: Int64) throws {
         let ahead = hlc.milliseconds - clock.wallMilliseconds
-        if ahead > maximumClockSkewMilliseconds {
-            throw SyncError.clockAhead(aheadBy: ahead, limit: maximumClockSkewMilliseconds)
-        }
+        if ahead > limit { throw SyncError.clockAhead(aheadBy: ahead, limit: limit) }
     }
 
     var current: ReplicaIdentity? {

@@ -30,16 +30,16 @@ public struct Principal: Sendable, Equatable {
         self.replica = replica
     }
 
-    /// Refuses the request unless this is the credential of `replica` (a push or pull names it).
-    func requireReplica(_ replica: String) throws {
+    /// Refuses the request unless this is a replica's own credential, and, when the request names
+    /// a replica (a push always does, a pull may), that replica's.
+    func requireReplica(_ replica: String?) throws {
         guard let own = self.replica else {
             throw ServerError.forbidden(
                 "This is an enrolment token: it enrols laptops but does not sync. Sync with the replica's own credential; `sitesync sync` of this build enrols the laptop first."
             )
         }
-        guard own == replica else {
-            throw ServerError.forbidden("This credential belongs to replica \(own); it cannot sync as replica \(TextRules.brief(replica, maxBytes: 64)). Nothing was written.")
-        }
+        guard let replica, replica != own else { return }
+        throw ServerError.forbidden("This credential belongs to replica \(own); it cannot sync as replica \(TextRules.brief(replica, maxBytes: 64)). Nothing was written.")
     }
 
     /// Whether the token may read and write records of `site`.

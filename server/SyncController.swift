@@ -88,7 +88,7 @@ struct SyncController {
             message = try await decode(PullRequest.self, request, context)
         }
         guard message.limit > 0 else { throw ServerError.validation("The pull limit must be at least 1.") }
-        try principal.requireReplica(message.replica ?? principal.replica ?? "")
+        try principal.requireReplica(message.replica)
         if principal.role == .site, let site = principal.site, let other = message.cursor.keys.first(where: { $0 != site }) {
             throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")
         }
