@@ -52,11 +52,14 @@ public struct ImportRow: Sendable {
 extension Replica {
     /// Writes every row in one transaction, or none: each row is validated as `put` would, and when
     /// any row is refused, every refusal is reported with its line and nothing is written.
+    /// - Parameter reason: the reason for change of every synced value the rows change (see
+    ///   ``put(_:id:_:reason:)``); nil when the rows change none.
     /// - Returns: the ids of the records written, in row order.
     @discardableResult
-    public func importRecords(_ table: String, _ rows: [ImportRow]) throws -> [String] {
+    public func importRecords(_ table: String, _ rows: [ImportRow], reason: String? = nil) throws -> [String] {
         let identity = try requireIdentity()
         _ = try schema.table(table)
+        let reason = try reason.map(Self.checkedReason)
         return try writer.write { db in
             var ids: [String] = []
             var problems: [ImportError.Problem] = []
@@ -64,7 +67,7 @@ extension Replica {
                 do {
                     // A savepoint per row, so a refused row leaves the others' writes intact to check them all.
                     try db.inSavepoint {
-                        ids.append(try write(db, identity: identity, table: table, id: row.id ?? RecordID.generate(), row.values))
+                        ids.append(try write(db, identity: identity, table: table, id: row.id ?? RecordID.generate(), row.values, reason: reason))
                         return .commit
                     }
                 } catch let error as ValidationError {

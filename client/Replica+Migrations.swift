@@ -50,6 +50,10 @@ extension Replica {
         migrator.registerMigration("sitesync-v3-identity") { db in
             try Replica.bindIdentity(db, schema: schema)
         }
+        migrator.registerMigration("sitesync-v4-reasons") { db in
+            // JSON {field: reason}: the reason for change given for each pending field, pushed with it.
+            try db.execute(sql: "ALTER TABLE _sitesync_shadows ADD COLUMN reasons TEXT")
+        }
         registerSchemaMigrations(&migrator, schema: schema, prefix: "") { db, tables in
             for table in tables {
                 try Replica.installTracking(db, table: table)

@@ -9,9 +9,10 @@ public struct OutboxBatch: Sendable {
         var table: String
         var id: String
         var seq: HLC
-        /// The fields pushed and the HLC of each; every pushed write is this replica's own.
+        /// The fields pushed, the HLC and the value of each; every pushed write is this replica's own.
         var columns: [String]
         var hlcs: [HLC]
+        var values: [FieldValue]
         var user: String
     }
 
@@ -97,7 +98,7 @@ extension Replica {
         return try writer.read { db -> OutboxBatch? in
             let shadows = try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held
+                    SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held, s.reasons
                     FROM _sitesync_outbox AS o
                     JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
                     JOIN _sitesync_actors AS a ON a.actor = s.actor
@@ -134,15 +135,25 @@ extension Replica {
                 let seq = HLC(rawValue: shadow[6])
                 let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
                 let held = try ShadowJSON.decode([String: HeldValue].self, shadow[8]) ?? [:]
+                let reasons = try ShadowJSON.decode([String: String].self, shadow[9])
+                /// The reasons of `columns`, when any has one.
+                func reasonsOf(_ columns: [String]) -> [String?]? {
+                    guard let reasons else { return nil }
+                    let aligned = columns.map { reasons[$0] }
+                    return aligned.contains { $0 != nil } ? aligned : nil
+                }
                 let row: ChangeRow
                 let entry: OutboxBatch.Entry
                 var key: GroupKey
                 if base == nil, held.isEmpty, stamps.overrides.isEmpty {
                     // Created here and not edited since: every field, written at `seq`.
                     let values = (1...table.columns.count).map { data.fieldValue(atIndex: $0) }
-                    row = ChangeRow(id: id, seq: seq, values: values)
+                    row = ChangeRow(id: id, seq: seq, values: values, reasons: reasonsOf(table.columnNames))
                     key = GroupKey(table: tableName, user: stamps.base.user, columns: nil)
-                    entry = .init(table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count), user: stamps.base.user)
+                    entry = .init(
+                        table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count),
+                        values: values, user: stamps.base.user
+                    )
                 } else {
                     let columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
                     guard !columns.isEmpty else {
@@ -164,9 +175,12 @@ extension Replica {
                     }
                     let user = pushed.max { $0.version < $1.version }?.user ?? identity.user
                     let hlcs = pushed.map(\.version.hlc)
-                    row = ChangeRow(id: id, seq: seq, values: values, hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs, bases: base == nil ? nil : bases)
+                    row = ChangeRow(
+                        id: id, seq: seq, values: values, hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs, bases: base == nil ? nil : bases,
+                        reasons: reasonsOf(columns)
+                    )
                     key = GroupKey(table: tableName, user: user, columns: columns)
-                    entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, user: user)
+                    entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user)
                 }
                 if let position = positions[key] {
                     groups[position].rows.append(row)
@@ -201,7 +215,7 @@ extension Replica {
                 let range: StatementArguments = [after.rawValue, batch.lastSeq.rawValue]
                 try db.execute(
                     sql: """
-                        UPDATE _sitesync_shadows SET pending = NULL, base = NULL, held = NULL
+                        UPDATE _sitesync_shadows SET pending = NULL, base = NULL, held = NULL, reasons = NULL
                         FROM (SELECT tbl, id FROM _sitesync_outbox WHERE seq > ? AND seq <= ?) AS o
                         WHERE _sitesync_shadows.tbl = o.tbl AND _sitesync_shadows.id = o.id
                         """,
@@ -216,7 +230,7 @@ extension Replica {
                 }
             }
             let clear = try db.cachedStatement(
-                sql: "UPDATE _sitesync_shadows SET pending = NULL, base = NULL, held = NULL WHERE tbl = ? AND id = ? AND pending = ?"
+                sql: "UPDATE _sitesync_shadows SET pending = NULL, base = NULL, held = NULL, reasons = NULL WHERE tbl = ? AND id = ? AND pending = ?"
             )
             let remove = try db.cachedStatement(sql: "DELETE FROM _sitesync_outbox WHERE seq = ?")
             for entry in batch.entries where entry.seq <= response.acked {
@@ -234,10 +248,15 @@ extension Replica {
     }
 
     /// Rebases a record edited again during its push; returns false when it is no longer pending.
+    ///
+    /// The fields pushed now have the pushed values as their bases. A field changed again during
+    /// the push from a value that needed no reason (an empty field filled in, a record not yet
+    /// synced) now changes a synced value, which the server accepts only with a reason: it gets
+    /// ``ReasonForChange/changedDuringSync``, unless the person gave one.
     private func rebase(_ db: Database, _ entry: OutboxBatch.Entry) throws -> Bool {
         let code = try tableCodes.code(entry.table)
         guard let shadow = try Row.fetchOne(
-            db, sql: "SELECT \(ShadowSQL.stamps), s.base, s.held FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
+            db, sql: "SELECT \(ShadowSQL.stamps), s.base, s.held, s.reasons FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
             arguments: [code, entry.id]
         ) else { return false }
         let replica = try requireIdentity().replicaID
@@ -258,9 +277,18 @@ extension Replica {
         }
         var held = try ShadowJSON.decode([String: HeldValue].self, shadow[5]) ?? [:]
         for column in entry.columns { held[column] = nil }
+        var reasons = try ShadowJSON.decode([String: String].self, shadow[6]) ?? [:]
+        if let table = try? schema.table(entry.table), table.requiresReason {
+            let current = try fields(db, table, id: entry.id)
+            for (column, pushed) in zip(entry.columns, entry.values) where base[column] != nil && reasons[column] == nil {
+                if ReasonForChange.isRequired(table: table, field: column, previous: pushed, new: current[column] ?? .null) {
+                    reasons[column] = ReasonForChange.changedDuringSync
+                }
+            }
+        }
         try db.execute(
-            sql: "UPDATE _sitesync_shadows SET base = ?, held = ? WHERE tbl = ? AND id = ?",
-            arguments: [ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), code, entry.id]
+            sql: "UPDATE _sitesync_shadows SET base = ?, held = ?, reasons = ? WHERE tbl = ? AND id = ?",
+            arguments: [ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), reasons.isEmpty ? nil : ShadowJSON.encode(reasons), code, entry.id]
         )
         return true
     }

@@ -9,20 +9,41 @@ extension Replica {
     /// Values are validated against the schema first; a new record at a site laptop gets the laptop's
     /// site. Nothing is written when any value breaks a rule.
     ///
+    /// Changing a value that was synced already, in a table that ``TableSchema/requiresReason``,
+    /// needs a `reason` (``ReasonForChange``); it is kept with each pending field it explains and
+    /// pushed with it. A reason given for a field already pending replaces the one it had, so
+    /// putting a pending field again with a reason explains a change that a server refused for
+    /// lack of one.
+    ///
     /// - Parameters:
     ///   - table: the table, for example `adverse_events`.
     ///   - id: the record to change; nil creates a record with a new id (``RecordID``).
     ///   - values: the fields to write.
-    /// - Throws: ``ValidationError`` naming each bad field and rule, or ``ReplicaError``.
+    ///   - reason: why synced values change; nil when none is needed.
+    /// - Throws: ``ValidationError`` naming each bad field and rule, or ``ReplicaError``
+    ///   (``ReplicaError/reasonRequired`` naming the fields that need a reason).
     @discardableResult
-    public func put(_ table: String, id: String? = nil, _ values: [String: FieldValue]) throws -> String {
+    public func put(_ table: String, id: String? = nil, _ values: [String: FieldValue], reason: String? = nil) throws -> String {
         let identity = try requireIdentity()
         let id = id ?? RecordID.generate()
-        return try writer.write { db in try write(db, identity: identity, table: table, id: id, values) }
+        let reason = try reason.map(Self.checkedReason)
+        return try writer.write { db in try write(db, identity: identity, table: table, id: id, values, reason: reason) }
+    }
+
+    /// A reason for change trimmed, or the error naming what is wrong with it.
+    static func checkedReason(_ reason: String) throws -> String {
+        switch ReasonForChange.checked(reason) {
+        case .success(let text): return text
+        case .failure(let problem): throw ReplicaError.invalidArgument(problem.message)
+        }
     }
 
     /// Validates and writes one record inside the caller's transaction; the triggers track it.
-    func write(_ db: Database, identity: ReplicaIdentity, table: String, id: String, _ values: [String: FieldValue]) throws -> String {
+    ///
+    /// `reason` is checked already (``checkedReason(_:)``).
+    func write(
+        _ db: Database, identity: ReplicaIdentity, table: String, id: String, _ values: [String: FieldValue], reason: String? = nil
+    ) throws -> String {
         let tableSchema = try schema.table(table)
         try tableSchema.validate(id: id)
         let existing: String? = try Row.fetchOne(
@@ -51,8 +72,17 @@ extension Replica {
                 throw ReplicaError.outsideSite("This laptop records site \(identity.site); it cannot write a record of site \(site).")
             }
         }
+        let stored = try existing == nil ? ["id": .text(id)] : fields(db, tableSchema, id: id)
+        if existing != nil, tableSchema.requiresReason, reason == nil {
+            let synced = try SyncedFields(db, code: tableCodes.code(table), id: id)
+            let unexplained = tableSchema.columnNames.filter { field in
+                guard let value = normalized[field], synced.contains(field) else { return false }
+                return ReasonForChange.isRequired(table: tableSchema, field: field, previous: stored[field] ?? .null, new: value)
+            }
+            guard unexplained.isEmpty else { throw ReplicaError.reasonRequired(table: table, id: id, fields: unexplained) }
+        }
         if !tableSchema.checks.isEmpty || !tableSchema.crossChecks.isEmpty {
-            var record = try existing == nil ? ["id": .text(id)] : fields(db, tableSchema, id: id)
+            var record = stored
             record.merge(normalized) { $1 }
             try tableSchema.validateRecord(record)
             let problems = try tableSchema.crossChecks.compactMap { check in
@@ -74,7 +104,27 @@ extension Replica {
             try db.cachedStatement(sql: "UPDATE \(table.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?")
                 .execute(arguments: StatementArguments(columns.map { normalized[$0]! } + [id]))
         }
+        if let reason {
+            try recordReason(db, reason, table: table, id: id, fields: columns)
+        }
         return id
+    }
+
+    /// Keeps `reason` with those of `fields` of the record that wait to be pushed, replacing the
+    /// reason each had; fields already synced (a value written again unchanged) keep none.
+    func recordReason(_ db: Database, _ reason: String, table: String, id: String, fields: [String]) throws {
+        let code = try tableCodes.code(table)
+        guard let shadow = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT base, reasons FROM _sitesync_shadows WHERE tbl = ? AND id = ? AND pending IS NOT NULL"),
+            arguments: [code, id]
+        ) else { return }
+        let base = try ShadowJSON.decode([String: Stamp?].self, shadow[0])
+        var reasons = try ShadowJSON.decode([String: String].self, shadow[1]) ?? [:]
+        for field in fields where base == nil || base?[field] != nil {
+            reasons[field] = reason
+        }
+        try db.cachedStatement(sql: "UPDATE _sitesync_shadows SET reasons = ? WHERE tbl = ? AND id = ?")
+            .execute(arguments: [reasons.isEmpty ? nil : ShadowJSON.encode(reasons), code, id])
     }
 
     /// Soft-deletes a record: its `_deleted` field takes the reason, and the delete syncs like any edit.

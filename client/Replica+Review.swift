@@ -85,8 +85,10 @@ extension Replica {
                 }
             let record = try fields(db, table, id: conflict.recordID)
             guard !record.isEmpty else { throw ReplicaError.recordNotFound(table: table.name, id: conflict.recordID) }
+            // The decided value's reason for change, in the record's audit trail.
+            let why = ReasonForChange.resolution(conflict: id, decision: choice.decision.rawValue, reason: reason)
             if record[conflict.field] != value {
-                _ = try write(db, identity: identity, table: table.name, id: conflict.recordID, [conflict.field: value])
+                _ = try write(db, identity: identity, table: table.name, id: conflict.recordID, [conflict.field: value], reason: why)
             } else {
                 // The value is already there: stamp it afresh so the decision wins over older writes everywhere.
                 let deleted = "(SELECT \(TableSchema.deletedColumn.quotedDatabaseIdentifier) FROM \(table.name.quotedDatabaseIdentifier) WHERE id = :id)"
@@ -97,6 +99,7 @@ extension Replica {
                     ),
                     arguments: ["id": conflict.recordID]
                 )
+                try recordReason(db, why, table: table.name, id: conflict.recordID, fields: [conflict.field])
             }
             let resolution = Conflict.Resolution(decision: choice.decision, reviewer: identity.user, reason: reason, resolvedAt: Timestamp.now())
             _ = try write(db, identity: identity, table: TableSchema.conflicts.name, id: id, [
@@ -105,7 +108,7 @@ extension Replica {
                 "reviewer": .text(resolution.reviewer),
                 "reason": .text(resolution.reason),
                 "resolved_at": .text(resolution.resolvedAt),
-            ])
+            ], reason: why)
             var resolved = conflict
             resolved.status = "resolved"
             resolved.resolution = resolution
@@ -122,15 +125,20 @@ extension Replica {
             let record = try fields(db, tableSchema, id: id)
             guard !record.isEmpty,
                 let shadow = try Row.fetchOne(
-                    db, sql: "SELECT \(ShadowSQL.stamps) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?",
+                    db, sql: "SELECT \(ShadowSQL.stamps), s.reasons, s.pending FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?",
                     arguments: [tableCodes.code(table), id]
                 )
             else { throw ReplicaError.recordNotFound(table: table, id: id) }
             let stamps = try FieldStamps(row: shadow, startingAt: 0)
+            let reasons = try ShadowJSON.decode([String: String].self, shadow[4]) ?? [:]
+            let synced = try SyncedFields(db, code: tableCodes.code(table), id: id)
             var byStamp: [Stamp: [FieldHistory]] = [:]
             for field in tableSchema.columnNames {
                 let stamp = stamps[field]
-                byStamp[stamp, default: []].append(FieldHistory(field: field, old: .null, new: record[field] ?? .null, hlc: stamp.version.hlc, outcome: "applied"))
+                byStamp[stamp, default: []].append(FieldHistory(
+                    field: field, old: .null, new: record[field] ?? .null, hlc: stamp.version.hlc,
+                    outcome: synced.contains(field) ? "applied" : "pending", reason: reasons[field]
+                ))
             }
             var entries = byStamp.sorted { $0.key.version < $1.key.version }.map { stamp, changes in
                 HistoryEntry.change(at: Self.isoTime(stamp.version.hlc), user: stamp.user, replica: stamp.version.replica, changes: changes)

@@ -8,6 +8,7 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
         case outsideSite
         case invalidArgument
         case alreadyResolved
+        case reasonRequired
     }
 
     private let kind: Kind
@@ -44,6 +45,14 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     public static func outsideSite(_ message: String) -> ReplicaError { ReplicaError(.outsideSite, message) }
     /// The conflict was resolved already.
     public static func alreadyResolved(_ message: String) -> ReplicaError { ReplicaError(.alreadyResolved, message) }
+    /// A change of synced values of a table that requires a reason for change gave none.
+    public static func reasonRequired(table: String, id: String, fields: [String]) -> ReplicaError {
+        ReplicaError(
+            .reasonRequired,
+            "\(fields.map { "\(table).\($0)" }.joined(separator: ", ")) of record \(id) \(fields.count == 1 ? "was" : "were") synced already: "
+                + "changing \(fields.count == 1 ? "it" : "them") needs a reason for change (--reason TEXT), kept in the audit trail. Nothing was written."
+        )
+    }
     /// An argument breaks a rule of the operation.
     public static func invalidArgument(_ message: String) -> ReplicaError { ReplicaError(.invalidArgument, message) }
 
@@ -54,4 +63,5 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     public static let invalidArgument = invalidArgument("")
     public static let alreadyInitialized = alreadyInitialized(site: "")
     public static let alreadyResolved = alreadyResolved("")
+    public static let reasonRequired = reasonRequired(table: "", id: "", fields: [])
 }

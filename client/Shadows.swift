@@ -13,6 +13,29 @@ enum ShadowSQL {
     static let stamps = "s.hlc, a.replica, a.user, s.fields"
 }
 
+/// Which fields of a stored record hold the value the server has: every field of a record with
+/// nothing pending; none of a record created here and not yet pushed; otherwise the fields not
+/// edited since the last push (those in its `base`). A field edited since keeps the reason it was
+/// given at its first edit, or needed none then.
+struct SyncedFields {
+    private let pending: Bool
+    private let base: [String: Stamp?]?
+
+    init(_ db: Database, code: Int64, id: String) throws {
+        let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT pending, base FROM _sitesync_shadows WHERE tbl = ? AND id = ?"), arguments: [code, id]
+        )
+        pending = (row?[0] as Int64?) != nil
+        base = try ShadowJSON.decode([String: Stamp?].self, row?[1])
+    }
+
+    func contains(_ field: String) -> Bool {
+        guard pending else { return true }
+        guard let base else { return false }
+        return base[field] == nil
+    }
+}
+
 /// The codes shadow rows store for table names: assigned when a table is first tracked, never changed.
 struct TableCodes: Sendable {
     private var codes: [String: Int64] = [:]

@@ -1,11 +1,20 @@
+import Foundation
 import SiteSyncCore
 
-/// One field change of the audit trail, as `sitesync-server audit export` writes it.
+/// One field change of the audit trail, as `sitesync-server audit export` writes it: what an
+/// inspector asks of a change (docs/AUDIT.md): which record and field, the value before and after,
+/// who, where, when and why, and the conflict it caused.
 public struct AuditFieldChange: Codable, Sendable, Equatable {
-    /// When the server received it, ISO 8601.
+    /// When the server received it, ISO 8601 UTC.
     public var receivedAt: String
+    /// When the laptop made it, ISO 8601 UTC: the wall-clock time of the field's HLC.
+    public var changedAt: String
     /// The record's site.
     public var site: String
+    /// From which replica (laptop).
+    public var replica: String
+    /// Who made it: the user recorded on that replica.
+    public var user: String
     /// The table.
     public var table: String
     /// The record id.
@@ -16,12 +25,13 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
     public var oldValue: FieldValue
     /// The value received.
     public var newValue: FieldValue
+    /// Why: the reason for change given with the write, `conflict resolution: …` for a reviewer's
+    /// decision, the delete's reason for a delete; nil when none was needed or given.
+    public var reason: String?
     /// `applied`, `superseded` or `unchanged`.
     public var outcome: String
-    /// Who wrote it.
-    public var user: String
-    /// From which replica.
-    public var replica: String
+    /// The conflict the change caused (it overwrote a concurrent value, or lost to one); nil when none.
+    public var conflict: String?
     /// The replica's sequence number of the change.
     public var seq: HLC
     /// The HLC of the field's write.
@@ -29,20 +39,73 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
     /// The version the writer had before, if any.
     public var base: Version?
 
+    /// Creates a field change.
+    public init(
+        receivedAt: String, site: String, replica: String, user: String, table: String, recordID: String, field: String,
+        oldValue: FieldValue, newValue: FieldValue, reason: String?, outcome: String, conflict: String?, seq: HLC, hlc: HLC, base: Version?
+    ) {
+        self.receivedAt = receivedAt
+        self.changedAt = Self.isoTime(hlc)
+        self.site = site
+        self.replica = replica
+        self.user = user
+        self.table = table
+        self.recordID = recordID
+        self.field = field
+        self.oldValue = oldValue
+        self.newValue = newValue
+        self.reason = reason
+        self.outcome = outcome
+        self.conflict = conflict
+        self.seq = seq
+        self.hlc = hlc
+        self.base = base
+    }
+
     enum CodingKeys: String, CodingKey {
-        case receivedAt = "received_at", site = "site_id", table, recordID = "record_id", field
-        case oldValue = "old_value", newValue = "new_value", outcome, user, replica, seq, hlc, base
+        case receivedAt = "received_at", changedAt = "changed_at", site = "site_id", replica, user, table, recordID = "record_id", field
+        case oldValue = "old_value", newValue = "new_value", reason, outcome, conflict = "conflict_id", seq, hlc, base
     }
 
     /// The CSV header, in the order of ``csvFields``.
-    public static let csvHeader = ["received_at", "site_id", "table", "record_id", "field", "old_value", "new_value", "outcome", "user", "replica", "seq", "hlc", "base_hlc", "base_replica"]
+    public static let csvHeader = [
+        "received_at", "changed_at", "site_id", "replica", "user", "table", "record_id", "field", "old_value", "new_value",
+        "reason", "outcome", "conflict_id", "seq", "hlc", "base_hlc", "base_replica",
+    ]
 
     /// The fields as CSV cells; values as JSON fragments so types survive.
     public var csvFields: [String] {
         [
-            receivedAt, site, table, recordID, field, oldValue.json, newValue.json, outcome, user, replica,
-            String(seq.rawValue), String(hlc.rawValue), base.map { String($0.hlc.rawValue) } ?? "", base?.replica ?? "",
+            receivedAt, changedAt, site, replica, user, table, recordID, field, oldValue.json, newValue.json,
+            reason ?? "", outcome, conflict ?? "", String(seq.rawValue), String(hlc.rawValue),
+            base.map { String($0.hlc.rawValue) } ?? "", base?.replica ?? "",
         ]
+    }
+
+    /// The wall-clock time of an HLC, ISO 8601 UTC with milliseconds.
+    static func isoTime(_ hlc: HLC) -> String {
+        Date(timeIntervalSince1970: Double(hlc.milliseconds) / 1000)
+            .formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted))
+    }
+}
+
+/// Which field changes `sitesync-server audit export` writes.
+public struct AuditFilter: Sendable, Equatable {
+    /// Only this site.
+    public var site: String?
+    /// Only changes received at or after this ISO 8601 date or time.
+    public var since: String?
+    /// Only this table.
+    public var table: String?
+    /// Only this record.
+    public var record: String?
+
+    /// Creates a filter; nil members do not filter.
+    public init(site: String? = nil, since: String? = nil, table: String? = nil, record: String? = nil) {
+        self.site = site
+        self.since = since
+        self.table = table
+        self.record = record
     }
 }
 

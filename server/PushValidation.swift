@@ -39,6 +39,9 @@ enum PushValidation {
         var sites: [String?]
         /// The JSON array of the group's field names, as the audit trail stores it.
         var fieldsJSON: String
+        /// Per row: the JSON array of its reasons for change, trimmed, as the audit trail stores
+        /// them; nil when the row gives none.
+        var reasons: [String?]
     }
 
     static func check(
@@ -89,12 +92,15 @@ enum PushValidation {
             let sitePosition = group.columns.firstIndex(of: TableSchema.siteColumn)
             var rows: [[FieldValue]] = []
             var sites: [String?] = []
+            var reasons: [String?] = []
             rows.reserveCapacity(group.rows.count)
             sites.reserveCapacity(group.rows.count)
+            reasons.reserveCapacity(group.rows.count)
             for row in group.rows {
                 guard row.values.count == group.columns.count,
                     row.hlcs.map({ $0.count == group.columns.count }) ?? true,
-                    row.bases.map({ $0.count == group.columns.count }) ?? true
+                    row.bases.map({ $0.count == group.columns.count }) ?? true,
+                    row.reasons.map({ $0.count == group.columns.count }) ?? true
                 else {
                     throw ServerError.validation("Record \(row.id) of \(table.name) has \(row.values.count) values for \(group.columns.count) fields.")
                 }
@@ -117,6 +123,7 @@ enum PushValidation {
                 }
                 rows.append(normalized)
                 sites.append(site)
+                reasons.append(try row.reasons.map { try reasonsJSON($0, row: row, table: table, columns: group.columns) })
                 guard row.seq > .zero else {
                     throw ServerError.validation("Record \(row.id) of \(table.name) has a sequence number below 1.")
                 }
@@ -129,7 +136,9 @@ enum PushValidation {
                 latest = max(latest, row.seq)
             }
             let fieldsJSON = String(decoding: try JSONEncoder().encode(group.columns), as: UTF8.self)
-            checked.append(CheckedGroup(group: group, table: table, positions: positions, values: rows, sites: sites, fieldsJSON: fieldsJSON))
+            checked.append(CheckedGroup(
+                group: group, table: table, positions: positions, values: rows, sites: sites, fieldsJSON: fieldsJSON, reasons: reasons
+            ))
         }
         let ahead = latest.milliseconds - serverMilliseconds
         if ahead > maximumSkewMilliseconds {
@@ -138,5 +147,23 @@ enum PushValidation {
         return CheckedPush(
             replica: request.replica, groups: checked, receivedAt: receivedAt, acked: request.acked, sent: sent, fingerprint: request.fingerprint
         )
+    }
+
+    /// A row's reasons for change, checked and trimmed, as a JSON array.
+    private static func reasonsJSON(_ reasons: [String?], row: ChangeRow, table: TableSchema, columns: [String]) throws -> String {
+        var trimmed: [String?] = []
+        trimmed.reserveCapacity(reasons.count)
+        for (index, reason) in reasons.enumerated() {
+            guard let reason else {
+                trimmed.append(nil)
+                continue
+            }
+            switch ReasonForChange.checked(reason) {
+            case .success(let text): trimmed.append(text)
+            case .failure(let problem):
+                throw ServerError.validation("\(table.name).\(columns[index]): record \(row.id): \(problem.message)")
+            }
+        }
+        return String(decoding: try JSONEncoder().encode(trimmed), as: UTF8.self)
     }
 }

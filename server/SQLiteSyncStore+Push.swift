@@ -22,15 +22,20 @@ extension SQLiteSyncStore {
             var sequences = SiteSequences()
             var outcome = PushOutcome(acked: lastSeq, applied: 0, conflicts: 0)
             var user: String?
+            var unexplained: [UnexplainedChange] = []
             for checked in push.groups {
                 let plan = try GroupPlan(db, checked, after: lastSeq)
                 for (index, row) in checked.group.rows.enumerated() where row.seq > lastSeq {
-                    outcome.conflicts += try apply(db, plan, index: index, row: row, push: push, principal: principal, sequences: &sequences)
+                    outcome.conflicts += try apply(
+                        db, plan, index: index, row: row, push: push, principal: principal, sequences: &sequences, unexplained: &unexplained
+                    )
                     outcome.applied += 1
                     outcome.acked = max(outcome.acked, row.seq)
                     user = checked.group.user
                 }
             }
+            // Every change lacking a reason is named at once; throwing rolls the whole push back.
+            guard unexplained.isEmpty else { throw ServerError.reasonRequired(unexplained) }
             guard outcome.applied > 0 else {
                 // A retried batch: nothing new to apply; answer as the first time.
                 if let replica, lastSeq >= push.groups.lazy.flatMap(\.group.rows).map(\.seq).max() ?? .zero {
@@ -54,6 +59,9 @@ extension SQLiteSyncStore {
             return outcome
         }
     }
+
+    /// A pushed change of a synced value that needed a reason for change and carried none.
+    typealias UnexplainedChange = (table: String, field: String, record: String)
 
     /// Statements shared by every row of a pushed group, prepared once per push.
     private struct GroupPlan {
@@ -92,8 +100,11 @@ extension SQLiteSyncStore {
             let array = "json_array(\(Array(repeating: "?", count: checked.group.columns.count).joined(separator: ", ")))"
             func audit(_ old: String) throws -> Statement {
                 try db.cachedStatement(sql: """
-                    INSERT INTO audit (received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), \(old), ?, ?, ?)
+                    INSERT INTO audit (
+                        received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes,
+                        reasons, conflicts
+                    )
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), \(old), ?, ?, ?, ?, ?)
                     """)
             }
             auditCreated = try audit("NULL")
@@ -128,10 +139,13 @@ extension SQLiteSyncStore {
         row: ChangeRow,
         push: CheckedPush,
         principal: Principal,
-        sequences: inout SiteSequences
+        sequences: inout SiteSequences,
+        unexplained: inout [UnexplainedChange]
     ) throws -> Int {
         if plan.existing.contains(row.id), let current = try loadRecord(table: plan.checked.table, id: row.id, plan.load) {
-            return try applyToExisting(db, plan, current, index: index, row: row, push: push, principal: principal, sequences: &sequences)
+            return try applyToExisting(
+                db, plan, current, index: index, row: row, push: push, principal: principal, sequences: &sequences, unexplained: &unexplained
+            )
         }
         try create(db, plan, index: index, row: row, push: push, sequences: &sequences)
         return 0
@@ -208,6 +222,8 @@ extension SQLiteSyncStore {
             arguments.bind(hlcs)
             arguments.bind(bases)
             arguments.bind(String(repeating: FieldOutcome.applied.rawValue, count: values.count))
+            arguments.bind(checked.reasons[index])
+            arguments.bindNull()
         }
     }
 
@@ -224,7 +240,8 @@ extension SQLiteSyncStore {
         row pushed: ChangeRow,
         push: CheckedPush,
         principal: Principal,
-        sequences: inout SiteSequences
+        sequences: inout SiteSequences,
+        unexplained: inout [UnexplainedChange]
     ) throws -> Int {
         let checked = plan.checked
         let table = checked.table
@@ -237,6 +254,20 @@ extension SQLiteSyncStore {
         }
         if let moved = checked.sites[index], moved != site {
             throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
+        }
+        if table.requiresReason, row.bases != nil {
+            for (offset, field) in group.columns.enumerated() where row.reason(at: offset) == nil {
+                // A change based on a version the server holds replaces a synced value: the current
+                // one, or for a concurrent change the one that version wrote.
+                guard let base = row.base(at: offset) else { continue }
+                let previous =
+                    base == current.stamps[field].version
+                    ? current.values[field] ?? .null
+                    : try value(db, table: table, id: row.id, field: field, writtenBy: base)
+                if ReasonForChange.isRequired(table: table, field: field, previous: previous, new: row.values[offset]) {
+                    unexplained.append((table.name, field, row.id))
+                }
+            }
         }
         let result = RecordMerge.merge(current: current, table: table.name, site: site, group: group, row: row, replica: push.replica)
         if !table.checks.isEmpty {
@@ -261,16 +292,36 @@ extension SQLiteSyncStore {
             plan.updateShadow.setUncheckedArguments(StatementArguments([seq] + stamps.storedValues + [table.name, row.id]))
             try plan.updateShadow.execute()
         }
+        var conflicts: [String?]?
         for conflict in result.conflicts {
             try logConflict(db, conflict, detectedAt: push.receivedAt, sequences: &sequences)
+            if conflicts == nil { conflicts = Array(repeating: nil, count: group.columns.count) }
+            if let offset = group.columns.firstIndex(of: conflict.field) { conflicts?[offset] = conflict.id }
         }
         var audit: [(any DatabaseValueConvertible)?] = [push.receivedAt, site, table.name, row.id, push.replica, group.user, row.seq.rawValue, checked.fieldsJSON]
         audit += row.values.map { $0 }
         audit += result.previous.map { $0 }
         audit += [try row.hlcs.map(Self.json), try row.bases.map(Self.json), String(result.outcomes.map(\.rawValue))]
+        audit += [checked.reasons[index], try conflicts.map(Self.json)]
         plan.auditChanged.setUncheckedArguments(StatementArguments(audit))
         try plan.auditChanged.execute()
         return result.conflicts.count
+    }
+
+    /// The value `version` wrote to `field` of a record, read from the audit trail; null when it
+    /// wrote none there (the field is newer than the write).
+    private func value(_ db: Database, table: TableSchema, id: String, field: String, writtenBy version: Version) throws -> FieldValue {
+        let written = try Row.fetchOne(
+            db.cachedStatement(sql: """
+                SELECT json_extract(a.new_values, '$[' || f.key || ']')
+                FROM audit AS a, json_each(a.fields) AS f
+                WHERE a.tbl = ? AND a.record_id = ? AND a.replica = ? AND f.value = ?
+                  AND coalesce(json_extract(a.hlcs, '$[' || f.key || ']'), a.seq) = ?
+                ORDER BY a.id DESC LIMIT 1
+                """),
+            arguments: [table.name, id, version.replica, field, version.hlc.rawValue]
+        )?.fieldValue(atIndex: 0)
+        return table.column(field).map { $0.normalize(written ?? .null) } ?? .null
     }
 
     /// The stored record with its stamps, or nil when the server has none.

@@ -97,7 +97,9 @@ extension SQLiteSyncStore {
                     // complete resolution (a conflict about its resolution, decided again).
                     entries.append(.change(
                         at: audit.receivedAt, user: audit.user, replica: audit.replica,
-                        changes: audit.changes.map { FieldHistory(field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome) }
+                        changes: audit.changes.map {
+                            FieldHistory(field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome, reason: $0.reason, conflict: $0.conflict)
+                        }
                     ))
                 }
             }
@@ -105,17 +107,25 @@ extension SQLiteSyncStore {
         }
     }
 
-    public func exportAudit(site: String?, since: String?, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
+    public func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
         try await writer.read { db in
             var clauses: [String] = []
             var arguments: [(any DatabaseValueConvertible)?] = []
-            if let site {
+            if let site = filter.site {
                 clauses.append("site_id = ?")
                 arguments.append(site)
             }
-            if let since {
+            if let since = filter.since {
                 clauses.append("received_at >= ?")
                 arguments.append(since)
+            }
+            if let table = filter.table {
+                clauses.append("tbl = ?")
+                arguments.append(table)
+            }
+            if let record = filter.record {
+                clauses.append("record_id = ?")
+                arguments.append(record)
             }
             let condition = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             let rows = try Row.fetchCursor(db, sql: "SELECT * FROM audit \(condition) ORDER BY id", arguments: StatementArguments(arguments))
@@ -123,9 +133,9 @@ extension SQLiteSyncStore {
                 let audit = try AuditRow(row, schema: schema)
                 for change in audit.changes {
                     try body(AuditFieldChange(
-                        receivedAt: audit.receivedAt, site: audit.site, table: audit.table, recordID: audit.recordID, field: change.field,
-                        oldValue: change.old, newValue: change.new, outcome: change.outcome, user: audit.user, replica: audit.replica,
-                        seq: audit.seq, hlc: change.hlc, base: change.base
+                        receivedAt: audit.receivedAt, site: audit.site, replica: audit.replica, user: audit.user, table: audit.table,
+                        recordID: audit.recordID, field: change.field, oldValue: change.old, newValue: change.new, reason: change.reason,
+                        outcome: change.outcome, conflict: change.conflict, seq: audit.seq, hlc: change.hlc, base: change.base
                     ))
                 }
             }
@@ -163,6 +173,10 @@ struct AuditRow {
         var hlc: HLC
         var base: Version?
         var outcome: String
+        /// Why: the reason for change given, or for a delete the delete's own reason.
+        var reason: String?
+        /// The conflict the change caused.
+        var conflict: String?
     }
 
     var receivedAt: String
@@ -201,6 +215,8 @@ struct AuditRow {
         let hlcs = try decode([HLC].self, "hlcs")
         let bases = try decode([Version?].self, "bases")
         let outcomes = Array((row["outcomes"] as String?) ?? "")
+        let reasons = try decode([String?].self, "reasons")
+        let conflicts = try decode([String?].self, "conflicts")
         var changes: [Change] = []
         for (index, field) in fields.enumerated() where index < newValues.count {
             changes.append(Change(
@@ -209,9 +225,16 @@ struct AuditRow {
                 new: newValues[index],
                 hlc: hlcs?[index] ?? seq,
                 base: bases?[index] ?? nil,
-                outcome: index < outcomes.count ? AuditOutcome.name(outcomes[index]) : "unchanged"
+                outcome: index < outcomes.count ? AuditOutcome.name(outcomes[index]) : "unchanged",
+                reason: Self.element(reasons, index) ?? (field == TableSchema.deletedColumn ? newValues[index].displayText : nil),
+                conflict: Self.element(conflicts, index)
             ))
         }
         self.changes = changes
+    }
+
+    private static func element(_ array: [String?]?, _ index: Int) -> String? {
+        guard let array, index < array.count else { return nil }
+        return array[index]
     }
 }

@@ -146,6 +146,16 @@ extension SQLiteSyncStore {
                     """
             )
         }
+        migrator.registerMigration("server-v3-reasons") { db in
+            try db.execute(
+                sql: """
+                    -- Per field: the reason for change the replica gave (JSON array, NULL when none),
+                    -- and the conflict the change caused (JSON array of conflict ids, NULL when none).
+                    ALTER TABLE audit ADD COLUMN reasons TEXT;
+                    ALTER TABLE audit ADD COLUMN conflicts TEXT;
+                    """
+            )
+        }
         registerSchemaMigrations(&migrator, schema: schema, prefix: "")
         return migrator
     }

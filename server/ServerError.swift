@@ -35,6 +35,16 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         ServerError(.unprocessableContent, .validationFailed, message)
     }
 
+    static func reasonRequired(_ missing: [(table: String, field: String, record: String)]) -> ServerError {
+        let fields = missing.prefix(20).map { "\($0.table).\($0.field) of record \($0.record)" }.joined(separator: "; ")
+        let more = missing.count > 20 ? " and \(missing.count - 20) more" : ""
+        return ServerError(
+            .unprocessableContent, .reasonRequired,
+            "A change of a synced value needs a reason for change, and none was given for \(fields)\(more). "
+                + "Give one on the laptop (sitesync put TABLE --id ID FIELD=VALUE --reason TEXT) and sync again; nothing was written."
+        )
+    }
+
     static let missingToken = ServerError(.unauthorized, .unauthorized, "A bearer token is required: send `Authorization: Bearer TOKEN`.")
     static let unknownToken = ServerError(.unauthorized, .unauthorized, "The bearer token is not valid.")
 

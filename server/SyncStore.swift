@@ -32,9 +32,8 @@ public protocol SyncStore: Sendable {
     /// Every change received for a record, with its conflicts' resolutions; nil when absent or out of scope.
     func history(table: String, id: String, principal: Principal) async throws -> RecordHistory?
 
-    /// Calls `body` with every field change of the audit trail, oldest first, for one site or all,
-    /// received at or after `since` (an ISO 8601 date or time).
-    func exportAudit(site: String?, since: String?, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws
+    /// Calls `body` with every field change of the audit trail that `filter` selects, oldest first.
+    func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws
 }
 
 /// What a store did with a push.

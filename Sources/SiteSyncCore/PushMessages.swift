@@ -96,14 +96,18 @@ public struct ChangeRow: Sendable, Equatable {
     /// The version each field had on the replica before it was changed (nil entries: a new field),
     /// or nil for a record created on the replica.
     public var bases: [Version?]?
+    /// The reason for change given for each field (nil entries: none), or nil when no field has one
+    /// (``ReasonForChange``).
+    public var reasons: [String?]?
 
     /// Creates a row.
-    public init(id: String, seq: HLC, values: [FieldValue], hlcs: [HLC]? = nil, bases: [Version?]? = nil) {
+    public init(id: String, seq: HLC, values: [FieldValue], hlcs: [HLC]? = nil, bases: [Version?]? = nil, reasons: [String?]? = nil) {
         self.id = id
         self.seq = seq
         self.values = values
         self.hlcs = hlcs
         self.bases = bases
+        self.reasons = reasons
     }
 
     /// The HLC of the write of field number `index`.
@@ -111,12 +115,19 @@ public struct ChangeRow: Sendable, Equatable {
 
     /// The base version of field number `index`; nil when the replica had no value before.
     public func base(at index: Int) -> Version? { bases?[index] ?? nil }
+
+    /// The reason for change of field number `index`, if one was given.
+    public func reason(at index: Int) -> String? { reasons?[index] ?? nil }
+
+    /// Whether the row carries anything besides its values: field HLCs, bases or reasons.
+    var hasMeta: Bool { hlcs != nil || bases != nil || reasons != nil }
 }
 
 extension ChangeRow: Codable {
     private struct Meta: Codable {
         var h: [HLC]?
         var b: [Version?]?
+        var w: [String?]?
     }
 
     public init(from decoder: any Decoder) throws {
@@ -126,10 +137,12 @@ extension ChangeRow: Codable {
         if try container.decodeNil() {
             hlcs = nil
             bases = nil
+            reasons = nil
         } else {
             let meta = try container.decode(Meta.self)
             hlcs = meta.h
             bases = meta.b
+            reasons = meta.w
         }
         var values: [FieldValue] = []
         if let count = container.count { values.reserveCapacity(max(0, count - 3)) }
@@ -143,10 +156,10 @@ extension ChangeRow: Codable {
         var container = encoder.unkeyedContainer()
         try container.encode(id)
         try container.encode(seq)
-        if hlcs == nil && bases == nil {
-            try container.encodeNil()
+        if hasMeta {
+            try container.encode(Meta(h: hlcs, b: bases, w: reasons))
         } else {
-            try container.encode(Meta(h: hlcs, b: bases))
+            try container.encodeNil()
         }
         for value in values { try container.encode(value) }
     }

@@ -137,15 +137,22 @@ public struct FieldHistory: Codable, Sendable, Equatable {
     /// The HLC of the write.
     public var hlc: HLC
     /// `applied` (the server took it), `superseded` (a concurrent later write won; logged) or
-    /// `unchanged` (the server already held that value).
+    /// `unchanged` (the server already held that value); in a laptop's own history, `pending` for a
+    /// value not pushed yet.
     public var outcome: String
+    /// Why: the reason for change given with the write (``ReasonForChange``), if any.
+    public var reason: String?
+    /// The conflict the write caused, when it met a concurrent write of another value.
+    public var conflict: String?
 
     /// Creates a field entry.
-    public init(field: String, old: FieldValue, new: FieldValue, hlc: HLC, outcome: String) {
+    public init(field: String, old: FieldValue, new: FieldValue, hlc: HLC, outcome: String, reason: String? = nil, conflict: String? = nil) {
         self.field = field
         self.old = old
         self.new = new
         self.hlc = hlc
         self.outcome = outcome
+        self.reason = reason
+        self.conflict = conflict
     }
 }

@@ -57,6 +57,9 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     /// The server applied pushes under the replica's id that this file did not send: a copy of the
     /// file syncs elsewhere.
     case replicaDiverged = "replica_diverged"
+    /// A pushed change replaces a synced value of a table that requires a reason for change, and
+    /// gives none (``ReasonForChange``).
+    case reasonRequired = "reason_required"
     /// No such route or resource.
     case notFound = "not_found"
     /// The server failed; nothing was written.

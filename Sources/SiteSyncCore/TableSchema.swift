@@ -10,6 +10,9 @@ public struct TableSchema: Sendable {
     public var since: Int
     /// Whether replicas may create records; the server alone creates conflict records.
     public var clientCreatable: Bool
+    /// Whether changing a synced value of the table needs a reason for change (``ReasonForChange``).
+    /// The trial's tables require one; the conflict log, whose resolutions carry their own reason, does not.
+    public var requiresReason: Bool
     /// Rules over several fields of a record, checked after each write.
     public var checks: [RecordCheck]
     /// Rules against other records, checked by the replica at write time where it holds them.
@@ -37,6 +40,7 @@ public struct TableSchema: Sendable {
         _ name: String,
         since: Int = 1,
         clientCreatable: Bool = true,
+        requiresReason: Bool = false,
         summary: String = "",
         columns: [ColumnSchema],
         checks: [RecordCheck] = [],
@@ -46,6 +50,7 @@ public struct TableSchema: Sendable {
         self.name = name
         self.since = since
         self.clientCreatable = clientCreatable
+        self.requiresReason = requiresReason
         self.summary = summary
         self.checks = checks
         self.crossChecks = crossChecks

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Rules every stored string follows, whatever it holds: a value, a user name, a reason.
 ///
 /// SQLite stores a string with U+0000 in full but C strings read it back cut at the NUL, so a value,
@@ -62,6 +64,54 @@ public enum UserName {
         }
         return nil
     }
+}
+
+/// The reason given for changing a value that was already synced (ICH E6(R3): a change to recorded
+/// data is attributable, dated and explained, and the original stays visible).
+///
+/// A change needs one when its table ``TableSchema/requiresReason``, the value it replaces is a
+/// synced value that is not empty, and the new value differs. Entering a value into an empty field
+/// and editing a value never synced need none. The laptop refuses a change without a required
+/// reason, and so does the server, which holds the replaced value whatever build the laptop runs.
+public enum ReasonForChange {
+    /// The longest reason, in bytes of UTF-8.
+    public static let maximumBytes = 1000
+
+    /// What a conflict resolution's change of a field carries as its reason, before the reviewer's words.
+    public static let resolutionPrefix = "conflict resolution: "
+
+    /// The reason a field carries when it was changed again on the laptop while its previous value
+    /// was being pushed: the person was not asked, because the value was not synced yet.
+    public static let changedDuringSync = "changed again while the previous value was being synced; no reason was asked"
+
+    /// The reason a resolution's change of the contested field carries.
+    public static func resolution(conflict: String, decision: String, reason: String) -> String {
+        brief("\(resolutionPrefix)\(decision) (conflict \(conflict)): \(reason)")
+    }
+
+    /// Whether changing `field` of `table` from the synced value `previous` to `new` needs a reason.
+    public static func isRequired(table: TableSchema, field: String, previous: FieldValue, new: FieldValue) -> Bool {
+        table.requiresReason && !previous.isNull && previous != new && field != TableSchema.siteColumn
+    }
+
+    /// `reason` trimmed of surrounding white space, or why it cannot be one (a sentence).
+    public static func checked(_ reason: String) -> Result<String, ReasonProblem> {
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty { return .failure(ReasonProblem(message: "A reason for change must not be empty.")) }
+        if let problem = TextRules.problem(trimmed, maxBytes: maximumBytes) {
+            return .failure(ReasonProblem(message: "A reason for change \(problem)."))
+        }
+        return .success(trimmed)
+    }
+
+    /// `text` cut to ``maximumBytes``, for reasons the software composes.
+    static func brief(_ text: String) -> String { TextRules.brief(text, maxBytes: maximumBytes) }
+}
+
+/// Why a text cannot be a reason for change.
+public struct ReasonProblem: Error, Sendable, Equatable {
+    /// The problem, as a sentence.
+    public var message: String
 }
 
 extension UInt8 {

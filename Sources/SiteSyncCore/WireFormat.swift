@@ -89,12 +89,18 @@ extension ChangeRow {
         writer.byte(UInt8(ascii: ","))
         writer.integer(seq.rawValue)
         writer.byte(UInt8(ascii: ","))
-        if hlcs == nil && bases == nil {
+        if !hasMeta {
             writer.null()
         } else {
             // Nil members are left out, as the Codable conformance does.
             writer.byte(UInt8(ascii: "{"))
+            var first = true
+            func separate(_ writer: inout JSONWriter) {
+                if !first { writer.byte(UInt8(ascii: ",")) }
+                first = false
+            }
             if let hlcs {
+                separate(&writer)
                 writer.key("h")
                 writer.byte(UInt8(ascii: "["))
                 for (index, hlc) in hlcs.enumerated() {
@@ -104,7 +110,7 @@ extension ChangeRow {
                 writer.byte(UInt8(ascii: "]"))
             }
             if let bases {
-                if hlcs != nil { writer.byte(UInt8(ascii: ",")) }
+                separate(&writer)
                 writer.key("b")
                 writer.byte(UInt8(ascii: "["))
                 for (index, base) in bases.enumerated() {
@@ -121,6 +127,16 @@ extension ChangeRow {
                 }
                 writer.byte(UInt8(ascii: "]"))
             }
+            if let reasons {
+                separate(&writer)
+                writer.key("w")
+                writer.byte(UInt8(ascii: "["))
+                for (index, reason) in reasons.enumerated() {
+                    if index > 0 { writer.byte(UInt8(ascii: ",")) }
+                    if let reason { writer.string(reason) } else { writer.null() }
+                }
+                writer.byte(UInt8(ascii: "]"))
+            }
             writer.byte(UInt8(ascii: "}"))
         }
         try writer.closeRow(values: values)
@@ -134,6 +150,7 @@ extension ChangeRow {
         try reader.expect(UInt8(ascii: ","), "the row's meta")
         var hlcs: [HLC]?
         var bases: [Version?]?
+        var reasons: [String?]?
         if try !reader.consumeNull() {
             try reader.object("the row's meta") { (reader, key) throws(JSONReadError) in
                 switch key {
@@ -151,12 +168,19 @@ extension ChangeRow {
                         read.append(try reader.consumeNull() ? nil : try Version(reading: &reader))
                     }
                     bases = read
+                case "w":
+                    if try reader.consumeNull() { break }
+                    var read: [String?] = []
+                    try reader.array("the row's reasons for change \"w\"") { (reader) throws(JSONReadError) in
+                        read.append(try reader.consumeNull() ? nil : try reader.string("a reason for change"))
+                    }
+                    reasons = read
                 default: try reader.skipValue()
                 }
             }
         }
         let values = try reader.rowValues(in: "a change row")
-        self.init(id: id, seq: seq, values: values, hlcs: hlcs, bases: bases)
+        self.init(id: id, seq: seq, values: values, hlcs: hlcs, bases: bases, reasons: reasons)
     }
 }
 

@@ -18,6 +18,7 @@ public enum TrialSchema {
     /// Participants, from screening to the end of follow-up.
     public static let subjects = TableSchema(
         "subjects",
+        requiresReason: true,
         summary: "Participants screened for the study",
         columns: [
             ColumnSchema("screening_no", .text(maxBytes: 64), required: true, summary: "Screening number given by the site"),
@@ -40,6 +41,7 @@ public enum TrialSchema {
     /// Adverse events, graded by CTCAE 5.0 (CRS and ICANS by ASTCT 2019).
     public static let adverseEvents = TableSchema(
         "adverse_events",
+        requiresReason: true,
         summary: "Adverse events reported for a participant",
         columns: [
             ColumnSchema("subject_id", .text(maxBytes: 64), required: true, summary: "Id of the participant"),
@@ -89,6 +91,7 @@ public enum TrialSchema {
     public static let screenings = TableSchema(
         "screenings",
         since: 2,
+        requiresReason: true,
         summary: "Screening visits: disease activity, serology, treatment and organ function",
         columns: [
             ColumnSchema("subject_id", .text(maxBytes: 64), required: true, since: 2, summary: "Id of the participant"),
@@ -129,6 +132,7 @@ public enum TrialSchema {
     public static let infusions = TableSchema(
         "infusions",
         since: 2,
+        requiresReason: true,
         summary: "IC19 CAR-T cell infusions",
         columns: [
             ColumnSchema("subject_id", .text(maxBytes: 64), required: true, since: 2, summary: "Id of the participant"),
@@ -150,6 +154,7 @@ public enum TrialSchema {
     public static let visits = TableSchema(
         "visits",
         since: 2,
+        requiresReason: true,
         summary: "Follow-up visits (D0, D7, D14, D28, M3, M6, …)",
         columns: [
             ColumnSchema("subject_id", .text(maxBytes: 64), required: true, since: 2, summary: "Id of the participant"),

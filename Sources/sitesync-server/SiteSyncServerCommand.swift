@@ -102,7 +102,12 @@ struct Audit: AsyncParsableCommand {
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write the audit trail for an inspector: one line per field change received, oldest first.",
-            discussion: "Values are JSON fragments in CSV, so types survive: \"text\", 3, null."
+            discussion: """
+                Each line says which record and field changed, from which value to which, who made the change, \
+                where (site and replica), when (the laptop's time and the server's receipt), why (the reason for \
+                change, or the conflict resolution), and the conflict it caused. docs/AUDIT.md describes every \
+                column. Values are JSON fragments in CSV, so types survive: "text", 3, null.
+                """
         )
 
         @OptionGroup var database: DatabaseOptions
@@ -113,10 +118,26 @@ struct Audit: AsyncParsableCommand {
         @Option(help: "Only changes received on or after this date (YYYY-MM-DD) or time (ISO 8601, UTC).")
         var since: String?
 
+        @Option(help: "Only this table, e.g. adverse_events.")
+        var table: String?
+
+        @Option(name: .customLong("record"), help: "Only this record id.")
+        var record: String?
+
         @Option(help: "csv or jsonl.")
         var format: Format
 
         func validate() throws {
+            if let table, (try? TrialSchema.current.table(table)) == nil {
+                throw ValidationError("--table: no table \(table); the tables are \(TrialSchema.current.tables.map(\.name).joined(separator: ", ")).")
+            }
+            if let record {
+                do {
+                    try TableSchema.conflicts.validate(id: record)
+                } catch {
+                    throw ValidationError("--record must be 1 to 64 printable characters without spaces.")
+                }
+            }
             if let since, !(ColumnSchema.isCalendarDate(String(since.prefix(10))) && (since.count == 10 || since.dropFirst(10).first == "T")) {
                 throw ValidationError("--since must be a date YYYY-MM-DD or an ISO 8601 time such as 2026-11-25T10:00:00Z.")
             }
@@ -127,7 +148,7 @@ struct Audit: AsyncParsableCommand {
             let store = try SQLiteSyncStore(path: database.database, schema: TrialSchema.current)
             let output = AuditWriter(format: format)
             output.header()
-            try await store.exportAudit(site: site, since: since) { try output.write($0) }
+            try await store.exportAudit(AuditFilter(site: site, since: since, table: table, record: record)) { try output.write($0) }
             output.flush()
         }
     }

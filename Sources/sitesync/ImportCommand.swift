@@ -18,6 +18,9 @@ struct ImportCommand: AsyncParsableCommand {
     @Argument(help: "The CSV file (RFC 4180, UTF-8).")
     var file: String
 
+    @Option(help: "Why the rows change values that were synced already; kept with each change in the audit trail.")
+    var reason: String?
+
     func run() throws {
         let replica = try replica.open()
         let schema = try replica.schema.table(table)
@@ -45,7 +48,7 @@ struct ImportCommand: AsyncParsableCommand {
             }
         }
         guard problems.isEmpty else { throw ImportError(problems: problems) }
-        let ids = try replica.importRecords(table, rows)
+        let ids = try replica.importRecords(table, rows, reason: reason)
         print("Imported \(ids.count) record\(ids.count == 1 ? "" : "s") into \(table).")
     }
 }

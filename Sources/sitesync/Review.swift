@@ -179,20 +179,23 @@ struct History: AsyncParsableCommand {
         }
         let style = Style.standardOutput
         print(style.bold("\(history.table) \(history.recordID)") + (history.source == "server" ? "" : " (this laptop only)"))
-        var rows: [[String]] = [["time", "user", "replica", "field", "change", "outcome"]]
+        var rows: [[String]] = [["time", "user", "replica", "field", "change", "reason", "outcome", "conflict"]]
         for entry in history.entries {
             if entry.kind == "resolution" {
-                rows.append([entry.at, entry.user, entry.replica, entry.field ?? "", "resolved \(entry.conflict ?? ""): \(entry.decision ?? "") (\(entry.reason ?? ""))", "resolution"])
+                rows.append([
+                    entry.at, entry.user, entry.replica, entry.field ?? "", "resolved: \(entry.decision ?? "")", entry.reason ?? "", "resolution",
+                    entry.conflict ?? "",
+                ])
             } else {
                 for change in entry.changes ?? [] {
                     let text = history.source == "server" ? "\(change.old.shown) -> \(change.new.shown)" : change.new.shown
-                    rows.append([entry.at, entry.user, entry.replica, change.field, text, change.outcome])
+                    rows.append([entry.at, entry.user, entry.replica, change.field, text, change.reason ?? "", change.outcome, change.conflict ?? ""])
                 }
             }
         }
         print(Table(rows: rows).render(header: true, style: style) { row, column, cell in
             guard row > 0 else { return style.bold(cell) }
-            guard column == 5 else { return cell }
+            guard column == 6 else { return cell }
             switch cell {
             case "superseded": return style.red(cell)
             case "resolution": return style.green(cell)

@@ -115,7 +115,14 @@ struct Init: AsyncParsableCommand {
 struct Put: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a record, or change fields of one; prints the record id.",
-        discussion: "Example: sitesync put adverse_events subject_id=ID term='Cytokine release syndrome' grade=2. An empty value (field=) clears the field."
+        discussion: """
+            Example: sitesync put adverse_events subject_id=ID term='Cytokine release syndrome' grade=2. An empty value \
+            (field=) clears the field.
+
+            Changing a value that was synced already needs --reason (a reason for change, kept in the audit \
+            trail): sitesync put adverse_events --id ID grade=3 --reason 'Grade corrected from source document'. \
+            Filling in an empty field, or editing a value not yet synced, needs none.
+            """
     )
 
     @OptionGroup var replica: ReplicaOptions
@@ -129,8 +136,12 @@ struct Put: AsyncParsableCommand {
     @Argument(help: "FIELD=VALUE pairs.")
     var assignments: [String] = []
 
+    @Option(help: "Why synced values change; required for them, kept in the audit trail.")
+    var reason: String?
+
     func validate() throws {
         guard !assignments.isEmpty else { throw ValidationError("Give at least one FIELD=VALUE.") }
+        if reason != nil, id == nil { throw ValidationError("--reason explains a change of an existing record: give its --id.") }
         for assignment in assignments where !assignment.contains("=") {
             throw ValidationError("'\(assignment)' is not FIELD=VALUE.")
         }
@@ -142,7 +153,7 @@ struct Put: AsyncParsableCommand {
             let parts = assignment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (field: String(parts[0]), text: String(parts[1]))
         })
-        print(try replica.put(table, id: id, values))
+        print(try replica.put(table, id: id, values, reason: reason))
     }
 }
 
