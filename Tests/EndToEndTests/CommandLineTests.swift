@@ -139,9 +139,9 @@ struct CommandLineTests {
             #expect(table.stdout.contains("S01-001") && table.stdout.contains("1 record"))
 
             // The same field edited on both laptops while offline
-            #expect(try cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", id, "status=enrolled").status == 0)
+            #expect(try cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", id, "status=enrolled", "--reason", "Consent signed").status == 0)
             try await Task.sleep(for: .milliseconds(5))
-            #expect(try cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", id, "status=screen_failed").status == 0)
+            #expect(try cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", id, "status=screen_failed", "--reason", "Failed criterion 3").status == 0)
             for db in ["a.sqlite", "b.sqlite", "a.sqlite"] {
                 #expect(try cli.sitesync("sync", "--db", db).status == 0)
             }
@@ -185,7 +185,9 @@ struct CommandLineTests {
             let history = try cli.sitesync("history", "--db", "b.sqlite", "subjects", id)
             #expect(history.status == 0)
             #expect(history.stdout.contains("screening -> enrolled") && history.stdout.contains("superseded") == false)
-            #expect(history.stdout.contains("resolved \(conflictID): take_loser (Enrolment confirmed on the signed CRF)"))
+            #expect(history.stdout.contains("resolved: take_loser") && history.stdout.contains(conflictID))
+            #expect(history.stdout.contains("Consent signed") && history.stdout.contains("Failed criterion 3"), "each change shows its reason")
+            #expect(history.stdout.contains("conflict resolution: take_loser (conflict \(conflictID)): Enrolment confirmed on the signed CRF"))
             let historyJSON = try json(try cli.sitesync("history", "--db", "b.sqlite", "subjects", id, "--json")) as? [String: Any]
             #expect((historyJSON?["entries"] as? [Any])?.count == 5, "created, enrolled, screen_failed, the resolution's write, the resolution")
 
@@ -207,8 +209,17 @@ struct CommandLineTests {
             let csv = try cli.run("sitesync-server", ["audit", "export", "--format", "csv"])
             #expect(csv.status == 0)
             let lines = csv.stdout.split(separator: "\r\n")
-            #expect(lines.first == "received_at,site_id,table,record_id,field,old_value,new_value,outcome,user,replica,seq,hlc,base_hlc,base_replica")
-            #expect(lines.contains { $0.contains(",subjects,\(id),status,\"\"\"enrolled\"\"\",\"\"\"screen_failed\"\"\",applied,B. Chen,") })
+            #expect(
+                lines.first
+                    == "received_at,changed_at,site_id,replica,user,table,record_id,field,old_value,new_value,reason,outcome,conflict_id,seq,hlc,base_hlc,base_replica"
+            )
+            #expect(lines.contains { $0.contains(",A. Rivera,subjects,\(id),status,\"\"\"screening\"\"\",\"\"\"enrolled\"\"\",Consent signed,applied,,") })
+            #expect(lines.contains {
+                $0.contains(",B. Chen,subjects,\(id),status,\"\"\"enrolled\"\"\",\"\"\"screen_failed\"\"\",Failed criterion 3,applied,\(conflictID),")
+            })
+            #expect(lines.contains {
+                $0.contains(",status,\"\"\"screen_failed\"\"\",\"\"\"enrolled\"\"\",conflict resolution: take_loser (conflict \(conflictID)): Enrolment confirmed on the signed CRF,applied,,")
+            })
             let jsonl = try cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--site", "S01", "--since", "2000-01-01"])
             let entries = jsonl.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             #expect(entries.count == lines.count - 1)

@@ -70,7 +70,7 @@ struct IdentityCommandTests {
             }
             let upgraded = try Replica.open(path: a.replica.writer.path, schema: TrialSchema.current)
             #expect(upgraded.identity?.isEnrolled == false)
-            try upgraded.put("subjects", id: id, ["status": .text("enrolled")])
+            try upgraded.put("subjects", id: id, ["status": .text("enrolled")], reason: "Corrected from the source document")
             let laptop = Laptop(replica: upgraded, transport: try HTTPTransport(replica: upgraded))
             #expect(try await laptop.sync().pushed == 1)
             #expect(upgraded.identity?.replicaID == replica && upgraded.identity?.isEnrolled == true)

@@ -84,7 +84,7 @@ struct NothingLostTests {
             #expect(try copy.replica.status().pendingChanges == 1, "and keeps its change queued")
 
             // The original keeps syncing untouched
-            try a.replica.put("subjects", id: original, ["sex": .text("F")])
+            try a.replica.put("subjects", id: original, ["sex": .text("F")], reason: "Corrected from the source document")
             #expect(try await a.sync().pushed == 1)
 
             // The copy rejoins under a new id: its change is pushed, and it receives what a pushed
@@ -127,7 +127,7 @@ struct NothingLostTests {
             let losing = LosingResponses(a.transport, lose: 10)
             await #expect(throws: SyncError.self) { try await a.engine(transport: losing).sync() }
             #expect(try await server.count("SELECT count(*) FROM subjects") == 1)
-            try a.replica.put("subjects", id: id, ["status": .text("enrolled")])
+            try a.replica.put("subjects", id: id, ["status": .text("enrolled")], reason: "Corrected from the source document")
             try await a.sync()
             try await b.sync()
             #expect(try b.replica.get("subjects", id: id)?["status"] == .text("enrolled"))
@@ -147,14 +147,14 @@ struct NothingLostTests {
             try await a.sync()
             try await b.sync()
             try await c.sync()
-            try a.replica.put("subjects", id: id, ["weight_kg": .real(75.5)])
+            try a.replica.put("subjects", id: id, ["weight_kg": .real(75.5)], reason: "Corrected from the source document")
             try await Task.sleep(for: .milliseconds(3))
-            try b.replica.put("subjects", id: id, ["weight_kg": .real(68.0)])
+            try b.replica.put("subjects", id: id, ["weight_kg": .real(68.0)], reason: "Corrected from the source document")
             try await a.sync()
             try await b.sync()
             // c writes without syncing; then a resolves the conflict, keeping b's 68
             try await Task.sleep(for: .milliseconds(3))
-            try c.replica.put("subjects", id: id, ["weight_kg": .real(90.5)])
+            try c.replica.put("subjects", id: id, ["weight_kg": .real(90.5)], reason: "Corrected from the source document")
             try await a.sync()
             let conflict = try #require(try a.replica.conflicts().first)
             #expect(conflict.winner.value == .real(68), "in its column's type, though JSON writes 68.0 as 68")
@@ -184,7 +184,7 @@ struct NothingLostTests {
             #expect(try b.replica.get("screenings", id: screening)?["sledai_2k"] == .integer(12))
             #expect(try b.replica.get("screenings", id: screening)?["inr"] == .real(1))
             // A real with a fraction is no whole number
-            #expect(throws: ValidationError.self) { try a.replica.put("screenings", id: screening, ["sledai_2k": .real(12.5)]) }
+            #expect(throws: ValidationError.self) { try a.replica.put("screenings", id: screening, ["sledai_2k": .real(12.5)], reason: "Corrected from the source document") }
         }
     }
 
@@ -201,7 +201,7 @@ struct NothingLostTests {
             try a.replica.delete("subjects", id: id, reason: "Entered twice")
             try await a.sync()
             try await Task.sleep(for: .milliseconds(3))
-            try b.replica.put("subjects", id: id, ["sex": .text("F")])
+            try b.replica.put("subjects", id: id, ["sex": .text("F")], reason: "Corrected from the source document")
             try await b.sync()
             let conflict = try #require(try b.replica.conflicts().first { $0.field == TableSchema.deletedColumn })
             try b.replica.resolve(conflict: conflict.id, .keepWinner, reason: "Not a duplicate")
@@ -210,7 +210,7 @@ struct NothingLostTests {
             try a.replica.delete("subjects", id: id, reason: "Entered twice, really")
             try await a.sync()
             try await Task.sleep(for: .milliseconds(3))
-            try b.replica.put("subjects", id: id, ["sex": .text("M")])
+            try b.replica.put("subjects", id: id, ["sex": .text("M")], reason: "Corrected from the source document")
             for laptop in [b, a, b] { try await laptop.sync() }
             for laptop in [a, b] {
                 #expect(try laptop.replica.get("subjects", id: id)?[TableSchema.deletedColumn] == .null, "the later edit restores the record")
@@ -255,7 +255,7 @@ struct NothingLostTests {
                 let fast = try Replica.open(path: path, schema: TrialSchema.current, wallClock: yearAhead)
                 try fast.initialize(site: "S01", user: "Fast", serverURL: server.url, token: server.s01)
                 id = try fast.put("subjects", ["screening_no": .text("S01-001")])
-                try fast.put("subjects", id: id, ["sex": .text("F")])
+                try fast.put("subjects", id: id, ["sex": .text("F")], reason: "Corrected from the source document")
             }
             // The laptop's clock is corrected; the replica still holds stamps a year ahead
             let replica = try Replica.open(path: path, schema: TrialSchema.current)

@@ -11,9 +11,9 @@ private func conflictOnStatus(_ server: LiveServer) async throws -> (a: Laptop, 
     let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
     try await a.sync()
     try await b.sync()
-    try a.replica.put("subjects", id: id, ["status": .text("enrolled")])
+    try a.replica.put("subjects", id: id, ["status": .text("enrolled")], reason: "Corrected from the source document")
     try await Task.sleep(for: .milliseconds(5))
-    try b.replica.put("subjects", id: id, ["status": .text("screen_failed")])
+    try b.replica.put("subjects", id: id, ["status": .text("screen_failed")], reason: "Corrected from the source document")
     try await a.sync()
     try await b.sync()
     try await a.sync()
@@ -90,7 +90,7 @@ struct ReviewTests {
             #expect(throws: ValidationError.self) { try b.replica.resolve(conflict: conflict.id, .value(.text("cured")), reason: "x") }
 
             // Conflict records are the server's: replicas cannot create them or change their sides
-            #expect(throws: ReplicaError.readOnlyTable) { try b.replica.put("conflicts", id: conflict.id, ["loser_value": .text("\"x\"")]) }
+            #expect(throws: ReplicaError.readOnlyTable) { try b.replica.put("conflicts", id: conflict.id, ["loser_value": .text("\"x\"")], reason: "Corrected from the source document") }
             try await a.sync()
             let before = try await server.dump()
             let now = HLC(milliseconds: HybridLogicalClock.systemMilliseconds())
@@ -133,9 +133,9 @@ struct ReviewTests {
             let ids = try (0..<3).map { try a.replica.put("subjects", ["screening_no": .text("S01-\($0)")]) }
             try await a.sync()
             try await b.sync()
-            for id in ids { try a.replica.put("subjects", id: id, ["sex": .text("F")]) }
+            for id in ids { try a.replica.put("subjects", id: id, ["sex": .text("F")], reason: "Corrected from the source document") }
             try await Task.sleep(for: .milliseconds(5))
-            for id in ids { try b.replica.put("subjects", id: id, ["sex": .text("M")]) }
+            for id in ids { try b.replica.put("subjects", id: id, ["sex": .text("M")], reason: "Corrected from the source document") }
             try await a.sync()
             try await b.sync()
 
@@ -166,8 +166,8 @@ struct ConflictSemanticsTests {
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
             try await a.sync()
             try await b.sync()
-            try a.replica.put("subjects", id: id, ["status": .text("enrolled")])
-            try b.replica.put("subjects", id: id, ["status": .text("enrolled")])
+            try a.replica.put("subjects", id: id, ["status": .text("enrolled")], reason: "Corrected from the source document")
+            try b.replica.put("subjects", id: id, ["status": .text("enrolled")], reason: "Corrected from the source document")
             try await a.sync()
             try await b.sync()
             #expect(try await server.count("SELECT count(*) FROM conflicts") == 0)
@@ -181,14 +181,14 @@ struct ConflictSemanticsTests {
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(1)])
             try await a.sync()
             for grade in 2...4 {
-                try a.replica.put("adverse_events", id: id, ["grade": .integer(Int64(grade))])
+                try a.replica.put("adverse_events", id: id, ["grade": .integer(Int64(grade))], reason: "Corrected from the source document")
                 try await a.sync()
             }
             // An edit between a push and its acknowledgement
-            try a.replica.put("adverse_events", id: id, ["grade": .integer(5)])
+            try a.replica.put("adverse_events", id: id, ["grade": .integer(5)], reason: "Corrected from the source document")
             let batch = try #require(try a.replica.outboxBatch(limit: 10))
             let answer = try await a.transport.push(batch.request)
-            try a.replica.put("adverse_events", id: id, ["grade": .integer(3)])
+            try a.replica.put("adverse_events", id: id, ["grade": .integer(3)], reason: "Corrected from the source document")
             try a.replica.acknowledge(batch, answer)
             try await a.sync()
             #expect(try await server.count("SELECT count(*) FROM conflicts") == 0)
@@ -204,8 +204,8 @@ struct ConflictSemanticsTests {
             let ids = try (1...7).map { try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever \($0)"), "grade": .integer(1)]) }
             // While the first batch (holding ids[0]) travels, ids[0] and the last record are edited again
             let typing = EditingDuringPush(a.transport) { [replica = a.replica] in
-                try replica.put("adverse_events", id: ids[0], ["grade": .integer(4)])
-                try replica.put("adverse_events", id: ids[6], ["outcome": .text("recovered")])
+                try replica.put("adverse_events", id: ids[0], ["grade": .integer(4)], reason: "Corrected from the source document")
+                try replica.put("adverse_events", id: ids[6], ["outcome": .text("recovered")], reason: "Corrected from the source document")
             }
             let report = try await a.engine(transport: typing) { $0.pushBatchSize = batchSize }.sync()
             #expect(report.conflicts == 0)
@@ -226,7 +226,7 @@ struct ConflictSemanticsTests {
             let id = try laptops[0].replica.put("subjects", ["screening_no": .text("S01-001")])
             for laptop in laptops { try await laptop.sync() }
             for (index, laptop) in laptops.enumerated() {
-                try laptop.replica.put("subjects", id: id, ["sex": .text(index == 1 ? "M" : "F"), "status": .text(["enrolled", "withdrawn", "completed"][index])])
+                try laptop.replica.put("subjects", id: id, ["sex": .text(index == 1 ? "M" : "F"), "status": .text(["enrolled", "withdrawn", "completed"][index])], reason: "Corrected from the source document")
                 try await Task.sleep(for: .milliseconds(3))
             }
             for laptop in laptops {
@@ -248,7 +248,7 @@ struct ConflictSemanticsTests {
             // a resolves offline; b, not knowing, edits the same field a little later
             try a.replica.resolve(conflict: conflict.id, .takeLoser, reason: "Enrolled per CRF")
             try await Task.sleep(for: .milliseconds(5))
-            try b.replica.put("subjects", id: id, ["status": .text("withdrawn")])
+            try b.replica.put("subjects", id: id, ["status": .text("withdrawn")], reason: "Corrected from the source document")
             try await a.sync()
             try await b.sync()
             try await a.sync()
@@ -270,13 +270,13 @@ struct ConflictSemanticsTests {
             let c = try server.laptop("c", user: "C. Okafor")
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Neutropenia"), "grade": .integer(1)])
             for laptop in [a, b, c] { try await laptop.sync() }
-            try b.replica.put("adverse_events", id: id, ["grade": .integer(2)])
+            try b.replica.put("adverse_events", id: id, ["grade": .integer(2)], reason: "Corrected from the source document")
             try await b.sync()
             try await a.sync()
             try await c.sync()
-            try a.replica.put("adverse_events", id: id, ["grade": .integer(3)])
+            try a.replica.put("adverse_events", id: id, ["grade": .integer(3)], reason: "Corrected from the source document")
             try await Task.sleep(for: .milliseconds(5))
-            try c.replica.put("adverse_events", id: id, ["grade": .integer(4)])
+            try c.replica.put("adverse_events", id: id, ["grade": .integer(4)], reason: "Corrected from the source document")
             try await a.sync()
             try await c.sync()
             try await a.sync()

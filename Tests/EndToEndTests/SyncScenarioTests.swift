@@ -42,9 +42,9 @@ struct SyncScenarioTests {
             try await b.sync()
 
             // Both edit status offline; b's edit is the later one
-            try a.replica.put("subjects", id: id, ["status": .text("enrolled")])
+            try a.replica.put("subjects", id: id, ["status": .text("enrolled")], reason: "Corrected from the source document")
             try await Task.sleep(for: .milliseconds(5))
-            try b.replica.put("subjects", id: id, ["status": .text("screen_failed")])
+            try b.replica.put("subjects", id: id, ["status": .text("screen_failed")], reason: "Corrected from the source document")
 
             let pushedA = try await a.sync()
             let pushedB = try await b.sync()
@@ -84,8 +84,8 @@ struct SyncScenarioTests {
             try await a.sync()
             try await b.sync()
 
-            try a.replica.put("adverse_events", id: id, ["grade": .integer(2)])
-            try b.replica.put("adverse_events", id: id, ["outcome": .text("recovered")])
+            try a.replica.put("adverse_events", id: id, ["grade": .integer(2)], reason: "Corrected from the source document")
+            try b.replica.put("adverse_events", id: id, ["outcome": .text("recovered")], reason: "Corrected from the source document")
             try await a.sync()
             try await b.sync()
             try await a.sync()
@@ -111,7 +111,7 @@ struct SyncScenarioTests {
 
             try a.replica.delete("adverse_events", id: id, reason: "Entered for the wrong subject")
             try await Task.sleep(for: .milliseconds(5))
-            try b.replica.put("adverse_events", id: id, ["grade": .integer(3)])
+            try b.replica.put("adverse_events", id: id, ["grade": .integer(3)], reason: "Corrected from the source document")
             try await a.sync()
             try await b.sync()
             try await a.sync()
@@ -139,7 +139,7 @@ struct SyncScenarioTests {
             try await a.sync()
             try await b.sync()
 
-            try b.replica.put("subjects", id: id, ["sex": .text("F")])
+            try b.replica.put("subjects", id: id, ["sex": .text("F")], reason: "Corrected from the source document")
             try await Task.sleep(for: .milliseconds(5))
             try a.replica.delete("subjects", id: id, reason: "Duplicate")
             try await b.sync()
@@ -248,7 +248,7 @@ struct SyncScenarioTests {
             for laptop in laptops { try await laptop.sync() }
 
             for (index, laptop) in laptops.enumerated() {
-                try laptop.replica.put("subjects", id: id, ["status": .text(["enrolled", "withdrawn", "completed"][index])])
+                try laptop.replica.put("subjects", id: id, ["status": .text(["enrolled", "withdrawn", "completed"][index])], reason: "Corrected from the source document")
                 try laptop.replica.put("subjects", ["screening_no": .text("S01-1\(index)")])
                 try await Task.sleep(for: .milliseconds(3))
             }
@@ -299,7 +299,7 @@ struct SyncScenarioTests {
                 "category": .text("crs"), "grading_scale": .text("ASTCT 2019"),
             ])
             try new.replica.put("screenings", ["subject_id": .text(subject), "date": .text("2026-11-01"), "sledai_2k": .integer(10)])
-            try new.replica.put("subjects", id: subject, ["weight_kg": .real(61.5)])
+            try new.replica.put("subjects", id: subject, ["weight_kg": .real(61.5)], reason: "Corrected from the source document")
             try await new.sync()
             let report = try await old.sync()
 
@@ -307,7 +307,7 @@ struct SyncScenarioTests {
             #expect(report.pulled == 2, "the adverse event and the subject's new stamp; the screening is skipped")
             #expect(try old.replica.get("adverse_events", id: event)?["grade"] == .integer(2))
             #expect(try old.replica.get("adverse_events", id: event)?["category"] == nil)
-            try old.replica.put("adverse_events", id: event, ["grade": .integer(3)])
+            try old.replica.put("adverse_events", id: event, ["grade": .integer(3)], reason: "Corrected from the source document")
             try await old.sync()
             try await new.sync()
             let merged = try #require(try new.replica.get("adverse_events", id: event))
@@ -329,8 +329,8 @@ struct SyncScenarioTests {
             try await a.sync()
             try await b.sync()
             // a raises the grade to 5 (valid on CTCAE); b reclassifies the event as CRS (valid with grade 3)
-            try a.replica.put("adverse_events", id: id, ["grade": .integer(5)])
-            try b.replica.put("adverse_events", id: id, ["category": .text("crs"), "grading_scale": .text("ASTCT 2019")])
+            try a.replica.put("adverse_events", id: id, ["grade": .integer(5)], reason: "Corrected from the source document")
+            try b.replica.put("adverse_events", id: id, ["category": .text("crs"), "grading_scale": .text("ASTCT 2019")], reason: "Corrected from the source document")
             try await a.sync()
             let report = try await b.sync()
             #expect(report.pushed == 1)
@@ -338,7 +338,7 @@ struct SyncScenarioTests {
             try await a.sync()
             #expect(try a.contents() == b.contents())
             // The merged record is ASTCT with grade 5: editing it again on a laptop is refused until fixed
-            #expect(throws: ValidationError.self) { try a.replica.put("adverse_events", id: id, ["term": .text("CRS")]) }
+            #expect(throws: ValidationError.self) { try a.replica.put("adverse_events", id: id, ["term": .text("CRS")], reason: "Corrected from the source document") }
         }
     }
 

@@ -83,7 +83,7 @@ struct ChangeTrackingTests {
     func editAssertsLive() throws {
         let replica = try makeReplica()
         try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
-        try replica.put("subjects", id: "s1", ["sex": .text("M")])
+        try replica.put("subjects", id: "s1", ["sex": .text("M")], reason: "Corrected from the source document")
         let batch = try #require(try replica.outboxBatch(limit: 10))
         #expect(batch.value("_deleted", of: "s1") == .some(.null))
         #expect(batch.base("_deleted", of: "s1") == .some(Version(hlc: HLC(milliseconds: 1000), replica: "remote")))
@@ -93,9 +93,9 @@ struct ChangeTrackingTests {
     func compaction() throws {
         let replica = try makeReplica()
         try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
-        try replica.put("subjects", id: "s1", ["status": .text("enrolled")])
-        try replica.put("subjects", id: "s1", ["status": .text("withdrawn")])
-        try replica.put("subjects", id: "s1", ["sex": .text("M")])
+        try replica.put("subjects", id: "s1", ["status": .text("enrolled")], reason: "Corrected from the source document")
+        try replica.put("subjects", id: "s1", ["status": .text("withdrawn")], reason: "Corrected from the source document")
+        try replica.put("subjects", id: "s1", ["sex": .text("M")], reason: "Corrected from the source document")
 
         let batch = try #require(try replica.outboxBatch(limit: 10))
         #expect(batch.count == 1)
@@ -110,7 +110,7 @@ struct ChangeTrackingTests {
     func noOpUpdate() throws {
         let replica = try makeReplica()
         try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
-        try replica.put("subjects", id: "s1", ["status": .text("screening")])
+        try replica.put("subjects", id: "s1", ["status": .text("screening")], reason: "Corrected from the source document")
         #expect(try replica.pendingCount() == 0)
     }
 
@@ -132,7 +132,7 @@ struct ChangeTrackingTests {
             try replica.put("subjects", ["site_id": .text("S02"), "screening_no": .text("S02-001")])
         }
         let id = try replica.put("subjects", ["screening_no": .text("S01-001")])
-        #expect(throws: ReplicaError.outsideSite) { try replica.put("subjects", id: id, ["site_id": .text("S02")]) }
+        #expect(throws: ReplicaError.outsideSite) { try replica.put("subjects", id: id, ["site_id": .text("S02")], reason: "Corrected from the source document") }
         #expect(throws: ReplicaError.readOnlyTable) { try replica.put("conflicts", ["status": .text("resolved")]) }
         #expect {
             try replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET site_id = 'S02' WHERE id = ?", arguments: [id]) }
@@ -162,7 +162,7 @@ struct IdentityTrackingTests {
         #expect(try #require(try replica.outboxBatch(limit: 10)).request.groups.first?.user == "S. O'Brien")
 
         try replica.initialize(site: "S01", user: "T. Nguyen", serverURL: URL(string: "http://127.0.0.1:9")!, token: "t")
-        try replica.put("subjects", id: first, ["sex": .text("F")])
+        try replica.put("subjects", id: first, ["sex": .text("F")], reason: "Corrected from the source document")
         let second = try replica.put("subjects", ["screening_no": .text("S01-002")])
         let batch = try #require(try replica.outboxBatch(limit: 10))
         #expect(batch.request.groups.first { $0.rows.contains { $0.row(second) } }?.user == "T. Nguyen")

@@ -32,7 +32,7 @@ struct PullApplyTests {
     func olderPullLoses() throws {
         let replica = try makeReplica()
         try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
-        try replica.put("subjects", id: "s1", ["status": .text("enrolled")])
+        try replica.put("subjects", id: "s1", ["status": .text("enrolled")], reason: "Corrected from the source document")
         // A value written elsewhere before the local edit arrives late
         try replica.apply(pulledSubject(id: "s1", status: "withdrawn", milliseconds: 2000))
         #expect(try replica.get("subjects", id: "s1")?["status"] == .text("enrolled"))
@@ -44,7 +44,7 @@ struct PullApplyTests {
     func newerPullHoldsLocalValue() throws {
         let replica = try makeReplica()
         try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
-        try replica.put("subjects", id: "s1", ["status": .text("enrolled")])
+        try replica.put("subjects", id: "s1", ["status": .text("enrolled")], reason: "Corrected from the source document")
         let local = try #require(try replica.outboxBatch(limit: 10)).rows[0].row.seq
 
         try replica.apply(pulledSubject(id: "s1", status: "withdrawn", milliseconds: nowMilliseconds() + 60_000))
@@ -63,7 +63,7 @@ struct PullApplyTests {
         var batch = pulledSubject(id: "s1", milliseconds: future)
         batch.hlc = HLC(milliseconds: future)
         try replica.apply(batch)
-        try replica.put("subjects", id: "s1", ["status": .text("enrolled")])
+        try replica.put("subjects", id: "s1", ["status": .text("enrolled")], reason: "Corrected from the source document")
         let pushed = try #require(try replica.outboxBatch(limit: 10)).rows[0].row
         #expect(pushed.seq > HLC(milliseconds: future))
     }
@@ -75,7 +75,7 @@ struct PullApplyTests {
         let b = try replica.put("subjects", ["screening_no": .text("S01-002")])
         let batch = try #require(try replica.outboxBatch(limit: 10))
         // Record b is edited while the push is in flight
-        try replica.put("subjects", id: b, ["status": .text("enrolled")])
+        try replica.put("subjects", id: b, ["status": .text("enrolled")], reason: "Corrected from the source document")
 
         let rebased = try replica.acknowledge(batch, PushResponse(acked: batch.lastSeq, applied: 2, conflicts: 0, hlc: .zero))
 

@@ -43,7 +43,7 @@ struct ShadowStorageTests {
             try replica.put("subjects", id: id, [
                 "sex": .text(random.next() % 2 == 0 ? "F" : "M"),
                 "screening_no": .text("S01-\(random.next() % 4)"),
-            ])
+            ], reason: "Corrected from the source document")
             return try replica.get("subjects", id: id) != before
         }
         for step in 0..<300 {
@@ -147,7 +147,7 @@ struct ShadowStorageTests {
         #expect(replica.clock.current >= h2)
 
         // Tracking works on the new layout: an insert, and an edit based on the migrated stamp.
-        try replica.put("adverse_events", id: "ae1", ["grade": .integer(2)])
+        try replica.put("adverse_events", id: "ae1", ["grade": .integer(2)], reason: "Corrected from the source document")
         let ae2 = try replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fatigue"), "grade": .integer(1)])
         let next = try #require(try replica.outboxBatch(limit: 10, after: batch.lastSeq))
         #expect(Set(next.rows.map(\.row.id)) == ["ae1", ae2])

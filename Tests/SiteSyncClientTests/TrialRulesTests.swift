@@ -31,7 +31,7 @@ struct TrialRulesTests {
             try replica.put("adverse_events", event(["category": .text("other"), "grading_scale": .text("CTCAE 5.0"), "grade": .integer(5)]))
         }
         let id = try replica.put("adverse_events", event(["category": .text("crs"), "grading_scale": .text("ASTCT 2019"), "grade": .integer(4)]))
-        #expect(throws: ValidationError.self) { try replica.put("adverse_events", id: id, ["grade": .integer(5)]) }
+        #expect(throws: ValidationError.self) { try replica.put("adverse_events", id: id, ["grade": .integer(5)], reason: "Corrected from the source document") }
         #expect(try replica.get("adverse_events", id: id)?["grade"] == .integer(4), "nothing written")
     }
 
@@ -61,7 +61,7 @@ struct TrialRulesTests {
         #expect(throws: ValidationError(table: "infusions", field: "subject_id", "subject \(subject) is screening, not enrolled; enrol the subject before recording an infusion")) {
             try replica.put("infusions", ["subject_id": .text(subject), "date": .text("2026-03-01")])
         }
-        try replica.put("subjects", id: subject, ["status": .text("enrolled")])
+        try replica.put("subjects", id: subject, ["status": .text("enrolled")], reason: "Corrected from the source document")
         #expect(throws: Never.self) { try replica.put("infusions", ["subject_id": .text(subject), "date": .text("2026-03-01")]) }
     }
 }

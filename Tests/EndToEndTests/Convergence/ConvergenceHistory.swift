@@ -209,7 +209,8 @@ struct ConvergenceHistory {
             let field = pick(editable)
             values[field] = value(field, site: site)
         }
-        guard let change = try recording(laptop, [(table.name, id)], { try laptop.replica.put(table.name, id: id, values) })?[0] else { return }
+        let reason = exists ? pick(["Transcription error", "Source document updated"]) : nil
+        guard let change = try recording(laptop, [(table.name, id)], { try laptop.replica.put(table.name, id: id, values, reason: reason) })?[0] else { return }
         // An edit of a live record stamps `_deleted` with the edit's own HLC (docs/PROTOCOL.md, "Delete versus edit").
         let edited = change.after.filter { $0.key != TableSchema.deletedColumn && change.before[$0.key]?.version != $0.value.version }
         if let latest = edited.values.map(\.version).max(), let before = change.before[TableSchema.deletedColumn], before.value == .null {
@@ -229,7 +230,7 @@ struct ConvergenceHistory {
     private mutating func restore(_ laptop: Laptop) throws {
         let (table, id, _) = record(for: laptop)
         guard let record = try laptop.replica.get(table.name, id: id), record[TableSchema.deletedColumn] != .null else { return }
-        try recording(laptop, [(table.name, id)]) { try laptop.replica.put(table.name, id: id, [TableSchema.deletedColumn: .null]) }
+        try recording(laptop, [(table.name, id)]) { try laptop.replica.put(table.name, id: id, [TableSchema.deletedColumn: .null], reason: "Corrected from the source document") }
     }
 
     private mutating func resolve(_ laptop: Laptop) throws {
