@@ -37,7 +37,8 @@ private struct MessageGenerator {
                     id: text(), seq: hlc(), values: columns.map { _ in value() },
                     hlcs: edited ? columns.map { _ in hlc() } : nil,
                     bases: edited && Bool.random(using: &random)
-                        ? columns.map { _ in Bool.random(using: &random) ? Version(hlc: hlc(), replica: text()) : nil } : nil
+                        ? columns.map { _ in Bool.random(using: &random) ? Version(hlc: hlc(), replica: text()) : nil } : nil,
+                    reasons: Bool.random(using: &random) ? columns.map { _ in Bool.random(using: &random) ? text() : nil } : nil
                 )
             }
             return ChangeGroup(table: text(), user: text(), columns: columns, rows: rows)
@@ -101,6 +102,13 @@ struct WireFormatTests {
             ]),
         ])
         #expect(String(decoding: try push.wireJSON(), as: UTF8.self) == #"{"replica":"r","groups":[{"t":"subjects","u":"A","c":["site_id","sex"],"r":[["x",42,null,"S01",null],["y",43,{"h":[41,43],"b":[null,[9,"q"]]},1.5,-7]]}]}"#)
+        // A reason for change travels in the row's meta, one entry per field.
+        let explained = PushRequest(replica: "r", groups: [
+            ChangeGroup(table: "subjects", user: "A", columns: ["sex"], rows: [
+                ChangeRow(id: "x", seq: HLC(rawValue: 44), values: [.text("F")], bases: [Version(hlc: HLC(rawValue: 9), replica: "q")], reasons: ["Typo \"M\""]),
+            ]),
+        ])
+        #expect(String(decoding: try explained.wireJSON(), as: UTF8.self) == #"{"replica":"r","groups":[{"t":"subjects","u":"A","c":["sex"],"r":[["x",44,{"b":[[9,"q"]],"w":["Typo \"M\""]},"F"]]}]}"#)
     }
 
     @Test("Whitespace, member order and unknown members are accepted, as JSONDecoder accepts them")
