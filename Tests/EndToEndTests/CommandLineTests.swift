@@ -231,6 +231,54 @@ struct CommandLineTests {
         }
     }
 
+    @Test("A synced value is changed with a reason for change, which history and the audit export show")
+    func reasonForChange() async throws {
+        try await withFolder { cli in
+            let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
+            defer { server.terminate() }
+            let token = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
+            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera").status == 0)
+            let subject = try cli.sitesync("put", "subjects", "screening_no=S01-001").line
+            let event = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-11-20", "grade=2").line
+            // Not synced yet: corrections need no reason.
+            #expect(try cli.sitesync("put", "adverse_events", "--id", event, "grade=3").status == 0)
+            #expect(try cli.sitesync("sync").status == 0)
+
+            let refused = try cli.sitesync("put", "adverse_events", "--id", event, "grade=4")
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("adverse_events.grade of record \(event) was synced already") && refused.stderr.contains("--reason"))
+            #expect(try cli.sitesync("get", "adverse_events", event, "--json").stdout.contains("\"grade\" : 3"))
+            let blank = try cli.sitesync("put", "adverse_events", "--id", event, "grade=4", "--reason", " ")
+            #expect(blank.status != 0 && blank.stderr.contains("must not be empty"))
+            #expect(try cli.sitesync("put", "adverse_events", "--id", event, "grade=4", "--reason", "Grade corrected from the lab report").status == 0)
+            // Filling in an empty field is first entry.
+            #expect(try cli.sitesync("put", "adverse_events", "--id", event, "outcome=recovering").status == 0)
+            #expect(try cli.sitesync("sync").status == 0)
+
+            let history = try cli.sitesync("history", "adverse_events", event)
+            #expect(history.status == 0)
+            #expect(history.stdout.contains("3 -> 4") && history.stdout.contains("Grade corrected from the lab report"))
+
+            let csv = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--record", event])
+            #expect(csv.status == 0, "\(csv.stderr)")
+            let lines = csv.stdout.split(separator: "\r\n").map(String.init)
+            #expect(lines.dropFirst().allSatisfy { $0.contains(",adverse_events,\(event),") }, "only the record asked for")
+            let grade = try #require(lines.first { $0.contains(",grade,3,4,") })
+            #expect(grade.contains(",A. Rivera,adverse_events,\(event),grade,3,4,Grade corrected from the lab report,applied,,"))
+            let cells = grade.split(separator: ",", omittingEmptySubsequences: false)
+            #expect(cells[0].hasSuffix("Z") && cells[1].hasSuffix("Z") && cells[1].contains("."), "received_at, and changed_at with milliseconds")
+            let jsonl = try cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--table", "subjects"])
+            let tables = Set(jsonl.stdout.split(separator: "\n").compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["table"] as? String
+            })
+            #expect(tables == ["subjects"])
+            let both = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--table", "subjects", "--record", event])
+            #expect(both.status == 0 && both.stdout.split(separator: "\r\n").count == 1, "the header only")
+            let badTable = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--table", "patients"])
+            #expect(badTable.status != 0 && badTable.stderr.contains("no table patients"))
+        }
+    }
+
     @Test("Sync with the server unreachable says so, exits non-zero and loses nothing")
     func unreachable() async throws {
         try await withFolder { cli in
