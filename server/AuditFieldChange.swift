@@ -82,10 +82,15 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
         ]
     }
 
-    /// The wall-clock time of an HLC, ISO 8601 UTC with milliseconds.
+    /// The wall-clock time of an HLC, ISO 8601 UTC with milliseconds, such as `2026-11-30T10:15:02.071Z`.
+    ///
+    /// The milliseconds are written from the integer, not through a `Double` of seconds, which
+    /// cannot hold most of them exactly and would show the time one millisecond early.
     static func isoTime(_ hlc: HLC) -> String {
-        Date(timeIntervalSince1970: Double(hlc.milliseconds) / 1000)
-            .formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted))
+        let (seconds, milliseconds) = hlc.milliseconds.quotientAndRemainder(dividingBy: 1000)
+        let time = Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(.iso8601)
+        let fraction = String(milliseconds)
+        return time.dropLast() + "." + String(repeating: "0", count: 3 - fraction.count) + fraction + "Z"
     }
 }
 
