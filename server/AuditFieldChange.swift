@@ -67,6 +67,27 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
         case oldValue = "old_value", newValue = "new_value", reason, outcome, conflict = "conflict_id", seq, hlc, base
     }
 
+    /// Every member is written, absent ones as `null`, so that each JSON line has the same keys.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(receivedAt, forKey: .receivedAt)
+        try container.encode(changedAt, forKey: .changedAt)
+        try container.encode(site, forKey: .site)
+        try container.encode(replica, forKey: .replica)
+        try container.encode(user, forKey: .user)
+        try container.encode(table, forKey: .table)
+        try container.encode(recordID, forKey: .recordID)
+        try container.encode(field, forKey: .field)
+        try container.encode(oldValue, forKey: .oldValue)
+        try container.encode(newValue, forKey: .newValue)
+        try container.encode(reason, forKey: .reason)
+        try container.encode(outcome, forKey: .outcome)
+        try container.encode(conflict, forKey: .conflict)
+        try container.encode(seq, forKey: .seq)
+        try container.encode(hlc, forKey: .hlc)
+        try container.encode(base, forKey: .base)
+    }
+
     /// The CSV header, in the order of ``csvFields``.
     public static let csvHeader = [
         "received_at", "changed_at", "site_id", "replica", "user", "table", "record_id", "field", "old_value", "new_value",

@@ -272,6 +272,8 @@ struct CommandLineTests {
                 (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["table"] as? String
             })
             #expect(tables == ["subjects"])
+            let keys = jsonl.stdout.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?.keys }
+            #expect(!keys.isEmpty && keys.allSatisfy { Set($0).isSuperset(of: ["changed_at", "reason", "conflict_id", "base"]) }, "every line has every key")
             let both = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--table", "subjects", "--record", event])
             #expect(both.status == 0 && both.stdout.split(separator: "\r\n").count == 1, "the header only")
             let badTable = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--table", "patients"])
