@@ -72,8 +72,11 @@ extension Replica {
                 throw ReplicaError.outsideSite("This laptop records site \(identity.site); it cannot write a record of site \(site).")
             }
         }
-        let stored = try existing == nil ? ["id": .text(id)] : fields(db, tableSchema, id: id)
-        if existing != nil, tableSchema.requiresReason, reason == nil {
+        // The record as stored, read when a rule needs it.
+        let checksReason = existing != nil && tableSchema.requiresReason && reason == nil
+        let hasChecks = !tableSchema.checks.isEmpty || !tableSchema.crossChecks.isEmpty
+        let stored = try existing == nil || !(checksReason || hasChecks) ? ["id": .text(id)] : fields(db, tableSchema, id: id)
+        if checksReason {
             let synced = try SyncedFields(db, code: tableCodes.code(table), id: id)
             let unexplained = tableSchema.columnNames.filter { field in
                 guard let value = normalized[field], synced.contains(field) else { return false }
@@ -81,7 +84,7 @@ extension Replica {
             }
             guard unexplained.isEmpty else { throw ReplicaError.reasonRequired(table: table, id: id, fields: unexplained) }
         }
-        if !tableSchema.checks.isEmpty || !tableSchema.crossChecks.isEmpty {
+        if hasChecks {
             var record = stored
             record.merge(normalized) { $1 }
             try tableSchema.validateRecord(record)

@@ -125,7 +125,7 @@ extension Replica {
             let record = try fields(db, tableSchema, id: id)
             guard !record.isEmpty,
                 let shadow = try Row.fetchOne(
-                    db, sql: "SELECT \(ShadowSQL.stamps), s.reasons, s.pending FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?",
+                    db, sql: "SELECT \(ShadowSQL.stamps), s.reasons FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?",
                     arguments: [tableCodes.code(table), id]
                 )
             else { throw ReplicaError.recordNotFound(table: table, id: id) }

@@ -127,7 +127,7 @@ struct Run: AsyncParsableCommand {
                     let elapsed = try await measure {
                         for id in changed {
                             guard case .integer(let grade)? = try writer.replica.get("adverse_events", id: id)?["grade"] else { continue }
-                            try writer.replica.put("adverse_events", id: id, ["grade": .integer(grade % 5 + 1)])
+                            try writer.replica.put("adverse_events", id: id, ["grade": .integer(grade % 5 + 1)], reason: "Grade re-assessed at the visit")
                         }
                         let pushed = try await writer.engine().sync()
                         let pulled = try await reader.engine().sync()
