@@ -1,0 +1,133 @@
+import SiteSyncCore
+
+/// One pull page, read in one read transaction (one snapshot) of any store, by the sync rules.
+///
+/// Like ``PushTransaction``, the rules do no I/O: the store asks ``next(_:)`` what to read and
+/// answers with it. The rules decide the scope (a site token's site, every site for a reviewer),
+/// refuse a copy of a replica's file, page through the sites in order up to the request's limit,
+/// and set each site's cursor to the last sequence number the page read: never to a head read
+/// separately, which on a store with concurrent writers could pass a change committed late.
+struct PullTransaction: Sendable {
+    enum Step: Sendable {
+        /// Read every site the server holds records of, in site order (a reviewer's scope); answer
+        /// ``Answer/sites(_:)``.
+        case readSites
+        /// Read the state of the pulling replica; answer ``Answer/replica(_:)``.
+        case readReplica(String)
+        /// Read the records of `site` with sequence numbers above `after`, in sequence order, at
+        /// most `limit`; with values for the fields of `schema`, except for records whose every
+        /// field `skipping` wrote (it holds them); answer ``Answer/page(_:)``.
+        case readPage(site: String, after: Int64, limit: Int, skipping: String?)
+        /// The page: answer it.
+        case finished(PullBatch)
+    }
+
+    enum Answer: Sendable {
+        case sites([String])
+        case replica(StoredReplica?)
+        case page([PulledRecord])
+    }
+
+    /// One record a page read: its place in its site's sequence, its stamps, and its values in the
+    /// order of its table's columns in the client's schema (nil when skipped).
+    struct PulledRecord: Sendable {
+        var seq: Int64
+        var table: String
+        var id: String
+        var stamps: FieldStamps
+        var values: [FieldValue]?
+    }
+
+    private let request: PullRequest
+    private let principal: Principal
+    private let schema: Schema
+    private var sites: [String] = []
+    private var index = 0
+    private var remaining: Int
+    private var more = false
+    private var cursor: [String: Int64] = [:]
+    private var groups: [String: RecordGroup] = [:]
+    private var order: [String] = []
+    private var stage = Stage.start
+
+    private enum Stage: Sendable { case start, sites, replica, pages, done }
+
+    /// Starts a pull by `principal` of a replica on `schema`.
+    init(_ request: PullRequest, principal: Principal, schema: Schema) {
+        self.request = request
+        self.principal = principal
+        self.schema = schema
+        self.remaining = min(max(request.limit, 1), SyncProtocol.maximumPullLimit)
+    }
+
+    /// Takes the store's answer to the previous step (nil at the start) and returns the next step.
+    mutating func next(_ answer: Answer?) throws -> Step {
+        switch (stage, answer) {
+        case (.start, nil):
+            switch principal.role {
+            case .site:
+                return try scope(principal.site.map { [$0] } ?? [])
+            case .reviewer:
+                stage = .sites
+                return .readSites
+            case .admin:
+                throw ServerError.forbidden("An admin token manages tokens; it cannot sync records.")
+            }
+        case (.sites, .sites(let all)?):
+            return try scope(all)
+        case (.replica, .replica(let state)?):
+            // A replica pulls only once its pushes are answered: if the server applied more under its
+            // id than it knows of, another copy of its file pushed them.
+            if let state, let acked = request.acked, state.lastSeq > acked {
+                throw ServerError.replicaDiverged
+            }
+            return nextPage()
+        case (.pages, .page(let records)?):
+            let site = sites[index]
+            let from = cursor[site] ?? 0
+            let page = records.prefix(remaining)
+            if records.count > remaining { more = true }
+            // The last sequence number read, skipped records included: the page is one snapshot.
+            cursor[site] = page.last?.seq ?? from
+            for record in page {
+                guard let values = record.values, let table = try? schema.table(record.table) else { continue }
+                var stamps = record.stamps
+                if !stamps.overrides.isEmpty {
+                    stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
+                }
+                if groups[table.name] == nil {
+                    groups[table.name] = RecordGroup(table: table.name, columns: table.columnNames, rows: [])
+                    order.append(table.name)
+                }
+                groups[table.name]!.rows.append(RecordRow(id: record.id, stamps: stamps, values: values))
+            }
+            remaining -= page.count
+            index += 1
+            return nextPage()
+        default:
+            preconditionFailure("PullTransaction: the answer \(String(describing: answer)) does not fit the step \(stage)")
+        }
+    }
+
+    private mutating func scope(_ sites: [String]) throws -> Step {
+        self.sites = sites
+        // Sites not reached in this page keep the cursor the client sent.
+        for site in sites { cursor[site] = request.cursor[site] ?? 0 }
+        if let replica = principal.replica, request.acked != nil {
+            stage = .replica
+            return .readReplica(replica)
+        }
+        return nextPage()
+    }
+
+    private mutating func nextPage() -> Step {
+        stage = .pages
+        // With the limit reached, the next site is still read, for one record: whether more wait.
+        guard index < sites.count, !more else {
+            stage = .done
+            return .finished(PullBatch(groups: order.map { groups[$0]! }, cursor: cursor, more: more))
+        }
+        let site = sites[index]
+        return .readPage(site: site, after: cursor[site] ?? 0, limit: remaining + 1, skipping: request.replica)
+    }
+}
