@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GRDB
 import Hummingbird
 import Logging
 import SiteSyncCore
@@ -18,13 +17,13 @@ struct ErrorMiddleware: RouterMiddleware {
             throw ServerError.notFound(request.uri.path)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw ServerError.bodyTooLarge(limit: context.maxUploadSize)
-        } catch let error as DatabaseError {
-            // SQLite's code and message name the failure without the statement's arguments.
+        } catch let error as StorageError {
+            // The store's code and message name the failure without the statement's arguments.
             context.logger.error(
                 "request failed",
-                metadata: ["sync.error": "\(error.resultCode)", "sync.error.message": "\(error.message ?? "")", "http.path": "\(request.uri.path)"]
+                metadata: ["sync.error": "\(error.code)", "sync.error.message": "\(error.message)", "http.path": "\(request.uri.path)"]
             )
-            throw ServerError.internalError
+            throw error.kind == .unavailable ? ServerError.unavailable : ServerError.internalError
         } catch {
             context.logger.error("request failed", metadata: ["sync.error": "\(String(reflecting: type(of: error)))", "http.path": "\(request.uri.path)"])
             throw ServerError.internalError

@@ -5,7 +5,7 @@ import SiteSyncSQLite
 extension SQLiteSyncStore {
     /// Reads a pull page in one read transaction, doing the reads each step of ``PullTransaction`` asks for.
     public func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch {
-        try await writer.read { db in
+        try await reading { db in
             var transaction = PullTransaction(request, principal: principal, schema: schema)
             var step = try transaction.next(nil)
             while true {

@@ -8,7 +8,7 @@ extension SQLiteSyncStore {
     ///
     /// SQLite has one writer, so the locks the steps ask for are held by the write transaction itself.
     public func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome {
-        try await writer.write { db in
+        try await writing { db in
             var transaction = PushTransaction(push, principal: principal)
             var step = try transaction.next(nil)
             while true {

@@ -5,9 +5,9 @@ import SiteSyncSQLite
 
 extension SQLiteSyncStore {
     public func conflicts(_ filter: ConflictFilter, principal: Principal) async throws -> ConflictPage {
-        let site = try scopedSite(filter.site, principal: principal)
+        let site = try ReadScope.site(filter.site, principal: principal)
         let limit = min(max(filter.limit, 1), 1000)
-        return try await writer.read { db in
+        return try await reading { db in
             var clauses: [String] = []
             var arguments: [(any DatabaseValueConvertible)?] = []
             if let status = filter.status {
@@ -41,8 +41,8 @@ extension SQLiteSyncStore {
     }
 
     public func conflict(id: String, principal: Principal) async throws -> ConflictDetail? {
-        guard principal.canSync else { throw ServerError.forbidden("An admin token manages tokens; it cannot read records.") }
-        return try await writer.read { db in
+        try ReadScope.requireReader(principal)
+        return try await reading { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM conflicts WHERE id = ?", arguments: [id]) else { return nil }
             let conflict = try self.conflict(row)
             guard principal.canAccess(site: conflict.site) else { return nil }
@@ -58,8 +58,8 @@ extension SQLiteSyncStore {
     }
 
     public func history(table: String, id: String, principal: Principal) async throws -> RecordHistory? {
-        guard principal.canSync else { throw ServerError.forbidden("An admin token manages tokens; it cannot read records.") }
-        return try await writer.read { db in
+        try ReadScope.requireReader(principal)
+        return try await reading { db in
             guard let site = try String.fetchOne(db, sql: "SELECT site_id FROM records WHERE tbl = ? AND id = ?", arguments: [table, id]),
                 principal.canAccess(site: site)
             else { return nil }
@@ -108,7 +108,7 @@ extension SQLiteSyncStore {
     }
 
     public func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
-        try await writer.read { db in
+        try await reading { db in
             var clauses: [String] = []
             var arguments: [(any DatabaseValueConvertible)?] = []
             if let site = filter.site {
@@ -139,21 +139,6 @@ extension SQLiteSyncStore {
                     ))
                 }
             }
-        }
-    }
-
-    /// The site a listing may show: the token's own for a site token.
-    private func scopedSite(_ requested: String?, principal: Principal) throws -> String? {
-        switch principal.role {
-        case .admin:
-            throw ServerError.forbidden("An admin token manages tokens; it cannot read records.")
-        case .reviewer:
-            return requested
-        case .site:
-            if let requested, requested != principal.site {
-                throw ServerError.forbidden("This token reads site \(principal.site ?? "") only; it asked for site \(requested).")
-            }
-            return principal.site
         }
     }
 

@@ -33,8 +33,26 @@ public struct SQLiteSyncStore: SyncStore {
         try migrator.migrate(writer)
     }
 
+    /// Runs `body` in a read transaction; the database's errors become ``StorageError``s.
+    func reading<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await writer.read(body)
+        } catch let error as DatabaseError {
+            throw StorageError(error)
+        }
+    }
+
+    /// Runs `body` in a write transaction; the database's errors become ``StorageError``s.
+    func writing<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await writer.write(body)
+        } catch let error as DatabaseError {
+            throw StorageError(error)
+        }
+    }
+
     public func principal(tokenHash: String) async throws -> Principal? {
-        try await writer.read { db in
+        try await reading { db in
             try Row.fetchOne(db, sql: "SELECT role, site_id, replica_id FROM tokens WHERE hash = ?", arguments: [tokenHash]).flatMap { row in
                 Role(rawValue: row["role"]).map { Principal(role: $0, site: row["site_id"], replica: row["replica_id"]) }
             }
@@ -42,7 +60,7 @@ public struct SQLiteSyncStore: SyncStore {
     }
 
     public func createToken(hash: String, role: Role, site: String?, label: String?) async throws {
-        try await writer.write { db in
+        try await writing { db in
             try db.execute(
                 sql: "INSERT INTO tokens (hash, role, site_id, label, created_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [hash, role.rawValue, site, label, Date().formatted(.iso8601)]
@@ -51,7 +69,7 @@ public struct SQLiteSyncStore: SyncStore {
     }
 
     public func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String) async throws -> HLC? {
-        try await writer.write { db in
+        try await writing { db in
             try db.execute(
                 sql: """
                     INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id) VALUES (?, ?, ?, ?, ?, ?)
@@ -67,6 +85,14 @@ public struct SQLiteSyncStore: SyncStore {
             }
             return HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT last_seq FROM replicas WHERE replica_id = ?", arguments: [replica]) ?? 0)
         }
+    }
+}
+
+extension StorageError {
+    /// SQLite's result code and message; a busy database is worth another try.
+    init(_ error: DatabaseError) {
+        let busy = error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+        self.init(busy ? .unavailable : .failed, code: "\(error.resultCode)", message: error.message ?? "")
     }
 }
 

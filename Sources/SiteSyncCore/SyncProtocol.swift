@@ -62,6 +62,8 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case reasonRequired = "reason_required"
     /// No such route or resource.
     case notFound = "not_found"
+    /// The server's store is busy or unreachable; nothing was written, and the same request may succeed later.
+    case unavailable
     /// The server failed; nothing was written.
     case internalError = "internal"
 }
