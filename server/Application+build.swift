@@ -26,12 +26,15 @@ public func buildApplication(_ configuration: ServerConfiguration, store: some S
         .add(middleware: VersionMiddleware(schemaVersion: configuration.schema.version))
         .add(middleware: TokenMiddleware(store: store))
     let clock = HybridLogicalClock(wallClock: configuration.wallClock)
-    SyncController(store: store, configuration: configuration, clock: clock).addRoutes(to: api)
+    let pending = PendingPushes()
+    SyncController(store: store, configuration: configuration, clock: clock, pending: pending).addRoutes(to: api)
     ReviewController(store: store).addRoutes(to: api)
     EnrolmentController(store: store, clock: clock).addRoutes(to: api)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),
+        // Shut down after the server: the pushes accepted before it stopped finish first.
+        services: [pending],
         onServerRunning: { channel in await configuration.onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger
     )

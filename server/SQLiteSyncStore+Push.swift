@@ -35,6 +35,10 @@ extension SQLiteSyncStore {
         }
     }
 
+    public func replicaState(_ replica: String) async throws -> StoredReplica? {
+        try await reading { db in try Self.replicaState(db, replica) }
+    }
+
     static func replicaState(_ db: Database, _ replica: String) throws -> StoredReplica? {
         try Row.fetchOne(
             db.cachedStatement(sql: "SELECT last_seq, last_applied, last_conflicts, last_push FROM replicas WHERE replica_id = ?"),

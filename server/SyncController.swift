@@ -9,7 +9,7 @@ struct SyncController {
     let store: any SyncStore
     let configuration: ServerConfiguration
     let clock: HybridLogicalClock
-    let pending = PendingPushes()
+    let pending: PendingPushes
 
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.post("push", use: push)
@@ -53,22 +53,36 @@ struct SyncController {
         }
         // Answer now, apply in the background: the client then waits for the outcome with a bodiless
         // GET, which URLSession on Linux can wait for without polling the socket for writability.
-        let id = await pending.start(for: principal, work)
-        let location = "\(SyncProtocol.pushPath)/\(id)"
+        let lastSeq = message.groups.lazy.flatMap(\.rows).map(\.seq).max() ?? .zero
+        let id = PushID(replica: message.replica, lastSeq: lastSeq, fingerprint: message.fingerprint)
+        await pending.start(id, work)
+        let location = "\(SyncProtocol.pushPath)/\(id.text)"
         return Response(
             status: .accepted,
             headers: [.contentType: "application/json", .location: location, SyncProtocol.preferenceAppliedField: SyncProtocol.respondAsync],
-            body: .init(byteBuffer: ByteBuffer(string: #"{"push":"\#(id)","location":"\#(location)"}"#))
+            body: .init(byteBuffer: ByteBuffer(string: #"{"push":"\#(id.text)","location":"\#(location)"}"#))
         )
     }
 
-    /// `GET /v1/push/{id}`: waits for an asynchronous push and answers as the synchronous push would have.
+    /// `GET /v1/push/{id}`: answers as the synchronous push would have. A push this instance is
+    /// applying is awaited; an applied one is answered from the store, on any instance.
     @Sendable func pushOutcome(_ request: Request, context: SyncRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
-        guard let task = await pending.take(id, for: try context.requirePrincipal()) else {
-            throw ServerError(.notFound, .notFound, "No pending push \(id) for this token; its outcome was collected already or expired. Push again: the server applies each change once.")
+        let text = try context.parameters.require("id")
+        let principal = try context.requirePrincipal()
+        let notFound = ServerError(
+            .notFound, .notFound,
+            "No push \(TextRules.brief(text, maxBytes: 120)) of this replica is applied, or being applied here. Push again: the server applies each change once."
+        )
+        guard let id = PushID(text), principal.replica == id.replica else { throw notFound }
+        if let task = await pending.take(id) {
+            return try JSONResponse.ok(try await task.value)
         }
-        return try JSONResponse.ok(try await task.value)
+        guard let state = try await store.replicaState(id.replica), state.lastSeq >= id.lastSeq else { throw notFound }
+        // Applied: by this very push when it was the replica's last one, else by an earlier one.
+        let last = state.lastPush == id.fingerprint
+        return try JSONResponse.ok(PushResponse(
+            acked: state.lastSeq, applied: last ? state.lastApplied : 0, conflicts: last ? state.lastConflicts : 0, hlc: clock.tick()
+        ))
     }
 
     @Sendable func pull(_ request: Request, context: SyncRequestContext) async throws -> Response {

@@ -19,6 +19,10 @@ public protocol SyncStore: Sendable {
     /// last-writer-wins, logging every overwritten value and auditing every change received.
     func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome
 
+    /// The state of `replica`: what the server applied for it, and the outcome of its last push;
+    /// nil for a replica that never pushed. Any instance answers an asynchronous push's outcome from it.
+    func replicaState(_ replica: String) async throws -> StoredReplica?
+
     /// Returns the records changed after the cursor, in per-site sequence order, for the sites the
     /// principal may read, as a replica on `schema` knows them.
     func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch

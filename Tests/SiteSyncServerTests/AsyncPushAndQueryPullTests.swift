@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import SiteSyncCore
 import Testing
+import TrialRecords
 
 @testable import SiteSyncServer
 
@@ -16,7 +17,7 @@ private func asyncHeaders(_ token: String) -> HTTPFields {
 
 @Suite("Asynchronous push and the bodiless pull")
 struct AsyncPushAndQueryPullTests {
-    @Test("An asynchronous push is accepted at once; its outcome is collected once, by the token's scope only")
+    @Test("An asynchronous push is accepted at once; its outcome is answered to the pushing replica only, from the store once applied")
     func asyncPush() async throws {
         let server = try await TestServer.make()
         try await server.test { client in
@@ -36,14 +37,70 @@ struct AsyncPushAndQueryPullTests {
             }
             #expect(outcome.applied == 2)
             #expect(outcome.conflicts == 0)
-            // Collected once: asking again says to push again
-            try await client.execute(uri: location, method: .get, headers: syncHeaders(server.s01)) { response in
-                #expect(response.status == .notFound)
-                let error = try decode(ErrorResponse.self, response.body).error
-                #expect(error.message.contains("Push again"))
+            // Asked again, it is read from the store: the replica's state says what the push applied.
+            let again = try await client.execute(uri: location, method: .get, headers: syncHeaders(server.s01)) { response in
+                #expect(response.status == .ok)
+                return try decode(PushResponse.self, response.body)
+            }
+            #expect(again.acked == outcome.acked && again.applied == 2 && again.conflicts == 0)
+            // An id no server made, or a push not applied, says to push again.
+            for unknown in ["x", location.replacingOccurrences(of: "/v1/push/", with: "/v1/push/9") ] {
+                try await client.execute(uri: unknown.hasPrefix("/") ? unknown : "/v1/push/\(unknown)", method: .get, headers: syncHeaders(server.s01)) { response in
+                    #expect(response.status == .notFound)
+                    let error = try decode(ErrorResponse.self, response.body).error
+                    #expect(error.message.contains("Push again"))
+                }
             }
         }
         #expect(try await server.count("subjects") == 2)
+    }
+
+    @Test("Any instance answers an applied asynchronous push's outcome, from the store")
+    func outcomeOnAnotherInstance() async throws {
+        let server = try await TestServer.make()
+        let push = subjectPush(ids: ["a", "b", "c"])
+        // Instance A accepts the push and applies it.
+        let location = try await server.test { client in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(push)) { response in
+                #expect(response.status == .accepted)
+                return try #require(response.headers[.location])
+            }
+        }
+        let last = try #require(push.groups[0].rows.last?.seq)
+        for _ in 0..<500 where try await server.store.replicaState("r1")?.lastSeq != last {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        // Instance B, on the same store, never saw it: it answers from the replica's state.
+        try await server.test { client in
+            let outcome = try await client.execute(uri: location, method: .get, headers: syncHeaders(server.s01)) { response in
+                #expect(response.status == .ok)
+                return try decode(PushResponse.self, response.body)
+            }
+            #expect(outcome.acked == last && outcome.applied == 3 && outcome.conflicts == 0)
+            // Another replica's credential finds nothing under that id.
+            try await client.execute(uri: location, method: .get, headers: syncHeaders(server.s01b)) { #expect($0.status == .notFound) }
+        }
+    }
+
+    @Test("An instance shut down gracefully finishes the asynchronous pushes it accepted before it exits")
+    func shutdownFinishesPushes() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-drain-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
+        let credential = try await TestServer.enrol(store, "r1", role: .site, site: "S01")
+        var configuration = ServerConfiguration(schema: TrialSchema.current)
+        configuration.port = 0
+        // Large enough that applying it outlasts the request that accepted it.
+        let push = subjectPush(ids: (0..<4000).map { "s\($0)" })
+        try await buildApplication(configuration, store: store).test(.live) { client in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(credential), body: try json(push)) { response in
+                #expect(response.status == .accepted)
+            }
+        }
+        // The application has stopped: everything it accepted is applied.
+        #expect(try await store.replicaState("r1")?.lastSeq == push.groups[0].rows.last?.seq)
+        #expect(try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subjects") } == 4000)
     }
 
     @Test("A refusal found while applying an asynchronous push is its outcome, and nothing is written")

@@ -17,18 +17,18 @@ struct RecordKey: Hashable, Sendable {
 
 /// The state the server keeps per replica, written in the transaction of every push that applies
 /// anything: what it applied, and the answer to repeat to a retry.
-struct StoredReplica: Sendable, Equatable {
+public struct StoredReplica: Sendable, Equatable {
     /// The greatest sequence number applied for the replica.
-    var lastSeq: HLC
+    public var lastSeq: HLC
     /// Records applied by its last push that applied anything.
-    var lastApplied: Int
+    public var lastApplied: Int
     /// Conflicts logged by that push.
-    var lastConflicts: Int
+    public var lastConflicts: Int
     /// That push's ``PushRequest/fingerprint``.
-    var lastPush: String?
+    public var lastPush: String?
 
     /// Creates a state.
-    init(lastSeq: HLC, lastApplied: Int, lastConflicts: Int, lastPush: String?) {
+    public init(lastSeq: HLC, lastApplied: Int, lastConflicts: Int, lastPush: String?) {
         self.lastSeq = lastSeq
         self.lastApplied = lastApplied
         self.lastConflicts = lastConflicts

@@ -15,8 +15,9 @@ enum Fault: String, Sendable {
     case sentTwice
     /// The connection drops half-way through the body: the server sees a truncated request.
     case resetMidBody
-    /// An asynchronous push is accepted and applied, then the server restarts before its outcome is
-    /// collected; the client finds no outcome and pushes again.
+    /// An asynchronous push is accepted and applied, then the server restarts before the client
+    /// reads the outcome: the new instance answers it from the store (a refusal, which only the
+    /// old instance knew, is not found, and the client pushes again).
     case restartBeforeOutcome
 }
 
@@ -100,13 +101,21 @@ struct FaultyTransport: SyncTransport {
             asynchronous[HTTPField.Name(SyncProtocol.preferHeader)!] = SyncProtocol.respondAsync
             let accepted = try await server.execute(.post, SyncProtocol.pushPath, headers: asynchronous, body: body)
             guard accepted.status == 202, let location = Self.location(accepted.body) else { return try decode(accepted) }
-            // Applied before the restart (collected here and dropped), so the replay is deterministic.
+            // Applied before the restart (awaited here), so the replay is deterministic.
             let applied = try await server.execute(.get, location, headers: headers)
-            if applied.status == 200 { received.record(request) }
             try await server.restart()
-            let gone = try await server.execute(.get, location, headers: headers)
-            guard gone.status == 404 else { throw SyncError.invalidResponse("an outcome survived a restart (\(gone.status))") }
-            return try await pushOnce(request, body)
+            let after = try await server.execute(.get, location, headers: headers)
+            guard applied.status == 200 else {
+                guard after.status == 404 else { throw SyncError.invalidResponse("a refusal's outcome survived a restart (\(after.status))") }
+                return try await pushOnce(request, body)
+            }
+            let first: PushResponse = try decode(applied)
+            let answer: PushResponse = try decode(after)
+            guard answer.acked == first.acked, answer.applied == first.applied, answer.conflicts == first.conflicts else {
+                throw SyncError.invalidResponse("after a restart the outcome read \(answer), not \(first)")
+            }
+            received.record(request)
+            return answer
         }
     }
 
