@@ -78,31 +78,8 @@ extension SQLiteSyncStore {
                     """,
                 arguments: [table, id, table, id]
             )
-            var entries: [HistoryEntry] = []
-            for row in rows {
-                let audit = try AuditRow(row, schema: schema)
-                let values = Dictionary(uniqueKeysWithValues: zip(audit.fields, audit.newValues))
-                if audit.table == TableSchema.conflicts.name, values["status"] == .text("resolved"), case .text(let decision)? = values["decision"] {
-                    entries.append(.resolution(
-                        at: values["resolved_at"]?.displayText ?? audit.receivedAt,
-                        user: values["reviewer"]?.displayText ?? audit.user,
-                        replica: audit.replica,
-                        conflict: audit.recordID,
-                        field: fieldsByConflict[audit.recordID] ?? "",
-                        decision: decision,
-                        reason: values["reason"]?.displayText ?? ""
-                    ))
-                } else if audit.table == table {
-                    // A record's own changes; for a conflict record, also the ones that are no
-                    // complete resolution (a conflict about its resolution, decided again).
-                    entries.append(.change(
-                        at: audit.receivedAt, user: audit.user, replica: audit.replica,
-                        changes: audit.changes.map {
-                            FieldHistory(field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome, reason: $0.reason, conflict: $0.conflict)
-                        }
-                    ))
-                }
-            }
+            let audit = try rows.map { try AuditRow($0, schema: schema) }
+            let entries = AuditRow.history(of: table, audit, fieldsByConflict: fieldsByConflict)
             return RecordHistory(source: "server", table: table, recordID: id, entries: entries)
         }
     }
@@ -130,14 +107,7 @@ extension SQLiteSyncStore {
             let condition = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             let rows = try Row.fetchCursor(db, sql: "SELECT * FROM audit \(condition) ORDER BY id", arguments: StatementArguments(arguments))
             while let row = try rows.next() {
-                let audit = try AuditRow(row, schema: schema)
-                for change in audit.changes {
-                    try body(AuditFieldChange(
-                        receivedAt: audit.receivedAt, site: audit.site, replica: audit.replica, user: audit.user, table: audit.table,
-                        recordID: audit.recordID, field: change.field, oldValue: change.old, newValue: change.new, reason: change.reason,
-                        outcome: change.outcome, conflict: change.conflict, seq: audit.seq, hlc: change.hlc, base: change.base
-                    ))
-                }
+                for change in try AuditRow(row, schema: schema).fieldChanges { try body(change) }
             }
         }
     }
@@ -149,77 +119,13 @@ extension SQLiteSyncStore {
     }
 }
 
-/// One row of the audit trail, decoded.
-struct AuditRow {
-    struct Change {
-        var field: String
-        var old: FieldValue
-        var new: FieldValue
-        var hlc: HLC
-        var base: Version?
-        var outcome: String
-        /// Why: the reason for change given, or for a delete the delete's own reason.
-        var reason: String?
-        /// The conflict the change caused.
-        var conflict: String?
-    }
-
-    var receivedAt: String
-    var site: String
-    var table: String
-    var recordID: String
-    var replica: String
-    var user: String
-    var seq: HLC
-    var fields: [String]
-    var newValues: [FieldValue]
-    var changes: [Change]
-
-    /// Decodes an audit row, each value in its column's type: the row keeps values as JSON, where
-    /// the real 68.0 reads back as the integer 68.
+extension AuditRow {
+    /// Decodes a row of the `audit` table.
     init(_ row: Row, schema: Schema) throws {
-        let decoder = JSONDecoder()
-        func decode<T: Decodable>(_ type: T.Type, _ column: String) throws -> T? {
-            guard let text = row[column] as String? else { return nil }
-            return try decoder.decode(T.self, from: Data(text.utf8))
-        }
-        receivedAt = row["received_at"]
-        site = row["site_id"]
-        table = row["tbl"]
-        recordID = row["record_id"]
-        replica = row["replica"]
-        user = row["user"]
-        seq = HLC(rawValue: row["seq"])
-        fields = try decode([String].self, "fields") ?? []
-        let columns = fields.map { (try? schema.table(row["tbl"]))?.column($0) }
-        func typed(_ values: [FieldValue]?) -> [FieldValue]? {
-            values.map { values in values.enumerated().map { index, value in index < columns.count ? columns[index]?.normalize(value) ?? value : value } }
-        }
-        newValues = typed(try decode([FieldValue].self, "new_values")) ?? []
-        let old = typed(try decode([FieldValue].self, "old_values"))
-        let hlcs = try decode([HLC].self, "hlcs")
-        let bases = try decode([Version?].self, "bases")
-        let outcomes = Array((row["outcomes"] as String?) ?? "")
-        let reasons = try decode([String?].self, "reasons")
-        let conflicts = try decode([String?].self, "conflicts")
-        var changes: [Change] = []
-        for (index, field) in fields.enumerated() where index < newValues.count {
-            changes.append(Change(
-                field: field,
-                old: old?[index] ?? .null,
-                new: newValues[index],
-                hlc: hlcs?[index] ?? seq,
-                base: bases?[index] ?? nil,
-                outcome: index < outcomes.count ? AuditOutcome.name(outcomes[index]) : "unchanged",
-                reason: Self.element(reasons, index) ?? (field == TableSchema.deletedColumn ? newValues[index].displayText : nil),
-                conflict: Self.element(conflicts, index)
-            ))
-        }
-        self.changes = changes
-    }
-
-    private static func element(_ array: [String?]?, _ index: Int) -> String? {
-        guard let array, index < array.count else { return nil }
-        return array[index]
+        try self.init(
+            receivedAt: row["received_at"], site: row["site_id"], table: row["tbl"], recordID: row["record_id"], replica: row["replica"],
+            user: row["user"], seq: HLC(rawValue: row["seq"]), fields: row["fields"], newValues: row["new_values"], oldValues: row["old_values"],
+            hlcs: row["hlcs"], bases: row["bases"], outcomes: row["outcomes"], reasons: row["reasons"], conflicts: row["conflicts"], schema: schema
+        )
     }
 }

@@ -141,3 +141,72 @@ public struct JSONWriteError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var description: String { message }
 }
+
+/// Rows for a set-based statement, as one JSON array of arrays (`[[…],[…]]`): a store hands the
+/// whole batch to the database in one parameter, which the statement unpacks
+/// (`jsonb_array_elements` in PostgreSQL).
+public struct JSONRows: Sendable {
+    private var writer: JSONWriter
+    private var inRow = false
+    private var cellsInRow = 0
+    /// Number of rows written.
+    public private(set) var count = 0
+
+    /// Creates an empty list with room for `capacity` bytes.
+    public init(capacity: Int = 1024) {
+        writer = JSONWriter(capacity: capacity)
+        writer.byte(UInt8(ascii: "["))
+    }
+
+    /// Starts a row.
+    public mutating func startRow() {
+        precondition(!inRow, "JSONRows: a row is open")
+        if count > 0 { writer.byte(UInt8(ascii: ",")) }
+        writer.byte(UInt8(ascii: "["))
+        inRow = true
+        cellsInRow = 0
+        count += 1
+    }
+
+    private mutating func cell() {
+        precondition(inRow, "JSONRows: no row is open")
+        if cellsInRow > 0 { writer.byte(UInt8(ascii: ",")) }
+        cellsInRow += 1
+    }
+
+    /// Adds a field value; values are validated finite before they reach a store.
+    public mutating func add(_ value: FieldValue) {
+        cell()
+        do {
+            try writer.value(value)
+        } catch {
+            writer.null()
+        }
+    }
+
+    /// Adds a string, or null.
+    public mutating func add(_ text: String?) {
+        cell()
+        if let text { writer.string(text) } else { writer.null() }
+    }
+
+    /// Adds an integer, or null.
+    public mutating func add(_ integer: Int64?) {
+        cell()
+        if let integer { writer.integer(integer) } else { writer.null() }
+    }
+
+    /// Ends the row.
+    public mutating func endRow() {
+        precondition(inRow, "JSONRows: no row is open")
+        writer.byte(UInt8(ascii: "]"))
+        inRow = false
+    }
+
+    /// The JSON text.
+    public var text: String {
+        var closed = writer
+        closed.byte(UInt8(ascii: "]"))
+        return String(decoding: closed.bytes, as: UTF8.self)
+    }
+}

@@ -17,9 +17,9 @@ private func asyncHeaders(_ token: String) -> HTTPFields {
 
 @Suite("Asynchronous push and the bodiless pull")
 struct AsyncPushAndQueryPullTests {
-    @Test("An asynchronous push is accepted at once; its outcome is answered to the pushing replica only, from the store once applied")
-    func asyncPush() async throws {
-        let server = try await TestServer.make()
+    @Test("An asynchronous push is accepted at once; its outcome is answered to the pushing replica only, from the store once applied", arguments: StoreKind.all)
+    func asyncPush(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         try await server.test { client in
             let location = try await client.execute(
                 uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(subjectPush(ids: ["a", "b"]))
@@ -55,9 +55,9 @@ struct AsyncPushAndQueryPullTests {
         #expect(try await server.count("subjects") == 2)
     }
 
-    @Test("Any instance answers an applied asynchronous push's outcome, from the store")
-    func outcomeOnAnotherInstance() async throws {
-        let server = try await TestServer.make()
+    @Test("Any instance answers an applied asynchronous push's outcome, from the store", arguments: StoreKind.all)
+    func outcomeOnAnotherInstance(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let push = subjectPush(ids: ["a", "b", "c"])
         // Instance A accepts the push and applies it.
         let location = try await server.test { client in
@@ -103,9 +103,9 @@ struct AsyncPushAndQueryPullTests {
         #expect(try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subjects") } == 4000)
     }
 
-    @Test("A refusal found while applying an asynchronous push is its outcome, and nothing is written")
-    func asyncRefusal() async throws {
-        let server = try await TestServer.make()
+    @Test("A refusal found while applying an asynchronous push is its outcome, and nothing is written", arguments: StoreKind.all)
+    func asyncRefusal(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let before = try await server.dump()
         // A new subject without its required screening number is refused by the store, not up front
         let push = PushRequest(replica: "r1", groups: [ChangeGroup(table: "subjects", user: "A", columns: ["site_id"], rows: [
@@ -126,9 +126,9 @@ struct AsyncPushAndQueryPullTests {
         #expect(try await server.dump() == before)
     }
 
-    @Test("Bad text is refused before an asynchronous push is accepted")
-    func asyncMalformed() async throws {
-        let server = try await TestServer.make()
+    @Test("Bad text is refused before an asynchronous push is accepted", arguments: StoreKind.all)
+    func asyncMalformed(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         try await server.test { client in
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: ByteBuffer(string: #"{"replica":"r1","groups":[}"#)) { response in
                 #expect(response.status == .badRequest)
@@ -138,9 +138,9 @@ struct AsyncPushAndQueryPullTests {
         }
     }
 
-    @Test("GET /v1/pull reads the request from the query and answers as POST does")
-    func queryPull() async throws {
-        let server = try await TestServer.make()
+    @Test("GET /v1/pull reads the request from the query and answers as POST does", arguments: StoreKind.all)
+    func queryPull(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         try await server.test { client in
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ["a", "b", "c"]))) {
                 #expect($0.status == .ok)

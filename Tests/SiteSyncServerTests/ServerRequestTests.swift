@@ -9,9 +9,9 @@ import TrialRecords
 
 @Suite("Server requests")
 struct ServerRequestTests {
-    @Test("Health check answers without a token")
-    func health() async throws {
-        let server = try await TestServer.make()
+    @Test("Health check answers without a token", arguments: StoreKind.all)
+    func health(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         try await server.test { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .ok)
@@ -37,36 +37,36 @@ struct ServerRequestTests {
         #expect(try await server.dump() == before, "a refused request writes nothing")
     }
 
-    @Test("A missing or unknown token is refused with 401")
-    func tokens() async throws {
-        let server = try await TestServer.make()
+    @Test("A missing or unknown token is refused with 401", arguments: StoreKind.all)
+    func tokens(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let body = try json(subjectPush(ids: ["a"]))
         try await expectRefusal(server, headers: syncHeaders(nil), body: body, status: .unauthorized, code: .unauthorized, message: "bearer token is required")
         try await expectRefusal(server, headers: syncHeaders("sst_nope"), body: body, status: .unauthorized, code: .unauthorized, message: "not valid")
         try await expectRefusal(server, headers: syncHeaders(server.admin), body: body, status: .forbidden, code: .forbidden)
     }
 
-    @Test("Another protocol, or a newer schema, is refused with a clear message")
-    func versions() async throws {
-        let server = try await TestServer.make()
+    @Test("Another protocol, or a newer schema, is refused with a clear message", arguments: StoreKind.all)
+    func versions(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let body = try json(subjectPush(ids: ["a"]))
         try await expectRefusal(server, headers: syncHeaders(server.s01, protocolVersion: nil), body: body, status: .upgradeRequired, code: .protocolVersion, message: "Upgrade sitesync")
         try await expectRefusal(server, headers: syncHeaders(server.s01, protocolVersion: "2"), body: body, status: .upgradeRequired, code: .protocolVersion)
         try await expectRefusal(server, headers: syncHeaders(server.s01, schema: "99"), body: body, status: .conflict, code: .schemaVersion, message: "schema version 99")
     }
 
-    @Test("Malformed JSON and oversized bodies are refused")
-    func malformed() async throws {
-        let server = try await TestServer.make { $0.maximumBodySize = 4096 }
+    @Test("Malformed JSON and oversized bodies are refused", arguments: StoreKind.all)
+    func malformed(store: StoreKind) async throws {
+        let server = try await TestServer.make(store) { $0.maximumBodySize = 4096 }
         try await expectRefusal(server, headers: syncHeaders(server.s01), body: ByteBuffer(string: "{\"replica\": \"r1\", \"groups\": [}"), status: .badRequest, code: .invalidJSON)
         try await expectRefusal(server, headers: syncHeaders(server.s01), body: ByteBuffer(string: #"{"replica":"r1","groups":[{"t":"subjects","u":"A","c":["site_id"],"r":[[1]]}]}"#), status: .badRequest, code: .invalidJSON, message: "expected String")
         let ids = (0..<200).map { "record-\($0)" }
         try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ids)), status: .contentTooLarge, code: .bodyTooLarge, message: "4096 bytes")
     }
 
-    @Test("Unknown tables and fields, bad values and half-bad batches are refused whole")
-    func validation() async throws {
-        let server = try await TestServer.make()
+    @Test("Unknown tables and fields, bad values and half-bad batches are refused whole", arguments: StoreKind.all)
+    func validation(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let now = HybridLogicalClock.systemMilliseconds()
         var unknownTable = subjectPush(ids: ["a"])
         unknownTable.groups[0].table = "labs"
@@ -104,9 +104,9 @@ struct ServerRequestTests {
         try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(conflicts), status: .forbidden, code: .forbidden)
     }
 
-    @Test("A site token cannot write or read another site's records")
-    func scope() async throws {
-        let server = try await TestServer.make()
+    @Test("A site token cannot write or read another site's records", arguments: StoreKind.all)
+    func scope(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(subjectPush(site: "S02", ids: ["a"])), status: .forbidden, code: .forbidden, message: "site S02")
         try await expectRefusal(server, path: SyncProtocol.pullPath, headers: syncHeaders(server.s01), body: try json(PullRequest(cursor: ["S02": 0], limit: 10)), status: .forbidden, code: .forbidden)
 
@@ -129,9 +129,9 @@ struct ServerRequestTests {
         }
     }
 
-    @Test("A push stamped too far ahead is refused: fix your clock")
-    func clockSkew() async throws {
-        let server = try await TestServer.make()
+    @Test("A push stamped too far ahead is refused: fix your clock", arguments: StoreKind.all)
+    func clockSkew(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let ahead = subjectPush(ids: ["a"], milliseconds: HybridLogicalClock.systemMilliseconds() + 5 * 60_000)
         try await expectRefusal(server, headers: syncHeaders(server.s01), body: try json(ahead), status: .unprocessableContent, code: .clockSkew, message: "fix your clock")
         let within = subjectPush(ids: ["b"], milliseconds: HybridLogicalClock.systemMilliseconds() + 20_000)
@@ -140,9 +140,9 @@ struct ServerRequestTests {
         }
     }
 
-    @Test("A retried push gets the same answer and writes nothing twice")
-    func idempotentPush() async throws {
-        let server = try await TestServer.make()
+    @Test("A retried push gets the same answer and writes nothing twice", arguments: StoreKind.all)
+    func idempotentPush(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let body = try json(subjectPush(ids: ["a", "b", "c"]))
         let (first, second) = try await server.test { client in
             let first = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: body) { try decode(PushResponse.self, $0.body) }
@@ -157,9 +157,9 @@ struct ServerRequestTests {
         #expect(try await server.count("subjects") == 3)
     }
 
-    @Test("Pull pages through a site's changes in order, each exactly once, resuming from the cursor")
-    func pullPaging() async throws {
-        let server = try await TestServer.make()
+    @Test("Pull pages through a site's changes in order, each exactly once, resuming from the cursor", arguments: StoreKind.all)
+    func pullPaging(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let ids = (0..<7).map { "s\($0)" }
         try await server.test { client in
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ids))) { #expect($0.status == .ok) }
@@ -181,9 +181,9 @@ struct ServerRequestTests {
         }
     }
 
-    @Test("A reviewer pulls every site")
-    func reviewerPull() async throws {
-        let server = try await TestServer.make()
+    @Test("A reviewer pulls every site", arguments: StoreKind.all)
+    func reviewerPull(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         try await server.test { client in
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(replica: "r1", site: "S01", ids: ["a"]))) { #expect($0.status == .ok) }
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s02), body: try json(subjectPush(replica: "r2", site: "S02", ids: ["b"]))) { #expect($0.status == .ok) }
@@ -198,9 +198,9 @@ struct ServerRequestTests {
 
 @Suite("Review endpoints")
 struct ReviewEndpointTests {
-    @Test("One conflict with the field's current value; invisible to another site's token")
-    func conflictDetail() async throws {
-        let server = try await TestServer.make()
+    @Test("One conflict with the field's current value; invisible to another site's token", arguments: StoreKind.all)
+    func conflictDetail(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
         let now = HybridLogicalClock.systemMilliseconds()
         try await server.test { client in
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(replica: "r1", ids: ["s1"], milliseconds: now - 20))) { #expect($0.status == .ok) }

@@ -1,0 +1,161 @@
+import PostgresNIO
+import SiteSyncCore
+
+extension PostgresSyncStore {
+    /// One named, append-only migration: once released, its statements never change.
+    struct Migration {
+        var name: String
+        var statements: [String]
+    }
+
+    /// Applies the migrations the database has not recorded, in order, in one transaction under an
+    /// advisory lock: several instances starting at once apply each migration once, and none
+    /// serves before the database is at its version.
+    public func migrate() async throws {
+        try await transaction { connection in
+            // One lock for every instance of every build: hashtext('sitesync-migrations').
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('sitesync-migrations'))", logger: self.logger)
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS sitesync_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)", logger: self.logger
+            )
+            var applied = Set<String>()
+            for try await name in try await connection.query("SELECT name FROM sitesync_migrations", logger: self.logger).decode(String.self) {
+                applied.insert(name)
+            }
+            for migration in self.migrations where !applied.contains(migration.name) {
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                }
+                try await connection.query(
+                    "INSERT INTO sitesync_migrations (name, applied_at) VALUES (\(migration.name), \(Self.now()))", logger: self.logger
+                )
+            }
+        }
+    }
+
+    /// The names of the migrations the database has applied, in the order they were.
+    public func appliedMigrations() async throws -> [String] {
+        try await transaction(readOnly: true) { connection in
+            var names: [String] = []
+            let rows = try await connection.query("SELECT name FROM sitesync_migrations ORDER BY applied_at, name", logger: self.logger)
+            for try await name in rows.decode(String.self) { names.append(name) }
+            return names
+        }
+    }
+
+    /// Every migration of this build, in order: the server's own tables, then one per schema version.
+    ///
+    /// Every table whose rows belong to a site has `site_id`; `records` leads its pull index with
+    /// it (docs/DEPLOYMENT.md says what distributing by site would change).
+    var migrations: [Migration] {
+        var migrations = [
+            Migration(name: "server-v1", statements: [
+                """
+                CREATE TABLE tokens (
+                    hash TEXT PRIMARY KEY,          -- SHA-256 hex of the token; the token itself is never stored
+                    role TEXT NOT NULL,
+                    site_id TEXT,
+                    label TEXT,
+                    created_at TEXT NOT NULL,
+                    replica_id TEXT                 -- a replica's own credential names its replica
+                )
+                """,
+                "CREATE UNIQUE INDEX tokens_replica ON tokens (replica_id) WHERE replica_id IS NOT NULL",
+                // The head of each site's sequence: a push locks the heads of its sites (FOR UPDATE).
+                "CREATE TABLE sites (site_id TEXT PRIMARY KEY, seq BIGINT NOT NULL)",
+                """
+                CREATE TABLE replicas (
+                    replica_id TEXT PRIMARY KEY,
+                    last_seq BIGINT NOT NULL,
+                    last_applied BIGINT NOT NULL,
+                    last_conflicts BIGINT NOT NULL,
+                    "user" TEXT NOT NULL,
+                    first_seen TEXT NOT NULL,
+                    last_seen TEXT NOT NULL,
+                    last_push TEXT
+                )
+                """,
+                """
+                CREATE TABLE records (
+                    tbl TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    site_id TEXT NOT NULL,
+                    seq BIGINT NOT NULL,
+                    hlc BIGINT NOT NULL,
+                    replica TEXT NOT NULL,
+                    "user" TEXT NOT NULL,
+                    fields TEXT,
+                    PRIMARY KEY (tbl, id)
+                )
+                """,
+                "CREATE UNIQUE INDEX records_pull ON records (site_id, seq)",
+                """
+                CREATE TABLE audit (
+                    id BIGSERIAL PRIMARY KEY,
+                    received_at TEXT NOT NULL,
+                    site_id TEXT NOT NULL,
+                    tbl TEXT NOT NULL,
+                    record_id TEXT NOT NULL,
+                    replica TEXT NOT NULL,
+                    "user" TEXT NOT NULL,
+                    seq BIGINT NOT NULL,
+                    fields TEXT NOT NULL,
+                    new_values TEXT NOT NULL,
+                    old_values TEXT,
+                    hlcs TEXT,
+                    bases TEXT,
+                    outcomes TEXT NOT NULL,
+                    reasons TEXT,
+                    conflicts TEXT
+                )
+                """,
+                "CREATE INDEX audit_record ON audit (tbl, record_id, id)",
+                "CREATE INDEX audit_site ON audit (site_id, id)",
+            ])
+        ]
+        for version in 1...max(1, schema.version) {
+            var statements: [String] = []
+            for table in schema.restricted(to: version).tables {
+                if table.since == version {
+                    let columns = table.columns.filter { $0.since == version }.map(Self.definition)
+                    statements.append("CREATE TABLE \(Self.quoted(table.name)) (id TEXT PRIMARY KEY, \(columns.joined(separator: ", ")))")
+                } else {
+                    for column in table.columns where column.since == version {
+                        statements.append("ALTER TABLE \(Self.quoted(table.name)) ADD COLUMN \(Self.definition(column))")
+                    }
+                }
+            }
+            if version == 1 {
+                // Conflicts are listed oldest detection first.
+                statements.append("CREATE INDEX conflicts_listing ON conflicts (detected_at, id)")
+            }
+            migrations.append(Migration(name: "schema-v\(version)", statements: statements))
+        }
+        return migrations
+    }
+
+    /// A column's definition: its name, its PostgreSQL type and its default.
+    static func definition(_ column: ColumnSchema) -> String {
+        var sql = "\(quoted(column.name)) \(sqlType(column.type))"
+        switch column.defaultValue {
+        case .null: break
+        case .integer(let value): sql += " DEFAULT \(value)"
+        case .real(let value): sql += " DEFAULT \(value)"
+        case .text(let value): sql += " DEFAULT '\(value.replacingOccurrences(of: "'", with: "''"))'"
+        }
+        return sql
+    }
+
+    static func sqlType(_ type: ColumnType) -> String {
+        switch type {
+        case .text, .date, .choice: "TEXT"
+        case .integer, .flag: "BIGINT"
+        case .real: "DOUBLE PRECISION"
+        }
+    }
+
+    /// An identifier quoted for PostgreSQL.
+    static func quoted(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

@@ -1,0 +1,70 @@
+import PostgresNIO
+import SiteSyncCore
+
+extension PostgresSyncStore {
+    /// Reads a pull page in one read-only transaction at repeatable read: every statement of it
+    /// sees the same snapshot.
+    public func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch {
+        try await transaction(readOnly: true) { connection in
+            var transaction = PullTransaction(request, principal: principal, schema: schema)
+            var step = try transaction.next(nil)
+            while true {
+                switch step {
+                case .readSites:
+                    var sites: [String] = []
+                    for try await site in try await connection.query("SELECT site_id FROM sites ORDER BY site_id", logger: self.logger).decode(String.self) {
+                        sites.append(site)
+                    }
+                    step = try transaction.next(.sites(sites))
+                case .readReplica(let replica):
+                    step = try transaction.next(.replica(try await Self.replicaState(connection, replica, lock: false, logger: self.logger)))
+                case .readPage(let site, let after, let limit, let skipping):
+                    step = try transaction.next(.page(try await self.page(connection, site: site, after: after, limit: limit, skipping: skipping, schema: schema)))
+                case .finished(let batch):
+                    return batch
+                }
+            }
+        }
+    }
+
+    /// The records of `site` after `after`, in sequence order, with their values in `schema`'s
+    /// columns: one statement for the page, one per table for the values.
+    private func page(
+        _ connection: PostgresConnection, site: String, after: Int64, limit: Int, skipping: String?, schema: Schema
+    ) async throws -> [PullTransaction.PulledRecord] {
+        var records: [PullTransaction.PulledRecord] = []
+        var idsByTable: [String: [String]] = [:]
+        let shadows = try await connection.query(
+            """
+            SELECT tbl, id, seq, hlc, replica, "user", fields FROM records
+            WHERE site_id = \(site) AND seq > \(after) ORDER BY seq LIMIT \(Int64(limit))
+            """,
+            logger: logger
+        )
+        for try await (table, id, seq, hlc, replica, user, fields) in shadows.decode((String, String, Int64, Int64, String, String, String?).self) {
+            let stamps = FieldStamps(base: Stamp(hlc: HLC(rawValue: hlc), replica: replica, user: user), overrides: try FieldStamps.overrides(fromJSON: fields))
+            // Records whose every field the pulling replica wrote are skipped: it holds them already.
+            if !(stamps.overrides.isEmpty && replica == skipping) { idsByTable[table, default: []].append(id) }
+            records.append(PullTransaction.PulledRecord(seq: seq, table: table, id: id, stamps: stamps, values: nil))
+        }
+        var values: [RecordKey: [FieldValue]] = [:]
+        for (tableName, ids) in idsByTable {
+            // Tables the client's schema does not have yet are left out.
+            guard let table = try? schema.table(tableName) else { continue }
+            let columns = (["id"] + table.columnNames).map(Self.quoted).joined(separator: ", ")
+            let rows = try await connection.query(
+                "SELECT \(unescaped: columns) FROM \(unescaped: Self.quoted(table.name)) WHERE id = ANY(\(ids))", logger: logger
+            )
+            for try await row in rows {
+                let cells = row.makeRandomAccess()
+                values[RecordKey(table: tableName, id: try cells[0].decode(String.self))] = try table.columns.enumerated().map { offset, column in
+                    try Self.value(cells[offset + 1], column)
+                }
+            }
+        }
+        for index in records.indices {
+            records[index].values = values[RecordKey(table: records[index].table, id: records[index].id)]
+        }
+        return records
+    }
+}

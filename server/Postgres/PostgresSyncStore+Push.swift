@@ -1,0 +1,292 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SiteSyncCore
+
+extension PostgresSyncStore {
+    /// Applies a push in one transaction, doing the I/O each step of ``PushTransaction`` asks for.
+    ///
+    /// The locks are row locks held to the commit: the replica's row, then its sites' heads in
+    /// site order. Writes are set-based: each kind of row goes to the database as one JSON
+    /// parameter, unpacked by one statement, so a batch takes a handful of round trips whatever
+    /// its size.
+    public func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome {
+        try await transaction { connection in
+            var transaction = PushTransaction(push, principal: principal)
+            var step = try transaction.next(nil)
+            while true {
+                switch step {
+                case .lockReplica(let replica):
+                    step = try transaction.next(.replica(try await self.lockReplica(connection, replica, at: push.receivedAt)))
+                case .readSites(let keys):
+                    step = try transaction.next(.sites(try await self.sites(connection, keys)))
+                case .lockHeads(let sites):
+                    step = try transaction.next(.heads(try await self.lockHeads(connection, sites)))
+                case .readRecords(let keys):
+                    step = try transaction.next(.records(try await self.readRecords(connection, keys)))
+                case .readWrittenValues(let keys):
+                    step = try transaction.next(.writtenValues(try await self.writtenValues(connection, keys)))
+                case .readLoggedConflicts(let ids):
+                    var logged = Set<String>()
+                    for try await id in try await connection.query("SELECT id FROM conflicts WHERE id = ANY(\(ids))", logger: self.logger).decode(String.self) {
+                        logged.insert(id)
+                    }
+                    step = try transaction.next(.loggedConflicts(logged))
+                case .write(let writes):
+                    try await self.write(connection, writes)
+                    step = try transaction.next(.written)
+                case .finished(let outcome):
+                    return outcome
+                }
+            }
+        }
+    }
+
+    /// Locks the replica's row, creating an empty one first: a row that does not exist cannot be
+    /// locked, and two first pushes of a replica racing on two instances must still serialise.
+    /// The empty row is rolled back with a push that applies nothing.
+    private func lockReplica(_ connection: PostgresConnection, _ replica: String, at time: String) async throws -> StoredReplica? {
+        try await connection.query(
+            """
+            INSERT INTO replicas (replica_id, last_seq, last_applied, last_conflicts, "user", first_seen, last_seen)
+            VALUES (\(replica), 0, 0, 0, '', \(time), \(time)) ON CONFLICT DO NOTHING
+            """,
+            logger: logger
+        )
+        let state = try await Self.replicaState(connection, replica, lock: true, logger: logger)
+        return state?.lastSeq == .zero ? nil : state
+    }
+
+    private func sites(_ connection: PostgresConnection, _ keys: [RecordKey]) async throws -> [RecordKey: String] {
+        var sites: [RecordKey: String] = [:]
+        let rows = try await connection.query(
+            """
+            SELECT r.tbl, r.id, r.site_id FROM records r
+            JOIN unnest(\(keys.map(\.table)), \(keys.map(\.id))) AS k(tbl, id) ON r.tbl = k.tbl AND r.id = k.id
+            """,
+            logger: logger
+        )
+        for try await (table, id, site) in rows.decode((String, String, String).self) { sites[RecordKey(table: table, id: id)] = site }
+        return sites
+    }
+
+    /// Locks the sites' head rows in site order, creating missing ones first.
+    private func lockHeads(_ connection: PostgresConnection, _ sites: [String]) async throws -> [String: Int64] {
+        try await connection.query("INSERT INTO sites (site_id, seq) SELECT unnest(\(sites)), 0 ON CONFLICT DO NOTHING", logger: logger)
+        var heads: [String: Int64] = [:]
+        let rows = try await connection.query("SELECT site_id, seq FROM sites WHERE site_id = ANY(\(sites)) ORDER BY site_id FOR UPDATE", logger: logger)
+        for try await (site, seq) in rows.decode((String, Int64).self) { heads[site] = seq }
+        return heads
+    }
+
+    private func readRecords(_ connection: PostgresConnection, _ keys: [RecordKey]) async throws -> [RecordKey: ServerRecord] {
+        var records: [RecordKey: ServerRecord] = [:]
+        var byTable: [String: [String]] = [:]
+        for key in keys { byTable[key.table, default: []].append(key.id) }
+        for (tableName, ids) in byTable {
+            let table = try schema.table(tableName)
+            let columns = table.columnNames.map { "t.\(Self.quoted($0))" }.joined(separator: ", ")
+            let rows = try await connection.query(
+                """
+                SELECT r.hlc, r.replica, r."user", r.fields, r.site_id, r.id, \(unescaped: columns)
+                FROM records r JOIN \(unescaped: Self.quoted(table.name)) t ON t.id = r.id
+                WHERE r.tbl = \(table.name) AND r.id = ANY(\(ids))
+                """,
+                logger: logger
+            )
+            for try await row in rows {
+                let cells = row.makeRandomAccess()
+                let stamps = FieldStamps(
+                    base: Stamp(hlc: HLC(rawValue: try cells[0].decode(Int64.self)), replica: try cells[1].decode(String.self), user: try cells[2].decode(String.self)),
+                    overrides: try FieldStamps.overrides(fromJSON: try cells[3].decode(String?.self))
+                )
+                var values: [String: FieldValue] = [:]
+                for (offset, column) in table.columns.enumerated() { values[column.name] = try Self.value(cells[offset + 6], column) }
+                records[RecordKey(table: table.name, id: try cells[5].decode(String.self))] = ServerRecord(
+                    site: try cells[4].decode(String.self), stamps: stamps, values: values
+                )
+            }
+        }
+        return records
+    }
+
+    /// A stored value in its column's type.
+    static func value(_ cell: PostgresCell, _ column: ColumnSchema) throws -> FieldValue {
+        switch column.type {
+        case .text, .date, .choice: try cell.decode(String?.self).map(FieldValue.text) ?? .null
+        case .integer, .flag: try cell.decode(Int64?.self).map(FieldValue.integer) ?? .null
+        case .real: try cell.decode(Double?.self).map(FieldValue.real) ?? .null
+        }
+    }
+
+    private func writtenValues(_ connection: PostgresConnection, _ keys: [WrittenValueKey]) async throws -> [WrittenValueKey: FieldValue] {
+        var values: [WrittenValueKey: FieldValue] = [:]
+        for key in keys {
+            let rows = try await connection.query(
+                """
+                SELECT (a.new_values::jsonb -> (f.ord - 1)::int)::text
+                FROM audit a CROSS JOIN LATERAL jsonb_array_elements_text(a.fields::jsonb) WITH ORDINALITY AS f(name, ord)
+                WHERE a.tbl = \(key.record.table) AND a.record_id = \(key.record.id) AND a.replica = \(key.version.replica) AND f.name = \(key.field)
+                  AND coalesce((a.hlcs::jsonb ->> (f.ord - 1)::int)::bigint, a.seq) = \(key.version.hlc.rawValue)
+                ORDER BY a.id DESC LIMIT 1
+                """,
+                logger: logger
+            )
+            var value = FieldValue.null
+            for try await json in rows.decode(String?.self) { value = try FieldValue(json: json) }
+            values[key] = value
+        }
+        return values
+    }
+
+    /// The expression reading cell `index` of a JSON row `x` as `column`'s type.
+    private static func cell(_ index: Int, _ type: ColumnType) -> String {
+        switch type {
+        case .text, .date, .choice: "x->>\(index)"
+        case .integer, .flag: "(x->>\(index))::bigint"
+        case .real: "(x->>\(index))::double precision"
+        }
+    }
+
+    /// Writes a push, each kind of row in one statement.
+    private func write(_ connection: PostgresConnection, _ writes: PushWrites) async throws {
+        var shadows = JSONRows(capacity: 128 * (writes.created.reduce(0) { $0 + $1.records.count } + writes.changed.count + writes.conflicts.count))
+        func shadow(_ table: String, _ id: String, _ site: String, _ seq: Int64, _ stamps: FieldStamps) {
+            shadows.startRow()
+            shadows.add(table)
+            shadows.add(id)
+            shadows.add(site)
+            shadows.add(seq)
+            shadows.add(stamps.base.version.hlc.rawValue)
+            shadows.add(stamps.base.version.replica)
+            shadows.add(stamps.base.user)
+            shadows.add(stamps.overridesJSON)
+            shadows.endRow()
+        }
+        for group in writes.created {
+            var rows = JSONRows(capacity: group.records.count * 256)
+            for record in group.records {
+                rows.startRow()
+                rows.add(record.id)
+                for value in record.values { rows.add(value) }
+                rows.endRow()
+                shadow(group.table.name, record.id, record.site, record.seq, record.stamps)
+            }
+            let names = (["id"] + group.columns).map(Self.quoted).joined(separator: ", ")
+            let cells = (["x->>0"] + group.columns.enumerated().map { Self.cell($0 + 1, group.table.column($1)!.type) }).joined(separator: ", ")
+            try await connection.query(
+                "INSERT INTO \(unescaped: Self.quoted(group.table.name)) (\(unescaped: names)) SELECT \(unescaped: cells) FROM jsonb_array_elements(\(rows.text)::jsonb) AS x",
+                logger: logger
+            )
+        }
+        // Changed values: one statement per table and set of fields changed.
+        var changedGroups: [String: (table: TableSchema, fields: [String], rows: JSONRows)] = [:]
+        for record in writes.changed {
+            // The site is the record's already; the upsert below leaves it.
+            if let seq = record.seq { shadow(record.table.name, record.id, "", seq, record.stamps) }
+            guard !record.writes.isEmpty else { continue }
+            let fields = record.writes.map(\.field)
+            let key = ([record.table.name] + fields).joined(separator: "\u{1F}")
+            if changedGroups[key] == nil { changedGroups[key] = (record.table, fields, JSONRows()) }
+            changedGroups[key]!.rows.startRow()
+            changedGroups[key]!.rows.add(record.id)
+            for write in record.writes { changedGroups[key]!.rows.add(write.value) }
+            changedGroups[key]!.rows.endRow()
+        }
+        for (table, fields, rows) in changedGroups.values {
+            let assignments = fields.enumerated().map { "\(Self.quoted($1)) = \(Self.cell($0 + 1, table.column($1)!.type))" }.joined(separator: ", ")
+            try await connection.query(
+                """
+                UPDATE \(unescaped: Self.quoted(table.name)) AS t SET \(unescaped: assignments)
+                FROM jsonb_array_elements(\(rows.text)::jsonb) AS x WHERE t.id = x->>0
+                """,
+                logger: logger
+            )
+        }
+        if !writes.conflicts.isEmpty {
+            let table = TableSchema.conflicts
+            var rows = JSONRows()
+            for conflict in writes.conflicts {
+                let values = conflict.values(detectedAt: writes.receivedAt)
+                rows.startRow()
+                rows.add(conflict.entry.id)
+                for column in table.columnNames { rows.add(values[column] ?? .null) }
+                rows.endRow()
+                shadow(table.name, conflict.entry.id, conflict.entry.site, conflict.seq, conflict.stamps)
+            }
+            let names = (["id"] + table.columnNames).map(Self.quoted).joined(separator: ", ")
+            let cells = (["x->>0"] + table.columns.enumerated().map { Self.cell($0 + 1, $1.type) }).joined(separator: ", ")
+            try await connection.query(
+                """
+                INSERT INTO conflicts (\(unescaped: names)) SELECT \(unescaped: cells) FROM jsonb_array_elements(\(rows.text)::jsonb) AS x
+                ON CONFLICT (id) DO NOTHING
+                """,
+                logger: logger
+            )
+        }
+        if shadows.count > 0 {
+            // New records and conflicts are inserted; changed ones keep their site and take the rest.
+            try await connection.query(
+                """
+                INSERT INTO records (tbl, id, site_id, seq, hlc, replica, "user", fields)
+                SELECT x->>0, x->>1, x->>2, (x->>3)::bigint, (x->>4)::bigint, x->>5, x->>6, x->>7 FROM jsonb_array_elements(\(shadows.text)::jsonb) AS x
+                ON CONFLICT (tbl, id) DO UPDATE SET
+                    seq = excluded.seq, hlc = excluded.hlc, replica = excluded.replica, "user" = excluded."user", fields = excluded.fields
+                """,
+                logger: logger
+            )
+        }
+        if !writes.audit.isEmpty {
+            var rows = JSONRows(capacity: writes.audit.count * 512)
+            for row in writes.audit {
+                rows.startRow()
+                rows.add(row.site)
+                rows.add(row.table)
+                rows.add(row.recordID)
+                rows.add(row.user)
+                rows.add(row.seq.rawValue)
+                rows.add(row.fieldsJSON)
+                rows.add(Self.jsonArray(row.newValues))
+                rows.add(row.oldValues.map(Self.jsonArray))
+                rows.add(row.hlcsJSON)
+                rows.add(row.basesJSON)
+                rows.add(row.outcomes)
+                rows.add(row.reasonsJSON)
+                rows.add(row.conflictsJSON)
+                rows.endRow()
+            }
+            try await connection.query(
+                """
+                INSERT INTO audit (received_at, replica, site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts)
+                SELECT \(writes.receivedAt), \(writes.replicaID), x->>0, x->>1, x->>2, x->>3, (x->>4)::bigint, x->>5, x->>6, x->>7, x->>8, x->>9, x->>10, x->>11, x->>12
+                FROM jsonb_array_elements(\(rows.text)::jsonb) WITH ORDINALITY AS r(x, n) ORDER BY n
+                """,
+                logger: logger
+            )
+        }
+        let heads = writes.heads.sorted { $0.key < $1.key }
+        try await connection.query(
+            "UPDATE sites SET seq = h.seq FROM unnest(\(heads.map(\.key)), \(heads.map(\.value))) AS h(site_id, seq) WHERE sites.site_id = h.site_id",
+            logger: logger
+        )
+        try await connection.query(
+            """
+            UPDATE replicas SET last_seq = \(writes.replica.lastSeq.rawValue), last_applied = \(Int64(writes.replica.lastApplied)),
+                last_conflicts = \(Int64(writes.replica.lastConflicts)), "user" = \(writes.user), last_seen = \(writes.receivedAt),
+                last_push = \(writes.replica.lastPush)
+            WHERE replica_id = \(writes.replicaID)
+            """,
+            logger: logger
+        )
+    }
+
+    /// Values as the JSON array the audit trail stores.
+    static func jsonArray(_ values: [FieldValue]) -> String {
+        var rows = JSONRows(capacity: values.count * 16)
+        rows.startRow()
+        for value in values { rows.add(value) }
+        rows.endRow()
+        let text = rows.text
+        return String(text.dropFirst().dropLast())
+    }
+}

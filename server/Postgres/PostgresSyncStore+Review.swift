@@ -1,0 +1,133 @@
+import PostgresNIO
+import SiteSyncCore
+
+extension PostgresSyncStore {
+    public func conflicts(_ filter: ConflictFilter, principal: Principal) async throws -> ConflictPage {
+        let site = try ReadScope.site(filter.site, principal: principal)
+        let limit = min(max(filter.limit, 1), 1000)
+        // Oldest detection first; the page token is the last conflict's detection time and id.
+        var position: (detected: String, id: String)?
+        if let token = filter.after {
+            let parts = token.split(separator: "~", maxSplits: 1)
+            guard parts.count == 2 else { throw ServerError.validation("The page token \"\(TextRules.brief(token, maxBytes: 80))\" is not one this server gave.") }
+            position = (String(parts[0]), String(parts[1]))
+        }
+        let after = position
+        return try await transaction(readOnly: true) { connection in
+            var query = PostgresQuery(unsafeSQL: "SELECT \(Self.conflictColumns) FROM conflicts WHERE true")
+            var binds = PostgresBindings()
+            var sql = query.sql
+            func condition(_ clause: String, _ value: String) {
+                binds.append(value)
+                sql += " AND \(clause.replacingOccurrences(of: "?", with: "$\(binds.count)"))"
+            }
+            if let status = filter.status { condition("status = ?", status) }
+            if let site { condition("site_id = ?", site) }
+            if let table = filter.table { condition("table_name = ?", table) }
+            if let after {
+                binds.append(after.detected)
+                binds.append(after.id)
+                sql += " AND (detected_at, id) > ($\(binds.count - 1), $\(binds.count))"
+            }
+            sql += " ORDER BY detected_at, id LIMIT \(limit + 1)"
+            query = PostgresQuery(unsafeSQL: sql, binds: binds)
+            var conflicts: [Conflict] = []
+            for try await row in try await connection.query(query, logger: self.logger) { conflicts.append(try self.conflict(row)) }
+            let page = Array(conflicts.prefix(limit))
+            return ConflictPage(conflicts: page, next: conflicts.count > limit ? page.last.map { "\($0.detectedAt)~\($0.id)" } : nil)
+        }
+    }
+
+    public func conflict(id: String, principal: Principal) async throws -> ConflictDetail? {
+        try ReadScope.requireReader(principal)
+        return try await transaction(readOnly: true) { connection in
+            var found: Conflict?
+            let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(Self.conflictColumns) FROM conflicts WHERE id = $1", binds: Self.binds([id])), logger: self.logger)
+            for try await row in rows { found = try self.conflict(row) }
+            guard let conflict = found, principal.canAccess(site: conflict.site) else { return nil }
+            var current: FieldValue?
+            if let table = try? self.schema.table(conflict.table), let column = table.column(conflict.field) {
+                let values = try await connection.query(
+                    "SELECT \(unescaped: Self.quoted(column.name)) FROM \(unescaped: Self.quoted(table.name)) WHERE id = \(conflict.recordID)", logger: self.logger
+                )
+                for try await row in values { current = try Self.value(row.makeRandomAccess()[0], column) }
+            }
+            return ConflictDetail(conflict: conflict, current: current)
+        }
+    }
+
+    public func history(table: String, id: String, principal: Principal) async throws -> RecordHistory? {
+        try ReadScope.requireReader(principal)
+        return try await transaction(readOnly: true) { connection in
+            var site: String?
+            for try await found in try await connection.query("SELECT site_id FROM records WHERE tbl = \(table) AND id = \(id)", logger: self.logger).decode(String.self) {
+                site = found
+            }
+            guard let site, principal.canAccess(site: site) else { return nil }
+            var fieldsByConflict: [String: String] = [:]
+            let conflicts = try await connection.query("SELECT id, field FROM conflicts WHERE table_name = \(table) AND record_id = \(id)", logger: self.logger)
+            for try await (conflict, field) in conflicts.decode((String, String).self) { fieldsByConflict[conflict] = field }
+            let rows = try await connection.query(
+                """
+                SELECT \(unescaped: Self.auditColumns) FROM audit
+                WHERE (tbl = \(table) AND record_id = \(id))
+                   OR (tbl = 'conflicts' AND record_id IN (SELECT c.id FROM conflicts c WHERE c.table_name = \(table) AND c.record_id = \(id)))
+                ORDER BY id
+                """,
+                logger: self.logger
+            )
+            var audit: [AuditRow] = []
+            for try await row in rows { audit.append(try self.auditRow(row)) }
+            return RecordHistory(source: "server", table: table, recordID: id, entries: AuditRow.history(of: table, audit, fieldsByConflict: fieldsByConflict))
+        }
+    }
+
+    public func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
+        try await transaction(readOnly: true) { connection in
+            var sql = "SELECT \(Self.auditColumns) FROM audit WHERE true"
+            var binds = PostgresBindings()
+            func condition(_ clause: String, _ value: String) {
+                binds.append(value)
+                sql += " AND \(clause)$\(binds.count)"
+            }
+            if let site = filter.site { condition("site_id = ", site) }
+            if let since = filter.since { condition("received_at >= ", since) }
+            if let table = filter.table { condition("tbl = ", table) }
+            if let record = filter.record { condition("record_id = ", record) }
+            sql += " ORDER BY id"
+            // Streamed: the rows arrive as the export writes them.
+            for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger) {
+                for change in try self.auditRow(row).fieldChanges { try body(change) }
+            }
+        }
+    }
+
+    private static let auditColumns =
+        #"received_at, site_id, tbl, record_id, replica, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts"#
+
+    private func auditRow(_ row: PostgresRow) throws -> AuditRow {
+        let (received, site, table, record, replica, user, seq, fields, new, old, hlcs, bases, outcomes, reasons, conflicts) = try row.decode(
+            (String, String, String, String, String, String, Int64, String, String, String?, String?, String?, String?, String?, String?).self
+        )
+        return try AuditRow(
+            receivedAt: received, site: site, table: table, recordID: record, replica: replica, user: user, seq: HLC(rawValue: seq),
+            fields: fields, newValues: new, oldValues: old, hlcs: hlcs, bases: bases, outcomes: outcomes, reasons: reasons, conflicts: conflicts,
+            schema: schema
+        )
+    }
+
+    private static var conflictColumns: String { (["id"] + TableSchema.conflicts.columnNames).map(quoted).joined(separator: ", ") }
+
+    private func conflict(_ row: PostgresRow) throws -> Conflict {
+        let cells = row.makeRandomAccess()
+        var fields: [String: FieldValue] = [:]
+        for (offset, column) in TableSchema.conflicts.columns.enumerated() { fields[column.name] = try Self.value(cells[offset + 1], column) }
+        return try Conflict(id: try cells[0].decode(String.self), fields: fields).normalized(in: schema)
+    }
+
+    static func binds(_ values: [String]) -> PostgresBindings {
+        var binds = PostgresBindings()
+        for value in values { binds.append(value) }
+        return binds
+    }
+}

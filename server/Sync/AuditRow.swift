@@ -1,0 +1,126 @@
+import Foundation
+import SiteSyncCore
+
+/// One row of the audit trail, decoded: one record's change as the server received it.
+///
+/// Every store keeps the same columns (docs/AUDIT.md); this turns them into the history's entries
+/// and the export's field changes, so both read alike whichever store holds them.
+struct AuditRow {
+    struct Change {
+        var field: String
+        var old: FieldValue
+        var new: FieldValue
+        var hlc: HLC
+        var base: Version?
+        var outcome: String
+        /// Why: the reason for change given, or for a delete the delete's own reason.
+        var reason: String?
+        /// The conflict the change caused.
+        var conflict: String?
+    }
+
+    var receivedAt: String
+    var site: String
+    var table: String
+    var recordID: String
+    var replica: String
+    var user: String
+    var seq: HLC
+    var fields: [String]
+    var newValues: [FieldValue]
+    var changes: [Change]
+
+    /// Decodes a row from its stored columns (the JSON ones as text), each value in its column's
+    /// type: JSON writes the real 68.0 as 68.
+    init(
+        receivedAt: String, site: String, table: String, recordID: String, replica: String, user: String, seq: HLC,
+        fields fieldsJSON: String, newValues newJSON: String, oldValues oldJSON: String?, hlcs hlcsJSON: String?, bases basesJSON: String?,
+        outcomes: String?, reasons reasonsJSON: String?, conflicts conflictsJSON: String?, schema: Schema
+    ) throws {
+        let decoder = JSONDecoder()
+        func decode<T: Decodable>(_ type: T.Type, _ text: String?) throws -> T? {
+            guard let text else { return nil }
+            return try decoder.decode(T.self, from: Data(text.utf8))
+        }
+        self.receivedAt = receivedAt
+        self.site = site
+        self.table = table
+        self.recordID = recordID
+        self.replica = replica
+        self.user = user
+        self.seq = seq
+        fields = try decode([String].self, fieldsJSON) ?? []
+        let columns = fields.map { (try? schema.table(table))?.column($0) }
+        func typed(_ values: [FieldValue]?) -> [FieldValue]? {
+            values.map { values in values.enumerated().map { index, value in index < columns.count ? columns[index]?.normalize(value) ?? value : value } }
+        }
+        newValues = typed(try decode([FieldValue].self, newJSON)) ?? []
+        let old = typed(try decode([FieldValue].self, oldJSON))
+        let hlcs = try decode([HLC].self, hlcsJSON)
+        let bases = try decode([Version?].self, basesJSON)
+        let outcomes = Array(outcomes ?? "")
+        let reasons = try decode([String?].self, reasonsJSON)
+        let conflicts = try decode([String?].self, conflictsJSON)
+        var changes: [Change] = []
+        for (index, field) in fields.enumerated() where index < newValues.count {
+            changes.append(Change(
+                field: field,
+                old: old?[index] ?? .null,
+                new: newValues[index],
+                hlc: hlcs?[index] ?? seq,
+                base: bases?[index] ?? nil,
+                outcome: index < outcomes.count ? AuditOutcome.name(outcomes[index]) : "unchanged",
+                reason: Self.element(reasons, index) ?? (field == TableSchema.deletedColumn ? newValues[index].displayText : nil),
+                conflict: Self.element(conflicts, index)
+            ))
+        }
+        self.changes = changes
+    }
+
+    private static func element(_ array: [String?]?, _ index: Int) -> String? {
+        guard let array, index < array.count else { return nil }
+        return array[index]
+    }
+
+    /// The row as the export's lines, one per field.
+    var fieldChanges: [AuditFieldChange] {
+        changes.map { change in
+            AuditFieldChange(
+                receivedAt: receivedAt, site: site, replica: replica, user: user, table: table, recordID: recordID, field: change.field,
+                oldValue: change.old, newValue: change.new, reason: change.reason, outcome: change.outcome, conflict: change.conflict,
+                seq: seq, hlc: change.hlc, base: change.base
+            )
+        }
+    }
+
+    /// A record's history from its audit rows and those of its conflicts, in the order received.
+    ///
+    /// - Parameter fieldsByConflict: the field of each of the record's conflicts, by conflict id.
+    static func history(of table: String, _ rows: [AuditRow], fieldsByConflict: [String: String]) -> [HistoryEntry] {
+        var entries: [HistoryEntry] = []
+        for audit in rows {
+            let values = Dictionary(uniqueKeysWithValues: zip(audit.fields, audit.newValues))
+            if audit.table == TableSchema.conflicts.name, values["status"] == .text("resolved"), case .text(let decision)? = values["decision"] {
+                entries.append(.resolution(
+                    at: values["resolved_at"]?.displayText ?? audit.receivedAt,
+                    user: values["reviewer"]?.displayText ?? audit.user,
+                    replica: audit.replica,
+                    conflict: audit.recordID,
+                    field: fieldsByConflict[audit.recordID] ?? "",
+                    decision: decision,
+                    reason: values["reason"]?.displayText ?? ""
+                ))
+            } else if audit.table == table {
+                // A record's own changes; for a conflict record, also the ones that are no
+                // complete resolution (a conflict about its resolution, decided again).
+                entries.append(.change(
+                    at: audit.receivedAt, user: audit.user, replica: audit.replica,
+                    changes: audit.changes.map {
+                        FieldHistory(field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome, reason: $0.reason, conflict: $0.conflict)
+                    }
+                ))
+            }
+        }
+        return entries
+    }
+}
