@@ -101,7 +101,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Helpers shared by the test targets; not a product.
-        .target(name: "SiteSyncTestSupport", path: "Tests/SiteSyncTestSupport", swiftSettings: swiftSettings),
+        .target(
+            name: "SiteSyncTestSupport",
+            dependencies: [
+                "SiteSyncServer", "TrialRecords", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Tests/SiteSyncTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SiteSyncCoreTests", dependencies: ["SiteSyncCore", "SiteSyncTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "TrialRecordsTests", dependencies: ["TrialRecords", "SiteSyncTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
@@ -114,7 +121,7 @@ let package = Package(
         .testTarget(
             name: "SiteSyncServerTests",
             dependencies: [
-                "SiteSyncServer", "TrialRecords",
+                "SiteSyncServer", "SiteSyncTestSupport", "TrialRecords",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "GRDB", package: "GRDB.swift"),

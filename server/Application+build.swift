@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import SiteSyncCore
 
 /// Builds the sync server on the embedded SQLite store at `configuration.databasePath`.
@@ -14,8 +15,11 @@ public func buildApplication(_ configuration: ServerConfiguration, logger: Logge
     return buildApplication(configuration, store: store, logger: logger)
 }
 
-/// Builds the sync server on a given store.
-public func buildApplication(_ configuration: ServerConfiguration, store: some SyncStore, logger: Logger? = nil) -> some ApplicationProtocol {
+/// Builds the sync server on a given store, with the services it needs run beside the HTTP server
+/// (a PostgreSQL store's connection pool).
+public func buildApplication(
+    _ configuration: ServerConfiguration, store: some SyncStore, logger: Logger? = nil, services: [any Service] = []
+) -> some ApplicationProtocol {
     let logger = logger ?? Logger(label: "sitesync.server")
     let router = Router(context: SyncRequestContext.self)
     router.add(middleware: ErrorMiddleware())
@@ -33,8 +37,9 @@ public func buildApplication(_ configuration: ServerConfiguration, store: some S
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),
-        // Shut down after the server: the pushes accepted before it stopped finish first.
-        services: [pending],
+        // Shut down after the server, in reverse order: the pushes accepted before it stopped
+        // finish first, then the store's services stop.
+        services: services + [pending],
         onServerRunning: { channel in await configuration.onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger
     )

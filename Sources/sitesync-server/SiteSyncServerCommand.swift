@@ -16,8 +16,40 @@ struct SiteSyncServerCommand: AsyncParsableCommand {
 
 /// Options shared by every subcommand that opens the server database.
 struct DatabaseOptions: ParsableArguments {
-    @Option(name: .long, help: "Path of the server's SQLite database; created and migrated when missing.")
-    var database = "sitesync-server.sqlite"
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The server's store: a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE), or the path of an SQLite file.",
+            discussion: "Default: $SITESYNC_DATABASE_URL, else ./sitesync-server.sqlite. Either is created (SQLite) and migrated when needed."
+        )
+    )
+    var database: String?
+
+    /// The store named by `--database`, the environment, or the default file.
+    var location: String {
+        database ?? ProcessInfo.processInfo.environment["SITESYNC_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "sitesync-server.sqlite"
+    }
+
+    var isPostgres: Bool { PostgresSyncStore.isURL(location) }
+
+    /// The connection pool's own log for a command's short run: errors only. (A pool asked for a
+    /// connection a moment before its `run()` starts says so at `warning`.)
+    static let quiet: Logger = {
+        var logger = Logger(label: "sitesync.postgres")
+        logger.logLevel = .error
+        return logger
+    }()
+
+    /// Opens and migrates the store, runs `body` with it, and closes it: for the commands that are
+    /// not the server.
+    func withStore<T: Sendable>(_ body: @Sendable (any SyncStore) async throws -> T) async throws -> T {
+        guard isPostgres else { return try await body(try SQLiteSyncStore(path: location, schema: TrialSchema.current)) }
+        let store = try PostgresSyncStore(url: location, schema: TrialSchema.current, logger: Self.quiet)
+        return try await store.withRunning {
+            try await store.migrate()
+            return try await body(store)
+        }
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -49,15 +81,22 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = ServerConfiguration(schema: TrialSchema.current)
-        configuration.databasePath = database.database
+        configuration.databasePath = database.location
         configuration.host = host
         configuration.port = port
         configuration.maximumBodySize = maximumBodyBytes
         configuration.maximumClockSkew = .seconds(maximumClockSkew)
         var logger = Logger(label: "sitesync.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let app = try buildApplication(configuration, logger: logger)
-        try await app.runService()
+        guard database.isPostgres else {
+            try await buildApplication(configuration, logger: logger).runService()
+            return
+        }
+        // Migrated before the server listens; several instances starting at once wait for one another.
+        let migrating = try PostgresSyncStore(url: database.location, schema: configuration.schema, logger: DatabaseOptions.quiet)
+        try await migrating.withRunning { try await migrating.migrate() }
+        let store = try PostgresSyncStore(url: database.location, schema: configuration.schema, logger: logger)
+        try await buildApplication(configuration, store: store, logger: logger, services: [store]).runService()
     }
 }
 
@@ -84,8 +123,8 @@ struct Token: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let store = try SQLiteSyncStore(path: database.database, schema: TrialSchema.current)
-            print(try await Tokens.create(in: store, role: role, site: site, label: label))
+            let token = try await database.withStore { [role, site, label] store in try await Tokens.create(in: store, role: role, site: site, label: label) }
+            print(token)
         }
     }
 }
@@ -145,10 +184,10 @@ struct Audit: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let store = try SQLiteSyncStore(path: database.database, schema: TrialSchema.current)
             let output = AuditWriter(format: format)
             output.header()
-            try await store.exportAudit(AuditFilter(site: site, since: since, table: table, record: record)) { try output.write($0) }
+            let filter = AuditFilter(site: site, since: since, table: table, record: record)
+            try await database.withStore { store in try await store.exportAudit(filter) { try output.write($0) } }
             output.flush()
         }
     }

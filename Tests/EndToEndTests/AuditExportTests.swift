@@ -3,6 +3,7 @@ import GRDB
 import SiteSyncClient
 import SiteSyncCore
 import SiteSyncServer
+import SiteSyncTestSupport
 import Testing
 import TrialRecords
 
@@ -10,9 +11,9 @@ import TrialRecords
 /// record and field, the value before and after, who, where, when, why, and the conflict it caused.
 @Suite("Audit export for inspectors")
 struct AuditExportTests {
-    @Test("Each change says who, where, when (laptop and server), why, and the conflict it caused")
-    func inspectorColumns() async throws {
-        try await LiveServer.run { server in
+    @Test("Each change says who, where, when (laptop and server), why, and the conflict it caused", arguments: StoreKind.all)
+    func inspectorColumns(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a", user: "A. Rivera")
             let b = try server.laptop("b", user: "B. Chen")
             let started = Date().formatted(.iso8601)

@@ -5,24 +5,32 @@ import HummingbirdTesting
 import SiteSyncClient
 import SiteSyncCore
 import SiteSyncServer
+import SiteSyncTestSupport
 import Synchronization
 import TrialRecords
 
 /// A live sync server on a loopback port, its store, its tokens, and a folder for replicas.
 struct LiveServer: Sendable {
     let url: URL
-    let store: SQLiteSyncStore
+    let store: any SyncStore
     let directory: URL
     let s01: String
     let s02: String
     let reviewer: String
 
-    /// Runs `body` against a server listening on 127.0.0.1 on a free port, stopped afterwards.
-    static func run(configure: @Sendable (inout ServerConfiguration) -> Void = { _ in }, _ body: @Sendable (LiveServer) async throws -> Void) async throws {
+    /// Runs `body` against a server listening on 127.0.0.1 on a free port, stopped afterwards, on
+    /// a new store of `kind` (an SQLite file in the folder, or a new PostgreSQL database).
+    static func run(
+        store kind: StoreKind = .sqlite, configure: @Sendable (inout ServerConfiguration) -> Void = { _ in }, _ body: @Sendable (LiveServer) async throws -> Void
+    ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
+        let store: any SyncStore =
+            switch kind {
+            case .sqlite: try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
+            case .postgres: try await PostgresTestDatabase.store()
+            }
         let s01 = try await Tokens.create(in: store, role: .site, site: "S01")
         let s02 = try await Tokens.create(in: store, role: .site, site: "S02")
         let reviewer = try await Tokens.create(in: store, role: .reviewer, site: nil)
@@ -47,20 +55,11 @@ struct LiveServer: Sendable {
         return Laptop(replica: replica, transport: try HTTPTransport(replica: replica))
     }
 
-    /// Every row of the server's tables but the tokens.
-    func dump() async throws -> [String: [Row]] {
-        try await store.writer.read { db in
-            var tables: [String: [Row]] = [:]
-            for table in ["records", "audit", "replicas", "sites", "subjects", "adverse_events", "conflicts"] {
-                tables[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1")
-            }
-            return tables
-        }
-    }
+    /// Every row of the server's tables but the tokens, as text.
+    func dump() async throws -> [String: [String]] { try await StoreContents.dump(store) }
 
-    func count(_ sql: String) async throws -> Int {
-        try await store.writer.read { db in try Int.fetchOne(db, sql: sql) ?? 0 }
-    }
+    /// The number a `SELECT count(*) …` query answers, on either store.
+    func count(_ sql: String) async throws -> Int { try await StoreContents.count(store, sql) }
 }
 
 /// A replica and its way to the server.

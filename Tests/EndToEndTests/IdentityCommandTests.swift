@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncServer
 import Testing
 import TrialRecords
 
@@ -62,7 +63,7 @@ struct IdentityCommandTests {
             // As the upgrade leaves it: the server knows what a pushed but holds no credential for
             // it, and a's file holds the site token, no credential, and no acknowledged sequence number.
             let replica = a.replica.identity!.replicaID
-            try await server.store.writer.write { db in
+            try await #require(server.store as? SQLiteSyncStore).writer.write { db in
                 try db.execute(sql: "DELETE FROM tokens WHERE replica_id = ?", arguments: [replica])
             }
             try await a.replica.writer.write { db in

@@ -3,6 +3,7 @@ import GRDB
 import SiteSyncClient
 import SiteSyncCore
 import SiteSyncServer
+import SiteSyncTestSupport
 import Synchronization
 import Testing
 import TrialRecords
@@ -13,9 +14,9 @@ import TrialRecords
 struct NothingLostTests {
     // MARK: 1. Replica identity
 
-    @Test("A push naming another laptop's replica is refused and changes nothing of that replica")
-    func borrowedReplicaIDRefused() async throws {
-        try await LiveServer.run { server in
+    @Test("A push naming another laptop's replica is refused and changes nothing of that replica", arguments: StoreKind.all)
+    func borrowedReplicaIDRefused(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             try a.replica.put("subjects", ["screening_no": .text("S01-001")])
@@ -42,9 +43,9 @@ struct NothingLostTests {
         }
     }
 
-    @Test("A replica id is enrolled once: a second laptop asking for it is refused and told to rejoin")
-    func replicaIDEnrolledOnce() async throws {
-        try await LiveServer.run { server in
+    @Test("A replica id is enrolled once: a second laptop asking for it is refused and told to rejoin", arguments: StoreKind.all)
+    func replicaIDEnrolledOnce(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             try await a.engine().enrol()
             let intruder = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version)
@@ -62,9 +63,9 @@ struct NothingLostTests {
         }
     }
 
-    @Test("A copied replica file is refused at its first diverging sync; the original syncs on; rejoin loses nothing")
-    func copiedReplicaFile() async throws {
-        try await LiveServer.run { server in
+    @Test("A copied replica file is refused at its first diverging sync; the original syncs on; rejoin loses nothing", arguments: StoreKind.all)
+    func copiedReplicaFile(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             try a.replica.put("subjects", ["screening_no": .text("S01-001")])
             try await a.sync()
@@ -101,9 +102,9 @@ struct NothingLostTests {
         }
     }
 
-    @Test("A copy that only pulls is refused too, instead of silently skipping the original's records")
-    func copyThatOnlyPulls() async throws {
-        try await LiveServer.run { server in
+    @Test("A copy that only pulls is refused too, instead of silently skipping the original's records", arguments: StoreKind.all)
+    func copyThatOnlyPulls(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             try a.replica.put("subjects", ["screening_no": .text("S01-001")])
             try await a.sync()
@@ -117,9 +118,9 @@ struct NothingLostTests {
         }
     }
 
-    @Test("A lost answer is not mistaken for a copy, even when the record is edited again before the retry")
-    func lostAnswerThenEdit() async throws {
-        try await LiveServer.run { server in
+    @Test("A lost answer is not mistaken for a copy, even when the record is edited again before the retry", arguments: StoreKind.all)
+    func lostAnswerThenEdit(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
@@ -137,9 +138,9 @@ struct NothingLostTests {
 
     // MARK: 2. Whole-number reals
 
-    @Test("Keeping a winner that is a whole-number real restamps it, so it wins over a later unsynced write")
-    func keepWinnerWholeNumberReal() async throws {
-        try await LiveServer.run { server in
+    @Test("Keeping a winner that is a whole-number real restamps it, so it wins over a later unsynced write", arguments: StoreKind.all)
+    func keepWinnerWholeNumberReal(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let c = try server.laptop("c")
@@ -169,9 +170,9 @@ struct NothingLostTests {
         }
     }
 
-    @Test("Values of every type are stored in their column's type, however they were written")
-    func valuesNormalised() async throws {
-        try await LiveServer.run { server in
+    @Test("Values of every type are stored in their column's type, however they were written", arguments: StoreKind.all)
+    func valuesNormalised(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let subject = try a.replica.put("subjects", ["screening_no": .text("S01-001"), "weight_kg": .integer(68)])
@@ -190,9 +191,9 @@ struct NothingLostTests {
 
     // MARK: 3. Delete versus edit
 
-    @Test("An edit after a delete restores the record even when an older write of _deleted waits to be pushed")
-    func editRestoresDespitePendingDeleted() async throws {
-        try await LiveServer.run { server in
+    @Test("An edit after a delete restores the record even when an older write of _deleted waits to be pushed", arguments: StoreKind.all)
+    func editRestoresDespitePendingDeleted(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
@@ -245,9 +246,9 @@ struct NothingLostTests {
         }
     }
 
-    @Test("A replica whose clock ran a year ahead is refused by the server and recovers with clock reset")
-    func clockResetRecovers() async throws {
-        try await LiveServer.run { server in
+    @Test("A replica whose clock ran a year ahead is refused by the server and recovers with clock reset", arguments: StoreKind.all)
+    func clockResetRecovers(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let path = server.directory.appendingPathComponent("fast.sqlite").path
             let yearAhead: @Sendable () -> Int64 = { HybridLogicalClock.systemMilliseconds() + 365 * 24 * 3_600_000 }
             let id: String
@@ -273,9 +274,9 @@ struct NothingLostTests {
 
     // MARK: 5 and 6. Strings are what they were
 
-    @Test("U+0000 is refused in values, user names and replica ids, on the laptop and by the server")
-    func nulRefused() async throws {
-        try await LiveServer.run { server in
+    @Test("U+0000 is refused in values, user names and replica ids, on the laptop and by the server", arguments: StoreKind.all)
+    func nulRefused(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             #expect(throws: ValidationError.self) { try a.replica.put("subjects", ["screening_no": .text("S01\u{0}-001")]) }
             #expect(throws: ReplicaError.invalidArgument) {
@@ -301,9 +302,9 @@ struct NothingLostTests {
         }
     }
 
-    @Test("Text limits count UTF-8 bytes: one character with thousands of combining marks is refused")
-    func textLimitsInBytes() async throws {
-        try await LiveServer.run { server in
+    @Test("Text limits count UTF-8 bytes: one character with thousands of combining marks is refused", arguments: StoreKind.all)
+    func textLimitsInBytes(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let huge = "a" + String(repeating: "\u{0301}", count: 5000)
             #expect(huge.count == 1)

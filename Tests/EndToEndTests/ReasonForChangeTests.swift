@@ -3,6 +3,7 @@ import GRDB
 import SiteSyncClient
 import SiteSyncCore
 import SiteSyncServer
+import SiteSyncTestSupport
 import Synchronization
 import Testing
 import TrialRecords
@@ -21,9 +22,9 @@ struct ReasonForChangeTests {
         return changes.withLock { $0 }
     }
 
-    @Test("First entry and edits of values never synced need no reason; a synced value needs one, and nothing is written without it")
-    func laptopRule() async throws {
-        try await LiveServer.run { server in
+    @Test("First entry and edits of values never synced need no reason; a synced value needs one, and nothing is written without it", arguments: StoreKind.all)
+    func laptopRule(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(1)])
             try a.replica.put("adverse_events", id: id, ["grade": .integer(2)])
@@ -67,9 +68,9 @@ struct ReasonForChangeTests {
         }
     }
 
-    @Test("Deleting takes the delete's own reason; restoring a deleted record needs a reason for change")
-    func deleteAndRestore() async throws {
-        try await LiveServer.run { server in
+    @Test("Deleting takes the delete's own reason; restoring a deleted record needs a reason for change", arguments: StoreKind.all)
+    func deleteAndRestore(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
             try await a.sync()
@@ -84,9 +85,9 @@ struct ReasonForChangeTests {
         }
     }
 
-    @Test("A laptop on an older build cannot push a change of a synced value without a reason; the server refuses it whole")
-    func serverRefusesMissingReason() async throws {
-        try await LiveServer.run { server in
+    @Test("A laptop on an older build cannot push a change of a synced value without a reason; the server refuses it whole", arguments: StoreKind.all)
+    func serverRefusesMissingReason(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(2)])
@@ -130,9 +131,9 @@ struct ReasonForChangeTests {
         }
     }
 
-    @Test("A concurrent first entry of an empty field needs no reason, whatever the other laptop wrote meanwhile")
-    func concurrentFirstEntry() async throws {
-        try await LiveServer.run { server in
+    @Test("A concurrent first entry of an empty field needs no reason, whatever the other laptop wrote meanwhile", arguments: StoreKind.all)
+    func concurrentFirstEntry(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever")])
@@ -148,9 +149,9 @@ struct ReasonForChangeTests {
         }
     }
 
-    @Test("A change refused for lack of a reason is explained by putting the field again with one, and then syncs")
-    func explainRefusedChange() async throws {
-        try await LiveServer.run { server in
+    @Test("A change refused for lack of a reason is explained by putting the field again with one, and then syncs", arguments: StoreKind.all)
+    func explainRefusedChange(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001"), "status": .text("screening")])
             try await a.sync()
@@ -173,9 +174,9 @@ struct ReasonForChangeTests {
         }
     }
 
-    @Test("A value changed again while its first entry is being pushed carries a reason saying so, and the server accepts it")
-    func changedDuringSync() async throws {
-        try await LiveServer.run { server in
+    @Test("A value changed again while its first entry is being pushed carries a reason saying so, and the server accepts it", arguments: StoreKind.all)
+    func changedDuringSync(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             try await a.engine().enrol()
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(1)])
@@ -191,9 +192,9 @@ struct ReasonForChangeTests {
         }
     }
 
-    @Test("History shows each change's reason and conflict, and a resolution's change says it is one")
-    func historyShowsReasons() async throws {
-        try await LiveServer.run { server in
+    @Test("History shows each change's reason and conflict, and a resolution's change says it is one", arguments: StoreKind.all)
+    func historyShowsReasons(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a", user: "A. Rivera")
             let b = try server.laptop("b", user: "B. Chen")
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(2)])
@@ -227,9 +228,9 @@ struct ReasonForChangeTests {
         }
     }
 
-    @Test("An import that changes synced values needs a reason, and every row refused for lack of one is named")
-    func importNeedsReason() async throws {
-        try await LiveServer.run { server in
+    @Test("An import that changes synced values needs a reason, and every row refused for lack of one is named", arguments: StoreKind.all)
+    func importNeedsReason(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let first = try a.replica.put("subjects", ["screening_no": .text("S01-001"), "sex": .text("F")])
             let second = try a.replica.put("subjects", ["screening_no": .text("S01-002")])

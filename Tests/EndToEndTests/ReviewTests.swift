@@ -1,6 +1,7 @@
 import Foundation
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncTestSupport
 import Testing
 import TrialRecords
 
@@ -57,9 +58,9 @@ struct ReviewTests {
         }
     }
 
-    @Test("A resolution made offline is pushed at the next sync")
-    func offlineResolution() async throws {
-        try await LiveServer.run { server in
+    @Test("A resolution made offline is pushed at the next sync", arguments: StoreKind.all)
+    func offlineResolution(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let (a, _, id, conflict) = try await conflictOnStatus(server)
             // Offline: resolve, nothing reaches the server yet
             try a.replica.resolve(conflict: conflict.id, .takeLoser, reason: "Enrolment confirmed by phone")
@@ -77,9 +78,9 @@ struct ReviewTests {
         }
     }
 
-    @Test("Resolving twice, without a reason, or outside the token's scope is refused and writes nothing")
-    func refusals() async throws {
-        try await LiveServer.run { server in
+    @Test("Resolving twice, without a reason, or outside the token's scope is refused and writes nothing", arguments: StoreKind.all)
+    func refusals(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let (a, b, id, conflict) = try await conflictOnStatus(server)
             #expect(throws: ReplicaError.invalidArgument) { try a.replica.resolve(conflict: conflict.id, .keepWinner, reason: "  ") }
             try a.replica.resolve(conflict: conflict.id, .keepWinner, reason: "Checked")
@@ -125,9 +126,9 @@ struct ReviewTests {
         }
     }
 
-    @Test("Conflict listings page and filter")
-    func paging() async throws {
-        try await LiveServer.run { server in
+    @Test("Conflict listings page and filter", arguments: StoreKind.all)
+    func paging(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let ids = try (0..<3).map { try a.replica.put("subjects", ["screening_no": .text("S01-\($0)")]) }
@@ -158,9 +159,9 @@ struct ReviewTests {
 
 @Suite("Conflict semantics over loopback HTTP")
 struct ConflictSemanticsTests {
-    @Test("Concurrent writes of the same value log nothing")
-    func equalValues() async throws {
-        try await LiveServer.run { server in
+    @Test("Concurrent writes of the same value log nothing", arguments: StoreKind.all)
+    func equalValues(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
@@ -174,9 +175,9 @@ struct ConflictSemanticsTests {
         }
     }
 
-    @Test("Sequential edits on one laptop never log, even when made during a push")
-    func sequentialEdits() async throws {
-        try await LiveServer.run { server in
+    @Test("Sequential edits on one laptop never log, even when made during a push", arguments: StoreKind.all)
+    func sequentialEdits(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(1)])
             try await a.sync()
@@ -219,9 +220,9 @@ struct ConflictSemanticsTests {
         }
     }
 
-    @Test("Three laptops racing on one field log each overwritten value once, whatever the retries")
-    func threeWayRaceWithRetries() async throws {
-        try await LiveServer.run { server in
+    @Test("Three laptops racing on one field log each overwritten value once, whatever the retries", arguments: StoreKind.all)
+    func threeWayRaceWithRetries(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let laptops = try ["a", "b", "c"].map { try server.laptop($0) }
             let id = try laptops[0].replica.put("subjects", ["screening_no": .text("S01-001")])
             for laptop in laptops { try await laptop.sync() }
@@ -240,9 +241,9 @@ struct ConflictSemanticsTests {
         }
     }
 
-    @Test("A resolution racing with a new edit is logged like any other write")
-    func resolutionRacesEdit() async throws {
-        try await LiveServer.run { server in
+    @Test("A resolution racing with a new edit is logged like any other write", arguments: StoreKind.all)
+    func resolutionRacesEdit(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let (a, b, id, conflict) = try await conflictOnStatus(server)
             try await b.sync()
             // a resolves offline; b, not knowing, edits the same field a little later
@@ -262,9 +263,9 @@ struct ConflictSemanticsTests {
         }
     }
 
-    @Test("History lists every received value in order, with the conflict and its resolution")
-    func history() async throws {
-        try await LiveServer.run { server in
+    @Test("History lists every received value in order, with the conflict and its resolution", arguments: StoreKind.all)
+    func history(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a", user: "A. Rivera")
             let b = try server.laptop("b", user: "B. Chen")
             let c = try server.laptop("c", user: "C. Okafor")

@@ -1,14 +1,15 @@
 import Foundation
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncTestSupport
 import Testing
 import TrialRecords
 
 @Suite("Sync over loopback HTTP")
 struct SyncScenarioTests {
-    @Test("Offline writes on two laptops of one site: after sync both hold everything")
-    func offlineWritesConverge() async throws {
-        try await LiveServer.run { server in
+    @Test("Offline writes on two laptops of one site: after sync both hold everything", arguments: StoreKind.all)
+    func offlineWritesConverge(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             // Given two laptops of S01, both offline
             let a = try server.laptop("a", user: "A. Rivera")
             let b = try server.laptop("b", user: "B. Chen")
@@ -32,9 +33,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("The same field edited on two laptops: both converge on the later write, one conflict holds both sides")
-    func sameFieldConflict() async throws {
-        try await LiveServer.run { server in
+    @Test("The same field edited on two laptops: both converge on the later write, one conflict holds both sides", arguments: StoreKind.all)
+    func sameFieldConflict(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a", user: "A. Rivera")
             let b = try server.laptop("b", user: "B. Chen")
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
@@ -75,9 +76,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("Different fields of one record edited on two laptops: both edits kept, no conflict")
-    func differentFields() async throws {
-        try await LiveServer.run { server in
+    @Test("Different fields of one record edited on two laptops: both edits kept, no conflict", arguments: StoreKind.all)
+    func differentFields(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(1)])
@@ -100,9 +101,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("Delete on one laptop, edit on another: converged, and logged as a conflict")
-    func deleteVersusEdit() async throws {
-        try await LiveServer.run { server in
+    @Test("Delete on one laptop, edit on another: converged, and logged as a conflict", arguments: StoreKind.all)
+    func deleteVersusEdit(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a", user: "A. Rivera")
             let b = try server.laptop("b", user: "B. Chen")
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Rash"), "grade": .integer(1)])
@@ -130,9 +131,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("An edit then a later delete: the record is deleted everywhere and the edit is logged")
-    func editThenLaterDelete() async throws {
-        try await LiveServer.run { server in
+    @Test("An edit then a later delete: the record is deleted everywhere and the edit is logged", arguments: StoreKind.all)
+    func editThenLaterDelete(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
@@ -153,9 +154,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("A push whose answer was lost is retried and changes nothing the second time")
-    func lostPushResponse() async throws {
-        try await LiveServer.run { server in
+    @Test("A push whose answer was lost is retried and changes nothing the second time", arguments: StoreKind.all)
+    func lostPushResponse(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             for index in 0..<5 {
                 try a.replica.put("subjects", ["screening_no": .text("S01-\(index)")])
@@ -172,9 +173,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("A pull interrupted half-way resumes from its cursor and ends identical")
-    func interruptedPull() async throws {
-        try await LiveServer.run { server in
+    @Test("A pull interrupted half-way resumes from its cursor and ends identical", arguments: StoreKind.all)
+    func interruptedPull(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             for index in 0..<50 {
                 try a.replica.put("subjects", ["screening_no": .text("S01-\(index)")])
@@ -198,9 +199,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("A site token cannot push or pull another site's records; nothing is written")
-    func siteScope() async throws {
-        try await LiveServer.run { server in
+    @Test("A site token cannot push or pull another site's records; nothing is written", arguments: StoreKind.all)
+    func siteScope(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let s02 = try server.laptop("s02", site: "S02")
             try s02.replica.put("subjects", ["screening_no": .text("S02-001")])
             try await s02.sync()
@@ -221,9 +222,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("A reviewer laptop sees every site")
-    func reviewerSeesEverySite() async throws {
-        try await LiveServer.run { server in
+    @Test("A reviewer laptop sees every site", arguments: StoreKind.all)
+    func reviewerSeesEverySite(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let s01 = try server.laptop("s01", site: "S01")
             let s02 = try server.laptop("s02", site: "S02")
             try s01.replica.put("subjects", ["screening_no": .text("S01-001")])
@@ -240,9 +241,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("Three laptops editing at once converge to the server's state after a full round")
-    func convergence() async throws {
-        try await LiveServer.run { server in
+    @Test("Three laptops editing at once converge to the server's state after a full round", arguments: StoreKind.all)
+    func convergence(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let laptops = try ["a", "b", "c"].map { try server.laptop($0) }
             let id = try laptops[0].replica.put("subjects", ["screening_no": .text("S01-001")])
             for laptop in laptops { try await laptop.sync() }
@@ -284,9 +285,9 @@ struct SyncScenarioTests {
         #expect(try replica.status().lastSync == nil)
     }
 
-    @Test("A laptop on an older schema keeps working and syncs the tables and fields it knows")
-    func olderSchemaKeepsSyncing() async throws {
-        try await LiveServer.run { server in
+    @Test("A laptop on an older schema keeps working and syncs the tables and fields it knows", arguments: StoreKind.all)
+    func olderSchemaKeepsSyncing(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let old = try server.laptop("old", schema: TrialSchema.current.restricted(to: 1))
             let new = try server.laptop("new")
             #expect(!old.replica.schema.contains(table: "screenings"))
@@ -318,9 +319,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("Concurrent valid edits that merge into a record breaking a rule never block a queue")
-    func mergedRuleNeverBlocks() async throws {
-        try await LiveServer.run { server in
+    @Test("Concurrent valid edits that merge into a record breaking a rule never block a queue", arguments: StoreKind.all)
+    func mergedRuleNeverBlocks(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let id = try a.replica.put("adverse_events", [
@@ -342,9 +343,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("A laptop on a newer schema is refused with a clear message and keeps its changes queued")
-    func newerSchemaRefused() async throws {
-        try await LiveServer.run { server in
+    @Test("A laptop on a newer schema is refused with a clear message and keeps its changes queued", arguments: StoreKind.all)
+    func newerSchemaRefused(store: StoreKind) async throws {
+        try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             try a.replica.put("subjects", ["screening_no": .text("S01-001")])
             let newer = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version + 1)

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import SiteSyncCore
+import SiteSyncTestSupport
 import Testing
 import TrialRecords
 

@@ -3,6 +3,7 @@ import GRDB
 import Hummingbird
 import HummingbirdTesting
 import SiteSyncCore
+import SiteSyncTestSupport
 import SiteSyncServer
 import Testing
 import TrialRecords

@@ -3,26 +3,11 @@ import GRDB
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Logging
 import SiteSyncCore
 import Testing
+import SiteSyncServer
+import SiteSyncTestSupport
 import TrialRecords
-@testable import SiteSyncServer
-
-/// The stores the server suites run against: SQLite always, and PostgreSQL when
-/// `SITESYNC_POSTGRES_URL` names a cluster the tests may create databases in. In CI
-/// (`CI` set) a missing PostgreSQL is a failure, not a silent skip.
-enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case sqlite
-    case postgres
-
-    static var all: [StoreKind] {
-        ProcessInfo.processInfo.environment["SITESYNC_POSTGRES_URL"].map { !$0.isEmpty } == true || ProcessInfo.processInfo.environment["CI"] != nil
-            ? [.sqlite, .postgres] : [.sqlite]
-    }
-
-    var testDescription: String { rawValue }
-}
 
 /// A server on a fresh store. `s01`, `s01b`, `s02` and `reviewer` are replica credentials
 /// (replicas `r1` and `r1b` at S01, `r2` at S02 and `rv`, a reviewer), issued through the enrolment tokens
@@ -79,59 +64,10 @@ struct TestServer {
         try await buildApplication(configuration, store: store).test(.router, body)
     }
 
-    static let tables = ["records", "audit", "replicas", "sites", "subjects", "adverse_events", "conflicts"]
-
     /// Every row of every table but the tokens, as text, to prove a refused request wrote nothing.
-    func dump() async throws -> [String: [String]] {
-        switch store {
-        case let sqlite as SQLiteSyncStore:
-            return try await sqlite.writer.read { db in
-                var tables: [String: [String]] = [:]
-                for table in Self.tables { tables[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1").map(\.description) }
-                return tables
-            }
-        case let postgres as PostgresSyncStore:
-            var tables: [String: [String]] = [:]
-            for table in Self.tables { tables[table] = try await postgres.rowsAsText("SELECT t::text FROM \(table) t ORDER BY 1") }
-            return tables
-        default:
-            preconditionFailure("no dump for \(type(of: store))")
-        }
-    }
+    func dump() async throws -> [String: [String]] { try await StoreContents.dump(store) }
 
-    func count(_ table: String) async throws -> Int {
-        switch store {
-        case let sqlite as SQLiteSyncStore:
-            return try await sqlite.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0 }
-        case let postgres as PostgresSyncStore:
-            return Int(try await postgres.rowsAsText("SELECT count(*)::text FROM \(table)").first ?? "0") ?? 0
-        default:
-            preconditionFailure("no count for \(type(of: store))")
-        }
-    }
-}
-
-/// Fresh PostgreSQL databases for tests, in the cluster `SITESYNC_POSTGRES_URL` names.
-enum PostgresTestDatabase {
-    /// A migrated store on a new, empty database; its connection pool runs until the process ends.
-    static func store() async throws -> PostgresSyncStore {
-        let url = try #require(
-            ProcessInfo.processInfo.environment["SITESYNC_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 },
-            "SITESYNC_POSTGRES_URL must name a PostgreSQL cluster for the PostgreSQL store's tests (.ci/run starts one)"
-        )
-        let name = "sitesync_test_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
-        // Quiet: a pool asked for a connection before its `run()` has started only says so.
-        var logger = Logger(label: "sitesync.postgres.test")
-        logger.logLevel = .error
-        let admin = try PostgresSyncStore(url: url, schema: TrialSchema.current, logger: logger)
-        try await admin.withRunning { try await admin.execute("CREATE DATABASE \(name)") }
-        var components = try #require(URLComponents(string: url))
-        components.path = "/\(name)"
-        let store = try PostgresSyncStore(url: try #require(components.string), schema: TrialSchema.current, logger: logger)
-        Task { try await store.run() }
-        try await store.migrate()
-        return store
-    }
+    func count(_ table: String) async throws -> Int { try await StoreContents.count(store, "SELECT count(*) FROM \(table)") }
 }
 
 /// Headers of a sync request with a token.

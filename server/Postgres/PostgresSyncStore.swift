@@ -152,7 +152,7 @@ public final class PostgresSyncStore: SyncStore, Service {
     static func now() -> String { Date().formatted(.iso8601) }
 
     /// Runs one statement outside any transaction (`CREATE DATABASE` cannot run inside one).
-    func execute(_ sql: String) async throws {
+    public func execute(_ sql: String) async throws {
         do {
             try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
         } catch let error as PSQLError {
@@ -160,8 +160,9 @@ public final class PostgresSyncStore: SyncStore, Service {
         }
     }
 
-    /// The first column of every row of a query that selects text: for tests and checks.
-    func rowsAsText(_ sql: String) async throws -> [String] {
+    /// The first column of every row of a query that selects text (NULL as `NULL`), read in one
+    /// read-only transaction: for operators' checks and for tests.
+    public func rowsAsText(_ sql: String) async throws -> [String] {
         try await transaction(readOnly: true) { connection in
             var rows: [String] = []
             for try await text in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger).decode(String?.self) {

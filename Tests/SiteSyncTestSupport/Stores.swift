@@ -1,0 +1,86 @@
+import Foundation
+import GRDB
+import Logging
+import SiteSyncServer
+import Testing
+import TrialRecords
+
+/// The stores the suites run against: SQLite always, and PostgreSQL when `SITESYNC_POSTGRES_URL`
+/// names a cluster the tests may create databases in. In CI (`CI` set) PostgreSQL is always in the
+/// list, so a missing cluster fails the tests instead of skipping them.
+public enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case postgres
+
+    public static var all: [StoreKind] {
+        let environment = ProcessInfo.processInfo.environment
+        return environment["SITESYNC_POSTGRES_URL"].map { !$0.isEmpty } == true || environment["CI"] != nil ? [.sqlite, .postgres] : [.sqlite]
+    }
+
+    public var testDescription: String { rawValue }
+}
+
+/// Fresh PostgreSQL databases for tests, in the cluster `SITESYNC_POSTGRES_URL` names.
+public enum PostgresTestDatabase {
+    /// A migrated store on a new, empty database; its connection pool runs until the process ends.
+    public static func store() async throws -> PostgresSyncStore {
+        let url = try #require(
+            ProcessInfo.processInfo.environment["SITESYNC_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 },
+            "SITESYNC_POSTGRES_URL must name a PostgreSQL cluster for the PostgreSQL store's tests (.ci/run starts one)"
+        )
+        let name = "sitesync_test_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
+        // Quiet: a pool asked for a connection before its `run()` has started only says so.
+        var logger = Logger(label: "sitesync.postgres.test")
+        logger.logLevel = .error
+        let admin = try PostgresSyncStore(url: url, schema: TrialSchema.current, logger: logger)
+        try await admin.withRunning { try await admin.execute("CREATE DATABASE \(name)") }
+        let store = try PostgresSyncStore(url: try databaseURL(url, name), schema: TrialSchema.current, logger: logger)
+        Task { try await store.run() }
+        try await store.migrate()
+        return store
+    }
+
+    /// `url` with its database replaced by `name`.
+    public static func databaseURL(_ url: String, _ name: String) throws -> String {
+        var components = try #require(URLComponents(string: url))
+        components.path = "/\(name)"
+        return try #require(components.string)
+    }
+}
+
+/// What a store holds, read the same way from either store, to compare before and after.
+public enum StoreContents {
+    public static let tables = ["records", "audit", "replicas", "sites", "subjects", "adverse_events", "conflicts"]
+
+    /// Every row of every table but the tokens, as text.
+    public static func dump(_ store: any SyncStore) async throws -> [String: [String]] {
+        var tables: [String: [String]] = [:]
+        for table in Self.tables {
+            tables[table] = try await rows(store, table)
+        }
+        return tables
+    }
+
+    private static func rows(_ store: any SyncStore, _ table: String) async throws -> [String] {
+        switch store {
+        case let sqlite as SQLiteSyncStore:
+            try await sqlite.writer.read { db in try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1").map(\.description) }
+        case let postgres as PostgresSyncStore:
+            try await postgres.rowsAsText("SELECT t::text FROM \(table) t ORDER BY 1")
+        default:
+            preconditionFailure("no contents for \(type(of: store))")
+        }
+    }
+
+    /// The single number a `SELECT count(*) …` query answers.
+    public static func count(_ store: any SyncStore, _ sql: String) async throws -> Int {
+        switch store {
+        case let sqlite as SQLiteSyncStore:
+            try await sqlite.writer.read { db in try Int.fetchOne(db, sql: sql) ?? 0 }
+        case let postgres as PostgresSyncStore:
+            Int(try await postgres.rowsAsText("SELECT (\(sql))::text").first ?? "0") ?? 0
+        default:
+            preconditionFailure("no contents for \(type(of: store))")
+        }
+    }
+}
