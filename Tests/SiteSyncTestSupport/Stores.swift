@@ -32,9 +32,10 @@ public enum PostgresTestDatabase {
         // Quiet: a pool asked for a connection before its `run()` has started only says so.
         var logger = Logger(label: "sitesync.postgres.test")
         logger.logLevel = .error
-        let admin = try PostgresSyncStore(url: url, schema: TrialSchema.current, logger: logger)
+        let admin = try PostgresSyncStore(url: url, schema: TrialSchema.current, maximumConnections: 1, logger: logger)
         try await admin.withRunning { try await admin.execute("CREATE DATABASE \(name)") }
-        let store = try PostgresSyncStore(url: try databaseURL(url, name), schema: TrialSchema.current, logger: logger)
+        // Few connections each: the suites run many stores at once against one cluster.
+        let store = try PostgresSyncStore(url: try databaseURL(url, name), schema: TrialSchema.current, maximumConnections: 3, logger: logger)
         Task { try await store.run() }
         try await store.migrate()
         return store

@@ -22,9 +22,12 @@ public final class PostgresSyncStore: SyncStore, Service {
     let logger: Logger
 
     /// Connects to the database a `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` URL names
-    /// (`?sslmode=require` asks for TLS); nothing is opened until the client runs.
-    public init(url: String, schema: Schema, logger: Logger = Logger(label: "sitesync.postgres")) throws {
-        self.client = PostgresClient(configuration: try Self.configuration(url), backgroundLogger: logger)
+    /// (`?sslmode=require` asks for TLS), with at most `maximumConnections` connections; nothing is
+    /// opened until the client runs.
+    public init(url: String, schema: Schema, maximumConnections: Int = 20, logger: Logger = Logger(label: "sitesync.postgres")) throws {
+        var configuration = try Self.configuration(url)
+        configuration.options.maximumConnections = maximumConnections
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.schema = schema
         self.logger = logger
     }
@@ -44,7 +47,6 @@ public final class PostgresSyncStore: SyncStore, Service {
         var configuration = PostgresClient.Configuration(
             host: host, port: url.port ?? 5432, username: user, password: url.password, database: database.isEmpty ? nil : database, tls: tls
         )
-        configuration.options.maximumConnections = 20
         return configuration
     }
 
