@@ -24,22 +24,31 @@ public enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertib
 public enum PostgresTestDatabase {
     /// A migrated store on a new, empty database; its connection pool runs until the process ends.
     public static func store() async throws -> PostgresSyncStore {
+        // Few connections each: the suites run many stores at once against one cluster.
+        let store = try PostgresSyncStore(url: try await create(), schema: TrialSchema.current, maximumConnections: 3, logger: quiet)
+        Task { try await store.run() }
+        try await store.migrate()
+        return store
+    }
+
+    /// Creates a new, empty database and returns its URL.
+    public static func create() async throws -> String {
         let url = try #require(
             ProcessInfo.processInfo.environment["SITESYNC_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 },
             "SITESYNC_POSTGRES_URL must name a PostgreSQL cluster for the PostgreSQL store's tests (.ci/run starts one)"
         )
         let name = "sitesync_test_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
-        // Quiet: a pool asked for a connection before its `run()` has started only says so.
+        let admin = try PostgresSyncStore(url: url, schema: TrialSchema.current, maximumConnections: 1, logger: quiet)
+        try await admin.withRunning { try await admin.execute("CREATE DATABASE \(name)") }
+        return try databaseURL(url, name)
+    }
+
+    /// Errors only: a pool asked for a connection before its `run()` has started only says so.
+    public static let quiet: Logger = {
         var logger = Logger(label: "sitesync.postgres.test")
         logger.logLevel = .error
-        let admin = try PostgresSyncStore(url: url, schema: TrialSchema.current, maximumConnections: 1, logger: logger)
-        try await admin.withRunning { try await admin.execute("CREATE DATABASE \(name)") }
-        // Few connections each: the suites run many stores at once against one cluster.
-        let store = try PostgresSyncStore(url: try databaseURL(url, name), schema: TrialSchema.current, maximumConnections: 3, logger: logger)
-        Task { try await store.run() }
-        try await store.migrate()
-        return store
-    }
+        return logger
+    }()
 
     /// `url` with its database replaced by `name`.
     public static func databaseURL(_ url: String, _ name: String) throws -> String {

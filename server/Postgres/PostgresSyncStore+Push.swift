@@ -34,6 +34,7 @@ extension PostgresSyncStore {
                     step = try transaction.next(.loggedConflicts(logged))
                 case .write(let writes):
                     try await self.write(connection, writes)
+                    try await self.beforeCommit?(writes)
                     step = try transaction.next(.written)
                 case .finished(let outcome):
                     return outcome

@@ -20,16 +20,26 @@ public final class PostgresSyncStore: SyncStore, Service {
     let client: PostgresClient
     let schema: Schema
     let logger: Logger
+    /// Runs in each push's transaction after its writes, before the commit; tests hold a push open
+    /// there, or roll it back by throwing.
+    let beforeCommit: (@Sendable (PushWrites) async throws -> Void)?
 
     /// Connects to the database a `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` URL names
     /// (`?sslmode=require` asks for TLS), with at most `maximumConnections` connections; nothing is
     /// opened until the client runs.
-    public init(url: String, schema: Schema, maximumConnections: Int = 20, logger: Logger = Logger(label: "sitesync.postgres")) throws {
+    public convenience init(url: String, schema: Schema, maximumConnections: Int = 20, logger: Logger = Logger(label: "sitesync.postgres")) throws {
+        try self.init(url: url, schema: schema, maximumConnections: maximumConnections, logger: logger, beforeCommit: nil)
+    }
+
+    init(
+        url: String, schema: Schema, maximumConnections: Int, logger: Logger, beforeCommit: (@Sendable (PushWrites) async throws -> Void)?
+    ) throws {
         var configuration = try Self.configuration(url)
         configuration.options.maximumConnections = maximumConnections
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.schema = schema
         self.logger = logger
+        self.beforeCommit = beforeCommit
     }
 
     /// Whether `database` names a PostgreSQL database rather than an SQLite file.

@@ -1,0 +1,107 @@
+import Foundation
+import SiteSyncCore
+import SiteSyncTestSupport
+import Synchronization
+import Testing
+import TrialRecords
+
+@testable import SiteSyncServer
+
+/// A push held open in its transaction until the test releases it, or rolls it back.
+private final class Barrier: Sendable {
+    private let state = Mutex<(entered: Bool, release: Bool?)>((false, nil))
+
+    /// Called by the held push: says it is in, then waits for the verdict; throws to roll back.
+    func hold() async throws {
+        state.withLock { $0.entered = true }
+        while true {
+            switch state.withLock({ $0.release }) {
+            case true?: return
+            case false?: throw CancellationError()
+            case nil: try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+
+    func waitUntilEntered() async throws {
+        for _ in 0..<2000 where !state.withLock({ $0.entered }) { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(state.withLock { $0.entered }, "the held push reached its commit")
+    }
+
+    func release(commit: Bool) { state.withLock { $0.release = commit } }
+}
+
+/// What PostgreSQL's concurrency exposes and SQLite's single writer hides: a pull never skips a
+/// late commit, pushes for different sites never wait on each other, and sequence numbers have no gaps.
+@Suite("PostgreSQL under concurrent pushes", .enabled(if: StoreKind.all.contains(.postgres)))
+struct PostgresConcurrencyTests {
+    /// A push of new subjects, checked as the server checks it.
+    private func checked(_ replica: String, site: String, ids: [String], principal: Principal) throws -> CheckedPush {
+        try PushValidation.check(
+            subjectPush(replica: replica, site: site, ids: ids), principal: principal, schema: TrialSchema.current,
+            serverMilliseconds: HybridLogicalClock.systemMilliseconds(), maximumSkewMilliseconds: 60_000, receivedAt: Date().formatted(.iso8601)
+        )
+    }
+
+    private func pulled(_ store: PostgresSyncStore, after cursor: Int64) async throws -> (ids: [String], cursor: Int64) {
+        let batch = try await store.pull(
+            PullRequest(cursor: ["S01": cursor], limit: 100, replica: "reader"), principal: Principal(role: .site, site: "S01", replica: "reader"),
+            schema: TrialSchema.current
+        )
+        return (batch.groups.flatMap { $0.rows.map(\.id) }, batch.cursor["S01"] ?? -1)
+    }
+
+    @Test("A pull never passes a push still committing; a push for another site does not wait; a rollback leaves no gap")
+    func lateCommit() async throws {
+        let barrier = Barrier()
+        let held = Mutex<Set<String>>([])
+        let store = try PostgresSyncStore(
+            url: try await PostgresTestDatabase.create(), schema: TrialSchema.current, maximumConnections: 6, logger: PostgresTestDatabase.quiet,
+            beforeCommit: { writes in
+                if writes.audit.contains(where: { held.withLock { $0 }.contains($0.recordID) }) { try await barrier.hold() }
+            }
+        )
+        Task { try await store.run() }
+        try await store.migrate()
+        let s01 = Principal(role: .site, site: "S01", replica: "a")
+        let s01b = Principal(role: .site, site: "S01", replica: "b")
+        let s02 = Principal(role: .site, site: "S02", replica: "c")
+        _ = try await store.push(checked("a", site: "S01", ids: ["first"], principal: s01), principal: s01)
+        #expect(try await pulled(store, after: 0) == (["first"], 1))
+
+        // A for S01 holds its transaction open at the commit; B for S01 waits on the site's head.
+        held.withLock { $0 = ["held"] }
+        let a = Task { try await store.push(checked("a", site: "S01", ids: ["held"], principal: s01), principal: s01) }
+        try await barrier.waitUntilEntered()
+        let b = Task { try await store.push(checked("b", site: "S01", ids: ["waiting"], principal: s01b), principal: s01b) }
+        // C for S02 commits meanwhile: sites do not wait on each other.
+        let c = try await store.push(checked("c", site: "S02", ids: ["other"], principal: s02), principal: s02)
+        #expect(c.applied == 1)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await pulled(store, after: 1) == ([], 1), "nothing past the previous head while A and B are open")
+        barrier.release(commit: true)
+        #expect(try await a.value.applied == 1)
+        #expect(try await b.value.applied == 1)
+        let after = try await pulled(store, after: 1)
+        #expect(after.ids == ["held", "waiting"] && after.cursor == 3, "A's and B's changes, numbered 2 and 3")
+
+        // The same with A rolled back: B takes the next number, no gap.
+        let rollback = Barrier()
+        let second = try PostgresSyncStore(
+            url: try await PostgresTestDatabase.create(), schema: TrialSchema.current, maximumConnections: 6, logger: PostgresTestDatabase.quiet,
+            beforeCommit: { writes in if writes.audit.contains(where: { $0.recordID == "doomed" }) { try await rollback.hold() } }
+        )
+        Task { try await second.run() }
+        try await second.migrate()
+        _ = try await second.push(checked("a", site: "S01", ids: ["first"], principal: s01), principal: s01)
+        let doomed = Task { try await second.push(checked("a", site: "S01", ids: ["doomed"], principal: s01), principal: s01) }
+        try await rollback.waitUntilEntered()
+        let next = Task { try await second.push(checked("b", site: "S01", ids: ["next"], principal: s01b), principal: s01b) }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await pulled(second, after: 1) == ([], 1))
+        rollback.release(commit: false)
+        await #expect(throws: (any Error).self) { try await doomed.value }
+        #expect(try await next.value.applied == 1)
+        #expect(try await pulled(second, after: 1) == (["next"], 2), "the next push takes number 2: no gap")
+    }
+}
