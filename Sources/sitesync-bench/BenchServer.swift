@@ -12,11 +12,37 @@ struct BenchServer: Sendable {
     let url: URL
     let siteTokens: [String: String]
 
-    static func run(databasePath: String, _ body: (BenchServer) async throws -> Void) async throws {
-        let store = try SQLiteSyncStore(path: databasePath, schema: TrialSchema.current)
+    /// Runs `body` against a server on an SQLite file at `databasePath`, or, given `postgres` (a
+    /// cluster's URL), on a new PostgreSQL database made for this run.
+    static func run(databasePath: String, postgres: String? = nil, _ body: (BenchServer) async throws -> Void) async throws {
+        var quiet = Logger(label: "sitesync.bench.postgres")
+        quiet.logLevel = .error
+        let store: any SyncStore
+        var services: [any Service] = []
         var tokens: [String: String] = [:]
-        for site in ["S01", "S02"] {
-            tokens[site] = try await Tokens.create(in: store, role: .site, site: site)
+        if let postgres {
+            let admin = try PostgresSyncStore(url: postgres, schema: TrialSchema.current, maximumConnections: 1, logger: quiet)
+            let name = "sitesync_bench_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
+            try await admin.withRunning { try await admin.execute("CREATE DATABASE \(name)") }
+            var components = URLComponents(string: postgres)!
+            components.path = "/\(name)"
+            let url = components.string!
+            // Migrated, and the tokens made, before the server's own pool runs.
+            let setup = try PostgresSyncStore(url: url, schema: TrialSchema.current, maximumConnections: 1, logger: quiet)
+            tokens = try await setup.withRunning {
+                try await setup.migrate()
+                var tokens: [String: String] = [:]
+                for site in ["S01", "S02"] { tokens[site] = try await Tokens.create(in: setup, role: .site, site: site) }
+                return tokens
+            }
+            let postgresStore = try PostgresSyncStore(url: url, schema: TrialSchema.current, logger: quiet)
+            store = postgresStore
+            services = [postgresStore]
+        } else {
+            store = try SQLiteSyncStore(path: databasePath, schema: TrialSchema.current)
+            for site in ["S01", "S02"] {
+                tokens[site] = try await Tokens.create(in: store, role: .site, site: site)
+            }
         }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var configuration = ServerConfiguration(schema: TrialSchema.current)
@@ -24,7 +50,7 @@ struct BenchServer: Sendable {
         configuration.maximumBodySize = 64 * 1024 * 1024
         configuration.onServerRunning = { continuation.yield($0) }
         let logger = Logger(label: "sitesync.bench", factory: { _ in SwiftLogNoOpLogHandler() })
-        let app = buildApplication(configuration, store: store, logger: logger)
+        let app = buildApplication(configuration, store: store, logger: logger, services: services)
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

@@ -39,7 +39,11 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Working folder for the databases (emptied first).")
     var directory = "bench-out"
 
+    @Option(help: "Run the server on PostgreSQL: a postgres:// URL of a cluster the bench may create databases in (one per server it runs).")
+    var database: String?
+
     func validate() throws {
+        if let database, !PostgresSyncStore.isURL(database) { throw ValidationError("--database must be a postgres:// URL.") }
         guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repetitions >= 1 else {
             throw ValidationError("--records needs at least 1000, the delta sizes at least 10 and in order, --rounds and --repeat at least 1.")
         }
@@ -51,7 +55,7 @@ struct Run: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let report = Report()
 
-        try await BenchServer.run(databasePath: folder.appendingPathComponent("server.sqlite").path) { server in
+        try await BenchServer.run(databasePath: folder.appendingPathComponent("server.sqlite").path, postgres: database) { server in
             // local_write: the same rows, tracked and untracked, batch by batch, on a fresh replica each
             // repetition; the shared machine is noisy, so the medians of the repetitions are reported.
             var laptop: BenchReplica!
@@ -102,7 +106,7 @@ struct Run: AsyncParsableCommand {
         }
 
         // delta: a separate server, grown from the small size to the large one
-        try await BenchServer.run(databasePath: folder.appendingPathComponent("delta-server.sqlite").path) { server in
+        try await BenchServer.run(databasePath: folder.appendingPathComponent("delta-server.sqlite").path, postgres: database) { server in
             let writer = try await server.replica(folder.appendingPathComponent("delta-a.sqlite").path, site: "S02")
             let reader = try await server.replica(folder.appendingPathComponent("delta-b.sqlite").path, site: "S02")
             let generator = AdverseEventGenerator(site: "S02")
