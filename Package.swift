@@ -137,6 +137,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // A channel for request contexts of the in-process server the convergence test drives.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -10,7 +10,7 @@ struct SiteSyncServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sitesync-server",
         abstract: "The SiteSync central sync server.",
-        subcommands: [Serve.self, Token.self, Audit.self]
+        subcommands: [Serve.self, Token.self, Audit.self, Store.self]
     )
 }
 
@@ -130,6 +130,39 @@ struct Token: AsyncParsableCommand {
 }
 
 extension Role: ExpressibleByArgument {}
+
+struct Store: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Move the server's data between stores.", subcommands: [Copy.self])
+
+    struct Copy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy an SQLite server database into an empty PostgreSQL store.",
+            discussion: """
+                Tokens, replicas, site sequences, records with their stamps, conflicts and the audit trail are \
+                copied as they are, in one transaction, so laptops continue syncing from where they were. Stop \
+                the server on the SQLite file first; then start the servers on PostgreSQL (docs/DEPLOYMENT.md).
+                """
+        )
+
+        @Option(help: "The SQLite server database to copy.")
+        var from: String
+
+        @Option(help: "The PostgreSQL database to copy into: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE. It must hold no data.")
+        var to: String
+
+        func validate() throws {
+            guard FileManager.default.fileExists(atPath: from) else { throw ValidationError("--from: no file \(from).") }
+            guard PostgresSyncStore.isURL(to) else { throw ValidationError("--to must be a postgres:// URL.") }
+        }
+
+        func run() async throws {
+            let source = try SQLiteSyncStore(path: from, schema: TrialSchema.current)
+            let target = try PostgresSyncStore(url: to, schema: TrialSchema.current, logger: DatabaseOptions.quiet)
+            let counts = try await target.withRunning { try await StoreCopy.copy(from: source, to: target) }
+            print("Copied \(counts).")
+        }
+    }
+}
 
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Read the audit trail.", subcommands: [Export.self])

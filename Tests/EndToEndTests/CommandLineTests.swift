@@ -46,7 +46,7 @@ struct Commands {
 
     /// Starts `sitesync-server serve` on a free loopback port and waits until it answers.
     func startServer(database: String) async throws -> (Process, Int) {
-        let port = try freePort()
+        let port = try Self.freePort()
         let process = Process()
         process.executableURL = Self.products.appendingPathComponent("sitesync-server")
         process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "warning"]
@@ -64,7 +64,8 @@ struct Commands {
         throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "sitesync-server did not start"])
     }
 
-    private func freePort() throws -> Int {
+    /// A port nothing listens on now, on 127.0.0.1.
+    static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()

@@ -65,7 +65,8 @@ public final class PostgresSyncStore: SyncStore, Service {
         await cancelWhenGracefulShutdown { await self.client.run() }
     }
 
-    /// Runs the connection pool while `body` runs: for commands, which are not services.
+    /// Runs the connection pool while `body` runs: for commands, which are not services. A store's
+    /// pool runs once: by this, or by ``run()``.
     public func withRunning<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await self.client.run() }

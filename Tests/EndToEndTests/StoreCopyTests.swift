@@ -1,0 +1,103 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SiteSyncClient
+import SiteSyncCore
+import SiteSyncServer
+import SiteSyncTestSupport
+import Testing
+import TrialRecords
+
+/// A pilot's SQLite server database copied into PostgreSQL, with laptops that keep syncing.
+@Suite("Moving a pilot to PostgreSQL", .enabled(if: StoreKind.all.contains(.postgres)))
+struct StoreCopyTests {
+    @Test("After the copy, laptops pull nothing again, push only what was pending, and no conflict appears")
+    func copyKeepsLaptopsWhereTheyWere() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-copy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let sqlite = try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
+        let s01 = try await Tokens.create(in: sqlite, role: .site, site: "S01")
+        var configuration = ServerConfiguration(schema: TrialSchema.current)
+        configuration.host = "127.0.0.1"
+        configuration.port = try Commands.freePort()
+        let url = URL(string: "http://127.0.0.1:\(configuration.port)")!
+        func laptop(_ name: String) throws -> Laptop {
+            let replica = try Replica.open(path: directory.appendingPathComponent("\(name).sqlite").path, schema: TrialSchema.current)
+            if replica.identity == nil { try replica.initialize(site: "S01", user: name, serverURL: url, token: s01) }
+            return Laptop(replica: replica, transport: try HTTPTransport(replica: replica))
+        }
+
+        // The pilot: records, a conflict and its resolution, a delete; then one change left pending.
+        let a = try laptop("a")
+        let b = try laptop("b")
+        let kept = try a.replica.put("subjects", ["screening_no": .text("S01-001")])
+        let dropped = try a.replica.put("subjects", ["screening_no": .text("S01-002")])
+        try await serving(configuration, store: sqlite) {
+            try await a.sync()
+            try await b.sync()
+            try a.replica.put("subjects", id: kept, ["status": .text("enrolled")], reason: "Consent signed")
+            try await Task.sleep(for: .milliseconds(5))
+            try b.replica.put("subjects", id: kept, ["status": .text("screen_failed")], reason: "Platelets low")
+            try await a.sync()
+            try await b.sync()
+            try await a.sync()
+            let conflict = try #require(try a.replica.conflicts().first)
+            try a.replica.resolve(conflict: conflict.id, .takeLoser, reason: "Recheck normal")
+            try a.replica.delete("subjects", id: dropped, reason: "Entered twice")
+            try await a.sync()
+            try await b.sync()
+        }
+        try a.replica.put("subjects", id: kept, ["sex": .text("F")])
+        let before = try await StoreContents.dump(sqlite)
+
+        let database = try await PostgresTestDatabase.create()
+        let target = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
+        let counts = try await target.withRunning { try await StoreCopy.copy(from: sqlite, to: target) }
+        #expect(counts.rows["audit"] == before["audit"]?.count && counts.rows["records"] == before["records"]?.count)
+        #expect(counts.rows["conflicts"] == 1 && counts.rows["tokens"] == 3)
+        // A second copy into a store that holds data is refused, and writes nothing.
+        let again = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
+        await #expect(throws: StoreCopyError.self) { try await again.withRunning { try await StoreCopy.copy(from: sqlite, to: again) } }
+
+        let postgres = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
+        try await serving(configuration, store: postgres, services: [postgres]) {
+            let first = try await b.sync()
+            #expect(first.pulled == 0 && first.pushed == 0, "b is where it was")
+            let second = try await a.sync()
+            #expect(second.pushed == 1 && second.pulled == 0, "a pushes its pending change only")
+            #expect(second.conflicts == 0)
+            let third = try await b.sync()
+            #expect(third.pulled == 1 && third.conflicts == 0)
+            #expect(try await StoreContents.count(postgres, "SELECT count(*) FROM conflicts") == 1)
+        }
+        #expect(try a.contents() == b.contents())
+        #expect(try a.replica.conflicts(includeResolved: true).count == 1)
+    }
+
+    /// Runs a server on the configured port while `body` runs: both servers of the test answer at
+    /// the one URL the laptops were set up with.
+    private func serving(
+        _ configuration: ServerConfiguration, store: some SyncStore, services: [any Service] = [], _ body: () async throws -> Void
+    ) async throws {
+        var configuration = configuration
+        let (listening, continuation) = AsyncStream.makeStream(of: Int.self)
+        configuration.onServerRunning = { continuation.yield($0) }
+        let logger = Logger(label: "sitesync.test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let group = ServiceGroup(configuration: .init(services: [buildApplication(configuration, store: store, logger: logger, services: services)], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = listening.makeAsyncIterator()
+            _ = await iterator.next()
+            do {
+                try await body()
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import GRDB
+import PostgresNIO
+import SiteSyncCore
+import SiteSyncSQLite
+
+/// Copies a pilot's SQLite server database into an empty PostgreSQL store: tokens, replica states,
+/// site heads, records and their stamps, the conflict log and the audit trail, all as they are, so
+/// that laptops continue from where they were, without a re-pull and without a conflict.
+///
+/// The copy is one PostgreSQL transaction: it is there whole, or not at all. The SQLite database
+/// must not be in use (stop its server first): it is read in pages, one read transaction each.
+public enum StoreCopy {
+    /// What was copied, table by table.
+    public struct Counts: Sendable, Equatable, CustomStringConvertible {
+        /// The tables, in the order copied.
+        public var tables: [String] = []
+        /// Rows copied, by table.
+        public var rows: [String: Int] = [:]
+
+        mutating func add(_ table: String, _ count: Int) {
+            tables.append(table)
+            rows[table] = count
+        }
+
+        public var description: String { tables.map { "\($0) \(rows[$0] ?? 0)" }.joined(separator: ", ") }
+    }
+
+    /// A table copied as it is: its columns, each with its PostgreSQL type, in key order.
+    private struct Table {
+        var name: String
+        var columns: [(name: String, type: String)]
+        var order: String
+    }
+
+    /// Copies `source` into `target`, which must hold nothing yet (it is migrated first).
+    public static func copy(from source: SQLiteSyncStore, to target: PostgresSyncStore, pageSize: Int = 5000) async throws -> Counts {
+        try await target.migrate()
+        let schema = target.schema
+        var tables = [
+            Table(name: "tokens", columns: [("hash", "text"), ("role", "text"), ("site_id", "text"), ("label", "text"), ("created_at", "text"), ("replica_id", "text")], order: "hash"),
+            Table(name: "sites", columns: [("site_id", "text"), ("seq", "bigint")], order: "site_id"),
+            Table(
+                name: "replicas",
+                columns: [
+                    ("replica_id", "text"), ("last_seq", "bigint"), ("last_applied", "bigint"), ("last_conflicts", "bigint"), ("user", "text"),
+                    ("first_seen", "text"), ("last_seen", "text"), ("last_push", "text"),
+                ],
+                order: "replica_id"
+            ),
+            Table(
+                name: "records",
+                columns: [("tbl", "text"), ("id", "text"), ("site_id", "text"), ("seq", "bigint"), ("hlc", "bigint"), ("replica", "text"), ("user", "text"), ("fields", "text")],
+                order: "tbl, id"
+            ),
+        ]
+        for table in schema.tables {
+            tables.append(Table(
+                name: table.name, columns: [("id", "text")] + table.columns.map { ($0.name, PostgresSyncStore.sqlType($0.type).lowercased()) }, order: "id"
+            ))
+        }
+        tables.append(Table(
+            name: "audit",
+            columns: [
+                ("id", "bigint"), ("received_at", "text"), ("site_id", "text"), ("tbl", "text"), ("record_id", "text"), ("replica", "text"), ("user", "text"),
+                ("seq", "bigint"), ("fields", "text"), ("new_values", "text"), ("old_values", "text"), ("hlcs", "text"), ("bases", "text"),
+                ("outcomes", "text"), ("reasons", "text"), ("conflicts", "text"),
+            ],
+            order: "id"
+        ))
+        let copied = tables
+        return try await target.transaction { connection in
+            for table in ["tokens", "records", "audit", "replicas"] {
+                let held = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)"), logger: target.logger).decode(Int64.self)
+                for try await count in held where count > 0 {
+                    throw StoreCopyError("The PostgreSQL store is not empty (\(table) holds \(count) rows); copy into a new database.")
+                }
+            }
+            var counts = Counts()
+            for table in copied {
+                var offset = 0
+                var total = 0
+                while true {
+                    let start = offset
+                    let page = try await source.writer.read { db in
+                        var rows = JSONRows(capacity: pageSize * 128)
+                        let names = table.columns.map { $0.name.quotedDatabaseIdentifier }.joined(separator: ", ")
+                        let cursor = try Row.fetchCursor(
+                            db, sql: "SELECT \(names) FROM \(table.name.quotedDatabaseIdentifier) ORDER BY \(table.order) LIMIT ? OFFSET ?",
+                            arguments: [pageSize, start]
+                        )
+                        while let row = try cursor.next() {
+                            rows.startRow()
+                            for index in table.columns.indices { rows.add(row.fieldValue(atIndex: index)) }
+                            rows.endRow()
+                        }
+                        return rows
+                    }
+                    guard page.count > 0 else { break }
+                    let names = table.columns.map { PostgresSyncStore.quoted($0.name) }.joined(separator: ", ")
+                    let cells = table.columns.enumerated().map { index, column in
+                        column.type == "text" ? "x->>\(index)" : "(x->>\(index))::\(column.type)"
+                    }.joined(separator: ", ")
+                    try await connection.query(
+                        PostgresQuery(
+                            unsafeSQL: "INSERT INTO \(PostgresSyncStore.quoted(table.name)) (\(names)) SELECT \(cells) FROM jsonb_array_elements($1::jsonb) AS x",
+                            binds: PostgresSyncStore.binds([page.text])
+                        ),
+                        logger: target.logger
+                    )
+                    total += page.count
+                    offset += pageSize
+                }
+                counts.add(table.name, total)
+            }
+            // The audit trail keeps its ids; new rows continue after them.
+            try await connection.query(
+                "SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce((SELECT max(id) FROM audit), 0) + 1, false)", logger: target.logger
+            )
+            return counts
+        }
+    }
+}
+
+/// Why a copy was refused; nothing was written.
+public struct StoreCopyError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
