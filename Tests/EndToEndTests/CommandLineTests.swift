@@ -44,9 +44,9 @@ struct Commands {
 
     func sitesync(_ arguments: String...) throws -> Result { try run("sitesync", arguments) }
 
-    /// Starts `sitesync-server serve` on a free loopback port and waits until it answers.
-    func startServer(database: String) async throws -> (Process, Int) {
-        let port = try Self.freePort()
+    /// Starts `sitesync-server serve` on `port` (a free loopback port when nil) and waits until it answers.
+    func startServer(database: String, port: Int? = nil) async throws -> (Process, Int) {
+        let port = try port ?? Self.freePort()
         let process = Process()
         process.executableURL = Self.products.appendingPathComponent("sitesync-server")
         process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "warning"]
