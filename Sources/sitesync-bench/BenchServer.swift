@@ -7,18 +7,26 @@ import SiteSyncServer
 import Synchronization
 import TrialRecords
 
-/// The sync server running in this process on a free loopback port.
+/// The sync server running in this process on free loopback ports: one instance, or several on
+/// one PostgreSQL database.
 struct BenchServer: Sendable {
-    let url: URL
+    /// Every instance's address; the first is where replicas go unless told otherwise.
+    let urls: [URL]
     let siteTokens: [String: String]
 
+    var url: URL { urls[0] }
+
+    /// The sites the bench's replicas record.
+    static let sites = (1...5).map { String(format: "S%02d", $0) }
+
     /// Runs `body` against a server on an SQLite file at `databasePath`, or, given `postgres` (a
-    /// cluster's URL), on a new PostgreSQL database made for this run.
-    static func run(databasePath: String, postgres: String? = nil, _ body: (BenchServer) async throws -> Void) async throws {
+    /// cluster's URL), on a new PostgreSQL database made for this run, served by `instances`
+    /// instances (one for SQLite).
+    static func run(databasePath: String, postgres: String? = nil, instances: Int = 1, _ body: (BenchServer) async throws -> Void) async throws {
         var quiet = Logger(label: "sitesync.bench.postgres")
         quiet.logLevel = .error
-        let store: any SyncStore
-        var services: [any Service] = []
+        var stores: [any SyncStore] = []
+        var services: [[any Service]] = []
         var tokens: [String: String] = [:]
         if let postgres {
             let admin = try PostgresSyncStore(url: postgres, schema: TrialSchema.current, maximumConnections: 1, logger: quiet)
@@ -27,22 +35,24 @@ struct BenchServer: Sendable {
             var components = URLComponents(string: postgres)!
             components.path = "/\(name)"
             let url = components.string!
-            // Migrated, and the tokens made, before the server's own pool runs.
+            // Migrated, and the tokens made, before the servers' own pools run.
             let setup = try PostgresSyncStore(url: url, schema: TrialSchema.current, maximumConnections: 1, logger: quiet)
             tokens = try await setup.withRunning {
                 try await setup.migrate()
                 var tokens: [String: String] = [:]
-                for site in ["S01", "S02"] { tokens[site] = try await Tokens.create(in: setup, role: .site, site: site) }
+                for site in sites { tokens[site] = try await Tokens.create(in: setup, role: .site, site: site) }
                 return tokens
             }
-            let postgresStore = try PostgresSyncStore(url: url, schema: TrialSchema.current, logger: quiet)
-            store = postgresStore
-            services = [postgresStore]
-        } else {
-            store = try SQLiteSyncStore(path: databasePath, schema: TrialSchema.current)
-            for site in ["S01", "S02"] {
-                tokens[site] = try await Tokens.create(in: store, role: .site, site: site)
+            for _ in 0..<max(1, instances) {
+                let store = try PostgresSyncStore(url: url, schema: TrialSchema.current, logger: quiet)
+                stores.append(store)
+                services.append([store])
             }
+        } else {
+            let store = try SQLiteSyncStore(path: databasePath, schema: TrialSchema.current)
+            for site in sites { tokens[site] = try await Tokens.create(in: store, role: .site, site: site) }
+            stores = [store]
+            services = [[]]
         }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var configuration = ServerConfiguration(schema: TrialSchema.current)
@@ -50,14 +60,22 @@ struct BenchServer: Sendable {
         configuration.maximumBodySize = 64 * 1024 * 1024
         configuration.onServerRunning = { continuation.yield($0) }
         let logger = Logger(label: "sitesync.bench", factory: { _ in SwiftLogNoOpLogHandler() })
-        let app = buildApplication(configuration, store: store, logger: logger, services: services)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        func application(_ store: some SyncStore, _ services: [any Service]) -> any Service {
+            buildApplication(configuration, store: store, logger: logger, services: services)
+        }
+        var apps: [any Service] = []
+        for (store, services) in zip(stores, services) { apps.append(application(store, services)) }
+        let group = ServiceGroup(configuration: .init(services: apps, logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { return }
+            var urls: [URL] = []
+            for _ in apps {
+                guard let port = await iterator.next() else { return }
+                urls.append(URL(string: "http://127.0.0.1:\(port)")!)
+            }
             do {
-                try await body(BenchServer(url: URL(string: "http://127.0.0.1:\(port)")!, siteTokens: tokens))
+                try await body(BenchServer(urls: urls, siteTokens: tokens))
             } catch {
                 await group.triggerGracefulShutdown()
                 throw error
@@ -67,11 +85,12 @@ struct BenchServer: Sendable {
         }
     }
 
-    /// A new replica of `site` at `path`, enrolled, so that what is measured next is sync alone.
-    func replica(_ path: String, site: String) async throws -> BenchReplica {
+    /// A new replica of `site` at `path`, syncing with instance `instance`, enrolled, so that what
+    /// is measured next is sync alone.
+    func replica(_ path: String, site: String, instance: Int = 0) async throws -> BenchReplica {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         let replica = try Replica.open(path: path, schema: TrialSchema.current)
-        try replica.initialize(site: site, user: "Bench \(site)", serverURL: url, token: siteTokens[site]!)
+        try replica.initialize(site: site, user: "Bench \(site)", serverURL: urls[instance % urls.count], token: siteTokens[site]!)
         let bench = BenchReplica(replica: replica)
         try await bench.engine().enrol()
         return bench
@@ -79,7 +98,7 @@ struct BenchServer: Sendable {
 }
 
 /// A replica with its server, which it syncs with its own credential.
-struct BenchReplica {
+struct BenchReplica: Sendable {
     let replica: Replica
 
     func engine(counter: ByteCounter? = nil) throws -> SyncEngine {

@@ -4,6 +4,7 @@ import GRDB
 import SiteSyncClient
 import SiteSyncCore
 import SiteSyncServer
+import Synchronization
 import TrialRecords
 
 /// The benchmark harness: starts the server in-process on loopback, drives replicas, prints one JSON
@@ -152,7 +153,57 @@ struct Run: AsyncParsableCommand {
                 "large_build_s": .real(large.build),
             ])
         }
+        try await concurrent(folder: folder, report: report)
         report.printTable()
+    }
+
+    /// concurrent: 50 replicas on 5 sites, split over the server's instances (two on PostgreSQL,
+    /// one on SQLite), each pushing 1,000 records in batches of 100 while pulling the others'.
+    func concurrent(folder: URL, report: Report) async throws {
+        let replicaCount = 50
+        let batches = 10
+        let batchSize = 100
+        let instances = database == nil ? 1 : 2
+        try await BenchServer.run(databasePath: folder.appendingPathComponent("concurrent-server.sqlite").path, postgres: database, instances: instances) { server in
+            var replicas: [(site: String, replica: BenchReplica)] = []
+            for index in 0..<replicaCount {
+                let site = BenchServer.sites[index % BenchServer.sites.count]
+                replicas.append((site, try await server.replica(folder.appendingPathComponent("concurrent-\(index).sqlite").path, site: site, instance: index)))
+            }
+            let rounds = Durations()
+            let all = replicas
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (site, replica) in all {
+                        group.addTask {
+                            let generator = AdverseEventGenerator(site: site)
+                            for _ in 0..<batches {
+                                try replica.replica.insertTracked(generator.rows(batchSize))
+                                let round = try await measure { try await replica.engine().sync() }
+                                rounds.add(milliseconds: round.seconds * 1000)
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+            }
+            let seconds = (ContinuousClock.now - start) / .seconds(1)
+            // Once all have pushed, each syncs until it holds every record of its site: what it misses is lost.
+            var lost = 0
+            for (_, replica) in replicas {
+                _ = try await replica.engine().sync()
+                let held = try await replica.replica.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM adverse_events") ?? 0 }
+                lost += replicaCount / BenchServer.sites.count * batches * batchSize - held
+            }
+            let sorted = rounds.sorted
+            func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))] }
+            report.add("concurrent", [
+                "instances": .integer(Int64(instances)), "replicas": .integer(Int64(replicaCount)), "sites": .integer(Int64(BenchServer.sites.count)),
+                "records": .integer(Int64(replicaCount * batches * batchSize)),
+                "records_per_s": .real(Double(replicaCount * batches * batchSize) / seconds),
+                "round_p50_ms": .real(percentile(0.5)), "round_p99_ms": .real(percentile(0.99)),
+                "records_lost": .integer(Int64(lost)),
+            ])
+        }
     }
 }
 
@@ -162,4 +213,13 @@ func measure<T>(_ body: () async throws -> T) async throws -> (value: T, seconds
     let value = try await body()
     let elapsed = ContinuousClock.now - start
     return (value, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}
+
+/// Durations measured by concurrent tasks.
+final class Durations: Sendable {
+    private let values = Mutex<[Double]>([])
+
+    func add(milliseconds: Double) { values.withLock { $0.append(milliseconds) } }
+
+    var sorted: [Double] { values.withLock { $0 }.sorted() }
 }
