@@ -54,10 +54,9 @@ public final class PostgresSyncStore: SyncStore, Service {
         let database = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
         let tls: PostgresClient.Configuration.TLS =
             url.queryItems?.first(where: { $0.name == "sslmode" })?.value == "require" ? .require(.makeClientConfiguration()) : .disable
-        var configuration = PostgresClient.Configuration(
+        return PostgresClient.Configuration(
             host: host, port: url.port ?? 5432, username: user, password: url.password, database: database.isEmpty ? nil : database, tls: tls
         )
-        return configuration
     }
 
     /// Runs the connection pool until the service group shuts down.
