@@ -153,10 +153,8 @@ extension SQLiteSyncStore {
                 try db.cachedStatement(sql: "UPDATE \(record.table.name.quotedDatabaseIdentifier) SET \(assignments) WHERE id = ?")
                     .execute(arguments: StatementArguments(record.writes.map(\.value) + [record.id]))
             }
-            if let seq = record.seq {
-                updateShadow.setUncheckedArguments(StatementArguments([seq] + record.stamps.storedValues + [record.table.name, record.id]))
-                try updateShadow.execute()
-            }
+            updateShadow.setUncheckedArguments(StatementArguments([record.seq] + record.stamps.storedValues + [record.table.name, record.id]))
+            try updateShadow.execute()
         }
         for conflict in writes.conflicts {
             let values = conflict.values(detectedAt: writes.receivedAt)

@@ -86,26 +86,12 @@ extension SQLiteSyncStore {
 
     public func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
         try await reading { db in
-            var clauses: [String] = []
-            var arguments: [(any DatabaseValueConvertible)?] = []
-            if let site = filter.site {
-                clauses.append("site_id = ?")
-                arguments.append(site)
-            }
-            if let since = filter.since {
-                clauses.append("received_at >= ?")
-                arguments.append(since)
-            }
-            if let table = filter.table {
-                clauses.append("tbl = ?")
-                arguments.append(table)
-            }
-            if let record = filter.record {
-                clauses.append("record_id = ?")
-                arguments.append(record)
-            }
+            let conditions = filter.conditions
+            let clauses = conditions.map { "\($0.column) \($0.comparison) ?" }
             let condition = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM audit \(condition) ORDER BY id", arguments: StatementArguments(arguments))
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT * FROM audit \(condition) ORDER BY id", arguments: StatementArguments(conditions.map(\.value))
+            )
             while let row = try rows.next() {
                 for change in try AuditRow(row, schema: schema).fieldChanges { try body(change) }
             }

@@ -184,7 +184,7 @@ extension PostgresSyncStore {
         var changedGroups: [String: (table: TableSchema, fields: [String], rows: JSONRows)] = [:]
         for record in writes.changed {
             // The site is the record's already; the upsert below leaves it.
-            if let seq = record.seq { shadow(record.table.name, record.id, "", seq, record.stamps) }
+            shadow(record.table.name, record.id, "", record.seq, record.stamps)
             guard !record.writes.isEmpty else { continue }
             let fields = record.writes.map(\.field)
             let key = ([record.table.name] + fields).joined(separator: "\u{1F}")

@@ -86,14 +86,10 @@ extension PostgresSyncStore {
         try await transaction(readOnly: true) { connection in
             var sql = "SELECT \(Self.auditColumns) FROM audit WHERE true"
             var binds = PostgresBindings()
-            func condition(_ clause: String, _ value: String) {
+            for (column, comparison, value) in filter.conditions {
                 binds.append(value)
-                sql += " AND \(clause)$\(binds.count)"
+                sql += " AND \(column) \(comparison) $\(binds.count)"
             }
-            if let site = filter.site { condition("site_id = ", site) }
-            if let since = filter.since { condition("received_at >= ", since) }
-            if let table = filter.table { condition("tbl = ", table) }
-            if let record = filter.record { condition("record_id = ", record) }
             sql += " ORDER BY id"
             // Streamed: the rows arrive as the export writes them.
             for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger) {

@@ -434,8 +434,6 @@ struct PushTransaction: Sendable {
                     writes.changed.append(PushWrites.ChangedRecord(
                         table: table, id: row.id, seq: nextSequence(entry.site), stamps: stamps, writes: result.writes
                     ))
-                } else if !result.writes.isEmpty {
-                    writes.changed.append(PushWrites.ChangedRecord(table: table, id: row.id, seq: nil, stamps: result.stamps, writes: result.writes))
                 }
                 var conflicts: [String?]?
                 for conflict in result.conflicts {
@@ -510,8 +508,8 @@ struct PushWrites: Sendable {
         var table: TableSchema
         var id: String
         /// The site sequence number it moves to; nil when its stamps did not change (then only
-        /// values are written, which cannot happen today but keeps the writes honest).
-        var seq: Int64?
+        /// The site sequence number it moves to: every merge that writes a value changes its stamps too.
+        var seq: Int64
         var stamps: FieldStamps
         var writes: [(field: String, value: FieldValue)]
     }
