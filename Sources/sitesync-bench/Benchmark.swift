@@ -43,6 +43,19 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Run the server on PostgreSQL: a postgres:// URL of a cluster the bench may create databases in (one per server it runs).")
     var database: String?
 
+    /// The bench's three parts: each starts its own server.
+    enum Part: String, CaseIterable, ExpressibleByArgument {
+        /// local_write, push, pull, bytes_per_change and pull_memory, which build on one another.
+        case writes
+        case delta
+        case concurrent
+    }
+
+    @Option(help: "Run only these parts (repeatable): writes (local_write, push, pull, bytes, pull memory), delta, concurrent.")
+    var only: [Part] = []
+
+    private func runs(_ part: Part) -> Bool { only.isEmpty || only.contains(part) }
+
     func validate() throws {
         if let database, !PostgresSyncStore.isURL(database) { throw ValidationError("--database must be a postgres:// URL.") }
         guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repetitions >= 1 else {
@@ -56,6 +69,14 @@ struct Run: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let report = Report()
 
+        if runs(.writes) { try await writes(folder: folder, report: report) }
+        if runs(.delta) { try await delta(folder: folder, report: report) }
+        if runs(.concurrent) { try await concurrent(folder: folder, report: report) }
+        report.printTable()
+    }
+
+    /// local_write, push, pull, bytes_per_change and pull_memory, on one server.
+    func writes(folder: URL, report: Report) async throws {
         try await BenchServer.run(databasePath: folder.appendingPathComponent("server.sqlite").path, postgres: database) { server in
             // local_write: the same rows, tracked and untracked, batch by batch, on a fresh replica each
             // repetition; the shared machine is noisy, so the medians of the repetitions are reported.
@@ -105,8 +126,10 @@ struct Run: AsyncParsableCommand {
             ])
             report.add("pull_memory", ["records": .integer(Int64(child.records)), "peak_rss_mb": .real(child.peakRSSMegabytes)])
         }
+    }
 
-        // delta: a separate server, grown from the small size to the large one
+    /// delta: a separate server, grown from the small size to the large one.
+    func delta(folder: URL, report: Report) async throws {
         try await BenchServer.run(databasePath: folder.appendingPathComponent("delta-server.sqlite").path, postgres: database) { server in
             let writer = try await server.replica(folder.appendingPathComponent("delta-a.sqlite").path, site: "S02")
             let reader = try await server.replica(folder.appendingPathComponent("delta-b.sqlite").path, site: "S02")
@@ -153,8 +176,6 @@ struct Run: AsyncParsableCommand {
                 "large_build_s": .real(large.build),
             ])
         }
-        try await concurrent(folder: folder, report: report)
-        report.printTable()
     }
 
     /// concurrent: 50 replicas on 5 sites, split over the server's instances (two on PostgreSQL,
