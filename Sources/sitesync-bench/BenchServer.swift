@@ -26,12 +26,19 @@ struct BenchServer: Sendable {
         var quiet = Logger(label: "sitesync.bench.postgres")
         quiet.logLevel = .error
         var stores: [any SyncStore] = []
+        var dropDatabase: (@Sendable () async throws -> Void)?
         var services: [[any Service]] = []
         var tokens: [String: String] = [:]
         if let postgres {
             let admin = try PostgresSyncStore(url: postgres, schema: TrialSchema.current, maximumConnections: 1, logger: quiet)
             let name = "sitesync_bench_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
             try await admin.withRunning { try await admin.execute("CREATE DATABASE \(name)") }
+            let logger = quiet
+            dropDatabase = {
+                // A pool runs once: the drop takes a new one.
+                let admin = try PostgresSyncStore(url: postgres, schema: TrialSchema.current, maximumConnections: 1, logger: logger)
+                try await admin.withRunning { try await admin.execute("DROP DATABASE \(name) WITH (FORCE)") }
+            }
             var components = URLComponents(string: postgres)!
             components.path = "/\(name)"
             let url = components.string!
@@ -83,6 +90,7 @@ struct BenchServer: Sendable {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
+        try await dropDatabase?()
     }
 
     /// A new replica of `site` at `path`, syncing with instance `instance`, enrolled, so that what

@@ -149,8 +149,13 @@ extension PostgresSyncStore {
         }
     }
 
-    /// Writes a push, each kind of row in one statement.
+    /// Writes a push in one statement and one round trip: each kind of row is one JSON parameter,
+    /// unpacked by one data-modifying part of the statement. The parts touch different rows, as
+    /// they must (they all see the snapshot the statement starts with): new records, changed
+    /// records (one part per table and set of fields, a record in one of them only), conflicts,
+    /// the records' stamps, audit rows, the sites' heads and the replica's row.
     private func write(_ connection: PostgresConnection, _ writes: PushWrites) async throws {
+        var statement = CombinedStatement()
         var shadows = JSONRows(capacity: 128 * (writes.created.reduce(0) { $0 + $1.records.count } + writes.changed.count + writes.conflicts.count))
         func shadow(_ table: String, _ id: String, _ site: String, _ seq: Int64, _ stamps: FieldStamps) {
             shadows.startRow()
@@ -175,12 +180,9 @@ extension PostgresSyncStore {
             }
             let names = (["id"] + group.columns).map(Self.quoted).joined(separator: ", ")
             let cells = (["x->>0"] + group.columns.enumerated().map { Self.cell($0 + 1, group.table.column($1)!.type) }).joined(separator: ", ")
-            try await connection.query(
-                "INSERT INTO \(unescaped: Self.quoted(group.table.name)) (\(unescaped: names)) SELECT \(unescaped: cells) FROM jsonb_array_elements(\(rows.text)::jsonb) AS x",
-                logger: logger
-            )
+            statement.add("INSERT INTO \(Self.quoted(group.table.name)) (\(names)) SELECT \(cells) FROM jsonb_array_elements(\(statement.bind(rows.text))::jsonb) AS x")
         }
-        // Changed values: one statement per table and set of fields changed.
+        // Changed values: one part per table and set of fields changed.
         var changedGroups: [String: (table: TableSchema, fields: [String], rows: JSONRows)] = [:]
         for record in writes.changed {
             // The site is the record's already; the upsert below leaves it.
@@ -196,12 +198,11 @@ extension PostgresSyncStore {
         }
         for (table, fields, rows) in changedGroups.values {
             let assignments = fields.enumerated().map { "\(Self.quoted($1)) = \(Self.cell($0 + 1, table.column($1)!.type))" }.joined(separator: ", ")
-            try await connection.query(
+            statement.add(
                 """
-                UPDATE \(unescaped: Self.quoted(table.name)) AS t SET \(unescaped: assignments)
-                FROM jsonb_array_elements(\(rows.text)::jsonb) AS x WHERE t.id = x->>0
-                """,
-                logger: logger
+                UPDATE \(Self.quoted(table.name)) AS t SET \(assignments)
+                FROM jsonb_array_elements(\(statement.bind(rows.text))::jsonb) AS x WHERE t.id = x->>0
+                """
             )
         }
         if !writes.conflicts.isEmpty {
@@ -217,24 +218,22 @@ extension PostgresSyncStore {
             }
             let names = (["id"] + table.columnNames).map(Self.quoted).joined(separator: ", ")
             let cells = (["x->>0"] + table.columns.enumerated().map { Self.cell($0 + 1, $1.type) }).joined(separator: ", ")
-            try await connection.query(
+            statement.add(
                 """
-                INSERT INTO conflicts (\(unescaped: names)) SELECT \(unescaped: cells) FROM jsonb_array_elements(\(rows.text)::jsonb) AS x
+                INSERT INTO conflicts (\(names)) SELECT \(cells) FROM jsonb_array_elements(\(statement.bind(rows.text))::jsonb) AS x
                 ON CONFLICT (id) DO NOTHING
-                """,
-                logger: logger
+                """
             )
         }
         if shadows.count > 0 {
             // New records and conflicts are inserted; changed ones keep their site and take the rest.
-            try await connection.query(
+            statement.add(
                 """
                 INSERT INTO records (tbl, id, site_id, seq, hlc, replica, "user", fields)
-                SELECT x->>0, x->>1, x->>2, (x->>3)::bigint, (x->>4)::bigint, x->>5, x->>6, x->>7 FROM jsonb_array_elements(\(shadows.text)::jsonb) AS x
+                SELECT x->>0, x->>1, x->>2, (x->>3)::bigint, (x->>4)::bigint, x->>5, x->>6, x->>7 FROM jsonb_array_elements(\(statement.bind(shadows.text))::jsonb) AS x
                 ON CONFLICT (tbl, id) DO UPDATE SET
                     seq = excluded.seq, hlc = excluded.hlc, replica = excluded.replica, "user" = excluded."user", fields = excluded.fields
-                """,
-                logger: logger
+                """
             )
         }
         if !writes.audit.isEmpty {
@@ -256,29 +255,30 @@ extension PostgresSyncStore {
                 rows.add(row.conflictsJSON)
                 rows.endRow()
             }
-            try await connection.query(
+            statement.add(
                 """
                 INSERT INTO audit (received_at, replica, site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts)
-                SELECT \(writes.receivedAt), \(writes.replicaID), x->>0, x->>1, x->>2, x->>3, (x->>4)::bigint, x->>5, x->>6, x->>7, x->>8, x->>9, x->>10, x->>11, x->>12
-                FROM jsonb_array_elements(\(rows.text)::jsonb) WITH ORDINALITY AS r(x, n) ORDER BY n
-                """,
-                logger: logger
+                SELECT \(statement.bind(writes.receivedAt)), \(statement.bind(writes.replicaID)), x->>0, x->>1, x->>2, x->>3, (x->>4)::bigint, x->>5, x->>6, x->>7, x->>8, x->>9, x->>10, x->>11, x->>12
+                FROM jsonb_array_elements(\(statement.bind(rows.text))::jsonb) WITH ORDINALITY AS r(x, n) ORDER BY n
+                """
             )
         }
         let heads = writes.heads.sorted { $0.key < $1.key }
-        try await connection.query(
-            "UPDATE sites SET seq = h.seq FROM unnest(\(heads.map(\.key)), \(heads.map(\.value))) AS h(site_id, seq) WHERE sites.site_id = h.site_id",
-            logger: logger
-        )
-        try await connection.query(
+        statement.add(
             """
-            UPDATE replicas SET last_seq = \(writes.replica.lastSeq.rawValue), last_applied = \(Int64(writes.replica.lastApplied)),
-                last_conflicts = \(Int64(writes.replica.lastConflicts)), "user" = \(writes.user), last_seen = \(writes.receivedAt),
-                last_push = \(writes.replica.lastPush)
-            WHERE replica_id = \(writes.replicaID)
-            """,
-            logger: logger
+            UPDATE sites SET seq = h.seq FROM unnest(\(statement.bind(heads.map(\.key))), \(statement.bind(heads.map(\.value)))) AS h(site_id, seq)
+            WHERE sites.site_id = h.site_id
+            """
         )
+        statement.add(
+            """
+            UPDATE replicas SET last_seq = \(statement.bind(writes.replica.lastSeq.rawValue)), last_applied = \(statement.bind(Int64(writes.replica.lastApplied))),
+                last_conflicts = \(statement.bind(Int64(writes.replica.lastConflicts))), "user" = \(statement.bind(writes.user)),
+                last_seen = \(statement.bind(writes.receivedAt)), last_push = \(statement.bind(writes.replica.lastPush))
+            WHERE replica_id = \(statement.bind(writes.replicaID))
+            """
+        )
+        try await connection.query(statement.query, logger: logger)
     }
 
     /// Values as the JSON array the audit trail stores.
@@ -289,5 +289,31 @@ extension PostgresSyncStore {
         rows.endRow()
         let text = rows.text
         return String(text.dropFirst().dropLast())
+    }
+}
+
+/// One SQL statement made of data-modifying parts (`WITH w0 AS (INSERT ...), w1 AS (UPDATE ...)
+/// SELECT 1`), each run once and to completion, all in the snapshot the statement starts with.
+struct CombinedStatement {
+    private var binds = PostgresBindings()
+    private var parts: [String] = []
+
+    /// The placeholder of a new parameter holding `value`.
+    mutating func bind<Value: PostgresDynamicTypeEncodable>(_ value: Value) -> String {
+        binds.append(value)
+        return "$\(binds.count)"
+    }
+
+    /// The placeholder of a new parameter holding `value` or NULL.
+    mutating func bind<Value: PostgresDynamicTypeEncodable>(_ value: Value?) -> String {
+        binds.append(value)
+        return "$\(binds.count)"
+    }
+
+    mutating func add(_ sql: String) { parts.append(sql) }
+
+    var query: PostgresQuery {
+        let sql = "WITH " + parts.enumerated().map { "w\($0) AS (\($1))" }.joined(separator: ",\n") + "\nSELECT 1"
+        return PostgresQuery(unsafeSQL: sql, binds: binds)
     }
 }
