@@ -72,7 +72,19 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    /// Fault injection for the tests of several instances: each push on PostgreSQL waits a random
+    /// time up to this many milliseconds between its writes and its commit, holding its locks.
+    @Option(name: .customLong("fault-commit-delay-ms"), help: .hidden)
+    var faultCommitDelay = 0
+
+    /// Fault injection for the same tests: this percentage of pushes on PostgreSQL are rolled back
+    /// after their writes, answered `503 unavailable` as a lost database connection would be.
+    @Option(name: .customLong("fault-abort-percent"), help: .hidden)
+    var faultAbortPercent = 0
+
     func validate() throws {
+        guard (0...10_000).contains(faultCommitDelay) else { throw ValidationError("--fault-commit-delay-ms must be between 0 and 10000.") }
+        guard (0...100).contains(faultAbortPercent) else { throw ValidationError("--fault-abort-percent must be between 0 and 100.") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535.") }
         guard maximumBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024.") }
         guard maximumClockSkew >= 1 else { throw ValidationError("--max-clock-skew must be at least 1 second.") }
@@ -95,7 +107,17 @@ struct Serve: AsyncParsableCommand {
         // Migrated before the server listens; several instances starting at once wait for one another.
         let migrating = try PostgresSyncStore(url: database.location, schema: configuration.schema, logger: DatabaseOptions.quiet)
         try await migrating.withRunning { try await migrating.migrate() }
-        let store = try PostgresSyncStore(url: database.location, schema: configuration.schema, logger: logger)
+        let (delay, abort) = (faultCommitDelay, faultAbortPercent)
+        var faults: (@Sendable () async throws -> Void)?
+        if delay > 0 || abort > 0 {
+            faults = {
+                try await Task.sleep(for: .milliseconds(Int.random(in: 0...delay)))
+                if Int.random(in: 0..<100) < abort {
+                    throw StorageError(.unavailable, code: "fault", message: "push rolled back by --fault-abort-percent")
+                }
+            }
+        }
+        let store = try PostgresSyncStore(url: database.location, schema: configuration.schema, logger: logger, beforeCommit: faults)
         try await buildApplication(configuration, store: store, logger: logger, services: [store]).runService()
     }
 }

@@ -45,11 +45,11 @@ struct Commands {
     func sitesync(_ arguments: String...) throws -> Result { try run("sitesync", arguments) }
 
     /// Starts `sitesync-server serve` on `port` (a free loopback port when nil) and waits until it answers.
-    func startServer(database: String, port: Int? = nil) async throws -> (Process, Int) {
+    func startServer(database: String, port: Int? = nil, arguments: [String] = []) async throws -> (Process, Int) {
         let port = try port ?? Self.freePort()
         let process = Process()
         process.executableURL = Self.products.appendingPathComponent("sitesync-server")
-        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "warning"]
+        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "warning"] + arguments
         process.currentDirectoryURL = directory
         try process.run()
         for _ in 0..<100 {

@@ -40,9 +40,19 @@ private final class Alternating: SyncTransport {
         }]
     }
 
+    /// Pushes the server rolled back and answered 503.
+    static let rolledBack = Mutex(0)
+
     func push(_ request: PushRequest) async throws -> PushResponse {
         let transport = transport()
-        guard abandon.withLock({ $0.next() % 5 == 0 }) else { return try await transport.push(request) }
+        guard abandon.withLock({ $0.next() % 5 == 0 }) else {
+            do {
+                return try await transport.push(request)
+            } catch let error as SyncError where error.status == 503 {
+                Self.rolledBack.withLock { $0 += 1 }
+                throw error
+            }
+        }
         Task { _ = try? await transport.push(request) }
         try await Task.sleep(for: .milliseconds(Int(abandon.withLock { $0.next() % 20 })))
         Self.abandoned.withLock { $0 += 1 }
@@ -74,8 +84,11 @@ struct TwoInstancesTests {
             return tokens
         }
         let commands = Commands(directory: directory, environment: [:])
-        var (first, firstPort) = try await commands.startServer(database: database)
-        let (second, secondPort) = try await commands.startServer(database: database)
+        // Each push waits up to 30 ms before its commit, holding its site's lock, so that pushes
+        // overlap on both instances and late commits race the pulls; one in ten is rolled back there.
+        let delay = ["--fault-commit-delay-ms", "30", "--fault-abort-percent", "10"]
+        var (first, firstPort) = try await commands.startServer(database: database, arguments: delay)
+        let (second, secondPort) = try await commands.startServer(database: database, arguments: delay)
         defer {
             first.terminate()
             second.terminate()
@@ -120,7 +133,7 @@ struct TwoInstancesTests {
                 kill(first.processIdentifier, SIGKILL)
                 first.waitUntilExit()
                 await pushes.value
-                (first, _) = try await commands.startServer(database: database, port: firstPort)
+                (first, _) = try await commands.startServer(database: database, port: firstPort, arguments: delay)
                 continue
             }
             await withTaskGroup(of: Void.self) { group in
@@ -128,6 +141,7 @@ struct TwoInstancesTests {
             }
         }
         #expect(Alternating.abandoned.withLock { $0 } > 0, "some pushes were dropped mid-flight")
+        #expect(Alternating.rolledBack.withLock { $0 } > 0, "some pushes were rolled back before their commit")
         #expect(failed.withLock { $0 } > 0, "some syncs failed, with the instance killed or their pushes dropped")
         // A quiet round through both instances: everything queued reaches the server, then every laptop.
         for _ in 0..<2 {

@@ -31,6 +31,14 @@ public final class PostgresSyncStore: SyncStore, Service {
         try self.init(url: url, schema: schema, maximumConnections: maximumConnections, logger: logger, beforeCommit: nil)
     }
 
+    /// A store that runs `beforeCommit` in each push's transaction, before the commit: fault
+    /// injection for the tests that run the `sitesync-server` executable.
+    package convenience init(url: String, schema: Schema, logger: Logger, beforeCommit: (@Sendable () async throws -> Void)?) throws {
+        var hook: (@Sendable (PushWrites) async throws -> Void)?
+        if let beforeCommit { hook = { _ in try await beforeCommit() } }
+        try self.init(url: url, schema: schema, maximumConnections: 20, logger: logger, beforeCommit: hook)
+    }
+
     init(
         url: String, schema: Schema, maximumConnections: Int, logger: Logger, beforeCommit: (@Sendable (PushWrites) async throws -> Void)?
     ) throws {
