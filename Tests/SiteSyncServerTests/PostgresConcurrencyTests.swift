@@ -105,3 +105,34 @@ struct PostgresConcurrencyTests {
         #expect(try await pulled(second, after: 1) == (["next"], 2), "the next push takes number 2: no gap")
     }
 }
+
+/// Migrations on PostgreSQL: named, recorded, applied once when instances start together.
+@Suite("PostgreSQL migrations", .enabled(if: StoreKind.all.contains(.postgres)))
+struct PostgresMigrationTests {
+    @Test("Instances starting at once apply each migration once; the audit trail's key leads with the site")
+    func startingTogether() async throws {
+        let url = try await PostgresTestDatabase.create()
+        let stores = try (0..<4).map { _ in
+            try PostgresSyncStore(url: url, schema: TrialSchema.current, maximumConnections: 1, logger: PostgresTestDatabase.quiet)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for store in stores { group.addTask { try await store.withRunning { try await store.migrate() } } }
+            try await group.waitForAll()
+        }
+        let store = try PostgresSyncStore(url: url, schema: TrialSchema.current, maximumConnections: 1, logger: PostgresTestDatabase.quiet)
+        try await store.withRunning {
+            let applied = try await store.appliedMigrations()
+            #expect(applied.sorted() == store.migrations.map(\.name).sorted())
+            #expect(Set(applied).count == applied.count, "no migration recorded twice")
+            let key = try await store.rowsAsText(
+                """
+                SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM pg_index i
+                CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                WHERE i.indrelid = 'audit'::regclass AND i.indisprimary
+                """
+            )
+            #expect(key == ["site_id,id"])
+        }
+    }
+}

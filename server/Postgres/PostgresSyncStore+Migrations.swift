@@ -131,6 +131,17 @@ extension PostgresSyncStore {
             }
             migrations.append(Migration(name: "schema-v\(version)", statements: statements))
         }
+        // Primary keys lead with the site where the model allows, so that the tables can be
+        // distributed by site (docs/DEPLOYMENT.md). An audit row's id is unique by construction, so
+        // its key can take the site first. A record's id must be unique across sites, which only a
+        // key without the site enforces, so `records` and the trial's tables keep theirs; the
+        // conflict log's rows carry no site column (their site is their shadow row's in `records`).
+        migrations.append(Migration(name: "server-v2-site-keys", statements: [
+            "ALTER TABLE audit DROP CONSTRAINT audit_pkey",
+            "DROP INDEX audit_site",
+            "ALTER TABLE audit ADD PRIMARY KEY (site_id, id)",
+            "CREATE INDEX audit_id ON audit (id)",
+        ]))
         return migrations
     }
 
