@@ -16,6 +16,32 @@ public enum TextRules {
         return nil
     }
 
+    /// `text` with every control character written as a `\u{…}` escape, for a terminal or a log
+    /// line: C0 controls (escape sequences start with ESC; a newline would forge a log line), DEL,
+    /// C1 controls, and the bidirectional controls that make a terminal show text in another order
+    /// than it is stored. Text without them is returned as it is.
+    public static func escapingControls(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var result = ""
+        result.reserveCapacity(text.utf8.count + 16)
+        for scalar in text.unicodeScalars {
+            if isControl(scalar) {
+                result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F: true
+        case 0x061C, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: true
+        default: false
+        }
+    }
+
     /// `text` cut to at most `maxBytes` bytes of UTF-8 on a character boundary, with `…` when cut.
     public static func brief(_ text: String, maxBytes: Int) -> String {
         guard text.utf8.count > maxBytes else { return text }

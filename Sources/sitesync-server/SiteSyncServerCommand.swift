@@ -282,9 +282,15 @@ final class AuditWriter: @unchecked Sendable {
 
     private func append(_ text: String) { buffer.append(contentsOf: text.utf8) }
 
-    /// RFC 4180: quote a cell holding a comma, quote, or line break, doubling its quotes.
+    /// RFC 4180: quote a cell holding a comma, quote, or line break, doubling its quotes. A cell a
+    /// spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+    /// return) is first prefixed with an apostrophe, which spreadsheets show as text: a user name
+    /// or a reason cannot run when an inspector opens the export (docs/AUDIT.md).
     static func csvCell(_ text: String) -> String {
-        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        var text = text
+        if let first = text.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) { text = "'" + text }
+        // By bytes: "\r\n" is one Character, equal to neither "\r" nor "\n".
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0A || $0 == 0x0D }) else { return text }
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }

@@ -43,9 +43,15 @@ func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-/// Text laid out in aligned columns.
+/// Text laid out in aligned columns. Cells come from data, which may hold any character: control
+/// characters are shown escaped (`\u{1B}`), so that a value cannot move the cursor, recolour the
+/// terminal or break the layout.
 struct Table {
     var rows: [[String]]
+
+    init(rows: [[String]]) {
+        self.rows = rows.map { $0.map(TextRules.escapingControls) }
+    }
 
     /// The rows aligned; `decorate` may colour a cell (row, column, text) after it is padded.
     func render(header: Bool, style: Style = .plain, decorate: ((Int, Int, String) -> String)? = nil) -> String {

@@ -77,7 +77,8 @@ struct Conflicts: AsyncParsableCommand {
             }
             let conflict = detail.conflict
             let style = Style.standardOutput
-            print("\(style.bold("Conflict \(conflict.id)")): \(conflict.table) \(conflict.recordID), field \(style.bold(conflict.field)) (site \(conflict.site))")
+            let safe = TextRules.escapingControls
+            print("\(style.bold("Conflict \(safe(conflict.id))")): \(safe(conflict.table)) \(safe(conflict.recordID)), field \(style.bold(safe(conflict.field))) (site \(safe(conflict.site)))")
             print("detected \(conflict.detectedAt), \(conflict.isOpen ? style.yellow("open") : style.green("resolved"))")
             print("")
             let sides = [
@@ -91,10 +92,10 @@ struct Conflicts: AsyncParsableCommand {
                 row == 0 || column == 0 ? style.bold(cell) : column == 1 ? style.green(cell) : style.red(cell)
             })
             print("")
-            print("current value: \(detail.current.map(\.shown) ?? "(record not on this laptop)")")
+            print("current value: \(detail.current.map { safe($0.shown) } ?? "(record not on this laptop)")")
             if let resolution = conflict.resolution {
-                print("resolved: \(resolution.decision.rawValue) by \(resolution.reviewer) at \(resolution.resolvedAt)")
-                print("reason:   \(resolution.reason)")
+                print("resolved: \(resolution.decision.rawValue) by \(safe(resolution.reviewer)) at \(safe(resolution.resolvedAt))")
+                print("reason:   \(safe(resolution.reason))")
             }
         }
     }
@@ -178,7 +179,7 @@ struct History: AsyncParsableCommand {
             return
         }
         let style = Style.standardOutput
-        print(style.bold("\(history.table) \(history.recordID)") + (history.source == "server" ? "" : " (this laptop only)"))
+        print(style.bold(TextRules.escapingControls("\(history.table) \(history.recordID)")) + (history.source == "server" ? "" : " (this laptop only)"))
         var rows: [[String]] = [["time", "user", "replica", "field", "change", "reason", "outcome", "conflict"]]
         for entry in history.entries {
             if entry.kind == "resolution" {

@@ -44,6 +44,14 @@ struct Commands {
 
     func sitesync(_ arguments: String...) throws -> Result { try run("sitesync", arguments) }
 
+    /// Runs `body` with commands working in a new temporary folder, removed afterwards.
+    static func inTemporaryFolder(_ body: (Commands) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await body(Commands(directory: directory, environment: ["SITESYNC_DB": ""]))
+    }
+
     /// Starts `sitesync-server serve` on `port` (a free loopback port when nil) and waits until it answers.
     func startServer(database: String, port: Int? = nil, arguments: [String] = []) async throws -> (Process, Int) {
         let port = try port ?? Self.freePort()
@@ -86,10 +94,7 @@ import FoundationNetworking
 @Suite("The README walk-through, run as commands", .serialized)
 struct CommandLineTests {
     private func withFolder(_ body: (Commands) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try await body(Commands(directory: directory, environment: ["SITESYNC_DB": ""]))
+        try await Commands.inTemporaryFolder(body)
     }
 
     private func json(_ result: Commands.Result) throws -> Any {
