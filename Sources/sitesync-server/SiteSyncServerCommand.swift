@@ -123,7 +123,22 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct Token: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage bearer tokens.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(abstract: "Manage bearer tokens.", subcommands: [Create.self, List.self, Revoke.self])
+
+    /// A lifetime written as a number and a unit: `90d`, `12h`, `30m`.
+    struct Lifetime: ExpressibleByArgument {
+        let seconds: Int
+
+        init?(argument: String) {
+            guard let unit = argument.last, let number = Int(argument.dropLast()), number > 0 else { return nil }
+            switch unit {
+            case "d": seconds = number * 86_400
+            case "h": seconds = number * 3_600
+            case "m": seconds = number * 60
+            default: return nil
+            }
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a token and print it alone on stdout; only its digest is stored.")
@@ -139,14 +154,109 @@ struct Token: AsyncParsableCommand {
         @Option(help: "A note saying whose token it is.")
         var label: String?
 
+        @Option(name: .customLong("expires-in"), help: "Refuse the token after this long: a number and d, h or m (90d, 12h). Default: never.")
+        var expiresIn: Lifetime?
+
         func validate() throws {
             if role == .site, site == nil { throw ValidationError("A site token needs --site, for example --site S01.") }
             if role != .site, site != nil { throw ValidationError("A \(role.rawValue) token covers every site; do not give --site.") }
         }
 
         func run() async throws {
-            let token = try await database.withStore { [role, site, label] store in try await Tokens.create(in: store, role: role, site: site, label: label) }
+            let expiresAt = expiresIn.map { Date().addingTimeInterval(TimeInterval($0.seconds)) }
+            let token = try await database.withStore { [role, site, label] store in
+                try await Tokens.create(in: store, role: role, site: site, label: label, expiresAt: expiresAt)
+            }
             print(token)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List every token: enrolment and admin tokens, and each replica's own credential. No secret is shown.",
+            discussion: "ID is the start of the token's SHA-256 digest, which reveals nothing of the token; `token revoke ID` takes it."
+        )
+
+        @OptionGroup var database: DatabaseOptions
+
+        @Flag(help: "One JSON object per token.")
+        var json = false
+
+        func run() async throws {
+            let tokens = try await database.withStore { store in try await store.tokens() }
+            let now = Date().formatted(.iso8601)
+            func state(_ token: StoredToken) -> String {
+                if token.revokedAt != nil { return "revoked" }
+                return token.refusal(at: now) == nil ? "active" : "expired"
+            }
+            if json {
+                for token in tokens {
+                    let object: [String: String?] = [
+                        "id": token.id, "role": token.role.rawValue, "site": token.site, "replica": token.replica, "label": token.label,
+                        "created_at": token.createdAt, "expires_at": token.expiresAt, "revoked_at": token.revokedAt,
+                        "last_used_at": token.lastUsedAt, "state": state(token),
+                    ]
+                    let data = try JSONSerialization.data(withJSONObject: object.mapValues { $0 ?? NSNull() as Any }, options: [.sortedKeys])
+                    print(String(decoding: data, as: UTF8.self))
+                }
+                return
+            }
+            var rows = [["id", "role", "site", "replica", "label", "state", "created", "expires", "last used"]]
+            for token in tokens {
+                rows.append([
+                    token.id, token.role.rawValue, token.site ?? "*", token.replica ?? "", token.label ?? "", state(token), token.createdAt,
+                    token.expiresAt ?? "never", token.lastUsedAt ?? "never",
+                ])
+            }
+            let widths = rows[0].indices.map { column in rows.map { TextRules.escapingControls($0[column]).count }.max() ?? 0 }
+            for row in rows {
+                print(row.enumerated().map { column, cell in
+                    let cell = TextRules.escapingControls(cell)
+                    return column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
+                }.joined(separator: "  "))
+            }
+            print("\(tokens.count) token\(tokens.count == 1 ? "" : "s")")
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke tokens: every instance refuses them from their next request.",
+            discussion: """
+                Give a token's ID from `token list` (at least 8 of its characters), or --replica to revoke a \
+                laptop's own credential, for a lost or stolen laptop. Revoking an enrolment token does not revoke \
+                the credentials of the replicas enrolled with it.
+                """
+        )
+
+        @OptionGroup var database: DatabaseOptions
+
+        @Argument(help: "The token's ID, or its first 8 or more characters.")
+        var id: String?
+
+        @Option(help: "Revoke the credential of this replica instead.")
+        var replica: String?
+
+        func validate() throws {
+            guard (id == nil) != (replica == nil) else { throw ValidationError("Give a token ID or --replica, one of them.") }
+            if let id, id.count < 8 || !id.allSatisfy(\.isHexDigit) { throw ValidationError("A token ID is at least 8 hex digits, as `token list` shows it.") }
+        }
+
+        func run() async throws {
+            let (id, replica) = (id?.lowercased(), replica)
+            let message = try await database.withStore { store -> String in
+                let matching = try await store.tokens().filter { token in
+                    if let id { return token.hash.hasPrefix(id) }
+                    return token.replica == replica
+                }
+                let name = id.map { "ID \($0)" } ?? "replica \(replica ?? "")"
+                guard !matching.isEmpty else { throw ValidationError("No token has \(name); `sitesync-server token list` shows them.") }
+                guard matching.count == 1 else { throw ValidationError("\(matching.count) tokens have \(name); give more of the ID.") }
+                let token = matching[0]
+                let revoked = try await store.revokeTokens(hashes: [token.hash], at: Date().formatted(.iso8601))
+                return revoked == 1 ? "Revoked token \(token.id) (\(token.role.rawValue)\(token.replica.map { ", replica \($0)" } ?? ""))." : "Token \(token.id) was revoked already."
+            }
+            print(message)
         }
     }
 }

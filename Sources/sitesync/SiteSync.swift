@@ -65,7 +65,13 @@ struct Init: AsyncParsableCommand {
     @Option(help: "The sync server's URL, e.g. http://127.0.0.1:8080.")
     var server: String?
 
-    @Option(help: "The enrolment token from `sitesync-server token create`.")
+    @Option(
+        name: .customLong("token-file"),
+        help: "Read the enrolment token from this file, or from standard input with '-' (so it is not in argv, ps or shell history)."
+    )
+    var tokenFile: String?
+
+    @Option(help: ArgumentHelp("The enrolment token itself; prefer --token-file, since arguments are visible to other users in ps.", visibility: .hidden))
     var token: String?
 
     @Option(help: "Your name, recorded on every change made here.")
@@ -80,10 +86,11 @@ struct Init: AsyncParsableCommand {
                 throw ValidationError("--rejoin keeps the replica's site, server and user; give only --db and, if it changed, --token.")
             }
         } else {
-            guard site != nil, server != nil, token != nil, user != nil else {
-                throw ValidationError("Give --site, --server, --token and --user (or --rejoin for an existing replica).")
+            guard site != nil, server != nil, token != nil || tokenFile != nil, user != nil else {
+                throw ValidationError("Give --site, --server, --token-file and --user (or --rejoin for an existing replica).")
             }
         }
+        if token != nil, tokenFile != nil { throw ValidationError("Give the token once: --token-file or --token.") }
         if let server {
             guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
                 throw ValidationError("--server must be an http:// or https:// URL, e.g. http://127.0.0.1:8080.")
@@ -92,7 +99,26 @@ struct Init: AsyncParsableCommand {
         if let token, token.isEmpty { throw ValidationError("--token must not be empty.") }
     }
 
+    /// The token from --token-file (standard input for '-'), else --token: its first line, trimmed.
+    private func enrolmentToken() throws -> String? {
+        guard let tokenFile else { return token }
+        let data: Data
+        if tokenFile == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let contents = FileManager.default.contents(atPath: tokenFile) else {
+                throw ValidationError("Cannot read the token file \(tokenFile).")
+            }
+            data = contents
+        }
+        let text = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        let token = text.trimmingCharacters(in: .whitespaces)
+        guard !token.isEmpty else { throw ValidationError("The token file \(tokenFile == "-" ? "(standard input)" : tokenFile) holds no token.") }
+        return token
+    }
+
     func run() async throws {
+        let token = try enrolmentToken()
         let replica = try replica.open()
         let identity: ReplicaIdentity
         if rejoin {

@@ -53,12 +53,22 @@ struct Commands {
     }
 
     /// Starts `sitesync-server serve` on `port` (a free loopback port when nil) and waits until it answers.
-    func startServer(database: String, port: Int? = nil, arguments: [String] = []) async throws -> (Process, Int) {
+    /// With `log`, the server logs at `trace` into that file of the folder instead of at `warning`
+    /// to the tests' output.
+    func startServer(database: String, port: Int? = nil, arguments: [String] = [], log: String? = nil) async throws -> (Process, Int) {
         let port = try port ?? Self.freePort()
         let process = Process()
         process.executableURL = Self.products.appendingPathComponent("sitesync-server")
-        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "warning"] + arguments
+        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", log == nil ? "warning" : "trace"] + arguments
         process.currentDirectoryURL = directory
+        if let log {
+            let url = directory.appendingPathComponent(log)
+            if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.seekToEnd()
+            process.standardOutput = handle
+            process.standardError = handle
+        }
         try process.run()
         for _ in 0..<100 {
             if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/healthz")!),

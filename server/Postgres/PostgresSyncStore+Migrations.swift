@@ -142,6 +142,10 @@ extension PostgresSyncStore {
             "ALTER TABLE audit ADD PRIMARY KEY (site_id, id)",
             "CREATE INDEX audit_id ON audit (id)",
         ]))
+        // When a token stops being accepted, when an operator revoked it, its last use (to the minute).
+        migrations.append(Migration(name: "server-v3-token-lifecycle", statements: [
+            "ALTER TABLE tokens ADD COLUMN expires_at TEXT, ADD COLUMN revoked_at TEXT, ADD COLUMN last_used_at TEXT"
+        ]))
         return migrations
     }
 

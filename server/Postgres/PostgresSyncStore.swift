@@ -110,23 +110,63 @@ public final class PostgresSyncStore: SyncStore, Service {
 
     // MARK: Tokens and replicas
 
-    public func principal(tokenHash: String) async throws -> Principal? {
+    public func token(hash: String) async throws -> StoredToken? {
         try await transaction(readOnly: true) { connection in
-            let rows = try await connection.query("SELECT role, site_id, replica_id FROM tokens WHERE hash = \(tokenHash)", logger: self.logger)
-            for try await (role, site, replica) in rows.decode((String, String?, String?).self) {
-                return Role(rawValue: role).map { Principal(role: $0, site: site, replica: replica) }
-            }
-            return nil
+            try await self.tokens(connection.query("SELECT \(unescaped: Self.tokenColumns) FROM tokens WHERE hash = \(hash)", logger: self.logger)).first
         }
     }
 
-    public func createToken(hash: String, role: Role, site: String?, label: String?) async throws {
+    public func createToken(hash: String, role: Role, site: String?, label: String?, expiresAt: String?) async throws {
         _ = try await transaction { connection in
             try await connection.query(
-                "INSERT INTO tokens (hash, role, site_id, label, created_at) VALUES (\(hash), \(role.rawValue), \(site), \(label), \(Self.now()))",
+                """
+                INSERT INTO tokens (hash, role, site_id, label, created_at, expires_at)
+                VALUES (\(hash), \(role.rawValue), \(site), \(label), \(Self.now()), \(expiresAt))
+                """,
                 logger: self.logger
             )
         }
+    }
+
+    public func tokens() async throws -> [StoredToken] {
+        try await transaction(readOnly: true) { connection in
+            try await self.tokens(connection.query("SELECT \(unescaped: Self.tokenColumns) FROM tokens ORDER BY created_at, hash", logger: self.logger))
+        }
+    }
+
+    public func revokeTokens(hashes: [String], at time: String) async throws -> Int {
+        try await transaction { connection in
+            let rows = try await connection.query(
+                "UPDATE tokens SET revoked_at = \(time) WHERE revoked_at IS NULL AND hash = ANY(\(hashes)) RETURNING hash", logger: self.logger
+            )
+            var count = 0
+            for try await _ in rows { count += 1 }
+            return count
+        }
+    }
+
+    public func recordTokenUse(hash: String, at time: String) async throws {
+        _ = try await transaction { connection in
+            try await connection.query("UPDATE tokens SET last_used_at = \(time) WHERE hash = \(hash)", logger: self.logger)
+        }
+    }
+
+    private static let tokenColumns = "hash, role, site_id, replica_id, label, created_at, expires_at, revoked_at, last_used_at"
+
+    private func tokens(_ rows: PostgresRowSequence) async throws -> [StoredToken] {
+        var tokens: [StoredToken] = []
+        for try await (hash, role, site, replica, label, created, expires, revoked, used) in rows.decode(
+            (String, String, String?, String?, String?, String, String?, String?, String?).self
+        ) {
+            guard let role = Role(rawValue: role) else { continue }
+            tokens.append(
+                StoredToken(
+                    hash: hash, role: role, site: site, replica: replica, label: label, createdAt: created, expiresAt: expires, revokedAt: revoked,
+                    lastUsedAt: used
+                )
+            )
+        }
+        return tokens
     }
 
     public func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String) async throws -> HLC? {

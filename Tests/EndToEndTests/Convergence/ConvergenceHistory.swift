@@ -87,7 +87,7 @@ struct ConvergenceHistory {
         configuration.wallClock = { clock.now }
         server = try await InProcessServer(path: directory.appendingPathComponent("server-\(seed).sqlite").path, configuration: configuration)
         for (site, token) in Templates.enrolment {
-            try await server.store.createToken(hash: Tokens.hash(token), role: site == SiteID.all ? .reviewer : .site, site: site == SiteID.all ? nil : site, label: nil)
+            try await server.store.createToken(hash: Tokens.hash(token), role: site == SiteID.all ? .reviewer : .site, site: site == SiteID.all ? nil : site, label: nil, expiresAt: nil)
         }
         for (index, (name, site)) in Templates.laptops.enumerated() {
             let skew = Int64.random(in: -1500...1500, using: &random)
