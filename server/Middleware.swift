@@ -32,6 +32,28 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 }
 
+/// Refusals (4xx) in the log, at `notice`: the code, the status and the path, with the token, role,
+/// site and replica the logger already carries. Every value that came from the request is cut to
+/// 100 bytes and its control characters escaped, so a request cannot forge a log line.
+enum Refusals {
+    static func logged(_ error: ServerError, _ request: Request, _ logger: Logger) -> ServerError {
+        guard error.status.code < 500 else { return error }
+        logger.notice(
+            "request refused",
+            metadata: [
+                "sync.error": "\(error.code.rawValue)", "http.status": "\(error.status.code)",
+                "http.method": "\(request.method.rawValue)", "http.path": "\(safe(request.uri.path))",
+            ]
+        )
+        return error
+    }
+
+    /// Text from a request, for a log line.
+    static func safe(_ text: String) -> String {
+        TextRules.escapingControls(TextRules.brief(text, maxBytes: 100))
+    }
+}
+
 /// Refuses clients that speak another protocol, or a newer schema than the server's.
 struct VersionMiddleware: RouterMiddleware {
     typealias Context = SyncRequestContext
@@ -39,10 +61,12 @@ struct VersionMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let protocolHeader = request.headers.value(named: SyncProtocol.protocolHeader)
-        guard protocolHeader == String(SyncProtocol.version) else { throw ServerError.protocolVersion(protocolHeader) }
+        guard protocolHeader == String(SyncProtocol.version) else {
+            throw Refusals.logged(ServerError.protocolVersion(protocolHeader), request, context.logger)
+        }
         let schemaHeader = request.headers.value(named: SyncProtocol.schemaHeader)
         guard let version = schemaHeader.flatMap(Int.init), (1...schemaVersion).contains(version) else {
-            throw ServerError.schemaVersion(client: schemaHeader, server: schemaVersion)
+            throw Refusals.logged(ServerError.schemaVersion(client: schemaHeader, server: schemaVersion), request, context.logger)
         }
         var context = context
         context.clientSchemaVersion = version
@@ -60,19 +84,32 @@ struct TokenMiddleware: RouterMiddleware {
     let uses = TokenUses()
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw ServerError.missingToken }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw Refusals.logged(ServerError.missingToken, request, context.logger)
+        }
         let token = header.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
         let hash = Tokens.hash(token)
-        guard !token.isEmpty, let stored = try await store.token(hash: hash) else { throw ServerError.unknownToken }
+        guard !token.isEmpty, let stored = try await store.token(hash: hash) else {
+            throw Refusals.logged(ServerError.unknownToken, request, context.logger)
+        }
+        var context = context
+        // The token's id (the start of its digest) names it in the log; the token never appears.
+        context.logger[metadataKey: "sync.token"] = "\(stored.id)"
         let now = Date()
-        if let refusal = stored.refusal(at: now.formatted(.iso8601)) { throw ServerError(.unauthorized, .unauthorized, refusal) }
+        if let refusal = stored.refusal(at: now.formatted(.iso8601)) {
+            throw Refusals.logged(ServerError(.unauthorized, .unauthorized, refusal), request, context.logger)
+        }
         if uses.shouldRecord(hash, at: now) { try await store.recordTokenUse(hash: hash, at: now.formatted(.iso8601)) }
         let principal = stored.principal
-        var context = context
         context.principal = principal
         context.logger[metadataKey: "sync.role"] = "\(principal.role.rawValue)"
+        context.logger[metadataKey: "sync.site"] = "\(principal.site ?? SiteID.all)"
         if let replica = principal.replica { context.logger[metadataKey: "sync.replica"] = "\(replica)" }
-        return try await next(request, context)
+        do {
+            return try await next(request, context)
+        } catch let error as ServerError {
+            throw Refusals.logged(error, request, context.logger)
+        }
     }
 }
 

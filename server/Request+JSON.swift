@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import SiteSyncCore
 
 extension Request {
     /// The whole body, refused with `413 body_too_large` past `limit` bytes.
@@ -25,7 +26,7 @@ extension Request {
     static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
             let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-            return path.isEmpty ? "" : " at \(path)"
+            return path.isEmpty ? "" : " at \(TextRules.quotable(path))"
         }
         switch error {
         case .dataCorrupted(let context): return "malformed JSON\(path(context))."

@@ -19,13 +19,13 @@ struct ReviewController {
         case "open": filter.status = "open"
         case "resolved": filter.status = "resolved"
         case "all": filter.status = nil
-        case let other: throw ServerError.validation("status must be open, resolved or all; got \"\(other)\".")
+        case let other: throw ServerError.validation("status must be open, resolved or all; got \"\(TextRules.quotable(other))\".")
         }
         filter.site = query.get("site")
         filter.table = query.get("table")
         filter.after = query.get("after")
         if let limit = query.get("limit") {
-            guard let value = Int(limit), (1...1000).contains(value) else { throw ServerError.validation("limit must be a whole number from 1 to 1000; got \"\(limit)\".") }
+            guard let value = Int(limit), (1...1000).contains(value) else { throw ServerError.validation("limit must be a whole number from 1 to 1000; got \"\(TextRules.quotable(limit))\".") }
             filter.limit = value
         }
         return try JSONResponse.ok(try await store.conflicts(filter, principal: context.requirePrincipal()))

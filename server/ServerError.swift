@@ -62,14 +62,14 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
     static func protocolVersion(_ received: String?) -> ServerError {
         ServerError(
             .upgradeRequired, .protocolVersion,
-            "This server speaks sync protocol \(SyncProtocol.version); the client sent \(received.map { "protocol \($0)" } ?? "none"). Upgrade sitesync; changes stay queued until then."
+            "This server speaks sync protocol \(SyncProtocol.version); the client sent \(received.map { "protocol \(TextRules.quotable($0, maxBytes: 40))" } ?? "none"). Upgrade sitesync; changes stay queued until then."
         )
     }
 
     static func schemaVersion(client: String?, server: Int) -> ServerError {
         ServerError(
             .conflict, .schemaVersion,
-            "The client's schema version \(client ?? "(missing)") is not supported by this server (schema \(server)). Upgrade the server or use a matching sitesync; changes stay queued until then."
+            "The client's schema version \(client.map { TextRules.quotable($0, maxBytes: 40) } ?? "(missing)") is not supported by this server (schema \(server)). Upgrade the server or use a matching sitesync; changes stay queued until then."
         )
     }
 
@@ -86,7 +86,7 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
     )
 
     static func notFound(_ path: String) -> ServerError {
-        ServerError(.notFound, .notFound, "No endpoint \(path).")
+        ServerError(.notFound, .notFound, "No endpoint \(TextRules.quotable(path)).")
     }
 
     static let unavailable = ServerError(.serviceUnavailable, .unavailable, "The server's store is busy or unreachable; nothing was written. Try again shortly.")

@@ -80,7 +80,7 @@ public struct JSONReader {
         repeat {
             guard peek() == UInt8(ascii: "\"") else { throw error(expected: "a member name in \(what())") }
             let key = try string("a member name")
-            try expect(UInt8(ascii: ":"), "':' after \"\(key)\"")
+            try expect(UInt8(ascii: ":"), "':' after \"\(TextRules.quotable(key, maxBytes: 40))\"")
             try member(&self, key)
         } while consume(UInt8(ascii: ","))
         try expect(UInt8(ascii: "}"), "',' or '}' in \(what())")
@@ -276,7 +276,7 @@ public struct JSONReader {
         }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: base[start..<offset]), as: UTF8.self)
         guard let real = Double(text), real.isFinite else {
-            throw JSONReadError(message: "the number \(text) is out of range", offset: start)
+            throw JSONReadError(message: "the number \(TextRules.quotable(text, maxBytes: 40)) is out of range", offset: start)
         }
         return .real(real)
     }

@@ -42,6 +42,11 @@ public enum TextRules {
         }
     }
 
+    /// Input quoted in a message or a log line: cut to `maxBytes` bytes, control characters escaped.
+    public static func quotable(_ text: String, maxBytes: Int = 100) -> String {
+        escapingControls(brief(text, maxBytes: maxBytes))
+    }
+
     /// `text` cut to at most `maxBytes` bytes of UTF-8 on a character boundary, with `…` when cut.
     public static func brief(_ text: String, maxBytes: Int) -> String {
         guard text.utf8.count > maxBytes else { return text }

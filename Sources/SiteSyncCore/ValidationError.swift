@@ -16,8 +16,11 @@ public struct ValidationError: Error, Equatable, Sendable, CustomStringConvertib
             self.message = message
         }
 
+        /// The names as they came, which may be a client's: each cut to 64 bytes, control
+        /// characters escaped, so that a message never quotes much of its input.
         public var description: String {
-            if let field { "\(table).\(field): \(message)" } else { "\(table): \(message)" }
+            let table = TextRules.quotable(table, maxBytes: 64)
+            return if let field { "\(table).\(TextRules.quotable(field, maxBytes: 64)): \(message)" } else { "\(table): \(message)" }
         }
     }
 
@@ -34,7 +37,9 @@ public struct ValidationError: Error, Equatable, Sendable, CustomStringConvertib
         self.init(problems: [Problem(table: table, field: field, message: message)])
     }
 
+    /// The first 20 problems, and how many more there are.
     public var description: String {
-        problems.map(\.description).joined(separator: "; ")
+        let shown = problems.prefix(20).map(\.description).joined(separator: "; ")
+        return problems.count > 20 ? shown + "; and \(problems.count - 20) more problems" : shown
     }
 }

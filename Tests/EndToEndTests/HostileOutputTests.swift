@@ -1,5 +1,12 @@
 import Foundation
+import SiteSyncClient
+import SiteSyncCore
 import Testing
+import TrialRecords
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// Data written on one laptop is read on others and by inspectors: whatever it holds, it is shown
 /// and exported as inert text.
@@ -38,6 +45,71 @@ struct HostileOutputTests {
         }
         if !row.isEmpty || !cell.isEmpty { rows.append(row + [cell]) }
         return rows
+    }
+
+    /// Sends `body` to `path` and returns the status and the error message.
+    private func send(_ port: Int, _ path: String, token: String?, protocolVersion: String = "1", body: Data) async throws -> (status: Int, message: String) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = "POST"
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        request.setValue(protocolVersion, forHTTPHeaderField: SyncProtocol.protocolHeader)
+        request.setValue(String(TrialSchema.current.version), forHTTPHeaderField: SyncProtocol.schemaHeader)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = body
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let error = (try? JSONSerialization.jsonObject(with: data)) as? [String: [String: Any]]
+        return ((response as! HTTPURLResponse).statusCode, (error?["error"]?["message"] as? String) ?? "")
+    }
+
+    @Test("Refusals are logged with their code, token, site and replica; no request forges a log line; errors quote little of their input")
+    func refusals() async throws {
+        try await Commands.inTemporaryFolder { cli in
+            let (server, port) = try await cli.startServer(database: "server.sqlite", log: "server.log")
+            defer { server.terminate() }
+            let enrolment = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
+            try Data(enrolment.utf8).write(to: cli.directory.appendingPathComponent("token.txt"))
+            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "token.txt", "--user", "A").status == 0)
+            let identity = try #require(try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).identity)
+
+            let unknown = try await send(port, SyncProtocol.pullPath, token: "sst_not-a-token", body: Data(#"{"cursor":{},"limit":1}"#.utf8))
+            #expect(unknown.status == 401)
+            // A replica id with a line break, which would start a forged log line if logged raw.
+            let forged = #"{"replica":"x\n2026-01-01T00:00:00+0000 critical sitesync.server: forged","groups":[]}"#
+            let refused = try await send(port, SyncProtocol.pushPath, token: identity.token, body: Data(forged.utf8))
+            #expect(refused.status == 422 && !refused.message.contains("forged"))
+            // Huge input is quoted in part, or not at all.
+            let huge = try await send(port, SyncProtocol.pullPath, token: identity.token, body: Data(#"{"cursor":{"S01":1\#(String(repeating: "9", count: 1_000_000))},"limit":1}"#.utf8))
+            #expect(huge.status == 400 && huge.message.utf8.count < 300, "\(huge.message.utf8.count) bytes")
+            let longKey = try await send(port, SyncProtocol.pushPath, token: identity.token, body: Data(#"{"\#(String(repeating: "k", count: 100_000))" 1}"#.utf8))
+            #expect(longKey.status == 400 && longKey.message.utf8.count < 300, "\(longKey.message.utf8.count) bytes")
+            let version = try await send(port, SyncProtocol.pullPath, token: identity.token, protocolVersion: String(repeating: "7", count: 5000), body: Data())
+            #expect(version.status == 426 && version.message.utf8.count < 400, "\(version.message.utf8.count) bytes")
+            let path = try await send(port, "/v1/" + String(repeating: "p", count: 5000), token: identity.token, body: Data())
+            #expect(path.status == 404 && path.message.utf8.count < 300, "\(path.message.utf8.count) bytes")
+            var fields: [String] = []
+            for index in 0..<50 { fields.append("f\(index)") }
+            let many = try JSONEncoder().encode(PushRequest(replica: identity.replicaID, groups: [
+                ChangeGroup(table: "subjects", user: "A", columns: fields, rows: [ChangeRow(id: "r1", seq: HLC(milliseconds: 1), values: fields.map { _ in .null })])
+            ]))
+            let manyFields = try await send(port, SyncProtocol.pushPath, token: identity.token, body: many)
+            #expect(manyFields.status == 422 && manyFields.message.contains("and 30 more problems"), "\(manyFields.message)")
+
+            server.terminate()
+            server.waitUntilExit()
+            let log = try String(contentsOf: cli.directory.appendingPathComponent("server.log"), encoding: .utf8)
+            let lines = log.split(separator: "\n")
+            let refusals = lines.filter { $0.contains("request refused") }
+            #expect(refusals.contains { $0.contains("sync.error=unauthorized") && $0.contains("http.status=401") })
+            #expect(refusals.contains {
+                $0.contains("sync.error=validation_failed") && $0.contains("sync.replica=\(identity.replicaID)") && $0.contains("sync.site=S01")
+                    && $0.contains("sync.token=")
+            })
+            #expect(refusals.contains { $0.contains("sync.error=protocol_version") })
+            #expect(refusals.contains { $0.contains("sync.error=invalid_json") })
+            #expect(lines.allSatisfy { $0.hasPrefix("20") }, "every log line is the server's own")
+            #expect(!log.contains("forged") && !log.contains(identity.token) && !log.contains(enrolment))
+            #expect(lines.allSatisfy { $0.utf8.count < 4096 }, "no log line carries the huge input")
+        }
     }
 
     @Test("Formulas in the audit export are escaped, line breaks quoted; control characters in the CLI are shown escaped")

@@ -9,7 +9,7 @@ extension PostgresSyncStore {
         var position: (detected: String, id: String)?
         if let token = filter.after {
             let parts = token.split(separator: "~", maxSplits: 1)
-            guard parts.count == 2 else { throw ServerError.validation("The page token \"\(TextRules.brief(token, maxBytes: 80))\" is not one this server gave.") }
+            guard parts.count == 2 else { throw ServerError.validation("The page token \"\(TextRules.quotable(token, maxBytes: 80))\" is not one this server gave.") }
             position = (String(parts[0]), String(parts[1]))
         }
         let after = position
