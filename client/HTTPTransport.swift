@@ -1,11 +1,21 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOSSL
 import SiteSyncCore
+import Synchronization
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
 
-/// The sync protocol over HTTP(S) with URLSession: JSON bodies, a bearer token, version headers.
+/// The sync protocol over HTTP(S): JSON bodies, a bearer token, version headers.
+///
+/// Requests go through URLSession, which verifies an HTTPS server against the system's certificate
+/// authorities. A replica that trusts a private authority instead
+/// (``Replica/trustCertificateAuthority(_:)``) talks HTTPS through AsyncHTTPClient, verifying the
+/// server's certificate and host name against that authority alone: URLSession on Linux cannot be
+/// given an authority of its own.
 public struct HTTPTransport: SyncTransport {
     /// The server's base URL, for example `http://127.0.0.1:8080`.
     public var serverURL: URL
@@ -19,18 +29,24 @@ public struct HTTPTransport: SyncTransport {
     /// Called after each exchange with the path and the request and response body sizes, for metrics.
     public var observer: (@Sendable (_ path: String, _ requestBytes: Int, _ responseBytes: Int) -> Void)?
     private let session: URLSession
+    /// The client that trusts the replica's private certificate authority, when it has one.
+    private let privateTrust: HTTPClient?
 
     /// Creates a transport.
     public init(serverURL: URL, token: String, schemaVersion: Int, timeout: TimeInterval = 60, session: URLSession = .shared) {
         self.init(serverURL: serverURL, credential: { token }, schemaVersion: schemaVersion, timeout: timeout, session: session)
     }
 
-    private init(serverURL: URL, credential: @escaping @Sendable () -> String, schemaVersion: Int, timeout: TimeInterval, session: URLSession) {
+    private init(
+        serverURL: URL, credential: @escaping @Sendable () -> String, schemaVersion: Int, timeout: TimeInterval, session: URLSession,
+        privateTrust: HTTPClient? = nil
+    ) {
         self.serverURL = serverURL
         self.credential = credential
         self.schemaVersion = schemaVersion
         self.timeout = timeout
         self.session = session
+        self.privateTrust = privateTrust
     }
 
     /// Creates the transport of a replica: its server, its current credential (the enrolment token
@@ -39,8 +55,41 @@ public struct HTTPTransport: SyncTransport {
         let identity = try replica.requireIdentity()
         self.init(
             serverURL: identity.serverURL, credential: { replica.identity?.token ?? identity.token },
-            schemaVersion: replica.schema.version, timeout: timeout, session: .shared
+            schemaVersion: replica.schema.version, timeout: timeout, session: .shared,
+            privateTrust: try identity.certificateAuthority.map(Self.client(trusting:))
         )
+    }
+
+    /// One client per set of trusted authorities, for the process's life.
+    private static let clients = Mutex<[String: HTTPClient]>([:])
+
+    private static func client(trusting pem: String) throws -> HTTPClient {
+        let roots = try checkCertificateAuthority(pem)
+        return clients.withLock { clients in
+            if let client = clients[pem] { return client }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(roots)
+            tls.minimumTLSVersion = .tlsv12
+            tls.certificateVerification = .fullVerification
+            var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+            // A refused certificate fails at once; the sync engine decides what to retry.
+            configuration.connectionPool.retryConnectionEstablishment = false
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            clients[pem] = client
+            return client
+        }
+    }
+
+    /// The certificates of `pem`, a certificate authority to trust.
+    ///
+    /// - Throws: ``ReplicaError/invalidArgument(_:)`` when it holds none.
+    @discardableResult
+    public static func checkCertificateAuthority(_ pem: String) throws -> [NIOSSLCertificate] {
+        let certificates = (try? NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))) ?? []
+        guard !certificates.isEmpty else {
+            throw ReplicaError.invalidArgument("The certificate authority is not a PEM certificate (-----BEGIN CERTIFICATE-----).")
+        }
+        return certificates
     }
 
     public func enrol(_ request: EnrolRequest) async throws -> EnrolResponse {
@@ -134,7 +183,17 @@ public struct HTTPTransport: SyncTransport {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await session.data(for: request)
+            if let privateTrust, components.scheme == "https" {
+                (data, response) = try await Self.exchange(request, through: privateTrust, timeout: timeout)
+            } else {
+                (data, response) = try await session.data(for: request)
+            }
+        } catch let error as NIOSSLError {
+            throw SyncError.untrusted(serverURL.absoluteString, "\(error)")
+        } catch let error as NIOSSLExtraError {
+            throw SyncError.untrusted(serverURL.absoluteString, "\(error)")
+        } catch let error as NSError where error.domain == NSURLErrorDomain && Self.certificateErrors.contains(error.code) {
+            throw SyncError.untrusted(serverURL.absoluteString, error.localizedDescription)
         } catch {
             throw SyncError.unreachable(serverURL.absoluteString, (error as NSError).localizedDescription)
         }
@@ -147,5 +206,26 @@ public struct HTTPTransport: SyncTransport {
             throw SyncError.refused(status: http.statusCode, code: "http_\(http.statusCode)", message: "HTTP status \(http.statusCode).")
         }
         return (data, http)
+    }
+
+    /// URLSession's errors for a certificate it does not accept.
+    private static let certificateErrors: Set<Int> = [
+        NSURLErrorServerCertificateUntrusted, NSURLErrorServerCertificateHasBadDate, NSURLErrorServerCertificateNotYetValid,
+        NSURLErrorServerCertificateHasUnknownRoot, NSURLErrorSecureConnectionFailed,
+    ]
+
+    /// `request` sent through AsyncHTTPClient, answered as URLSession would answer it.
+    private static func exchange(_ request: URLRequest, through client: HTTPClient, timeout: TimeInterval) async throws -> (Data, URLResponse) {
+        let url = request.url!
+        var outgoing = HTTPClientRequest(url: url.absoluteString)
+        outgoing.method = .init(rawValue: request.httpMethod ?? "GET")
+        for (name, value) in request.allHTTPHeaderFields ?? [:] { outgoing.headers.add(name: name, value: value) }
+        if let body = request.httpBody { outgoing.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await client.execute(outgoing, timeout: .milliseconds(Int64(timeout * 1000)))
+        let body = try await response.body.collect(upTo: 1 << 30)
+        var headers: [String: String] = [:]
+        for header in response.headers { headers[header.name] = header.value }
+        let http = HTTPURLResponse(url: url, statusCode: Int(response.status.code), httpVersion: "HTTP/1.1", headerFields: headers)!
+        return (Data(body.readableBytesView), http)
     }
 }

@@ -54,6 +54,10 @@ extension Replica {
             // JSON {field: reason}: the reason for change given for each pending field, pushed with it.
             try db.execute(sql: "ALTER TABLE _sitesync_shadows ADD COLUMN reasons TEXT")
         }
+        migrator.registerMigration("sitesync-v5-certificate-authority") { db in
+            // PEM: the private certificate authority trusted for the server's HTTPS certificate.
+            try db.execute(sql: "ALTER TABLE _sitesync_meta ADD COLUMN ca_certificate TEXT")
+        }
         registerSchemaMigrations(&migrator, schema: schema, prefix: "") { db, tables in
             for table in tables {
                 try Replica.installTracking(db, table: table)

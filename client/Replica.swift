@@ -73,11 +73,14 @@ public struct Replica: Sendable {
         try Replica.migrator(schema: schema).migrate(writer)
         tableCodes = try writer.read { db in try TableCodes(db) }
         try writer.read { db in
-            guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, enrolled, hlc FROM _sitesync_meta") else { return }
-            state.current = ReplicaIdentity(
+            guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, enrolled, hlc, ca_certificate FROM _sitesync_meta")
+            else { return }
+            var identity = ReplicaIdentity(
                 replicaID: meta["replica_id"], site: meta["site"], user: meta["user"],
                 serverURL: URL(string: meta["server_url"])!, token: meta["token"], isEnrolled: meta["enrolled"]
             )
+            identity.certificateAuthority = meta["ca_certificate"]
+            state.current = identity
             // Every HLC this replica issued is either still pending or at most the persisted clock.
             let pending = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM _sitesync_outbox") ?? 0
             state.clock.receive(HLC(rawValue: max(meta["hlc"], pending)))
@@ -144,9 +147,11 @@ public struct Replica: Sendable {
                     arguments: [user, serverURL.absoluteString, credential, token, enrolled, enrolled]
                 )
                 try installTracking(db)
-                return ReplicaIdentity(
+                var identity = ReplicaIdentity(
                     replicaID: existing["replica_id"], site: site, user: user, serverURL: serverURL, token: credential, isEnrolled: enrolled
                 )
+                identity.certificateAuthority = state.current?.certificateAuthority
+                return identity
             }
             let identity = ReplicaIdentity(replicaID: replicaID ?? ReplicaID.generate(), site: site, user: user, serverURL: serverURL, token: token)
             try db.execute(
@@ -161,6 +166,19 @@ public struct Replica: Sendable {
         }
         state.current = identity
         return identity
+    }
+
+    /// Trusts only the certificate authorities in `pem` (PEM certificates) for the server's
+    /// HTTPS certificate, instead of the system's: for a server whose certificate a private CA
+    /// signed. Nil goes back to the system's authorities.
+    ///
+    /// - Throws: ``ReplicaError/invalidArgument(_:)`` when `pem` holds no PEM certificate.
+    public func trustCertificateAuthority(_ pem: String?) throws {
+        var identity = try requireIdentity()
+        if let pem { try HTTPTransport.checkCertificateAuthority(pem) }
+        try writer.write { db in try db.execute(sql: "UPDATE _sitesync_meta SET ca_certificate = ?", arguments: [pem]) }
+        identity.certificateAuthority = pem
+        state.current = identity
     }
 
     /// Reinstalls the change-tracking triggers of every table, with the stored identity.

@@ -16,6 +16,9 @@ public struct ReplicaIdentity: Sendable, Equatable {
     public var token: String
     /// Whether the server has registered this replica id and issued its own credential.
     public var isEnrolled: Bool
+    /// The certificate authorities (PEM) trusted for the server's HTTPS certificate instead of the
+    /// system's, for a server with a private CA; nil for the system's.
+    public var certificateAuthority: String?
 
     /// Creates an identity.
     public init(replicaID: String, site: String, user: String, serverURL: URL, token: String, isEnrolled: Bool = false) {

@@ -12,6 +12,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         case unsendable
         case clockAhead
         case replicaConflict
+        case untrusted
     }
 
     private let kind: Kind
@@ -21,6 +22,15 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     /// The server could not be reached (no network, refused connection, time-out).
     public static func unreachable(_ server: String, _ detail: String) -> SyncError {
         SyncError(kind: .unreachable, message: "The server \(server) cannot be reached (\(detail)); changes stay queued on this laptop.")
+    }
+
+    /// The server's TLS certificate was not accepted: not signed by a trusted authority, for
+    /// another host name, or out of date. Not worth retrying until someone fixes it.
+    public static func untrusted(_ server: String, _ detail: String) -> SyncError {
+        SyncError(
+            kind: .untrusted,
+            message: "The server \(server) presented a TLS certificate this laptop does not accept (\(detail)); check the server address and the certificate authority (sitesync init --ca-cert). Changes stay queued on this laptop."
+        )
     }
 
     /// The server answered with an error body.
@@ -72,7 +82,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         switch kind {
         case .unreachable: true
         case .refused(let status, _): status >= 500 || status == 429 || status == 408
-        case .invalidResponse, .unsendable, .clockAhead, .replicaConflict: false
+        case .invalidResponse, .unsendable, .clockAhead, .replicaConflict, .untrusted: false
         }
     }
 

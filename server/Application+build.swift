@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import ServiceLifecycle
 import SiteSyncCore
@@ -12,14 +13,14 @@ import SiteSyncCore
 /// ```
 public func buildApplication(_ configuration: ServerConfiguration, logger: Logger? = nil) throws -> some ApplicationProtocol {
     let store = try SQLiteSyncStore(path: configuration.databasePath, schema: configuration.schema)
-    return buildApplication(configuration, store: store, logger: logger)
+    return try buildApplication(configuration, store: store, logger: logger)
 }
 
 /// Builds the sync server on a given store, with the services it needs run beside the HTTP server
 /// (a PostgreSQL store's connection pool).
 public func buildApplication(
     _ configuration: ServerConfiguration, store: some SyncStore, logger: Logger? = nil, services: [any Service] = []
-) -> some ApplicationProtocol {
+) throws -> some ApplicationProtocol {
     let logger = logger ?? Logger(label: "sitesync.server")
     let router = Router(context: SyncRequestContext.self)
     router.add(middleware: ErrorMiddleware())
@@ -36,6 +37,7 @@ public func buildApplication(
     EnrolmentController(store: store, clock: clock).addRoutes(to: api)
     return Application(
         router: router,
+        server: try configuration.tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),
         // Shut down after the server, in reverse order: the pushes accepted before it stopped
         // finish first, then the store's services stop.

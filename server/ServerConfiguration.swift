@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 import SiteSyncCore
 
 /// Everything `buildApplication(_:)` needs, with defaults; filled from flags at the edge, built directly in tests.
@@ -17,6 +18,9 @@ public struct ServerConfiguration: Sendable {
     public var maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     /// The server's wall clock, in milliseconds since 1970.
     public var wallClock: @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds
+    /// TLS for every connection, or nil for plain HTTP (on loopback, or behind a proxy that
+    /// terminates TLS); ``ServerConfiguration/tls(certificateFile:keyFile:)`` reads one from PEM files.
+    public var tls: TLSConfiguration?
     /// Called with the bound port once the server listens.
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
 
@@ -26,4 +30,40 @@ public struct ServerConfiguration: Sendable {
     }
 
     var maximumClockSkewMilliseconds: Int64 { maximumClockSkew.wholeMilliseconds }
+}
+
+extension ServerConfiguration {
+    /// TLS from a PEM certificate chain (the server's certificate first) and its PEM private key;
+    /// TLS 1.2 at least.
+    ///
+    /// - Throws: ``ServerError``-free plain errors naming the file that cannot be read.
+    public static func tls(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+        } catch {
+            throw TLSFileError(message: "Cannot read a PEM certificate chain from \(certificateFile): \(error).")
+        }
+        guard !chain.isEmpty else { throw TLSFileError(message: "\(certificateFile) holds no PEM certificate.") }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw TLSFileError(message: "Cannot read a PEM private key from \(keyFile): \(error).")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        return configuration
+    }
+
+    /// Whether `host` is a loopback address, which plain HTTP may serve.
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// A certificate or key file that cannot be used.
+public struct TLSFileError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

@@ -67,11 +67,11 @@ struct BenchServer: Sendable {
         configuration.maximumBodySize = 64 * 1024 * 1024
         configuration.onServerRunning = { continuation.yield($0) }
         let logger = Logger(label: "sitesync.bench", factory: { _ in SwiftLogNoOpLogHandler() })
-        func application(_ store: some SyncStore, _ services: [any Service]) -> any Service {
-            buildApplication(configuration, store: store, logger: logger, services: services)
+        func application(_ store: some SyncStore, _ services: [any Service]) throws -> any Service {
+            try buildApplication(configuration, store: store, logger: logger, services: services)
         }
         var apps: [any Service] = []
-        for (store, services) in zip(stores, services) { apps.append(application(store, services)) }
+        for (store, services) in zip(stores, services) { apps.append(try application(store, services)) }
         let group = ServiceGroup(configuration: .init(services: apps, logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

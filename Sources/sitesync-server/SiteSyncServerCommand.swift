@@ -63,6 +63,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to bind.")
     var port = 8080
 
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain (the server's certificate first): serve HTTPS.")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    @Flag(
+        name: .customLong("insecure-http"),
+        help: "Serve plain HTTP on a non-loopback --host: only behind a proxy that terminates TLS (docs/DEPLOYMENT.md)."
+    )
+    var insecureHTTP = false
+
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body accepted, in bytes.")
     var maximumBodyBytes = 32 * 1024 * 1024
 
@@ -86,6 +98,13 @@ struct Serve: AsyncParsableCommand {
         guard (0...10_000).contains(faultCommitDelay) else { throw ValidationError("--fault-commit-delay-ms must be between 0 and 10000.") }
         guard (0...100).contains(faultAbortPercent) else { throw ValidationError("--fault-abort-percent must be between 0 and 100.") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535.") }
+        guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("Give --tls-cert and --tls-key together.") }
+        if tlsCertificate == nil, !insecureHTTP, !ServerConfiguration.isLoopback(host) {
+            throw ValidationError(
+                "Refusing to serve plain HTTP on \(host): tokens and patient data would cross the network in cleartext. "
+                    + "Give --tls-cert and --tls-key, or --insecure-http when a proxy in front terminates TLS."
+            )
+        }
         guard maximumBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024.") }
         guard maximumClockSkew >= 1 else { throw ValidationError("--max-clock-skew must be at least 1 second.") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.") }
@@ -98,6 +117,13 @@ struct Serve: AsyncParsableCommand {
         configuration.port = port
         configuration.maximumBodySize = maximumBodyBytes
         configuration.maximumClockSkew = .seconds(maximumClockSkew)
+        if let tlsCertificate, let tlsKey {
+            do {
+                configuration.tls = try ServerConfiguration.tls(certificateFile: tlsCertificate, keyFile: tlsKey)
+            } catch let error as TLSFileError {
+                throw ValidationError(error.message)
+            }
+        }
         var logger = Logger(label: "sitesync.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         guard database.isPostgres else {

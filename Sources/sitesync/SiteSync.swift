@@ -77,6 +77,12 @@ struct Init: AsyncParsableCommand {
     @Option(help: "Your name, recorded on every change made here.")
     var user: String?
 
+    @Option(
+        name: .customLong("ca-cert"),
+        help: "PEM certificate of the private certificate authority that signed the server's HTTPS certificate; it alone is then trusted."
+    )
+    var caCertificate: String?
+
     @Flag(help: "Enrol this existing replica file again under a new replica id (a copied or restored file).")
     var rejoin = false
 
@@ -119,6 +125,14 @@ struct Init: AsyncParsableCommand {
 
     func run() async throws {
         let token = try enrolmentToken()
+        var authority: String?
+        if let caCertificate {
+            guard let data = FileManager.default.contents(atPath: caCertificate) else {
+                throw ValidationError("Cannot read the certificate authority file \(caCertificate).")
+            }
+            authority = String(decoding: data, as: UTF8.self)
+            try HTTPTransport.checkCertificateAuthority(authority!)
+        }
         let replica = try replica.open()
         let identity: ReplicaIdentity
         if rejoin {
@@ -128,6 +142,10 @@ struct Init: AsyncParsableCommand {
         } else {
             identity = try replica.initialize(site: site!, user: user!, serverURL: URL(string: server!)!, token: token!)
             print("Initialised replica \(identity.replicaID) for site \(identity.site) at \(self.replica.path).")
+        }
+        if let authority {
+            try replica.trustCertificateAuthority(authority)
+            print("The server's certificate must be signed by the authority in \(caCertificate ?? "").")
         }
         do {
             try await SyncEngine(replica: replica, transport: HTTPTransport(replica: replica)).enrol()

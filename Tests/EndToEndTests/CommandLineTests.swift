@@ -70,8 +70,12 @@ struct Commands {
             process.standardError = handle
         }
         try process.run()
+        // Over HTTPS, whose certificate URLSession would not trust, a connection is enough.
+        let tls = arguments.contains("--tls-cert")
         for _ in 0..<100 {
-            if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/healthz")!),
+            if tls {
+                if Self.accepts(port) { return (process, port) }
+            } else if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/healthz")!),
                 (response as? HTTPURLResponse)?.statusCode == 200
             {
                 return (process, port)
@@ -80,6 +84,19 @@ struct Commands {
         }
         process.terminate()
         throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "sitesync-server did not start"])
+    }
+
+    /// Whether something accepts connections on `port` of 127.0.0.1.
+    static func accepts(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 
     /// A port nothing listens on now, on 127.0.0.1.

@@ -85,7 +85,7 @@ struct StoreCopyTests {
         let (listening, continuation) = AsyncStream.makeStream(of: Int.self)
         configuration.onServerRunning = { continuation.yield($0) }
         let logger = Logger(label: "sitesync.test", factory: { _ in SwiftLogNoOpLogHandler() })
-        let group = ServiceGroup(configuration: .init(services: [buildApplication(configuration, store: store, logger: logger, services: services)], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [try buildApplication(configuration, store: store, logger: logger, services: services)], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             var iterator = listening.makeAsyncIterator()
