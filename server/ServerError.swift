@@ -27,8 +27,10 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         ServerError(.contentTooLarge, .bodyTooLarge, "The request body exceeds the limit of \(limit) bytes; send smaller batches.")
     }
 
+    /// A value that breaks the schema, named by table and field, never quoted: the message goes
+    /// back over the network and into logs.
     static func validation(_ error: ValidationError) -> ServerError {
-        ServerError(.unprocessableContent, .validationFailed, error.description)
+        ServerError(.unprocessableContent, .validationFailed, error.redacted.description)
     }
 
     static func validation(_ message: String) -> ServerError {

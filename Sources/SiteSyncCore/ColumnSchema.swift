@@ -82,8 +82,8 @@ extension ColumnSchema {
 
     /// Checks a value against the column's type and rules; returns it normalised (see ``normalize(_:)``).
     public func validate(_ value: FieldValue, table: String) throws(ValidationError) -> FieldValue {
-        func refuse(_ message: String) -> ValidationError {
-            ValidationError(table: table, field: name, message)
+        func refuse(_ message: String, got: String? = nil) -> ValidationError {
+            ValidationError(table: table, field: name, message, got: got)
         }
         let value = normalize(value)
         if value.isNull {
@@ -92,37 +92,37 @@ extension ColumnSchema {
         }
         switch type {
         case .text(let maxBytes):
-            guard case .text(let text) = value else { throw refuse("must be text; got \(value.briefDescription)") }
+            guard case .text(let text) = value else { throw refuse("must be text", got: "\(value.briefDescription)") }
             if let problem = TextRules.problem(text, maxBytes: maxBytes) { throw refuse(problem) }
             if required, text.allSatisfy(\.isWhitespace) { throw refuse("is required and cannot be blank") }
             return value
         case .integer(let range):
-            guard case .integer(let number) = value else { throw refuse("must be a whole number\(Self.rangeText(range)); got \(value.briefDescription)") }
+            guard case .integer(let number) = value else { throw refuse("must be a whole number\(Self.rangeText(range))", got: "\(value.briefDescription)") }
             if let range, !range.contains(number) {
-                throw refuse("must be a whole number\(Self.rangeText(range)); got \(number)")
+                throw refuse("must be a whole number\(Self.rangeText(range))", got: "\(number)")
             }
             return value
         case .real(let range):
             guard case .real(let number) = value, number.isFinite else {
-                throw refuse("must be a number\(Self.rangeText(range)); got \(value.briefDescription)")
+                throw refuse("must be a number\(Self.rangeText(range))", got: "\(value.briefDescription)")
             }
             if let range, !range.contains(number) {
-                throw refuse("must be a number\(Self.rangeText(range)); got \(FieldValue.real(number).displayText ?? "")")
+                throw refuse("must be a number\(Self.rangeText(range))", got: "\(FieldValue.real(number).displayText ?? "")")
             }
             return value
         case .date:
             guard case .text(let text) = value, Self.isCalendarDate(text) else {
-                throw refuse("must be a calendar date written YYYY-MM-DD; got \(value.briefDescription)")
+                throw refuse("must be a calendar date written YYYY-MM-DD", got: "\(value.briefDescription)")
             }
             return value
         case .flag:
             guard case .integer(let number) = value, number == 0 || number == 1 else {
-                throw refuse("must be 0 (no) or 1 (yes); got \(value.briefDescription)")
+                throw refuse("must be 0 (no) or 1 (yes)", got: "\(value.briefDescription)")
             }
             return value
         case .choice(let choices):
             guard case .text(let text) = value, choices.contains(text) else {
-                throw refuse("must be one of \(choices.joined(separator: ", ")); got \(value.briefDescription)")
+                throw refuse("must be one of \(choices.joined(separator: ", "))", got: value.briefDescription)
             }
             return value
         }
@@ -135,12 +135,12 @@ extension ColumnSchema {
         case .integer, .flag:
             // 68.0 is the whole number 68, as it is when it arrives as JSON.
             guard let number = Int64(text) ?? Double(text).flatMap(Int64.init(exactly:)) else {
-                throw ValidationError(table: table, field: name, "must be a whole number; got \"\(TextRules.brief(text, maxBytes: 64))\"")
+                throw ValidationError(table: table, field: name, "must be a whole number", got: "\"\(text)\"")
             }
             return .integer(number)
         case .real:
             guard let number = Double(text), number.isFinite else {
-                throw ValidationError(table: table, field: name, "must be a number; got \"\(TextRules.brief(text, maxBytes: 64))\"")
+                throw ValidationError(table: table, field: name, "must be a number", got: "\"\(text)\"")
             }
             return .real(number)
         case .text, .date, .choice:

@@ -86,7 +86,7 @@ public struct TableSchema: Sendable {
     /// Checks the record id a replica generated.
     public func validate(id: String) throws(ValidationError) {
         guard !id.isEmpty, id.utf8.count <= 64, id.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
-            throw ValidationError(table: name, field: "id", "must be 1 to 64 printable characters without spaces; got \"\(TextRules.brief(id, maxBytes: 64))\"")
+            throw ValidationError(table: name, field: "id", "must be 1 to 64 printable characters without spaces", got: "\"\(id)\"")
         }
     }
 
@@ -167,7 +167,7 @@ public struct TableSchema: Sendable {
     /// The problem with a record's site id, if any.
     private func siteProblem(_ value: FieldValue?) -> ValidationError.Problem? {
         guard case .text(let site)? = value, !SiteID.isValid(site) else { return nil }
-        return .init(table: name, field: Self.siteColumn, message: SiteID.rule + "; got \"\(site)\"")
+        return .init(table: name, field: Self.siteColumn, message: SiteID.rule, got: "\"\(site)\"")
     }
 }
 
@@ -196,7 +196,8 @@ public struct RecordCheck: Sendable {
     public var summary: String
     /// The fields the rule reads.
     public var fields: Set<String>
-    /// Returns the field and a message when `record` breaks the rule.
+    /// Returns the field and a message when `record` breaks the rule: the rule, then `; got ` and
+    /// the record's values that break it, which the laptop shows and the server leaves out.
     public var check: @Sendable (_ record: [String: FieldValue]) -> (field: String?, message: String)?
 
     /// Creates a rule over `fields`.

@@ -69,7 +69,7 @@ public enum TrialSchema {
             },
             RecordCheck("An adverse event ends on or after its onset", fields: ["onset_date", "end_date"]) { record in
                 guard case .text(let onset)? = record["onset_date"], case .text(let end)? = record["end_date"], end < onset else { return nil }
-                return ("end_date", "must be on or after the onset date \(onset); got \(end)")
+                return ("end_date", "must be on or after the onset date; got \(end), onset \(onset)")
             },
         ],
         crossChecks: [

@@ -91,6 +91,14 @@ struct HostileOutputTests {
             let many = try JSONEncoder().encode(PushRequest(replica: identity.replicaID, groups: [
                 ChangeGroup(table: "subjects", user: "A", columns: fields, rows: [ChangeRow(id: "r1", seq: HLC(milliseconds: 1), values: fields.map { _ in .null })])
             ]))
+            // A value that breaks the schema is named by table and field, never quoted back.
+            let secret = try JSONEncoder().encode(PushRequest(replica: identity.replicaID, groups: [
+                ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "screening_no", "sex"], rows: [
+                    ChangeRow(id: "r2", seq: HLC(milliseconds: 1), values: [.text("S01"), .text("S01-9"), .text("SECRET-VALUE-42")])
+                ])
+            ]))
+            let quoted = try await send(port, SyncProtocol.pushPath, token: identity.token, body: secret)
+            #expect(quoted.status == 422 && quoted.message.contains("subjects.sex") && !quoted.message.contains("SECRET-VALUE-42"), "\(quoted.message)")
             let manyFields = try await send(port, SyncProtocol.pushPath, token: identity.token, body: many)
             #expect(manyFields.status == 422 && manyFields.message.contains("and 30 more problems"), "\(manyFields.message)")
 
@@ -107,7 +115,7 @@ struct HostileOutputTests {
             #expect(refusals.contains { $0.contains("sync.error=protocol_version") })
             #expect(refusals.contains { $0.contains("sync.error=invalid_json") })
             #expect(lines.allSatisfy { $0.hasPrefix("20") }, "every log line is the server's own")
-            #expect(!log.contains("forged") && !log.contains(identity.token) && !log.contains(enrolment))
+            #expect(!log.contains("forged") && !log.contains(identity.token) && !log.contains(enrolment) && !log.contains("SECRET-VALUE-42"))
             #expect(lines.allSatisfy { $0.utf8.count < 4096 }, "no log line carries the huge input")
         }
     }

@@ -38,7 +38,7 @@ struct TrialRulesTests {
     @Test("An event ends on or after its onset, and starts on or after the subject's consent")
     func dates() throws {
         let replica = try makeReplica()
-        #expect(throws: ValidationError(table: "adverse_events", field: "end_date", "must be on or after the onset date 2026-03-10; got 2026-03-09")) {
+        #expect(throws: ValidationError(table: "adverse_events", field: "end_date", "must be on or after the onset date; got 2026-03-09, onset 2026-03-10")) {
             try replica.put("adverse_events", event(["onset_date": .text("2026-03-10"), "end_date": .text("2026-03-09")]))
         }
         let subject = try replica.put("subjects", ["screening_no": .text("S01-001"), "consent_date": .text("2026-02-01")])
