@@ -42,15 +42,10 @@ enum Refusals {
             "request refused",
             metadata: [
                 "sync.error": "\(error.code.rawValue)", "http.status": "\(error.status.code)",
-                "http.method": "\(request.method.rawValue)", "http.path": "\(safe(request.uri.path))",
+                "http.method": "\(request.method.rawValue)", "http.path": "\(TextRules.quotable(request.uri.path))",
             ]
         )
         return error
-    }
-
-    /// Text from a request, for a log line.
-    static func safe(_ text: String) -> String {
-        TextRules.escapingControls(TextRules.brief(text, maxBytes: 100))
     }
 }
 

@@ -4,9 +4,9 @@ import SiteSyncSQLite
 
 extension SQLiteSyncStore {
     /// Reads a pull page in one read transaction, doing the reads each step of ``PullTransaction`` asks for.
-    public func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch {
+    public func pull(_ request: PullRequest, principal: Principal, schema: Schema, byteBudget: Int) async throws -> PullBatch {
         try await reading { db in
-            var transaction = PullTransaction(request, principal: principal, schema: schema)
+            var transaction = PullTransaction(request, principal: principal, schema: schema, byteBudget: byteBudget)
             var step = try transaction.next(nil)
             while true {
                 switch step {

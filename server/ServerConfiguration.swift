@@ -12,6 +12,8 @@ public struct ServerConfiguration: Sendable {
     public var databasePath = "sitesync-server.sqlite"
     /// The tables the server accepts.
     public var schema: Schema
+    /// About how many bytes of records one pull page holds at most (it always holds one record).
+    public var maximumPullPageBytes = SyncProtocol.maximumPullPageBytes
     /// Largest request body accepted, in bytes.
     public var maximumBodySize = 32 * 1024 * 1024
     /// How far ahead of the server's clock a push may be stamped.
@@ -36,7 +38,7 @@ extension ServerConfiguration {
     /// TLS from a PEM certificate chain (the server's certificate first) and its PEM private key;
     /// TLS 1.2 at least.
     ///
-    /// - Throws: ``ServerError``-free plain errors naming the file that cannot be read.
+    /// - Throws: ``TLSFileError`` naming the file that cannot be read.
     public static func tls(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
         let chain: [NIOSSLCertificate]
         do {

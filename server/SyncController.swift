@@ -106,7 +106,7 @@ struct SyncController {
         if principal.role == .site, let site = principal.site, let other = message.cursor.keys.first(where: { $0 != site }) {
             throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")
         }
-        let batch = try await store.pull(message, principal: principal, schema: clientSchema(context))
+        let batch = try await store.pull(message, principal: principal, schema: clientSchema(context), byteBudget: configuration.maximumPullPageBytes)
         let response = PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick())
         do {
             return JSONResponse.ok(bytes: try response.wireJSON())

@@ -35,8 +35,9 @@ public protocol SyncStore: Sendable {
     func replicaState(_ replica: String) async throws -> StoredReplica?
 
     /// Returns the records changed after the cursor, in per-site sequence order, for the sites the
-    /// principal may read, as a replica on `schema` knows them.
-    func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch
+    /// principal may read, as a replica on `schema` knows them: at most the request's limit, and
+    /// about `byteBudget` bytes of them (always at least one).
+    func pull(_ request: PullRequest, principal: Principal, schema: Schema, byteBudget: Int) async throws -> PullBatch
 
     /// A page of the conflicts the principal may see, filtered.
     func conflicts(_ filter: ConflictFilter, principal: Principal) async throws -> ConflictPage
@@ -69,6 +70,13 @@ public struct PullBatch: Sendable, Equatable {
     public var cursor: [String: Int64]
     /// Whether more records wait.
     public var more: Bool
+}
+
+extension SyncStore {
+    /// A pull page of the default size in bytes (``SyncProtocol/maximumPullPageBytes``).
+    public func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch {
+        try await pull(request, principal: principal, schema: schema, byteBudget: SyncProtocol.maximumPullPageBytes)
+    }
 }
 
 /// A credential as the server stores it: its digest, never the token.

@@ -18,6 +18,9 @@ public enum SyncProtocol {
     public static let respondAsync = "respond-async"
     /// Greatest number of rows a pull may ask for in one batch.
     public static let maximumPullLimit = 5000
+    /// About how many bytes of records a pull page holds at most by default, whatever its limit
+    /// in rows: a page of large text values stops early, with `more`.
+    public static let maximumPullPageBytes = 4 << 20
     /// How far apart a laptop's clock and the server's may be by default: the server refuses a push
     /// stamped further ahead of its clock, and a laptop refuses a reply further ahead of its own.
     public static let defaultMaximumClockSkew: Duration = .seconds(60)

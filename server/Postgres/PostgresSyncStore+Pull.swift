@@ -4,13 +4,13 @@ import SiteSyncCore
 extension PostgresSyncStore {
     /// Reads a pull page in one read-only transaction at repeatable read: every statement of it
     /// sees the same snapshot.
-    public func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch {
+    public func pull(_ request: PullRequest, principal: Principal, schema: Schema, byteBudget: Int) async throws -> PullBatch {
         try await transaction(readOnly: true) { connection in
             // A page walks the (site_id, seq) index in order and stops at the limit. Right after a
             // bulk push, before autovacuum has analysed the table, the planner takes a site's new
             // rows for a handful, and sorts all of them instead: fifty times slower per page.
             try await connection.query("SET LOCAL enable_sort = off", logger: self.logger)
-            var transaction = PullTransaction(request, principal: principal, schema: schema)
+            var transaction = PullTransaction(request, principal: principal, schema: schema, byteBudget: byteBudget)
             var step = try transaction.next(nil)
             while true {
                 switch step {

@@ -44,6 +44,11 @@ struct PullTransaction: Sendable {
     private var sites: [String] = []
     private var index = 0
     private var remaining: Int
+    /// Bytes the page may still fill (an estimate of the records' JSON); at least one record is
+    /// always sent, so that a pull makes progress.
+    private var bytesLeft: Int
+    /// Whether the page holds a record to send yet.
+    private var sending = false
     private var more = false
     private var cursor: [String: Int64] = [:]
     private var groups: [String: RecordGroup] = [:]
@@ -52,12 +57,14 @@ struct PullTransaction: Sendable {
 
     private enum Stage: Sendable { case start, sites, replica, pages, done }
 
-    /// Starts a pull by `principal` of a replica on `schema`.
-    init(_ request: PullRequest, principal: Principal, schema: Schema) {
+    /// Starts a pull by `principal` of a replica on `schema`, of a page of at most the request's
+    /// limit of records and about `byteBudget` bytes.
+    init(_ request: PullRequest, principal: Principal, schema: Schema, byteBudget: Int = SyncProtocol.maximumPullPageBytes) {
         self.request = request
         self.principal = principal
         self.schema = schema
         self.remaining = min(max(request.limit, 1), SyncProtocol.maximumPullLimit)
+        self.bytesLeft = max(byteBudget, 1)
     }
 
     /// Takes the store's answer to the previous step (nil at the start) and returns the next step.
@@ -85,8 +92,18 @@ struct PullTransaction: Sendable {
         case (.pages, .page(let records)?):
             let site = sites[index]
             let from = cursor[site] ?? 0
-            let page = records.prefix(remaining)
-            if records.count > remaining { more = true }
+            // Up to the limit, and while the budget lasts: a page of large text values stops early.
+            var taken = 0
+            for record in records.prefix(remaining) {
+                let size = record.estimatedBytes
+                // The page's first record always goes, so that a pull makes progress; then the budget decides.
+                if sending, size > bytesLeft { break }
+                bytesLeft = max(bytesLeft - size, 0)
+                taken += 1
+                if record.values != nil { sending = true }
+            }
+            let page = records.prefix(taken)
+            if records.count > taken { more = true }
             // The last sequence number read, skipped records included: the page is one snapshot.
             cursor[site] = page.last?.seq ?? from
             for record in page {
@@ -128,6 +145,25 @@ struct PullTransaction: Sendable {
             return .finished(PullBatch(groups: order.map { groups[$0]! }, cursor: cursor, more: more))
         }
         let site = sites[index]
-        return .readPage(site: site, after: cursor[site] ?? 0, limit: remaining + 1, skipping: request.replica)
+        // With the budget spent, one record says whether more wait.
+        let limit = sending && bytesLeft == 0 ? 1 : remaining + 1
+        return .readPage(site: site, after: cursor[site] ?? 0, limit: limit, skipping: request.replica)
+    }
+}
+
+extension PullTransaction.PulledRecord {
+    /// About how many bytes of JSON the record takes in a pull answer: its values, id and stamps.
+    /// A skipped record takes none.
+    var estimatedBytes: Int {
+        guard let values else { return 0 }
+        var bytes = 48 + id.utf8.count + stamps.base.version.replica.utf8.count + stamps.base.user.utf8.count + 48 * stamps.overrides.count
+        for value in values {
+            switch value {
+            case .text(let text): bytes += text.utf8.count + 3
+            case .integer, .real: bytes += 21
+            case .null: bytes += 5
+            }
+        }
+        return bytes
     }
 }
