@@ -1,6 +1,8 @@
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
+import NIOCore
 import ServiceLifecycle
 import SiteSyncCore
 
@@ -37,7 +39,7 @@ public func buildApplication(
     EnrolmentController(store: store, clock: clock).addRoutes(to: api)
     return Application(
         router: router,
-        server: try configuration.tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
+        server: try configuration.tls.map { try .tls(http1(configuration), tlsConfiguration: $0) } ?? http1(configuration),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),
         // Shut down after the server, in reverse order: the pushes accepted before it stopped
         // finish first, then the store's services stop.
@@ -45,4 +47,15 @@ public func buildApplication(
         onServerRunning: { channel in await configuration.onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger
     )
+}
+
+/// HTTP/1.1 that closes a connection silent for ``ServerConfiguration/readTimeout``: idle between
+/// requests, or stalled in the middle of a request's head or body (a request head arrives as one
+/// part, so a head sent a byte at a time counts as silence). A request the server is still
+/// answering is not cut.
+private func http1(_ configuration: ServerConfiguration) -> HTTPServerBuilder {
+    let timeout = TimeAmount.nanoseconds(Int64(configuration.readTimeout.wholeMilliseconds) * 1_000_000)
+    // Hummingbird's idle timeout closes a connection with no request; the read-idle handler one
+    // stalled in the middle of a request.
+    return .http1(configuration: .init(additionalChannelHandlers: [IdleStateHandler(readTimeout: timeout)], idleTimeout: timeout))
 }

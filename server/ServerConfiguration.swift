@@ -12,6 +12,9 @@ public struct ServerConfiguration: Sendable {
     public var databasePath = "sitesync-server.sqlite"
     /// The tables the server accepts.
     public var schema: Schema
+    /// How long a connection may stay silent, between requests or in the middle of one, before
+    /// it is closed: idle sockets and half-sent requests do not hold the server's file descriptors.
+    public var readTimeout: Duration = .seconds(30)
     /// About how many bytes of records one pull page holds at most (it always holds one record).
     public var maximumPullPageBytes = SyncProtocol.maximumPullPageBytes
     /// Largest request body accepted, in bytes.

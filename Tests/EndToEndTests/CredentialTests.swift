@@ -115,7 +115,7 @@ struct CredentialTests {
             second.0.terminate()
             first.waitUntilExit()
             second.0.waitUntilExit()
-            let log = try ["server.log", "server-2.log"].compactMap { try? String(contentsOf: cli.directory.appendingPathComponent($0), encoding: .utf8) }.joined()
+            let log = ["server.log", "server-2.log"].compactMap { try? String(contentsOf: cli.directory.appendingPathComponent($0), encoding: .utf8) }.joined()
             #expect(log.contains("push applied"), "the log was captured")
             for secret in [enrolment, identity.token, expiring, lapsed] {
                 #expect(!log.contains(secret) && !log.contains(String(secret.suffix(64))), "a token in the server's log")
