@@ -33,7 +33,7 @@ public func buildApplication(
         .add(middleware: VersionMiddleware(schemaVersion: configuration.schema.version))
         .add(middleware: TokenMiddleware(store: store))
     let clock = HybridLogicalClock(wallClock: configuration.wallClock)
-    let pending = PendingPushes()
+    let pending = PendingPushes(maximumPerReplica: configuration.maximumPendingPushes)
     SyncController(store: store, configuration: configuration, clock: clock, pending: pending).addRoutes(to: api)
     ReviewController(store: store).addRoutes(to: api)
     EnrolmentController(store: store, clock: clock).addRoutes(to: api)

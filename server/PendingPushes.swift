@@ -49,22 +49,38 @@ actor PendingPushes: Service {
 
     /// How long an uncollected outcome is kept.
     let retention: Duration
+    /// How many uncollected pushes one replica may have here; the next is refused with `429`.
+    let maximumPerReplica: Int
     private var entries: [PushID: Entry] = [:]
+    private var perReplica: [String: Int] = [:]
 
-    init(retention: Duration = .seconds(600)) {
+    init(retention: Duration = .seconds(600), maximumPerReplica: Int = 8) {
         self.retention = retention
+        self.maximumPerReplica = maximumPerReplica
     }
 
-    /// Starts applying the push `id`.
-    func start(_ id: PushID, _ work: @escaping @Sendable () async throws -> PushResponse) {
+    /// Starts applying the push `id`, unless its replica has ``maximumPerReplica`` uncollected.
+    ///
+    /// - Throws: ``ServerError`` `too_many_pending` (429), having started nothing.
+    func start(_ id: PushID, _ work: @escaping @Sendable () async throws -> PushResponse) throws {
         let now = ContinuousClock.now
-        entries = entries.filter { now - $0.value.accepted < retention }
+        for (key, entry) in entries where now - entry.accepted >= retention { remove(key) }
+        if entries[id] == nil, let count = perReplica[id.replica], count >= maximumPerReplica { throw ServerError.tooManyPending(count) }
+        if entries[id] == nil { perReplica[id.replica, default: 0] += 1 }
         entries[id] = Entry(task: Task { try await work() }, accepted: now)
+    }
+
+    private func remove(_ id: PushID) {
+        guard entries.removeValue(forKey: id) != nil else { return }
+        perReplica[id.replica, default: 1] -= 1
+        if perReplica[id.replica] == 0 { perReplica[id.replica] = nil }
     }
 
     /// Removes and returns the push `id` if this instance accepted it.
     func take(_ id: PushID) -> Task<PushResponse, any Error>? {
-        entries.removeValue(forKey: id)?.task
+        let task = entries[id]?.task
+        remove(id)
+        return task
     }
 
     /// Waits for graceful shutdown, then for every push accepted here.

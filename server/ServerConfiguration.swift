@@ -15,6 +15,9 @@ public struct ServerConfiguration: Sendable {
     /// How long a connection may stay silent, between requests or in the middle of one, before
     /// it is closed: idle sockets and half-sent requests do not hold the server's file descriptors.
     public var readTimeout: Duration = .seconds(30)
+    /// How many asynchronous pushes of one replica may wait uncollected on an instance; the next
+    /// is refused with `429 too_many_pending` and `Retry-After`, and nothing of it is written.
+    public var maximumPendingPushes = 8
     /// About how many bytes of records one pull page holds at most (it always holds one record).
     public var maximumPullPageBytes = SyncProtocol.maximumPullPageBytes
     /// Largest request body accepted, in bytes.

@@ -10,11 +10,14 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
     public let code: ErrorCode
     /// The message for people; never holds record values, tokens or SQL.
     public let message: String
+    /// Seconds after which the request may succeed, sent as `Retry-After`.
+    public var retryAfter: Int?
 
-    init(_ status: HTTPResponse.Status, _ code: ErrorCode, _ message: String) {
+    init(_ status: HTTPResponse.Status, _ code: ErrorCode, _ message: String, retryAfter: Int? = nil) {
         self.status = status
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(code.rawValue): \(message)" }
@@ -91,6 +94,14 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         ServerError(.notFound, .notFound, "No endpoint \(TextRules.quotable(path)).")
     }
 
+    static func tooManyPending(_ count: Int) -> ServerError {
+        ServerError(
+            .tooManyRequests, .tooManyPending,
+            "This replica has \(count) asynchronous pushes whose outcome it has not collected; collect them (GET their Location) or wait, then push again. Nothing was written.",
+            retryAfter: 5
+        )
+    }
+
     static let unavailable = ServerError(.serviceUnavailable, .unavailable, "The server's store is busy or unreachable; nothing was written. Try again shortly.")
     static let internalError = ServerError(.internalServerError, .internalError, "The server failed to process the request; nothing was written.")
 }
@@ -100,10 +111,8 @@ extension ServerError: HTTPResponseError {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let body = try encoder.encode(ErrorResponse(code: code.rawValue, message: message))
-        return Response(
-            status: status,
-            headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: body))
-        )
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -55,7 +55,7 @@ struct SyncController {
         // GET, which URLSession on Linux can wait for without polling the socket for writability.
         let lastSeq = message.groups.lazy.flatMap(\.rows).map(\.seq).max() ?? .zero
         let id = PushID(replica: message.replica, lastSeq: lastSeq, fingerprint: message.fingerprint)
-        await pending.start(id, work)
+        try await pending.start(id, work)
         let location = "\(SyncProtocol.pushPath)/\(id.text)"
         return Response(
             status: .accepted,

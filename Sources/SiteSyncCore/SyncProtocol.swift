@@ -66,6 +66,9 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     /// No such route or resource.
     case notFound = "not_found"
     /// The server's store is busy or unreachable; nothing was written, and the same request may succeed later.
+    /// Too many asynchronous pushes of this credential are still uncollected: `429` with
+    /// `Retry-After`; collect their outcomes, or wait.
+    case tooManyPending = "too_many_pending"
     case unavailable
     /// The server failed; nothing was written.
     case internalError = "internal"

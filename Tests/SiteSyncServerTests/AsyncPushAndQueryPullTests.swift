@@ -56,6 +56,43 @@ struct AsyncPushAndQueryPullTests {
         #expect(try await server.count("subjects") == 2)
     }
 
+    @Test("A replica's uncollected asynchronous pushes are bounded: the next is refused with 429 and Retry-After, and writes nothing", arguments: StoreKind.all)
+    func pendingBound(store: StoreKind) async throws {
+        let server = try await TestServer.make(store) { $0.maximumPendingPushes = 2 }
+        try await server.test { client in
+            let base = HybridLogicalClock.systemMilliseconds()
+            var locations: [String] = []
+            for (index, id) in ["a", "b"].enumerated() {
+                let push = subjectPush(ids: [id], milliseconds: base + Int64(index))
+                locations.append(try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(push)) { response in
+                    #expect(response.status == .accepted)
+                    return try #require(response.headers[.location])
+                })
+            }
+            let third = subjectPush(ids: ["c"], milliseconds: base + 2)
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(third)) { response in
+                #expect(response.status == .tooManyRequests)
+                #expect(response.headers[.retryAfter] == "5")
+                let error = try decode(ErrorResponse.self, response.body).error
+                #expect(error.code == ErrorCode.tooManyPending.rawValue)
+            }
+            // Another replica is not held back by this one.
+            try await client.execute(
+                uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s02), body: try json(subjectPush(replica: "r2", site: "S02", ids: ["z"]))
+            ) { #expect($0.status == .accepted) }
+            // Once one outcome is collected, the refused push goes through.
+            try await client.execute(uri: locations[0], method: .get, headers: syncHeaders(server.s01)) { #expect($0.status == .ok) }
+            let location = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(third)) { response in
+                #expect(response.status == .accepted)
+                return try #require(response.headers[.location])
+            }
+            for location in [locations[1], location] {
+                try await client.execute(uri: location, method: .get, headers: syncHeaders(server.s01)) { #expect($0.status == .ok) }
+            }
+        }
+        #expect(try await server.count("subjects") == 4, "a, b, c (once, after its refusal) and z")
+    }
+
     @Test("Any instance answers an applied asynchronous push's outcome, from the store", arguments: StoreKind.all)
     func outcomeOnAnotherInstance(store: StoreKind) async throws {
         let server = try await TestServer.make(store)
