@@ -45,42 +45,52 @@ actor PendingPushes: Service {
     private struct Entry {
         var task: Task<PushResponse, any Error>
         var accepted: ContinuousClock.Instant
+        var finished = false
     }
 
     /// How long an uncollected outcome is kept.
     let retention: Duration
-    /// How many uncollected pushes one replica may have here; the next is refused with `429`.
+    /// How many pushes of one replica may be applying at once here; the next is refused with `429`.
     let maximumPerReplica: Int
+    /// How many finished, uncollected outcomes of one replica are kept; older ones are dropped (an
+    /// applied push's outcome is in the store anyway; a refusal is found again when it is resent).
+    let keptPerReplica: Int
     private var entries: [PushID: Entry] = [:]
-    private var perReplica: [String: Int] = [:]
 
-    init(retention: Duration = .seconds(600), maximumPerReplica: Int = 8) {
+    init(retention: Duration = .seconds(600), maximumPerReplica: Int = 8, keptPerReplica: Int = 32) {
         self.retention = retention
         self.maximumPerReplica = maximumPerReplica
+        self.keptPerReplica = keptPerReplica
     }
 
-    /// Starts applying the push `id`, unless its replica has ``maximumPerReplica`` uncollected.
+    /// Starts applying the push `id`, unless ``maximumPerReplica`` pushes of its replica are
+    /// still applying here.
     ///
     /// - Throws: ``ServerError`` `too_many_pending` (429), having started nothing.
     func start(_ id: PushID, _ work: @escaping @Sendable () async throws -> PushResponse) throws {
         let now = ContinuousClock.now
-        for (key, entry) in entries where now - entry.accepted >= retention { remove(key) }
-        if entries[id] == nil, let count = perReplica[id.replica], count >= maximumPerReplica { throw ServerError.tooManyPending(count) }
-        if entries[id] == nil { perReplica[id.replica, default: 0] += 1 }
-        entries[id] = Entry(task: Task { try await work() }, accepted: now)
+        entries = entries.filter { now - $0.value.accepted < retention }
+        let mine = entries.filter { $0.key.replica == id.replica && $0.key != id }
+        let applying = mine.values.filter { !$0.finished }.count
+        if applying >= maximumPerReplica { throw ServerError.tooManyPending(applying) }
+        let finished = mine.filter { $0.value.finished }.sorted { $0.value.accepted < $1.value.accepted }
+        for (old, _) in finished.dropLast(max(keptPerReplica - 1, 0)) { entries[old] = nil }
+        entries[id] = Entry(
+            task: Task {
+                defer { Task { await self.finish(id) } }
+                return try await work()
+            },
+            accepted: now
+        )
     }
 
-    private func remove(_ id: PushID) {
-        guard entries.removeValue(forKey: id) != nil else { return }
-        perReplica[id.replica, default: 1] -= 1
-        if perReplica[id.replica] == 0 { perReplica[id.replica] = nil }
+    private func finish(_ id: PushID) {
+        entries[id]?.finished = true
     }
 
     /// Removes and returns the push `id` if this instance accepted it.
     func take(_ id: PushID) -> Task<PushResponse, any Error>? {
-        let task = entries[id]?.task
-        remove(id)
-        return task
+        entries.removeValue(forKey: id)?.task
     }
 
     /// Waits for graceful shutdown, then for every push accepted here.

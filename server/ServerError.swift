@@ -97,7 +97,7 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
     static func tooManyPending(_ count: Int) -> ServerError {
         ServerError(
             .tooManyRequests, .tooManyPending,
-            "This replica has \(count) asynchronous pushes whose outcome it has not collected; collect them (GET their Location) or wait, then push again. Nothing was written.",
+            "This replica has \(count) asynchronous pushes still being applied here; wait for their outcomes (GET their Location), then push again. Nothing was written.",
             retryAfter: 5
         )
     }

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import SiteSyncCore
 import SiteSyncTestSupport
+import Synchronization
 import Testing
 import TrialRecords
 
@@ -56,41 +57,33 @@ struct AsyncPushAndQueryPullTests {
         #expect(try await server.count("subjects") == 2)
     }
 
-    @Test("A replica's uncollected asynchronous pushes are bounded: the next is refused with 429 and Retry-After, and writes nothing", arguments: StoreKind.all)
-    func pendingBound(store: StoreKind) async throws {
-        let server = try await TestServer.make(store) { $0.maximumPendingPushes = 2 }
-        try await server.test { client in
-            let base = HybridLogicalClock.systemMilliseconds()
-            var locations: [String] = []
-            for (index, id) in ["a", "b"].enumerated() {
-                let push = subjectPush(ids: [id], milliseconds: base + Int64(index))
-                locations.append(try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(push)) { response in
-                    #expect(response.status == .accepted)
-                    return try #require(response.headers[.location])
-                })
-            }
-            let third = subjectPush(ids: ["c"], milliseconds: base + 2)
-            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(third)) { response in
-                #expect(response.status == .tooManyRequests)
-                #expect(response.headers[.retryAfter] == "5")
-                let error = try decode(ErrorResponse.self, response.body).error
-                #expect(error.code == ErrorCode.tooManyPending.rawValue)
-            }
-            // Another replica is not held back by this one.
-            try await client.execute(
-                uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s02), body: try json(subjectPush(replica: "r2", site: "S02", ids: ["z"]))
-            ) { #expect($0.status == .accepted) }
-            // Once one outcome is collected, the refused push goes through.
-            try await client.execute(uri: locations[0], method: .get, headers: syncHeaders(server.s01)) { #expect($0.status == .ok) }
-            let location = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(third)) { response in
-                #expect(response.status == .accepted)
-                return try #require(response.headers[.location])
-            }
-            for location in [locations[1], location] {
-                try await client.execute(uri: location, method: .get, headers: syncHeaders(server.s01)) { #expect($0.status == .ok) }
-            }
+    @Test("A replica's asynchronous pushes still being applied are bounded: the next is refused with 429 and Retry-After, and starts nothing")
+    func pendingBound() async throws {
+        let pending = PendingPushes(maximumPerReplica: 2)
+        let released = Mutex(false)
+        let started = Mutex(0)
+        let work: @Sendable () async throws -> PushResponse = {
+            started.withLock { $0 += 1 }
+            while !released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+            return PushResponse(acked: .zero, applied: 0, conflicts: 0, hlc: .zero)
         }
-        #expect(try await server.count("subjects") == 4, "a, b, c (once, after its refusal) and z")
+        let ids = (1...3).map { PushID(replica: "r1", lastSeq: HLC(rawValue: Int64($0)), fingerprint: "0123456789abcdef") }
+        try await pending.start(ids[0], work)
+        try await pending.start(ids[1], work)
+        do {
+            try await pending.start(ids[2], work)
+            Issue.record("a third push of r1 was started while two were applying")
+        } catch let error as ServerError {
+            #expect(error.status == .tooManyRequests && error.code == .tooManyPending && error.retryAfter == 5)
+        }
+        // Another replica is not held back.
+        try await pending.start(PushID(replica: "r2", lastSeq: HLC(rawValue: 1), fingerprint: "0123456789abcdef"), work)
+        // Once they are applied, the refused push starts.
+        released.withLock { $0 = true }
+        for id in ids.prefix(2) { _ = try await pending.take(id)?.value }
+        try await pending.start(ids[2], work)
+        _ = try await pending.take(ids[2])?.value
+        #expect(started.withLock { $0 } == 4, "the refused push started nothing")
     }
 
     @Test("Any instance answers an applied asynchronous push's outcome, from the store", arguments: StoreKind.all)
