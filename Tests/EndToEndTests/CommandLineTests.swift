@@ -1,4 +1,5 @@
 import Foundation
+import SiteSyncTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -88,15 +89,9 @@ struct Commands {
 
     /// Whether something accepts connections on `port` of 127.0.0.1.
     static func accepts(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+        guard let fd = Loopback.connect(port) else { return false }
+        close(fd)
+        return true
     }
 
     /// A port nothing listens on now, on 127.0.0.1.
