@@ -145,9 +145,7 @@ struct PullTransaction: Sendable {
             return .finished(PullBatch(groups: order.map { groups[$0]! }, cursor: cursor, more: more))
         }
         let site = sites[index]
-        // With the budget spent, one record says whether more wait.
-        let limit = sending && bytesLeft == 0 ? 1 : remaining + 1
-        return .readPage(site: site, after: cursor[site] ?? 0, limit: limit, skipping: request.replica)
+        return .readPage(site: site, after: cursor[site] ?? 0, limit: remaining + 1, skipping: request.replica)
     }
 }
 
