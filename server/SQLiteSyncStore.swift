@@ -52,7 +52,7 @@ public struct SQLiteSyncStore: SyncStore {
     }
 
     public func token(hash: String) async throws -> StoredToken? {
-        try await reading { db in try Row.fetchOne(db, sql: "SELECT \(Self.tokenColumns) FROM tokens WHERE hash = ?", arguments: [hash]).flatMap(Self.token) }
+        try await reading { db in try Row.fetchOne(db, sql: "SELECT \(StoredToken.columns) FROM tokens WHERE hash = ?", arguments: [hash]).flatMap(Self.token) }
     }
 
     public func createToken(hash: String, role: Role, site: String?, label: String?, expiresAt: String?) async throws {
@@ -66,7 +66,7 @@ public struct SQLiteSyncStore: SyncStore {
 
     public func tokens() async throws -> [StoredToken] {
         try await reading { db in
-            try Row.fetchAll(db, sql: "SELECT \(Self.tokenColumns) FROM tokens ORDER BY created_at, hash").compactMap(Self.token)
+            try Row.fetchAll(db, sql: "SELECT \(StoredToken.columns) FROM tokens ORDER BY created_at, hash").compactMap(Self.token)
         }
     }
 
@@ -83,8 +83,6 @@ public struct SQLiteSyncStore: SyncStore {
     public func recordTokenUse(hash: String, at time: String) async throws {
         try await writing { db in try db.execute(sql: "UPDATE tokens SET last_used_at = ? WHERE hash = ?", arguments: [time, hash]) }
     }
-
-    static let tokenColumns = "hash, role, site_id, replica_id, label, created_at, expires_at, revoked_at, last_used_at"
 
     static func token(_ row: Row) -> StoredToken? {
         Role(rawValue: row[1]).map {

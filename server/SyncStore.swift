@@ -103,6 +103,9 @@ public struct StoredToken: Sendable, Equatable {
         (self.createdAt, self.expiresAt, self.revokedAt, self.lastUsedAt) = (createdAt, expiresAt, revokedAt, lastUsedAt)
     }
 
+    /// The `tokens` columns a stored token is read from, in both stores, in this order.
+    static let columns = "hash, role, site_id, replica_id, label, created_at, expires_at, revoked_at, last_used_at"
+
     /// What operators name it by: the first 12 hex digits of its digest, which reveal nothing of the token.
     public var id: String { String(hash.prefix(12)) }
 

@@ -112,7 +112,7 @@ public final class PostgresSyncStore: SyncStore, Service {
 
     public func token(hash: String) async throws -> StoredToken? {
         try await transaction(readOnly: true) { connection in
-            try await self.tokens(connection.query("SELECT \(unescaped: Self.tokenColumns) FROM tokens WHERE hash = \(hash)", logger: self.logger)).first
+            try await self.tokens(connection.query("SELECT \(unescaped: StoredToken.columns) FROM tokens WHERE hash = \(hash)", logger: self.logger)).first
         }
     }
 
@@ -130,7 +130,7 @@ public final class PostgresSyncStore: SyncStore, Service {
 
     public func tokens() async throws -> [StoredToken] {
         try await transaction(readOnly: true) { connection in
-            try await self.tokens(connection.query("SELECT \(unescaped: Self.tokenColumns) FROM tokens ORDER BY created_at, hash", logger: self.logger))
+            try await self.tokens(connection.query("SELECT \(unescaped: StoredToken.columns) FROM tokens ORDER BY created_at, hash", logger: self.logger))
         }
     }
 
@@ -150,8 +150,6 @@ public final class PostgresSyncStore: SyncStore, Service {
             try await connection.query("UPDATE tokens SET last_used_at = \(time) WHERE hash = \(hash)", logger: self.logger)
         }
     }
-
-    private static let tokenColumns = "hash, role, site_id, replica_id, label, created_at, expires_at, revoked_at, last_used_at"
 
     private func tokens(_ rows: PostgresRowSequence) async throws -> [StoredToken] {
         var tokens: [StoredToken] = []
