@@ -131,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "SiteSyncServerTests",
             dependencies: [
-                "SiteSyncServer", "SiteSyncTestSupport", "TrialRecords",
+                "SiteSyncServer", "SiteSyncSQLite", "SiteSyncTestSupport", "TrialRecords",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "GRDB", package: "GRDB.swift"),

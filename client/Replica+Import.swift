@@ -61,6 +61,7 @@ extension Replica {
         _ = try schema.table(table)
         let reason = try reason.map(Self.checkedReason)
         return try writer.write { db in
+            defer { db.boundStatementCache() }
             var ids: [String] = []
             var problems: [ImportError.Problem] = []
             for row in rows {

@@ -27,6 +27,7 @@ extension Replica {
         }.max() ?? .zero
         try state.checkPulledStamp(latest)
         return try writer.write { db in
+            defer { db.boundStatementCache() }
             let changed = try state.untracked {
                 var changed = 0
                 var actors = Actors()

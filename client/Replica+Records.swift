@@ -27,7 +27,10 @@ extension Replica {
         let identity = try requireIdentity()
         let id = id ?? RecordID.generate()
         let reason = try reason.map(Self.checkedReason)
-        return try writer.write { db in try write(db, identity: identity, table: table, id: id, values, reason: reason) }
+        return try writer.write { db in
+            defer { db.boundStatementCache() }
+            return try write(db, identity: identity, table: table, id: id, values, reason: reason)
+        }
     }
 
     /// A reason for change trimmed, or the error naming what is wrong with it.

@@ -27,6 +27,7 @@ extension SQLiteSyncStore {
                     step = try transaction.next(.loggedConflicts(try Self.loggedConflicts(db, ids)))
                 case .write(let writes):
                     try write(db, writes)
+                    db.boundStatementCache()
                     step = try transaction.next(.written)
                 case .finished(let outcome):
                     return outcome

@@ -1,4 +1,6 @@
 import Foundation
+import GRDB
+import SiteSyncSQLite
 import HummingbirdTesting
 import SiteSyncCore
 import SiteSyncServer
@@ -31,6 +33,57 @@ struct ResourceBoundTests {
             if read == 0 { return (ContinuousClock.now - start) / .seconds(1) }
             if read < 0 { return nil }  // the receive timed out: still open
         }
+    }
+
+    @Test("Prepared statements stay bounded however many distinct column sets are pushed")
+    func statementCacheBound() async throws {
+        let server = try await TestServer.make(.sqlite)
+        let store = try #require(server.store as? SQLiteSyncStore)
+        // Each order of the optional columns edited is a distinct update statement: 720 of them.
+        let optional = ["sex", "birth_date", "consent_date", "weight_kg", "childbearing_potential", "survival_over_3_months"]
+        let before: [FieldValue] = [.text("M"), .text("1960-01-01"), .text("2025-01-01"), .real(80), .integer(1), .integer(0)]
+        let after: [String: FieldValue] = [
+            "sex": .text("F"), "birth_date": .text("1970-01-01"), "consent_date": .text("2026-01-01"), "weight_kg": .real(70),
+            "childbearing_potential": .integer(0), "survival_over_3_months": .integer(1),
+        ]
+        func permutations(_ items: [String]) -> [[String]] {
+            items.count <= 1 ? [items] : items.indices.flatMap { index in
+                var rest = items
+                let first = rest.remove(at: index)
+                return permutations(rest).map { [first] + $0 }
+            }
+        }
+        let orders = permutations(optional)
+        let milliseconds = HybridLogicalClock.systemMilliseconds()
+        let peak = try await server.test { client in
+            func push(_ groups: [ChangeGroup]) async throws {
+                let request = PushRequest(replica: "r1", groups: groups)
+                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01, schema: "2"), body: try json(request)) {
+                    #expect($0.status == .ok)
+                }
+            }
+            let created = orders.indices.map { index in
+                ChangeRow(
+                    id: "s\(index)", seq: HLC(milliseconds: milliseconds, counter: Int64(index)),
+                    values: [.text("S01"), .text("S01-\(index)"), .text("screening")] + before
+                )
+            }
+            try await push([ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "screening_no", "status"] + optional, rows: created)])
+            var peak = 0
+            for chunk in stride(from: 0, to: orders.count, by: 60) {
+                try await push(orders[chunk..<min(chunk + 60, orders.count)].enumerated().map { offset, order in
+                    let index = chunk + offset
+                    let row = ChangeRow(id: "s\(index)", seq: HLC(milliseconds: milliseconds + 1, counter: Int64(index)), values: order.map { after[$0]! })
+                    return ChangeGroup(table: "subjects", user: "A", columns: order, rows: [row])
+                })
+                peak = max(peak, try await store.writer.read { $0.preparedStatementCount })
+            }
+            return peak
+        }
+        let edited = try await StoreContents.count(store, "SELECT count(*) FROM subjects WHERE sex = 'F' AND weight_kg = 70")
+        #expect(edited == orders.count)
+        print("statement cache: \(orders.count) distinct column sets pushed; at most \(peak) statements prepared at once")
+        #expect(peak <= GRDB.Database.preparedStatementLimit + 60 + 40)
     }
 
     @Test("Idle connections and half-sent requests are closed after the read timeout; served requests are not cut")
