@@ -89,11 +89,13 @@ extension Replica {
         try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_outbox") ?? 0
     }
 
-    /// Reads the oldest pending changes, at most `limit` records with sequence numbers above `after`.
+    /// Reads the oldest pending changes, at most `limit` records with sequence numbers above `after`,
+    /// and no more than `byteBudget` bytes of JSON in the push request's rows: the batch ends before the record that would
+    /// pass the budget (a record larger than the budget on its own makes a batch of one).
     ///
     /// Each record carries the fields it changed since its last push, their current local values
     /// (or the held ones a pull replaced), their versions and their bases.
-    public func outboxBatch(limit: Int, after: HLC = .zero) throws -> OutboxBatch? {
+    public func outboxBatch(limit: Int, byteBudget: Int = .max, after: HLC = .zero) throws -> OutboxBatch? {
         let identity = try requireIdentity()
         return try writer.read { db -> OutboxBatch? in
             let shadows = try Row.fetchAll(
@@ -106,7 +108,7 @@ extension Replica {
                     """),
                 arguments: [after.rawValue, limit]
             )
-            guard let last = shadows.last else { return nil }
+            guard !shadows.isEmpty else { return nil }
             struct GroupKey: Hashable {
                 var table: String
                 var user: String
@@ -119,20 +121,25 @@ extension Replica {
             entries.reserveCapacity(shadows.count)
             var reads: [String: Statement] = [:]
             var skipped = false
+            var bytes = 0
+            /// The sequence number of the last record read into the batch or skipped.
+            var last = after
             for shadow in shadows {
                 let id: String = shadow[1]
+                let seq = HLC(rawValue: shadow[6])
                 // A table this build no longer knows cannot be read or pushed; it stays queued.
                 guard let tableName = tableCodes.name(shadow[0]), let table = try? schema.table(tableName) else {
                     skipped = true
+                    last = seq
                     continue
                 }
                 if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?") }
                 guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else {
                     skipped = true
+                    last = seq
                     continue
                 }
                 let stamps = try FieldStamps(row: shadow, startingAt: 2)
-                let seq = HLC(rawValue: shadow[6])
                 let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
                 let held = try ShadowJSON.decode([String: HeldValue].self, shadow[8]) ?? [:]
                 let reasons = try ShadowJSON.decode([String: String].self, shadow[9])
@@ -158,6 +165,7 @@ extension Replica {
                     let columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
                     guard !columns.isEmpty else {
                         skipped = true
+                        last = seq
                         continue
                     }
                     var values: [FieldValue] = []
@@ -182,6 +190,14 @@ extension Replica {
                     key = GroupKey(table: tableName, user: user, columns: columns)
                     entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user)
                 }
+                // A new group also writes its table, user and columns.
+                let header = positions[key] != nil ? 0 : 40 + JSONWriter.maximumBytes(of: tableName) + JSONWriter.maximumBytes(of: key.user)
+                    + (key.columns ?? table.columnNames).reduce(0) { $0 + 1 + JSONWriter.maximumBytes(of: $1) }
+                let size = header + row.maximumEncodedBytes
+                if !entries.isEmpty, bytes + size > byteBudget {
+                    break
+                }
+                bytes += size
                 if let position = positions[key] {
                     groups[position].rows.append(row)
                 } else {
@@ -189,10 +205,11 @@ extension Replica {
                     groups.append(ChangeGroup(table: tableName, user: key.user, columns: key.columns ?? table.columnNames, rows: [row]))
                 }
                 entries.append(entry)
+                last = seq
             }
             return OutboxBatch(
                 request: PushRequest(replica: identity.replicaID, groups: groups),
-                lastSeq: HLC(rawValue: last[6]),
+                lastSeq: last,
                 entries: entries,
                 first: skipped ? nil : after
             )

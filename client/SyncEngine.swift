@@ -35,6 +35,10 @@ public struct SyncEngine: Sendable {
     public struct Configuration: Sendable {
         /// Records per push request.
         public var pushBatchSize = 2000
+        /// The most bytes of JSON a push request's records take: 1 MiB, a quarter of the server's
+        /// default body limit. A batch ends before the record that would pass it; a record larger on
+        /// its own (the trial's largest is far smaller) is pushed alone.
+        public var pushBatchBytes = 1 << 20
         /// Records per pull request.
         public var pullBatchSize = 2000
         /// Attempts per request for transient failures (the first included).
@@ -104,11 +108,11 @@ public struct SyncEngine: Sendable {
     public func push() async throws -> (records: Int, conflicts: Int) {
         var records = 0
         var conflicts = 0
-        guard var current = try replica.outboxBatch(limit: configuration.pushBatchSize) else { return (0, 0) }
+        guard var current = try replica.outboxBatch(limit: configuration.pushBatchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
         var inFlight = try send(current)
         defer { inFlight.cancel() }
         while true {
-            var next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
+            var next = try replica.outboxBatch(limit: configuration.pushBatchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
             let answer = try await inFlight.value
             records += current.count
             conflicts += answer.conflicts
@@ -118,7 +122,7 @@ public struct SyncEngine: Sendable {
                 try replica.acknowledge(current, answer)
             } else {
                 if try replica.acknowledge(current, answer) > 0 {
-                    next = try replica.outboxBatch(limit: configuration.pushBatchSize, after: current.lastSeq)
+                    next = try replica.outboxBatch(limit: configuration.pushBatchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
                 }
                 guard let ready = next else { return (records, conflicts) }
                 inFlight = try send(ready)

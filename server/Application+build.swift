@@ -31,7 +31,7 @@ public func buildApplication(
     }
     let api = router.group("v1")
         .add(middleware: VersionMiddleware(schemaVersion: configuration.schema.version))
-        .add(middleware: TokenMiddleware(store: store))
+        .add(middleware: TokenMiddleware(store: store, inFlight: RequestsInFlight(maximumPerCredential: configuration.maximumRequestsPerCredential)))
     let clock = HybridLogicalClock(wallClock: configuration.wallClock)
     let pending = PendingPushes(maximumPerReplica: configuration.maximumPendingPushes)
     SyncController(store: store, configuration: configuration, clock: clock, pending: pending).addRoutes(to: api)

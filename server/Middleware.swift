@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Hummingbird
 import Logging
+import NIOHTTP1
 import SiteSyncCore
 import Synchronization
 
@@ -18,6 +19,9 @@ struct ErrorMiddleware: RouterMiddleware {
             throw ServerError.notFound(request.uri.path)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw ServerError.bodyTooLarge(limit: context.maxUploadSize)
+        } catch is HTTPParserError {
+            // The client's fault (a connection closed in the middle of a body, say), not the server's.
+            throw Refusals.logged(ServerError(.badRequest, .badRequest, "The request is not valid HTTP/1.1; nothing was written."), request, context.logger)
         } catch let error as StorageError {
             // The store's code and message name the failure without the statement's arguments.
             context.logger.error(
@@ -76,6 +80,7 @@ struct VersionMiddleware: RouterMiddleware {
 struct TokenMiddleware: RouterMiddleware {
     typealias Context = SyncRequestContext
     let store: any SyncStore
+    let inFlight: RequestsInFlight
     let uses = TokenUses()
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -94,6 +99,10 @@ struct TokenMiddleware: RouterMiddleware {
         if let refusal = stored.refusal(at: now.formatted(.iso8601)) {
             throw Refusals.logged(ServerError(.unauthorized, .unauthorized, refusal), request, context.logger)
         }
+        guard inFlight.enter(hash) else {
+            throw Refusals.logged(ServerError.tooManyRequests(inFlight.maximumPerCredential), request, context.logger)
+        }
+        defer { inFlight.leave(hash) }
         if uses.shouldRecord(hash, at: now) { try await store.recordTokenUse(hash: hash, at: now.formatted(.iso8601)) }
         let principal = stored.principal
         context.principal = principal
@@ -104,6 +113,34 @@ struct TokenMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as ServerError {
             throw Refusals.logged(error, request, context.logger)
+        }
+    }
+}
+
+/// The requests of each credential this instance is serving, bounded per credential.
+final class RequestsInFlight: Sendable {
+    let maximumPerCredential: Int
+    private let counts = Mutex<[String: Int]>([:])
+
+    init(maximumPerCredential: Int) {
+        self.maximumPerCredential = maximumPerCredential
+    }
+
+    /// Counts a request of the credential whose digest is `hash`, unless it has the most already.
+    func enter(_ hash: String) -> Bool {
+        counts.withLock { counts in
+            let count = counts[hash, default: 0]
+            guard count < maximumPerCredential else { return false }
+            counts[hash] = count + 1
+            return true
+        }
+    }
+
+    /// Ends a request counted by ``enter(_:)``.
+    func leave(_ hash: String) {
+        counts.withLock { counts in
+            let count = counts[hash, default: 1] - 1
+            counts[hash] = count > 0 ? count : nil
         }
     }
 }

@@ -18,10 +18,15 @@ public struct ServerConfiguration: Sendable {
     /// How many asynchronous pushes of one replica may wait uncollected on an instance; the next
     /// is refused with `429 too_many_pending` and `Retry-After`, and nothing of it is written.
     public var maximumPendingPushes = 8
+    /// How many requests of one credential an instance serves at once, from reading the body to
+    /// answering; the next is refused with `429 too_many_requests` and `Retry-After`. With the body
+    /// limit it bounds the memory one credential can hold, and one credential's flood leaves the
+    /// server's threads to the others. A laptop's sync sends one request at a time.
+    public var maximumRequestsPerCredential = 8
     /// About how many bytes of records one pull page holds at most (it always holds one record).
     public var maximumPullPageBytes = SyncProtocol.maximumPullPageBytes
     /// Largest request body accepted, in bytes.
-    public var maximumBodySize = 32 * 1024 * 1024
+    public var maximumBodySize = 4 * 1024 * 1024
     /// How far ahead of the server's clock a push may be stamped.
     public var maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     /// The server's wall clock, in milliseconds since 1970.

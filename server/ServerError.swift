@@ -102,6 +102,14 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         )
     }
 
+    static func tooManyRequests(_ limit: Int) -> ServerError {
+        ServerError(
+            .tooManyRequests, .tooManyRequests,
+            "This credential already has \(limit) requests being served; wait for their answers, then send again. Nothing was written.",
+            retryAfter: 1
+        )
+    }
+
     static let unavailable = ServerError(.serviceUnavailable, .unavailable, "The server's store is busy or unreachable; nothing was written. Try again shortly.")
     static let internalError = ServerError(.internalServerError, .internalError, "The server failed to process the request; nothing was written.")
 }

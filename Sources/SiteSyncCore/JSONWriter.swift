@@ -105,6 +105,26 @@ public struct JSONWriter: Sendable {
         }
     }
 
+    /// The most bytes ``string(_:)`` writes for `text`: its UTF-8, the quotes, and the escapes,
+    /// six bytes for a control character.
+    public static func maximumBytes(of text: String) -> Int {
+        var bytes = 2
+        for unit in text.utf8 {
+            bytes += unit >= 0x20 ? (unit == UInt8(ascii: "\"") || unit == UInt8(ascii: "\\") ? 2 : 1) : 6
+        }
+        return bytes
+    }
+
+    /// The most bytes ``value(_:)`` writes for `value`.
+    public static func maximumBytes(of value: FieldValue) -> Int {
+        switch value {
+        case .null: 4
+        case .integer: 20
+        case .real: 24
+        case .text(let text): maximumBytes(of: text)
+        }
+    }
+
     /// A field value: null, a number or a string.
     mutating func value(_ value: FieldValue) throws(JSONWriteError) {
         switch value {

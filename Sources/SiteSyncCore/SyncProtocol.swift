@@ -18,6 +18,9 @@ public enum SyncProtocol {
     public static let respondAsync = "respond-async"
     /// Greatest number of rows a pull may ask for in one batch.
     public static let maximumPullLimit = 5000
+    /// The most records one push may carry (a laptop sends 2,000 at most by default): with the body
+    /// limit, it bounds how long one push holds its site's writer.
+    public static let maximumPushRecords = 10_000
     /// About how many bytes of records a pull page holds at most by default, whatever its limit
     /// in rows: a page of large text values stops early, with `more`.
     public static let maximumPullPageBytes = 4 << 20
@@ -41,6 +44,8 @@ extension Duration {
 public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     /// The body is not the JSON message the endpoint expects.
     case invalidJSON = "invalid_json"
+    /// The request is not valid HTTP/1.1: a body cut short by a closed connection, say.
+    case badRequest = "bad_request"
     /// The body exceeds the server's limit.
     case bodyTooLarge = "body_too_large"
     /// A value breaks the schema, or names an unknown table or field.
@@ -65,10 +70,12 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case reasonRequired = "reason_required"
     /// No such route or resource.
     case notFound = "not_found"
-    /// The server's store is busy or unreachable; nothing was written, and the same request may succeed later.
-    /// Too many asynchronous pushes of this credential are still uncollected: `429` with
+    /// Too many asynchronous pushes of this credential are still being applied: `429` with
     /// `Retry-After`; collect their outcomes, or wait.
     case tooManyPending = "too_many_pending"
+    /// Too many requests of this credential are being served at once: `429` with `Retry-After`.
+    case tooManyRequests = "too_many_requests"
+    /// The server's store is busy or unreachable; nothing was written, and the same request may succeed later.
     case unavailable
     /// The server failed; nothing was written.
     case internalError = "internal"

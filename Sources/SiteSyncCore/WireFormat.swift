@@ -83,6 +83,17 @@ extension ChangeGroup {
 }
 
 extension ChangeRow {
+    /// The most bytes the row takes in a push message: its id, sequence number, meta and values,
+    /// with their separators.
+    public var maximumEncodedBytes: Int {
+        var bytes = 36 + JSONWriter.maximumBytes(of: id)
+        for value in values { bytes += 1 + JSONWriter.maximumBytes(of: value) }
+        if let hlcs { bytes += 6 + 21 * hlcs.count }
+        if let bases { bytes += bases.reduce(6) { $0 + 1 + ($1.map { 24 + JSONWriter.maximumBytes(of: $0.replica) } ?? 4) } }
+        if let reasons { bytes += reasons.reduce(6) { $0 + 1 + ($1.map(JSONWriter.maximumBytes(of:)) ?? 4) } }
+        return bytes
+    }
+
     func write(to writer: inout JSONWriter) throws(JSONWriteError) {
         writer.byte(UInt8(ascii: "["))
         writer.string(id)

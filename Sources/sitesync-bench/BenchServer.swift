@@ -64,7 +64,6 @@ struct BenchServer: Sendable {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var configuration = ServerConfiguration(schema: TrialSchema.current)
         configuration.port = 0
-        configuration.maximumBodySize = 64 * 1024 * 1024
         configuration.onServerRunning = { continuation.yield($0) }
         let logger = Logger(label: "sitesync.bench", factory: { _ in SwiftLogNoOpLogHandler() })
         func application(_ store: some SyncStore, _ services: [any Service]) throws -> any Service {

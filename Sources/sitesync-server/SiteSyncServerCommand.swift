@@ -76,7 +76,7 @@ struct Serve: AsyncParsableCommand {
     var insecureHTTP = false
 
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body accepted, in bytes.")
-    var maximumBodyBytes = 32 * 1024 * 1024
+    var maximumBodyBytes = 4 * 1024 * 1024
 
     @Option(name: .customLong("max-clock-skew"), help: "Seconds a push may be stamped ahead of the server's clock.")
     var maximumClockSkew = 60

@@ -86,6 +86,22 @@ struct ResourceBoundTests {
         #expect(peak <= GRDB.Database.preparedStatementLimit + 60 + 40)
     }
 
+    @Test("A push of more records than the protocol allows is refused whole, whatever its size in bytes", arguments: StoreKind.all)
+    func pushRecordBound(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
+        let before = try await server.dump()
+        let push = subjectPush(ids: (0...SyncProtocol.maximumPushRecords).map { "s\($0)" })
+        try await server.test { client in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(push)) { response in
+                #expect(response.status == .unprocessableContent)
+                let error = try decode(ErrorResponse.self, response.body)
+                #expect(error.error.code == ErrorCode.validationFailed.rawValue)
+                #expect(error.error.message.contains("at most 10000 records; this one carries 10001"))
+            }
+        }
+        #expect(try await server.dump() == before)
+    }
+
     @Test("Idle connections and half-sent requests are closed after the read timeout; served requests are not cut")
     func readTimeout() async throws {
         let server = try await TestServer.make(.sqlite) { $0.readTimeout = .seconds(1) }

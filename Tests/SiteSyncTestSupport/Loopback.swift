@@ -21,4 +21,38 @@ public enum Loopback {
         }
         return fd
     }
+
+    /// Sends one HTTP/1.1 request (`head` is the request line and headers, without the blank line)
+    /// on a new connection, and returns the response's status, or nil when the connection broke
+    /// or stayed silent for `timeout` seconds. Blocking: call it from a thread, not a task.
+    public static func status(_ port: Int, head: String, body: [UInt8] = [], timeout: Int = 10) -> Int? {
+        guard let fd = connect(port) else { return nil }
+        defer { close(fd) }
+        var wait = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        func sendAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
+            var offset = 0
+            while offset < bytes.count {
+                // MSG_NOSIGNAL: a server that closed early answers EPIPE, not SIGPIPE.
+                let sent = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                if sent <= 0 { return false }
+                offset += sent
+            }
+            return true
+        }
+        let headBytes = Array("\(head)\r\nConnection: close\r\n\r\n".utf8)
+        // A server may answer (413, say) and close before the body is all sent: read the answer anyway.
+        _ = headBytes.withUnsafeBytes(sendAll) && (body.isEmpty || body.withUnsafeBytes(sendAll))
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while response.count < 12 || !response.contains(UInt8(ascii: "\n")) {
+            let read = recv(fd, &buffer, buffer.count, 0)
+            if read <= 0 { break }
+            response += buffer[..<read]
+        }
+        // "HTTP/1.1 200 OK"
+        guard response.count >= 12 else { return nil }
+        return Int(String(decoding: response[9..<12], as: UTF8.self))
+    }
 }

@@ -63,6 +63,10 @@ enum PushValidation {
         guard sent.count <= 256, sent.allSatisfy({ $0.utf8.count <= 64 }) else {
             throw ServerError.validation("A push lists at most 256 unanswered pushes in \"sent\", each a fingerprint of at most 64 characters.")
         }
+        let records = request.groups.reduce(0) { $0 + $1.rows.count }
+        guard records <= SyncProtocol.maximumPushRecords else {
+            throw ServerError.validation("A push carries at most \(SyncProtocol.maximumPushRecords) records; this one carries \(records). Send them in smaller batches.")
+        }
         var latest = HLC.zero
         var seen = Set<RecordKey>()
         var checked: [CheckedGroup] = []
