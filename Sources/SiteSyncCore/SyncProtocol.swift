@@ -20,7 +20,7 @@ public enum SyncProtocol {
     public static let maximumPullLimit = 5000
     /// The most records one push may carry (a laptop sends 2,000 at most by default): with the body
     /// limit, it bounds how long one push holds its site's writer.
-    public static let maximumPushRecords = 10_000
+    public static let maximumPushRecords = 5000
     /// About how many bytes of records a pull page holds at most by default, whatever its limit
     /// in rows: a page of large text values stops early, with `more`.
     public static let maximumPullPageBytes = 4 << 20

@@ -108,12 +108,12 @@ struct BenchServer: Sendable {
 struct BenchReplica: Sendable {
     let replica: Replica
 
-    func engine(counter: ByteCounter? = nil) throws -> SyncEngine {
+    func engine(counter: ByteCounter? = nil, configuration: SyncEngine.Configuration = .init()) throws -> SyncEngine {
         var transport = try HTTPTransport(replica: replica)
         if let counter {
             transport.observer = { _, request, response in counter.add(request: request, response: response) }
         }
-        return SyncEngine(replica: replica, transport: transport)
+        return SyncEngine(replica: replica, transport: transport, configuration: configuration)
     }
 }
 

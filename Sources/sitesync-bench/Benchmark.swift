@@ -110,6 +110,26 @@ struct Run: AsyncParsableCommand {
                 "field_changes_per_s": .real(Double(push.value.records) * fields / push.seconds),
             ])
 
+            // largest_push: one push of as many new records as the protocol allows, another site's,
+            // on the server now holding the records above: how long the largest push holds its
+            // site's writer, at most (the time of the whole request).
+            let largest = try await server.replica(folder.appendingPathComponent("largest.sqlite").path, site: "S02")
+            try largest.replica.insertTracked(AdverseEventGenerator(site: "S02").rows(SyncProtocol.maximumPushRecords))
+            var whole = SyncEngine.Configuration()
+            whole.pushBatchSize = SyncProtocol.maximumPushRecords
+            // The byte budget counts every number at its longest; these records take half that.
+            whole.pushBatchBytes = .max
+            let largestBytes = ByteCounter()
+            let largestPush = try await measure { try await largest.engine(counter: largestBytes, configuration: whole).push() }
+            // One push: its POST, and the GET of its outcome.
+            guard largestBytes.exchanges == 2, largestBytes.requestBytes <= ServerConfiguration(schema: TrialSchema.current).maximumBodySize else {
+                throw ValidationError("The largest push took \(largestBytes.exchanges) exchanges and \(largestBytes.requestBytes) bytes, not one push under the body limit.")
+            }
+            report.add("largest_push", [
+                "records": .integer(Int64(largestPush.value.records)), "request_bytes": .integer(Int64(largestBytes.requestBytes)),
+                "milliseconds": .real(largestPush.seconds * 1000),
+            ])
+
             // pull: a fresh replica in a child process, so its peak RSS is its own
             let child = try await PullChild.spawn(server: server, database: folder.appendingPathComponent("pull.sqlite").path)
             report.add("pull", [

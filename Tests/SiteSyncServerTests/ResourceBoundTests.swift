@@ -96,7 +96,7 @@ struct ResourceBoundTests {
                 #expect(response.status == .unprocessableContent)
                 let error = try decode(ErrorResponse.self, response.body)
                 #expect(error.error.code == ErrorCode.validationFailed.rawValue)
-                #expect(error.error.message.contains("at most 10000 records; this one carries 10001"))
+                #expect(error.error.message.contains("at most 5000 records; this one carries 5001"))
             }
         }
         #expect(try await server.dump() == before)
