@@ -136,6 +136,7 @@ let package = Package(
                 "SiteSyncServer", "SiteSyncSQLite", "SiteSyncTestSupport", "TrialRecords",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings

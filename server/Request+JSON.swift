@@ -13,8 +13,15 @@ extension Request {
     }
 
     /// Decodes a small JSON message with Foundation's decoder; a body that is not one is `400 invalid_json`.
+    /// The body is checked first as the bulk messages are (``JSONReader/checkWellFormed(_:)``):
+    /// a member given twice, or nesting past 64, is refused the same way on every endpoint.
     func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
         let buffer = try await collectBody(limit: limit)
+        do {
+            try buffer.withUnsafeReadableBytes { bytes throws(JSONReadError) in try JSONReader.checkWellFormed(bytes) }
+        } catch let error as JSONReadError {
+            throw ServerError.invalidJSON("\(error).")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {

@@ -74,16 +74,42 @@ public struct JSONReader {
     // MARK: Containers
 
     /// Reads an object, calling `member` with each key; `member` must read the key's value.
+    ///
+    /// A key given twice is refused: JSON leaves its meaning open (RFC 8259, 4), and two readers
+    /// of one message must never see different values.
     mutating func object(_ what: @autoclosure () -> String, _ member: (inout JSONReader, String) throws(JSONReadError) -> Void) throws(JSONReadError) {
         try expect(UInt8(ascii: "{"), what())
         if consume(UInt8(ascii: "}")) { return }
+        // Most objects have a few members: a list, searched, until it grows.
+        var keys: [String] = []
+        var manyKeys: Set<String> = []
         repeat {
             guard peek() == UInt8(ascii: "\"") else { throw error(expected: "a member name in \(what())") }
+            let start = offset
             let key = try string("a member name")
+            let repeated: Bool
+            if keys.count < 16 {
+                repeated = keys.contains(key)
+                keys.append(key)
+            } else {
+                if manyKeys.isEmpty { manyKeys = Set(keys) }
+                repeated = !manyKeys.insert(key).inserted
+            }
+            if repeated {
+                throw JSONReadError(message: "the member \"\(TextRules.quotable(key, maxBytes: 40))\" appears twice in \(what())", offset: start)
+            }
             try expect(UInt8(ascii: ":"), "':' after \"\(TextRules.quotable(key, maxBytes: 40))\"")
             try member(&self, key)
         } while consume(UInt8(ascii: ","))
         try expect(UInt8(ascii: "}"), "',' or '}' in \(what())")
+    }
+
+    /// Checks that `bytes` hold one JSON value and nothing else: the grammar, UTF-8, nesting at most
+    /// 64 deep, no member twice in an object. Messages read by `JSONDecoder` pass this first.
+    public static func checkWellFormed(_ bytes: UnsafeRawBufferPointer) throws(JSONReadError) {
+        var reader = JSONReader(bytes)
+        try reader.skipValue()
+        try reader.expectEnd()
     }
 
     /// Reads an array, calling `element` for each element; `element` must read it.
