@@ -64,17 +64,32 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         )
     }
 
+    /// Another protocol version: 426. No version at all is a malformed request: 400, same code.
     static func protocolVersion(_ received: String?) -> ServerError {
-        ServerError(
+        guard let received else {
+            return ServerError(
+                .badRequest, .protocolVersion,
+                "The request has no \(SyncProtocol.protocolHeader) header; this server speaks sync protocol \(SyncProtocol.version)."
+            )
+        }
+        return ServerError(
             .upgradeRequired, .protocolVersion,
-            "This server speaks sync protocol \(SyncProtocol.version); the client sent \(received.map { "protocol \(TextRules.quotable($0, maxBytes: 40))" } ?? "none"). Upgrade sitesync; changes stay queued until then."
+            "This server speaks sync protocol \(SyncProtocol.version); the client sent protocol \(TextRules.quotable(received, maxBytes: 40)). Upgrade sitesync; changes stay queued until then."
         )
     }
 
+    /// A schema newer than the server's, or unreadable: 409. No schema version at all is a
+    /// malformed request: 400, same code.
     static func schemaVersion(client: String?, server: Int) -> ServerError {
-        ServerError(
+        guard let client else {
+            return ServerError(
+                .badRequest, .schemaVersion,
+                "The request has no \(SyncProtocol.schemaHeader) header: send the client's schema version, 1 to \(server)."
+            )
+        }
+        return ServerError(
             .conflict, .schemaVersion,
-            "The client's schema version \(client.map { TextRules.quotable($0, maxBytes: 40) } ?? "(missing)") is not supported by this server (schema \(server)). Upgrade the server or use a matching sitesync; changes stay queued until then."
+            "The client's schema version \(TextRules.quotable(client, maxBytes: 40)) is not supported by this server (schema \(server)). Upgrade the server or use a matching sitesync; changes stay queued until then."
         )
     }
 

@@ -47,11 +47,12 @@ struct ServerRequestTests {
         try await expectRefusal(server, headers: syncHeaders(server.admin), body: body, status: .forbidden, code: .forbidden)
     }
 
-    @Test("Another protocol, or a newer schema, is refused with a clear message", arguments: StoreKind.all)
+    @Test("Another protocol, or a newer schema, is refused with a clear message; a request without either header is malformed", arguments: StoreKind.all)
     func versions(store: StoreKind) async throws {
         let server = try await TestServer.make(store)
         let body = try json(subjectPush(ids: ["a"]))
-        try await expectRefusal(server, headers: syncHeaders(server.s01, protocolVersion: nil), body: body, status: .upgradeRequired, code: .protocolVersion, message: "Upgrade sitesync")
+        try await expectRefusal(server, headers: syncHeaders(server.s01, protocolVersion: nil), body: body, status: .badRequest, code: .protocolVersion, message: "no SiteSync-Protocol header")
+        try await expectRefusal(server, headers: syncHeaders(server.s01, schema: nil), body: body, status: .badRequest, code: .schemaVersion, message: "no SiteSync-Schema header")
         try await expectRefusal(server, headers: syncHeaders(server.s01, protocolVersion: "2"), body: body, status: .upgradeRequired, code: .protocolVersion)
         try await expectRefusal(server, headers: syncHeaders(server.s01, schema: "99"), body: body, status: .conflict, code: .schemaVersion, message: "schema version 99")
     }
