@@ -77,14 +77,13 @@ struct FloodTests {
             // A push at the body limit of the smallest rows the server decodes before refusing them
             // (more records than a push may carry): what decoding costs at its worst.
             let limit = 4 * 1024 * 1024
-            var rows: [ChangeRow] = []
-            var size = 200
-            while size < limit - 100 {
-                rows.append(ChangeRow(id: "x\(rows.count)", seq: HLC(rawValue: Int64(rows.count + 1)), values: [.integer(1)]))
-                size += rows.last!.maximumEncodedBytes
+            func push(rows count: Int) throws -> [UInt8] {
+                let rows = (0..<count).map { ChangeRow(id: String(format: "x%07d", $0), seq: HLC(rawValue: 1_000_000 + Int64($0)), values: [.integer(1)]) }
+                return try PushRequest(replica: attacker.identity!.replicaID, groups: [ChangeGroup(table: "subjects", user: "m", columns: ["sex"], rows: rows)]).wireJSON()
             }
-            let largest = try PushRequest(replica: attacker.identity!.replicaID, groups: [ChangeGroup(table: "subjects", user: "m", columns: ["sex"], rows: rows)]).wireJSON()
-            #expect(largest.count <= limit)
+            // The rows are alike in size, so their number scales with the body's.
+            let largest = try push(rows: (limit - 4096) * 10_000 / push(rows: 10_000).count)
+            #expect(largest.count <= limit && largest.count > limit - 64 * 1024)
             let headers = "Host: 127.0.0.1\r\nAuthorization: Bearer \(credential)\r\nSiteSync-Protocol: 1\r\nSiteSync-Schema: 2\r\nContent-Type: application/json"
             let counts = FloodCounts()
             var idle: [Int32] = []
