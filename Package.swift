@@ -105,18 +105,20 @@ let package = Package(
         .executableTarget(
             name: "sitesync-bench",
             dependencies: [
-                "SiteSyncClient", "SiteSyncServer", "TrialRecords",
+                "SiteSyncClient", "SiteSyncServer", "TrialRecords", "LoopbackHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
+        // Raw HTTP/1.1 over loopback sockets from plain threads: the flood of the tests and the bench.
+        .target(name: "LoopbackHTTP", swiftSettings: swiftSettings),
         // Helpers shared by the test targets; not a product.
         .target(
             name: "SiteSyncTestSupport",
             dependencies: [
-                "SiteSyncServer", "TrialRecords", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
+                "SiteSyncServer", "TrialRecords", "LoopbackHTTP", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Tests/SiteSyncTestSupport",
             swiftSettings: swiftSettings

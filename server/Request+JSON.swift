@@ -19,7 +19,7 @@ extension Request {
         let buffer = try await collectBody(limit: limit)
         do {
             try buffer.withUnsafeReadableBytes { bytes throws(JSONReadError) in try JSONReader.checkWellFormed(bytes) }
-        } catch let error as JSONReadError {
+        } catch {
             throw ServerError.invalidJSON("\(error).")
         }
         do {

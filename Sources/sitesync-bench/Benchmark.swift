@@ -43,23 +43,27 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Run the server on PostgreSQL: a postgres:// URL of a cluster the bench may create databases in (one per server it runs).")
     var database: String?
 
-    /// The bench's three parts: each starts its own server.
+    /// The bench's four parts: each starts its own server.
     enum Part: String, CaseIterable, ExpressibleByArgument {
         /// local_write, push, pull, bytes_per_change and pull_memory, which build on one another.
         case writes
         case delta
         case concurrent
+        case flood
     }
 
-    @Option(help: "Run only these parts (repeatable): writes (local_write, push, pull, bytes, pull memory), delta, concurrent.")
+    @Option(help: "Pushes of one record timed during the flood; the median and the longest are reported.")
+    var floodRounds = 40
+
+    @Option(help: "Run only these parts (repeatable): writes (local_write, push, pull, bytes, pull memory), delta, concurrent, flood.")
     var only: [Part] = []
 
     private func runs(_ part: Part) -> Bool { only.isEmpty || only.contains(part) }
 
     func validate() throws {
         if let database, !PostgresSyncStore.isURL(database) { throw ValidationError("--database must be a postgres:// URL.") }
-        guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repetitions >= 1 else {
-            throw ValidationError("--records needs at least 1000, the delta sizes at least 10 and in order, --rounds and --repeat at least 1.")
+        guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repetitions >= 1, floodRounds >= 1 else {
+            throw ValidationError("--records needs at least 1000, the delta sizes at least 10 and in order, --rounds, --repeat and --flood-rounds at least 1.")
         }
     }
 
@@ -72,6 +76,7 @@ struct Run: AsyncParsableCommand {
         if runs(.writes) { try await writes(folder: folder, report: report) }
         if runs(.delta) { try await delta(folder: folder, report: report) }
         if runs(.concurrent) { try await concurrent(folder: folder, report: report) }
+        if runs(.flood) { try await flood(folder: folder, report: report) }
         report.printTable()
     }
 

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Raw TCP on 127.0.0.1, for tests that speak to a server below HTTP.
+/// Raw TCP on 127.0.0.1, for tests and the bench, which speak to a server below HTTP.
 public enum Loopback {
     /// A socket connected to `port` of 127.0.0.1, or nil when nothing accepts there; the caller closes it.
     public static func connect(_ port: Int) -> Int32? {

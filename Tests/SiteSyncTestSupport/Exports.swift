@@ -1,0 +1,2 @@
+// The tests reach the server below HTTP through the same helper as the bench.
+@_exported import LoopbackHTTP
