@@ -5,25 +5,6 @@ import SiteSyncServer
 import Testing
 import TrialRecords
 
-/// A transport that records the size of every push request it sends.
-private final class MeasuringTransport: SyncTransport, @unchecked Sendable {
-    let inner: any SyncTransport
-    private let lock = NSLock()
-    private var sizes: [Int] = []
-
-    init(_ inner: any SyncTransport) { self.inner = inner }
-
-    var pushSizes: [Int] { lock.withLock { sizes } }
-
-    func enrol(_ request: EnrolRequest) async throws -> EnrolResponse { try await inner.enrol(request) }
-    func pull(_ request: PullRequest) async throws -> PullResponse { try await inner.pull(request) }
-    func push(_ request: PushRequest) async throws -> PushResponse {
-        let size = try request.wireJSON().count
-        lock.withLock { sizes.append(size) }
-        return try await inner.push(request)
-    }
-}
-
 /// The laptop's push batches fit the server's body limit, whatever the records hold.
 @Suite("Body limits")
 struct BodyLimitTests {
@@ -38,7 +19,7 @@ struct BodyLimitTests {
             let notes = String(repeating: "n", count: 3_900)
             let rows = (0..<1_200).map { ImportRow(line: $0 + 2, id: nil, values: ["subject_id": .text("subject-\($0)"), "name": .text("D7"), "notes": .text(notes)]) }
             _ = try laptop.replica.importRecords("visits", rows, reason: "backlog")
-            let transport = MeasuringTransport(laptop.transport)
+            let transport = ObservedTransport(laptop.transport)
             let report = try await laptop.engine(transport: transport).sync()
             #expect(report.pushed == 1_200)
             #expect(try await server.count("SELECT count(*) FROM visits") == 1_200)
@@ -59,7 +40,7 @@ struct BodyLimitTests {
                 return ImportRow(line: index + 2, id: nil, values: ["subject_id": .text("subject-\(index)"), "name": .text("D7"), "notes": .text(notes)])
             }
             _ = try laptop.replica.importRecords("visits", rows, reason: "backlog")
-            let transport = MeasuringTransport(laptop.transport)
+            let transport = ObservedTransport(laptop.transport)
             let report = try await laptop.engine(transport: transport) { $0.pushBatchBytes = 16 * 1024 }.sync()
             #expect(report.pushed == 300)
             #expect(try await server.count("SELECT count(*) FROM visits") == 300)

@@ -9,25 +9,6 @@ import TrialRecords
 import FoundationNetworking
 #endif
 
-/// A transport that times every push.
-private final class TimingTransport: SyncTransport, @unchecked Sendable {
-    let inner: any SyncTransport
-    private let lock = NSLock()
-    private var times: [Duration] = []
-
-    init(_ inner: any SyncTransport) { self.inner = inner }
-
-    var pushTimes: [Duration] { lock.withLock { times } }
-
-    func enrol(_ request: EnrolRequest) async throws -> EnrolResponse { try await inner.enrol(request) }
-    func pull(_ request: PullRequest) async throws -> PullResponse { try await inner.pull(request) }
-    func push(_ request: PushRequest) async throws -> PushResponse {
-        let start = ContinuousClock.now
-        defer { lock.withLock { times.append(ContinuousClock.now - start) } }
-        return try await inner.push(request)
-    }
-}
-
 @Suite("A flood from one credential", .serialized)
 struct FloodTests {
     @Test("Under idle sockets, oversized and maximum-size bodies and tiny requests from one credential, another site's push is served, and the server's memory stays bounded")
@@ -40,10 +21,10 @@ struct FloodTests {
             let (server, port) = try await cli.startServer(database: "server.sqlite", log: "server.log")
             defer { server.terminate() }
             let url = URL(string: "http://127.0.0.1:\(port)")!
-            func laptop(_ name: String, site: String, token: String) async throws -> (Replica, SyncEngine, TimingTransport) {
+            func laptop(_ name: String, site: String, token: String) async throws -> (Replica, SyncEngine, ObservedTransport) {
                 let replica = try Replica.open(path: cli.directory.appendingPathComponent("\(name).sqlite").path, schema: TrialSchema.current)
                 try replica.initialize(site: site, user: name, serverURL: url, token: token)
-                let transport = TimingTransport(try HTTPTransport(replica: replica))
+                let transport = ObservedTransport(try HTTPTransport(replica: replica))
                 let engine = SyncEngine(replica: replica, transport: transport)
                 try await engine.enrol()
                 return (replica, engine, transport)

@@ -162,3 +162,24 @@ final class EditingDuringPush: SyncTransport {
 
     func enrol(_ request: EnrolRequest) async throws -> EnrolResponse { try await base.enrol(request) }
 }
+
+/// A transport that records each push it sends: its size in bytes and how long its answer took.
+final class ObservedTransport: SyncTransport, @unchecked Sendable {
+    let inner: any SyncTransport
+    private let lock = NSLock()
+    private var pushes: [(bytes: Int, duration: Duration)] = []
+
+    init(_ inner: any SyncTransport) { self.inner = inner }
+
+    var pushSizes: [Int] { lock.withLock { pushes.map(\.bytes) } }
+    var pushTimes: [Duration] { lock.withLock { pushes.map(\.duration) } }
+
+    func enrol(_ request: EnrolRequest) async throws -> EnrolResponse { try await inner.enrol(request) }
+    func pull(_ request: PullRequest) async throws -> PullResponse { try await inner.pull(request) }
+    func push(_ request: PushRequest) async throws -> PushResponse {
+        let bytes = try request.wireJSON().count
+        let start = ContinuousClock.now
+        defer { lock.withLock { pushes.append((bytes, ContinuousClock.now - start)) } }
+        return try await inner.push(request)
+    }
+}
