@@ -92,9 +92,11 @@ struct FloodTests {
             #expect(pushes.allSatisfy { $0 < .seconds(10) })
             // One credential has at most 8 requests served at once, each holding its body (at most
             // the limit) and, while it is read, its rows (up to 10 times the body for the smallest
-            // rows); the 500 idle sockets hold their buffers. Measured: 96-124 MiB alone, up to
-            // 320 MiB with the other tests running (the allocator keeps what it freed).
-            #expect(peak <= 8 * 12 * limit, "\(peak / 1_048_576) MiB")
+            // rows); the 500 idle sockets hold their buffers, and the allocator keeps some of what
+            // was freed. Measured: 96-125 MiB alone; 320 MiB with the other tests running, where
+            // the flood lasts longer (it levels off there: 318 MiB after 100 rounds alone). Without
+            // the bounds, 8 bodies of 27 MB took 800 MB.
+            #expect(peak <= 8 * 16 * limit, "\(peak / 1_048_576) MiB")
             #expect(summary.values.contains { $0[429] != nil }, "the credential's requests past 8 at once were refused")
             for kind in ["oversized body", "maximum-size body", "tiny request"] {
                 #expect(summary[kind, default: [:]].values.reduce(0, +) > 0, "\(kind) were sent")
