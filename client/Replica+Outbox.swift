@@ -90,8 +90,9 @@ extension Replica {
     }
 
     /// Reads the oldest pending changes, at most `limit` records with sequence numbers above `after`,
-    /// and no more than `byteBudget` bytes of JSON in the push request's rows: the batch ends before the record that would
-    /// pass the budget (a record larger than the budget on its own makes a batch of one).
+    /// and at most `byteBudget` bytes of JSON in the push request's groups, each value counted at
+    /// its longest: the batch ends before the record that would pass the budget (a record larger
+    /// than the budget on its own makes a batch of one).
     ///
     /// Each record carries the fields it changed since its last push, their current local values
     /// (or the held ones a pull replaced), their versions and their bases.

@@ -33,7 +33,7 @@ public struct SyncReport: Codable, Sendable, Equatable {
 public struct SyncEngine: Sendable {
     /// Batch sizes, retries and round limits.
     public struct Configuration: Sendable {
-        /// Records per push request.
+        /// Records per push request; at most `SyncProtocol.maximumPushRecords` (5,000) are sent.
         public var pushBatchSize = 2000
         /// The most bytes of JSON a push request's records take: 1 MiB, a quarter of the server's
         /// default body limit. A batch ends before the record that would pass it; a record larger on
@@ -108,11 +108,13 @@ public struct SyncEngine: Sendable {
     public func push() async throws -> (records: Int, conflicts: Int) {
         var records = 0
         var conflicts = 0
-        guard var current = try replica.outboxBatch(limit: configuration.pushBatchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
+        // The server refuses a push of more records than the protocol allows.
+        let batchSize = min(max(configuration.pushBatchSize, 1), SyncProtocol.maximumPushRecords)
+        guard var current = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
         var inFlight = try send(current)
         defer { inFlight.cancel() }
         while true {
-            var next = try replica.outboxBatch(limit: configuration.pushBatchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+            var next = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
             let answer = try await inFlight.value
             records += current.count
             conflicts += answer.conflicts
@@ -122,7 +124,7 @@ public struct SyncEngine: Sendable {
                 try replica.acknowledge(current, answer)
             } else {
                 if try replica.acknowledge(current, answer) > 0 {
-                    next = try replica.outboxBatch(limit: configuration.pushBatchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+                    next = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
                 }
                 guard let ready = next else { return (records, conflicts) }
                 inFlight = try send(ready)

@@ -51,6 +51,21 @@ struct BodyLimitTests {
         }
     }
 
+    @Test("An engine configured for larger batches than the protocol allows still pushes everything, in batches the server takes")
+    func batchSizeClamped() async throws {
+        try await LiveServer.run { server in
+            let laptop = try server.laptop("a")
+            let count = SyncProtocol.maximumPushRecords + 200
+            let rows = (0..<count).map { ImportRow(line: $0 + 2, id: nil, values: ["subject_id": .text("subject-\($0)"), "name": .text("D7")]) }
+            _ = try laptop.replica.importRecords("visits", rows, reason: "backlog")
+            let transport = ObservedTransport(laptop.transport)
+            let report = try await laptop.engine(transport: transport) { $0.pushBatchSize = 10_000 }.sync()
+            #expect(report.pushed == count)
+            #expect(try await server.count("SELECT count(*) FROM visits") == count)
+            #expect(transport.pushSizes.count == 2)
+        }
+    }
+
     @Test("The largest record the trial's schema allows fits a push batch and the server's body limit many times over")
     func largestRecord() throws {
         let budget = SyncEngine.Configuration().pushBatchBytes
