@@ -1,8 +1,9 @@
 import Foundation
 import GRDB
-import SiteSyncSQLite
+import HTTPTypes
 import HummingbirdTesting
 import SiteSyncCore
+import SiteSyncSQLite
 import SiteSyncServer
 import SiteSyncTestSupport
 import Testing
@@ -100,6 +101,39 @@ struct ResourceBoundTests {
             }
         }
         #expect(try await server.dump() == before)
+    }
+
+    @Test("A credential's requests past its bound are refused with 429 and Retry-After; other credentials are served")
+    func requestsPerCredential() async throws {
+        let server = try await TestServer.make(.sqlite) { $0.maximumRequestsPerCredential = 1 }
+        try await buildApplication(server.configuration, store: server.store).test(.live) { client in
+            let port = try #require(client.port)
+            // A push whose body is half sent holds the credential's one request.
+            let fd = try #require(Loopback.connect(port))
+            let head = "POST /v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.s01)\r\nSiteSync-Protocol: 1\r\n"
+                + "SiteSync-Schema: 2\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"replica\":"
+            _ = head.utf8CString.withUnsafeBufferPointer { send(fd, $0.baseAddress, head.utf8.count, 0) }
+            try await Task.sleep(for: .milliseconds(300))
+            let pull = try json(PullRequest(cursor: [:], limit: 1))
+            try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01, schema: "2"), body: pull) { response in
+                #expect(response.status == .tooManyRequests)
+                #expect(response.headers[.retryAfter] == "1")
+                let error = try decode(ErrorResponse.self, response.body)
+                #expect(error.error.code == ErrorCode.tooManyRequests.rawValue)
+            }
+            // Another credential of the same site is served.
+            try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01b, schema: "2"), body: pull) {
+                #expect($0.status == .ok)
+            }
+            // Once the held request ends (its connection closed mid-body), the credential is served again.
+            close(fd)
+            var status: HTTPResponse.Status = .tooManyRequests
+            for _ in 0..<50 where status == .tooManyRequests {
+                try await Task.sleep(for: .milliseconds(100))
+                status = try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01, schema: "2"), body: pull) { $0.status }
+            }
+            #expect(status == .ok)
+        }
     }
 
     @Test("Idle connections and half-sent requests are closed after the read timeout; served requests are not cut")
