@@ -122,17 +122,35 @@ struct AsyncPushAndQueryPullTests {
         let credential = try await TestServer.enrol(store, "r1", role: .site, site: "S01")
         var configuration = ServerConfiguration(schema: TrialSchema.current)
         configuration.port = 0
-        // Large enough that applying it outlasts the request that accepted it, small enough that
-        // the request is answered within the test client's 20 s beside the other tests.
-        let push = subjectPush(ids: (0..<2000).map { "s\($0)" })
-        try await buildApplication(configuration, store: store).test(.live) { client in
+        // The store's writer is held until after the shutdown has begun, so the push accepted
+        // before it cannot have been applied by then, however fast or loaded the machine is.
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let push = subjectPush(ids: (0..<50).map { "s\($0)" })
+        let holder = try await buildApplication(configuration, store: store).test(.live) { client in
+            // A credential's first request records its use, which needs the writer: made first.
+            try await client.execute(uri: "\(SyncProtocol.pushPath)/1-0000000000000000-r1", method: .get, headers: syncHeaders(credential)) {
+                #expect($0.status == .notFound)
+            }
+            let holder = Task { try await store.writer.write { _ in held.signal(); release.wait() } }
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { held.wait(); continuation.resume() }
+            }
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(credential), body: try json(push)) { response in
                 #expect(response.status == .accepted)
             }
+            // Released only after this closure has returned and the shutdown begun: an instance
+            // that exited without waiting for the push would leave it unapplied below.
+            Task.detached {
+                try await Task.sleep(for: .milliseconds(500))
+                release.signal()
+            }
+            return holder
         }
         // The application has stopped: everything it accepted is applied.
         #expect(try await store.replicaState("r1")?.lastSeq == push.groups[0].rows.last?.seq)
-        #expect(try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subjects") } == 2000)
+        #expect(try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subjects") } == 50)
+        try await holder.value
     }
 
     @Test("A refusal found while applying an asynchronous push is its outcome, and nothing is written", arguments: StoreKind.all)
