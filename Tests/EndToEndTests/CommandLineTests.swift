@@ -25,25 +25,19 @@ struct Commands {
         var line: String { stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
     }
 
+    /// Runs a product and waits for it to exit, with its output read and its exit waited for on
+    /// threads of their own: blocking a thread of Swift's cooperative pool (two on a 2-core machine)
+    /// would stall every other test's server in this process meanwhile.
     @discardableResult
-    func run(_ executable: String, _ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = Self.products.appendingPathComponent(executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    func run(_ executable: String, _ arguments: [String], input: Data? = nil) async throws -> Result {
+        let (status, stdout, stderr) = try await Subprocess.run(
+            Self.products.appendingPathComponent(executable).path, arguments, directory: directory.path,
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, input: input
+        )
+        return Result(status: status, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
     }
 
-    func sitesync(_ arguments: String...) throws -> Result { try run("sitesync", arguments) }
+    func sitesync(_ arguments: String...) async throws -> Result { try await run("sitesync", arguments) }
 
     /// Runs `body` with commands working in a new temporary folder, removed afterwards.
     static func inTemporaryFolder(_ body: (Commands) async throws -> Void) async throws {
@@ -56,21 +50,18 @@ struct Commands {
     /// Starts `sitesync-server serve` on `port` (a free loopback port when nil) and waits until it answers.
     /// With `log`, the server logs at `trace` into that file of the folder instead of at `warning`
     /// to the tests' output.
-    func startServer(database: String, port: Int? = nil, arguments: [String] = [], log: String? = nil) async throws -> (Process, Int) {
+    func startServer(database: String, port: Int? = nil, arguments: [String] = [], log: String? = nil) async throws -> (Subprocess, Int) {
         let port = try port ?? Self.freePort()
-        let process = Process()
-        process.executableURL = Self.products.appendingPathComponent("sitesync-server")
-        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", log == nil ? "warning" : "trace"] + arguments
-        process.currentDirectoryURL = directory
-        if let log {
-            let url = directory.appendingPathComponent(log)
-            if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
-            let handle = try FileHandle(forWritingTo: url)
-            try handle.seekToEnd()
-            process.standardOutput = handle
-            process.standardError = handle
-        }
-        try process.run()
+        // The log file, appended to; else the tests' own standard error.
+        let output = log.map { open(directory.appendingPathComponent($0).path, O_WRONLY | O_APPEND | O_CREAT, 0o644) } ?? STDERR_FILENO
+        guard output >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { if log != nil { close(output) } }
+        let process = try Subprocess(
+            Self.products.appendingPathComponent("sitesync-server").path,
+            ["serve", "--database", database, "--port", String(port), "--log-level", log == nil ? "warning" : "trace"] + arguments,
+            directory: directory.path, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            standardOutput: output, standardError: output
+        )
         // Over HTTPS, whose certificate URLSession would not trust, a connection is enough.
         let tls = arguments.contains("--tls-cert")
         for _ in 0..<100 {
@@ -130,53 +121,53 @@ struct CommandLineTests {
             defer { server.terminate() }
             let url = "http://127.0.0.1:\(port)"
 
-            let token = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"])
+            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"])
             #expect(token.status == 0)
             #expect(token.line.hasPrefix("sst_") && !token.line.contains("\n"), "the token alone on stdout")
 
-            #expect(try cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "A. Rivera").status == 0)
-            #expect(try cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "B. Chen").status == 0)
+            #expect(try await cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "A. Rivera").status == 0)
+            #expect(try await cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "B. Chen").status == 0)
 
-            let subject = try cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
+            let subject = try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
             #expect(subject.status == 0)
             let id = subject.line
             #expect(UUID(uuidString: id) != nil)
-            let event = try cli.sitesync("put", "--db", "a.sqlite", "adverse_events", "subject_id=\(id)", "term=Cytokine release syndrome", "onset_date=2026-11-20", "grade=2", "serious=1")
+            let event = try await cli.sitesync("put", "--db", "a.sqlite", "adverse_events", "subject_id=\(id)", "term=Cytokine release syndrome", "onset_date=2026-11-20", "grade=2", "serious=1")
             #expect(event.status == 0)
 
             // A bad value is refused, names the field and rule, and writes nothing
-            let bad = try cli.sitesync("put", "--db", "a.sqlite", "adverse_events", "subject_id=\(id)", "term=Rash", "grade=7", "onset_date=2026-13-45")
+            let bad = try await cli.sitesync("put", "--db", "a.sqlite", "adverse_events", "subject_id=\(id)", "term=Rash", "grade=7", "onset_date=2026-13-45")
             #expect(bad.status != 0)
             #expect(bad.stderr.contains("adverse_events.grade: must be a whole number from 1 to 5; got 7"))
             #expect(bad.stderr.contains("adverse_events.onset_date: must be a calendar date written YYYY-MM-DD"))
 
-            let status = try json(try cli.sitesync("status", "--db", "a.sqlite", "--json")) as? [String: Any]
+            let status = try json(try await cli.sitesync("status", "--db", "a.sqlite", "--json")) as? [String: Any]
             #expect(status?["pending_changes"] as? Int == 2)
             #expect(status?["site"] as? String == "S01")
 
-            let syncA = try json(try cli.sitesync("sync", "--db", "a.sqlite", "--json")) as? [String: Int]
+            let syncA = try json(try await cli.sitesync("sync", "--db", "a.sqlite", "--json")) as? [String: Int]
             #expect(syncA == ["pushed": 2, "pulled": 0, "conflicts": 0])
-            let syncB = try json(try cli.sitesync("sync", "--db", "b.sqlite", "--json")) as? [String: Int]
+            let syncB = try json(try await cli.sitesync("sync", "--db", "b.sqlite", "--json")) as? [String: Int]
             #expect(syncB == ["pushed": 0, "pulled": 2, "conflicts": 0])
 
-            let listed = try json(try cli.sitesync("list", "--db", "b.sqlite", "adverse_events", "--json")) as? [[String: Any]]
+            let listed = try json(try await cli.sitesync("list", "--db", "b.sqlite", "adverse_events", "--json")) as? [[String: Any]]
             #expect(listed?.count == 1)
             #expect(listed?.first?["grade"] as? Int == 2, "numbers are JSON numbers")
             #expect(listed?.first?["site_id"] as? String == "S01")
-            let table = try cli.sitesync("list", "--db", "b.sqlite", "subjects")
+            let table = try await cli.sitesync("list", "--db", "b.sqlite", "subjects")
             #expect(table.stdout.contains("S01-001") && table.stdout.contains("1 record"))
 
             // The same field edited on both laptops while offline
-            #expect(try cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", id, "status=enrolled", "--reason", "Consent signed").status == 0)
+            #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", id, "status=enrolled", "--reason", "Consent signed").status == 0)
             try await Task.sleep(for: .milliseconds(5))
-            #expect(try cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", id, "status=screen_failed", "--reason", "Failed criterion 3").status == 0)
+            #expect(try await cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", id, "status=screen_failed", "--reason", "Failed criterion 3").status == 0)
             for db in ["a.sqlite", "b.sqlite", "a.sqlite"] {
-                #expect(try cli.sitesync("sync", "--db", db).status == 0)
+                #expect(try await cli.sitesync("sync", "--db", db).status == 0)
             }
 
-            let record = try json(try cli.sitesync("get", "--db", "a.sqlite", "subjects", id, "--json")) as? [String: Any]
+            let record = try json(try await cli.sitesync("get", "--db", "a.sqlite", "subjects", id, "--json")) as? [String: Any]
             #expect(record?["status"] as? String == "screen_failed")
-            let conflicts = try json(try cli.sitesync("conflicts", "list", "--db", "a.sqlite", "--json")) as? [[String: Any]]
+            let conflicts = try json(try await cli.sitesync("conflicts", "list", "--db", "a.sqlite", "--json")) as? [[String: Any]]
             #expect(conflicts?.count == 1)
             let conflict = conflicts?.first
             #expect(conflict?["field"] as? String == "status")
@@ -185,56 +176,56 @@ struct CommandLineTests {
             #expect((conflict?["loser"] as? [String: Any])?["value"] as? String == "enrolled")
             #expect((conflict?["loser"] as? [String: Any])?["user"] as? String == "A. Rivera")
             #expect(Set(conflict?.keys.map { $0 } ?? []) == ["id", "site_id", "table", "record_id", "field", "winner", "loser", "status", "detected_at"])
-            let readable = try cli.sitesync("conflicts", "list", "--db", "b.sqlite")
+            let readable = try await cli.sitesync("conflicts", "list", "--db", "b.sqlite")
             #expect(readable.stdout.contains("screen_failed") && readable.stdout.contains("enrolled") && readable.stdout.contains("1 conflict"))
 
-            #expect(try cli.sitesync("status", "--db", "a.sqlite").stdout.contains("open conflicts   1"))
+            #expect(try await cli.sitesync("status", "--db", "a.sqlite").stdout.contains("open conflicts   1"))
 
             // Review: show both sides, resolve with a reason, and every laptop follows
-            let conflictID = try cli.sitesync("conflicts", "list", "--db", "a.sqlite", "--ids").line
+            let conflictID = try await cli.sitesync("conflicts", "list", "--db", "a.sqlite", "--ids").line
             #expect(conflictID == conflict?["id"] as? String)
-            let shown = try cli.sitesync("conflicts", "show", "--db", "a.sqlite", conflictID)
+            let shown = try await cli.sitesync("conflicts", "show", "--db", "a.sqlite", conflictID)
             #expect(shown.status == 0 && shown.stdout.contains("screen_failed") && shown.stdout.contains("enrolled") && shown.stdout.contains("current value: screen_failed"))
             #expect(!shown.stdout.contains("\u{1B}["), "no colour when stdout is not a terminal")
-            let noReason = try cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser")
+            let noReason = try await cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser")
             #expect(noReason.status != 0 && noReason.stderr.contains("--reason"))
-            let resolve = try cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser", "--reason", "Enrolment confirmed on the signed CRF")
+            let resolve = try await cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser", "--reason", "Enrolment confirmed on the signed CRF")
             #expect(resolve.status == 0, "\(resolve.stderr)")
-            let again = try cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--keep-winner", "--reason", "again")
+            let again = try await cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--keep-winner", "--reason", "again")
             #expect(again.status != 0 && again.stderr.contains("already resolved"))
             for db in ["a.sqlite", "b.sqlite"] {
-                #expect(try cli.sitesync("sync", "--db", db).status == 0)
+                #expect(try await cli.sitesync("sync", "--db", db).status == 0)
             }
-            let afterResolve = try json(try cli.sitesync("get", "--db", "b.sqlite", "subjects", id, "--json")) as? [String: Any]
+            let afterResolve = try json(try await cli.sitesync("get", "--db", "b.sqlite", "subjects", id, "--json")) as? [String: Any]
             #expect(afterResolve?["status"] as? String == "enrolled")
-            let resolvedList = try json(try cli.sitesync("conflicts", "list", "--db", "b.sqlite", "--all", "--json")) as? [[String: Any]]
+            let resolvedList = try json(try await cli.sitesync("conflicts", "list", "--db", "b.sqlite", "--all", "--json")) as? [[String: Any]]
             #expect(resolvedList?.first?["status"] as? String == "resolved")
             #expect((resolvedList?.first?["resolution"] as? [String: Any])?["reason"] as? String == "Enrolment confirmed on the signed CRF")
-            let history = try cli.sitesync("history", "--db", "b.sqlite", "subjects", id)
+            let history = try await cli.sitesync("history", "--db", "b.sqlite", "subjects", id)
             #expect(history.status == 0)
             #expect(history.stdout.contains("screening -> enrolled") && history.stdout.contains("superseded") == false)
             #expect(history.stdout.contains("resolved: take_loser") && history.stdout.contains(conflictID))
             #expect(history.stdout.contains("Consent signed") && history.stdout.contains("Failed criterion 3"), "each change shows its reason")
             #expect(history.stdout.contains("conflict resolution: take_loser (conflict \(conflictID)): Enrolment confirmed on the signed CRF"))
-            let historyJSON = try json(try cli.sitesync("history", "--db", "b.sqlite", "subjects", id, "--json")) as? [String: Any]
+            let historyJSON = try json(try await cli.sitesync("history", "--db", "b.sqlite", "subjects", id, "--json")) as? [String: Any]
             #expect((historyJSON?["entries"] as? [Any])?.count == 5, "created, enrolled, screen_failed, the resolution's write, the resolution")
 
-            #expect(try cli.sitesync("delete", "--db", "a.sqlite", "subjects", id, "--reason", "Consent withdrawn before screening").status == 0)
-            let remaining = try json(try cli.sitesync("list", "--db", "a.sqlite", "subjects", "--json")) as? [Any]
+            #expect(try await cli.sitesync("delete", "--db", "a.sqlite", "subjects", id, "--reason", "Consent withdrawn before screening").status == 0)
+            let remaining = try json(try await cli.sitesync("list", "--db", "a.sqlite", "subjects", "--json")) as? [Any]
             #expect(remaining?.isEmpty == true)
-            #expect(try cli.sitesync("sync", "--db", "a.sqlite").status == 0)
+            #expect(try await cli.sitesync("sync", "--db", "a.sqlite").status == 0)
 
             // A reviewer laptop pulls every site
-            let reviewerToken = try cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "sitesync-server.sqlite"])
-            #expect(try cli.sitesync("init", "--db", "r.sqlite", "--site", "*", "--server", url, "--token", reviewerToken.line, "--user", "D. Monitor").status == 0)
-            let reviewerSync = try json(try cli.sitesync("sync", "--db", "r.sqlite", "--json")) as? [String: Int]
+            let reviewerToken = try await cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "sitesync-server.sqlite"])
+            #expect(try await cli.sitesync("init", "--db", "r.sqlite", "--site", "*", "--server", url, "--token", reviewerToken.line, "--user", "D. Monitor").status == 0)
+            let reviewerSync = try json(try await cli.sitesync("sync", "--db", "r.sqlite", "--json")) as? [String: Int]
             #expect(reviewerSync?["pulled"] == 3, "the subject, the adverse event and the conflict")
-            #expect(try cli.sitesync("conflicts", "list", "--db", "r.sqlite", "--all", "--site", "S01", "--ids").line == conflictID)
-            let deleted = try json(try cli.sitesync("get", "--db", "r.sqlite", "subjects", id, "--json")) as? [String: Any]
+            #expect(try await cli.sitesync("conflicts", "list", "--db", "r.sqlite", "--all", "--site", "S01", "--ids").line == conflictID)
+            let deleted = try json(try await cli.sitesync("get", "--db", "r.sqlite", "subjects", id, "--json")) as? [String: Any]
             #expect(deleted?["_deleted"] as? String == "Consent withdrawn before screening")
 
             // The inspector's export of the audit trail
-            let csv = try cli.run("sitesync-server", ["audit", "export", "--format", "csv"])
+            let csv = try await cli.run("sitesync-server", ["audit", "export", "--format", "csv"])
             #expect(csv.status == 0)
             let lines = csv.stdout.split(separator: "\r\n")
             #expect(
@@ -248,13 +239,13 @@ struct CommandLineTests {
             #expect(lines.contains {
                 $0.contains(",status,\"\"\"screen_failed\"\"\",\"\"\"enrolled\"\"\",conflict resolution: take_loser (conflict \(conflictID)): Enrolment confirmed on the signed CRF,applied,,")
             })
-            let jsonl = try cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--site", "S01", "--since", "2000-01-01"])
+            let jsonl = try await cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--site", "S01", "--since", "2000-01-01"])
             let entries = jsonl.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             #expect(entries.count == lines.count - 1)
             #expect(entries.contains { $0["field"] as? String == "grade" && $0["new_value"] as? Int == 2 })
-            let none = try cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--since", "2999-01-01"])
+            let none = try await cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--since", "2999-01-01"])
             #expect(none.status == 0 && none.stdout.isEmpty)
-            let badSince = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--since", "yesterday"])
+            let badSince = try await cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--since", "yesterday"])
             #expect(badSince.status != 0 && badSince.stderr.contains("--since must be a date"))
         }
     }
@@ -264,30 +255,30 @@ struct CommandLineTests {
         try await withFolder { cli in
             let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
             defer { server.terminate() }
-            let token = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
-            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera").status == 0)
-            let subject = try cli.sitesync("put", "subjects", "screening_no=S01-001").line
-            let event = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-11-20", "grade=2").line
+            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera").status == 0)
+            let subject = try await cli.sitesync("put", "subjects", "screening_no=S01-001").line
+            let event = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-11-20", "grade=2").line
             // Not synced yet: corrections need no reason.
-            #expect(try cli.sitesync("put", "adverse_events", "--id", event, "grade=3").status == 0)
-            #expect(try cli.sitesync("sync").status == 0)
+            #expect(try await cli.sitesync("put", "adverse_events", "--id", event, "grade=3").status == 0)
+            #expect(try await cli.sitesync("sync").status == 0)
 
-            let refused = try cli.sitesync("put", "adverse_events", "--id", event, "grade=4")
+            let refused = try await cli.sitesync("put", "adverse_events", "--id", event, "grade=4")
             #expect(refused.status == 1)
             #expect(refused.stderr.contains("adverse_events.grade of record \(event) was synced already") && refused.stderr.contains("--reason"))
-            #expect(try cli.sitesync("get", "adverse_events", event, "--json").stdout.contains("\"grade\" : 3"))
-            let blank = try cli.sitesync("put", "adverse_events", "--id", event, "grade=4", "--reason", " ")
+            #expect(try await cli.sitesync("get", "adverse_events", event, "--json").stdout.contains("\"grade\" : 3"))
+            let blank = try await cli.sitesync("put", "adverse_events", "--id", event, "grade=4", "--reason", " ")
             #expect(blank.status != 0 && blank.stderr.contains("must not be empty"))
-            #expect(try cli.sitesync("put", "adverse_events", "--id", event, "grade=4", "--reason", "Grade corrected from the lab report").status == 0)
+            #expect(try await cli.sitesync("put", "adverse_events", "--id", event, "grade=4", "--reason", "Grade corrected from the lab report").status == 0)
             // Filling in an empty field is first entry.
-            #expect(try cli.sitesync("put", "adverse_events", "--id", event, "outcome=recovering").status == 0)
-            #expect(try cli.sitesync("sync").status == 0)
+            #expect(try await cli.sitesync("put", "adverse_events", "--id", event, "outcome=recovering").status == 0)
+            #expect(try await cli.sitesync("sync").status == 0)
 
-            let history = try cli.sitesync("history", "adverse_events", event)
+            let history = try await cli.sitesync("history", "adverse_events", event)
             #expect(history.status == 0)
             #expect(history.stdout.contains("3 -> 4") && history.stdout.contains("Grade corrected from the lab report"))
 
-            let csv = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--record", event])
+            let csv = try await cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--record", event])
             #expect(csv.status == 0, "\(csv.stderr)")
             let lines = csv.stdout.split(separator: "\r\n").map(String.init)
             #expect(lines.dropFirst().allSatisfy { $0.contains(",adverse_events,\(event),") }, "only the record asked for")
@@ -295,16 +286,16 @@ struct CommandLineTests {
             #expect(grade.contains(",A. Rivera,adverse_events,\(event),grade,3,4,Grade corrected from the lab report,applied,,"))
             let cells = grade.split(separator: ",", omittingEmptySubsequences: false)
             #expect(cells[0].hasSuffix("Z") && cells[1].hasSuffix("Z") && cells[1].contains("."), "received_at, and changed_at with milliseconds")
-            let jsonl = try cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--table", "subjects"])
+            let jsonl = try await cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--table", "subjects"])
             let tables = Set(jsonl.stdout.split(separator: "\n").compactMap {
                 (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["table"] as? String
             })
             #expect(tables == ["subjects"])
             let keys = jsonl.stdout.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?.keys }
             #expect(!keys.isEmpty && keys.allSatisfy { Set($0).isSuperset(of: ["changed_at", "reason", "conflict_id", "base"]) }, "every line has every key")
-            let both = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--table", "subjects", "--record", event])
+            let both = try await cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--table", "subjects", "--record", event])
             #expect(both.status == 0 && both.stdout.split(separator: "\r\n").count == 1, "the header only")
-            let badTable = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--table", "patients"])
+            let badTable = try await cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--table", "patients"])
             #expect(badTable.status != 0 && badTable.stderr.contains("no table patients"))
         }
     }
@@ -312,12 +303,12 @@ struct CommandLineTests {
     @Test("Sync with the server unreachable says so, exits non-zero and loses nothing")
     func unreachable() async throws {
         try await withFolder { cli in
-            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
-            #expect(try cli.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
-            let sync = try cli.sitesync("sync")
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            #expect(try await cli.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
+            let sync = try await cli.sitesync("sync")
             #expect(sync.status != 0)
             #expect(sync.stderr.contains("cannot be reached"))
-            let status = try json(try cli.sitesync("status", "--json")) as? [String: Any]
+            let status = try json(try await cli.sitesync("status", "--json")) as? [String: Any]
             #expect(status?["pending_changes"] as? Int == 1)
             #expect(FileManager.default.fileExists(atPath: cli.directory.appendingPathComponent("sitesync.sqlite").path), "./sitesync.sqlite is the default")
         }
@@ -326,9 +317,9 @@ struct CommandLineTests {
     @Test("Screening offline: one eligible and one ineligible subject")
     func screening() async throws {
         try await withFolder { cli in
-            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
-            let eligible = try cli.sitesync("put", "subjects", "screening_no=S01-002", "sex=F", "birth_date=1990-04-02", "weight_kg=58", "childbearing_potential=1", "survival_over_3_months=1").line
-            let screening = try cli.sitesync(
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            let eligible = try await cli.sitesync("put", "subjects", "screening_no=S01-002", "sex=F", "birth_date=1990-04-02", "weight_kg=58", "childbearing_potential=1", "survival_over_3_months=1").line
+            let screening = try await cli.sitesync(
                 "put", "screenings", "subject_id=\(eligible)", "date=2026-11-20", "sledai_2k=12", "ana_positive=1", "anti_dsdna_positive=1", "anti_sm_positive=0",
                 "prednisone_mg_day=15", "on_immunosuppressant_or_biologic=0", "neutrophils_1e9_per_l=2.1", "platelets_1e9_per_l=180", "hemoglobin_g_per_l=112",
                 "alt_u_per_l=28", "alt_uln=40", "ast_u_per_l=31", "ast_uln=40", "tbil_umol_per_l=9", "tbil_uln=21", "gilbert_syndrome=0",
@@ -336,26 +327,26 @@ struct CommandLineTests {
                 "hemodynamically_stable=1", "spo2_pct=98", "pregnancy_test=negative", "lactating=0", "contraception_agreed=1", "consent_signed=1"
             )
             #expect(screening.status == 0, "\(screening.stderr)")
-            let readable = try cli.sitesync("eligibility", eligible)
+            let readable = try await cli.sitesync("eligibility", eligible)
             #expect(readable.status == 0 && readable.stdout.contains("verdict: ELIGIBLE"))
-            let report = try json(try cli.sitesync("eligibility", eligible, "--json")) as? [String: Any]
+            let report = try json(try await cli.sitesync("eligibility", eligible, "--json")) as? [String: Any]
             #expect(report?["verdict"] as? String == "eligible")
             #expect((report?["criteria"] as? [[String: Any]])?.allSatisfy { $0["result"] as? String == "pass" } == true)
 
-            let ineligible = try cli.sitesync("put", "subjects", "screening_no=S01-003", "sex=M", "birth_date=1949-01-20", "weight_kg=72", "survival_over_3_months=1").line
-            #expect(try cli.sitesync(
+            let ineligible = try await cli.sitesync("put", "subjects", "screening_no=S01-003", "sex=M", "birth_date=1949-01-20", "weight_kg=72", "survival_over_3_months=1").line
+            #expect(try await cli.sitesync(
                 "put", "screenings", "subject_id=\(ineligible)", "date=2026-11-21", "sledai_2k=6", "ana_positive=1", "prednisone_mg_day=10",
                 "neutrophils_1e9_per_l=1.4", "platelets_1e9_per_l=42", "hemoglobin_g_per_l=101", "consent_signed=1"
             ).status == 0)
-            let refused = try json(try cli.sitesync("eligibility", ineligible, "--json")) as? [String: Any]
+            let refused = try json(try await cli.sitesync("eligibility", ineligible, "--json")) as? [String: Any]
             #expect(refused?["verdict"] as? String == "ineligible")
             let results = Dictionary(uniqueKeysWithValues: ((refused?["criteria"] as? [[String: Any]]) ?? []).map { ($0["id"] as? String ?? "", $0["result"] as? String ?? "") })
             #expect(results["age"] == "fail" && results["sledai"] == "fail" && results["platelets"] == "fail")
             #expect(results["neutrophils"] == "pass" && results["lvef"] == "missing")
-            let bad = try cli.sitesync("put", "screenings", "subject_id=\(ineligible)", "date=2026-11-22", "sledai_2k=106", "pregnancy_test=maybe")
+            let bad = try await cli.sitesync("put", "screenings", "subject_id=\(ineligible)", "date=2026-11-22", "sledai_2k=106", "pregnancy_test=maybe")
             #expect(bad.status != 0 && bad.stderr.contains("screenings.sledai_2k: must be a whole number from 0 to 105; got 106"))
             #expect(bad.stderr.contains("screenings.pregnancy_test: must be one of negative, positive, not_applicable"))
-            let unknown = try cli.sitesync("eligibility", "nobody")
+            let unknown = try await cli.sitesync("eligibility", "nobody")
             #expect(unknown.status != 0 && unknown.stderr.contains("No record nobody in subjects"))
         }
     }
@@ -363,34 +354,34 @@ struct CommandLineTests {
     @Test("Safety flags of adverse events in get, list and safety")
     func safety() async throws {
         try await withFolder { cli in
-            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
-            let subject = try cli.sitesync("put", "subjects", "screening_no=S01-010", "sex=F").line
-            let early = try cli.sitesync("put", "infusions", "subject_id=\(subject)", "date=2026-03-01")
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            let subject = try await cli.sitesync("put", "subjects", "screening_no=S01-010", "sex=F").line
+            let early = try await cli.sitesync("put", "infusions", "subject_id=\(subject)", "date=2026-03-01")
             #expect(early.status != 0 && early.stderr.contains("is screening, not enrolled"))
-            #expect(try cli.sitesync("put", "subjects", "--id", subject, "status=enrolled").status == 0)
-            #expect(try cli.sitesync("put", "infusions", "subject_id=\(subject)", "date=2026-03-01", "dose_cells_per_kg=1000000", "lot=L-42").status == 0)
-            let day28 = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-03-29", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
-            let day29 = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Pneumonia", "onset_date=2026-03-30", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
+            #expect(try await cli.sitesync("put", "subjects", "--id", subject, "status=enrolled").status == 0)
+            #expect(try await cli.sitesync("put", "infusions", "subject_id=\(subject)", "date=2026-03-01", "dose_cells_per_kg=1000000", "lot=L-42").status == 0)
+            let day28 = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-03-29", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
+            let day29 = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Pneumonia", "onset_date=2026-03-30", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
 
-            let first = try json(try cli.sitesync("get", "adverse_events", day28, "--json")) as? [String: Any]
+            let first = try json(try await cli.sitesync("get", "adverse_events", day28, "--json")) as? [String: Any]
             #expect(first?["days_after_infusion"] as? Int == 28)
             #expect(first?["dlt_window"] as? Bool == true && first?["dlt_candidate"] as? Bool == true && first?["src_review"] as? Bool == false)
-            let listed = try json(try cli.sitesync("list", "adverse_events", "--json")) as? [[String: Any]]
+            let listed = try json(try await cli.sitesync("list", "adverse_events", "--json")) as? [[String: Any]]
             let second = listed?.first { $0["id"] as? String == day29 }
             #expect(second?["dlt_window"] as? Bool == false && second?["dlt_candidate"] as? Bool == false && second?["src_review"] as? Bool == true)
-            let report = try json(try cli.sitesync("safety", subject, "--json")) as? [String: Any]
+            let report = try json(try await cli.sitesync("safety", subject, "--json")) as? [String: Any]
             #expect(report?["infusion_date"] as? String == "2026-03-01")
             #expect((report?["events"] as? [[String: Any]])?.map { $0["term"] as? String } == ["Neutropenia", "Pneumonia"])
-            let readable = try cli.sitesync("safety", subject)
+            let readable = try await cli.sitesync("safety", subject)
             #expect(readable.status == 0 && readable.stdout.contains("day 28") && readable.stdout.contains("day 29") && readable.stdout.contains("2 adverse events"))
-            #expect(try cli.sitesync("list", "adverse_events").stdout.contains("dlt_candidate"))
+            #expect(try await cli.sitesync("list", "adverse_events").stdout.contains("dlt_candidate"))
         }
     }
 
     @Test("Import writes every row or none, reporting each bad row by line and field")
     func importCSV() async throws {
         try await withFolder { cli in
-            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
             let bad = """
                 subject_id,term,onset_date,grade,category,grading_scale,outcome
                 s1,Fever,2026-03-02,1,other,CTCAE 5.0,recovered
@@ -400,11 +391,11 @@ struct CommandLineTests {
                 s1,Headache,2026-03-06
                 """
             try bad.write(to: cli.directory.appendingPathComponent("bad.csv"), atomically: true, encoding: .utf8)
-            let refused = try cli.sitesync("import", "adverse_events", "bad.csv")
+            let refused = try await cli.sitesync("import", "adverse_events", "bad.csv")
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("line 3: adverse_events.grade: must be a whole number from 1 to 5; got 7"), "\(refused.stderr)")
             #expect(refused.stderr.contains("line 6: has 3 cells for 7 fields"))
-            #expect((try json(try cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true, "nothing written")
+            #expect((try json(try await cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true, "nothing written")
 
             // Rows that pass field rules but break a record rule are reported too, still writing nothing
             let ruled = """
@@ -413,18 +404,18 @@ struct CommandLineTests {
                 s1,Cytokine release syndrome,2026-03-05,5,crs,ASTCT 2019
                 """
             try ruled.write(to: cli.directory.appendingPathComponent("ruled.csv"), atomically: true, encoding: .utf8)
-            let second = try cli.sitesync("import", "adverse_events", "ruled.csv")
+            let second = try await cli.sitesync("import", "adverse_events", "ruled.csv")
             #expect(second.status != 0 && second.stderr.contains("line 3: adverse_events.grade: must be from 1 to 4 for CRS (ASTCT 2019); got 5"))
-            #expect((try json(try cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true)
+            #expect((try json(try await cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true)
 
             let good = bad.replacingOccurrences(of: ",7,", with: ",2,").replacingOccurrences(of: ",5,crs", with: ",4,crs").replacingOccurrences(of: "2026-03-06", with: "2026-03-06,1,other,CTCAE 5.0,")
             try good.write(to: cli.directory.appendingPathComponent("good.csv"), atomically: true, encoding: .utf8)
-            let imported = try cli.sitesync("import", "adverse_events", "good.csv")
+            let imported = try await cli.sitesync("import", "adverse_events", "good.csv")
             #expect(imported.status == 0 && imported.line == "Imported 4 records into adverse_events.", "\(imported.stderr)")
-            let records = try json(try cli.sitesync("list", "adverse_events", "--json")) as? [[String: Any]]
+            let records = try json(try await cli.sitesync("list", "adverse_events", "--json")) as? [[String: Any]]
             #expect(records?.count == 4)
             #expect(records?.contains { $0["term"] as? String == "Rash, maculopapular" && $0["outcome"] as? String == "said \"itchy\"\nresolved" } == true)
-            #expect(try json(try cli.sitesync("status", "--json")) as? [String: Any] != nil)
+            #expect(try json(try await cli.sitesync("status", "--json")) as? [String: Any] != nil)
         }
     }
 
@@ -434,7 +425,7 @@ struct CommandLineTests {
             for round in 0..<3 {
                 let results = try await withThrowingTaskGroup(of: Commands.Result.self) { group in
                     for _ in 0..<8 {
-                        group.addTask { try cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "fresh-\(round).sqlite"]) }
+                        group.addTask { try await cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "fresh-\(round).sqlite"]) }
                     }
                     return try await group.reduce(into: []) { $0.append($1) }
                 }
@@ -447,16 +438,16 @@ struct CommandLineTests {
     @Test("Usage errors and unknown records exit non-zero with a message on stderr")
     func errors() async throws {
         try await withFolder { cli in
-            let uninitialised = try cli.sitesync("put", "subjects", "screening_no=x")
+            let uninitialised = try await cli.sitesync("put", "subjects", "screening_no=x")
             #expect(uninitialised.status != 0 && uninitialised.stderr.contains("not initialised"))
-            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
-            let missing = try cli.sitesync("get", "subjects", "nope")
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            let missing = try await cli.sitesync("get", "subjects", "nope")
             #expect(missing.status != 0 && missing.stderr.contains("No record nope in subjects"))
-            let table = try cli.sitesync("list", "labs")
+            let table = try await cli.sitesync("list", "labs")
             #expect(table.status != 0 && table.stderr.contains("labs: is not a known table"))
-            let reviewerToken = try cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--site", "S01"])
+            let reviewerToken = try await cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--site", "S01"])
             #expect(reviewerToken.status != 0 && reviewerToken.stderr.contains("do not give --site"))
-            let reviewer = try cli.run("sitesync-server", ["token", "create", "--role", "reviewer"])
+            let reviewer = try await cli.run("sitesync-server", ["token", "create", "--role", "reviewer"])
             #expect(reviewer.status == 0 && reviewer.line.hasPrefix("sst_"))
         }
     }

@@ -38,73 +38,65 @@ struct CredentialTests {
             let second = kind == .postgres ? try await cli.startServer(database: database, log: "server-2.log") : (first, firstPort)
             defer { second.0.terminate() }
 
-            let create = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--label", "S01 enrolment", "--database", database])
+            let create = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--label", "S01 enrolment", "--database", database])
             #expect(create.status == 0, "\(create.stderr)")
             let enrolment = create.line
             try Data((enrolment + "\n").utf8).write(to: cli.directory.appendingPathComponent("token.txt"))
-            let initialised = try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(firstPort)", "--token-file", "token.txt", "--user", "A. Rivera")
+            let initialised = try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(firstPort)", "--token-file", "token.txt", "--user", "A. Rivera")
             #expect(initialised.status == 0, "\(initialised.stderr)")
-            #expect(try cli.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
-            #expect(try cli.sitesync("sync").status == 0)
+            #expect(try await cli.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
+            #expect(try await cli.sitesync("sync").status == 0)
             let identity = try #require(try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).identity)
             #expect(identity.isEnrolled && identity.token != enrolment, "the laptop holds its own credential")
 
             // Listed: ids, roles, labels, the replica, its last use; no secret.
-            let list = try cli.run("sitesync-server", ["token", "list", "--database", database])
+            let list = try await cli.run("sitesync-server", ["token", "list", "--database", database])
             #expect(list.status == 0, "\(list.stderr)")
             #expect(list.stdout.contains("S01 enrolment") && list.stdout.contains(identity.replicaID) && list.stdout.contains("2 tokens"))
             #expect(!list.stdout.contains(enrolment) && !list.stdout.contains(identity.token) && !list.stdout.contains("sst_") && !list.stdout.contains("ssr_"))
-            let json = try cli.run("sitesync-server", ["token", "list", "--json", "--database", database])
+            let json = try await cli.run("sitesync-server", ["token", "list", "--json", "--database", database])
             let rows = json.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             let laptop = try #require(rows.first { $0["replica"] as? String == identity.replicaID })
             #expect(laptop["state"] as? String == "active" && (laptop["last_used_at"] as? String)?.hasPrefix("20") == true, "its last use is recorded")
             #expect(rows.first { $0["label"] as? String == "S01 enrolment" }?["expires_at"] is NSNull)
 
             // Revoked: refused at the next request, on every instance, with a message that says so.
-            let revoke = try cli.run("sitesync-server", ["token", "revoke", "--replica", identity.replicaID, "--database", database])
+            let revoke = try await cli.run("sitesync-server", ["token", "revoke", "--replica", identity.replicaID, "--database", database])
             #expect(revoke.status == 0 && revoke.stdout.contains("Revoked token"), "\(revoke.stderr)")
             for port in [firstPort, second.1] {
                 let refused = try await pull(port, token: identity.token)
                 #expect(refused.status == 401 && refused.message.contains("revoked"))
             }
-            let sync = try cli.sitesync("sync")
+            let sync = try await cli.sitesync("sync")
             #expect(sync.status != 0 && sync.stderr.contains("revoked"))
-            let again = try cli.run("sitesync-server", ["token", "revoke", "--replica", identity.replicaID, "--database", database])
+            let again = try await cli.run("sitesync-server", ["token", "revoke", "--replica", identity.replicaID, "--database", database])
             #expect(again.status == 0 && again.stdout.contains("revoked already"))
-            let unknown = try cli.run("sitesync-server", ["token", "revoke", "0000000000", "--database", database])
+            let unknown = try await cli.run("sitesync-server", ["token", "revoke", "0000000000", "--database", database])
             #expect(unknown.status != 0 && unknown.stderr.contains("No token has ID 0000000000"))
-            let short = try cli.run("sitesync-server", ["token", "revoke", "abc", "--database", database])
+            let short = try await cli.run("sitesync-server", ["token", "revoke", "abc", "--database", database])
             #expect(short.status != 0 && short.stderr.contains("at least 8 hex digits"))
 
             // Expired: created with a lifetime, refused after it.
-            let expiring = try cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--expires-in", "1d", "--database", database]).line
+            let expiring = try await cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--expires-in", "1d", "--database", database]).line
             // Accepted as a credential (an enrolment token does not pull: 403, not 401).
             #expect(try await pull(firstPort, token: expiring).status == 403)
-            let expiringList = try cli.run("sitesync-server", ["token", "list", "--json", "--database", database]).stdout
+            let expiringList = try await cli.run("sitesync-server", ["token", "list", "--json", "--database", database]).stdout
             #expect(expiringList.contains("\"role\":\"reviewer\"") && expiringList.contains("\"expires_at\":\"20"))
             let lapsed = try await withStore(kind, database) { store in
                 try await Tokens.create(in: store, role: .reviewer, site: nil, expiresAt: Date().addingTimeInterval(-1))
             }
             let expired = try await pull(second.1, token: lapsed)
             #expect(expired.status == 401 && expired.message.contains("expired"))
-            #expect(try cli.run("sitesync-server", ["token", "create", "--role", "admin", "--expires-in", "soon", "--database", database]).status != 0)
+            #expect(try await cli.run("sitesync-server", ["token", "create", "--role", "admin", "--expires-in", "soon", "--database", database]).status != 0)
 
             // From standard input, on a second laptop.
             let other = Commands(directory: cli.directory, environment: ["SITESYNC_DB": cli.directory.appendingPathComponent("b.sqlite").path])
-            let process = Process()
-            process.executableURL = Commands.products.appendingPathComponent("sitesync")
-            process.arguments = ["init", "--site", "S01", "--server", "http://127.0.0.1:\(second.1)", "--token-file", "-", "--user", "B. Chen"]
-            process.currentDirectoryURL = other.directory
-            process.environment = ProcessInfo.processInfo.environment.merging(other.environment) { $1 }
-            let input = Pipe()
-            process.standardInput = input
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            input.fileHandleForWriting.write(Data((enrolment + "\n").utf8))
-            try input.fileHandleForWriting.close()
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0)
-            #expect(try other.sitesync("sync").line.contains("pulled 1"), "the other laptop's credential still works")
+            let fromInput = try await other.run(
+                "sitesync", ["init", "--site", "S01", "--server", "http://127.0.0.1:\(second.1)", "--token-file", "-", "--user", "B. Chen"],
+                input: Data((enrolment + "\n").utf8)
+            )
+            #expect(fromInput.status == 0, "\(fromInput.stderr)")
+            #expect(try await other.sitesync("sync").line.contains("pulled 1"), "the other laptop's credential still works")
 
             // Files readable by their owner only, from the first byte; no token in any log line.
             for name in ["sitesync.sqlite", "b.sqlite"] + (kind == .sqlite ? ["server.sqlite", "server.sqlite-wal"] : []) {
@@ -113,8 +105,8 @@ struct CredentialTests {
             }
             first.terminate()
             second.0.terminate()
-            first.waitUntilExit()
-            second.0.waitUntilExit()
+            await first.exit()
+            await second.0.exit()
             let log = ["server.log", "server-2.log"].compactMap { try? String(contentsOf: cli.directory.appendingPathComponent($0), encoding: .utf8) }.joined()
             #expect(log.contains("push applied"), "the log was captured")
             for secret in [enrolment, identity.token, expiring, lapsed] {

@@ -14,10 +14,10 @@ struct FloodTests {
     @Test("Under idle sockets, oversized and maximum-size bodies and tiny requests from one credential, another site's push is served, and the server's memory stays bounded")
     func flood() async throws {
         try await Commands.inTemporaryFolder { cli in
-            func token(_ site: String) throws -> String {
-                try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", site, "--database", "server.sqlite"]).line
+            func token(_ site: String) async throws -> String {
+                try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", site, "--database", "server.sqlite"]).line
             }
-            let (s01, s02) = (try token("S01"), try token("S02"))
+            let (s01, s02) = (try await token("S01"), try await token("S02"))
             let (server, port) = try await cli.startServer(database: "server.sqlite", log: "server.log")
             defer { server.terminate() }
             let url = URL(string: "http://127.0.0.1:\(port)")!

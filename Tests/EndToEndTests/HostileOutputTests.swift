@@ -66,9 +66,9 @@ struct HostileOutputTests {
         try await Commands.inTemporaryFolder { cli in
             let (server, port) = try await cli.startServer(database: "server.sqlite", log: "server.log")
             defer { server.terminate() }
-            let enrolment = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
+            let enrolment = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
             try Data(enrolment.utf8).write(to: cli.directory.appendingPathComponent("token.txt"))
-            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "token.txt", "--user", "A").status == 0)
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "token.txt", "--user", "A").status == 0)
             let identity = try #require(try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).identity)
 
             let unknown = try await send(port, SyncProtocol.pullPath, token: "sst_not-a-token", body: Data(#"{"cursor":{},"limit":1}"#.utf8))
@@ -103,7 +103,7 @@ struct HostileOutputTests {
             #expect(manyFields.status == 422 && manyFields.message.contains("and 30 more problems"), "\(manyFields.message)")
 
             server.terminate()
-            server.waitUntilExit()
+            await server.exit()
             let log = try String(contentsOf: cli.directory.appendingPathComponent("server.log"), encoding: .utf8)
             let lines = log.split(separator: "\n")
             let refusals = lines.filter { $0.contains("request refused") }
@@ -125,19 +125,19 @@ struct HostileOutputTests {
         try await Commands.inTemporaryFolder { cli in
             let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
             defer { server.terminate() }
-            let token = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
-            #expect(try cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "@SUM(A1)").status == 0)
-            let subject = try cli.sitesync("put", "subjects", "screening_no=S01-001").line
-            let event = try cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=\(Self.escape)Neutropenia", "onset_date=2026-11-20", "grade=2").line
-            #expect(try cli.sitesync("sync").status == 0)
+            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "@SUM(A1)").status == 0)
+            let subject = try await cli.sitesync("put", "subjects", "screening_no=S01-001").line
+            let event = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=\(Self.escape)Neutropenia", "onset_date=2026-11-20", "grade=2").line
+            #expect(try await cli.sitesync("sync").status == 0)
             let reason = "=HYPERLINK(\"http://example.invalid\")\r\n-2+3,forged row"
-            #expect(try cli.sitesync("put", "adverse_events", "--id", event, "grade=3", "--reason", reason).status == 0)
-            #expect(try cli.sitesync("sync").status == 0)
+            #expect(try await cli.sitesync("put", "adverse_events", "--id", event, "grade=3", "--reason", reason).status == 0)
+            #expect(try await cli.sitesync("sync").status == 0)
             // A line break alone (no comma or quote beside it) must still be quoted.
-            #expect(try cli.sitesync("put", "adverse_events", "--id", event, "grade=4", "--reason", "Seen again\r\nat the visit").status == 0)
-            #expect(try cli.sitesync("sync").status == 0)
+            #expect(try await cli.sitesync("put", "adverse_events", "--id", event, "grade=4", "--reason", "Seen again\r\nat the visit").status == 0)
+            #expect(try await cli.sitesync("sync").status == 0)
 
-            let csv = try cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--database", "sitesync-server.sqlite"])
+            let csv = try await cli.run("sitesync-server", ["audit", "export", "--format", "csv", "--database", "sitesync-server.sqlite"])
             #expect(csv.status == 0, "\(csv.stderr)")
             let rows = Self.csvRows(csv.stdout)
             let header = try #require(rows.first)
@@ -151,15 +151,15 @@ struct HostileOutputTests {
             #expect(rows.dropFirst().allSatisfy { $0[header.firstIndex(of: "user")!] == "'@SUM(A1)" })
 
             for shown in [
-                try cli.sitesync("get", "adverse_events", event), try cli.sitesync("list", "adverse_events"),
-                try cli.sitesync("history", "adverse_events", event),
+                try await cli.sitesync("get", "adverse_events", event), try await cli.sitesync("list", "adverse_events"),
+                try await cli.sitesync("history", "adverse_events", event),
             ] {
                 #expect(shown.status == 0, "\(shown.stderr)")
                 #expect(!shown.stdout.unicodeScalars.contains("\u{1B}") && !shown.stdout.unicodeScalars.contains("\u{07}"), "no raw control character")
                 #expect(shown.stdout.contains("\\u{1B}]0;owned\\u{7}\\u{1B}[2JNeutropenia") || shown.stdout.contains("\\u{D}\\u{A}-2+3"))
             }
             // --json keeps the data exact, escaped as JSON escapes it.
-            let json = try cli.sitesync("get", "adverse_events", event, "--json")
+            let json = try await cli.sitesync("get", "adverse_events", event, "--json")
             #expect(json.stdout.contains("\\u001b]0;owned\\u0007\\u001b[2JNeutropenia"))
         }
     }

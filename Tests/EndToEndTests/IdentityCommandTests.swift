@@ -18,37 +18,37 @@ struct IdentityCommandTests {
         let cli = Commands(directory: directory, environment: ["SITESYNC_DB": ""])
         let (server, port) = try await cli.startServer(database: "server.sqlite")
         defer { server.terminate() }
-        let token = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
+        let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
 
-        let initialised = try cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera")
+        let initialised = try await cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera")
         #expect(initialised.status == 0)
         #expect(initialised.stdout.contains("Enrolled with http://127.0.0.1:\(port)"))
-        let status = try JSONSerialization.jsonObject(with: Data(try cli.sitesync("status", "--db", "a.sqlite", "--json").stdout.utf8)) as? [String: Any]
+        let status = try JSONSerialization.jsonObject(with: Data(try await cli.sitesync("status", "--db", "a.sqlite", "--json").stdout.utf8)) as? [String: Any]
         #expect(status?["enrolled"] as? Bool == true)
-        #expect(try cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001").status == 0)
-        #expect(try cli.sitesync("sync", "--db", "a.sqlite").status == 0)
+        #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001").status == 0)
+        #expect(try await cli.sitesync("sync", "--db", "a.sqlite").status == 0)
 
         // The file is copied to a second machine; both record offline, the original syncs first
         try FileManager.default.copyItem(at: directory.appendingPathComponent("a.sqlite"), to: directory.appendingPathComponent("copy.sqlite"))
-        let mine = try cli.sitesync("put", "--db", "copy.sqlite", "subjects", "screening_no=S01-002").line
-        #expect(try cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-003").status == 0)
-        #expect(try cli.sitesync("sync", "--db", "a.sqlite").status == 0)
-        let refused = try cli.sitesync("sync", "--db", "copy.sqlite")
+        let mine = try await cli.sitesync("put", "--db", "copy.sqlite", "subjects", "screening_no=S01-002").line
+        #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-003").status == 0)
+        #expect(try await cli.sitesync("sync", "--db", "a.sqlite").status == 0)
+        let refused = try await cli.sitesync("sync", "--db", "copy.sqlite")
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("replica_diverged") && refused.stderr.contains("sitesync init --rejoin"))
 
-        let rejoined = try cli.sitesync("init", "--db", "copy.sqlite", "--rejoin")
+        let rejoined = try await cli.sitesync("init", "--db", "copy.sqlite", "--rejoin")
         #expect(rejoined.status == 0)
         #expect(rejoined.stdout.contains("is now replica") && rejoined.stdout.contains("Enrolled with"))
-        let caughtUp = try cli.sitesync("sync", "--db", "copy.sqlite")
+        let caughtUp = try await cli.sitesync("sync", "--db", "copy.sqlite")
         #expect(caughtUp.line == "Pushed 1, pulled 1, conflicts 0.", "\(caughtUp.stdout) \(caughtUp.stderr)")
-        #expect(try cli.sitesync("sync", "--db", "a.sqlite").line == "Pushed 0, pulled 1, conflicts 0.")
-        #expect(try cli.sitesync("get", "--db", "a.sqlite", "subjects", mine).stdout.contains("S01-002"))
+        #expect(try await cli.sitesync("sync", "--db", "a.sqlite").line == "Pushed 0, pulled 1, conflicts 0.")
+        #expect(try await cli.sitesync("get", "--db", "a.sqlite", "subjects", mine).stdout.contains("S01-002"))
 
         // --rejoin keeps the site, server and user
-        #expect(try cli.sitesync("init", "--db", "a.sqlite", "--rejoin", "--site", "S02").stderr.contains("--rejoin keeps the replica's site"))
+        #expect(try await cli.sitesync("init", "--db", "a.sqlite", "--rejoin", "--site", "S02").stderr.contains("--rejoin keeps the replica's site"))
 
-        let reset = try cli.sitesync("clock", "reset", "--db", "a.sqlite")
+        let reset = try await cli.sitesync("clock", "reset", "--db", "a.sqlite")
         #expect(reset.status == 0 && reset.stdout.contains("is not ahead"))
     }
 

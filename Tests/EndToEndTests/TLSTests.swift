@@ -1,4 +1,5 @@
 import Foundation
+import SiteSyncTestSupport
 import Testing
 
 /// HTTPS between laptops and the server: the server presents a certificate, the laptop checks it
@@ -6,21 +7,14 @@ import Testing
 @Suite("TLS", .serialized)
 struct TLSTests {
     /// Runs `openssl` in `folder`.
-    private func openssl(_ arguments: [String], in folder: URL) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = arguments
-        process.currentDirectoryURL = folder
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "openssl \(arguments.joined(separator: " "))")
+    private func openssl(_ arguments: [String], in folder: URL) async throws {
+        let run = try await Subprocess.run("/usr/bin/openssl", arguments, directory: folder.path)
+        #expect(run.status == 0, "openssl \(arguments.joined(separator: " "))")
     }
 
     /// A certificate authority `name`.pem / `name`.key, made here.
-    private func authority(_ name: String, in folder: URL) throws {
-        try openssl(
+    private func authority(_ name: String, in folder: URL) async throws {
+        try await openssl(
             ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key", "-out", "\(name).pem",
              "-days", "2", "-subj", "/CN=\(name)", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
             in: folder
@@ -28,10 +22,10 @@ struct TLSTests {
     }
 
     /// A server certificate `name`.pem / `name`.key for `names` (subjectAltName entries), signed by `ca`.
-    private func certificate(_ name: String, names: String, signedBy ca: String, in folder: URL) throws {
-        try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"], in: folder)
+    private func certificate(_ name: String, names: String, signedBy ca: String, in folder: URL) async throws {
+        try await openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"], in: folder)
         try Data("subjectAltName=\(names)\nextendedKeyUsage=serverAuth\n".utf8).write(to: folder.appendingPathComponent("\(name).ext"))
-        try openssl(
+        try await openssl(
             ["x509", "-req", "-in", "\(name).csr", "-CA", "\(ca).pem", "-CAkey", "\(ca).key", "-CAcreateserial", "-out", "\(name).pem", "-days", "2",
              "-extfile", "\(name).ext"],
             in: folder
@@ -41,49 +35,49 @@ struct TLSTests {
     @Test("A laptop syncs over HTTPS with its private CA; a wrong CA, a wrong host name and an untrusted certificate are refused")
     func privateAuthority() async throws {
         try await Commands.inTemporaryFolder { cli in
-            try authority("ca", in: cli.directory)
-            try authority("other-ca", in: cli.directory)
-            try certificate("server", names: "IP:127.0.0.1,DNS:localhost", signedBy: "ca", in: cli.directory)
-            try certificate("elsewhere", names: "DNS:sync.example.org", signedBy: "ca", in: cli.directory)
+            try await authority("ca", in: cli.directory)
+            try await authority("other-ca", in: cli.directory)
+            try await certificate("server", names: "IP:127.0.0.1,DNS:localhost", signedBy: "ca", in: cli.directory)
+            try await certificate("elsewhere", names: "DNS:sync.example.org", signedBy: "ca", in: cli.directory)
 
             let (server, port) = try await cli.startServer(database: "server.sqlite", arguments: ["--tls-cert", "server.pem", "--tls-key", "server.key"])
             defer { server.terminate() }
-            let token = try cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
+            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
             try Data(token.utf8).write(to: cli.directory.appendingPathComponent("token.txt"))
-            func laptop(_ name: String, port: Int, ca: String?) throws -> (Commands, Commands.Result) {
+            func laptop(_ name: String, port: Int, ca: String?) async throws -> (Commands, Commands.Result) {
                 let commands = Commands(directory: cli.directory, environment: ["SITESYNC_DB": cli.directory.appendingPathComponent("\(name).sqlite").path])
                 var arguments = ["init", "--site", "S01", "--server", "https://127.0.0.1:\(port)", "--token-file", "token.txt", "--user", name]
                 if let ca { arguments += ["--ca-cert", ca] }
-                return (commands, try commands.run("sitesync", arguments))
+                return (commands, try await commands.run("sitesync", arguments))
             }
 
-            let (a, initA) = try laptop("a", port: port, ca: "ca.pem")
+            let (a, initA) = try await laptop("a", port: port, ca: "ca.pem")
             #expect(initA.status == 0 && initA.stdout.contains("Enrolled with https://127.0.0.1:\(port)"), "\(initA.stdout)\(initA.stderr)")
-            #expect(try a.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
-            let synced = try a.sitesync("sync")
+            #expect(try await a.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
+            let synced = try await a.sitesync("sync")
             #expect(synced.status == 0 && synced.line.contains("Pushed 1"), "\(synced.stderr)")
 
             // Signed by another authority: not enrolled, and the sync says why.
-            let (b, initB) = try laptop("b", port: port, ca: "other-ca.pem")
+            let (b, initB) = try await laptop("b", port: port, ca: "other-ca.pem")
             #expect(!initB.stdout.contains("Enrolled"))
-            let refused = try b.sitesync("sync")
+            let refused = try await b.sitesync("sync")
             #expect(refused.status != 0 && refused.stderr.contains("certificate"), "\(refused.stderr)")
 
             // The system's authorities do not know the private one.
-            let (c, _) = try laptop("c", port: port, ca: nil)
-            let untrusted = try c.sitesync("sync")
+            let (c, _) = try await laptop("c", port: port, ca: nil)
+            let untrusted = try await c.sitesync("sync")
             #expect(untrusted.status != 0 && untrusted.stderr.contains("certificate"), "\(untrusted.stderr)")
 
             // The right authority, the wrong host name.
             let (other, otherPort) = try await cli.startServer(database: "server.sqlite", arguments: ["--tls-cert", "elsewhere.pem", "--tls-key", "elsewhere.key"])
             defer { other.terminate() }
-            let (d, _) = try laptop("d", port: otherPort, ca: "ca.pem")
-            let wrongHost = try d.sitesync("sync")
+            let (d, _) = try await laptop("d", port: otherPort, ca: "ca.pem")
+            let wrongHost = try await d.sitesync("sync")
             #expect(wrongHost.status != 0 && wrongHost.stderr.contains("certificate"), "\(wrongHost.stderr)")
 
             // Not a certificate: refused before anything is written.
             try Data("not a certificate".utf8).write(to: cli.directory.appendingPathComponent("bad.pem"))
-            let (_, bad) = try laptop("e", port: port, ca: "bad.pem")
+            let (_, bad) = try await laptop("e", port: port, ca: "bad.pem")
             #expect(bad.status != 0 && bad.stderr.contains("not a PEM certificate"))
             #expect(!FileManager.default.fileExists(atPath: cli.directory.appendingPathComponent("e.sqlite").path))
         }
@@ -93,11 +87,11 @@ struct TLSTests {
     func plainHTTPRefused() async throws {
         try await Commands.inTemporaryFolder { cli in
             // Refused in argument validation, before anything binds.
-            let open = try cli.run("sitesync-server", ["serve", "--database", "server.sqlite", "--host", "0.0.0.0", "--port", "0"])
+            let open = try await cli.run("sitesync-server", ["serve", "--database", "server.sqlite", "--host", "0.0.0.0", "--port", "0"])
             #expect(open.status != 0 && open.stderr.contains("Refusing to serve plain HTTP on 0.0.0.0") && open.stderr.contains("--insecure-http"))
-            let half = try cli.run("sitesync-server", ["serve", "--database", "server.sqlite", "--tls-cert", "server.pem"])
+            let half = try await cli.run("sitesync-server", ["serve", "--database", "server.sqlite", "--tls-cert", "server.pem"])
             #expect(half.status != 0 && half.stderr.contains("--tls-cert and --tls-key together"))
-            let missing = try cli.run("sitesync-server", ["serve", "--database", "server.sqlite", "--tls-cert", "missing.pem", "--tls-key", "missing.key"])
+            let missing = try await cli.run("sitesync-server", ["serve", "--database", "server.sqlite", "--tls-cert", "missing.pem", "--tls-key", "missing.key"])
             #expect(missing.status != 0 && missing.stderr.contains("missing.pem"))
         }
     }

@@ -131,7 +131,7 @@ struct TwoInstancesTests {
                 let pushes = Task { await withTaskGroup(of: Void.self) { group in for member in everyone { group.addTask { await round(member, step) } } } }
                 try await Task.sleep(for: .milliseconds(150))
                 kill(first.processIdentifier, SIGKILL)
-                first.waitUntilExit()
+                await first.exit()
                 await pushes.value
                 (first, _) = try await commands.startServer(database: database, port: firstPort, arguments: delay)
                 continue
