@@ -118,7 +118,8 @@ let package = Package(
         .target(
             name: "SiteSyncTestSupport",
             dependencies: [
-                "SiteSyncServer", "TrialRecords", "LoopbackHTTP", .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
+                "SiteSyncServer", "SiteSyncClient", "TrialRecords", "LoopbackHTTP", .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Tests/SiteSyncTestSupport",
             swiftSettings: swiftSettings

@@ -27,9 +27,9 @@ extension Replica {
         let identity = try requireIdentity()
         let limit = HLC(milliseconds: state.clock.wallMilliseconds + state.maximumClockSkewMilliseconds, counter: 0xFFFF)
         return try writer.write { db in
-            let meta = try Row.fetchOne(db, sql: "SELECT hlc, acked FROM _sitesync_meta")!
-            let stored = HLC(rawValue: meta["hlc"])
-            let acked = HLC(rawValue: meta["acked"] ?? 0)
+            let stored = try ClockSQL.read(db)
+            state.clock.receive(stored)
+            let acked = HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT acked FROM _sitesync_meta") ?? 0)
             if acked > limit {
                 throw ReplicaError.invalidArgument(
                     "The server acknowledged changes this replica stamped \(Replica.isoTime(acked)), beyond the wall clock; its sequence numbers cannot be set back. Run `sitesync init --rejoin`, which enrols this file as a new replica and pushes its pending changes under it."
@@ -79,7 +79,7 @@ extension Replica {
                     ]
                 )
             }
-            try db.execute(sql: "UPDATE _sitesync_meta SET hlc = ?", arguments: [state.clock.current.rawValue])
+            try db.execute(sql: "UPDATE _sitesync_clock SET hlc = ?", arguments: [state.clock.current.rawValue])
             return ClockReset(wasAhead: true, clock: Replica.isoTime(state.clock.current), restamped: future.count)
         }
     }

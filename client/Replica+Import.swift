@@ -60,7 +60,7 @@ extension Replica {
         let identity = try requireIdentity()
         _ = try schema.table(table)
         let reason = try reason.map(Self.checkedReason)
-        return try writer.write { db in
+        return try trackedWrite { db in
             defer { db.boundStatementCache() }
             var ids: [String] = []
             var problems: [ImportError.Problem] = []

@@ -58,6 +58,9 @@ extension Replica {
             // PEM: the private certificate authority trusted for the server's HTTPS certificate.
             try db.execute(sql: "ALTER TABLE _sitesync_meta ADD COLUMN ca_certificate TEXT")
         }
+        migrator.registerMigration("sitesync-v6-sql-clock") { db in
+            try Replica.moveClockToSQL(db, schema: schema)
+        }
         registerSchemaMigrations(&migrator, schema: schema, prefix: "") { db, tables in
             for table in tables {
                 try Replica.installTracking(db, table: table)
@@ -188,6 +191,23 @@ extension Replica {
                 )
             }
             try installTracking(db, table: table)
+        }
+    }
+
+    /// Moves the clock out of the process into the file (``ClockSQL``), so that the tracking
+    /// triggers are plain SQL that any SQLite client can run, and reinstalls them.
+    ///
+    /// The clock starts where the library's would have on opening this file: past the persisted
+    /// clock and every pending change.
+    static func moveClockToSQL(_ db: Database, schema: Schema) throws {
+        try ClockSQL.create(db, start: """
+            max(coalesce((SELECT hlc FROM _sitesync_meta), 0), coalesce((SELECT max(seq) FROM _sitesync_outbox), 0))
+            """)
+        try db.execute(sql: "ALTER TABLE _sitesync_meta DROP COLUMN hlc")
+        if let version = try appliedSchemaVersion(db, schema: schema, prefix: "") {
+            for table in schema.restricted(to: version).tables {
+                try installTracking(db, table: table)
+            }
         }
     }
 }

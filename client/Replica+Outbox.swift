@@ -317,9 +317,7 @@ extension Replica {
     func recordServerReply(_ db: Database, hlc: HLC) throws {
         state.clock.receive(hlc)
         let offset = hlc.milliseconds - state.clock.wallMilliseconds
-        try db.execute(
-            sql: "UPDATE _sitesync_meta SET hlc = max(hlc, ?), clock_offset_ms = ?",
-            arguments: [state.clock.current.rawValue, offset]
-        )
+        try ClockSQL.advance(db, to: state.clock.current)
+        try db.execute(sql: "UPDATE _sitesync_meta SET clock_offset_ms = ?", arguments: [offset])
     }
 }

@@ -28,7 +28,7 @@ extension Replica {
         try state.checkPulledStamp(latest)
         return try writer.write { db in
             defer { db.boundStatementCache() }
-            let changed = try state.untracked {
+            let changed = try ClockSQL.untracked(db) {
                 var changed = 0
                 var actors = Actors()
                 for group in response.groups {

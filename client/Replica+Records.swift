@@ -27,7 +27,7 @@ extension Replica {
         let identity = try requireIdentity()
         let id = id ?? RecordID.generate()
         let reason = try reason.map(Self.checkedReason)
-        return try writer.write { db in
+        return try trackedWrite { db in
             defer { db.boundStatementCache() }
             return try write(db, identity: identity, table: table, id: id, values, reason: reason)
         }
@@ -141,7 +141,7 @@ extension Replica {
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw ReplicaError.invalidArgument("A reason is required to delete a record.") }
         let reason = try tableSchema.column(TableSchema.deletedColumn)!.validate(.text(trimmed), table: table)
-        try writer.write { db in
+        try trackedWrite { db in
             guard let deleted = try Row.fetchOne(db, sql: "SELECT _deleted FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id])
             else { throw ReplicaError.recordNotFound(table: table, id: id) }
             guard (deleted[0] as String?) == nil else {

@@ -59,7 +59,7 @@ extension Replica {
         let identity = try requireIdentity()
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw ReplicaError.invalidArgument("A reason is required to resolve a conflict; it stays in the audit trail.") }
-        return try writer.write { db in
+        return try trackedWrite { db in
             let stored = try fields(db, TableSchema.conflicts, id: id)
             guard !stored.isEmpty else { throw ReplicaError.recordNotFound(table: TableSchema.conflicts.name, id: id) }
             let conflict = try Conflict(id: id, fields: stored).normalized(in: schema)

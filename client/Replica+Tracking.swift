@@ -14,11 +14,14 @@ extension Replica {
     /// - Deleting a row and changing an id or a site are refused: deletes are soft, with a reason.
     /// - Creating records of a table the server alone creates, or changing a field the server owns, is refused.
     ///
-    /// Triggers skip their work while the sync engine applies pulled changes (`sitesync_tracking()` is 0).
-    /// The table's code, and the replica's actor, id and user are written into the triggers as
-    /// literals once the replica has an identity (`initialize` reinstalls them), which saves lookups
-    /// and function calls on every tracked write; before that the triggers call `sitesync_replica()`,
-    /// which refuses the write.
+    /// The triggers are plain SQL and call no function of the library's, so every SQLite client
+    /// (the `sqlite3` shell, Python's `sqlite3` module, another program) writes with the same
+    /// tracking, in its own transaction: each tracked write advances the clock row
+    /// (``ClockSQL/tick``) and stamps the write with it. They skip their work while the sync engine
+    /// applies pulled changes (``ClockSQL/isTracking``). The table's code, and the replica's actor,
+    /// id and user are written into the triggers as literals once the replica has an identity
+    /// (`initialize` reinstalls them), which saves lookups on every tracked write; before that the
+    /// triggers refuse the write.
     static func installTracking(_ db: Database, table: TableSchema) throws {
         let name = table.name
         let stamp = try StampSQL(db)
@@ -38,7 +41,7 @@ extension Replica {
                     SELECT RAISE(ABORT, 'the id of a record of \(name) cannot change');
                 END;
                 CREATE TRIGGER \(trigger("bu_site")) BEFORE UPDATE OF site_id ON \(quoted)
-                WHEN NEW.site_id IS NOT OLD.site_id AND sitesync_tracking() BEGIN
+                WHEN NEW.site_id IS NOT OLD.site_id AND \(ClockSQL.isTracking) BEGIN
                     SELECT RAISE(ABORT, 'a record of \(name) cannot move to another site');
                 END;
                 """
@@ -47,21 +50,22 @@ extension Replica {
         try db.execute(
             sql: table.clientCreatable
                 ? """
-                    CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN
-                        INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (sitesync_tick(), \(code), NEW.id);
+                    CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN \(ClockSQL.isTracking) BEGIN
+                        \(ClockSQL.tick);
+                        INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (\(ClockSQL.current), \(code), NEW.id);
                         INSERT INTO _sitesync_shadows (tbl, id, hlc, actor, pending)
                         VALUES (\(code), NEW.id, last_insert_rowid(), \(stamp.actor), last_insert_rowid())
                         ON CONFLICT (tbl, id) DO UPDATE SET hlc = RAISE(ABORT,
                             'records of \(name) are never replaced: update the fields that change instead');
                     END;
                     """
-                : "CREATE TRIGGER \(trigger("ai")) BEFORE INSERT ON \(quoted) WHEN sitesync_tracking() BEGIN \(refusal) END;"
+                : "CREATE TRIGGER \(trigger("ai")) BEFORE INSERT ON \(quoted) WHEN \(ClockSQL.isTracking) BEGIN \(refusal) END;"
         )
         for column in table.columns where !column.writable {
             try db.execute(
                 sql: """
                     CREATE TRIGGER \(trigger("au_\(column.name)")) BEFORE UPDATE OF \(column.name.quotedDatabaseIdentifier) ON \(quoted)
-                    WHEN NEW.\(column.name.quotedDatabaseIdentifier) IS NOT OLD.\(column.name.quotedDatabaseIdentifier) AND sitesync_tracking() BEGIN
+                    WHEN NEW.\(column.name.quotedDatabaseIdentifier) IS NOT OLD.\(column.name.quotedDatabaseIdentifier) AND \(ClockSQL.isTracking) BEGIN
                         SELECT RAISE(ABORT, 'the field \(column.name) of \(name) is written by the server only');
                     END;
                     """
@@ -72,10 +76,11 @@ extension Replica {
             try db.execute(
                 sql: """
                     CREATE TRIGGER \(trigger("au_\(column.name)")) AFTER UPDATE OF \(field) ON \(quoted)
-                    WHEN NEW.\(field) IS NOT OLD.\(field) AND sitesync_tracking() BEGIN
+                    WHEN NEW.\(field) IS NOT OLD.\(field) AND \(ClockSQL.isTracking) BEGIN
                         \(restampSQL(
                             table: code, field: column.name, id: "NEW.id", stamp: stamp,
-                            live: livenessSQL(table, field: column.name, deleted: "NEW.\(TableSchema.deletedColumn.quotedDatabaseIdentifier)")
+                            live: livenessSQL(table, field: column.name, deleted: "NEW.\(TableSchema.deletedColumn.quotedDatabaseIdentifier)"),
+                            unexplained: table.requiresReason && column.name != TableSchema.siteColumn ? "OLD.\(field) IS NOT NULL" : nil
                         ));
                     END;
                     """
@@ -94,9 +99,14 @@ extension Replica {
     /// older write of `_deleted` waits in the outbox. A concurrent delete then meets the edit on
     /// `_deleted`, where last-writer-wins decides and logs it (docs/PROTOCOL.md, "Delete versus edit").
     ///
+    /// When `unexplained` (an SQL condition: the write replaces a value, in a table that asks a
+    /// reason for that) holds, the field's value was synced and has no reason yet, and the write
+    /// does not come through the library (which asks the person: ``ClockSQL/asksReason``), the
+    /// field's reason for change becomes ``ReasonForChange/writtenOutsideLibrary``.
+    ///
     /// The new entry's sequence number is read back with `last_insert_rowid()`, so one tick serves
     /// both the entry and the stamp.
-    static func restampSQL(table code: Int64, field: String, id: String, stamp: StampSQL, live: String?) -> String {
+    static func restampSQL(table code: Int64, field: String, id: String, stamp: StampSQL, live: String?, unexplained: String? = nil) -> String {
         let path = "'$.\(field)'"
         let deleted = "'$.\(TableSchema.deletedColumn)'"
         let now = "json_array(last_insert_rowid(), \(stamp.replica), \(stamp.user))"
@@ -124,12 +134,18 @@ extension Replica {
                 (fieldBase, stamped)
             }
         return """
-            INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (sitesync_tick(), \(code), \(id));
+            \(ClockSQL.tick);
+            INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (\(ClockSQL.current), \(code), \(id));
             DELETE FROM _sitesync_outbox WHERE seq = (SELECT pending FROM _sitesync_shadows WHERE tbl = \(code) AND id = \(id));
             UPDATE _sitesync_shadows SET
                 base = CASE WHEN pending IS NOT NULL AND base IS NULL THEN NULL ELSE \(base) END,
                 fields = \(fields),
                 held = CASE WHEN held IS NULL THEN NULL ELSE nullif(json_remove(held, \(path)), '{}') END,
+                \(unexplained.map { """
+                    reasons = CASE WHEN \($0) AND NOT (pending IS NOT NULL AND base IS NULL)
+                        AND json_type(reasons, \(path)) IS NULL AND NOT \(ClockSQL.asksReason)
+                        THEN json_set(coalesce(reasons, '{}'), \(path), '\(ReasonForChange.writtenOutsideLibrary)') ELSE reasons END,
+                    """ } ?? "")
                 pending = last_insert_rowid()
             WHERE tbl = \(code) AND id = \(id)
             """
@@ -149,17 +165,100 @@ struct StampSQL {
     let replica: String
     let user: String
 
-    /// Literals of the stored identity, quoted by SQLite itself, and its actor (added if new); the
-    /// refusing functions before `init`.
+    /// Literals of the stored identity, quoted by SQLite itself, and its actor (added if new);
+    /// before `init`, an expression that refuses the write.
     init(_ db: Database) throws {
         if let identity = try Row.fetchOne(db, sql: "SELECT replica_id, user, quote(replica_id), quote(user) FROM _sitesync_meta") {
             actor = String(try Actors.intern(db, replica: identity[0], user: identity[1]))
             replica = identity[2]
             user = identity[3]
         } else {
-            actor = "sitesync_replica()"
-            replica = "sitesync_replica()"
-            user = "sitesync_user()"
+            let refusal = "RAISE(ABORT, '\(ReplicaError.notInitialized.message.replacingOccurrences(of: "'", with: "''"))')"
+            (actor, replica, user) = (refusal, refusal, refusal)
+        }
+    }
+}
+
+/// The replica's clock and tracking switch as SQL, in the one-row table `_sitesync_clock`, so that
+/// the triggers need nothing from the process that writes:
+///
+/// - `hlc`: the hybrid logical clock, the greatest timestamp this replica issued, had acknowledged,
+///   or received. A tracked write advances it to `max(hlc + 1, wall << 16)`, as
+///   ``HybridLogicalClock/tick()`` does, and stamps itself with the result.
+/// - `wall`: NULL, and the triggers read the system's wall clock through SQLite (`julianday('now')`,
+///   fixed for the statement); set only inside a transaction of the library's own when its replica
+///   was opened with a wall clock of the caller's (tests, simulations), and cleared before it commits.
+/// - `tracking`: 1; 0 only inside the transaction that applies pulled changes, which sets it back
+///   before it commits. Another connection never sees it 0.
+/// - `asks_reason`: 0; 1 only inside a write transaction of the library's, which asks the person
+///   for a reason for change wherever one is needed and records it itself, and clears it before it
+///   commits. Other writers get ``ReasonForChange/writtenOutsideLibrary`` for a synced value they change.
+enum ClockSQL {
+    /// The statement that advances the clock for one tracked write.
+    static let tick = """
+        UPDATE _sitesync_clock SET hlc = max(
+            CASE WHEN hlc < 9223372036854775807 THEN hlc + 1 ELSE hlc END,
+            coalesce(wall, CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER)) << \(HLC.counterBits))
+        """
+    /// The clock, as a scalar subquery: the stamp of the write that just ticked.
+    static let current = "(SELECT hlc FROM _sitesync_clock)"
+    /// The condition under which the triggers track a write.
+    static let isTracking = "(SELECT tracking FROM _sitesync_clock)"
+    /// Whether the write comes through the library, which records the person's reasons for change.
+    static let asksReason = "(SELECT asks_reason FROM _sitesync_clock)"
+
+    /// Creates the clock row, at `start`.
+    static func create(_ db: Database, start: String) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE _sitesync_clock (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    hlc INTEGER NOT NULL,
+                    wall INTEGER,
+                    tracking INTEGER NOT NULL DEFAULT 1 CHECK (tracking IN (0, 1)),
+                    asks_reason INTEGER NOT NULL DEFAULT 0 CHECK (asks_reason IN (0, 1))
+                );
+                INSERT INTO _sitesync_clock (id, hlc) VALUES (1, \(start));
+                """
+        )
+    }
+
+    /// The clock as stored.
+    static func read(_ db: Database) throws -> HLC {
+        HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT hlc FROM _sitesync_clock") ?? 0)
+    }
+
+    /// Advances the stored clock to `hlc` unless it is past it already.
+    static func advance(_ db: Database, to hlc: HLC) throws {
+        try db.execute(sql: "UPDATE _sitesync_clock SET hlc = max(hlc, ?)", arguments: [hlc.rawValue])
+    }
+
+    /// Runs `body` with tracking off, inside the caller's transaction.
+    static func untracked<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        try db.execute(sql: "UPDATE _sitesync_clock SET tracking = 0")
+        let result: T
+        do {
+            result = try body()
+        } catch {
+            try? db.execute(sql: "UPDATE _sitesync_clock SET tracking = 1")
+            throw error
+        }
+        try db.execute(sql: "UPDATE _sitesync_clock SET tracking = 1")
+        return result
+    }
+}
+
+extension Replica {
+    /// Runs `body`, the library's own tracked writes, in a write transaction in which the triggers
+    /// leave reasons for change to the library (``ClockSQL/asksReason``) and read the replica's wall
+    /// clock: the system's, as every other writer does, unless the replica was opened with one of its own.
+    func trackedWrite<T>(_ body: (Database) throws -> T) throws -> T {
+        try writer.write { db in
+            try db.cachedStatement(sql: "UPDATE _sitesync_clock SET asks_reason = 1, wall = ?")
+                .execute(arguments: [state.hasOwnWallClock ? state.clock.wallMilliseconds : nil])
+            let result = try body(db)
+            try db.cachedStatement(sql: "UPDATE _sitesync_clock SET asks_reason = 0, wall = NULL").execute()
+            return result
         }
     }
 }

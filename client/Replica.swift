@@ -5,8 +5,9 @@ import SiteSyncSQLite
 
 /// A site laptop's local SQLite replica: the records, their field versions, the outbox and the pull cursor.
 ///
-/// Every write, through this type or as raw SQL on ``writer``, is tracked by triggers that record it in
-/// the outbox in the same transaction. Changes pulled from the server are applied without tracking.
+/// Every write, through this type, as raw SQL on ``writer``, or from any other SQLite client (the
+/// `sqlite3` shell, Python's `sqlite3` module), is tracked by plain-SQL triggers that record it in the
+/// outbox in the same transaction. Changes pulled from the server are applied without tracking.
 ///
 /// ```swift
 /// let replica = try Replica.open(path: "sitesync.sqlite", schema: TrialSchema.current)
@@ -25,30 +26,32 @@ public struct Replica: Sendable {
     /// Opens (creating and migrating if needed) the replica stored at `path`, in WAL mode.
     ///
     /// - Parameters:
-    ///   - wallClock: the laptop's wall clock in milliseconds since 1970.
+    ///   - wallClock: the laptop's wall clock in milliseconds since 1970; nil for the system's. One of
+    ///     the caller's (a test's or a simulation's) stamps the writes made through this type; raw
+    ///     SQL and other processes stamp theirs with the system's.
     ///   - maximumClockSkew: how far ahead of `wallClock` a server's reply may be; a reply further
     ///     ahead is refused (``SyncError/clockAhead(aheadBy:limit:)``) and nothing of it recorded.
     public static func open(
         path: String,
         schema: Schema,
-        wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
+        wallClock: (@Sendable () -> Int64)? = nil,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
         let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
         // A new file is created with mode 0600 first: it holds the server credential and patient data.
         return try withMigrationLock(path) {
-            try Replica(writer: DatabasePool(path: path, configuration: configuration(state)), schema: schema, state: state)
+            try Replica(writer: DatabasePool(path: path, configuration: configuration), schema: schema, state: state)
         }
     }
 
     /// Creates a replica in memory, for tests.
     public static func inMemory(
         schema: Schema,
-        wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
+        wallClock: (@Sendable () -> Int64)? = nil,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
         let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
-        return try Replica(writer: DatabaseQueue(configuration: configuration(state)), schema: schema, state: state)
+        return try Replica(writer: DatabaseQueue(configuration: configuration), schema: schema, state: state)
     }
 
     /// A copy of this replica in memory, with its records, identity, outbox and clock, for tests
@@ -57,11 +60,11 @@ public struct Replica: Sendable {
     /// The copy has this replica's id and credential, so it must never sync alongside the original:
     /// the server would refuse the second one to diverge (`replica_diverged`).
     public func inMemoryCopy(
-        wallClock: @escaping @Sendable () -> Int64 = HybridLogicalClock.systemMilliseconds,
+        wallClock: (@Sendable () -> Int64)? = nil,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
         let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
-        let copy = try DatabaseQueue(configuration: Replica.configuration(state))
+        let copy = try DatabaseQueue(configuration: Replica.configuration)
         try writer.backup(to: copy)
         return try Replica(writer: copy, schema: schema, state: state)
     }
@@ -73,7 +76,9 @@ public struct Replica: Sendable {
         try Replica.migrator(schema: schema).migrate(writer)
         tableCodes = try writer.read { db in try TableCodes(db) }
         try writer.read { db in
-            guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, enrolled, hlc, ca_certificate FROM _sitesync_meta")
+            // Every HLC this replica issued or received is at most the stored clock.
+            state.clock.receive(try ClockSQL.read(db))
+            guard let meta = try Row.fetchOne(db, sql: "SELECT replica_id, site, user, server_url, token, enrolled, ca_certificate FROM _sitesync_meta")
             else { return }
             var identity = ReplicaIdentity(
                 replicaID: meta["replica_id"], site: meta["site"], user: meta["user"],
@@ -81,33 +86,22 @@ public struct Replica: Sendable {
             )
             identity.certificateAuthority = meta["ca_certificate"]
             state.current = identity
-            // Every HLC this replica issued is either still pending or at most the persisted clock.
-            let pending = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM _sitesync_outbox") ?? 0
-            state.clock.receive(HLC(rawValue: max(meta["hlc"], pending)))
         }
     }
 
     /// Who this replica is, or nil before `initialize`.
     public var identity: ReplicaIdentity? { state.current }
 
-    /// The replica's hybrid logical clock.
-    public var clock: HybridLogicalClock { state.clock }
+    /// The replica's hybrid logical clock as stored: the greatest timestamp it issued, had
+    /// acknowledged or received. Every tracked write, from any process, advances it.
+    public var clock: HLC {
+        get throws { try writer.read(ClockSQL.read) }
+    }
 
-    private static func configuration(_ state: ReplicaState) -> Configuration {
+    /// How the library's connections wait for another writer (another process included): up to 10 s.
+    private static var configuration: Configuration {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            // Called by the triggers on every tracked write: registered with SQLite directly.
-            state.installTrackingFunctions(db)
-            db.add(function: DatabaseFunction("sitesync_replica", argumentCount: 0, pure: false) { _ in
-                guard let identity = state.current else { throw DatabaseError(message: ReplicaError.notInitialized.message) }
-                return identity.replicaID
-            })
-            db.add(function: DatabaseFunction("sitesync_user", argumentCount: 0, pure: false) { _ in
-                guard let identity = state.current else { throw DatabaseError(message: ReplicaError.notInitialized.message) }
-                return identity.user
-            })
-        }
         return configuration
     }
 
@@ -156,8 +150,8 @@ public struct Replica: Sendable {
             let identity = ReplicaIdentity(replicaID: replicaID ?? ReplicaID.generate(), site: site, user: user, serverURL: serverURL, token: token)
             try db.execute(
                 sql: """
-                    INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, enrolment_token, hlc, cursor, created_at)
-                    VALUES (1, ?, ?, ?, ?, ?, ?, 0, '{}', ?)
+                    INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, enrolment_token, cursor, created_at)
+                    VALUES (1, ?, ?, ?, ?, ?, ?, '{}', ?)
                     """,
                 arguments: [identity.replicaID, site, user, serverURL.absoluteString, token, token, Timestamp.now()]
             )

@@ -1,20 +1,23 @@
 import SiteSyncCore
 import Synchronization
 
-/// State the replica's SQL functions read: the identity, the clock, and whether local writes are tracked.
+/// What a replica keeps in memory beside its file: the identity, the wall clock it reads, and the
+/// clock it merges a server's timestamps with.
 ///
-/// The change-tracking triggers call `sitesync_tick()`, `sitesync_replica()`, `sitesync_user()` and
-/// `sitesync_tracking()`; those functions live on every connection the library opens and read this.
+/// The clock of record is the file's `_sitesync_clock` row, which the change-tracking triggers
+/// advance in pure SQL on every tracked write, whoever makes it (``Replica/installTracking(_:table:)``).
 final class ReplicaState: Sendable {
     let clock: HybridLogicalClock
     /// How far ahead of this laptop's wall clock a server's reply may be before it is refused.
     let maximumClockSkewMilliseconds: Int64
+    /// Whether the wall clock is one the caller gave (a test's or a simulation's) rather than the
+    /// system's, which the triggers read themselves: the library's writes then hand it to them.
+    let hasOwnWallClock: Bool
     private let identity = Mutex<ReplicaIdentity?>(nil)
-    // Off only while the sync engine applies pulled changes, inside the writer's transaction.
-    private let tracking = Mutex(true)
 
-    init(wallClock: @escaping @Sendable () -> Int64, maximumClockSkew: Duration) {
-        self.clock = HybridLogicalClock(wallClock: wallClock)
+    init(wallClock: (@Sendable () -> Int64)?, maximumClockSkew: Duration) {
+        self.clock = HybridLogicalClock(wallClock: wallClock ?? HybridLogicalClock.systemMilliseconds)
+        self.hasOwnWallClock = wallClock != nil
         self.maximumClockSkewMilliseconds = maximumClockSkew.wholeMilliseconds
     }
 
@@ -40,15 +43,6 @@ final class ReplicaState: Sendable {
         set { identity.withLock { $0 = newValue } }
     }
 
-    var isTracking: Bool { tracking.withLock { $0 } }
-
     /// Whether the replica has an identity, without copying it.
     var isInitialized: Bool { identity.withLock { $0 != nil } }
-
-    /// Runs `body` with tracking off; the caller holds the writer, so no local write can interleave.
-    func untracked<T>(_ body: () throws -> T) rethrows -> T {
-        tracking.withLock { $0 = false }
-        defer { tracking.withLock { $0 = true } }
-        return try body()
-    }
 }

@@ -115,6 +115,11 @@ public enum ReasonForChange {
     /// was being pushed: the person was not asked, because the value was not synced yet.
     public static let changedDuringSync = "changed again while the previous value was being synced; no reason was asked"
 
+    /// The reason a field carries when an SQLite client other than the library (the `sqlite3`
+    /// shell, a script) changed its synced value: plain SQL has nowhere to give one, and the audit
+    /// trail says so rather than the push being refused.
+    public static let writtenOutsideLibrary = "written with plain SQL outside SiteSync; no reason was asked"
+
     /// The reason a resolution's change of the contested field carries.
     public static func resolution(conflict: String, decision: String, reason: String) -> String {
         brief("\(resolutionPrefix)\(decision) (conflict \(conflict)): \(reason)")

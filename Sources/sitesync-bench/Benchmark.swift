@@ -83,15 +83,18 @@ struct Run: AsyncParsableCommand {
     /// local_write, push, pull, bytes_per_change and pull_memory, on one server.
     func writes(folder: URL, report: Report) async throws {
         try await BenchServer.run(databasePath: folder.appendingPathComponent("server.sqlite").path, postgres: database) { server in
-            // local_write: the same rows, tracked and untracked, batch by batch, on a fresh replica each
+            // local_write: the same rows, tracked through the library, tracked through a plain SQLite
+            // connection (another client's path), and untracked, batch by batch, on fresh replicas each
             // repetition; the shared machine is noisy, so the medians of the repetitions are reported.
             var laptop: BenchReplica!
-            var timings: [(tracked: Double, untracked: Double)] = []
+            var timings: [LocalWriteTimes] = []
             for repetition in 0..<repetitions {
                 laptop = try await server.replica(folder.appendingPathComponent("push-\(repetition).sqlite").path, site: "S01")
+                let other = folder.appendingPathComponent("foreign-\(repetition).sqlite").path
+                _ = try await server.replica(other, site: "S01")
                 let untracked = try UntrackedTable(path: folder.appendingPathComponent("untracked-\(repetition).sqlite").path)
                 let rows = AdverseEventGenerator(site: "S01").rows(records)
-                timings.append(try laptop.replica.insertTrackedAndUntracked(rows, untracked: untracked))
+                timings.append(try laptop.replica.insertLocally(rows, foreign: DatabasePool(path: other), untracked: untracked))
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             let ratios = timings.map { $0.untracked / $0.tracked }
@@ -102,6 +105,8 @@ struct Run: AsyncParsableCommand {
                 "tracked_over_untracked": .real(median(ratios)),
                 "tracked_over_untracked_min": .real(ratios.min()!),
                 "tracked_over_untracked_max": .real(ratios.max()!),
+                "foreign_rows_per_s": .real(median(timings.map { Double(records) / $0.foreign })),
+                "foreign_over_untracked": .real(median(timings.map { $0.untracked / $0.foreign })),
             ])
 
             // push: the last replica's 100,000 adverse events

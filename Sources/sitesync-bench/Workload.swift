@@ -50,29 +50,37 @@ struct UntrackedTable {
     }
 }
 
+/// The seconds one `local_write` repetition took on each side.
+struct LocalWriteTimes {
+    /// Through the library's connection.
+    var tracked: Double
+    /// Through a plain SQLite connection on another replica's file, as any other client writes.
+    var foreign: Double
+    /// Into a table without tracking.
+    var untracked: Double
+}
+
 extension Replica {
-    /// Inserts the rows into `adverse_events` (tracked) and into `untracked`, in transactions of 1,000;
-    /// returns the seconds each side took.
+    /// Inserts the rows into `adverse_events` (tracked) on this replica's connection, on `foreign`
+    /// (a plain connection to another replica's file) and into `untracked`, in transactions of
+    /// 1,000; returns the seconds each side took.
     ///
-    /// The two sides take turns batch by batch, and which goes first alternates, so that a burst of
-    /// load on the shared machine falls on both alike instead of on one whole side.
-    func insertTrackedAndUntracked(_ rows: [AdverseEventRow], untracked table: UntrackedTable) throws -> (tracked: Double, untracked: Double) {
-        var tracked = Duration.zero
-        var untracked = Duration.zero
+    /// The sides take turns batch by batch, and which goes first rotates, so that a burst of load
+    /// on the shared machine falls on all alike instead of on one whole side.
+    func insertLocally(_ rows: [AdverseEventRow], foreign: DatabasePool, untracked table: UntrackedTable) throws -> LocalWriteTimes {
+        let writers: [any DatabaseWriter] = [writer, foreign, table.writer]
+        var times = [Duration](repeating: .zero, count: writers.count)
         for (index, start) in stride(from: 0, to: rows.count, by: 1000).enumerated() {
             let batch = rows[start..<min(start + 1000, rows.count)]
-            if index % 2 == 0 {
-                untracked += try Self.insert(batch, into: table.writer)
-                tracked += try Self.insert(batch, into: writer)
-            } else {
-                tracked += try Self.insert(batch, into: writer)
-                untracked += try Self.insert(batch, into: table.writer)
+            for turn in 0..<writers.count {
+                let side = (index + turn) % writers.count
+                times[side] += try Self.insert(batch, into: writers[side])
             }
         }
         func seconds(_ duration: Duration) -> Double {
             Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         }
-        return (seconds(tracked), seconds(untracked))
+        return LocalWriteTimes(tracked: seconds(times[0]), foreign: seconds(times[1]), untracked: seconds(times[2]))
     }
 
     /// Inserts rows into `adverse_events` (tracked) in transactions of 1,000.

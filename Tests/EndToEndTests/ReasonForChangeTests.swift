@@ -155,8 +155,12 @@ struct ReasonForChangeTests {
             let a = try server.laptop("a")
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-001"), "status": .text("screening")])
             try await a.sync()
-            // An older build's write: tracked, but no reason asked.
-            try await a.replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET status = 'enrolled' WHERE id = ?", arguments: [id]) }
+            // An older build's write: tracked, but no reason asked (this build's triggers note that
+            // plain SQL asked none, so a push without it stands for an older build's).
+            try await a.replica.writer.write { db in
+                try db.execute(sql: "UPDATE subjects SET status = 'enrolled' WHERE id = ?", arguments: [id])
+                try db.execute(sql: "UPDATE _sitesync_shadows SET reasons = NULL")
+            }
             await #expect { try await a.sync() } throws: { error in
                 let error = try #require(error as? SyncError)
                 return error.code == "reason_required" && error.message.contains("subjects.status of record \(id)") && error.message.contains("--reason")

@@ -106,6 +106,29 @@ struct ChangeTrackingTests {
         #expect(row.hlc(at: 0) <= row.seq)
     }
 
+    @Test("Plain SQL changing a synced value pushes a note that no reason was asked; the library's edits carry the person's reason, or none when none is needed")
+    func reasonsOfPlainSQL() throws {
+        let replica = try makeReplica()
+        try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
+        func reason(_ field: String) throws -> String? {
+            let (group, row) = try #require(try replica.outboxBatch(limit: 10)?.rows.first)
+            return group.columns.firstIndex(of: field).flatMap { row.reasons?[$0] }
+        }
+        try replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET status = 'enrolled' WHERE id = 's1'") }
+        #expect(try reason("status") == ReasonForChange.writtenOutsideLibrary)
+        // A value never synced, set and changed again through the library: no reason is needed, and
+        // the triggers leave the field's reason to the library.
+        try replica.put("subjects", id: "s1", ["birth_date": .text("1980-01-01")])
+        try replica.put("subjects", id: "s1", ["birth_date": .text("1980-01-02")])
+        #expect(try reason("birth_date") == nil)
+        #expect(try reason("status") == ReasonForChange.writtenOutsideLibrary)
+        try replica.put("subjects", id: "s1", ["status": .text("withdrawn")], reason: "Withdrew consent")
+        #expect(try reason("status") == "Withdrew consent")
+        // Changed again in plain SQL while pending: the person's reason stays, as it would through the library.
+        try replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET status = 'completed' WHERE id = 's1'") }
+        #expect(try reason("status") == "Withdrew consent")
+    }
+
     @Test("An unchanged value written again is not tracked")
     func noOpUpdate() throws {
         let replica = try makeReplica()

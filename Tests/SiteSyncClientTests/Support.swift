@@ -25,21 +25,3 @@ func pulledSubject(
 /// Milliseconds since 1970, now.
 func nowMilliseconds() -> Int64 { HybridLogicalClock.systemMilliseconds() }
 
-extension OutboxBatch {
-    /// The pushed rows with their group, flattened.
-    var rows: [(group: ChangeGroup, row: ChangeRow)] {
-        request.groups.flatMap { group in group.rows.map { (group, $0) } }
-    }
-
-    /// The pushed value of `field` for record `id`.
-    func value(_ field: String, of id: String) -> FieldValue? {
-        guard let (group, row) = rows.first(where: { $0.row.id == id }), let index = group.columns.firstIndex(of: field) else { return nil }
-        return row.values[index]
-    }
-
-    /// The pushed base of `field` for record `id`.
-    func base(_ field: String, of id: String) -> Version?? {
-        guard let (group, row) = rows.first(where: { $0.row.id == id }), let index = group.columns.firstIndex(of: field) else { return nil }
-        return .some(row.base(at: index))
-    }
-}
