@@ -226,6 +226,7 @@ extension Replica {
     public func acknowledge(_ batch: OutboxBatch, _ response: PushResponse) throws -> Int {
         try state.checkServerClock(max(response.hlc, response.acked))
         return try writer.write { db in
+            try ClockSQL.keepPastOutbox(db)
             var rebased = 0
             if let after = batch.first, response.acked >= batch.lastSeq {
                 // The batch is exactly the outbox entries in (after, lastSeq]: clear them as one range.

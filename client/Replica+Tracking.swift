@@ -16,8 +16,8 @@ extension Replica {
     ///
     /// The triggers are plain SQL and call no function of the library's, so every SQLite client
     /// (the `sqlite3` shell, Python's `sqlite3` module, another program) writes with the same
-    /// tracking, in its own transaction: each tracked write advances the clock row
-    /// (``ClockSQL/tick``) and stamps the write with it. They skip their work while the sync engine
+    /// tracking, in its own transaction: each tracked write stamps itself with the next tick of
+    /// the clock (``ClockSQL/next``). They skip their work while the sync engine
     /// applies pulled changes (``ClockSQL/isTracking``). The table's code, and the replica's actor,
     /// id and user are written into the triggers as literals once the replica has an identity
     /// (`initialize` reinstalls them), which saves lookups on every tracked write; before that the
@@ -51,8 +51,7 @@ extension Replica {
             sql: table.clientCreatable
                 ? """
                     CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN \(ClockSQL.isTracking) BEGIN
-                        \(ClockSQL.tick);
-                        INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (\(ClockSQL.current), \(code), NEW.id);
+                        INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (\(ClockSQL.next), \(code), NEW.id);
                         INSERT INTO _sitesync_shadows (tbl, id, hlc, actor, pending)
                         VALUES (\(code), NEW.id, last_insert_rowid(), \(stamp.actor), last_insert_rowid())
                         ON CONFLICT (tbl, id) DO UPDATE SET hlc = RAISE(ABORT,
@@ -134,8 +133,7 @@ extension Replica {
                 (fieldBase, stamped)
             }
         return """
-            \(ClockSQL.tick);
-            INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (\(ClockSQL.current), \(code), \(id));
+            INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (\(ClockSQL.next), \(code), \(id));
             DELETE FROM _sitesync_outbox WHERE seq = (SELECT pending FROM _sitesync_shadows WHERE tbl = \(code) AND id = \(id));
             UPDATE _sitesync_shadows SET
                 base = CASE WHEN pending IS NOT NULL AND base IS NULL THEN NULL ELSE \(base) END,
@@ -182,9 +180,12 @@ struct StampSQL {
 /// The replica's clock and tracking switch as SQL, in the one-row table `_sitesync_clock`, so that
 /// the triggers need nothing from the process that writes:
 ///
-/// - `hlc`: the hybrid logical clock, the greatest timestamp this replica issued, had acknowledged,
-///   or received. A tracked write advances it to `max(hlc + 1, wall << 16)`, as
-///   ``HybridLogicalClock/tick()`` does, and stamps itself with the result.
+/// - `hlc`: with the outbox's last sequence number, the hybrid logical clock: the greater of the
+///   two is the greatest timestamp this replica issued, had acknowledged, or received
+///   (``read(_:)``). A tracked write stamps itself, and appends its outbox entry, at the next tick
+///   past both (``next``), as ``HybridLogicalClock/tick()`` does; so the clock row is written only
+///   when an acknowledgement is about to empty the outbox (``keepPastOutbox(_:)``) or a server
+///   reply moves it, and not once per write.
 /// - `wall`: NULL, and the triggers read the system's wall clock through SQLite (`julianday('now')`,
 ///   fixed for the statement); set only inside a transaction of the library's own when its replica
 ///   was opened with a wall clock of the caller's (tests, simulations), and cleared before it commits.
@@ -194,14 +195,18 @@ struct StampSQL {
 ///   for a reason for change wherever one is needed and records it itself, and clears it before it
 ///   commits. Other writers get ``ReasonForChange/writtenOutsideLibrary`` for a synced value they change.
 enum ClockSQL {
-    /// The statement that advances the clock for one tracked write.
-    static let tick = """
-        UPDATE _sitesync_clock SET hlc = max(
-            CASE WHEN hlc < 9223372036854775807 THEN hlc + 1 ELSE hlc END,
-            coalesce(wall, CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER)) << \(HLC.counterBits))
+    /// The next tick, as an SQL expression: past the outbox's last entry and the clock row, and at
+    /// least the wall clock (milliseconds since 1970, shifted past the counter). Saturates at the
+    /// greatest HLC rather than overflow, as ``HybridLogicalClock/tick()`` does. `max(seq)` of the
+    /// outbox is one seek to the end of its B-tree.
+    static let next = """
+        max(
+            min(coalesce((SELECT max(seq) FROM _sitesync_outbox), 0), 9223372036854775806) + 1,
+            (SELECT max(
+                min(hlc, 9223372036854775806) + 1,
+                coalesce(wall, CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER)) << \(HLC.counterBits)
+            ) FROM _sitesync_clock))
         """
-    /// The clock, as a scalar subquery: the stamp of the write that just ticked.
-    static let current = "(SELECT hlc FROM _sitesync_clock)"
     /// The condition under which the triggers track a write.
     static let isTracking = "(SELECT tracking FROM _sitesync_clock)"
     /// Whether the write comes through the library, which records the person's reasons for change.
@@ -223,9 +228,14 @@ enum ClockSQL {
         )
     }
 
-    /// The clock as stored.
+    /// The clock: the greater of the clock row and the outbox's last entry.
     static func read(_ db: Database) throws -> HLC {
-        HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT hlc FROM _sitesync_clock") ?? 0)
+        HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT max(hlc, coalesce((SELECT max(seq) FROM _sitesync_outbox), 0)) FROM _sitesync_clock") ?? 0)
+    }
+
+    /// Moves the clock row past the outbox's last entry, before entries are removed from it.
+    static func keepPastOutbox(_ db: Database) throws {
+        try db.execute(sql: "UPDATE _sitesync_clock SET hlc = max(hlc, coalesce((SELECT max(seq) FROM _sitesync_outbox), 0))")
     }
 
     /// Advances the stored clock to `hlc` unless it is past it already.

@@ -157,6 +157,14 @@ struct CommandLineTests {
             let table = try await cli.sitesync("list", "--db", "b.sqlite", "subjects")
             #expect(table.stdout.contains("S01-001") && table.stdout.contains("1 record"))
 
+            // Plain SQL from the sqlite3 shell, tracked and pushed like the library's own writes
+            let shell = try await Subprocess.run(
+                "/usr/bin/sqlite3", [cli.directory.appendingPathComponent("a.sqlite").path, "UPDATE adverse_events SET term = 'Cytokine release syndrome (CRS)' WHERE subject_id = '\(id)'"]
+            )
+            #expect(shell.status == 0, "\(String(decoding: shell.stderr, as: UTF8.self))")
+            let syncShell = try json(try await cli.sitesync("sync", "--db", "a.sqlite", "--json")) as? [String: Int]
+            #expect(syncShell == ["pushed": 1, "pulled": 0, "conflicts": 0])
+
             // The same field edited on both laptops while offline
             #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", id, "status=enrolled", "--reason", "Consent signed").status == 0)
             try await Task.sleep(for: .milliseconds(5))
