@@ -42,6 +42,55 @@ public enum TextRules {
         }
     }
 
+    /// The columns `text` takes in a terminal: two for a wide character (East Asian Wide or
+    /// Fullwidth, and emoji shown as emoji), none for a character made only of combining marks or
+    /// format characters (a zero-width space, a combining accent with nothing to sit on), one for
+    /// any other. A character is a grapheme cluster, so `e` and a combining acute accent are one
+    /// column, and a family emoji joined by zero-width joiners is two.
+    ///
+    /// Neither `String.count` (characters) nor Foundation's `padding(toLength:withPad:startingAt:)`
+    /// (UTF-16 units on Linux, and it truncates) measures this.
+    public static func displayWidth(_ text: String) -> Int {
+        var width = 0
+        for character in text {
+            width += displayWidth(character)
+        }
+        return width
+    }
+
+    /// `text` followed by spaces up to `width` columns (``displayWidth(_:)``); never cut.
+    public static func padded(_ text: String, toWidth width: Int) -> String {
+        let missing = width - displayWidth(text)
+        return missing > 0 ? text + String(repeating: " ", count: missing) : text
+    }
+
+    private static func displayWidth(_ character: Character) -> Int {
+        let scalars = character.unicodeScalars
+        guard let first = scalars.first else { return 0 }
+        if scalars.allSatisfy({ [.nonspacingMark, .enclosingMark, .format].contains($0.properties.generalCategory) }) {
+            return 0
+        }
+        // An emoji, or a symbol made one by the emoji variation selector U+FE0F.
+        if first.properties.isEmojiPresentation || (first.properties.isEmoji && scalars.contains("\u{FE0F}")) {
+            return 2
+        }
+        return isWide(first.value) ? 2 : 1
+    }
+
+    /// East Asian Wide and Fullwidth code points (Unicode's EastAsianWidth.txt, W and F), by range.
+    private static func isWide(_ value: UInt32) -> Bool {
+        switch value {
+        case 0x1100...0x115F, 0x231A...0x231B, 0x2329...0x232A, 0x2E80...0x303E, 0x3041...0x33FF,
+            0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF, 0xA960...0xA97F, 0xAC00...0xD7A3,
+            0xF900...0xFAFF, 0xFE10...0xFE19, 0xFE30...0xFE6F, 0xFF00...0xFF60, 0xFFE0...0xFFE6,
+            0x16FE0...0x16FE4, 0x17000...0x18CFF, 0x1B000...0x1B2FF, 0x1F200...0x1F2FF,
+            0x20000...0x2FFFD, 0x30000...0x3FFFD:
+            true
+        default:
+            false
+        }
+    }
+
     /// Input quoted in a message or a log line: cut to `maxBytes` bytes, control characters escaped.
     public static func quotable(_ text: String, maxBytes: Int = 100) -> String {
         escapingControls(brief(text, maxBytes: maxBytes))

@@ -43,9 +43,10 @@ func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-/// Text laid out in aligned columns. Cells come from data, which may hold any character: control
-/// characters are shown escaped (`\u{1B}`), so that a value cannot move the cursor, recolour the
-/// terminal or break the layout.
+/// Text laid out in aligned columns, by the columns each cell takes on a terminal
+/// (``TextRules/displayWidth(_:)``: wide characters take two, combining marks none). Cells come
+/// from data, which may hold any character: control characters are shown escaped (`\u{1B}`), so
+/// that a value cannot move the cursor, recolour the terminal or break the layout.
 struct Table {
     var rows: [[String]]
 
@@ -58,11 +59,11 @@ struct Table {
         guard let width = rows.map(\.count).max(), width > 0 else { return "" }
         var widths = Array(repeating: 0, count: width)
         for row in rows {
-            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
+            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], TextRules.displayWidth(cell)) }
         }
         var lines = rows.enumerated().map { rowIndex, row in
             row.enumerated().map { index, cell in
-                let padded = index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                let padded = index == row.count - 1 ? cell : TextRules.padded(cell, toWidth: widths[index])
                 return decorate?(rowIndex, index, padded) ?? padded
             }.joined(separator: "  ")
         }

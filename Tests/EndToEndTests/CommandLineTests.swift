@@ -1,4 +1,5 @@
 import Foundation
+import SiteSyncCore
 import SiteSyncTestSupport
 import Testing
 
@@ -319,6 +320,25 @@ struct CommandLineTests {
             let status = try json(try await cli.sitesync("status", "--json")) as? [String: Any]
             #expect(status?["pending_changes"] as? Int == 1)
             #expect(FileManager.default.fileExists(atPath: cli.directory.appendingPathComponent("sitesync.sqlite").path), "./sitesync.sqlite is the default")
+        }
+    }
+
+    @Test("Tables align by the columns characters take on a terminal: wide characters, combining marks and emoji")
+    func displayWidthTables() async throws {
+        try await withFolder { cli in
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
+            let numbers = ["S01-001", "S01-日本語", "S01-Zoe\u{308}", "S01-e\u{301}\u{301}", "S01-👩‍⚕️", "S01-Ｆｕｌｌ"]
+            for number in numbers {
+                #expect(try await cli.sitesync("put", "subjects", "screening_no=\(number)").status == 0)
+            }
+            let list = try await cli.sitesync("list", "subjects")
+            #expect(list.status == 0, "\(list.stderr)")
+            // Every row's status cell ("screening") starts in the same terminal column.
+            let rows = list.stdout.split(separator: "\n").filter { $0.contains("S01-") }
+            #expect(rows.count == numbers.count)
+            let starts = Set(rows.map { row in TextRules.displayWidth(String(row[..<row.range(of: "  screening")!.lowerBound])) })
+            #expect(starts.count == 1, "\(list.stdout)")
+            for number in numbers { #expect(list.stdout.contains(number), "\(number) is shown whole") }
         }
     }
 

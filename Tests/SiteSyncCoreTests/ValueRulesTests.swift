@@ -5,6 +5,15 @@ import Testing
 
 @Suite("Values in their column's type, strings as they were, clocks that cannot trap")
 struct ValueRulesTests {
+    @Test("Display width counts terminal columns: wide characters two, combining marks none, emoji two", arguments: [
+        ("abc", 3), ("e\u{301}", 1), ("Zoe\u{308}", 3), ("日本語", 6), ("Ｆｕｌｌ", 8), ("👩‍⚕️", 2), ("⚠️", 2), ("\u{200B}", 0), ("", 0), ("한국", 4),
+    ])
+    func displayWidth(text: String, width: Int) {
+        #expect(TextRules.displayWidth(text) == width)
+        #expect(TextRules.displayWidth(TextRules.padded(text, toWidth: 10)) == 10)
+        #expect(TextRules.padded(text, toWidth: 0) == text, "never cut")
+    }
+
     @Test("Whole numbers take their column's type, however they were written")
     func normalisation() throws {
         let real = ColumnSchema("weight_kg", .real(1...500))
