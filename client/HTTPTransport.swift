@@ -92,6 +92,13 @@ public struct HTTPTransport: SyncTransport {
         return certificates
     }
 
+    /// Checks that the server answers its liveness check (`GET /healthz`) within the timeout.
+    ///
+    /// - Throws: ``SyncError``: unreachable, untrusted (its certificate), or refused, naming why.
+    public func checkServer() async throws {
+        _ = try await exchange("GET", "/healthz", body: nil)
+    }
+
     public func enrol(_ request: EnrolRequest) async throws -> EnrolResponse {
         try await send("POST", SyncProtocol.replicasPath, body: try JSONEncoder().encode(request))
     }

@@ -151,21 +151,6 @@ struct Serve: AsyncParsableCommand {
 struct Token: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Manage bearer tokens.", subcommands: [Create.self, List.self, Revoke.self])
 
-    /// A lifetime written as a number and a unit: `90d`, `12h`, `30m`.
-    struct Lifetime: ExpressibleByArgument {
-        let seconds: Int
-
-        init?(argument: String) {
-            guard let unit = argument.last, let number = Int(argument.dropLast()), number > 0 else { return nil }
-            switch unit {
-            case "d": seconds = number * 86_400
-            case "h": seconds = number * 3_600
-            case "m": seconds = number * 60
-            default: return nil
-            }
-        }
-    }
-
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a token and print it alone on stdout; only its digest is stored.")
 
@@ -181,7 +166,7 @@ struct Token: AsyncParsableCommand {
         var label: String?
 
         @Option(name: .customLong("expires-in"), help: "Refuse the token after this long: a number and d, h or m (90d, 12h). Default: never.")
-        var expiresIn: Lifetime?
+        var expiresIn: TimeSpan?
 
         func validate() throws {
             if role == .site, site == nil { throw ValidationError("A site token needs --site, for example --site S01.") }
@@ -429,4 +414,8 @@ final class AuditWriter: @unchecked Sendable {
         guard text.utf8.contains(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0A || $0 == 0x0D }) else { return text }
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
+}
+
+extension TimeSpan: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
 }

@@ -273,29 +273,100 @@ struct Delete: AsyncParsableCommand {
 }
 
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show this replica's site, what waits to sync and open conflicts.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show this replica's site, what waits to sync and open conflicts, and whether the server answers.",
+        discussion: "Warns on standard error when the last successful sync is older than --stale-after, or when there was none."
+    )
 
     @OptionGroup var replica: ReplicaOptions
     @OptionGroup var output: OutputOptions
 
-    func run() throws {
-        let status = try replica.open().status()
+    @Option(help: "Warn when the last successful sync is older than this: 3d, 12h, 30m.")
+    var staleAfter = TimeSpan("3d")!
+
+    /// How long the server has to answer its liveness check.
+    static let serverTimeout: TimeInterval = 5
+
+    /// What `status --json` prints: the replica's status, and the two checks.
+    struct Report: Encodable {
+        var status: ReplicaStatus
+        /// Nil when the server answered; else why not.
+        var serverProblem: String?
+        /// Seconds since the last successful sync; nil if there was none.
+        var lastSyncAgeSeconds: Int?
+        var stale: Bool
+
+        enum Keys: String, CodingKey {
+            case serverAnswers = "server_answers", serverProblem = "server_problem", lastSyncAgeSeconds = "last_sync_age_s", stale
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            try status.encode(to: encoder)
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(serverProblem == nil, forKey: .serverAnswers)
+            try container.encode(serverProblem, forKey: .serverProblem)
+            try container.encode(lastSyncAgeSeconds, forKey: .lastSyncAgeSeconds)
+            try container.encode(stale, forKey: .stale)
+        }
+    }
+
+    func run() async throws {
+        let replica = try replica.open()
+        let status = try replica.status()
+        var serverProblem: String?
+        do {
+            try await HTTPTransport(replica: replica, timeout: Self.serverTimeout).checkServer()
+        } catch {
+            serverProblem = (error as? SyncError)?.message ?? "\(error)"
+        }
+        let age = status.lastSync.flatMap { try? Date($0, strategy: .iso8601) }.map { max(0, Int(Date().timeIntervalSince($0))) }
+        let report = Report(status: status, serverProblem: serverProblem, lastSyncAgeSeconds: age, stale: age.map { $0 > staleAfter.seconds } ?? true)
         if output.json {
-            try printJSON(status)
+            try printJSON(report)
         } else {
             print(Table(rows: [
                 ["site", status.site],
                 ["replica", status.replica],
                 ["user", status.user],
-                ["server", status.server],
+                ["server", status.server + (serverProblem == nil ? " (answers)" : " (does not answer)")],
                 ["enrolled", status.enrolled ? "yes" : "no: it enrols at the next sync"],
                 ["pending changes", String(status.pendingChanges)],
                 ["open conflicts", String(status.openConflicts)],
-                ["last sync", status.lastSync ?? "never"],
+                ["last sync", status.lastSync.map { lastSync in age.map { "\(lastSync) (\(Self.describe($0)) ago)" } ?? lastSync } ?? "never"],
                 ["clock offset", status.clockOffsetMilliseconds.map { "\($0) ms (server minus laptop)" } ?? "unknown"],
             ]).render(header: false))
         }
+        var warnings: [String] = []
+        if let serverProblem { warnings.append("The server does not answer: \(serverProblem)") }
+        if report.stale {
+            let pending =
+                switch status.pendingChanges {
+                case 0: ""
+                case 1: " 1 change waits to be pushed."
+                case let count: " \(count) changes wait to be pushed."
+                }
+            warnings.append(
+                (age.map { "The last successful sync was \(Self.describe($0)) ago, longer than \(staleAfter)." } ?? "This replica has never synced.")
+                    + pending + " Run `sitesync sync` where the server can be reached."
+            )
+        }
+        if !output.json {
+            for warning in warnings { FileHandle.standardError.write(Data("warning: \(TextRules.escapingControls(warning))\n".utf8)) }
+        }
     }
+
+    /// A duration in the largest two units that matter: `4 d 2 h`, `3 h 12 min`, `40 s`.
+    static func describe(_ seconds: Int) -> String {
+        let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3_600, seconds % 3_600 / 60)
+        if days > 0 { return hours > 0 ? "\(days) d \(hours) h" : "\(days) d" }
+        if hours > 0 { return minutes > 0 ? "\(hours) h \(minutes) min" : "\(hours) h" }
+        if minutes > 0 { return "\(minutes) min" }
+        return "\(seconds) s"
+    }
+}
+
+extension TimeSpan: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
 }
 
 struct Sync: AsyncParsableCommand {

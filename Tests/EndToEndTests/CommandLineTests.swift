@@ -319,7 +319,40 @@ struct CommandLineTests {
             #expect(sync.stderr.contains("cannot be reached"))
             let status = try json(try await cli.sitesync("status", "--json")) as? [String: Any]
             #expect(status?["pending_changes"] as? Int == 1)
+            #expect(status?["server_answers"] as? Bool == false && (status?["server_problem"] as? String)?.contains("cannot be reached") == true)
+            #expect(status?["stale"] as? Bool == true, "never synced")
+            let readable = try await cli.sitesync("status")
+            #expect(readable.status == 0 && readable.stdout.contains("http://127.0.0.1:9 (does not answer)"))
+            #expect(readable.stderr.contains("warning: The server does not answer") && readable.stderr.contains("This replica has never synced. 1 change waits"), "\(readable.stderr)")
             #expect(FileManager.default.fileExists(atPath: cli.directory.appendingPathComponent("sitesync.sqlite").path), "./sitesync.sqlite is the default")
+        }
+    }
+
+    @Test("status says whether the server answers, and warns when the last successful sync is older than --stale-after")
+    func staleStatus() async throws {
+        try await withFolder { cli in
+            let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
+            defer { server.terminate() }
+            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A").status == 0)
+            #expect(try await cli.sitesync("sync").status == 0)
+            let fresh = try await cli.sitesync("status")
+            #expect(fresh.stdout.contains("(answers)") && fresh.stderr.isEmpty, "\(fresh.stdout)\(fresh.stderr)")
+            #expect(fresh.stdout.contains("s ago)"))
+
+            // Four days without a sync: warned at the default 3 days, not at 5.
+            let old = Date().addingTimeInterval(-4 * 86_400 - 7_200).formatted(.iso8601)
+            let set = try await Subprocess.run("/usr/bin/sqlite3", [cli.directory.appendingPathComponent("sitesync.sqlite").path, "UPDATE _sitesync_meta SET last_sync = '\(old)'"])
+            #expect(set.status == 0)
+            let stale = try await cli.sitesync("status")
+            #expect(stale.status == 0 && stale.stdout.contains("(4 d 2 h ago)"), "\(stale.stdout)")
+            #expect(stale.stderr.contains("warning: The last successful sync was 4 d 2 h ago, longer than 3d."), "\(stale.stderr)")
+            #expect(try await cli.sitesync("status", "--stale-after", "5d").stderr.isEmpty)
+            let report = try json(try await cli.sitesync("status", "--json")) as? [String: Any]
+            #expect(report?["stale"] as? Bool == true && report?["server_answers"] as? Bool == true)
+            #expect((report?["last_sync_age_s"] as? Int).map { $0 >= 4 * 86_400 + 7_200 } == true)
+            let bad = try await cli.sitesync("status", "--stale-after", "3 days")
+            #expect(bad.status != 0 && bad.stderr.contains("stale-after"))
         }
     }
 
