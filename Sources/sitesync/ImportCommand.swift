@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SiteSyncClient
 import SiteSyncCore
+import SwiftCSV
 
 struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,7 +54,13 @@ struct ImportCommand: AsyncParsableCommand {
     }
 }
 
-/// A strict RFC 4180 reader that remembers the line each record starts on.
+/// CSV (RFC 4180) read with SwiftCSV, each record with the line it starts on.
+///
+/// SwiftCSV refuses text after a closing quote (`"ab"c`) but names no line, keeps an unclosed
+/// quoted cell at the end of the file, drops the empty last cell of a file without a final line
+/// break, and pads short rows when it builds its table. So the records are enumerated one by one,
+/// counting the line breaks each holds, and those cases are checked here. Spaces before a cell
+/// are not part of it.
 enum CSVReader {
     struct Record {
         var line: Int
@@ -61,51 +68,28 @@ enum CSVReader {
     }
 
     static func records(_ text: String) throws -> [Record] {
+        // A final line break, so that an empty last cell is kept as a cell.
+        let text = text.isEmpty || text.last!.isNewline ? text : text + "\n"
         var records: [Record] = []
-        var fields: [String] = []
-        var field = ""
-        var quoted = false
         var line = 1
-        var start = 1
-        var characters = Array(text).makeIterator()
-        var pending = characters.next()
-        while let character = pending {
-            pending = characters.next()
-            if quoted {
-                if character == "\"" {
-                    if pending == "\"" {
-                        field.append("\"")
-                        pending = characters.next()
-                    } else {
-                        quoted = false
-                    }
-                } else {
-                    if character == "\n" || character == "\r\n" { line += 1 }
-                    field.append(character)
-                }
-                continue
+        do {
+            // The header row is read here too, so nothing is parsed by the initializer but it.
+            let csv = try EnumeratedCSV(string: text, delimiter: .comma, loadColumns: false, rowLimit: 0)
+            try csv.enumerateAsArray(startAt: 0, rowLimit: nil) { fields in
+                records.append(Record(line: line, fields: fields))
+                line += 1 + fields.reduce(0) { count, field in count + field.reduce(0) { $0 + ($1.isNewline ? 1 : 0) } }
             }
-            switch character {
-            case "\"" where field.isEmpty:
-                quoted = true
-            case ",":
-                fields.append(field)
-                field = ""
-            case "\n", "\r\n", "\r":
-                fields.append(field)
-                records.append(Record(line: start, fields: fields))
-                fields = []
-                field = ""
-                line += 1
-                start = line
-            default:
-                field.append(character)
+        } catch let error as CSVParseError {
+            let detail: String
+            switch error {
+            case .quotation(let message): detail = "\(message) (after a closing quote, only a comma or a line break may follow; a quote inside a cell is written twice)"
+            case .generic(let message): detail = message
             }
+            throw ValidationError("Line \(line): not valid CSV: \(TextRules.escapingControls(detail)).")
         }
-        if quoted { throw ValidationError("Line \(start): a quoted cell is not closed.") }
-        if !field.isEmpty || !fields.isEmpty {
-            fields.append(field)
-            records.append(Record(line: start, fields: fields))
+        // Quotes come in pairs in valid CSV: an odd count left a quoted cell open, in the last record.
+        if text.reduce(0, { $0 + ($1 == "\"" ? 1 : 0) }) % 2 == 1 {
+            throw ValidationError("Line \(records.last?.line ?? 1): a quoted cell is not closed.")
         }
         return records
     }

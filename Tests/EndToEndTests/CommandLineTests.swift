@@ -469,6 +469,18 @@ struct CommandLineTests {
             #expect(second.status != 0 && second.stderr.contains("line 3: adverse_events.grade: must be from 1 to 4 for CRS (ASTCT 2019); got 5"))
             #expect((try json(try await cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true)
 
+            // Malformed CSV is refused with its line, not read some way: text after a closing quote,
+            // and a quoted cell left open.
+            for (name, text, message) in [
+                ("after-quote.csv", "subject_id,term\ns1,Fever\ns1,\"Ra\"sh\n", "Line 3: not valid CSV"),
+                ("open-quote.csv", "subject_id,term\ns1,Fever\ns1,\"Rash\nand more\n", "Line 3: a quoted cell is not closed."),
+            ] {
+                try text.write(to: cli.directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+                let malformed = try await cli.sitesync("import", "adverse_events", name)
+                #expect(malformed.status != 0 && malformed.stderr.contains(message), "\(name): \(malformed.stderr)")
+            }
+            #expect((try json(try await cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true)
+
             let good = bad.replacingOccurrences(of: ",7,", with: ",2,").replacingOccurrences(of: ",5,crs", with: ",4,crs").replacingOccurrences(of: "2026-03-06", with: "2026-03-06,1,other,CTCAE 5.0,")
             try good.write(to: cli.directory.appendingPathComponent("good.csv"), atomically: true, encoding: .utf8)
             let imported = try await cli.sitesync("import", "adverse_events", "good.csv")
