@@ -375,6 +375,22 @@ struct CommandLineTests {
         }
     }
 
+    @Test("Both commands print shell completion scripts that bash loads, as README.md shows")
+    func completionScripts() async throws {
+        try await withFolder { cli in
+            for command in ["sitesync", "sitesync-server"] {
+                for shell in ["bash", "zsh", "fish"] {
+                    let script = try await cli.run(command, ["--generate-completion-script", shell])
+                    #expect(script.status == 0 && script.stdout.contains(command), "\(command) \(shell): \(script.stderr)")
+                }
+                let script = cli.directory.appendingPathComponent("\(command).bash").path
+                try await cli.run(command, ["--generate-completion-script", "bash"]).stdout.write(toFile: script, atomically: true, encoding: .utf8)
+                let loaded = try await Subprocess.run("/bin/bash", ["-c", "source \(script) && complete -p \(command)"])
+                #expect(loaded.status == 0 && String(decoding: loaded.stdout, as: UTF8.self).contains("complete"), "\(String(decoding: loaded.stderr, as: UTF8.self))")
+            }
+        }
+    }
+
     @Test("Screening offline: one eligible and one ineligible subject")
     func screening() async throws {
         try await withFolder { cli in
