@@ -52,11 +52,14 @@ public struct ImportRow: Sendable {
 extension Replica {
     /// Writes every row in one transaction, or none: each row is validated as `put` would, and when
     /// any row is refused, every refusal is reported with its line and nothing is written.
-    /// - Parameter reason: the reason for change of every synced value the rows change (see
-    ///   ``put(_:id:_:reason:)``); nil when the rows change none.
+    /// - Parameters:
+    ///   - reason: the reason for change of every synced value the rows change (see
+    ///     ``put(_:id:_:reason:)``); nil when the rows change none.
+    ///   - progress: called with the rows checked and written so far, every 100 rows and at the
+    ///     end, for a progress display; they are committed together at the end, or none is.
     /// - Returns: the ids of the records written, in row order.
     @discardableResult
-    public func importRecords(_ table: String, _ rows: [ImportRow], reason: String? = nil) throws -> [String] {
+    public func importRecords(_ table: String, _ rows: [ImportRow], reason: String? = nil, progress: ((_ done: Int) -> Void)? = nil) throws -> [String] {
         let identity = try requireIdentity()
         _ = try schema.table(table)
         let reason = try reason.map(Self.checkedReason)
@@ -64,7 +67,8 @@ extension Replica {
             defer { db.boundStatementCache() }
             var ids: [String] = []
             var problems: [ImportError.Problem] = []
-            for row in rows {
+            for (index, row) in rows.enumerated() {
+                defer { if let progress, (index + 1) % 100 == 0 || index + 1 == rows.count { progress(index + 1) } }
                 do {
                     // A savepoint per row, so a refused row leaves the others' writes intact to check them all.
                     try db.inSavepoint {

@@ -30,6 +30,27 @@ public struct SyncReport: Codable, Sendable, Equatable {
 /// let engine = SyncEngine(replica: replica, transport: HTTPTransport(serverURL: url, token: token, schemaVersion: 1))
 /// let report = try await engine.sync()
 /// ```
+/// How far a push or a pull has come, reported after each batch (``SyncEngine/Configuration/progress``).
+public struct SyncProgress: Sendable, Equatable {
+    /// What the engine is doing.
+    public enum Phase: String, Sendable {
+        case push, pull
+    }
+
+    /// Pushing or pulling.
+    public var phase: Phase
+    /// Records of this phase sent or received so far.
+    public var done: Int
+    /// Records the phase handles in all, when known: the outbox when a push starts (or what was
+    /// pushed, if edits during the push made it more); nil for a pull, whose size the server does not say.
+    public var total: Int?
+
+    /// Creates a report.
+    public init(phase: Phase, done: Int, total: Int?) {
+        (self.phase, self.done, self.total) = (phase, done, total)
+    }
+}
+
 public struct SyncEngine: Sendable {
     /// Batch sizes, retries and round limits.
     public struct Configuration: Sendable {
@@ -49,6 +70,9 @@ public struct SyncEngine: Sendable {
         public var maximumBackoff: Duration = .seconds(5)
         /// Push-then-pull rounds before giving up on a replica that keeps being written.
         public var maximumRounds = 8
+        /// Called after each batch pushed or pulled, with how far the phase has come: for a
+        /// progress display. Nil (the default) reports nothing.
+        public var progress: (@Sendable (SyncProgress) -> Void)?
 
         /// The defaults.
         public init() {}
@@ -111,6 +135,7 @@ public struct SyncEngine: Sendable {
         // The server refuses a push of more records than the protocol allows.
         let batchSize = min(max(configuration.pushBatchSize, 1), SyncProtocol.maximumPushRecords)
         guard var current = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
+        let total = try configuration.progress.map { _ in try replica.pendingCount() }
         var inFlight = try send(current)
         defer { inFlight.cancel() }
         while true {
@@ -119,6 +144,7 @@ public struct SyncEngine: Sendable {
             records += current.count
             conflicts += answer.conflicts
             logger.debug("pushed batch", metadata: ["sync.records": "\(current.count)", "sync.acked": "\(answer.acked)"])
+            configuration.progress?(SyncProgress(phase: .push, done: records, total: total.map { max($0, records) }))
             if let ready = next, ready.isDisjoint(with: current) {
                 inFlight = try send(ready)
                 try replica.acknowledge(current, answer)
@@ -143,6 +169,12 @@ public struct SyncEngine: Sendable {
     /// Pulls until the server has nothing more; returns the records that changed here.
     public func pull() async throws -> Int {
         var changed = 0
+        var received = 0
+        func applied(_ response: PullResponse) throws {
+            changed += try replica.apply(response)
+            received += response.groups.reduce(0) { $0 + $1.rows.count }
+            configuration.progress?(SyncProgress(phase: .pull, done: received, total: nil))
+        }
         var request = PullRequest(
             cursor: try replica.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID, acked: try replica.knownAcked()
         )
@@ -150,14 +182,14 @@ public struct SyncEngine: Sendable {
         var response = try await withRetry("pull") { try await transport.pull(first) }
         while true {
             guard response.more else {
-                changed += try replica.apply(response)
+                try applied(response)
                 return changed
             }
             // Fetch the next batch while this one is applied.
             request.cursor = response.cursor
             let nextRequest = request
             async let next = withRetry("pull") { try await transport.pull(nextRequest) }
-            changed += try replica.apply(response)
+            try applied(response)
             response = try await next
         }
     }

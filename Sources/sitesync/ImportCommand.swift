@@ -49,7 +49,17 @@ struct ImportCommand: AsyncParsableCommand {
             }
         }
         guard problems.isEmpty else { throw ImportError(problems: problems) }
-        let ids = try replica.importRecords(table, rows, reason: reason)
+        let progress = ProgressLine(json: false)
+        let ids: [String]
+        do {
+            ids = try replica.importRecords(table, rows, reason: reason) { done in
+                progress.update("Checked and wrote", done: done, total: rows.count)
+            }
+            progress.finish()
+        } catch {
+            progress.finish()
+            throw error
+        }
         print("Imported \(ids.count) record\(ids.count == 1 ? "" : "s") into \(table).")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SiteSyncClient
 import SiteSyncCore
 import TrialRecords
@@ -116,3 +117,59 @@ struct SafetyFlags {
 
     static func text(_ flag: Bool?) -> String { flag.map { $0 ? "yes" : "no" } ?? "unknown" }
 }
+
+/// A duration in the largest two units that matter: `4 d 2 h`, `3 h 12 min`, `40 s`.
+func describeDuration(_ seconds: Int) -> String {
+    let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3_600, seconds % 3_600 / 60)
+    if days > 0 { return hours > 0 ? "\(days) d \(hours) h" : "\(days) d" }
+    if hours > 0 { return minutes > 0 ? "\(hours) h \(minutes) min" : "\(hours) h" }
+    if minutes > 0 { return "\(minutes) min" }
+    return "\(seconds) s"
+}
+
+/// One line of progress on the terminal, for work that runs longer than about a second: records
+/// done of the total, the rate, and the time left when the total is known. Redrawn in place on
+/// standard error at most ten times a second, and cleared at the end; never shown with `--json`
+/// or when standard output is not a terminal (a pipe, a file, a script).
+final class ProgressLine: Sendable {
+    private struct State {
+        var started = ContinuousClock.now
+        var label = ""
+        var labelStarted = ContinuousClock.now
+        var drawn: ContinuousClock.Instant?
+    }
+
+    private let enabled: Bool
+    private let state = Mutex(State())
+
+    init(json: Bool) {
+        enabled = !json && isatty(STDOUT_FILENO) == 1 && isatty(STDERR_FILENO) == 1
+    }
+
+    /// Reports `done` records of `total` (nil when unknown) under `label`, such as "Pushed".
+    func update(_ label: String, done: Int, total: Int?) {
+        guard enabled else { return }
+        let line = state.withLock { state -> String? in
+            let now = ContinuousClock.now
+            if state.label != label { (state.label, state.labelStarted) = (label, now) }
+            guard now - state.started >= .seconds(1), state.drawn.map({ now - $0 >= .milliseconds(100) }) ?? true else { return nil }
+            state.drawn = now
+            let seconds = Double((now - state.labelStarted) / .milliseconds(1)) / 1000
+            var line = "\(label) \(done.formatted())\(total.map { " of \($0.formatted())" } ?? "") records"
+            if seconds > 0, done > 0 {
+                let rate = Double(done) / seconds
+                line += "  \(Int(rate).formatted())/s"
+                if let total, total > done { line += "  \(describeDuration(Int((Double(total - done) / rate).rounded(.up)))) left" }
+            }
+            return line
+        }
+        if let line { FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) }
+    }
+
+    /// Clears the line, if one was drawn.
+    func finish() {
+        guard enabled, state.withLock({ $0.drawn != nil }) else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}
+

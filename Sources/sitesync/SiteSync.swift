@@ -332,7 +332,7 @@ struct Status: AsyncParsableCommand {
                 ["enrolled", status.enrolled ? "yes" : "no: it enrols at the next sync"],
                 ["pending changes", String(status.pendingChanges)],
                 ["open conflicts", String(status.openConflicts)],
-                ["last sync", status.lastSync.map { lastSync in age.map { "\(lastSync) (\(Self.describe($0)) ago)" } ?? lastSync } ?? "never"],
+                ["last sync", status.lastSync.map { lastSync in age.map { "\(lastSync) (\(describeDuration($0)) ago)" } ?? lastSync } ?? "never"],
                 ["clock offset", status.clockOffsetMilliseconds.map { "\($0) ms (server minus laptop)" } ?? "unknown"],
             ]).render(header: false))
         }
@@ -346,7 +346,7 @@ struct Status: AsyncParsableCommand {
                 case let count: " \(count) changes wait to be pushed."
                 }
             warnings.append(
-                (age.map { "The last successful sync was \(Self.describe($0)) ago, longer than \(staleAfter)." } ?? "This replica has never synced.")
+                (age.map { "The last successful sync was \(describeDuration($0)) ago, longer than \(staleAfter)." } ?? "This replica has never synced.")
                     + pending + " Run `sitesync sync` where the server can be reached."
             )
         }
@@ -355,14 +355,6 @@ struct Status: AsyncParsableCommand {
         }
     }
 
-    /// A duration in the largest two units that matter: `4 d 2 h`, `3 h 12 min`, `40 s`.
-    static func describe(_ seconds: Int) -> String {
-        let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3_600, seconds % 3_600 / 60)
-        if days > 0 { return hours > 0 ? "\(days) d \(hours) h" : "\(days) d" }
-        if hours > 0 { return minutes > 0 ? "\(hours) h \(minutes) min" : "\(hours) h" }
-        if minutes > 0 { return "\(minutes) min" }
-        return "\(seconds) s"
-    }
 }
 
 extension TimeSpan: ExpressibleByArgument {
@@ -377,7 +369,19 @@ struct Sync: AsyncParsableCommand {
 
     func run() async throws {
         let replica = try replica.open()
-        let report = try await SyncEngine(replica: replica, transport: HTTPTransport(replica: replica)).sync()
+        let progress = ProgressLine(json: output.json)
+        var configuration = SyncEngine.Configuration()
+        configuration.progress = { report in
+            progress.update(report.phase == .push ? "Pushed" : "Pulled", done: report.done, total: report.total)
+        }
+        let report: SyncReport
+        do {
+            report = try await SyncEngine(replica: replica, transport: HTTPTransport(replica: replica), configuration: configuration).sync()
+            progress.finish()
+        } catch {
+            progress.finish()
+            throw error
+        }
         if output.json {
             try printJSON(report)
         } else {

@@ -375,6 +375,41 @@ struct CommandLineTests {
         }
     }
 
+    @Test("Imports and syncs longer than a second show progress on a terminal, and never with --json or through a pipe")
+    func progress() async throws {
+        try await withFolder { cli in
+            let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
+            defer { server.terminate() }
+            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
+            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A").status == 0)
+            let rows = (0..<20_000).map { "s\($0),Fever,2026-03-02,1,other,CTCAE 5.0" }
+            try (["subject_id,term,onset_date,grade,category,grading_scale"] + rows).joined(separator: "\n")
+                .write(to: cli.directory.appendingPathComponent("big.csv"), atomically: true, encoding: .utf8)
+            /// Runs `sitesync` on a pseudo-terminal (util-linux `script`); what the terminal showed.
+            func onTerminal(_ arguments: String) async throws -> String {
+                let sitesync = Commands.products.appendingPathComponent("sitesync").path
+                let run = try await Subprocess.run(
+                    "/usr/bin/script", ["-qec", "\(sitesync) \(arguments)", "/dev/null"], directory: cli.directory.path,
+                    environment: ProcessInfo.processInfo.environment.merging(cli.environment) { $1 }
+                )
+                #expect(run.status == 0, "\(arguments): \(String(decoding: run.stdout, as: UTF8.self))")
+                return String(decoding: run.stdout, as: UTF8.self)
+            }
+            let imported = try await onTerminal("import adverse_events big.csv")
+            #expect(imported.contains("Checked and wrote") && imported.contains("of 20,000 records") && imported.contains("/s"), "\(imported.suffix(300))")
+            #expect(imported.contains("Imported 20000 records into adverse_events."))
+            let synced = try await onTerminal("sync")
+            #expect(synced.contains("Pushed") && synced.contains("of 20,000 records"), "\(synced.suffix(300))")
+            #expect(synced.contains("Pushed 20000, pulled 0, conflicts 0."))
+            // Through a pipe: no progress, and nothing but the result.
+            let piped = try await cli.sitesync("import", "adverse_events", "big.csv")
+            #expect(piped.status == 0 && piped.stderr.isEmpty && piped.stdout == "Imported 20000 records into adverse_events.\n")
+            // With --json on a terminal: the JSON alone, though 20,000 records are pushed.
+            let json = try await onTerminal("sync --json")
+            #expect(!json.contains("Pushed") && json.contains("\"pushed\" : 20000"), "\(json.suffix(300))")
+        }
+    }
+
     @Test("Both commands print shell completion scripts that bash loads, as README.md shows")
     func completionScripts() async throws {
         try await withFolder { cli in
