@@ -22,6 +22,20 @@ public enum Loopback {
         return fd
     }
 
+    /// A port of 127.0.0.1 that nothing listens on now, as the system picks one.
+    public static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
     /// Sends one HTTP/1.1 request (`head` is the request line and headers, without the blank line)
     /// on a new connection, and returns the response's status, or nil when the connection broke
     /// or stayed silent for `timeout` seconds. Blocking: call it from a thread, not a task.

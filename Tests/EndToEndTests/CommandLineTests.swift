@@ -79,6 +79,23 @@ struct Commands {
         throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "sitesync-server did not start"])
     }
 
+    /// Starts a server on a new SQLite database (``startServer(database:port:arguments:log:)``) and
+    /// initialises this folder's default replica for site S01, as `user`, with a token from it.
+    func startServerAndInit(user: String) async throws -> Subprocess {
+        let (server, port) = try await startServer(database: "sitesync-server.sqlite")
+        do {
+            let token = try await run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
+            let initialised = try await sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", user)
+            guard initialised.status == 0 else {
+                throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "sitesync init failed: \(initialised.stderr)"])
+            }
+            return server
+        } catch {
+            server.terminate()
+            throw error
+        }
+    }
+
     /// Whether something accepts connections on `port` of 127.0.0.1.
     static func accepts(_ port: Int) -> Bool {
         guard let fd = Loopback.connect(port) else { return false }
@@ -87,18 +104,7 @@ struct Commands {
     }
 
     /// A port nothing listens on now, on 127.0.0.1.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    static func freePort() throws -> Int { Loopback.freePort() }
 }
 
 #if canImport(FoundationNetworking)
@@ -262,10 +268,8 @@ struct CommandLineTests {
     @Test("A synced value is changed with a reason for change, which history and the audit export show")
     func reasonForChange() async throws {
         try await withFolder { cli in
-            let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
+            let server = try await cli.startServerAndInit(user: "A. Rivera")
             defer { server.terminate() }
-            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
-            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera").status == 0)
             let subject = try await cli.sitesync("put", "subjects", "screening_no=S01-001").line
             let event = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-11-20", "grade=2").line
             // Not synced yet: corrections need no reason.
@@ -331,10 +335,8 @@ struct CommandLineTests {
     @Test("status says whether the server answers, and warns when the last successful sync is older than --stale-after")
     func staleStatus() async throws {
         try await withFolder { cli in
-            let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
+            let server = try await cli.startServerAndInit(user: "A")
             defer { server.terminate() }
-            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
-            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A").status == 0)
             #expect(try await cli.sitesync("sync").status == 0)
             let fresh = try await cli.sitesync("status")
             #expect(fresh.stdout.contains("(answers)") && fresh.stderr.isEmpty, "\(fresh.stdout)\(fresh.stderr)")
@@ -378,10 +380,8 @@ struct CommandLineTests {
     @Test("Imports and syncs longer than a second show progress on a terminal, and never with --json or through a pipe")
     func progress() async throws {
         try await withFolder { cli in
-            let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
+            let server = try await cli.startServerAndInit(user: "A")
             defer { server.terminate() }
-            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
-            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A").status == 0)
             let rows = (0..<20_000).map { "s\($0),Fever,2026-03-02,1,other,CTCAE 5.0" }
             try (["subject_id,term,onset_date,grade,category,grading_scale"] + rows).joined(separator: "\n")
                 .write(to: cli.directory.appendingPathComponent("big.csv"), atomically: true, encoding: .utf8)

@@ -123,10 +123,8 @@ struct HostileOutputTests {
     @Test("Formulas in the audit export are escaped, line breaks quoted; control characters in the CLI are shown escaped")
     func hostileText() async throws {
         try await Commands.inTemporaryFolder { cli in
-            let (server, port) = try await cli.startServer(database: "sitesync-server.sqlite")
+            let server = try await cli.startServerAndInit(user: "@SUM(A1)")
             defer { server.terminate() }
-            let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
-            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "@SUM(A1)").status == 0)
             let subject = try await cli.sitesync("put", "subjects", "screening_no=S01-001").line
             let event = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=\(Self.escape)Neutropenia", "onset_date=2026-11-20", "grade=2").line
             #expect(try await cli.sitesync("sync").status == 0)

@@ -1,8 +1,10 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import HummingbirdTesting
 import SiteSyncCore
+import ServiceLifecycle
 import SiteSyncTestSupport
 import Synchronization
 import Testing
@@ -121,32 +123,43 @@ struct AsyncPushAndQueryPullTests {
         let store = try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
         let credential = try await TestServer.enrol(store, "r1", role: .site, site: "S01")
         var configuration = ServerConfiguration(schema: TrialSchema.current)
-        configuration.port = 0
+        let port = Loopback.freePort()
+        configuration.port = port
+        // Run as a service, and spoken to with raw HTTP from threads of their own, whose timeout is
+        // this test's: HummingbirdTesting's client gives up after 20 s, which the first requests of
+        // a loaded run (every suite starts at once on two cores) have taken.
+        let group = ServiceGroup(configuration: .init(services: [try buildApplication(configuration, store: store)], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        for _ in 0..<1200 {
+            if let fd = Loopback.connect(port) {
+                close(fd)
+                break
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        func send(_ method: String, _ path: String, _ headers: HTTPFields, body: [UInt8] = []) async -> Int? {
+            let head = (["\(method) \(path) HTTP/1.1", "Host: 127.0.0.1", "Content-Length: \(body.count)"] + headers.map { "\($0.name): \($0.value)" })
+                .joined(separator: "\r\n")
+            return await Blocking.run { Loopback.status(port, head: head, body: body, timeout: 120) }
+        }
+        // A credential's first request records its use, which needs the writer: made first.
+        #expect(await send("GET", "\(SyncProtocol.pushPath)/1-0000000000000000-r1", syncHeaders(credential)) == 404)
         // The store's writer is held until after the shutdown has begun, so the push accepted
         // before it cannot have been applied by then, however fast or loaded the machine is.
         let held = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
+        let holder = Task { try await store.writer.write { _ in held.signal(); release.wait() } }
+        await Blocking.run { held.wait() }
         let push = subjectPush(ids: (0..<50).map { "s\($0)" })
-        let holder = try await buildApplication(configuration, store: store).test(.live) { client in
-            // A credential's first request records its use, which needs the writer: made first.
-            try await client.execute(uri: "\(SyncProtocol.pushPath)/1-0000000000000000-r1", method: .get, headers: syncHeaders(credential)) {
-                #expect($0.status == .notFound)
-            }
-            let holder = Task { try await store.writer.write { _ in held.signal(); release.wait() } }
-            await withCheckedContinuation { continuation in
-                DispatchQueue.global().async { held.wait(); continuation.resume() }
-            }
-            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(credential), body: try json(push)) { response in
-                #expect(response.status == .accepted)
-            }
-            // Released only after this closure has returned and the shutdown begun: an instance
-            // that exited without waiting for the push would leave it unapplied below.
-            Task.detached {
-                try await Task.sleep(for: .milliseconds(500))
-                release.signal()
-            }
-            return holder
+        #expect(await send("POST", SyncProtocol.pushPath, asyncHeaders(credential), body: Array(try json(push).readableBytesView)) == 202)
+        await group.triggerGracefulShutdown()
+        // Released only once the shutdown has begun: an instance that exited without waiting for
+        // the push would leave it unapplied below.
+        Task.detached {
+            try await Task.sleep(for: .milliseconds(500))
+            release.signal()
         }
+        try await running.value
         // The application has stopped: everything it accepted is applied.
         #expect(try await store.replicaState("r1")?.lastSeq == push.groups[0].rows.last?.seq)
         #expect(try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subjects") } == 50)

@@ -54,8 +54,8 @@ public final class Subprocess: Sendable {
         var pid = pid_t()
         try Self.check(posix_spawn(&pid, executable, &actions, nil, argv, envp), executable)
         processIdentifier = pid
-        // One Dispatch thread per child waits for it, so that `exit()` never blocks Swift's pool.
-        DispatchQueue.global().async { [self, pid] in
+        // A thread of its own per child waits for it (``Blocking``), so that `exit()` blocks no pool.
+        Thread { [self, pid] in
             var status: Int32 = 0
             while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
             // Exit code, or 128 plus the signal that ended it, as a shell reports it.
@@ -66,7 +66,7 @@ public final class Subprocess: Sendable {
                 return state.waiting
             }
             for continuation in waiting { continuation.resume(returning: code) }
-        }
+        }.start()
     }
 
     /// Sends SIGTERM.
