@@ -135,7 +135,8 @@ final class ProgressLine: Sendable {
     private struct State {
         var started = ContinuousClock.now
         var label = ""
-        var labelStarted = ContinuousClock.now
+        /// The label's first report: the rate counts what was done after it, over the time since.
+        var first = (at: ContinuousClock.now, done: 0)
         var drawn: ContinuousClock.Instant?
     }
 
@@ -151,13 +152,13 @@ final class ProgressLine: Sendable {
         guard enabled else { return }
         let line = state.withLock { state -> String? in
             let now = ContinuousClock.now
-            if state.label != label { (state.label, state.labelStarted) = (label, now) }
+            if state.label != label { (state.label, state.first) = (label, (now, done)) }
             guard now - state.started >= .seconds(1), state.drawn.map({ now - $0 >= .milliseconds(100) }) ?? true else { return nil }
             state.drawn = now
-            let seconds = Double((now - state.labelStarted) / .milliseconds(1)) / 1000
+            let seconds = Double((now - state.first.at) / .milliseconds(1)) / 1000
             var line = "\(label) \(done.formatted())\(total.map { " of \($0.formatted())" } ?? "") records"
-            if seconds > 0, done > 0 {
-                let rate = Double(done) / seconds
+            if seconds > 0, done > state.first.done {
+                let rate = Double(done - state.first.done) / seconds
                 line += "  \(Int(rate).formatted())/s"
                 if let total, total > done { line += "  \(describeDuration(Int((Double(total - done) / rate).rounded(.up)))) left" }
             }
