@@ -86,9 +86,6 @@ public final class Subprocess: Sendable {
         }
     }
 
-    /// The exit code once the child has exited (see ``exit()``); nil while it runs.
-    public var terminationStatus: Int32? { state.withLock { $0.status } }
-
     /// Runs `executable` to its end with `input` on its standard input; its exit code and output.
     public static func run(
         _ executable: String, _ arguments: [String], directory: String? = nil, environment: [String: String]? = nil, input: Data? = nil
