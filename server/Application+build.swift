@@ -34,7 +34,7 @@ public func buildApplication(
         .add(middleware: TokenMiddleware(store: store, inFlight: RequestsInFlight(maximumPerCredential: configuration.maximumRequestsPerCredential)))
     let clock = HybridLogicalClock(wallClock: configuration.wallClock)
     let pending = PendingPushes(maximumPerReplica: configuration.maximumPendingPushes)
-    SyncController(store: store, configuration: configuration, clock: clock, pending: pending).addRoutes(to: api)
+    SyncController(store: store, configuration: configuration, clock: clock, pending: pending, changes: ChangeNotifier()).addRoutes(to: api)
     ReviewController(store: store).addRoutes(to: api)
     EnrolmentController(store: store, clock: clock).addRoutes(to: api)
     return Application(

@@ -25,6 +25,9 @@ public struct ServerConfiguration: Sendable {
     public var maximumRequestsPerCredential = 8
     /// About how many bytes of records one pull page holds at most (it always holds one record).
     public var maximumPullPageBytes = SyncProtocol.maximumPullPageBytes
+    /// The longest a pull that asks to wait (`wait=`) is held when nothing is new; zero answers
+    /// every pull at once. Keep it below the read timeout of any proxy in front.
+    public var maximumPullWait: Duration = .seconds(30)
     /// Largest request body accepted, in bytes.
     public var maximumBodySize = 4 * 1024 * 1024
     /// How far ahead of the server's clock a push may be stamped.

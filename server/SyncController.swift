@@ -11,6 +11,7 @@ struct SyncController {
     let configuration: ServerConfiguration
     let clock: HybridLogicalClock
     let pending: PendingPushes
+    let changes: ChangeNotifier
 
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.post("push", use: push)
@@ -31,7 +32,7 @@ struct SyncController {
             maximumSkewMilliseconds: configuration.maximumClockSkewMilliseconds,
             receivedAt: Date().formatted(.iso8601)
         )
-        let work: @Sendable () async throws -> PushResponse = { [store, clock, logger = context.logger] in
+        let work: @Sendable () async throws -> PushResponse = { [store, clock, changes, logger = context.logger] in
             let outcome: PushOutcome
             do {
                 outcome = try await store.push(checked, principal: principal)
@@ -42,6 +43,9 @@ struct SyncController {
             }
             for group in message.groups {
                 for row in group.rows { clock.receive(row.seq) }
+            }
+            if outcome.applied > 0 {
+                changes.committed(sites: principal.role == .site ? principal.site.map { [$0] } : checked.sites, by: message.replica)
             }
             logger.info(
                 "push applied",
@@ -103,11 +107,23 @@ struct SyncController {
             message = try await decode(PullRequest.self, request, context)
         }
         guard message.limit > 0 else { throw ServerError.validation("The pull limit must be at least 1.") }
+        if let wait = message.wait, !(0...PullRequest.maximumWait).contains(wait) {
+            throw ServerError.validation("wait must be a whole number of seconds from 0 to \(PullRequest.maximumWait); got \(wait).")
+        }
         try principal.requireReplica(message.replica)
         if principal.role == .site, let site = principal.site, let other = message.cursor.keys.first(where: { $0 != site }) {
             throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")
         }
-        let batch = try await store.pull(message, principal: principal, schema: clientSchema(context), byteBudget: configuration.maximumPullPageBytes)
+        // A pull that asks to wait and finds nothing new waits for a push to commit records it reads.
+        let schema = clientSchema(context)
+        let batch = try await changes.read(
+            sites: principal.role == .site ? principal.site.map { [$0] } : nil,
+            replica: message.replica,
+            timeout: min(.seconds(message.wait ?? 0), configuration.maximumPullWait),
+            isEmpty: { $0.groups.isEmpty && !$0.more }
+        ) {
+            try await store.pull(message, principal: principal, schema: schema, byteBudget: configuration.maximumPullPageBytes)
+        }
         let response = PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick())
         do {
             return JSONResponse.ok(bytes: try response.wireJSON())

@@ -11,13 +11,21 @@ public struct PullRequest: Codable, Sendable, Equatable {
     /// replica pulls only after its pushes were answered, so a server that has applied more under
     /// its id knows that another copy of the replica's file pushed them (`409 replica_diverged`).
     public var acked: HLC?
+    /// Seconds the server may hold the request when nothing is new: it answers as soon as a push
+    /// commits records the pull reads, or with an empty page when the wait ends. The server waits
+    /// at most its own maximum (30 s by default); nil or 0 answers at once.
+    public var wait: Int?
+
+    /// The most seconds a pull may ask to wait (``wait``); the server waits at most its own maximum.
+    public static let maximumWait = 3600
 
     /// Creates a pull.
-    public init(cursor: [String: Int64], limit: Int, replica: String? = nil, acked: HLC? = nil) {
+    public init(cursor: [String: Int64], limit: Int, replica: String? = nil, acked: HLC? = nil, wait: Int? = nil) {
         self.cursor = cursor
         self.limit = limit
         self.replica = replica
         self.acked = acked
+        self.wait = wait
     }
 }
 
@@ -32,6 +40,7 @@ extension PullRequest {
         }
         if let replica { items.append((name: "replica", value: replica)) }
         if let acked { items.append((name: "acked", value: String(acked.rawValue))) }
+        if let wait { items.append((name: "wait", value: String(wait))) }
         return items
     }
 
@@ -57,7 +66,14 @@ extension PullRequest {
             guard let raw = Int64(text), raw >= 0 else { throw QueryError(message: "acked must be a sequence number (a whole number, 0 or more)") }
             acked = HLC(rawValue: raw)
         }
-        self.init(cursor: cursor, limit: limit, replica: value("replica"), acked: acked)
+        var wait: Int?
+        if let text = value("wait") {
+            guard let seconds = Int(text), (0...Self.maximumWait).contains(seconds) else {
+                throw QueryError(message: "wait must be a whole number of seconds from 0 to \(Self.maximumWait); got \"\(TextRules.brief(text, maxBytes: 32))\"")
+            }
+            wait = seconds
+        }
+        self.init(cursor: cursor, limit: limit, replica: value("replica"), acked: acked, wait: wait)
     }
 }
 

@@ -81,6 +81,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-clock-skew"), help: "Seconds a push may be stamped ahead of the server's clock.")
     var maximumClockSkew = 60
 
+    @Option(
+        name: .customLong("max-pull-wait"),
+        help: "Seconds a pull that asks to wait for changes is held at most; 0 answers every pull at once."
+    )
+    var maximumPullWait = 30
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -107,6 +113,9 @@ struct Serve: AsyncParsableCommand {
         }
         guard maximumBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024.") }
         guard maximumClockSkew >= 1 else { throw ValidationError("--max-clock-skew must be at least 1 second.") }
+        guard (0...PullRequest.maximumWait).contains(maximumPullWait) else {
+            throw ValidationError("--max-pull-wait must be between 0 and \(PullRequest.maximumWait) seconds.")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.") }
     }
 
@@ -117,6 +126,7 @@ struct Serve: AsyncParsableCommand {
         configuration.port = port
         configuration.maximumBodySize = maximumBodyBytes
         configuration.maximumClockSkew = .seconds(maximumClockSkew)
+        configuration.maximumPullWait = .seconds(maximumPullWait)
         if let tlsCertificate, let tlsKey {
             do {
                 configuration.tls = try ServerConfiguration.tls(certificateFile: tlsCertificate, keyFile: tlsKey)

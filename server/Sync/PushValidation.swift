@@ -15,6 +15,19 @@ public struct CheckedPush: Sendable {
     var sent: [String]
     /// This push's ``PushRequest/fingerprint``, kept with the replica's state when it applies anything.
     var fingerprint: String
+
+    /// The sites whose records the push writes, when every row names its site; nil when a row
+    /// leaves it to the stored record.
+    var sites: Set<String>? {
+        var sites = Set<String>()
+        for group in groups {
+            for site in group.sites {
+                guard let site else { return nil }
+                sites.insert(site)
+            }
+        }
+        return sites
+    }
 }
 
 /// Checks of a push that need no stored state, run before any store is touched.
