@@ -37,7 +37,7 @@ public struct Replica: Sendable {
         wallClock: (@Sendable () -> Int64)? = nil,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
-        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
+        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew, path: path)
         // A new file is created with mode 0600 first: it holds the server credential and patient data.
         return try withMigrationLock(path) {
             try Replica(writer: DatabasePool(path: path, configuration: configuration), schema: schema, state: state)
@@ -50,7 +50,7 @@ public struct Replica: Sendable {
         wallClock: (@Sendable () -> Int64)? = nil,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
-        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
+        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew, path: "")
         return try Replica(writer: DatabaseQueue(configuration: configuration), schema: schema, state: state)
     }
 
@@ -63,7 +63,7 @@ public struct Replica: Sendable {
         wallClock: (@Sendable () -> Int64)? = nil,
         maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     ) throws -> Replica {
-        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew)
+        let state = ReplicaState(wallClock: wallClock, maximumClockSkew: maximumClockSkew, path: "")
         let copy = try DatabaseQueue(configuration: Replica.configuration)
         try writer.backup(to: copy)
         return try Replica(writer: copy, schema: schema, state: state)

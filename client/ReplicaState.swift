@@ -13,9 +13,13 @@ final class ReplicaState: Sendable {
     /// Whether the wall clock is one the caller gave (a test's or a simulation's) rather than the
     /// system's, which the triggers read themselves: the library's writes then hand it to them.
     let hasOwnWallClock: Bool
+    /// The turns of this replica's syncs.
+    let syncLock: SyncLock
     private let identity = Mutex<ReplicaIdentity?>(nil)
 
-    init(wallClock: (@Sendable () -> Int64)?, maximumClockSkew: Duration) {
+    /// - Parameter path: the replica's database file; empty for one in memory.
+    init(wallClock: (@Sendable () -> Int64)?, maximumClockSkew: Duration, path: String) {
+        self.syncLock = SyncLock(databasePath: path)
         self.clock = HybridLogicalClock(wallClock: wallClock ?? HybridLogicalClock.systemMilliseconds)
         self.hasOwnWallClock = wallClock != nil
         self.maximumClockSkewMilliseconds = maximumClockSkew.wholeMilliseconds

@@ -78,10 +78,10 @@ public struct SyncEngine: Sendable {
         public init() {}
     }
 
-    private let replica: Replica
-    private let transport: any SyncTransport
-    private let configuration: Configuration
-    private let logger: Logger
+    let replica: Replica
+    let transport: any SyncTransport
+    let configuration: Configuration
+    let logger: Logger
 
     /// Creates an engine.
     public init(replica: Replica, transport: any SyncTransport, configuration: Configuration = .init(), logger: Logger = Logger(label: "sitesync.sync", factory: { _ in SwiftLogNoOpLogHandler() })) {
@@ -98,6 +98,11 @@ public struct SyncEngine: Sendable {
     ///   or the copy this file was made from: ``Replica/rejoin(enrolmentToken:)`` gives it a new one.
     @discardableResult
     public func enrol() async throws -> ReplicaIdentity {
+        try await replica.state.exclusively { try await enrolInTurn() }
+    }
+
+    @discardableResult
+    private func enrolInTurn() async throws -> ReplicaIdentity {
         let identity = try replica.requireIdentity()
         guard !identity.isEnrolled else { return identity }
         let request = try replica.enrolmentRequest()
@@ -107,14 +112,22 @@ public struct SyncEngine: Sendable {
     }
 
     /// Pushes and pulls until both are drained.
+    ///
+    /// Syncs of one replica take turns, also across processes: a sync started while another runs
+    /// (a `sitesync sync --watch` in another terminal, say) waits for it to finish, and stops
+    /// waiting when its task is cancelled.
     public func sync() async throws -> SyncReport {
-        try await enrol()
+        try await replica.state.exclusively { try await syncInTurn() }
+    }
+
+    func syncInTurn() async throws -> SyncReport {
+        try await enrolInTurn()
         var report = SyncReport()
         for _ in 0..<configuration.maximumRounds {
-            let pushed = try await push()
+            let pushed = try await pushInTurn()
             report.pushed += pushed.records
             report.conflicts += pushed.conflicts
-            report.pulled += try await pull()
+            report.pulled += try await pullInTurn()
             if try replica.pendingCount() == 0 { break }
         }
         try replica.recordSyncCompleted()
@@ -130,6 +143,10 @@ public struct SyncEngine: Sendable {
     /// again during its push), the acknowledgement comes first and rebases it, and the next batch is
     /// read again, so its bases are the versions just pushed.
     public func push() async throws -> (records: Int, conflicts: Int) {
+        try await replica.state.exclusively { try await pushInTurn() }
+    }
+
+    private func pushInTurn() async throws -> (records: Int, conflicts: Int) {
         var records = 0
         var conflicts = 0
         // The server refuses a push of more records than the protocol allows.
@@ -168,6 +185,10 @@ public struct SyncEngine: Sendable {
 
     /// Pulls until the server has nothing more; returns the records that changed here.
     public func pull() async throws -> Int {
+        try await replica.state.exclusively { try await pullInTurn() }
+    }
+
+    private func pullInTurn() async throws -> Int {
         var changed = 0
         var received = 0
         func applied(_ response: PullResponse) throws {
@@ -201,6 +222,7 @@ public struct SyncEngine: Sendable {
             do {
                 return try await body()
             } catch let error as SyncError where error.isTransient && attempt < configuration.attempts {
+                try Task.checkCancellation()
                 logger.info("sync request failed; retrying", metadata: ["sync.operation": "\(operation)", "sync.attempt": "\(attempt)", "sync.error": "\(error)"])
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, configuration.maximumBackoff)

@@ -37,6 +37,25 @@ struct RecordJSON: Encodable {
     }
 }
 
+/// Where a line goes.
+enum OutputStream {
+    case standardOutput, standardError
+}
+
+/// Writes one line at once, unbuffered: a long-running command's lines reach a pipe as they happen.
+func printLine(_ line: String, to stream: OutputStream = .standardOutput) {
+    let handle = stream == .standardOutput ? FileHandle.standardOutput : FileHandle.standardError
+    handle.write(Data((line + "\n").utf8))
+}
+
+/// Writes a value as one line of JSON with sorted keys, unbuffered (JSON lines).
+func printJSONLine(_ value: some Encodable) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    guard let data = try? encoder.encode(value) else { return }
+    printLine(String(decoding: data, as: UTF8.self))
+}
+
 /// Prints a value as pretty JSON with sorted keys.
 func printJSON(_ value: some Encodable) throws {
     let encoder = JSONEncoder()

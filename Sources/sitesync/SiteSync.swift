@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SiteSyncClient
 import SiteSyncCore
+import Synchronization
 import TrialRecords
 
 @main
@@ -362,13 +363,35 @@ extension TimeSpan: ExpressibleByArgument {
 }
 
 struct Sync: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Push local changes and pull the server's until both are drained.")
+    static let configuration = CommandConfiguration(
+        abstract: "Push local changes and pull the server's until both are drained.",
+        discussion: """
+            With --watch, keep syncing until interrupted (Ctrl-C or SIGTERM): shortly after every change \
+            to the replica, from this tool or any other SQLite client, and as soon as another laptop's \
+            change reaches the server. While the server is unreachable, edits wait in the outbox and \
+            syncing is retried with growing delays, up to --max-backoff.
+            """
+    )
 
     @OptionGroup var replica: ReplicaOptions
     @OptionGroup var output: OutputOptions
 
+    @Flag(help: "Keep syncing live until interrupted; one line per sync that moved something.")
+    var watch = false
+
+    @Option(name: .customLong("max-backoff"), help: "With --watch: the longest wait between retries while the server is unreachable (30s, 2m).")
+    var maximumBackoff = TimeSpan("30s")!
+
+    func validate() throws {
+        if !watch, maximumBackoff != TimeSpan("30s")! { throw ValidationError("--max-backoff applies to --watch only.") }
+    }
+
     func run() async throws {
         let replica = try replica.open()
+        if watch {
+            try await watchLive(replica)
+            return
+        }
         let progress = ProgressLine(json: output.json)
         var configuration = SyncEngine.Configuration()
         configuration.progress = { report in
@@ -388,5 +411,78 @@ struct Sync: AsyncParsableCommand {
             print("Pushed \(report.pushed), pulled \(report.pulled), conflicts \(report.conflicts).")
         }
     }
+
+    /// Runs live sync until SIGINT or SIGTERM, printing each sync that moved something (every one
+    /// with --json, as JSON lines) and each failure.
+    private func watchLive(_ replica: Replica) async throws {
+        var live = SyncEngine.LiveConfiguration()
+        live.maximumBackoff = .seconds(maximumBackoff.seconds)
+        let json = output.json
+        // A failure is printed when it starts, and again only when the reason changes.
+        let lastFailure = Mutex<String?>(nil)
+        live.events = { event in
+            switch event {
+            case .synced(let report, let cause):
+                lastFailure.withLock { $0 = nil }
+                if json {
+                    printJSONLine(LiveLine(event: "synced", cause: cause.rawValue, pushed: report.pushed, pulled: report.pulled, conflicts: report.conflicts))
+                } else if report != SyncReport() || cause == .start {
+                    printLine("\(clockTime()) Pushed \(report.pushed), pulled \(report.pulled), conflicts \(report.conflicts) (\(cause.rawValue)).")
+                }
+            case .failed(let message, let delay):
+                let repeated = lastFailure.withLock { last in
+                    defer { last = message }
+                    return last == message
+                }
+                if json {
+                    printJSONLine(LiveLine(event: "failed", error: message, retryInMs: Int(delay.wholeMilliseconds)))
+                } else if !repeated {
+                    printLine("\(clockTime()) \(message) Retrying in \(describeDuration(max(Int(delay.wholeMilliseconds / 1000), 1))).", to: .standardError)
+                }
+            }
+        }
+        if !json { printLine("Syncing live with \(try replica.requireIdentity().serverURL.absoluteString); Ctrl-C stops.") }
+        let engine = SyncEngine(replica: replica, transport: try HTTPTransport(replica: replica))
+        let running = Task { try await engine.run(live) }
+        // SIGINT and SIGTERM stop live sync between requests: the outbox and cursor stay consistent.
+        let stops = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { running.cancel() }
+            source.resume()
+            return source
+        }
+        defer { stops.forEach { $0.cancel() } }
+        try await running.value
+        if !json { printLine("Stopped; \(try replica.pendingCount()) change(s) waiting to be pushed.") }
+    }
+}
+
+/// One line of `sync --watch --json`.
+private struct LiveLine: Encodable {
+    var event: String
+    var cause: String?
+    var pushed: Int?
+    var pulled: Int?
+    var conflicts: Int?
+    var error: String?
+    var retryInMs: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case event, cause, pushed, pulled, conflicts, error
+        case retryInMs = "retry_in_ms"
+    }
+
+    init(event: String, cause: String? = nil, pushed: Int? = nil, pulled: Int? = nil, conflicts: Int? = nil, error: String? = nil, retryInMs: Int? = nil) {
+        (self.event, self.cause, self.pushed, self.pulled, self.conflicts, self.error, self.retryInMs) = (event, cause, pushed, pulled, conflicts, error, retryInMs)
+    }
+}
+
+/// The local time of day, `14:03:27`, for the lines of a long-running command.
+private func clockTime() -> String {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.dateFormat = "HH:mm:ss"
+    return formatter.string(from: Date())
 }
 

@@ -1,0 +1,214 @@
+import Foundation
+import GRDB
+import SiteSyncClient
+import SiteSyncCore
+import SiteSyncServer
+import SiteSyncTestSupport
+import Synchronization
+import Testing
+import TrialRecords
+
+/// `sitesync sync --watch` and `SyncEngine.run`: laptops that sync on their own.
+@Suite("Live sync")
+struct LiveSyncTests {
+    /// A `sitesync sync --watch` running in the folder, its output going to files there.
+    private struct Watcher {
+        let process: Subprocess
+        let output: URL
+        let errors: URL
+
+        static func start(_ commands: Commands, database: String, arguments: [String] = []) throws -> Watcher {
+            let output = commands.directory.appendingPathComponent("\(database).watch.out")
+            let errors = commands.directory.appendingPathComponent("\(database).watch.err")
+            let out = open(output.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            let err = open(errors.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            defer { close(out); close(err) }
+            let process = try Subprocess(
+                Commands.products.appendingPathComponent("sitesync").path, ["sync", "--watch", "--db", database] + arguments,
+                directory: commands.directory.path, environment: ProcessInfo.processInfo.environment.merging(commands.environment) { $1 },
+                standardOutput: out, standardError: err
+            )
+            return Watcher(process: process, output: output, errors: errors)
+        }
+
+        var printed: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+        var complained: String { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" }
+
+        /// Stops it as Ctrl-C would; its exit status.
+        func stop() async -> Int32 {
+            kill(process.processIdentifier, SIGINT)
+            return await process.exit()
+        }
+    }
+
+    /// The subjects a replica file holds with `screening_no`, read as another SQLite reader would.
+    private static func subjects(_ path: String, _ screeningNumber: String) throws -> Int {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(5)
+        let database = try DatabaseQueue(path: path, configuration: configuration)
+        return try database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subjects WHERE screening_no = ?", arguments: [screeningNumber]) ?? 0 }
+    }
+
+    /// Waits up to `limit` until `path` holds the subject; how long it took, or nil.
+    private static func arrival(_ path: String, _ screeningNumber: String, within limit: Duration) async throws -> Duration? {
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < limit {
+            if try subjects(path, screeningNumber) > 0 { return ContinuousClock.now - started }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    /// A server process and two laptops, `a.sqlite` and `b.sqlite`, initialised for S01.
+    private static func twoLaptops(_ commands: Commands, port: Int? = nil) async throws -> (server: Subprocess, port: Int, token: String) {
+        let (server, port) = try await commands.startServer(database: "server.sqlite", port: port)
+        let token = try await commands.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
+        for (database, user) in [("a.sqlite", "A. Rivera"), ("b.sqlite", "B. Chen")] {
+            let initialised = try await commands.sitesync("init", "--db", database, "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", user)
+            #expect(initialised.status == 0, "\(initialised.stderr)")
+        }
+        return (server, port, token)
+    }
+
+    @Test("Two laptops syncing live see each other's edits within 2 s, each made by a `sitesync put` in another process")
+    func twoLaptopsWatching() async throws {
+        try await Commands.inTemporaryFolder { commands in
+            let (server, _, _) = try await Self.twoLaptops(commands)
+            defer { server.terminate() }
+            let a = try Watcher.start(commands, database: "a.sqlite")
+            let b = try Watcher.start(commands, database: "b.sqlite")
+            // Both have made their first sync (and enrolled).
+            for watcher in [a, b] {
+                for _ in 0..<600 where !watcher.printed.contains("(start)") { try await Task.sleep(for: .milliseconds(50)) }
+                #expect(watcher.printed.contains("Pushed 0, pulled 0, conflicts 0 (start)."), "\(watcher.printed)\(watcher.complained)")
+            }
+            for (from, to, number) in [("a.sqlite", "b.sqlite", "S01-001"), ("b.sqlite", "a.sqlite", "S01-002")] {
+                let put = try await commands.sitesync("put", "--db", from, "subjects", "screening_no=\(number)", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
+                #expect(put.status == 0, "\(put.stderr)")
+                let took = try await Self.arrival(commands.directory.appendingPathComponent(to).path, number, within: .seconds(30))
+                #expect(took != nil && took! < .seconds(2), "\(number) reached \(to) after \(String(describing: took))")
+            }
+            #expect(await a.stop() == 0)
+            #expect(await b.stop() == 0)
+            #expect(a.printed.contains("Pushed 1, pulled 0, conflicts 0 (local-change)."), "\(a.printed)")
+            #expect(b.printed.contains("Pushed 0, pulled 1, conflicts 0 (remote-change)."), "\(b.printed)")
+            #expect(a.printed.hasSuffix("Stopped; 0 change(s) waiting to be pushed.\n"), "\(a.printed)")
+            #expect(a.complained.isEmpty && b.complained.isEmpty, "\(a.complained)\(b.complained)")
+        }
+    }
+
+    @Test("A server stopped for 10 s and restarted loses nothing: the laptops keep their edits, retry on their own and catch up")
+    func serverRestart() async throws {
+        try await Commands.inTemporaryFolder { commands in
+            var (server, port, _) = try await Self.twoLaptops(commands)
+            let a = try Watcher.start(commands, database: "a.sqlite", arguments: ["--max-backoff", "2s"])
+            let b = try Watcher.start(commands, database: "b.sqlite", arguments: ["--max-backoff", "2s", "--json"])
+            for watcher in [a, b] {
+                for _ in 0..<600 where !watcher.printed.contains("start") { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            server.terminate()
+            #expect(await server.exit() == 0)
+            // Edits on both laptops while the server is away.
+            for (database, number) in [("a.sqlite", "S01-101"), ("b.sqlite", "S01-102"), ("a.sqlite", "S01-103")] {
+                let put = try await commands.sitesync("put", "--db", database, "subjects", "screening_no=\(number)", "sex=M", "birth_date=1990-01-01")
+                #expect(put.status == 0, "\(put.stderr)")
+            }
+            try await Task.sleep(for: .seconds(10))
+            #expect(a.complained.contains("cannot be reached"), "\(a.complained)")
+            #expect(b.printed.contains(#""event":"failed""#), "\(b.printed)")
+            (server, _) = try await commands.startServer(database: "server.sqlite", port: port)
+            defer { server.terminate() }
+            // Both laptops hold all three, on their own, with nothing left to push.
+            for database in ["a.sqlite", "b.sqlite"] {
+                for number in ["S01-101", "S01-102", "S01-103"] {
+                    let took = try await Self.arrival(commands.directory.appendingPathComponent(database).path, number, within: .seconds(30))
+                    #expect(took != nil, "\(number) never reached \(database)")
+                }
+            }
+            #expect(await a.stop() == 0)
+            #expect(await b.stop() == 0)
+            for database in ["a.sqlite", "b.sqlite"] {
+                let status = try await commands.sitesync("status", "--db", database, "--json")
+                #expect(status.stdout.contains(#""pending_changes" : 0"#), "\(status.stdout)")
+            }
+            // The server holds each record once.
+            let store = try SQLiteSyncStore(path: commands.directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
+            #expect(try await StoreContents.count(store, "SELECT count(*) FROM subjects") == 3)
+        }
+    }
+
+    /// Counts the requests in flight through it, at most, each held a little while.
+    private final class CountingTransport: SyncTransport {
+        let base: any SyncTransport
+        private let counts = Mutex((now: 0, most: 0))
+
+        init(_ base: any SyncTransport) { self.base = base }
+
+        var most: Int { counts.withLock { $0.most } }
+
+        private func counted<T>(_ body: () async throws -> T) async throws -> T {
+            counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+            defer { counts.withLock { $0.now -= 1 } }
+            try await Task.sleep(for: .milliseconds(20))
+            return try await body()
+        }
+
+        func enrol(_ request: EnrolRequest) async throws -> EnrolResponse { try await counted { try await base.enrol(request) } }
+        func push(_ request: PushRequest) async throws -> PushResponse { try await counted { try await base.push(request) } }
+        func pull(_ request: PullRequest) async throws -> PullResponse { try await counted { try await base.pull(request) } }
+    }
+
+    @Test("Syncs of one replica started at once take turns: one request in flight at a time, every change pushed once")
+    func syncsTakeTurns() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            try await a.sync()
+            for index in 0..<300 { try a.replica.put("subjects", ["screening_no": .text("S01-\(index)")]) }
+            let counting = CountingTransport(a.transport)
+            // Two engines of one replica, as a screen's live sync and a "sync now" button would be,
+            // and a second opening of the same file, as another process would have.
+            let again = try Replica.open(path: server.directory.appendingPathComponent("a.sqlite").path, schema: TrialSchema.current)
+            let engines = [
+                a.engine(transport: counting) { $0.pushBatchSize = 50 },
+                a.engine(transport: counting) { $0.pushBatchSize = 50 },
+                SyncEngine(replica: again, transport: counting, configuration: { var c = SyncEngine.Configuration(); c.pushBatchSize = 50; return c }()),
+            ]
+            let reports = try await withThrowingTaskGroup(of: SyncReport.self) { group in
+                for engine in engines { group.addTask { try await engine.sync() } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(counting.most == 1)
+            #expect(reports.map(\.pushed).reduce(0, +) == 300)
+            #expect(try a.replica.pendingCount() == 0)
+            #expect(try await server.count("SELECT count(*) FROM subjects") == 300)
+        }
+    }
+
+    @Test("A sync waits while another process holds the replica's sync lock, then runs")
+    func syncWaitsForAnotherProcess() async throws {
+        try await Commands.inTemporaryFolder { commands in
+            let server = try await commands.startServerAndInit(user: "A. Rivera")
+            defer { server.terminate() }
+            let lock = commands.directory.appendingPathComponent("sitesync.sqlite-sync.lock").path
+            // Another process takes the lock, says so, and holds it for 3 s.
+            let holder = Task {
+                try await Subprocess.run("/usr/bin/python3", ["-c", """
+                    import fcntl, sys, time
+                    f = open(sys.argv[1], "a")
+                    fcntl.flock(f, fcntl.LOCK_EX)
+                    open(sys.argv[1] + ".held", "w").close()
+                    time.sleep(3)
+                    """, lock])
+            }
+            while !FileManager.default.fileExists(atPath: lock + ".held") { try await Task.sleep(for: .milliseconds(20)) }
+            let started = ContinuousClock.now
+            let sync = try await commands.sitesync("sync")
+            let waited = ContinuousClock.now - started
+            #expect(sync.status == 0, "\(sync.stderr)")
+            #expect(sync.line == "Pushed 0, pulled 0, conflicts 0.")
+            #expect(waited > .seconds(2), "the sync ran while another process held the lock")
+            #expect(try await holder.value.status == 0)
+        }
+    }
+}
