@@ -43,27 +43,32 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Run the server on PostgreSQL: a postgres:// URL of a cluster the bench may create databases in (one per server it runs).")
     var database: String?
 
-    /// The bench's four parts: each starts its own server.
+    /// The bench's five parts: each starts its own server.
     enum Part: String, CaseIterable, ExpressibleByArgument {
         /// local_write, push, pull, bytes_per_change and pull_memory, which build on one another.
         case writes
         case delta
         case concurrent
         case flood
+        /// live_sync: an edit on one laptop to visible on another, both syncing live.
+        case live
     }
+
+    @Option(help: "Edits timed from one live-syncing laptop to another; the median and the 99th percentile are reported.")
+    var liveEdits = 100
 
     @Option(help: "Pushes of one record timed during the flood; the median and the longest are reported.")
     var floodRounds = 40
 
-    @Option(help: "Run only these parts (repeatable): writes (local_write, push, pull, bytes, pull memory), delta, concurrent, flood.")
+    @Option(help: "Run only these parts (repeatable): writes (local_write, push, pull, bytes, pull memory), delta, concurrent, flood, live.")
     var only: [Part] = []
 
     private func runs(_ part: Part) -> Bool { only.isEmpty || only.contains(part) }
 
     func validate() throws {
         if let database, !PostgresSyncStore.isURL(database) { throw ValidationError("--database must be a postgres:// URL.") }
-        guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repetitions >= 1, floodRounds >= 1 else {
-            throw ValidationError("--records needs at least 1000, the delta sizes at least 10 and in order, --rounds, --repeat and --flood-rounds at least 1.")
+        guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repetitions >= 1, floodRounds >= 1, liveEdits >= 10 else {
+            throw ValidationError("--records needs at least 1000, the delta sizes at least 10 and in order, --rounds, --repeat and --flood-rounds at least 1, --live-edits at least 10.")
         }
     }
 
@@ -77,6 +82,7 @@ struct Run: AsyncParsableCommand {
         if runs(.delta) { try await delta(folder: folder, report: report) }
         if runs(.concurrent) { try await concurrent(folder: folder, report: report) }
         if runs(.flood) { try await flood(folder: folder, report: report) }
+        if runs(.live) { try await live(folder: folder, report: report) }
         report.printTable()
     }
 
@@ -264,6 +270,51 @@ func measure<T>(_ body: () async throws -> T) async throws -> (value: T, seconds
     let value = try await body()
     let elapsed = ContinuousClock.now - start
     return (value, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}
+
+extension Run {
+    /// live_sync: two laptops of one site syncing live (`SyncEngine.run`, the defaults of
+    /// `sitesync sync --watch`); laptop A edits a record's grade, and the time until laptop B holds
+    /// the new grade is measured, edit after edit.
+    func live(folder: URL, report: Report) async throws {
+        try await BenchServer.run(databasePath: folder.appendingPathComponent("live-server.sqlite").path, postgres: database) { server in
+            let a = try await server.replica(folder.appendingPathComponent("live-a.sqlite").path, site: "S03")
+            let b = try await server.replica(folder.appendingPathComponent("live-b.sqlite").path, site: "S03")
+            let rows = AdverseEventGenerator(site: "S03").rows(100)
+            try a.replica.insertTracked(rows)
+            _ = try await a.engine().sync()
+            _ = try await b.engine().sync()
+            let engines = [try a.engine(), try b.engine()]
+            let running = engines.map { engine in Task { try await engine.run() } }
+            defer { running.forEach { $0.cancel() } }
+            // Both are waiting for the server's changes.
+            try await Task.sleep(for: .seconds(1))
+            var times: [Double] = []
+            for edit in 0..<liveEdits {
+                let id = rows[edit % rows.count].id
+                guard case .integer(let grade)? = try a.replica.get("adverse_events", id: id)?["grade"] else { continue }
+                let next = grade % 5 + 1
+                let elapsed = try await measure {
+                    try a.replica.put("adverse_events", id: id, ["grade": .integer(Int64(next))], reason: "Grade re-assessed at the visit")
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    while try b.replica.get("adverse_events", id: id)?["grade"] != .integer(Int64(next)) {
+                        guard ContinuousClock.now < deadline else { throw ValidationError("Edit \(edit) did not reach laptop B within 30 s.") }
+                        try await Task.sleep(for: .milliseconds(2))
+                    }
+                }
+                times.append(elapsed.seconds * 1000)
+                // Both laptops settle before the next edit.
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let sorted = times.sorted()
+            func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))] }
+            let configuration = SyncEngine.LiveConfiguration()
+            report.add("live_sync", [
+                "edits": .integer(Int64(times.count)), "debounce_ms": .integer(configuration.debounce.wholeMilliseconds),
+                "p50_ms": .real(percentile(0.5)), "p99_ms": .real(percentile(0.99)), "max_ms": .real(sorted.last ?? 0),
+            ])
+        }
+    }
 }
 
 /// Durations measured by concurrent tasks.
