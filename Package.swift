@@ -114,6 +114,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The getting-started guide's example: a screen's data layer on a replica, with live sync.
+        // Built with everything else, and run by the end-to-end tests.
+        .executableTarget(
+            name: "LiveScreenExample",
+            dependencies: ["SiteSyncClient", "TrialRecords", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/LiveScreen",
+            swiftSettings: swiftSettings
+        ),
         // Raw HTTP/1.1 over loopback sockets from plain threads: the flood of the tests and the bench.
         .target(name: "LoopbackHTTP", swiftSettings: swiftSettings),
         // Helpers shared by the test targets; not a product.

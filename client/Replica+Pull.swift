@@ -35,9 +35,14 @@ extension Replica {
                     // Tables and fields this build does not know are left to a newer build.
                     guard let table = try? schema.table(group.table) else { continue }
                     let plan = try GroupPlan(db, table: table, code: tableCodes.code(table.name), group: group)
+                    var changedHere = 0
                     for row in group.rows where try applyRow(db, plan, row: row, actors: &actors) {
-                        changed += 1
+                        changedHere += 1
                     }
+                    // The rows are written through the SQLite C API, which GRDB's observers do
+                    // not see (``observe(_:includeDeleted:)``): they are told.
+                    if changedHere > 0 { try db.notifyChanges(in: Table(table.name)) }
+                    changed += changedHere
                 }
                 return changed
             }

@@ -211,4 +211,77 @@ struct LiveSyncTests {
             #expect(try await holder.value.status == 0)
         }
     }
+
+    @Test("observe delivers a table at once, then after each commit that changes it: a put, an import, raw SQL, and a pull of another laptop's records")
+    func observeTable() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a")
+            let b = try server.laptop("b")
+            try await b.sync()
+            // Every version delivered, as the screening numbers it holds.
+            final class Seen: Sendable {
+                let versions = Mutex<[[String]]>([])
+            }
+            let seen = Seen()
+            let versions = try b.replica.observe("subjects")
+            let watching = Task {
+                for try await records in versions {
+                    let numbers = records.compactMap { $0["screening_no"]?.displayText }.sorted()
+                    seen.versions.withLock { $0.append(numbers) }
+                }
+            }
+            defer { watching.cancel() }
+            /// Waits up to 10 s for a version holding `numbers`.
+            func delivered(_ numbers: [String]) async throws -> Bool {
+                for _ in 0..<500 {
+                    if seen.versions.withLock({ $0.last == numbers }) { return true }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return false
+            }
+            #expect(try await delivered([]))
+            try b.replica.put("subjects", ["screening_no": .text("S01-001")])
+            #expect(try await delivered(["S01-001"]))
+            try b.replica.importRecords("subjects", [ImportRow(line: 2, id: nil, values: ["screening_no": .text("S01-002")])])
+            #expect(try await delivered(["S01-001", "S01-002"]))
+            try await b.replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET screening_no = 'S01-003' WHERE screening_no = 'S01-002'") }
+            #expect(try await delivered(["S01-001", "S01-003"]))
+            try a.replica.put("subjects", ["screening_no": .text("S01-004")])
+            try await a.sync()
+            try await b.sync()
+            #expect(try await delivered(["S01-001", "S01-003", "S01-004"]), "\(seen.versions.withLock { $0 })")
+            #expect(throws: ValidationError.self) { try b.replica.observe("no_such_table") }
+        }
+    }
+
+    @Test("The getting-started example enters a subject, shows the table as another laptop's edit arrives, and pushes its own")
+    func gettingStartedExample() async throws {
+        try await Commands.inTemporaryFolder { commands in
+            let (server, port) = try await commands.startServer(database: "server.sqlite")
+            defer { server.terminate() }
+            let token = try await commands.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
+            try token.write(to: commands.directory.appendingPathComponent("s01.token"), atomically: true, encoding: .utf8)
+            let initialised = try await commands.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "s01.token", "--user", "B. Chen")
+            #expect(initialised.status == 0, "\(initialised.stderr)")
+            let example = Task {
+                try await commands.run("LiveScreenExample", [
+                    "--db", "screen.sqlite", "--server", "http://127.0.0.1:\(port)", "--site", "S01", "--user", "E. Xample",
+                    "--token-file", "s01.token", "--screening-number", "S01-042", "--seconds", "6",
+                ])
+            }
+            // Another laptop enters a subject while the example runs.
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await commands.sitesync("put", "--db", "b.sqlite", "subjects", "screening_no=S01-050", "sex=M").status == 0)
+            #expect(try await commands.sitesync("sync", "--db", "b.sqlite").status == 0)
+            let ran = try await example.value
+            #expect(ran.status == 0, "\(ran.stderr)")
+            let lines = ran.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.contains { $0.hasPrefix("entered subject S01-042 as ") }, "\(ran.stdout)")
+            #expect(lines.contains("subjects (2): S01-042, S01-050"), "\(ran.stdout)")
+            #expect(lines.last == "stopped; 0 change(s) waiting to be pushed", "\(ran.stdout)")
+            // Its subject reached the other laptop.
+            #expect(try await commands.sitesync("sync", "--db", "b.sqlite").status == 0)
+            #expect(try await commands.sitesync("list", "--db", "b.sqlite", "subjects", "--json").stdout.contains("S01-042"))
+        }
+    }
 }
