@@ -52,7 +52,10 @@ public struct ImportRow: Sendable {
 extension Replica {
     /// Writes every row in one transaction, or none: each row is validated as `put` would, and when
     /// any row is refused, every refusal is reported with its line and nothing is written.
+    ///
     /// - Parameters:
+    ///   - table: the table the rows write.
+    ///   - rows: the rows, each with the line it came from, for the report of refusals.
     ///   - reason: the reason for change of every synced value the rows change (see
     ///     ``put(_:id:_:reason:)``); nil when the rows change none.
     ///   - progress: called with the rows checked and written so far, every 100 rows and at the

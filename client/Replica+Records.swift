@@ -9,18 +9,18 @@ extension Replica {
     /// Values are validated against the schema first; a new record at a site laptop gets the laptop's
     /// site. Nothing is written when any value breaks a rule.
     ///
-    /// Changing a value that was synced already, in a table that ``TableSchema/requiresReason``,
-    /// needs a `reason` (``ReasonForChange``); it is kept with each pending field it explains and
+    /// Changing a value that was synced already, in a table that requires one (`TableSchema.requiresReason`),
+    /// needs a `reason` (`ReasonForChange`); it is kept with each pending field it explains and
     /// pushed with it. A reason given for a field already pending replaces the one it had, so
     /// putting a pending field again with a reason explains a change that a server refused for
     /// lack of one.
     ///
     /// - Parameters:
     ///   - table: the table, for example `adverse_events`.
-    ///   - id: the record to change; nil creates a record with a new id (``RecordID``).
+    ///   - id: the record to change; nil creates a record with a new id (`RecordID`).
     ///   - values: the fields to write.
     ///   - reason: why synced values change; nil when none is needed.
-    /// - Throws: ``ValidationError`` naming each bad field and rule, or ``ReplicaError``
+    /// - Throws: `ValidationError` naming each bad field and rule, or ``ReplicaError``
     ///   (``ReplicaError/reasonRequired`` naming the fields that need a reason).
     @discardableResult
     public func put(_ table: String, id: String? = nil, _ values: [String: FieldValue], reason: String? = nil) throws -> String {

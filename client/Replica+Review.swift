@@ -53,7 +53,7 @@ extension Replica {
     ///
     /// Both changes sync like any other; a resolution made offline is pushed at the next sync.
     /// - Throws: ``ReplicaError`` when the conflict is unknown, already resolved or of another site,
-    ///   or the reason is missing; ``ValidationError`` for a value that breaks the field's rules.
+    ///   or the reason is missing; `ValidationError` for a value that breaks the field's rules.
     @discardableResult
     public func resolve(conflict id: String, _ choice: ResolutionChoice, reason: String) throws -> Conflict {
         let identity = try requireIdentity()

@@ -26,6 +26,9 @@ public struct Replica: Sendable {
     /// Opens (creating and migrating if needed) the replica stored at `path`, in WAL mode.
     ///
     /// - Parameters:
+    ///   - path: the replica's file; created with mode 0600 when missing, since it holds patient data
+    ///     and the laptop's credential.
+    ///   - schema: the tables the replica holds, `TrialSchema.current` for the trial.
     ///   - wallClock: the laptop's wall clock in milliseconds since 1970; nil for the system's. One of
     ///     the caller's (a test's or a simulation's) stamps the writes made through this type; raw
     ///     SQL and other processes stamp theirs with the system's.
@@ -112,8 +115,14 @@ public struct Replica: Sendable {
     /// Calling it again keeps the replica id and records, and updates the user, server and enrolment
     /// token; a replica moved to another server enrols there again. The site of a replica cannot change.
     ///
-    /// - Parameter replicaID: the id of a new replica; nil (the default) draws a random one. Tools and
-    ///   tests that replay a history choose it; an id another laptop holds is refused at enrolment.
+    /// - Parameters:
+    ///   - site: the site whose records the laptop keeps, `S01` say; `*` for a reviewer's laptop.
+    ///   - user: who enters data on this laptop, stamped on every change and shown in the audit trail.
+    ///   - serverURL: the sync server, `http://` or `https://`.
+    ///   - token: the site's enrolment token, from `sitesync-server token create`.
+    ///   - replicaID: the id of a new replica; nil (the default) draws a random one. Tools and
+    ///     tests that replay a history choose it; an id another laptop holds is refused at enrolment.
+    /// - Throws: ``ReplicaError`` naming a bad argument, or a site other than the replica's.
     @discardableResult
     public func initialize(site: String, user: String, serverURL: URL, token: String, replicaID: String? = nil) throws -> ReplicaIdentity {
         if let replicaID, !ReplicaID.isValid(replicaID) {

@@ -20,6 +20,7 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
         self.message = message
     }
 
+    /// The message.
     public var description: String { message }
 
     /// Errors compare by kind, so tests and callers can match them whatever the details.
@@ -56,12 +57,21 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     /// An argument breaks a rule of the operation.
     public static func invalidArgument(_ message: String) -> ReplicaError { ReplicaError(.invalidArgument, message) }
 
-    /// Matching values, for `#expect(throws:)` and `catch` patterns.
+    // Values to match against, whatever the details, for `#expect(throws:)` and `catch` patterns
+    // (errors compare by kind).
+
+    /// Matches every ``recordNotFound(table:id:)``.
     public static let recordNotFound = recordNotFound(table: "", id: "")
+    /// Matches every ``readOnlyTable(_:)``.
     public static let readOnlyTable = readOnlyTable("")
+    /// Matches every ``outsideSite(_:)``.
     public static let outsideSite = outsideSite("")
+    /// Matches every ``invalidArgument(_:)``.
     public static let invalidArgument = invalidArgument("")
+    /// Matches every ``alreadyInitialized(site:)``.
     public static let alreadyInitialized = alreadyInitialized(site: "")
+    /// Matches every ``alreadyResolved(_:)``.
     public static let alreadyResolved = alreadyResolved("")
+    /// Matches every ``reasonRequired(table:id:fields:)``.
     public static let reasonRequired = reasonRequired(table: "", id: "", fields: [])
 }

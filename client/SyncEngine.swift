@@ -19,22 +19,14 @@ public struct SyncReport: Codable, Sendable, Equatable {
     }
 }
 
-/// Runs sync rounds for a replica: push the outbox, then pull, in bounded batches, until both drain.
-///
-/// Pushes are idempotent (the server applies each per-replica sequence number once), so a batch
-/// whose answer was lost is simply sent again. Pulled batches are applied with their cursor, so an
-/// interrupted pull resumes where it stopped. Transient failures are retried with bounded
-/// exponential backoff.
-///
-/// ```swift
-/// let engine = SyncEngine(replica: replica, transport: HTTPTransport(serverURL: url, token: token, schemaVersion: 1))
-/// let report = try await engine.sync()
-/// ```
 /// How far a push or a pull has come, reported after each batch (``SyncEngine/Configuration/progress``).
 public struct SyncProgress: Sendable, Equatable {
     /// What the engine is doing.
     public enum Phase: String, Sendable {
-        case push, pull
+        /// Sending the outbox.
+        case push
+        /// Receiving the server's changes.
+        case pull
     }
 
     /// Pushing or pulling.
@@ -51,6 +43,19 @@ public struct SyncProgress: Sendable, Equatable {
     }
 }
 
+/// Runs sync rounds for a replica: push the outbox, then pull, in bounded batches, until both drain;
+/// or, with ``run(_:)``, live sync until cancelled.
+///
+/// Pushes are idempotent (the server applies each per-replica sequence number once), so a batch
+/// whose answer was lost is simply sent again. Pulled batches are applied with their cursor, so an
+/// interrupted pull resumes where it stopped. Transient failures are retried with bounded
+/// exponential backoff. The syncs of one replica take turns, also across processes.
+///
+/// ```swift
+/// let engine = SyncEngine(replica: replica, transport: try HTTPTransport(replica: replica))
+/// let report = try await engine.sync()
+/// print("pushed \(report.pushed), pulled \(report.pulled)")
+/// ```
 public struct SyncEngine: Sendable {
     /// Batch sizes, retries and round limits.
     public struct Configuration: Sendable {

@@ -67,7 +67,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         if case .refused(let status, _) = kind { status } else { nil }
     }
 
-    /// The server's error code of a refusal (see ``ErrorCode``).
+    /// The server's error code of a refusal (see `ErrorCode`).
     public var code: String? {
         if case .refused(_, let code) = kind { code } else { nil }
     }
