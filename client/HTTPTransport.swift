@@ -134,8 +134,11 @@ public struct HTTPTransport: SyncTransport {
     public func pull(_ request: PullRequest) async throws -> PullResponse {
         // GET, without a body: URLSession on Linux polls the socket for writability from the first
         // byte of a request body until the response ends, burning a core while the server works.
+        // A pull the server holds open (`wait`) goes through AsyncHTTPClient: URLSession on Linux
+        // busy-polls its sockets for as long as such a request waits, about 80% of a core.
         let query = request.queryItems.map { URLQueryItem(name: $0.name, value: $0.value) }
-        let (data, _) = try await exchange("GET", SyncProtocol.pullPath, query: query, body: nil)
+        let waits = (request.wait ?? 0) > 0
+        let (data, _) = try await exchange("GET", SyncProtocol.pullPath, query: query, body: nil, throughEventLoop: waits)
         do {
             return try data.withUnsafeBytes { bytes in try PullResponse(wireJSON: bytes) }
         } catch {
@@ -175,7 +178,8 @@ public struct HTTPTransport: SyncTransport {
         _ path: String,
         query: [URLQueryItem] = [],
         headers: [String: String] = [:],
-        body: Data?
+        body: Data?,
+        throughEventLoop: Bool = false
     ) async throws -> (data: Data, response: HTTPURLResponse) {
         var components = URLComponents(url: serverURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query }
@@ -192,6 +196,8 @@ public struct HTTPTransport: SyncTransport {
         do {
             if let privateTrust, components.scheme == "https" {
                 (data, response) = try await Self.exchange(request, through: privateTrust, timeout: timeout)
+            } else if throughEventLoop {
+                (data, response) = try await Self.exchange(request, through: HTTPClient.shared, timeout: timeout)
             } else {
                 (data, response) = try await session.data(for: request)
             }

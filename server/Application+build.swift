@@ -34,7 +34,8 @@ public func buildApplication(
         .add(middleware: TokenMiddleware(store: store, inFlight: RequestsInFlight(maximumPerCredential: configuration.maximumRequestsPerCredential)))
     let clock = HybridLogicalClock(wallClock: configuration.wallClock)
     let pending = PendingPushes(maximumPerReplica: configuration.maximumPendingPushes)
-    SyncController(store: store, configuration: configuration, clock: clock, pending: pending, changes: ChangeNotifier()).addRoutes(to: api)
+    let changes = ChangeNotifier()
+    SyncController(store: store, configuration: configuration, clock: clock, pending: pending, changes: changes).addRoutes(to: api)
     ReviewController(store: store).addRoutes(to: api)
     EnrolmentController(store: store, clock: clock).addRoutes(to: api)
     return Application(
@@ -42,8 +43,8 @@ public func buildApplication(
         server: try configuration.tls.map { try .tls(http1(configuration), tlsConfiguration: $0) } ?? http1(configuration),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),
         // Shut down after the server, in reverse order: the pushes accepted before it stopped
-        // finish first, then the store's services stop.
-        services: services + [pending],
+        // finish first, then the watch of other instances' pushes ends, then the store's services stop.
+        services: services + ((store as? any CommitFeed).map { [CommitWatcher(feed: $0, changes: changes)] } ?? []) + [pending],
         onServerRunning: { channel in await configuration.onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger
     )

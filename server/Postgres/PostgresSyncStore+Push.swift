@@ -14,14 +14,16 @@ extension PostgresSyncStore {
         try await transaction { connection in
             var transaction = PushTransaction(push, principal: principal)
             var step = try transaction.next(nil)
+            var sites: [String] = []
             while true {
                 switch step {
                 case .lockReplica(let replica):
                     step = try transaction.next(.replica(try await self.lockReplica(connection, replica, at: push.receivedAt)))
                 case .readSites(let keys):
                     step = try transaction.next(.sites(try await self.sites(connection, keys)))
-                case .lockHeads(let sites):
-                    step = try transaction.next(.heads(try await self.lockHeads(connection, sites)))
+                case .lockHeads(let locked):
+                    sites = locked
+                    step = try transaction.next(.heads(try await self.lockHeads(connection, locked)))
                 case .readRecords(let keys):
                     step = try transaction.next(.records(try await self.readRecords(connection, keys)))
                 case .readWrittenValues(let keys):
@@ -34,6 +36,11 @@ extension PostgresSyncStore {
                     step = try transaction.next(.loggedConflicts(logged))
                 case .write(let writes):
                     try await self.write(connection, writes)
+                    // Delivered to every instance's listener at the commit, never before and not
+                    // at all on a rollback: it wakes their pulls waiting for these sites.
+                    try await connection.query(
+                        "SELECT pg_notify(\(Self.commitChannel), \(CommittedPush(replica: push.replica, sites: Set(sites)).payload))", logger: self.logger
+                    )
                     try await self.beforeCommit?(writes)
                     step = try transaction.next(.written)
                 case .finished(let outcome):
