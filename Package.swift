@@ -159,7 +159,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "SiteSyncClient", "SiteSyncServer", "SiteSyncTestSupport", "TrialRecords", "sitesync", "sitesync-server",
+                "SiteSyncClient", "SiteSyncServer", "SiteSyncTestSupport", "TrialRecords", "sitesync", "sitesync-server", "LiveScreenExample",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // A channel for request contexts of the in-process server the convergence test drives.
