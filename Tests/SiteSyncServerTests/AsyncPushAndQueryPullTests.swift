@@ -117,30 +117,11 @@ struct AsyncPushAndQueryPullTests {
 
     @Test("An instance shut down gracefully finishes the asynchronous pushes it accepted before it exits")
     func shutdownFinishesPushes() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-drain-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
-        let credential = try await TestServer.enrol(store, "r1", role: .site, site: "S01")
-        var configuration = ServerConfiguration(schema: TrialSchema.current)
-        let port = Loopback.freePort()
-        configuration.port = port
-        // Run as a service, and spoken to with raw HTTP from threads of their own, whose timeout is
-        // this test's: HummingbirdTesting's client gives up after 20 s, which the first requests of
-        // a loaded run (every suite starts at once on two cores) have taken.
-        let group = ServiceGroup(configuration: .init(services: [try buildApplication(configuration, store: store)], logger: Logger(label: "test")))
-        let running = Task { try await group.run() }
-        for _ in 0..<1200 {
-            if let fd = Loopback.connect(port) {
-                close(fd)
-                break
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let served = try await ServedApplication.start()
+        defer { served.remove() }
+        let (store, credential) = (served.store, served.credential)
         func send(_ method: String, _ path: String, _ headers: HTTPFields, body: [UInt8] = []) async -> Int? {
-            let head = (["\(method) \(path) HTTP/1.1", "Host: 127.0.0.1", "Content-Length: \(body.count)"] + headers.map { "\($0.name): \($0.value)" })
-                .joined(separator: "\r\n")
-            return await Blocking.run { Loopback.status(port, head: head, body: body, timeout: 120) }
+            await served.status(method, path, headers, body: body)
         }
         // A credential's first request records its use, which needs the writer: made first.
         #expect(await send("GET", "\(SyncProtocol.pushPath)/1-0000000000000000-r1", syncHeaders(credential)) == 404)
@@ -152,14 +133,14 @@ struct AsyncPushAndQueryPullTests {
         await Blocking.run { held.wait() }
         let push = subjectPush(ids: (0..<50).map { "s\($0)" })
         #expect(await send("POST", SyncProtocol.pushPath, asyncHeaders(credential), body: Array(try json(push).readableBytesView)) == 202)
-        await group.triggerGracefulShutdown()
+        await served.group.triggerGracefulShutdown()
         // Released only once the shutdown has begun: an instance that exited without waiting for
         // the push would leave it unapplied below.
         Task.detached {
             try await Task.sleep(for: .milliseconds(500))
             release.signal()
         }
-        try await running.value
+        try await served.running.value
         // The application has stopped: everything it accepted is applied.
         #expect(try await store.replicaState("r1")?.lastSeq == push.groups[0].rows.last?.seq)
         #expect(try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM subjects") } == 50)

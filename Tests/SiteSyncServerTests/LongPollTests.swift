@@ -2,7 +2,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Logging
 import ServiceLifecycle
 import SiteSyncCore
 import SiteSyncTestSupport
@@ -98,32 +97,14 @@ struct LongPollTests {
 
     @Test("A pull waiting when the server shuts down gracefully is answered at once, and the server exits without waiting it out")
     func shutdownReleasesWaiters() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-longpoll-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
-        let credential = try await TestServer.enrol(store, "r1", role: .site, site: "S01")
-        var configuration = ServerConfiguration(schema: TrialSchema.current)
-        let port = Loopback.freePort()
-        configuration.port = port
-        configuration.maximumPullWait = .seconds(600)
-        let group = ServiceGroup(configuration: .init(services: [try buildApplication(configuration, store: store)], logger: Logger(label: "test")))
-        let running = Task { try await group.run() }
-        for _ in 0..<1200 {
-            if let fd = Loopback.connect(port) {
-                close(fd)
-                break
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        let head = (["GET \(SyncProtocol.pullPath)?limit=10&replica=r1&wait=600 HTTP/1.1", "Host: 127.0.0.1", "Content-Length: 0"] + syncHeaders(credential).map { "\($0.name): \($0.value)" })
-            .joined(separator: "\r\n")
+        let served = try await ServedApplication.start { $0.maximumPullWait = .seconds(600) }
+        defer { served.remove() }
         let started = ContinuousClock.now
-        async let answered = Blocking.run { Loopback.status(port, head: head, timeout: 300) }
+        async let answered = served.status("GET", "\(SyncProtocol.pullPath)?limit=10&replica=r1&wait=600", syncHeaders(served.credential), timeout: 300)
         try await Task.sleep(for: .seconds(1))
-        await group.triggerGracefulShutdown()
+        await served.group.triggerGracefulShutdown()
         #expect(await answered == 200)
-        try await running.value
+        try await served.running.value
         #expect(ContinuousClock.now - started < .seconds(120), "the shutdown waited for the pull's 600 s")
     }
 }

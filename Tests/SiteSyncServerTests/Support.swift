@@ -3,6 +3,8 @@ import GRDB
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
+import ServiceLifecycle
 import SiteSyncCore
 import Testing
 import SiteSyncServer
@@ -96,4 +98,51 @@ func subjectPush(
         ChangeRow(id: id, seq: HLC(milliseconds: milliseconds, counter: Int64(index)), values: [.text(site), .text("\(site)-\(id)"), .text("screening")])
     }
     return PushRequest(replica: replica, groups: [ChangeGroup(table: "subjects", user: user, columns: columns, rows: rows)])
+}
+
+/// The application on an SQLite store in a new folder, run as a service in a group of its own on
+/// a free loopback port, for tests of its graceful shutdown; `credential` is replica `r1`'s, at S01.
+///
+/// Spoken to with raw HTTP (`Loopback`) from threads of their own, whose timeout is the test's:
+/// HummingbirdTesting's client gives up after 20 s, which the first requests of a loaded run
+/// (every suite starts at once on two cores) have taken.
+struct ServedApplication {
+    let directory: URL
+    let store: SQLiteSyncStore
+    let credential: String
+    let port: Int
+    let group: ServiceGroup
+    let running: Task<Void, any Error>
+
+    static func start(configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> ServedApplication {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-served-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let store = try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
+        let credential = try await TestServer.enrol(store, "r1", role: .site, site: "S01")
+        var configuration = ServerConfiguration(schema: TrialSchema.current)
+        configuration.port = Loopback.freePort()
+        configure(&configuration)
+        let group = ServiceGroup(configuration: .init(services: [try buildApplication(configuration, store: store)], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        for _ in 0..<1200 {
+            if let fd = Loopback.connect(configuration.port) {
+                close(fd)
+                break
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return ServedApplication(directory: directory, store: store, credential: credential, port: configuration.port, group: group, running: running)
+    }
+
+    /// Sends one request and returns the status of its answer, or nil after `timeout` seconds.
+    func status(_ method: String, _ path: String, _ headers: HTTPFields, body: [UInt8] = [], timeout: Int = 120) async -> Int? {
+        let head = (["\(method) \(path) HTTP/1.1", "Host: 127.0.0.1", "Content-Length: \(body.count)"] + headers.map { "\($0.name): \($0.value)" })
+            .joined(separator: "\r\n")
+        return await Blocking.run { [port] in Loopback.status(port, head: head, body: body, timeout: timeout) }
+    }
+
+    /// Removes the folder; the application has stopped.
+    func remove() {
+        try? FileManager.default.removeItem(at: directory)
+    }
 }
