@@ -53,4 +53,10 @@ public struct Principal: Sendable, Equatable {
 
     /// Whether the token may sync at all.
     public var canSync: Bool { role != .admin }
+
+    /// The sites whose records the token reads and writes: its own for a `site` token, nil (every
+    /// site) for the others.
+    var sites: Set<String>? {
+        role == .site ? site.map { [$0] } : nil
+    }
 }

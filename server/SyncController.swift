@@ -45,7 +45,7 @@ struct SyncController {
                 for row in group.rows { clock.receive(row.seq) }
             }
             if outcome.applied > 0 {
-                changes.committed(sites: principal.role == .site ? principal.site.map { [$0] } : checked.sites, by: message.replica)
+                changes.committed(sites: principal.sites ?? checked.sites, by: message.replica)
             }
             logger.info(
                 "push applied",
@@ -117,7 +117,7 @@ struct SyncController {
         // A pull that asks to wait and finds nothing new waits for a push to commit records it reads.
         let schema = clientSchema(context)
         let batch = try await changes.read(
-            sites: principal.role == .site ? principal.site.map { [$0] } : nil,
+            sites: principal.sites,
             replica: message.replica,
             timeout: min(.seconds(message.wait ?? 0), configuration.maximumPullWait),
             isEmpty: { $0.groups.isEmpty && !$0.more }
