@@ -461,20 +461,16 @@ struct Sync: AsyncParsableCommand {
 /// One line of `sync --watch --json`.
 private struct LiveLine: Encodable {
     var event: String
-    var cause: String?
-    var pushed: Int?
-    var pulled: Int?
-    var conflicts: Int?
-    var error: String?
-    var retryInMs: Int?
+    var cause: String? = nil
+    var pushed: Int? = nil
+    var pulled: Int? = nil
+    var conflicts: Int? = nil
+    var error: String? = nil
+    var retryInMs: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case event, cause, pushed, pulled, conflicts, error
         case retryInMs = "retry_in_ms"
-    }
-
-    init(event: String, cause: String? = nil, pushed: Int? = nil, pulled: Int? = nil, conflicts: Int? = nil, error: String? = nil, retryInMs: Int? = nil) {
-        (self.event, self.cause, self.pushed, self.pulled, self.conflicts, self.error, self.retryInMs) = (event, cause, pushed, pulled, conflicts, error, retryInMs)
     }
 }
 
