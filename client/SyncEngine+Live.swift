@@ -211,7 +211,9 @@ extension SyncEngine {
             }
             let asked = ContinuousClock.now
             do {
-                let probe = PullRequest(cursor: try replica.cursor(), limit: 1, replica: identity.replicaID, wait: live.pullWait)
+                let probe = PullRequest(
+                    cursor: try replica.cursor(), limit: 1, replica: identity.replicaID, wait: live.pullWait, report: try replica.report(build: configuration.build)
+                )
                 let page = try await transport.pull(probe)
                 if failing {
                     failing = false

@@ -78,6 +78,9 @@ public struct SyncEngine: Sendable {
         /// Called after each batch pushed or pulled, with how far the phase has come: for a
         /// progress display. Nil (the default) reports nothing.
         public var progress: (@Sendable (SyncProgress) -> Void)?
+        /// The build this laptop reports to the server at each sync (``ReplicaReport/build``), which
+        /// operators and monitors see: your app's name and version.
+        public var build = "SiteSyncClient \(SiteSyncBuild.version)"
 
         /// The defaults.
         public init() {}
@@ -202,7 +205,8 @@ public struct SyncEngine: Sendable {
             configuration.progress?(SyncProgress(phase: .pull, done: received, total: nil))
         }
         var request = PullRequest(
-            cursor: try replica.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID, acked: try replica.knownAcked()
+            cursor: try replica.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID, acked: try replica.knownAcked(),
+            report: try replica.report(build: configuration.build)
         )
         let first = request
         var response = try await withRetry("pull") { try await transport.pull(first) }

@@ -24,18 +24,21 @@ public func buildApplication(
     _ configuration: ServerConfiguration, store: some SyncStore, logger: Logger? = nil, services: [any Service] = []
 ) throws -> some ApplicationProtocol {
     let logger = logger ?? Logger(label: "sitesync.server")
+    let metrics = ServerMetrics()
     let router = Router(context: SyncRequestContext.self)
+    router.add(middleware: RequestMiddleware(metrics: metrics))
     router.add(middleware: ErrorMiddleware())
-    router.get("healthz") { _, _ in
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
-    }
+    let tokens = TokenMiddleware(store: store, inFlight: RequestsInFlight(maximumPerCredential: configuration.maximumRequestsPerCredential))
+    let operations = OperationsController(store: store, metrics: metrics)
+    operations.addRoutes(to: router, tokens: tokens)
+    MonitorController(store: store, configuration: configuration).addRoutes(to: router)
     let api = router.group("v1")
         .add(middleware: VersionMiddleware(schemaVersion: configuration.schema.version))
-        .add(middleware: TokenMiddleware(store: store, inFlight: RequestsInFlight(maximumPerCredential: configuration.maximumRequestsPerCredential)))
+        .add(middleware: tokens)
     let clock = HybridLogicalClock(wallClock: configuration.wallClock)
     let pending = PendingPushes(maximumPerReplica: configuration.maximumPendingPushes)
     let changes = ChangeNotifier()
-    SyncController(store: store, configuration: configuration, clock: clock, pending: pending, changes: changes).addRoutes(to: api)
+    SyncController(store: store, configuration: configuration, clock: clock, pending: pending, changes: changes, metrics: metrics).addRoutes(to: api)
     ReviewController(store: store).addRoutes(to: api)
     EnrolmentController(store: store, clock: clock).addRoutes(to: api)
     return Application(
@@ -44,7 +47,8 @@ public func buildApplication(
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),
         // Shut down after the server, in reverse order: the pushes accepted before it stopped
         // finish first, then the watch of other instances' pushes ends, then the store's services stop.
-        services: services + ((store as? any CommitFeed).map { [CommitWatcher(feed: $0, changes: changes)] } ?? []) + [pending],
+        services: services + ((store as? any CommitFeed).map { [CommitWatcher(feed: $0, changes: changes)] } ?? []) + [pending]
+            + (configuration.metricsPort.map { [operations.metricsApplication(port: $0, onRunning: configuration.onMetricsServerRunning, logger: logger)] } ?? []),
         onServerRunning: { channel in await configuration.onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger
     )

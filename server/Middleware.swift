@@ -180,7 +180,9 @@ public enum Tokens {
             guard let site, SiteID.isValid(site) else {
                 throw ServerError.validation("A site token needs a valid --site: \(SiteID.rule).")
             }
-        case .reviewer, .admin:
+        case .monitor:
+            if let site, !SiteID.isValid(site) { throw ServerError.validation("A monitor token's --site must be a valid site: \(SiteID.rule).") }
+        case .reviewer, .admin, .metrics:
             guard site == nil else { throw ServerError.validation("A \(role.rawValue) token covers every site; do not give --site.") }
         }
         let token = generate()

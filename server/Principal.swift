@@ -8,6 +8,11 @@ public enum Role: String, Codable, Sendable, CaseIterable {
     case reviewer
     /// Token management.
     case admin
+    /// A trial monitor: reads the records, conflicts and monitoring page of one site (a token
+    /// made with `--site`) or of every site; cannot sync, enrol laptops or resolve conflicts.
+    case monitor
+    /// A metrics collector (Prometheus): scrapes `/metrics`, nothing else.
+    case metrics
 }
 
 /// The identity behind a request's token.
@@ -47,16 +52,29 @@ public struct Principal: Sendable, Equatable {
         switch role {
         case .site: self.site == site
         case .reviewer: true
-        case .admin: false
+        case .monitor: self.site == nil || self.site == site
+        case .admin, .metrics: false
         }
     }
 
     /// Whether the token may sync at all.
-    public var canSync: Bool { role != .admin }
+    public var canSync: Bool { role == .site || role == .reviewer }
 
-    /// The sites whose records the token reads and writes: its own for a `site` token, nil (every
-    /// site) for the others.
+    /// Whether the token may read records, conflicts and histories.
+    public var canRead: Bool { canSync || role == .monitor }
+
+    /// Why a token that may not sync is refused, naming what it is for.
+    var cannotSync: ServerError {
+        switch role {
+        case .monitor: ServerError.forbidden("A monitor token reads records and conflicts; it cannot sync, enrol laptops or write.")
+        case .metrics: ServerError.forbidden("A metrics token reads /metrics only.")
+        default: ServerError.forbidden("An admin token manages tokens; it cannot sync records.")
+        }
+    }
+
+    /// The sites whose records the token reads: its own for a `site` token and a site's monitor,
+    /// nil (every site) for the others.
     var sites: Set<String>? {
-        role == .site ? site.map { [$0] } : nil
+        role == .site || role == .monitor ? site.map { [$0] } : nil
     }
 }

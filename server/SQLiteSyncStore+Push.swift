@@ -172,6 +172,11 @@ extension SQLiteSyncStore {
             ).execute(arguments: StatementArguments([table.name, conflict.entry.id, conflict.entry.site, conflict.seq] + conflict.stamps.storedValues))
         }
         try writeAudit(db, writes)
+        for (site, count) in writes.changesBySite {
+            try db.cachedStatement(
+                sql: "INSERT INTO site_days (site_id, day, changes) VALUES (?, ?, ?) ON CONFLICT (site_id, day) DO UPDATE SET changes = changes + excluded.changes"
+            ).execute(arguments: [site, writes.day, count])
+        }
         for (site, seq) in writes.heads {
             try db.cachedStatement(sql: "INSERT INTO sites (site_id, seq) VALUES (?, ?) ON CONFLICT (site_id) DO UPDATE SET seq = excluded.seq")
                 .execute(arguments: [site, seq])

@@ -219,6 +219,9 @@ extension SQLiteSyncStore {
             )
         }
         registerSchemaMigrations(&migrator, schema: schema, prefix: "")
+        migrator.registerMigration("server-v5-monitoring") { db in
+            try db.execute(sql: Self.monitoringTablesSQL)
+        }
         return migrator
     }
 }

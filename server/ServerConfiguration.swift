@@ -39,6 +39,21 @@ public struct ServerConfiguration: Sendable {
     public var tls: TLSConfiguration?
     /// Called with the bound port once the server listens.
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
+    /// A second port, bound to 127.0.0.1 only, serving `/metrics` without a credential to a
+    /// collector on the same machine; 0 picks a free one (see ``onMetricsServerRunning``). Nil:
+    /// `/metrics` is served on the main port only, to `metrics`, `admin` and `reviewer` tokens.
+    public var metricsPort: Int?
+    /// Called with the metrics port once it listens.
+    public var onMetricsServerRunning: @Sendable (Int) async -> Void = { _ in }
+    /// The trial's alerts on the monitoring page, such as candidate dose-limiting toxicities; nil shows none.
+    public var monitorAlerts: MonitorAlerts?
+    /// After how long without a completed sync the monitoring page marks a laptop as stale.
+    public var staleAfter: Duration = .seconds(3 * 86_400)
+    /// Whether the monitoring page's session cookie is `Secure` (sent over HTTPS only) although this
+    /// server speaks plain HTTP: behind a proxy that terminates TLS. Always so under ``tls``.
+    public var secureCookies = false
+    /// How long a monitoring page session lasts after its login.
+    public var sessionLifetime: Duration = .seconds(12 * 3600)
 
     /// Creates a configuration serving `schema`.
     public init(schema: Schema) {

@@ -133,8 +133,8 @@ extension ServerError: HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = try encoder.encode(ErrorResponse(code: code.rawValue, message: message))
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        let body = try encoder.encode(ErrorResponse(code: code.rawValue, message: message, requestID: context.id))
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .requestID: context.id]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }

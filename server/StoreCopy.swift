@@ -5,7 +5,8 @@ import SiteSyncCore
 import SiteSyncSQLite
 
 /// Copies a pilot's SQLite server database into an empty PostgreSQL store: tokens, replica states,
-/// site heads, records and their stamps, the conflict log and the audit trail, all as they are, so
+/// site heads, records and their stamps, the conflict log, the audit trail with its daily counts,
+/// and the laptops' latest reports, all as they are (monitoring sessions are not copied), so
 /// that laptops continue from where they were, without a re-pull and without a conflict.
 ///
 /// The copy is one PostgreSQL transaction: it is there whole, or not at all. The SQLite database
@@ -67,6 +68,15 @@ public enum StoreCopy {
                 ("outcomes", "text"), ("reasons", "text"), ("conflicts", "text"),
             ],
             order: "id"
+        ))
+        tables.append(Table(name: "site_days", columns: [("site_id", "text"), ("day", "text"), ("changes", "bigint")], order: "site_id, day"))
+        tables.append(Table(
+            name: "replica_reports",
+            columns: [
+                ("site_id", "text"), ("replica_id", "text"), ("user", "text"), ("build", "text"), ("schema_version", "bigint"), ("pending", "bigint"),
+                ("clock_offset_ms", "bigint"), ("last_sync_at", "text"),
+            ],
+            order: "site_id, replica_id"
         ))
         let copied = tables
         return try await target.transaction { connection in

@@ -12,6 +12,7 @@ struct SyncController {
     let clock: HybridLogicalClock
     let pending: PendingPushes
     let changes: ChangeNotifier
+    let metrics: ServerMetrics
 
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.post("push", use: push)
@@ -32,10 +33,14 @@ struct SyncController {
             maximumSkewMilliseconds: configuration.maximumClockSkewMilliseconds,
             receivedAt: Date().formatted(.iso8601)
         )
-        let work: @Sendable () async throws -> PushResponse = { [store, clock, changes, logger = context.logger] in
+        let work: @Sendable () async throws -> PushResponse = { [store, clock, changes, metrics, logger = context.logger] in
             let outcome: PushOutcome
             do {
+                let started = ContinuousClock.now
                 outcome = try await store.push(checked, principal: principal)
+                metrics.pushApplied(
+                    records: message.recordCount, fieldChanges: outcome.fieldChanges, conflicts: outcome.conflicts, duration: .now - started
+                )
             } catch let error as ServerError {
                 // Logged here too: an asynchronous push's outcome may never be collected.
                 logger.info("push refused", metadata: ["sync.replica": "\(message.replica)", "sync.error": "\(error.code.rawValue)"])
@@ -110,6 +115,8 @@ struct SyncController {
         if let wait = message.wait, !(0...PullRequest.maximumWait).contains(wait) {
             throw ServerError.validation("wait must be a whole number of seconds from 0 to \(PullRequest.maximumWait); got \(wait).")
         }
+        if let problem = message.report?.problem { throw ServerError.validation(problem) }
+        guard principal.canSync else { throw principal.cannotSync }
         try principal.requireReplica(message.replica)
         if principal.role == .site, let site = principal.site, let other = message.cursor.keys.first(where: { $0 != site }) {
             throw ServerError.forbidden("This token reads site \(site) only; the cursor names site \(other).")
@@ -122,7 +129,17 @@ struct SyncController {
             timeout: min(.seconds(message.wait ?? 0), configuration.maximumPullWait),
             isEmpty: { $0.groups.isEmpty && !$0.more }
         ) {
-            try await store.pull(message, principal: principal, schema: schema, byteBudget: configuration.maximumPullPageBytes)
+            let started = ContinuousClock.now
+            let batch = try await store.pull(message, principal: principal, schema: schema, byteBudget: configuration.maximumPullPageBytes)
+            metrics.pulled(records: batch.groups.reduce(0) { $0 + $1.rows.count }, duration: .now - started)
+            return batch
+        }
+        // The laptop's report, kept when the pull reaches the end of what waits: a completed sync.
+        if let report = message.report, !batch.more, let replica = principal.replica {
+            try await store.recordReport(
+                report, replica: replica, site: principal.site ?? SiteID.all, schemaVersion: context.clientSchemaVersion ?? configuration.schema.version,
+                at: Date().formatted(.iso8601), serverMilliseconds: configuration.wallClock()
+            )
         }
         let response = PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick())
         do {

@@ -50,6 +50,42 @@ public protocol SyncStore: Sendable {
 
     /// Calls `body` with every field change of the audit trail that `filter` selects, oldest first.
     func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws
+
+    // MARK: Monitoring (docs/MONITORING.md)
+
+    /// Throws unless the store answers and every migration this build knows is applied: `/readyz`.
+    func checkReady() async throws
+
+    /// Keeps `report` as the latest of `replica` (of `site`, ``SiteID/all`` for a replica enrolled
+    /// by a reviewer), received at `time` (ISO 8601, UTC) when the server's clock read `serverMilliseconds`.
+    func recordReport(_ report: ReplicaReport, replica: String, site: String, schemaVersion: Int, at time: String, serverMilliseconds: Int64) async throws
+
+    /// Every enrolled laptop whose credential is not revoked, with its latest report; only `site`'s
+    /// when given. Ordered by site, then replica.
+    func replicaFreshness(site: String?) async throws -> [ReplicaFreshness]
+
+    /// Every site with records or with a token of its own, in order.
+    func siteIDs() async throws -> [String]
+
+    /// Open conflicts by site; sites with none are left out.
+    func openConflictCounts() async throws -> [String: Int]
+
+    /// Live records per table of `site`, and record changes received per day from `firstDay`
+    /// (`YYYY-MM-DD`) on.
+    func siteActivity(site: String, from firstDay: String) async throws -> SiteActivity
+
+    /// The current values of `site`'s live records of `table`, at most `limit`, by id.
+    func liveRecords(_ table: TableSchema, site: String, limit: Int) async throws -> [[String: FieldValue]]
+
+    /// Stores a monitoring session under its digest, for the credential under `tokenHash`, until
+    /// `expiresAt`; sessions already expired at `time` are deleted.
+    func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String) async throws
+
+    /// The credential behind the session stored under `hash`, if the session has not expired at `time`.
+    func sessionToken(hash: String, at time: String) async throws -> StoredToken?
+
+    /// Ends the session stored under `hash`.
+    func deleteSession(hash: String) async throws
 }
 
 /// What a store did with a push.
@@ -60,6 +96,8 @@ public struct PushOutcome: Sendable, Equatable {
     public var applied: Int
     /// Conflicts logged by this request.
     public var conflicts: Int
+    /// Field changes received by this request, as the audit trail records them; 0 for a retry.
+    public var fieldChanges = 0
 }
 
 /// One page of a pull.

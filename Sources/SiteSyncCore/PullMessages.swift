@@ -15,17 +15,21 @@ public struct PullRequest: Codable, Sendable, Equatable {
     /// commits records the pull reads, or with an empty page when the wait ends. The server waits
     /// at most its own maximum (30 s by default); nil or 0 answers at once.
     public var wait: Int?
+    /// What the laptop reports about itself (``ReplicaReport``); the server records the latest
+    /// when the pull reaches the end of what waits.
+    public var report: ReplicaReport?
 
     /// The most seconds a pull may ask to wait (``wait``); the server waits at most its own maximum.
     public static let maximumWait = 3600
 
     /// Creates a pull.
-    public init(cursor: [String: Int64], limit: Int, replica: String? = nil, acked: HLC? = nil, wait: Int? = nil) {
+    public init(cursor: [String: Int64], limit: Int, replica: String? = nil, acked: HLC? = nil, wait: Int? = nil, report: ReplicaReport? = nil) {
         self.cursor = cursor
         self.limit = limit
         self.replica = replica
         self.acked = acked
         self.wait = wait
+        self.report = report
     }
 }
 
@@ -41,6 +45,7 @@ extension PullRequest {
         if let replica { items.append((name: "replica", value: replica)) }
         if let acked { items.append((name: "acked", value: String(acked.rawValue))) }
         if let wait { items.append((name: "wait", value: String(wait))) }
+        if let report { items += report.queryItems }
         return items
     }
 
@@ -73,7 +78,7 @@ extension PullRequest {
             }
             wait = seconds
         }
-        self.init(cursor: cursor, limit: limit, replica: value("replica"), acked: acked, wait: wait)
+        self.init(cursor: cursor, limit: limit, replica: value("replica"), acked: acked, wait: wait, report: try ReplicaReport(query: value))
     }
 }
 

@@ -89,13 +89,20 @@ public struct ErrorResponse: Codable, Sendable, Equatable {
         public var code: String
         /// A full sentence for people.
         public var message: String
+        /// The id of the request, as the server's log records it (and its `X-Request-ID` header
+        /// repeats): quote it to the operator to find the request in the log.
+        public var requestID: String?
+
+        enum CodingKeys: String, CodingKey {
+            case code, message, requestID = "request_id"
+        }
     }
 
     /// The error.
     public var error: Detail
 
     /// Creates an error body.
-    public init(code: String, message: String) {
-        self.error = Detail(code: code, message: message)
+    public init(code: String, message: String, requestID: String? = nil) {
+        self.error = Detail(code: code, message: message, requestID: requestID)
     }
 }

@@ -72,3 +72,32 @@ public enum Safety {
         return calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2]))
     }
 }
+
+extension Safety {
+    /// The tables ``monitorAlerts(_:)`` reads.
+    public static let monitorTables = [TrialSchema.adverseEvents.name, TrialSchema.infusions.name]
+
+    /// A site's adverse events that the monitoring page flags: candidate DLTs and events for the
+    /// safety review committee, each with the day after infusion it started; given the site's live
+    /// records of ``monitorTables``. Ordered by onset, then id.
+    public static func monitorAlerts(_ records: [String: [[String: FieldValue]]]) -> [MonitorAlert] {
+        var infusionsBySubject: [String: [[String: FieldValue]]] = [:]
+        for infusion in records[TrialSchema.infusions.name] ?? [] {
+            if case .text(let subject)? = infusion["subject_id"] { infusionsBySubject[subject, default: []].append(infusion) }
+        }
+        var alerts: [MonitorAlert] = []
+        for event in records[TrialSchema.adverseEvents.name] ?? [] {
+            guard case .text(let subject)? = event["subject_id"], case .text(let id)? = event["id"] else { continue }
+            let flags = Self.flags(event: event, infusionDate: infusionDate(infusionsBySubject[subject] ?? []))
+            var labels: [String] = []
+            if flags.dltCandidate == true { labels.append("DLT candidate") }
+            if flags.srcReview == true { labels.append("SRC review") }
+            guard !labels.isEmpty else { continue }
+            if let day = flags.day { labels.append("day \(day)") }
+            let term = event["term"]?.displayText ?? "adverse event"
+            let grade = event["grade"]?.displayText.map { ", grade \($0)" } ?? ""
+            alerts.append(MonitorAlert(table: TrialSchema.adverseEvents.name, id: id, subject: subject, title: term + grade, flags: labels, date: event["onset_date"]?.displayText))
+        }
+        return alerts.sorted { ($0.date ?? "", $0.id) < ($1.date ?? "", $1.id) }
+    }
+}

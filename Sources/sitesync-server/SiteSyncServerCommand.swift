@@ -10,7 +10,7 @@ struct SiteSyncServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sitesync-server",
         abstract: "The SiteSync central sync server.",
-        subcommands: [Serve.self, Token.self, Audit.self, Store.self]
+        subcommands: [Serve.self, Token.self, Replicas.self, Audit.self, Store.self]
     )
 }
 
@@ -90,6 +90,22 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(name: .customLong("log-format"), help: "text, or json: one JSON object per line, each request's with its request_id.")
+    var logFormat = LogFormat.text
+
+    @Option(
+        name: .customLong("metrics-port"),
+        help: "Also serve /metrics without a token on this port of 127.0.0.1, for a collector on this machine. Without it, /metrics on the main port takes a metrics or admin token."
+    )
+    var metricsPort: Int?
+
+    @Option(name: .customLong("stale-after"), help: "The monitoring page marks a laptop stale after this long without a completed sync: 3d, 12h.")
+    var staleAfter = TimeSpan("3d")!
+
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
+
     /// Fault injection for the tests of several instances: each push on PostgreSQL waits a random
     /// time up to this many milliseconds between its writes and its commit, holding its locks.
     @Option(name: .customLong("fault-commit-delay-ms"), help: .hidden)
@@ -104,6 +120,7 @@ struct Serve: AsyncParsableCommand {
         guard (0...10_000).contains(faultCommitDelay) else { throw ValidationError("--fault-commit-delay-ms must be between 0 and 10000.") }
         guard (0...100).contains(faultAbortPercent) else { throw ValidationError("--fault-abort-percent must be between 0 and 100.") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535.") }
+        if let metricsPort, !(0...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be between 0 and 65535.") }
         guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("Give --tls-cert and --tls-key together.") }
         if tlsCertificate == nil, !insecureHTTP, !ServerConfiguration.isLoopback(host) {
             throw ValidationError(
@@ -127,6 +144,11 @@ struct Serve: AsyncParsableCommand {
         configuration.maximumBodySize = maximumBodyBytes
         configuration.maximumClockSkew = .seconds(maximumClockSkew)
         configuration.maximumPullWait = .seconds(maximumPullWait)
+        configuration.metricsPort = metricsPort
+        configuration.staleAfter = .seconds(staleAfter.seconds)
+        configuration.monitorAlerts = MonitorAlerts(tables: Safety.monitorTables, alerts: Safety.monitorAlerts)
+        // Plain HTTP off loopback is served only behind a proxy that terminates TLS: browsers reach the page over HTTPS.
+        configuration.secureCookies = insecureHTTP
         if let tlsCertificate, let tlsKey {
             do {
                 configuration.tls = try ServerConfiguration.tls(certificateFile: tlsCertificate, keyFile: tlsKey)
@@ -134,6 +156,7 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError(error.message)
             }
         }
+        if logFormat == .json { LoggingSystem.bootstrap(JSONLogHandler.init) }
         var logger = Logger(label: "sitesync.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         guard database.isPostgres else {
@@ -166,10 +189,12 @@ struct Token: AsyncParsableCommand {
 
         @OptionGroup var database: DatabaseOptions
 
-        @Option(help: "site (one site's records), reviewer (every site) or admin (tokens).")
+        @Option(
+            help: "site (a laptop's enrolment: one site's records), reviewer (every site, resolves conflicts), monitor (reads one site with --site, or every site), metrics (/metrics) or admin (tokens)."
+        )
         var role: Role
 
-        @Option(help: "The site of a site token, for example S01.")
+        @Option(help: "The site of a site token or of a site's monitor, for example S01.")
         var site: String?
 
         @Option(help: "A note saying whose token it is.")
@@ -180,7 +205,7 @@ struct Token: AsyncParsableCommand {
 
         func validate() throws {
             if role == .site, site == nil { throw ValidationError("A site token needs --site, for example --site S01.") }
-            if role != .site, site != nil { throw ValidationError("A \(role.rawValue) token covers every site; do not give --site.") }
+            if role != .site, role != .monitor, site != nil { throw ValidationError("A \(role.rawValue) token covers every site; do not give --site.") }
         }
 
         func run() async throws {
@@ -229,13 +254,7 @@ struct Token: AsyncParsableCommand {
                     token.expiresAt ?? "never", token.lastUsedAt ?? "never",
                 ])
             }
-            let widths = rows[0].indices.map { column in rows.map { TextRules.escapingControls($0[column]).count }.max() ?? 0 }
-            for row in rows {
-                print(row.enumerated().map { column, cell in
-                    let cell = TextRules.escapingControls(cell)
-                    return column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
-                }.joined(separator: "  "))
-            }
+            printColumns(rows)
             print("\(tokens.count) token\(tokens.count == 1 ? "" : "s")")
         }
     }
@@ -283,6 +302,86 @@ struct Token: AsyncParsableCommand {
 }
 
 extension Role: ExpressibleByArgument {}
+
+/// Prints rows as aligned columns, the first row the header; control characters escaped.
+func printColumns(_ rows: [[String]]) {
+    let widths = rows[0].indices.map { column in rows.map { TextRules.escapingControls($0[column]).count }.max() ?? 0 }
+    for row in rows {
+        print(row.enumerated().map { column, cell in
+            let cell = TextRules.escapingControls(cell)
+            return column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
+        }.joined(separator: "  "))
+    }
+}
+
+struct Replicas: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Laptops and their freshness.",
+        subcommands: [List.self]
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List every enrolled laptop with its last completed sync and what it last reported.",
+            discussion: """
+                A laptop reports its pending changes, build, schema version, clock and user with each sync. CLOCK is its \
+                clock minus the server's. A laptop that never synced counts its age from its enrolment. Laptops whose \
+                credential is revoked are not listed.
+                """
+        )
+
+        @OptionGroup var database: DatabaseOptions
+
+        @Option(help: "Only this site's laptops.")
+        var site: String?
+
+        @Option(help: "Only laptops without a completed sync for longer than this: 3d, 12h, 30m.")
+        var stale: TimeSpan?
+
+        @Flag(help: "One JSON object per laptop.")
+        var json = false
+
+        func validate() throws {
+            if let site, !SiteID.isValid(site) { throw ValidationError("--site must be a site id: \(SiteID.rule).") }
+        }
+
+        func run() async throws {
+            let now = Date()
+            var laptops = try await database.withStore { [site] store in try await store.replicaFreshness(site: site) }
+            if let stale { laptops = laptops.filter { $0.isStale(after: .seconds(stale.seconds), at: now) } }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                for laptop in laptops { print(String(decoding: try encoder.encode(laptop), as: UTF8.self)) }
+                return
+            }
+            var rows = [["replica", "site", "user", "last sync", "age", "pending", "build", "schema", "clock"]]
+            for laptop in laptops {
+                let report = laptop.report
+                rows.append([
+                    laptop.replica, laptop.site, report?.user ?? "", report?.lastSyncAt ?? "never", Self.age(since: laptop.lastSeenAt, at: now),
+                    report.map { String($0.pending) } ?? "", report?.build ?? "", report.map { String($0.schemaVersion) } ?? "",
+                    report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "",
+                ])
+            }
+            printColumns(rows)
+            print("\(laptops.count) laptop\(laptops.count == 1 ? "" : "s")\(stale.map { " without a completed sync for more than \($0)" } ?? "")")
+        }
+
+        /// How long ago `iso` was, in whole days, hours or minutes.
+        static func age(since iso: String, at now: Date) -> String {
+            guard let then = try? Date(iso, strategy: .iso8601) else { return "" }
+            let seconds = max(0, Int(now.timeIntervalSince(then)))
+            return seconds >= 86_400 ? "\(seconds / 86_400)d" : seconds >= 3600 ? "\(seconds / 3600)h" : "\(seconds / 60)m"
+        }
+
+        /// A clock offset in seconds, signed, to the tenth.
+        static func offset(_ milliseconds: Int64) -> String {
+            let tenths = (Double(milliseconds) / 100).rounded()
+            return tenths == 0 ? "0.0s" : String(format: "%+.1fs", tenths / 10)
+        }
+    }
+}
 
 struct Store: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Move the server's data between stores.", subcommands: [Copy.self])

@@ -11,6 +11,7 @@ struct SiteSync: AsyncParsableCommand {
         commandName: "sitesync",
         abstract: "Record trial data offline on a site laptop and sync it with the SiteSync server.",
         discussion: "Every command works on the local replica; only `sync` needs the network.",
+        version: "sitesync \(SiteSyncBuild.version)",
         subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, ClockCommand.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self, ImportCommand.self]
     )
 }
@@ -149,7 +150,7 @@ struct Init: AsyncParsableCommand {
             print("The server's certificate must be signed by the authority in \(caCertificate ?? "").")
         }
         do {
-            try await SyncEngine(replica: replica, transport: HTTPTransport(replica: replica)).enrol()
+            try await SyncEngine(replica: replica, transport: HTTPTransport(replica: replica), configuration: .command).enrol()
             print("Enrolled with \(identity.serverURL.absoluteString).")
         } catch let error as SyncError where error.isUnreachable {
             print("The server cannot be reached now; the replica enrols at its first sync.")
@@ -393,7 +394,7 @@ struct Sync: AsyncParsableCommand {
             return
         }
         let progress = ProgressLine(json: output.json)
-        var configuration = SyncEngine.Configuration()
+        var configuration = SyncEngine.Configuration.command
         configuration.progress = { report in
             progress.update(report.phase == .push ? "Pushed" : "Pulled", done: report.done, total: report.total)
         }
@@ -442,7 +443,7 @@ struct Sync: AsyncParsableCommand {
             }
         }
         if !json { printLine("Syncing live with \(try replica.requireIdentity().serverURL.absoluteString); Ctrl-C stops.") }
-        let engine = SyncEngine(replica: replica, transport: try HTTPTransport(replica: replica))
+        let engine = SyncEngine(replica: replica, transport: try HTTPTransport(replica: replica), configuration: .command)
         let running = Task { try await engine.run(live) }
         // SIGINT and SIGTERM stop live sync between requests: the outbox and cursor stay consistent.
         let stops = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
@@ -482,3 +483,12 @@ private func clockTime() -> String {
     return formatter.string(from: Date())
 }
 
+
+extension SyncEngine.Configuration {
+    /// The engine's defaults, reporting this command's build to the server.
+    static var command: Self {
+        var configuration = Self()
+        configuration.build = "sitesync \(SiteSyncBuild.version)"
+        return configuration
+    }
+}

@@ -146,6 +146,26 @@ extension PostgresSyncStore {
         migrations.append(Migration(name: "server-v3-token-lifecycle", statements: [
             "ALTER TABLE tokens ADD COLUMN expires_at TEXT, ADD COLUMN revoked_at TEXT, ADD COLUMN last_used_at TEXT"
         ]))
+        // Laptops' latest reports, record changes per site and day, monitoring page sessions
+        // (docs/MONITORING.md); as the SQLite store's `server-v5-monitoring`.
+        migrations.append(Migration(name: "server-v4-monitoring", statements: [
+            """
+            CREATE TABLE replica_reports (
+                site_id TEXT NOT NULL,
+                replica_id TEXT NOT NULL,
+                "user" TEXT NOT NULL,
+                build TEXT NOT NULL,
+                schema_version BIGINT NOT NULL,
+                pending BIGINT NOT NULL,
+                clock_offset_ms BIGINT NOT NULL,
+                last_sync_at TEXT NOT NULL,
+                PRIMARY KEY (site_id, replica_id)
+            )
+            """,
+            "CREATE TABLE site_days (site_id TEXT NOT NULL, day TEXT NOT NULL, changes BIGINT NOT NULL, PRIMARY KEY (site_id, day))",
+            "INSERT INTO site_days (site_id, day, changes) SELECT site_id, substr(received_at, 1, 10), count(*) FROM audit GROUP BY 1, 2",
+            "CREATE TABLE monitor_sessions (hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL)",
+        ]))
         return migrations
     }
 

@@ -270,6 +270,16 @@ extension PostgresSyncStore {
                 """
             )
         }
+        let days = writes.changesBySite.sorted { $0.key < $1.key }
+        if !days.isEmpty {
+            statement.add(
+                """
+                INSERT INTO site_days (site_id, day, changes)
+                SELECT d.site_id, \(statement.bind(writes.day)), d.changes FROM unnest(\(statement.bind(days.map(\.key))), \(statement.bind(days.map { Int64($0.value) }))) AS d(site_id, changes)
+                ON CONFLICT (site_id, day) DO UPDATE SET changes = site_days.changes + excluded.changes
+                """
+            )
+        }
         let heads = writes.heads.sorted { $0.key < $1.key }
         statement.add(
             """

@@ -151,7 +151,7 @@ public final class PostgresSyncStore: SyncStore, Service {
         }
     }
 
-    private func tokens(_ rows: PostgresRowSequence) async throws -> [StoredToken] {
+    func tokens(_ rows: PostgresRowSequence) async throws -> [StoredToken] {
         var tokens: [StoredToken] = []
         for try await (hash, role, site, replica, label, created, expires, revoked, used) in rows.decode(
             (String, String, String?, String?, String?, String, String?, String?, String?).self

@@ -77,8 +77,8 @@ struct PullTransaction: Sendable {
             case .reviewer:
                 stage = .sites
                 return .readSites
-            case .admin:
-                throw ServerError.forbidden("An admin token manages tokens; it cannot sync records.")
+            case .admin, .monitor, .metrics:
+                throw principal.cannotSync
             }
         case (.sites, .sites(let all)?):
             return try scope(all)

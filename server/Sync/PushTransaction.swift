@@ -453,6 +453,7 @@ struct PushTransaction: Sendable {
                 audit.outcomes = String(result.outcomes.map(\.rawValue))
                 audit.conflictsJSON = conflicts.map(Self.json)
             }
+            outcome.fieldChanges += audit.newValues.count
             writes.audit.append(audit)
         }
         writes.heads = heads
@@ -580,5 +581,13 @@ struct PushWrites: Sendable {
     init(receivedAt: String, replica: String) {
         self.receivedAt = receivedAt
         self.replicaID = replica
+    }
+
+    /// The day the push was received, `YYYY-MM-DD` (UTC), under which `site_days` counts its changes.
+    var day: String { String(receivedAt.prefix(10)) }
+
+    /// Record changes received, by site: the audit rows of each.
+    var changesBySite: [String: Int] {
+        audit.reduce(into: [:]) { counts, row in counts[row.site, default: 0] += 1 }
     }
 }

@@ -65,9 +65,7 @@ enum PushValidation {
         maximumSkewMilliseconds: Int64,
         receivedAt: String
     ) throws -> CheckedPush {
-        guard principal.canSync else {
-            throw ServerError.forbidden("An admin token manages tokens; it cannot sync records.")
-        }
+        guard principal.canSync else { throw principal.cannotSync }
         guard ReplicaID.isValid(request.replica) else {
             throw ServerError.validation("The push names an invalid replica: \(ReplicaID.rule).")
         }

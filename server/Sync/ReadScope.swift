@@ -3,18 +3,20 @@
 enum ReadScope {
     /// Refuses a token that may read no records.
     static func requireReader(_ principal: Principal) throws {
-        guard principal.canSync else { throw ServerError.forbidden("An admin token manages tokens; it cannot read records.") }
+        guard principal.canRead else { throw ServerError.forbidden("An \(principal.role.rawValue) token cannot read records.") }
     }
 
     /// The site a listing may show, given the site it asks for: the token's own for a site token
     /// (asking for another is refused), the one asked for (or every site, nil) for a reviewer.
     static func site(_ requested: String?, principal: Principal) throws -> String? {
         switch principal.role {
-        case .admin:
-            throw ServerError.forbidden("An admin token manages tokens; it cannot read records.")
+        case .admin, .metrics:
+            throw ServerError.forbidden("An \(principal.role.rawValue) token cannot read records.")
         case .reviewer:
             return requested
-        case .site:
+        case .monitor where principal.site == nil:
+            return requested
+        case .site, .monitor:
             if let requested, requested != principal.site {
                 throw ServerError.forbidden("This token reads site \(principal.site ?? "") only; it asked for site \(requested).")
             }

@@ -1,0 +1,276 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Mustache
+import SiteSyncCore
+
+/// `/monitor`: the monitoring page for trial monitors and data managers (docs/MONITORING.md).
+///
+/// Server-rendered HTML, no script. A reviewer or monitor token logs in once at
+/// `/monitor/login`; the server then keeps a session, named by an `HttpOnly`, `SameSite=Strict`
+/// cookie (`Secure` when the server or its proxy speaks HTTPS) whose digest alone is stored, so
+/// any instance serves it and logging out ends it everywhere. Every page is scoped like the API: a
+/// site's monitor sees that site and nothing of another.
+struct MonitorController {
+    let store: any SyncStore
+    let configuration: ServerConfiguration
+
+    /// The session cookie's name.
+    static let cookie = "sitesync_session"
+    /// The most records of a table the alerts read per site, and the most open conflicts listed.
+    static let alertRecordLimit = 20_000
+    static let conflictListLimit = 100
+    /// The days of the chart of changes.
+    static let chartDays = 30
+
+    func addRoutes(to router: Router<SyncRequestContext>) {
+        let monitor = router.group("monitor")
+        monitor.get(use: overview)
+        monitor.get("login", use: loginPage)
+        monitor.post("login", use: login)
+        monitor.post("logout", use: logout)
+        monitor.get("sites/:site", use: site)
+        monitor.get("conflicts/:id", use: conflict)
+    }
+
+    // MARK: Logging in and out
+
+    @Sendable func loginPage(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        if try await session(request) != nil { return Self.redirect("/monitor") }
+        return page("login", title: "Log in", who: nil, ["hours": Int(configuration.sessionLifetime.components.seconds / 3600)])
+    }
+
+    @Sendable func login(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        var request = request
+        let body = try await request.collectBody(upTo: 16 * 1024)
+        let token = Self.formValue("token", in: String(buffer: body))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        func refused(_ problem: String) -> Response {
+            var response = page("login", title: "Log in", who: nil, ["hours": Int(configuration.sessionLifetime.components.seconds / 3600), "problem": problem])
+            response.status = .unauthorized
+            return response
+        }
+        guard !token.isEmpty else { return refused("Paste a token to log in.") }
+        let now = Date()
+        guard let stored = try await store.token(hash: Tokens.hash(token)) else { return refused("The token is not valid.") }
+        if let refusal = stored.refusal(at: now.formatted(.iso8601)) { return refused(refusal) }
+        guard stored.replica == nil, [Role.reviewer, .monitor].contains(stored.role) else {
+            return refused("A \(stored.replica == nil ? stored.role.rawValue : "replica's own") token cannot open the monitoring page: log in with a reviewer or monitor token.")
+        }
+        let secret = Tokens.generate(prefix: "sss_")
+        let expiresAt = now.addingTimeInterval(TimeInterval(configuration.sessionLifetime.components.seconds))
+        try await store.createSession(hash: Tokens.hash(secret), tokenHash: stored.hash, at: now.formatted(.iso8601), expiresAt: expiresAt.formatted(.iso8601))
+        context.logger.info("monitor login", metadata: ["sync.token": "\(stored.id)", "sync.role": "\(stored.role.rawValue)"])
+        var response = Self.redirect("/monitor")
+        response.headers[.setCookie] = cookie(secret, maxAge: Int(configuration.sessionLifetime.components.seconds))
+        return response
+    }
+
+    @Sendable func logout(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        if let secret = request.cookies[Self.cookie]?.value, !secret.isEmpty {
+            try await store.deleteSession(hash: Tokens.hash(secret))
+        }
+        var response = Self.redirect("/monitor/login")
+        response.headers[.setCookie] = cookie("", maxAge: 0)
+        return response
+    }
+
+    private func cookie(_ value: String, maxAge: Int) -> String {
+        let secure = configuration.secureCookies || configuration.tls != nil
+        return "\(Self.cookie)=\(value); Path=/monitor; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
+    }
+
+    /// The credential behind the request's session cookie, when the session and the credential
+    /// are both still valid and the credential may read.
+    private func session(_ request: Request) async throws -> StoredToken? {
+        guard let secret = request.cookies[Self.cookie]?.value, !secret.isEmpty, secret.utf8.count <= 128 else { return nil }
+        let now = Date().formatted(.iso8601)
+        guard let stored = try await store.sessionToken(hash: Tokens.hash(secret), at: now), stored.refusal(at: now) == nil, stored.principal.canRead
+        else { return nil }
+        return stored
+    }
+
+    /// Runs `body` for a logged-in credential; sends anyone else to the login page.
+    private func authenticated(_ request: Request, _ body: (StoredToken) async throws -> Response) async throws -> Response {
+        guard let stored = try await session(request) else { return Self.redirect("/monitor/login") }
+        return try await body(stored)
+    }
+
+    // MARK: Pages
+
+    @Sendable func overview(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        try await authenticated(request) { stored in
+            let principal = stored.principal
+            let now = Date()
+            let laptops = try await store.replicaFreshness(site: principal.sites?.first)
+            let conflicts = try await store.openConflictCounts()
+            let sites = try await store.siteIDs().filter { principal.canAccess(site: $0) }
+            let cards: [[String: Any]] = sites.map { site in
+                let own = laptops.filter { $0.site == site }
+                let stale = own.filter { $0.isStale(after: configuration.staleAfter, at: now) }.count
+                return [
+                    "site": site, "laptops": own.count, "stale": stale > 0 ? stale : false, "openConflicts": conflicts[site] ?? 0,
+                    "lastSync": own.compactMap(\.report?.lastSyncAt).max().map(Self.time) ?? "never",
+                ]
+            }
+            return page("overview", title: "Sites", who: Self.who(stored), [
+                "sites": cards, "now": Self.time(now.formatted(.iso8601)), "staleAfter": Self.span(configuration.staleAfter),
+            ])
+        }
+    }
+
+    @Sendable func site(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        try await authenticated(request) { stored in
+            let site = try context.parameters.require("site")
+            guard SiteID.isValid(site) else { return error(.notFound, "No such site", "There is no site by that name.", stored) }
+            guard stored.principal.canAccess(site: site) else {
+                return error(.forbidden, "Not your site", "This token may not see site \(site).", stored)
+            }
+            let now = Date()
+            let laptops = try await store.replicaFreshness(site: site).map { laptop -> [String: Any] in
+                let report = laptop.report
+                return [
+                    "replica": laptop.replica, "user": report?.user ?? "—", "lastSync": report.map { Self.time($0.lastSyncAt) } ?? "never",
+                    "age": Self.age(since: laptop.lastSeenAt, at: now), "stale": laptop.isStale(after: configuration.staleAfter, at: now),
+                    "pending": report.map { String($0.pending) } ?? "—", "build": report?.build ?? "—",
+                    "schema": report.map { String($0.schemaVersion) } ?? "—", "clockOffset": report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "—",
+                ]
+            }
+            let page = try await store.conflicts(ConflictFilter(status: "open", site: site, limit: Self.conflictListLimit), principal: stored.principal)
+            let openCount = try await store.openConflictCounts()[site] ?? 0
+            let conflicts: [[String: Any]] = page.conflicts.map { conflict in
+                [
+                    "id": conflict.id, "table": conflict.table, "recordID": conflict.recordID, "field": conflict.field,
+                    "winner": Self.text(conflict.winner.value), "winnerUser": conflict.winner.user ?? "", "loser": Self.text(conflict.loser.value),
+                    "loserUser": conflict.loser.user ?? "", "detectedAt": Self.time(conflict.detectedAt),
+                ]
+            }
+            var alerts: [[String: Any]] = []
+            if let rules = configuration.monitorAlerts {
+                var records: [String: [[String: FieldValue]]] = [:]
+                for name in rules.tables {
+                    guard let table = try? configuration.schema.table(name) else { continue }
+                    records[name] = try await store.liveRecords(table, site: site, limit: Self.alertRecordLimit)
+                }
+                alerts = rules.alerts(records).map { alert in
+                    ["subject": alert.subject, "title": alert.title, "id": alert.id, "date": alert.date ?? "—", "flags": alert.flags]
+                }
+            }
+            let days = ChangesChart.days(endingAt: now, count: Self.chartDays)
+            let activity = try await store.siteActivity(site: site, from: days[0])
+            return self.page("site", title: "Site \(site)", who: Self.who(stored), [
+                "site": site, "laptops": laptops, "conflicts": conflicts, "openConflictCount": openCount,
+                "moreConflicts": openCount > conflicts.count, "shownConflicts": conflicts.count, "alerts": alerts,
+                "tables": configuration.schema.tables.map { ["name": $0.name, "count": activity.recordsByTable[$0.name] ?? 0] as [String: Any] },
+                "chart": ChangesChart(days: days, counts: activity.changesByDay).svg,
+            ])
+        }
+    }
+
+    @Sendable func conflict(_ request: Request, context: SyncRequestContext) async throws -> Response {
+        try await authenticated(request) { stored in
+            let id = try context.parameters.require("id")
+            guard let detail = try await store.conflict(id: id, principal: stored.principal) else {
+                return error(.notFound, "No such conflict", "There is no conflict by that id that this token may see.", stored)
+            }
+            let conflict = detail.conflict
+            func side(_ side: Conflict.Side) -> [String: Any] {
+                [
+                    "value": Self.text(side.value), "user": side.user ?? "an unknown user", "replica": side.replica,
+                    "time": Self.time(Date(timeIntervalSince1970: Double(side.hlc.milliseconds) / 1000).formatted(.iso8601)),
+                ]
+            }
+            var values: [String: Any] = [
+                "id": conflict.id, "site": conflict.site, "table": conflict.table, "recordID": conflict.recordID, "field": conflict.field,
+                "open": conflict.isOpen, "detectedAt": Self.time(conflict.detectedAt), "current": detail.current.map(Self.text) ?? "unknown",
+                "winner": side(conflict.winner), "loser": side(conflict.loser),
+            ]
+            if let resolution = conflict.resolution {
+                values["resolution"] = [
+                    "decision": resolution.decision.rawValue.replacingOccurrences(of: "_", with: " "), "reviewer": resolution.reviewer,
+                    "reason": resolution.reason, "resolvedAt": Self.time(resolution.resolvedAt),
+                ]
+            }
+            return page("conflict", title: "Conflict \(conflict.id)", who: Self.who(stored), values)
+        }
+    }
+
+    // MARK: Rendering
+
+    private func page(_ template: String, title: String, who: String?, _ values: [String: Any]) -> Response {
+        var values = values
+        values["title"] = title
+        if let who { values["who"] = who }
+        let html = MonitorTemplates.library.render(values, withTemplate: template) ?? ""
+        return Response(status: .ok, headers: Self.htmlHeaders, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    private func error(_ status: HTTPResponse.Status, _ title: String, _ message: String, _ stored: StoredToken) -> Response {
+        var response = page("error", title: title, who: Self.who(stored), ["message": message])
+        response.status = status
+        return response
+    }
+
+    /// No script may run, nothing is cached, no other site may frame the page.
+    static let htmlHeaders: HTTPFields = [
+        .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
+        .contentSecurityPolicy: "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff", HTTPField.Name("Referrer-Policy")!: "no-referrer",
+    ]
+
+    static func redirect(_ location: String) -> Response {
+        Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store"])
+    }
+
+    static func who(_ stored: StoredToken) -> String {
+        let scope = stored.site.map { "site \($0)" } ?? "every site"
+        return "\(stored.label ?? "token \(stored.id)") · \(stored.role.rawValue), \(scope)"
+    }
+
+    /// A value as a page shows it: its text, or "(empty)".
+    static func text(_ value: FieldValue) -> String { value.displayText ?? "(empty)" }
+
+    /// An ISO 8601 time to the minute, as `2026-12-01 09:30`.
+    static func time(_ iso: String) -> String {
+        guard iso.count >= 16 else { return iso }
+        return iso.prefix(10) + " " + iso.dropFirst(11).prefix(5)
+    }
+
+    /// How long ago `iso` was: minutes, hours or days.
+    static func age(since iso: String, at now: Date) -> String {
+        guard let then = try? Date(iso, strategy: .iso8601) else { return "—" }
+        let seconds = max(0, Int(now.timeIntervalSince(then)))
+        switch seconds {
+        case ..<120: return "just now"
+        case ..<7200: return "\(seconds / 60) min"
+        case ..<172_800: return "\(seconds / 3600) h"
+        default: return "\(seconds / 86_400) d"
+        }
+    }
+
+    static func span(_ duration: Duration) -> String {
+        let seconds = Int(duration.components.seconds)
+        return seconds % 86_400 == 0 ? "\(seconds / 86_400) day(s)" : seconds % 3600 == 0 ? "\(seconds / 3600) hour(s)" : "\(seconds) s"
+    }
+
+    /// A clock offset, signed, in the unit that reads best.
+    static func offset(_ milliseconds: Int64) -> String {
+        let sign = milliseconds < 0 ? "−" : "+"
+        let magnitude = milliseconds.magnitude
+        switch magnitude {
+        case ..<1000: return "\(sign)\(magnitude) ms"
+        case ..<120_000: return "\(sign)\(magnitude / 1000) s"
+        case ..<7_200_000: return "\(sign)\(magnitude / 60_000) min"
+        default: return "\(sign)\(magnitude / 3_600_000) h"
+        }
+    }
+
+    /// A field of an `application/x-www-form-urlencoded` body.
+    static func formValue(_ name: String, in body: String) -> String? {
+        for pair in body.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == name else { continue }
+            return String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        }
+        return nil
+    }
+}
