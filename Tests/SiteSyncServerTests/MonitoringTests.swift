@@ -1,0 +1,380 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import SiteSyncCore
+import SiteSyncServer
+import SiteSyncTestSupport
+import Synchronization
+import Testing
+import TrialRecords
+
+/// `/metrics`, `/readyz`, request ids, laptops' reports and the monitoring page, on both stores.
+@Suite("Monitoring")
+struct MonitoringTests {
+    // MARK: Metrics
+
+    @Test("/metrics takes a metrics or admin token, and its counters move with pushes, pulls and refusals", arguments: StoreKind.all)
+    func metrics(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
+        let scraper = try await Tokens.create(in: server.store, role: .metrics, site: nil)
+        try await server.test { client in
+            try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(server.s01)"]) { response in
+                #expect(response.status == .forbidden)
+            }
+            let before = try await Self.scrape(client, scraper)
+            #expect(before["sitesync_push_records_total"] == 0)
+            let now = HybridLogicalClock.systemMilliseconds()
+            try await client.execute(
+                uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ["a", "b", "c"], milliseconds: now - 20))
+            ) { #expect($0.status == .ok) }
+            // Replica r1b, which never saw r1's b, changes its status later: a conflict at S01.
+            let edit = PushRequest(replica: "r1b", groups: [ChangeGroup(table: "subjects", user: "B", columns: ["status"], rows: [
+                ChangeRow(id: "b", seq: HLC(milliseconds: now - 10), values: [.text("enrolled")], bases: [nil]),
+            ])])
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01b), body: try json(edit)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/pull?limit=100", method: .get, headers: syncHeaders(server.s02)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/pull?limit=100&replica=r1", method: .get, headers: syncHeaders(server.s01)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/pull?limit=0", method: .get, headers: syncHeaders(server.s01)) { #expect($0.status == .unprocessableContent) }
+            let after = try await Self.scrape(client, scraper)
+            #expect(after["sitesync_push_records_total"] == 4)
+            #expect(after["sitesync_field_changes_total"] == 10, "3 fields in each of 3 new records, and a status")
+            #expect(after["sitesync_conflicts_total"] == 1, "r1's status of b, overwritten by r1b's")
+            #expect(after["sitesync_pull_records_total"] == 2, "S02 pulled none, r1 b and the conflict's record: its own a and c are skipped")
+            #expect(after[#"sitesync_open_conflicts{site="S01"}"#] == 1)
+            #expect(after[#"sitesync_http_requests_total{method="POST",route="/v1/push",status="200"}"#] == 2)
+            #expect(after[#"sitesync_http_requests_total{method="GET",route="/v1/pull",status="422"}"#] == 1)
+            #expect(after[#"sitesync_refusals_total{code="validation_failed"}"#] == 1)
+            #expect(after[#"sitesync_refusals_total{code="forbidden"}"#] == 1)
+            #expect(after["sitesync_push_apply_duration_seconds_count"] == 2)
+            #expect(after["sitesync_pull_duration_seconds_count"] == 2)
+        }
+    }
+
+    /// Scrapes `/metrics` and reads every sample (`name{labels} value`) into a dictionary.
+    static func scrape(_ client: any TestClientProtocol, _ token: String) async throws -> [String: Double] {
+        try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            var samples: [String: Double] = [:]
+            for line in String(buffer: response.body).split(separator: "\n") where !line.hasPrefix("#") {
+                guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+                samples[String(line[..<space])] = value
+            }
+            return samples
+        }
+    }
+
+    // MARK: Health
+
+    @Test("/readyz is ready on a migrated store, and not ready with a migration missing", arguments: StoreKind.all)
+    func readiness(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
+        try await server.test { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == #"{"status":"ready"}"#)
+            }
+            switch server.store {
+            case let sqlite as SQLiteSyncStore:
+                try await sqlite.writer.write { try $0.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = 'server-v5-monitoring'") }
+            case let postgres as PostgresSyncStore:
+                try await postgres.execute("DELETE FROM sitesync_migrations WHERE name = 'server-v4-monitoring'")
+            default:
+                Issue.record("unknown store")
+            }
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body) == #"{"status":"not_ready","reason":"migrations_pending"}"#)
+            }
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok, "alive all the same") }
+        }
+    }
+
+    @Test("/readyz is not ready when PostgreSQL cannot be reached")
+    func unreachable() async throws {
+        let store = try PostgresSyncStore(url: "postgres://nobody@127.0.0.1:1/nothing", schema: TrialSchema.current, maximumConnections: 1, logger: PostgresTestDatabase.quiet)
+        let running = Task { try await store.run() }
+        defer { running.cancel() }
+        var configuration = ServerConfiguration(schema: TrialSchema.current)
+        configuration.port = 0
+        try await buildApplication(configuration, store: store).test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let body = String(buffer: response.body)
+                #expect(body.contains(#""status":"not_ready""#) && (body.contains("store_unreachable") || body.contains("store_timeout")), "\(body)")
+            }
+        }
+    }
+
+    // MARK: Request ids
+
+    @Test("An error's request_id is its X-Request-ID, and the JSON log line of the request carries it")
+    func requestID() async throws {
+        let lines = Mutex<[String]>([])
+        let logger = Logger(label: "sitesync.server") { label in JSONLogHandler(label: label) { line in lines.withLock { $0.append(line) } } }
+        let server = try await TestServer.make()
+        try await buildApplication(server.configuration, store: server.store, logger: logger).test(.router) { client in
+            try await client.execute(uri: "/v1/pull?limit=0", method: .get, headers: syncHeaders(server.s01)) { response in
+                #expect(response.status == .unprocessableContent)
+                let error = try decode(ErrorResponse.self, response.body)
+                let id = try #require(error.error.requestID)
+                #expect(response.headers[HTTPField.Name("X-Request-ID")!] == id)
+                let logged = lines.withLock { $0 }.filter { $0.contains(id) }
+                let line = try #require(logged.first, "a log line names the request")
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+                #expect(object["request_id"] == id)
+                #expect(object["sync.error"] == "validation_failed")
+                #expect(object["level"] == "notice")
+                #expect(object["time"]?.hasSuffix("Z") == true)
+            }
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.headers[HTTPField.Name("X-Request-ID")!]?.count == 32)
+            }
+        }
+    }
+
+    // MARK: Laptops' reports
+
+    @Test("A pull's report is kept at the end of a sync, with the laptop's clock offset; a bad one is refused naming the field", arguments: StoreKind.all)
+    func reports(store: StoreKind) async throws {
+        let serverClock: Int64 = 1_800_000_000_000
+        let server = try await TestServer.make(store) { $0.wallClock = { serverClock } }
+        try await server.test { client in
+            let report = ReplicaReport(pending: 4, build: "ClinicApp 2.3 (412)", clock: serverClock + 90_500, user: "B. Okafor")
+            let query = PullRequest(cursor: [:], limit: 10, replica: "r1", report: report).queryItems
+                .map { "\($0.name)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)" }.joined(separator: "&")
+            try await client.execute(uri: "/v1/pull?\(query)", method: .get, headers: syncHeaders(server.s01, schema: "2")) { #expect($0.status == .ok) }
+            let laptops = try await server.store.replicaFreshness(site: "S01")
+            #expect(laptops.map(\.replica) == ["r1", "r1b"])
+            let kept = try #require(laptops[0].report)
+            #expect(kept.user == "B. Okafor" && kept.build == "ClinicApp 2.3 (412)" && kept.pending == 4 && kept.schemaVersion == 2)
+            #expect(kept.clockOffsetMilliseconds == 90_500)
+            #expect(laptops[1].report == nil, "r1b never synced")
+            #expect(try await server.store.replicaFreshness(site: "S02").map(\.replica) == ["r2"])
+
+            let before = try await server.dump()
+            for (bad, named) in [
+                ("report_pending=-1&report_build=x&report_clock=1&report_user=u", "report.pending"),
+                ("report_pending=1&report_build=&report_clock=1&report_user=u", "report.build"),
+                ("report_pending=1&report_build=x&report_clock=1", "report_user"),
+                ("report_pending=1&report_build=x&report_clock=soon&report_user=u", "report_clock"),
+            ] {
+                try await client.execute(uri: "/v1/pull?limit=10&replica=r1&\(bad)", method: .get, headers: syncHeaders(server.s01)) { response in
+                    #expect(response.status == .unprocessableContent)
+                    let message = try decode(ErrorResponse.self, response.body).error.message
+                    #expect(message.contains(named), "\(bad): \(message)")
+                }
+            }
+            #expect(try await server.dump() == before)
+            #expect(try await server.store.replicaFreshness(site: "S01")[0].report == kept, "nothing written")
+        }
+    }
+
+    // MARK: The monitoring page
+
+    /// A server with S01 and S02 data: subjects (one screening number is `<script>`), a conflict at
+    /// each site, and at S01 an infusion and a grade 3 event 10 days after it (a DLT candidate).
+    static func populated(_ kind: StoreKind) async throws -> (TestServer, s01Monitor: String, allMonitor: String, conflicts: [String: String]) {
+        let server = try await TestServer.make(kind) { $0.monitorAlerts = MonitorAlerts(tables: Safety.monitorTables, alerts: Safety.monitorAlerts) }
+        let now = HybridLogicalClock.systemMilliseconds()
+        func push(_ token: String, _ request: PushRequest) async throws {
+            try await server.test { client in
+                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(token, schema: "2"), body: try json(request)) { response in
+                    #expect(response.status == .ok, "\(String(buffer: response.body))")
+                }
+            }
+        }
+        func row(_ id: String, _ milliseconds: Int64, _ values: [FieldValue]) -> ChangeRow {
+            ChangeRow(id: id, seq: HLC(milliseconds: milliseconds, counter: 0), values: values)
+        }
+        let subjectColumns = ["site_id", "screening_no", "status"]
+        try await push(server.s01, PushRequest(replica: "r1", groups: [
+            ChangeGroup(table: "subjects", user: "A. Rivera", columns: subjectColumns, rows: [
+                row("S01-001", now - 20, [.text("S01"), .text("<script>alert(1)</script>"), .text("enrolled")]),
+            ]),
+            ChangeGroup(table: "infusions", user: "A. Rivera", columns: ["site_id", "subject_id", "date"], rows: [
+                row("INF-1", now - 20, [.text("S01"), .text("S01-001"), .text("2026-10-01")]),
+            ]),
+            ChangeGroup(table: "adverse_events", user: "A. Rivera", columns: ["site_id", "subject_id", "term", "onset_date", "grade", "category"], rows: [
+                row("AE-1", now - 20, [.text("S01"), .text("S01-001"), .text("Cytokine release syndrome"), .text("2026-10-11"), .integer(3), .text("crs")]),
+                row("AE-2", now - 20, [.text("S01"), .text("S01-001"), .text("Headache"), .text("2026-10-12"), .integer(1), .text("other")]),
+            ]),
+        ]))
+        // r1b never saw r1's screening number and writes its own later: r1's is overwritten and logged.
+        try await push(server.s01b, PushRequest(replica: "r1b", groups: [
+            ChangeGroup(table: "subjects", user: "<b>Mallory</b>", columns: ["screening_no"], rows: [
+                ChangeRow(id: "S01-001", seq: HLC(milliseconds: now - 10), values: [.text("SCR-<i>17</i>")], bases: [nil]),
+            ]),
+        ]))
+        try await push(server.s02, subjectPush(replica: "r2", site: "S02", ids: ["S02-001"], milliseconds: now - 20))
+        try await push(server.reviewer, PushRequest(replica: "rv", groups: [
+            ChangeGroup(table: "subjects", user: "C. Chen", columns: ["screening_no"], rows: [
+                ChangeRow(id: "S02-001", seq: HLC(milliseconds: now - 10), values: [.text("SCR-2")], bases: [nil]),
+            ]),
+        ]))
+        var conflicts: [String: String] = [:]
+        for site in ["S01", "S02"] {
+            let page = try await server.store.conflicts(ConflictFilter(status: "open", site: site), principal: Principal(role: .reviewer, site: nil))
+            conflicts[site] = try #require(page.conflicts.first { $0.field == "screening_no" }).id
+        }
+        let s01Monitor = try await Tokens.create(in: server.store, role: .monitor, site: "S01", label: "Monitor <Ann>")
+        let allMonitor = try await Tokens.create(in: server.store, role: .monitor, site: nil, label: "Lead monitor")
+        return (server, s01Monitor, allMonitor, conflicts)
+    }
+
+    /// Logs in with `token`; returns the session cookie's value.
+    static func logIn(_ client: any TestClientProtocol, _ token: String) async throws -> String {
+        try await client.execute(
+            uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+            body: ByteBuffer(string: "token=\(token)")
+        ) { response in
+            #expect(response.status == .seeOther)
+            #expect(response.headers[.location] == "/monitor")
+            let cookie = try #require(response.headers[.setCookie])
+            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/monitor"))
+            let value = try #require(cookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last)
+            return String(value)
+        }
+    }
+
+    /// GETs a page with the session cookie; returns its status and HTML.
+    static func page(_ client: any TestClientProtocol, _ path: String, _ session: String?) async throws -> (HTTPResponse.Status, String) {
+        var headers: HTTPFields = [:]
+        if let session { headers[.cookie] = "sitesync_session=\(session)" }
+        return try await client.execute(uri: path, method: .get, headers: headers) { response in
+            if response.status == .ok {
+                #expect(response.headers[.contentType] == "text/html; charset=utf-8")
+                #expect(response.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
+            }
+            return (response.status, response.status == .seeOther ? response.headers[.location] ?? "" : String(buffer: response.body))
+        }
+    }
+
+    @Test("A site's monitor sees its site, its laptops, conflicts, flagged events, counts and chart, escaped; another site's pages are refused", arguments: StoreKind.all)
+    func sitePages(store: StoreKind) async throws {
+        let (server, s01Monitor, _, conflicts) = try await Self.populated(store)
+        try await server.test { client in
+            let session = try await Self.logIn(client, s01Monitor)
+            let (status, overview) = try await Self.page(client, "/monitor", session)
+            #expect(status == .ok)
+            #expect(overview.contains(#"<a href="/monitor/sites/S01">S01</a>"#))
+            #expect(!overview.contains("S02"), "an S01 monitor never sees S02")
+            #expect(overview.contains("Monitor &lt;Ann&gt;"), "the label is escaped")
+
+            let (siteStatus, site) = try await Self.page(client, "/monitor/sites/S01", session)
+            #expect(siteStatus == .ok)
+            #expect(site.contains("<td>r1</td>") && site.contains("<td>r1b</td>"), "both laptops")
+            #expect(site.contains("never"), "neither has reported a completed sync")
+            #expect(!site.contains("· stale"), "enrolled just now")
+            #expect(site.contains("Open conflicts (1)"))
+            #expect(site.contains("/monitor/conflicts/\(conflicts["S01"]!)"))
+            #expect(site.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "a record's value is text")
+            #expect(!site.contains("<script>"), "and never markup")
+            #expect(site.contains("&lt;b&gt;Mallory&lt;/b&gt;"))
+            #expect(site.contains("Cytokine release syndrome, grade 3") && site.contains("DLT candidate") && site.contains("day 10"))
+            #expect(!site.contains("Headache"), "a grade 1 event is not flagged")
+            #expect(site.contains("<tr><td>subjects</td><td class=\"num\">1</td></tr>"))
+            #expect(site.contains("<tr><td>adverse_events</td><td class=\"num\">2</td></tr>"))
+            let today = Date().formatted(Date.ISO8601FormatStyle().year().month().day())
+            #expect(site.contains("<title>\(today): 5 change(s)</title>"), "4 records from r1 and 1 from r1b today")
+
+            let (conflictStatus, conflict) = try await Self.page(client, "/monitor/conflicts/\(conflicts["S01"]!)", session)
+            #expect(conflictStatus == .ok)
+            let kept = try #require(conflict.range(of: "<h3>Kept</h3>")), overwritten = try #require(conflict.range(of: "<h3>Overwritten</h3>"))
+            #expect(conflict[kept.upperBound..<overwritten.lowerBound].contains("SCR-&lt;i&gt;17&lt;/i&gt;"))
+            #expect(conflict[kept.upperBound..<overwritten.lowerBound].contains("By &lt;b&gt;Mallory&lt;/b&gt; on replica r1b"))
+            #expect(conflict[overwritten.upperBound...].contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+            #expect(conflict[overwritten.upperBound...].contains("By A. Rivera on replica r1"))
+            #expect(conflict.contains("Current value: <span class=\"value\">SCR-&lt;i&gt;17&lt;/i&gt;</span>"))
+            #expect(!conflict.contains("<script>") && !conflict.contains("<i>17"))
+
+            #expect(try await Self.page(client, "/monitor/sites/S02", session).0 == .forbidden)
+            let (otherStatus, other) = try await Self.page(client, "/monitor/conflicts/\(conflicts["S02"]!)", session)
+            #expect(otherStatus == .notFound)
+            #expect(!other.contains("S02-001") && !other.contains("SCR-2"))
+            #expect(try await Self.page(client, "/monitor/sites/S0%3Cx", session).0 == .notFound)
+        }
+    }
+
+    @Test("A monitor of every site sees both; a site token, a replica's credential or a bad token cannot log in", arguments: StoreKind.all)
+    func logins(store: StoreKind) async throws {
+        let (server, _, allMonitor, conflicts) = try await Self.populated(store)
+        try await server.test { client in
+            for (token, message) in [
+                ("sst_nonsense", "The token is not valid."), (server.s01Enrolment, "A site token cannot open the monitoring page"),
+                (server.s01, "A replica&#39;s own token cannot"), ("", "Paste a token"),
+            ] {
+                try await client.execute(
+                    uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "token=\(token)")
+                ) { response in
+                    #expect(response.status == .unauthorized)
+                    #expect(response.headers[.setCookie] == nil)
+                    #expect(String(buffer: response.body).contains(message), "\(String(buffer: response.body))")
+                }
+            }
+            let session = try await Self.logIn(client, allMonitor)
+            let (_, overview) = try await Self.page(client, "/monitor", session)
+            #expect(overview.contains("/monitor/sites/S01") && overview.contains("/monitor/sites/S02"))
+            #expect(try await Self.page(client, "/monitor/conflicts/\(conflicts["S02"]!)", session).0 == .ok)
+            let reviewer = try await Tokens.create(in: server.store, role: .reviewer, site: nil)
+            #expect(try await Self.page(client, "/monitor/sites/S02", try await Self.logIn(client, reviewer)).0 == .ok)
+        }
+    }
+
+    @Test("Without a session every page sends to the login; logging out, or revoking the token, ends the session", arguments: StoreKind.all)
+    func sessions(store: StoreKind) async throws {
+        let (server, s01Monitor, _, _) = try await Self.populated(store)
+        try await server.test { client in
+            for path in ["/monitor", "/monitor/sites/S01", "/monitor/conflicts/x"] {
+                #expect(try await Self.page(client, path, nil) == (.seeOther, "/monitor/login"))
+                #expect(try await Self.page(client, path, "sss_forged") == (.seeOther, "/monitor/login"))
+            }
+            let (loginStatus, login) = try await Self.page(client, "/monitor/login", nil)
+            #expect(loginStatus == .ok && login.contains(#"<form class="login" method="post" action="/monitor/login">"#))
+
+            let session = try await Self.logIn(client, s01Monitor)
+            #expect(try await Self.page(client, "/monitor/login", session) == (.seeOther, "/monitor"), "logged in already")
+            try await client.execute(uri: "/monitor/logout", method: .post, headers: [.cookie: "sitesync_session=\(session)"]) { response in
+                #expect(response.status == .seeOther)
+                #expect(response.headers[.setCookie]?.hasPrefix("sitesync_session=; Path=/monitor; Max-Age=0") == true)
+            }
+            #expect(try await Self.page(client, "/monitor", session) == (.seeOther, "/monitor/login"), "the old cookie is dead")
+
+            let again = try await Self.logIn(client, s01Monitor)
+            #expect(try await Self.page(client, "/monitor", again).0 == .ok)
+            _ = try await server.store.revokeTokens(hashes: [Tokens.hash(s01Monitor)], at: Date().formatted(.iso8601))
+            #expect(try await Self.page(client, "/monitor", again) == (.seeOther, "/monitor/login"))
+        }
+    }
+
+    @Test("The session cookie is Secure under TLS or behind a TLS proxy, and a monitor token cannot sync or enrol")
+    func secureCookieAndReadOnly() async throws {
+        let server = try await TestServer.make { $0.secureCookies = true }
+        let monitor = try await Tokens.create(in: server.store, role: .monitor, site: "S01")
+        try await server.test { client in
+            try await client.execute(
+                uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "token=\(monitor)")
+            ) { response in
+                #expect(response.headers[.setCookie]?.hasSuffix("; HttpOnly; SameSite=Strict; Secure") == true)
+            }
+            let before = try await server.dump()
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(monitor), body: try json(subjectPush(ids: ["a"]))) { response in
+                #expect(response.status == .forbidden)
+                let message = try decode(ErrorResponse.self, response.body).error.message
+                #expect(message.contains("A monitor token reads records and conflicts"), "\(message)")
+            }
+            try await client.execute(uri: "/v1/pull?limit=10", method: .get, headers: syncHeaders(monitor)) { #expect($0.status == .forbidden) }
+            try await client.execute(
+                uri: "/v1/replicas", method: .post, headers: syncHeaders(monitor),
+                body: try json(EnrolRequest(replica: nil, user: "x", credential: Credential.generate(prefix: Credential.replicaPrefix)))
+            ) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/v1/conflicts?site=S02", method: .get, headers: syncHeaders(monitor)) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/v1/conflicts?site=S01", method: .get, headers: syncHeaders(monitor)) { #expect($0.status == .ok) }
+            #expect(try await server.dump() == before)
+        }
+    }
+}
