@@ -22,7 +22,7 @@ struct OpenAPIDocumentTests {
     @Test("It describes every endpoint")
     func endpoints() {
         let paths = [
-            "/healthz", "/v1/replicas", SyncProtocol.pushPath, SyncProtocol.pushPath + "/{id}", SyncProtocol.pullPath, "/v1/conflicts",
+            "/healthz", "/readyz", "/metrics", "/v1/replicas", SyncProtocol.pushPath, SyncProtocol.pushPath + "/{id}", SyncProtocol.pullPath, "/v1/conflicts",
             "/v1/conflicts/{id}", "/v1/records/{table}/{id}/history",
         ]
         for path in paths {

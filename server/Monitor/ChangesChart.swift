@@ -30,7 +30,8 @@ struct ChangesChart {
         let slot = (width - left) / Double(max(days.count, 1))
         let plot = height - bottom - top
         var svg = """
-            <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 \(Int(width)) \(Int(height))" width="100%" role="img" \
+            <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 \(Int(width)) \(Int(height))" width="\(Int(width))" height="\(Int(height))" \
+            style="max-width: 100%; height: auto" role="img" \
             aria-label="Changes received per day, \(days.first ?? "") to \(days.last ?? ""): \(total) in all">
             <line x1="\(left)" y1="\(top + plot)" x2="\(width)" y2="\(top + plot)" stroke="#aab2bd"/>
             <text x="\(left - 6)" y="\(top + 4)" text-anchor="end">\(peak)</text>
@@ -43,8 +44,11 @@ struct ChangesChart {
             let x = left + Double(index) * slot + slot * 0.15
             svg += "<rect x=\"\(Self.number(x))\" y=\"\(Self.number(top + plot - barHeight))\" width=\"\(Self.number(slot * 0.7))\" "
                 + "height=\"\(Self.number(barHeight))\" fill=\"#3b6ea5\"><title>\(day): \(value) change(s)</title></rect>\n"
-            if index % 7 == 0 || index == days.count - 1 {
-                svg += "<text x=\"\(Self.number(x + slot * 0.35))\" y=\"\(Self.number(height - 6))\" text-anchor=\"middle\">\(day.dropFirst(5))</text>\n"
+            // Every seventh day is labelled, and the last; none so close to the last that they overlap.
+            if (index % 7 == 0 && index < days.count - 4) || index == days.count - 1 {
+                let last = index == days.count - 1
+                svg += "<text x=\"\(Self.number(last ? width : x + slot * 0.35))\" y=\"\(Self.number(height - 6))\" "
+                    + "text-anchor=\"\(last ? "end" : "middle")\">\(day.dropFirst(5))</text>\n"
             }
         }
         return svg + "</svg>\n<p class=\"muted\">\(total) change(s) received in the last \(days.count) days.</p>"
