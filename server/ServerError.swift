@@ -133,8 +133,11 @@ extension ServerError: HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = try encoder.encode(ErrorResponse(code: code.rawValue, message: message, requestID: context.id))
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .requestID: context.id]
+        // The router's own context: the middleware's copies are values it never sees.
+        let requestID = (context as? SyncRequestContext)?.requestID
+        let body = try encoder.encode(ErrorResponse(code: code.rawValue, message: message, requestID: requestID))
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if let requestID { headers[.requestID] = requestID }
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }

@@ -8,9 +8,13 @@ public struct SyncRequestContext: RequestContext {
     public var principal: Principal?
     /// The client's schema version; set by the version middleware.
     public var clientSchemaVersion: Int?
+    /// The request's id: the one the log records (`hb.request.id`), sent back as `X-Request-ID` and
+    /// in error bodies. A logger that keeps no metadata (a no-op handler) gets a new one.
+    public let requestID: String
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
+        self.requestID = source.logger[metadataKey: "hb.request.id"]?.description ?? RequestID().description
     }
 
     /// The principal, which the token middleware guarantees on `/v1` routes.

@@ -54,8 +54,13 @@ struct StoreCopyTests {
 
         let database = try await PostgresTestDatabase.create()
         let target = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
-        let counts = try await target.withRunning { try await StoreCopy.copy(from: sqlite, to: target) }
+        let (counts, laptops, activity) = try await target.withRunning {
+            (try await StoreCopy.copy(from: sqlite, to: target), try await target.replicaFreshness(site: nil), try await target.siteActivity(site: "S01", from: "2000-01-01"))
+        }
         #expect(counts.rows["audit"] == before["audit"]?.count && counts.rows["records"] == before["records"]?.count)
+        // The laptops' last syncs and the daily counts of changes come along.
+        #expect(laptops == (try await sqlite.replicaFreshness(site: nil)) && laptops.compactMap(\.report).count == 2)
+        #expect(activity == (try await sqlite.siteActivity(site: "S01", from: "2000-01-01")) && activity.changesByDay.values.reduce(0, +) == before["audit"]?.count)
         #expect(counts.rows["conflicts"] == 1 && counts.rows["tokens"] == 3)
         // A second copy into a store that holds data is refused, and writes nothing.
         let again = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)

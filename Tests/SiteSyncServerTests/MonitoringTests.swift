@@ -135,6 +135,14 @@ struct MonitoringTests {
                 #expect(response.headers[HTTPField.Name("X-Request-ID")!]?.count == 32)
             }
         }
+        // A logger that keeps no metadata (the bench's, embedding apps') still gets ids.
+        let silent = Logger(label: "sitesync.server") { _ in SwiftLogNoOpLogHandler() }
+        try await buildApplication(server.configuration, store: server.store, logger: silent).test(.router) { client in
+            try await client.execute(uri: "/v1/pull?limit=0", method: .get, headers: syncHeaders(server.s01)) { response in
+                let id = try #require(try decode(ErrorResponse.self, response.body).error.requestID)
+                #expect(response.headers[HTTPField.Name("X-Request-ID")!] == id && id.count == 32)
+            }
+        }
     }
 
     // MARK: Laptops' reports
@@ -360,6 +368,17 @@ struct MonitoringTests {
                 uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "token=\(monitor)")
             ) { response in
                 #expect(response.headers[.setCookie]?.hasSuffix("; HttpOnly; SameSite=Strict; Secure") == true)
+            }
+            // Behind a TLS proxy that says so, without --insecure-http.
+            try await buildApplication(ServerConfiguration(schema: TrialSchema.current), store: server.store).test(.router) { plain in
+                try await plain.execute(
+                    uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "token=\(monitor)")
+                ) { #expect($0.headers[.setCookie]?.hasSuffix("; SameSite=Strict") == true, "plain HTTP on loopback") }
+                try await plain.execute(
+                    uri: "/monitor/login", method: .post,
+                    headers: [.contentType: "application/x-www-form-urlencoded", HTTPField.Name("X-Forwarded-Proto")!: "https"],
+                    body: ByteBuffer(string: "token=\(monitor)")
+                ) { #expect($0.headers[.setCookie]?.hasSuffix("; SameSite=Strict; Secure") == true) }
             }
             let before = try await server.dump()
             try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(monitor), body: try json(subjectPush(ids: ["a"]))) { response in

@@ -60,7 +60,7 @@ public enum PostgresTestDatabase {
 
 /// What a store holds, read the same way from either store, to compare before and after.
 public enum StoreContents {
-    public static let tables = ["records", "audit", "replicas", "sites", "subjects", "adverse_events", "conflicts"]
+    public static let tables = ["records", "audit", "replicas", "sites", "subjects", "adverse_events", "conflicts", "site_days", "replica_reports"]
 
     /// Every row of every table but the tokens, as text.
     public static func dump(_ store: any SyncStore) async throws -> [String: [String]] {

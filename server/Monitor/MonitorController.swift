@@ -61,7 +61,7 @@ struct MonitorController {
         try await store.createSession(hash: Tokens.hash(secret), tokenHash: stored.hash, at: now.formatted(.iso8601), expiresAt: expiresAt.formatted(.iso8601))
         context.logger.info("monitor login", metadata: ["sync.token": "\(stored.id)", "sync.role": "\(stored.role.rawValue)"])
         var response = Self.redirect("/monitor")
-        response.headers[.setCookie] = cookie(secret, maxAge: Int(configuration.sessionLifetime.components.seconds))
+        response.headers[.setCookie] = cookie(secret, maxAge: Int(configuration.sessionLifetime.components.seconds), request)
         return response
     }
 
@@ -70,12 +70,16 @@ struct MonitorController {
             try await store.deleteSession(hash: Tokens.hash(secret))
         }
         var response = Self.redirect("/monitor/login")
-        response.headers[.setCookie] = cookie("", maxAge: 0)
+        response.headers[.setCookie] = cookie("", maxAge: 0, request)
         return response
     }
 
-    private func cookie(_ value: String, maxAge: Int) -> String {
-        let secure = configuration.secureCookies || configuration.tls != nil
+    /// The session cookie: `Secure` when this server speaks TLS, when it is told it sits behind a
+    /// TLS proxy (`--insecure-http`), or when the proxy says the browser came over HTTPS
+    /// (`X-Forwarded-Proto: https`).
+    private func cookie(_ value: String, maxAge: Int, _ request: Request) -> String {
+        let forwarded = request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
+        let secure = configuration.secureCookies || configuration.tls != nil || forwarded
         return "\(Self.cookie)=\(value); Path=/monitor; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
     }
 

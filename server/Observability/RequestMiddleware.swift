@@ -11,7 +11,7 @@ struct RequestMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             var response = try await next(request, context)
-            response.headers[.requestID] = context.id
+            response.headers[.requestID] = context.requestID
             count(request, context, status: response.status)
             return response
         } catch {
