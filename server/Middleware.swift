@@ -198,3 +198,23 @@ extension HTTPFields {
         first { $0.name.canonicalName == name.lowercased() }?.value
     }
 }
+
+/// When this instance last recorded each replica's report, and what it said: a report is written
+/// when it says something new (pending changes, build, schema, user, or the clock offset to the
+/// second), else at most once a minute, so that laptops pulling often (live sync, the pages of a
+/// large pull) do not each take the store's writer.
+final class ReportsRecorded: Sendable {
+    private let recorded = Mutex<[String: (summary: String, at: Date)]>([:])
+
+    static let interval: TimeInterval = 60
+
+    func shouldRecord(_ replica: String, _ report: ReplicaReport, schemaVersion: Int, offsetMilliseconds: Int64, at now: Date) -> Bool {
+        let summary = "\(report.pending)\u{1F}\(report.build)\u{1F}\(schemaVersion)\u{1F}\(report.user)\u{1F}\(offsetMilliseconds / 1000)"
+        return recorded.withLock { recorded in
+            if let last = recorded[replica], last.summary == summary, now.timeIntervalSince(last.at) < Self.interval { return false }
+            if recorded.count > 100_000 { recorded.removeAll() }
+            recorded[replica] = (summary, now)
+            return true
+        }
+    }
+}

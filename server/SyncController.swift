@@ -13,6 +13,7 @@ struct SyncController {
     let pending: PendingPushes
     let changes: ChangeNotifier
     let metrics: ServerMetrics
+    let reports = ReportsRecorded()
 
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.post("push", use: push)
@@ -136,10 +137,15 @@ struct SyncController {
         }
         // The laptop's report, kept when the pull reaches the end of what waits: a completed sync.
         if let report = message.report, !batch.more, let replica = principal.replica {
-            try await store.recordReport(
-                report, replica: replica, site: principal.site ?? SiteID.all, schemaVersion: context.clientSchemaVersion ?? configuration.schema.version,
-                at: Date().formatted(.iso8601), serverMilliseconds: configuration.wallClock()
-            )
+            let schemaVersion = context.clientSchemaVersion ?? configuration.schema.version
+            let serverMilliseconds = configuration.wallClock()
+            let now = Date()
+            if reports.shouldRecord(replica, report, schemaVersion: schemaVersion, offsetMilliseconds: report.clock - serverMilliseconds, at: now) {
+                try await store.recordReport(
+                    report, replica: replica, site: principal.site ?? SiteID.all, schemaVersion: schemaVersion, at: now.formatted(.iso8601),
+                    serverMilliseconds: serverMilliseconds
+                )
+            }
         }
         let response = PullResponse(groups: batch.groups, cursor: batch.cursor, more: batch.more, hlc: clock.tick())
         do {

@@ -162,6 +162,20 @@ struct MonitoringTests {
             #expect(kept.user == "B. Okafor" && kept.build == "ClinicApp 2.3 (412)" && kept.pending == 4 && kept.schemaVersion == 2)
             #expect(kept.clockOffsetMilliseconds == 90_500)
             #expect(laptops[1].report == nil, "r1b never synced")
+            // A laptop pulling often is recorded when its report says something new, else once a minute.
+            func pull(_ report: ReplicaReport) async throws {
+                let query = PullRequest(cursor: [:], limit: 10, replica: "r1", report: report).queryItems
+                    .map { "\($0.name)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)" }.joined(separator: "&")
+                try await client.execute(uri: "/v1/pull?\(query)", method: .get, headers: syncHeaders(server.s01, schema: "2")) { #expect($0.status == .ok) }
+            }
+            try await Task.sleep(for: .milliseconds(1100))
+            try await pull(report)
+            #expect(try await server.store.replicaFreshness(site: "S01")[0].report == kept, "nothing new: not written again")
+            var emptied = report
+            emptied.pending = 0
+            try await pull(emptied)
+            let again = try #require(try await server.store.replicaFreshness(site: "S01")[0].report)
+            #expect(again.pending == 0 && again.lastSyncAt > kept.lastSyncAt)
             #expect(try await server.store.replicaFreshness(site: "S02").map(\.replica) == ["r2"])
 
             let before = try await server.dump()
@@ -178,7 +192,7 @@ struct MonitoringTests {
                 }
             }
             #expect(try await server.dump() == before)
-            #expect(try await server.store.replicaFreshness(site: "S01")[0].report == kept, "nothing written")
+            #expect(try await server.store.replicaFreshness(site: "S01")[0].report == again, "nothing written")
         }
     }
 
@@ -305,6 +319,20 @@ struct MonitoringTests {
             #expect(otherStatus == .notFound)
             #expect(!other.contains("S02-001") && !other.contains("SCR-2"))
             #expect(try await Self.page(client, "/monitor/sites/S0%3Cx", session).0 == .notFound)
+        }
+    }
+
+    @Test("Laptops without a completed sync for longer than the stale limit are marked, on the overview and the site's page")
+    func stale() async throws {
+        let server = try await TestServer.make { $0.staleAfter = .zero }
+        let monitor = try await Tokens.create(in: server.store, role: .monitor, site: "S01")
+        try await Task.sleep(for: .milliseconds(10))
+        try await server.test { client in
+            let session = try await Self.logIn(client, monitor)
+            let (_, overview) = try await Self.page(client, "/monitor", session)
+            #expect(overview.contains("2 laptop(s), <span class=\"stale\">2 stale</span>"), "\(overview)")
+            let (_, site) = try await Self.page(client, "/monitor/sites/S01", session)
+            #expect(site.components(separatedBy: "· stale</span>").count == 3, "r1 and r1b")
         }
     }
 
