@@ -214,7 +214,7 @@ public struct HTTPTransport: SyncTransport {
         observer?(path, request.httpBody?.count ?? 0, data.count)
         guard (200..<300).contains(http.statusCode) else {
             if let failure = try? JSONDecoder().decode(ErrorResponse.self, from: data) {
-                throw SyncError.refused(status: http.statusCode, code: failure.error.code, message: failure.error.message)
+                throw SyncError.refused(status: http.statusCode, code: failure.error.code, message: failure.error.message, requestID: failure.error.requestID)
             }
             throw SyncError.refused(status: http.statusCode, code: "http_\(http.statusCode)", message: "HTTP status \(http.statusCode).")
         }

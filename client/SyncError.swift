@@ -33,9 +33,11 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         )
     }
 
-    /// The server answered with an error body.
-    public static func refused(status: Int, code: String, message: String) -> SyncError {
-        SyncError(kind: .refused(status: status, code: code), message: "The server refused the request (\(status) \(code)): \(message)")
+    /// The server answered with an error body; `requestID` is the id under which the server's log
+    /// records the request, which the message quotes for the operator.
+    public static func refused(status: Int, code: String, message: String, requestID: String? = nil) -> SyncError {
+        let logged = requestID.map { " (Request \(TextRules.brief($0, maxBytes: 64)) in the server's log.)" } ?? ""
+        return SyncError(kind: .refused(status: status, code: code), message: "The server refused the request (\(status) \(code)): \(message)\(logged)")
     }
 
     /// The server's answer could not be read.

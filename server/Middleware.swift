@@ -200,16 +200,17 @@ extension HTTPFields {
 }
 
 /// When this instance last recorded each replica's report, and what it said: a report is written
-/// when it says something new (pending changes, build, schema, user, or the clock offset to the
-/// second), else at most once a minute, so that laptops pulling often (live sync, the pages of a
-/// large pull) do not each take the store's writer.
+/// when it says something new (pending changes where there were none or the other way round,
+/// another build, schema or user, a clock offset that moved by a second), else at most once a
+/// minute, so that laptops pulling often (live sync, pulls between pushes) do not each take the
+/// store's writer. A count of pending changes that only grows or shrinks is a minute late at most.
 final class ReportsRecorded: Sendable {
     private let recorded = Mutex<[String: (summary: String, at: Date)]>([:])
 
     static let interval: TimeInterval = 60
 
     func shouldRecord(_ replica: String, _ report: ReplicaReport, schemaVersion: Int, offsetMilliseconds: Int64, at now: Date) -> Bool {
-        let summary = "\(report.pending)\u{1F}\(report.build)\u{1F}\(schemaVersion)\u{1F}\(report.user)\u{1F}\(offsetMilliseconds / 1000)"
+        let summary = "\(report.pending == 0)\u{1F}\(report.build)\u{1F}\(schemaVersion)\u{1F}\(report.user)\u{1F}\(offsetMilliseconds / 1000)"
         return recorded.withLock { recorded in
             if let last = recorded[replica], last.summary == summary, now.timeIntervalSince(last.at) < Self.interval { return false }
             if recorded.count > 100_000 { recorded.removeAll() }

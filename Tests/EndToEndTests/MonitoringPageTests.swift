@@ -100,6 +100,15 @@ struct MonitoringPageTests {
                 try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String], "every line is a JSON object: \(line)")
             }
             #expect(entries.contains { $0["request_id"] == id && $0["message"] == "request refused" })
+            // The laptop's error names the request too, for the operator to look up.
+            let revoked = try await cli.run("sitesync-server", ["token", "revoke", "--replica", try #require(objects.first?["replica"] as? String), "--database", "server.sqlite"])
+            #expect(revoked.status == 0)
+            let refused = try await cli.sitesync("sync", "--db", objects.first?["report"] == nil ? "b.sqlite" : "a.sqlite")
+            #expect(refused.status != 0)
+            let quoted = try #require(refused.stderr.range(of: #"Request ([0-9a-f]{32}) in the server's log"#, options: .regularExpression), "\(refused.stderr)")
+            let refusedID = String(refused.stderr[quoted].dropFirst("Request ".count).prefix(32))
+            let again = try String(contentsOf: cli.directory.appendingPathComponent("server.log"), encoding: .utf8)
+            #expect(again.contains(#""request_id":"\#(refusedID)""#))
             #expect(entries.contains { $0["message"] == "push applied" && $0["sync.records"] == "2" })
         }
     }

@@ -171,6 +171,10 @@ struct MonitoringTests {
             try await Task.sleep(for: .milliseconds(1100))
             try await pull(report)
             #expect(try await server.store.replicaFreshness(site: "S01")[0].report == kept, "nothing new: not written again")
+            var more = report
+            more.pending = 9
+            try await pull(more)
+            #expect(try await server.store.replicaFreshness(site: "S01")[0].report == kept, "a count that grew is a minute late at most")
             var emptied = report
             emptied.pending = 0
             try await pull(emptied)
