@@ -61,7 +61,7 @@ extension Replica {
 }
 
 extension Replica {
-    /// What this laptop tells the server about itself at a sync (``ReplicaReport``): its changes not
+    /// What this laptop tells the server about itself at a sync (`ReplicaReport`): its changes not
     /// yet pushed, `build`, its wall clock now and its user; nil before the replica is initialised.
     func report(build: String) throws -> ReplicaReport? {
         guard let identity else { return nil }

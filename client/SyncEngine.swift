@@ -78,8 +78,8 @@ public struct SyncEngine: Sendable {
         /// Called after each batch pushed or pulled, with how far the phase has come: for a
         /// progress display. Nil (the default) reports nothing.
         public var progress: (@Sendable (SyncProgress) -> Void)?
-        /// The build this laptop reports to the server at each sync (``ReplicaReport/build``), which
-        /// operators and monitors see: your app's name and version.
+        /// The build this laptop reports to the server at each sync (`ReplicaReport.build` of
+        /// SiteSyncCore), which operators and monitors see: your app's name and version.
         public var build = "SiteSyncClient \(SiteSyncBuild.version)"
 
         /// The defaults.
