@@ -21,9 +21,7 @@ struct EnrolmentController {
 
     @Sendable func enrol(_ request: Request, context: SyncRequestContext) async throws -> Response {
         let principal = try context.requirePrincipal()
-        guard principal.canSync else {
-            throw principal.role == .admin ? ServerError.forbidden("An admin token manages tokens; it cannot enrol laptops.") : principal.cannotSync
-        }
+        guard principal.canSync else { throw principal.cannotSync }
         guard principal.replica == nil else {
             throw ServerError.forbidden("A replica's own credential cannot enrol another replica; use an enrolment token from `sitesync-server token create`.")
         }

@@ -68,7 +68,7 @@ public struct Principal: Sendable, Equatable {
         switch role {
         case .monitor: ServerError.forbidden("A monitor token reads records and conflicts; it cannot sync, enrol laptops or write.")
         case .metrics: ServerError.forbidden("A metrics token reads /metrics only.")
-        default: ServerError.forbidden("An admin token manages tokens; it cannot sync records.")
+        default: ServerError.forbidden("An admin token manages tokens; it cannot sync records or enrol laptops.")
         }
     }
 

@@ -140,7 +140,7 @@ extension SQLiteSyncStore {
             try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT \(StoredToken.columns.split(separator: ",").map { "t." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                    SELECT \(StoredToken.columns(of: "t"))
                     FROM monitor_sessions s JOIN tokens t ON t.hash = s.token_hash WHERE s.hash = ? AND s.expires_at > ?
                     """,
                 arguments: [hash, time]

@@ -144,6 +144,11 @@ public struct StoredToken: Sendable, Equatable {
     /// The `tokens` columns a stored token is read from, in both stores, in this order.
     static let columns = "hash, role, site_id, replica_id, label, created_at, expires_at, revoked_at, last_used_at"
 
+    /// ``columns`` of the table named `alias` in a join.
+    static func columns(of alias: String) -> String {
+        columns.split(separator: ", ").map { "\(alias).\($0)" }.joined(separator: ", ")
+    }
+
     /// What operators name it by: the first 12 hex digits of its digest, which reveal nothing of the token.
     public var id: String { String(hash.prefix(12)) }
 

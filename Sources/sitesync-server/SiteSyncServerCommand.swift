@@ -359,7 +359,7 @@ struct Replicas: AsyncParsableCommand {
             for laptop in laptops {
                 let report = laptop.report
                 rows.append([
-                    laptop.replica, laptop.site, report?.user ?? "", report?.lastSyncAt ?? "never", Self.age(since: laptop.lastSeenAt, at: now),
+                    laptop.replica, laptop.site, report?.user ?? "", report?.lastSyncAt ?? "never", laptop.secondsSinceLastSeen(at: now).map(Self.age) ?? "",
                     report.map { String($0.pending) } ?? "", report?.build ?? "", report.map { String($0.schemaVersion) } ?? "",
                     report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "",
                 ])
@@ -368,11 +368,9 @@ struct Replicas: AsyncParsableCommand {
             print("\(laptops.count) laptop\(laptops.count == 1 ? "" : "s")\(stale.map { " without a completed sync for more than \($0)" } ?? "")")
         }
 
-        /// How long ago `iso` was, in whole days, hours or minutes.
-        static func age(since iso: String, at now: Date) -> String {
-            guard let then = try? Date(iso, strategy: .iso8601) else { return "" }
-            let seconds = max(0, Int(now.timeIntervalSince(then)))
-            return seconds >= 86_400 ? "\(seconds / 86_400)d" : seconds >= 3600 ? "\(seconds / 3600)h" : "\(seconds / 60)m"
+        /// An age in seconds, in whole days, hours or minutes.
+        static func age(_ seconds: Int) -> String {
+            seconds >= 86_400 ? "\(seconds / 86_400)d" : seconds >= 3600 ? "\(seconds / 3600)h" : "\(seconds / 60)m"
         }
 
         /// A clock offset in seconds, signed, to the tenth.

@@ -134,7 +134,7 @@ struct MonitorController {
                 let report = laptop.report
                 return [
                     "replica": laptop.replica, "user": report?.user ?? "—", "lastSync": report.map { Self.time($0.lastSyncAt) } ?? "never",
-                    "age": Self.age(since: laptop.lastSeenAt, at: now), "stale": laptop.isStale(after: configuration.staleAfter, at: now),
+                    "age": laptop.secondsSinceLastSeen(at: now).map(Self.age) ?? "—", "stale": laptop.isStale(after: configuration.staleAfter, at: now),
                     "pending": report.map { String($0.pending) } ?? "—", "build": report?.build ?? "—",
                     "schema": report.map { String($0.schemaVersion) } ?? "—", "clockOffset": report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "—",
                 ]
@@ -239,15 +239,13 @@ struct MonitorController {
         return iso.prefix(10) + " " + iso.dropFirst(11).prefix(5)
     }
 
-    /// How long ago `iso` was: minutes, hours or days.
-    static func age(since iso: String, at now: Date) -> String {
-        guard let then = try? Date(iso, strategy: .iso8601) else { return "—" }
-        let seconds = max(0, Int(now.timeIntervalSince(then)))
+    /// An age in seconds, as minutes, hours or days.
+    static func age(_ seconds: Int) -> String {
         switch seconds {
-        case ..<120: return "just now"
-        case ..<7200: return "\(seconds / 60) min"
-        case ..<172_800: return "\(seconds / 3600) h"
-        default: return "\(seconds / 86_400) d"
+        case ..<120: "just now"
+        case ..<7200: "\(seconds / 60) min"
+        case ..<172_800: "\(seconds / 3600) h"
+        default: "\(seconds / 86_400) d"
         }
     }
 

@@ -36,6 +36,12 @@ public struct ReplicaFreshness: Sendable, Equatable, Encodable {
     /// The last sync, or the enrolment for a laptop that never synced: what staleness counts from.
     public var lastSeenAt: String { report?.lastSyncAt ?? enrolledAt }
 
+    /// Whole seconds from ``lastSeenAt`` to `now` (0 for a time ahead of it); nil when unreadable.
+    public func secondsSinceLastSeen(at now: Date) -> Int? {
+        guard let last = try? Date(lastSeenAt, strategy: .iso8601) else { return nil }
+        return max(0, Int(now.timeIntervalSince(last)))
+    }
+
     /// Whether the laptop has not synced for `limit` at `now`.
     public func isStale(after limit: Duration, at now: Date) -> Bool {
         guard let last = try? Date(lastSeenAt, strategy: .iso8601) else { return true }

@@ -18,9 +18,9 @@ public final class ServerMetrics: Sendable {
     let conflicts: Metrics.Counter
     let pushApply: Metrics.Timer
     let pull: Metrics.Timer
-    private let requests = Mutex<[RequestKey: Metrics.Counter]>([:])
-    private let refusals = Mutex<[String: Metrics.Counter]>([:])
-    private let openConflicts = Mutex<[String: Metrics.Gauge]>([:])
+    private let requests = LabelledMetrics<RequestKey, Metrics.Counter>()
+    private let refusals = LabelledMetrics<String, Metrics.Counter>()
+    private let openConflicts = LabelledMetrics<String, Metrics.Gauge>()
 
     /// Seconds, from a millisecond to a minute: an applied push or a pull page.
     static let latencyBuckets: [Duration] = [
@@ -52,27 +52,16 @@ public final class ServerMetrics: Sendable {
     /// Counts a request answered with `status` on `route` (the route's pattern, such as
     /// `/v1/push/{id}`, so that ids do not make new series).
     func request(method: String, route: String, status: Int) {
-        let key = RequestKey(method: method, route: route, status: status)
-        let counter = requests.withLock { counters in
-            if let counter = counters[key] { return counter }
-            let counter = Metrics.Counter(
+        requests.metric(RequestKey(method: method, route: route, status: status)) {
+            Metrics.Counter(
                 label: "sitesync_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory
             )
-            counters[key] = counter
-            return counter
-        }
-        counter.increment()
+        }.increment()
     }
 
     /// Counts a request refused with the error `code`.
     func refusal(_ code: String) {
-        let counter = refusals.withLock { counters in
-            if let counter = counters[code] { return counter }
-            let counter = Metrics.Counter(label: "sitesync_refusals_total", dimensions: [("code", code)], factory: factory)
-            counters[code] = counter
-            return counter
-        }
-        counter.increment()
+        refusals.metric(code) { Metrics.Counter(label: "sitesync_refusals_total", dimensions: [("code", code)], factory: factory) }.increment()
     }
 
     /// Records an applied push: records received, field changes applied, conflicts logged, time taken.
@@ -91,12 +80,9 @@ public final class ServerMetrics: Sendable {
 
     /// Sets the open conflicts of every site; sites that had some and have none now read 0.
     func setOpenConflicts(_ counts: [String: Int]) {
-        openConflicts.withLock { gauges in
-            for site in Set(gauges.keys).union(counts.keys) {
-                let gauge = gauges[site] ?? Metrics.Gauge(label: "sitesync_open_conflicts", dimensions: [("site", site)], factory: factory)
-                gauges[site] = gauge
-                gauge.record(counts[site] ?? 0)
-            }
+        for site in openConflicts.keys.union(counts.keys) {
+            openConflicts.metric(site) { Metrics.Gauge(label: "sitesync_open_conflicts", dimensions: [("site", site)], factory: factory) }
+                .record(counts[site] ?? 0)
         }
     }
 
@@ -123,6 +109,25 @@ public final class ServerMetrics: Sendable {
         "sitesync_pull_duration_seconds": "Time to read a pull page from the store, waiting excluded.",
         "sitesync_open_conflicts": "Conflicts not yet resolved, by site, read from the store at each scrape.",
     ]
+}
+
+/// The metrics of one name, by their labels, made on first use and kept: looking one up is a
+/// dictionary read under a lock, not a lookup in the registry.
+private final class LabelledMetrics<Key: Hashable & Sendable, Metric: Sendable>: Sendable {
+    private let metrics = Mutex<[Key: Metric]>([:])
+
+    /// The metric for `key`, made by `make` the first time.
+    func metric(_ key: Key, make: () -> Metric) -> Metric {
+        metrics.withLock { metrics in
+            if let metric = metrics[key] { return metric }
+            let metric = make()
+            metrics[key] = metric
+            return metric
+        }
+    }
+
+    /// The keys with a metric.
+    var keys: Set<Key> { metrics.withLock { Set($0.keys) } }
 }
 
 extension Duration {

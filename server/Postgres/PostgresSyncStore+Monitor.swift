@@ -126,11 +126,10 @@ extension PostgresSyncStore {
 
     public func sessionToken(hash: String, at time: String) async throws -> StoredToken? {
         try await transaction(readOnly: true) { connection in
-            let columns = StoredToken.columns.split(separator: ",").map { "t." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")
-            return try await self.tokens(
+            try await self.tokens(
                 connection.query(
                     """
-                    SELECT \(unescaped: columns) FROM monitor_sessions s JOIN tokens t ON t.hash = s.token_hash
+                    SELECT \(unescaped: StoredToken.columns(of: "t")) FROM monitor_sessions s JOIN tokens t ON t.hash = s.token_hash
                     WHERE s.hash = \(hash) AND s.expires_at > \(time)
                     """,
                     logger: self.logger
