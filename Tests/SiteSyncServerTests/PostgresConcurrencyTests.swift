@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import SiteSyncCore
 import SiteSyncTestSupport
 import Synchronization
@@ -6,6 +7,14 @@ import Testing
 import TrialRecords
 
 @testable import SiteSyncServer
+
+/// A push of new subjects, checked as the server checks it.
+private func checked(_ replica: String, site: String, ids: [String], principal: Principal) throws -> CheckedPush {
+    try PushValidation.check(
+        subjectPush(replica: replica, site: site, ids: ids), principal: principal, schema: TrialSchema.current,
+        serverMilliseconds: HybridLogicalClock.systemMilliseconds(), maximumSkewMilliseconds: 60_000, receivedAt: Date().formatted(.iso8601)
+    )
+}
 
 /// A push held open in its transaction until the test releases it, or rolls it back.
 private final class Barrier: Sendable {
@@ -35,13 +44,6 @@ private final class Barrier: Sendable {
 /// late commit, pushes for different sites never wait on each other, and sequence numbers have no gaps.
 @Suite("PostgreSQL under concurrent pushes", .enabled(if: StoreKind.all.contains(.postgres)))
 struct PostgresConcurrencyTests {
-    /// A push of new subjects, checked as the server checks it.
-    private func checked(_ replica: String, site: String, ids: [String], principal: Principal) throws -> CheckedPush {
-        try PushValidation.check(
-            subjectPush(replica: replica, site: site, ids: ids), principal: principal, schema: TrialSchema.current,
-            serverMilliseconds: HybridLogicalClock.systemMilliseconds(), maximumSkewMilliseconds: 60_000, receivedAt: Date().formatted(.iso8601)
-        )
-    }
 
     private func pulled(_ store: PostgresSyncStore, after cursor: Int64) async throws -> (ids: [String], cursor: Int64) {
         let batch = try await store.pull(
@@ -133,6 +135,60 @@ struct PostgresMigrationTests {
                 """
             )
             #expect(key == ["site_id,id"])
+        }
+    }
+}
+
+/// The lookups of a push and of a pull page cost what the batch costs, not what the table holds.
+@Suite("PostgreSQL lookups", .enabled(if: StoreKind.all.contains(.postgres)))
+struct PostgresLookupTests {
+    @Test("A push's and a page's lookups of 2,000 records of a 3,000-record table go through the keys")
+    func lookupsUseKeys() async throws {
+        let store = try PostgresSyncStore(
+            url: try await PostgresTestDatabase.create(), schema: TrialSchema.current, maximumConnections: 2, logger: PostgresTestDatabase.quiet
+        )
+        try await store.withRunning {
+            try await store.migrate()
+            let principal = Principal(role: .site, site: "S01", replica: "r1")
+            let ids = (0..<3000).map { "subject-\($0)" }
+            for chunk in [ids[..<1500], ids[1500...]] {
+                _ = try await store.push(checked("r1", site: "S01", ids: Array(chunk), principal: principal), principal: principal)
+            }
+            // The table just filled, as after a bulk push: the planner has no statistics yet, and
+            // a page or a batch asks for most of the table.
+            let some = Array(ids[500..<2500])
+            let subjects = try TrialSchema.current.table("subjects")
+            let lookups: [(name: String, query: PostgresQuery)] = [
+                ("the records' sites", PostgresSyncStore.recordSites(some.map { RecordKey(table: "subjects", id: $0) })),
+                ("the stored records", PostgresSyncStore.storedRecords(subjects, ids: some)),
+                ("a page's values", PostgresSyncStore.pageValues(subjects, ids: some)),
+            ]
+            for lookup in lookups {
+                let plan = try await store.plan(of: lookup.query)
+                #expect(!plan.contains("Seq Scan"), "\(lookup.name) read a whole table:\n\(plan)")
+                #expect(plan.contains("Index"), "\(lookup.name) used no index:\n\(plan)")
+            }
+            // And the lookups find what they look for.
+            let rows = try await store.rowsAsText("SELECT count(*)::text FROM subjects")
+            #expect(rows == ["3000"])
+            let batch = try await store.pull(
+                PullRequest(cursor: ["S01": 500], limit: 2000, replica: "reader"), principal: Principal(role: .site, site: "S01", replica: "reader"),
+                schema: TrialSchema.current
+            )
+            #expect(batch.groups.flatMap { $0.rows.map(\.id) } == some)
+            #expect(batch.groups.flatMap(\.rows).allSatisfy { $0.values.count == subjects.columns.count })
+        }
+    }
+}
+
+extension PostgresSyncStore {
+    /// The plan PostgreSQL chooses for `query`, as `EXPLAIN` prints it.
+    fileprivate func plan(of query: PostgresQuery) async throws -> String {
+        try await transaction(readOnly: true) { connection in
+            var lines: [String] = []
+            let explain = PostgresQuery(unsafeSQL: "EXPLAIN " + query.sql, binds: query.binds)
+            for try await line in try await connection.query(explain, logger: self.logger).decode(String.self) { lines.append(line) }
+            return lines.joined(separator: "\n")
         }
     }
 }

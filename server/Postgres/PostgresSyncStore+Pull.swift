@@ -55,11 +55,7 @@ extension PostgresSyncStore {
         for (tableName, ids) in idsByTable {
             // Tables the client's schema does not have yet are left out.
             guard let table = try? schema.table(tableName) else { continue }
-            let columns = (["id"] + table.columnNames).map(Self.quoted).joined(separator: ", ")
-            let rows = try await connection.query(
-                "SELECT \(unescaped: columns) FROM \(unescaped: Self.quoted(table.name)) WHERE id = ANY(\(ids))", logger: logger
-            )
-            for try await row in rows {
+            for try await row in try await connection.query(Self.pageValues(table, ids: ids), logger: logger) {
                 let cells = row.makeRandomAccess()
                 values[RecordKey(table: tableName, id: try cells[0].decode(String.self))] = try table.columns.enumerated().map { offset, column in
                     try Self.value(cells[offset + 1], column)
@@ -70,5 +66,11 @@ extension PostgresSyncStore {
             records[index].values = values[RecordKey(table: records[index].table, id: records[index].id)]
         }
         return records
+    }
+
+    /// The id and the values of each record of `table` among `ids`.
+    static func pageValues(_ table: TableSchema, ids: [String]) -> PostgresQuery {
+        let columns = table.columnNames.map { "t.\(quoted($0))" }.joined(separator: ", ")
+        return "SELECT k.id, \(unescaped: columns) FROM unnest(\(ids)) AS k(id) \(unescaped: rowByID(table, as: "t"))"
     }
 }

@@ -67,15 +67,18 @@ extension PostgresSyncStore {
 
     private func sites(_ connection: PostgresConnection, _ keys: [RecordKey]) async throws -> [RecordKey: String] {
         var sites: [RecordKey: String] = [:]
-        let rows = try await connection.query(
-            """
-            SELECT r.tbl, r.id, r.site_id FROM records r
-            JOIN unnest(\(keys.map(\.table)), \(keys.map(\.id))) AS k(tbl, id) ON r.tbl = k.tbl AND r.id = k.id
-            """,
-            logger: logger
-        )
-        for try await (table, id, site) in rows.decode((String, String, String).self) { sites[RecordKey(table: table, id: id)] = site }
+        for try await (table, id, site) in try await connection.query(Self.recordSites(keys), logger: logger).decode((String, String, String).self) {
+            sites[RecordKey(table: table, id: id)] = site
+        }
         return sites
+    }
+
+    /// The sites of the stored records among `keys`, each looked up by the records' key.
+    static func recordSites(_ keys: [RecordKey]) -> PostgresQuery {
+        """
+        SELECT k.tbl, k.id, r.site_id FROM unnest(\(keys.map(\.table)), \(keys.map(\.id))) AS k(tbl, id)
+        CROSS JOIN LATERAL (SELECT site_id FROM records WHERE tbl = k.tbl AND id = k.id LIMIT 1) AS r
+        """
     }
 
     /// Locks the sites' head rows in site order, creating missing ones first.
@@ -93,16 +96,7 @@ extension PostgresSyncStore {
         for key in keys { byTable[key.table, default: []].append(key.id) }
         for (tableName, ids) in byTable {
             let table = try schema.table(tableName)
-            let columns = table.columnNames.map { "t.\(Self.quoted($0))" }.joined(separator: ", ")
-            let rows = try await connection.query(
-                """
-                SELECT r.hlc, r.replica, r."user", r.fields, r.site_id, r.id, \(unescaped: columns)
-                FROM records r JOIN \(unescaped: Self.quoted(table.name)) t ON t.id = r.id
-                WHERE r.tbl = \(table.name) AND r.id = ANY(\(ids))
-                """,
-                logger: logger
-            )
-            for try await row in rows {
+            for try await row in try await connection.query(Self.storedRecords(table, ids: ids), logger: logger) {
                 let cells = row.makeRandomAccess()
                 let stamps = FieldStamps(
                     base: Stamp(hlc: HLC(rawValue: try cells[0].decode(Int64.self)), replica: try cells[1].decode(String.self), user: try cells[2].decode(String.self)),
@@ -116,6 +110,29 @@ extension PostgresSyncStore {
             }
         }
         return records
+    }
+
+    /// The stamps and values of the stored records of `table` among `ids`: the stamps' five
+    /// columns, the id, then the table's columns.
+    static func storedRecords(_ table: TableSchema, ids: [String]) -> PostgresQuery {
+        let columns = table.columnNames.map { "t.\(quoted($0))" }.joined(separator: ", ")
+        return """
+            SELECT r.hlc, r.replica, r."user", r.fields, r.site_id, k.id, \(unescaped: columns) FROM unnest(\(ids)) AS k(id)
+            CROSS JOIN LATERAL (SELECT hlc, replica, "user", fields, site_id FROM records WHERE tbl = \(table.name) AND id = k.id LIMIT 1) AS r
+            \(unescaped: rowByID(table, as: "t"))
+            """
+    }
+
+    /// A join to the row of `table` whose id is `k.id`, found through the table's key.
+    ///
+    /// The lookups of a batch or a page go through the key one id at a time, whatever the
+    /// statistics say: with `id = ANY(…)` or a plain join, the planner of a table just filled (not
+    /// yet analysed), or of one of a few hundred thousand rows, reads the whole table for a couple
+    /// of thousand ids, a cost that grows with the table (docs/BENCHMARKS.md). A subquery with a
+    /// `LIMIT` is never merged into the join, so it is run per id, through the key.
+    static func rowByID(_ table: TableSchema, as alias: String) -> String {
+        let columns = table.columnNames.map(quoted).joined(separator: ", ")
+        return "CROSS JOIN LATERAL (SELECT \(columns) FROM \(quoted(table.name)) WHERE id = k.id LIMIT 1) AS \(alias)"
     }
 
     /// A stored value in its column's type.
