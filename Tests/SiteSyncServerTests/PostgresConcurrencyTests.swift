@@ -192,3 +192,47 @@ extension PostgresSyncStore {
         }
     }
 }
+
+/// A batch's columns reach PostgreSQL as binary arrays: every value must come back as it went.
+@Suite("PostgreSQL batch columns", .enabled(if: StoreKind.all.contains(.postgres)))
+struct PostgresColumnTests {
+    @Test("Texts, integers and reals, NULLs among them, come back from unnest exactly; a value of another type is refused")
+    func roundTrip() async throws {
+        let texts: [String?] = ["plain", "quote \" ' and \\ backslash", "é 日本 🙂 \u{1}", "", nil, "{\"a\":[1,2]}"]
+        let integers: [FieldValue] = [.integer(.min), .integer(.max), .integer(0), .integer(-1), .null, .integer(42)]
+        let reals: [FieldValue] = [.real(0.1), .real(-0.0), .real(1e308), .real(5e-324), .null, .integer(3)]
+        var rows = PostgresRows([.text, .bigint, .double])
+        for index in texts.indices {
+            rows[0].append(texts[index])
+            try rows[1].append(integers[index])
+            try rows[2].append(reals[index])
+        }
+        #expect(rows.count == texts.count)
+        let batch = rows
+        var wrong = PostgresColumn(.bigint)
+        #expect(throws: StorageError.self) { try wrong.append(.text("12")) }
+        #expect(throws: StorageError.self) { try wrong.append(.real(1.5)) }
+
+        let store = try PostgresSyncStore(
+            url: try await PostgresTestDatabase.create(), schema: TrialSchema.current, maximumConnections: 1, logger: PostgresTestDatabase.quiet
+        )
+        try await store.withRunning {
+            try await store.transaction { connection in
+                var statement = CombinedStatement()
+                let unnest = batch.unnest(in: &statement)
+                let query = PostgresQuery(unsafeSQL: "SELECT a, b, c FROM \(unnest) WITH ORDINALITY AS x(a, b, c, n) ORDER BY n", binds: statement.query.binds)
+                var back: [(String?, Int64?, Double?)] = []
+                for try await row in try await connection.query(query, logger: store.logger).decode((String?, Int64?, Double?).self) { back.append(row) }
+                #expect(back.map(\.0) == texts)
+                #expect(back.map { $0.1.map(FieldValue.integer) ?? .null } == integers)
+                #expect(back.map { $0.2?.bitPattern } == [0.1, -0.0, 1e308, 5e-324, nil, 3.0].map { $0?.bitPattern })
+
+                // An empty batch is an empty array: no rows.
+                var empty = CombinedStatement()
+                let none = PostgresRows([.text, .bigint]).unnest(in: &empty)
+                let count = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(none)", binds: empty.query.binds), logger: store.logger)
+                for try await value in count.decode(Int64.self) { #expect(value == 0) }
+            }
+        }
+    }
+}

@@ -35,12 +35,7 @@ extension PostgresSyncStore {
                     }
                     step = try transaction.next(.loggedConflicts(logged))
                 case .write(let writes):
-                    try await self.write(connection, writes)
-                    // Delivered to every instance's listener at the commit, never before and not
-                    // at all on a rollback: it wakes their pulls waiting for these sites.
-                    try await connection.query(
-                        "SELECT pg_notify(\(Self.commitChannel), \(CommittedPush(replica: push.replica, sites: Set(sites)).payload))", logger: self.logger
-                    )
+                    try await self.write(connection, writes, sites: sites)
                     try await self.beforeCommit?(writes)
                     step = try transaction.next(.written)
                 case .finished(let outcome):
@@ -164,126 +159,120 @@ extension PostgresSyncStore {
         return values
     }
 
-    /// The expression reading cell `index` of a JSON row `x` as `column`'s type.
-    private static func cell(_ index: Int, _ type: ColumnType) -> String {
-        switch type {
-        case .text, .date, .choice: "x->>\(index)"
-        case .integer, .flag: "(x->>\(index))::bigint"
-        case .real: "(x->>\(index))::double precision"
-        }
-    }
-
-    /// Writes a push in one statement and one round trip: each kind of row is one JSON parameter,
-    /// unpacked by one data-modifying part of the statement. The parts touch different rows, as
-    /// they must (they all see the snapshot the statement starts with): new records, changed
-    /// records (one part per table and set of fields, a record in one of them only), conflicts,
-    /// the records' stamps, audit rows, the sites' heads and the replica's row.
-    private func write(_ connection: PostgresConnection, _ writes: PushWrites) async throws {
+    /// Writes a push in one statement and one round trip: each kind of row goes as one array
+    /// parameter per column (``PostgresRows``), unnested by one data-modifying part of the
+    /// statement. The parts touch different rows, as they must (they all see the snapshot the
+    /// statement starts with): new records, changed records (one part per table and set of fields,
+    /// a record in one of them only), conflicts, the records' stamps, audit rows, the sites' heads
+    /// and the replica's row. The statement ends by notifying every instance's listener of the
+    /// sites written, which PostgreSQL delivers at the commit, never before and not at all on a
+    /// rollback: it wakes their pulls waiting for these sites.
+    private func write(_ connection: PostgresConnection, _ writes: PushWrites, sites: [String]) async throws {
         var statement = CombinedStatement()
-        var shadows = JSONRows(capacity: 128 * (writes.created.reduce(0) { $0 + $1.records.count } + writes.changed.count + writes.conflicts.count))
+        let shadowCount = writes.created.reduce(0) { $0 + $1.records.count } + writes.changed.count + writes.conflicts.count
+        var shadows = PostgresRows([.text, .text, .text, .bigint, .bigint, .text, .text, .text], rows: shadowCount)
         func shadow(_ table: String, _ id: String, _ site: String, _ seq: Int64, _ stamps: FieldStamps) {
-            shadows.startRow()
-            shadows.add(table)
-            shadows.add(id)
-            shadows.add(site)
-            shadows.add(seq)
-            shadows.add(stamps.base.version.hlc.rawValue)
-            shadows.add(stamps.base.version.replica)
-            shadows.add(stamps.base.user)
-            shadows.add(stamps.overridesJSON)
-            shadows.endRow()
+            shadows[0].append(table)
+            shadows[1].append(id)
+            shadows[2].append(site)
+            shadows[3].append(seq)
+            shadows[4].append(stamps.base.version.hlc.rawValue)
+            shadows[5].append(stamps.base.version.replica)
+            shadows[6].append(stamps.base.user)
+            shadows[7].append(stamps.overridesJSON)
         }
         for group in writes.created {
-            var rows = JSONRows(capacity: group.records.count * 256)
+            let types = try group.columns.map { name in
+                guard let column = group.table.column(name) else { throw StorageError(.failed, code: "column", message: "\(group.table.name) has no field \(name)") }
+                return PostgresColumn.Element(column.type)
+            }
+            var rows = PostgresRows([.text] + types, rows: group.records.count)
             for record in group.records {
-                rows.startRow()
-                rows.add(record.id)
-                for value in record.values { rows.add(value) }
-                rows.endRow()
+                rows[0].append(record.id)
+                for (offset, value) in record.values.enumerated() { try rows[offset + 1].append(value) }
                 shadow(group.table.name, record.id, record.site, record.seq, record.stamps)
             }
             let names = (["id"] + group.columns).map(Self.quoted).joined(separator: ", ")
-            let cells = (["x->>0"] + group.columns.enumerated().map { Self.cell($0 + 1, group.table.column($1)!.type) }).joined(separator: ", ")
-            statement.add("INSERT INTO \(Self.quoted(group.table.name)) (\(names)) SELECT \(cells) FROM jsonb_array_elements(\(statement.bind(rows.text))::jsonb) AS x")
+            statement.add("INSERT INTO \(Self.quoted(group.table.name)) (\(names)) SELECT * FROM \(rows.unnest(in: &statement))")
         }
         // Changed values: one part per table and set of fields changed.
-        var changedGroups: [String: (table: TableSchema, fields: [String], rows: JSONRows)] = [:]
+        var changedGroups: [String: (table: TableSchema, fields: [String], rows: PostgresRows)] = [:]
         for record in writes.changed {
             // The site is the record's already; the upsert below leaves it.
             shadow(record.table.name, record.id, "", record.seq, record.stamps)
             guard !record.writes.isEmpty else { continue }
             let fields = record.writes.map(\.field)
             let key = ([record.table.name] + fields).joined(separator: "\u{1F}")
-            if changedGroups[key] == nil { changedGroups[key] = (record.table, fields, JSONRows()) }
-            changedGroups[key]!.rows.startRow()
-            changedGroups[key]!.rows.add(record.id)
-            for write in record.writes { changedGroups[key]!.rows.add(write.value) }
-            changedGroups[key]!.rows.endRow()
+            if changedGroups[key] == nil {
+                let types = try fields.map { name in
+                    guard let column = record.table.column(name) else { throw StorageError(.failed, code: "column", message: "\(record.table.name) has no field \(name)") }
+                    return PostgresColumn.Element(column.type)
+                }
+                changedGroups[key] = (record.table, fields, PostgresRows([.text] + types))
+            }
+            changedGroups[key]!.rows[0].append(record.id)
+            for (offset, write) in record.writes.enumerated() { try changedGroups[key]!.rows[offset + 1].append(write.value) }
         }
         for (table, fields, rows) in changedGroups.values {
-            let assignments = fields.enumerated().map { "\(Self.quoted($1)) = \(Self.cell($0 + 1, table.column($1)!.type))" }.joined(separator: ", ")
+            let assignments = fields.enumerated().map { "\(Self.quoted($1)) = x.c\($0 + 1)" }.joined(separator: ", ")
+            let names = (["id"] + fields.indices.map { "c\($0 + 1)" }).joined(separator: ", ")
             statement.add(
                 """
                 UPDATE \(Self.quoted(table.name)) AS t SET \(assignments)
-                FROM jsonb_array_elements(\(statement.bind(rows.text))::jsonb) AS x WHERE t.id = x->>0
+                FROM \(rows.unnest(in: &statement)) AS x(\(names)) WHERE t.id = x.id
                 """
             )
         }
         if !writes.conflicts.isEmpty {
             let table = TableSchema.conflicts
-            var rows = JSONRows()
+            var rows = PostgresRows([.text] + table.columns.map { PostgresColumn.Element($0.type) }, rows: writes.conflicts.count)
             for conflict in writes.conflicts {
                 let values = conflict.values(detectedAt: writes.receivedAt)
-                rows.startRow()
-                rows.add(conflict.entry.id)
-                for column in table.columnNames { rows.add(values[column] ?? .null) }
-                rows.endRow()
+                rows[0].append(conflict.entry.id)
+                for (offset, column) in table.columnNames.enumerated() { try rows[offset + 1].append(values[column] ?? .null) }
                 shadow(table.name, conflict.entry.id, conflict.entry.site, conflict.seq, conflict.stamps)
             }
             let names = (["id"] + table.columnNames).map(Self.quoted).joined(separator: ", ")
-            let cells = (["x->>0"] + table.columns.enumerated().map { Self.cell($0 + 1, $1.type) }).joined(separator: ", ")
-            statement.add(
-                """
-                INSERT INTO conflicts (\(names)) SELECT \(cells) FROM jsonb_array_elements(\(statement.bind(rows.text))::jsonb) AS x
-                ON CONFLICT (id) DO NOTHING
-                """
-            )
+            statement.add("INSERT INTO conflicts (\(names)) SELECT * FROM \(rows.unnest(in: &statement)) ON CONFLICT (id) DO NOTHING")
         }
         if shadows.count > 0 {
             // New records and conflicts are inserted; changed ones keep their site and take the rest.
             statement.add(
                 """
-                INSERT INTO records (tbl, id, site_id, seq, hlc, replica, "user", fields)
-                SELECT x->>0, x->>1, x->>2, (x->>3)::bigint, (x->>4)::bigint, x->>5, x->>6, x->>7 FROM jsonb_array_elements(\(statement.bind(shadows.text))::jsonb) AS x
+                INSERT INTO records (tbl, id, site_id, seq, hlc, replica, "user", fields) SELECT * FROM \(shadows.unnest(in: &statement))
                 ON CONFLICT (tbl, id) DO UPDATE SET
                     seq = excluded.seq, hlc = excluded.hlc, replica = excluded.replica, "user" = excluded."user", fields = excluded.fields
                 """
             )
         }
         if !writes.audit.isEmpty {
-            var rows = JSONRows(capacity: writes.audit.count * 512)
+            var rows = PostgresRows(
+                [.text, .text, .text, .text, .bigint, .text, .text, .text, .text, .text, .text, .text, .text], rows: writes.audit.count
+            )
             for row in writes.audit {
-                rows.startRow()
-                rows.add(row.site)
-                rows.add(row.table)
-                rows.add(row.recordID)
-                rows.add(row.user)
-                rows.add(row.seq.rawValue)
-                rows.add(row.fieldsJSON)
-                rows.add(Self.jsonArray(row.newValues))
-                rows.add(row.oldValues.map(Self.jsonArray))
-                rows.add(row.hlcsJSON)
-                rows.add(row.basesJSON)
-                rows.add(row.outcomes)
-                rows.add(row.reasonsJSON)
-                rows.add(row.conflictsJSON)
-                rows.endRow()
+                rows[0].append(row.site)
+                rows[1].append(row.table)
+                rows[2].append(row.recordID)
+                rows[3].append(row.user)
+                rows[4].append(row.seq.rawValue)
+                rows[5].append(row.fieldsJSON)
+                rows[6].append(Self.jsonArray(row.newValues))
+                rows[7].append(row.oldValues.map(Self.jsonArray))
+                rows[8].append(row.hlcsJSON)
+                rows[9].append(row.basesJSON)
+                rows[10].append(row.outcomes)
+                rows[11].append(row.reasonsJSON)
+                rows[12].append(row.conflictsJSON)
             }
+            // In the batch's order, so that the audit ids follow it.
             statement.add(
                 """
                 INSERT INTO audit (received_at, replica, site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts)
-                SELECT \(statement.bind(writes.receivedAt)), \(statement.bind(writes.replicaID)), x->>0, x->>1, x->>2, x->>3, (x->>4)::bigint, x->>5, x->>6, x->>7, x->>8, x->>9, x->>10, x->>11, x->>12
-                FROM jsonb_array_elements(\(statement.bind(rows.text))::jsonb) WITH ORDINALITY AS r(x, n) ORDER BY n
+                SELECT \(statement.bind(writes.receivedAt)), \(statement.bind(writes.replicaID)),
+                    a.site_id, a.tbl, a.record_id, a."user", a.seq, a.fields, a.new_values, a.old_values, a.hlcs, a.bases, a.outcomes, a.reasons, a.conflicts
+                FROM \(rows.unnest(in: &statement))
+                    WITH ORDINALITY AS a(site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, n)
+                ORDER BY a.n
                 """
             )
         }
@@ -312,8 +301,11 @@ extension PostgresSyncStore {
             WHERE replica_id = \(statement.bind(writes.replicaID))
             """
         )
+        let notice = CommittedPush(replica: writes.replicaID, sites: Set(sites)).payload
+        statement.finish("SELECT pg_notify(\(statement.bind(Self.commitChannel)), \(statement.bind(notice)))")
         try await connection.query(statement.query, logger: logger)
     }
+
 
     /// Values as the JSON array the audit trail stores.
     static func jsonArray(_ values: [FieldValue]) -> String {
@@ -331,6 +323,7 @@ extension PostgresSyncStore {
 struct CombinedStatement {
     private var binds = PostgresBindings()
     private var parts: [String] = []
+    private var final = "SELECT 1"
 
     /// The placeholder of a new parameter holding `value`.
     mutating func bind<Value: PostgresDynamicTypeEncodable>(_ value: Value) -> String {
@@ -346,8 +339,11 @@ struct CombinedStatement {
 
     mutating func add(_ sql: String) { parts.append(sql) }
 
+    /// The statement's final query, after every part (`SELECT 1` unless set).
+    mutating func finish(_ sql: String) { final = sql }
+
     var query: PostgresQuery {
-        let sql = "WITH " + parts.enumerated().map { "w\($0) AS (\($1))" }.joined(separator: ",\n") + "\nSELECT 1"
+        let sql = "WITH " + parts.enumerated().map { "w\($0) AS (\($1))" }.joined(separator: ",\n") + "\n" + final
         return PostgresQuery(unsafeSQL: sql, binds: binds)
     }
 }
