@@ -20,6 +20,14 @@ struct PostgresColumn: PostgresDynamicTypeEncodable, Sendable {
             case .real: self = .double
             }
         }
+
+        /// The element types of `fields` of `table`.
+        static func of(_ fields: [String], in table: TableSchema) throws -> [Element] {
+            try fields.map { name in
+                guard let column = table.column(name) else { throw StorageError(.failed, code: "column", message: "\(table.name) has no field \(name)") }
+                return Element(column.type)
+            }
+        }
     }
 
     let element: Element

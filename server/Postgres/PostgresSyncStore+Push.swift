@@ -7,9 +7,9 @@ extension PostgresSyncStore {
     /// Applies a push in one transaction, doing the I/O each step of ``PushTransaction`` asks for.
     ///
     /// The locks are row locks held to the commit: the replica's row, then its sites' heads in
-    /// site order. Writes are set-based: each kind of row goes to the database as one JSON
-    /// parameter, unpacked by one statement, so a batch takes a handful of round trips whatever
-    /// its size.
+    /// site order. Writes are set-based: each kind of row goes to the database as one array
+    /// parameter per column, unnested by one statement, so a batch takes a handful of round trips
+    /// whatever its size.
     public func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome {
         try await transaction { connection in
             var transaction = PushTransaction(push, principal: principal)
@@ -182,11 +182,7 @@ extension PostgresSyncStore {
             shadows[7].append(stamps.overridesJSON)
         }
         for group in writes.created {
-            let types = try group.columns.map { name in
-                guard let column = group.table.column(name) else { throw StorageError(.failed, code: "column", message: "\(group.table.name) has no field \(name)") }
-                return PostgresColumn.Element(column.type)
-            }
-            var rows = PostgresRows([.text] + types, rows: group.records.count)
+            var rows = PostgresRows([.text] + (try PostgresColumn.Element.of(group.columns, in: group.table)), rows: group.records.count)
             for record in group.records {
                 rows[0].append(record.id)
                 for (offset, value) in record.values.enumerated() { try rows[offset + 1].append(value) }
@@ -204,11 +200,7 @@ extension PostgresSyncStore {
             let fields = record.writes.map(\.field)
             let key = ([record.table.name] + fields).joined(separator: "\u{1F}")
             if changedGroups[key] == nil {
-                let types = try fields.map { name in
-                    guard let column = record.table.column(name) else { throw StorageError(.failed, code: "column", message: "\(record.table.name) has no field \(name)") }
-                    return PostgresColumn.Element(column.type)
-                }
-                changedGroups[key] = (record.table, fields, PostgresRows([.text] + types))
+                changedGroups[key] = (record.table, fields, PostgresRows([.text] + (try PostgresColumn.Element.of(fields, in: record.table))))
             }
             changedGroups[key]!.rows[0].append(record.id)
             for (offset, write) in record.writes.enumerated() { try changedGroups[key]!.rows[offset + 1].append(write.value) }
