@@ -95,12 +95,7 @@ struct BenchServer: Sendable {
     /// A new replica of `site` at `path`, syncing with instance `instance`, enrolled, so that what
     /// is measured next is sync alone.
     func replica(_ path: String, site: String, instance: Int = 0) async throws -> BenchReplica {
-        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-        let replica = try Replica.open(path: path, schema: TrialSchema.current)
-        try replica.initialize(site: site, user: "Bench \(site)", serverURL: urls[instance % urls.count], token: siteTokens[site]!)
-        let bench = BenchReplica(replica: replica)
-        try await bench.engine().enrol()
-        return bench
+        try await BenchReplica.enrolled(path, site: site, serverURL: urls[instance % urls.count], token: siteTokens[site]!)
     }
 }
 

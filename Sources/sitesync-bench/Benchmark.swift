@@ -14,7 +14,7 @@ struct Benchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sitesync-bench",
         abstract: "Measure tracked writes, push, pull, delta rounds, bytes on the wire and pull memory.",
-        subcommands: [Run.self, PullChild.self],
+        subcommands: [Run.self, PullChild.self, ConcurrentChild.self],
         defaultSubcommand: Run.self
     )
 }
@@ -215,51 +215,41 @@ struct Run: AsyncParsableCommand {
     }
 
     /// concurrent: 50 replicas on 5 sites, split over the server's instances (two on PostgreSQL,
-    /// one on SQLite), each pushing 1,000 records in batches of 100 while pulling the others'.
+    /// one on SQLite), each pushing 1,000 records in batches of 100 while pulling the others'. The
+    /// replicas run in a child process, so that the CPU time of the laptops, of the server (this
+    /// process) and of the rest of the machine (PostgreSQL) is measured apart.
     func concurrent(folder: URL, report: Report) async throws {
         let replicaCount = 50
-        let batches = 10
-        let batchSize = 100
+        let rounds = 10
+        let batch = 100
         let instances = database == nil ? 1 : 2
         try await BenchServer.run(databasePath: folder.appendingPathComponent("concurrent-server.sqlite").path, postgres: database, instances: instances) { server in
-            var replicas: [(site: String, replica: BenchReplica)] = []
-            for index in 0..<replicaCount {
-                let site = BenchServer.sites[index % BenchServer.sites.count]
-                replicas.append((site, try await server.replica(folder.appendingPathComponent("concurrent-\(index).sqlite").path, site: site, instance: index)))
+            // This process's CPU time and the machine's, when the timed run starts and when it ends.
+            let marks = Mutex<[(process: Double, machine: (busy: Double, cpus: Int)?)]>([])
+            let laptops = try await ConcurrentChild.spawn(server: server, folder: folder.path, replicas: replicaCount, rounds: rounds, batch: batch) {
+                let mark = (CPUTime.process(), CPUTime.machine())
+                marks.withLock { $0.append(mark) }
             }
-            let rounds = Durations()
-            let all = replicas
-            let start = ContinuousClock.now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (site, replica) in all {
-                        group.addTask {
-                            let generator = AdverseEventGenerator(site: site)
-                            for _ in 0..<batches {
-                                try replica.replica.insertTracked(generator.rows(batchSize))
-                                let round = try await measure { try await replica.engine().sync() }
-                                rounds.add(milliseconds: round.seconds * 1000)
-                            }
-                        }
-                    }
-                    try await group.waitForAll()
+            let (start, end) = try marks.withLock { marks in
+                guard marks.count == 2 else { throw ValidationError("The laptops' process of concurrent did not say when it started and ended.") }
+                return (marks[0], marks[1])
             }
-            let seconds = (ContinuousClock.now - start) / .seconds(1)
-            // Once all have pushed, each syncs until it holds every record of its site: what it misses is lost.
-            var lost = 0
-            for (_, replica) in replicas {
-                _ = try await replica.engine().sync()
-                let held = try await replica.replica.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM adverse_events") ?? 0 }
-                lost += replicaCount / BenchServer.sites.count * batches * batchSize - held
-            }
-            let sorted = rounds.sorted
+            let serverCPU = end.process - start.process
+            let sorted = laptops.roundsMilliseconds
             func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))] }
-            report.add("concurrent", [
+            var figures: [String: FieldValue] = [
                 "instances": .integer(Int64(instances)), "replicas": .integer(Int64(replicaCount)), "sites": .integer(Int64(BenchServer.sites.count)),
-                "records": .integer(Int64(replicaCount * batches * batchSize)),
-                "records_per_s": .real(Double(replicaCount * batches * batchSize) / seconds),
+                "records": .integer(Int64(replicaCount * rounds * batch)),
+                "records_per_s": .real(Double(replicaCount * rounds * batch) / laptops.seconds),
                 "round_p50_ms": .real(percentile(0.5)), "round_p99_ms": .real(percentile(0.99)),
-                "records_lost": .integer(Int64(lost)),
-            ])
+                "records_lost": .integer(Int64(laptops.lost)),
+                "laptops_cpu_s": .real(laptops.cpuSeconds), "server_cpu_s": .real(serverCPU),
+            ]
+            if let before = start.machine, let after = end.machine {
+                figures["other_cpu_s"] = .real(max(0, after.busy - before.busy - laptops.cpuSeconds - serverCPU))
+                figures["cpu_s_available"] = .real(laptops.seconds * Double(after.cpus))
+            }
+            report.add("concurrent", figures)
         }
     }
 }
