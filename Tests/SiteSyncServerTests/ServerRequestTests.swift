@@ -299,3 +299,36 @@ struct ReviewEndpointTests {
         }
     }
 }
+
+/// Text that reaches a store from a URL follows the rules of stored text.
+@Suite("Review requests with bad text")
+struct ReviewTextTests {
+    @Test("A NUL in a review query, or an overlong value in its query or path, is refused with 422 naming it, on either store", arguments: StoreKind.all)
+    func refused(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
+        let long = String(repeating: "x", count: 1025)
+        let requests: [(uri: String, names: String)] = [
+            ("\(SyncProtocol.conflictsPath)?table=a%00b", "table"),
+            ("\(SyncProtocol.conflictsPath)?site=S01%00", "site"),
+            ("\(SyncProtocol.conflictsPath)?after=%00", "after"),
+            ("\(SyncProtocol.conflictsPath)?table=\(long)", "table"),
+            // Path parameters are not percent-decoded, so no NUL reaches the store through them.
+            ("\(SyncProtocol.conflictsPath)/\(long)", "conflict id"),
+            ("/v1/records/subjects/\(long)/history", "record id"),
+            ("/v1/records/\(long)/a/history", "table"),
+        ]
+        try await server.test { client in
+            for request in requests {
+                let refusal = try await client.execute(uri: request.uri, method: .get, headers: syncHeaders(server.reviewer)) { response in
+                    (response.status, try decode(ErrorResponse.self, response.body).error)
+                }
+                #expect(refusal.0 == .unprocessableContent, "\(request.uri)")
+                #expect(refusal.1.code == "validation_failed" && refusal.1.message.contains(request.names), "\(request.uri): \(refusal.1.message)")
+            }
+            // The same requests with plain text are answered.
+            try await client.execute(uri: "\(SyncProtocol.conflictsPath)?table=subjects&site=S01", method: .get, headers: syncHeaders(server.reviewer)) {
+                #expect($0.status == .ok)
+            }
+        }
+    }
+}
