@@ -227,6 +227,26 @@ struct PostgresColumnTests {
                 #expect(back.map { $0.1.map(FieldValue.integer) ?? .null } == integers)
                 #expect(back.map { $0.2?.bitPattern } == [0.1, -0.0, 1e308, 5e-324, nil, 3.0].map { $0?.bitPattern })
 
+                // Read back straight from the bytes, as the stores read their rows, against values
+                // PostgreSQL writes itself; an int4 and a numeric take the library's decoding.
+                let literal = PostgresQuery(
+                    unsafeSQL: "SELECT 'é 日本 🙂'::text, ''::text, NULL::text, (-9223372036854775808)::bigint, 42::int4, '-0'::float8, 0.1::float8, NULL::float8, 1.5::numeric::float8, 'a'::varchar"
+                )
+                for try await row in try await connection.query(literal, logger: store.logger) {
+                    var cells = RowCells(row)
+                    #expect(try cells.text() == "é 日本 🙂")
+                    #expect(try cells.requiredText() == "")
+                    #expect(try cells.text() == nil)
+                    #expect(try cells.integer() == .min)
+                    #expect(try cells.integer() == 42)
+                    #expect(try cells.real()?.bitPattern == (-0.0).bitPattern)
+                    #expect(try cells.value(ColumnSchema("r", .real())) == .real(0.1))
+                    #expect(try cells.value(ColumnSchema("r", .real())) == .null)
+                    #expect(try cells.real() == 1.5)
+                    #expect(try cells.text() == "a")
+                    #expect(throws: StorageError.self) { try cells.next() }
+                }
+
                 // An empty batch is an empty array: no rows.
                 var empty = CombinedStatement()
                 let none = PostgresRows([.text, .bigint]).unnest(in: &empty)

@@ -105,9 +105,9 @@ extension PostgresSyncStore {
             )
             var records: [[String: FieldValue]] = []
             for try await row in rows {
-                let cells = row.makeRandomAccess()
-                var record: [String: FieldValue] = ["id": .text(try cells[0].decode(String.self))]
-                for (offset, column) in table.columns.enumerated() { record[column.name] = try Self.value(cells[offset + 1], column) }
+                var cells = RowCells(row)
+                var record: [String: FieldValue] = ["id": .text(try cells.requiredText())]
+                for column in table.columns { record[column.name] = try cells.value(column) }
                 records.append(record)
             }
             return records

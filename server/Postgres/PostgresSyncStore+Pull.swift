@@ -45,7 +45,10 @@ extension PostgresSyncStore {
             """,
             logger: logger
         )
-        for try await (table, id, seq, hlc, replica, user, fields) in shadows.decode((String, String, Int64, Int64, String, String, String?).self) {
+        for try await row in shadows {
+            var cells = RowCells(row)
+            let (table, id, seq) = (try cells.requiredText(), try cells.requiredText(), try cells.requiredInteger())
+            let (hlc, replica, user, fields) = (try cells.requiredInteger(), try cells.requiredText(), try cells.requiredText(), try cells.text())
             let stamps = FieldStamps(base: Stamp(hlc: HLC(rawValue: hlc), replica: replica, user: user), overrides: try FieldStamps.overrides(fromJSON: fields))
             // Records whose every field the pulling replica wrote are skipped: it holds them already.
             if !(stamps.overrides.isEmpty && replica == skipping) { idsByTable[table, default: []].append(id) }
@@ -56,10 +59,9 @@ extension PostgresSyncStore {
             // Tables the client's schema does not have yet are left out.
             guard let table = try? schema.table(tableName) else { continue }
             for try await row in try await connection.query(Self.pageValues(table, ids: ids), logger: logger) {
-                let cells = row.makeRandomAccess()
-                values[RecordKey(table: tableName, id: try cells[0].decode(String.self))] = try table.columns.enumerated().map { offset, column in
-                    try Self.value(cells[offset + 1], column)
-                }
+                var cells = RowCells(row)
+                let id = try cells.requiredText()
+                values[RecordKey(table: tableName, id: id)] = try table.columns.map { try cells.value($0) }
             }
         }
         for index in records.indices {

@@ -62,8 +62,10 @@ extension PostgresSyncStore {
 
     private func sites(_ connection: PostgresConnection, _ keys: [RecordKey]) async throws -> [RecordKey: String] {
         var sites: [RecordKey: String] = [:]
-        for try await (table, id, site) in try await connection.query(Self.recordSites(keys), logger: logger).decode((String, String, String).self) {
-            sites[RecordKey(table: table, id: id)] = site
+        for try await row in try await connection.query(Self.recordSites(keys), logger: logger) {
+            var cells = RowCells(row)
+            let key = RecordKey(table: try cells.requiredText(), id: try cells.requiredText())
+            sites[key] = try cells.requiredText()
         }
         return sites
     }
@@ -92,16 +94,13 @@ extension PostgresSyncStore {
         for (tableName, ids) in byTable {
             let table = try schema.table(tableName)
             for try await row in try await connection.query(Self.storedRecords(table, ids: ids), logger: logger) {
-                let cells = row.makeRandomAccess()
-                let stamps = FieldStamps(
-                    base: Stamp(hlc: HLC(rawValue: try cells[0].decode(Int64.self)), replica: try cells[1].decode(String.self), user: try cells[2].decode(String.self)),
-                    overrides: try FieldStamps.overrides(fromJSON: try cells[3].decode(String?.self))
-                )
+                var cells = RowCells(row)
+                let base = Stamp(hlc: HLC(rawValue: try cells.requiredInteger()), replica: try cells.requiredText(), user: try cells.requiredText())
+                let stamps = FieldStamps(base: base, overrides: try FieldStamps.overrides(fromJSON: try cells.text()))
+                let (site, id) = (try cells.requiredText(), try cells.requiredText())
                 var values: [String: FieldValue] = [:]
-                for (offset, column) in table.columns.enumerated() { values[column.name] = try Self.value(cells[offset + 6], column) }
-                records[RecordKey(table: table.name, id: try cells[5].decode(String.self))] = ServerRecord(
-                    site: try cells[4].decode(String.self), stamps: stamps, values: values
-                )
+                for column in table.columns { values[column.name] = try cells.value(column) }
+                records[RecordKey(table: table.name, id: id)] = ServerRecord(site: site, stamps: stamps, values: values)
             }
         }
         return records
@@ -128,15 +127,6 @@ extension PostgresSyncStore {
     static func rowByID(_ table: TableSchema, as alias: String) -> String {
         let columns = table.columnNames.map(quoted).joined(separator: ", ")
         return "CROSS JOIN LATERAL (SELECT \(columns) FROM \(quoted(table.name)) WHERE id = k.id LIMIT 1) AS \(alias)"
-    }
-
-    /// A stored value in its column's type.
-    static func value(_ cell: PostgresCell, _ column: ColumnSchema) throws -> FieldValue {
-        switch column.type {
-        case .text, .date, .choice: try cell.decode(String?.self).map(FieldValue.text) ?? .null
-        case .integer, .flag: try cell.decode(Int64?.self).map(FieldValue.integer) ?? .null
-        case .real: try cell.decode(Double?.self).map(FieldValue.real) ?? .null
-        }
     }
 
     private func writtenValues(_ connection: PostgresConnection, _ keys: [WrittenValueKey]) async throws -> [WrittenValueKey: FieldValue] {

@@ -50,7 +50,10 @@ extension PostgresSyncStore {
                 let values = try await connection.query(
                     "SELECT \(unescaped: Self.quoted(column.name)) FROM \(unescaped: Self.quoted(table.name)) WHERE id = \(conflict.recordID)", logger: self.logger
                 )
-                for try await row in values { current = try Self.value(row.makeRandomAccess()[0], column) }
+                for try await row in values {
+                    var cells = RowCells(row)
+                    current = try cells.value(column)
+                }
             }
             return ConflictDetail(conflict: conflict, current: current)
         }
@@ -115,10 +118,11 @@ extension PostgresSyncStore {
     private static var conflictColumns: String { (["id"] + TableSchema.conflicts.columnNames).map(quoted).joined(separator: ", ") }
 
     private func conflict(_ row: PostgresRow) throws -> Conflict {
-        let cells = row.makeRandomAccess()
+        var cells = RowCells(row)
+        let id = try cells.requiredText()
         var fields: [String: FieldValue] = [:]
-        for (offset, column) in TableSchema.conflicts.columns.enumerated() { fields[column.name] = try Self.value(cells[offset + 1], column) }
-        return try Conflict(id: try cells[0].decode(String.self), fields: fields).normalized(in: schema)
+        for column in TableSchema.conflicts.columns { fields[column.name] = try cells.value(column) }
+        return try Conflict(id: id, fields: fields).normalized(in: schema)
     }
 
     static func binds(_ values: [String]) -> PostgresBindings {
