@@ -236,12 +236,11 @@ struct Run: AsyncParsableCommand {
             }
             let serverCPU = end.process - start.process
             let sorted = laptops.roundsMilliseconds
-            func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))] }
             var figures: [String: FieldValue] = [
                 "instances": .integer(Int64(instances)), "replicas": .integer(Int64(replicaCount)), "sites": .integer(Int64(BenchServer.sites.count)),
                 "records": .integer(Int64(replicaCount * rounds * batch)),
                 "records_per_s": .real(Double(replicaCount * rounds * batch) / laptops.seconds),
-                "round_p50_ms": .real(percentile(0.5)), "round_p99_ms": .real(percentile(0.99)),
+                "round_p50_ms": .real(sorted.percentile(0.5)), "round_p99_ms": .real(sorted.percentile(0.99)),
                 "records_lost": .integer(Int64(laptops.lost)),
                 "laptops_cpu_s": .real(laptops.cpuSeconds), "server_cpu_s": .real(serverCPU),
             ]
@@ -297,14 +296,18 @@ extension Run {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let sorted = times.sorted()
-            func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))] }
             let configuration = SyncEngine.LiveConfiguration()
             report.add("live_sync", [
                 "edits": .integer(Int64(times.count)), "debounce_ms": .integer(configuration.debounce.wholeMilliseconds),
-                "p50_ms": .real(percentile(0.5)), "p99_ms": .real(percentile(0.99)), "max_ms": .real(sorted.last ?? 0),
+                "p50_ms": .real(sorted.percentile(0.5)), "p99_ms": .real(sorted.percentile(0.99)), "max_ms": .real(sorted.last ?? 0),
             ])
         }
     }
+}
+
+extension [Double] {
+    /// The value at fraction `p` of these values, sorted ascending: the nearest rank below.
+    func percentile(_ p: Double) -> Double { self[Swift.min(count - 1, Int((Double(count) * p).rounded(.down)))] }
 }
 
 /// Durations measured by concurrent tasks.
