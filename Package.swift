@@ -134,7 +134,7 @@ let package = Package(
         .target(
             name: "SiteSyncTestSupport",
             dependencies: [
-                "SiteSyncServer", "SiteSyncClient", "TrialRecords", "LoopbackHTTP", .product(name: "Logging", package: "swift-log"),
+                "SiteSyncServer", "SiteSyncClient", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords", "LoopbackHTTP", .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Tests/SiteSyncTestSupport",
@@ -171,6 +171,8 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // A channel for request contexts of the in-process server the convergence test drives.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                // PostgreSQL failures injected into the convergence test's histories on that store.
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

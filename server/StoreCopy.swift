@@ -81,7 +81,7 @@ public enum StoreCopy {
         let copied = tables
         return try await target.transaction { connection in
             for table in ["tokens", "records", "audit", "replicas"] {
-                let held = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)"), logger: target.logger).decode(Int64.self)
+                let held = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)")).decode(Int64.self)
                 for try await count in held where count > 0 {
                     throw StoreCopyError("The PostgreSQL store is not empty (\(table) holds \(count) rows); copy into a new database.")
                 }
@@ -111,12 +111,11 @@ public enum StoreCopy {
                     let cells = table.columns.enumerated().map { index, column in
                         column.type == "text" ? "x->>\(index)" : "(x->>\(index))::\(column.type)"
                     }.joined(separator: ", ")
-                    try await connection.query(
+                    try await connection.execute(
                         PostgresQuery(
                             unsafeSQL: "INSERT INTO \(PostgresSyncStore.quoted(table.name)) (\(names)) SELECT \(cells) FROM jsonb_array_elements($1::jsonb) AS x",
                             binds: PostgresSyncStore.binds([page.text])
-                        ),
-                        logger: target.logger
+                        )
                     )
                     total += page.count
                     offset += pageSize
@@ -124,8 +123,8 @@ public enum StoreCopy {
                 counts.add(table.name, total)
             }
             // The audit trail keeps its ids; new rows continue after them.
-            try await connection.query(
-                "SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce((SELECT max(id) FROM audit), 0) + 1, false)", logger: target.logger
+            try await connection.execute(
+                "SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce((SELECT max(id) FROM audit), 0) + 1, false)"
             )
             return counts
         }

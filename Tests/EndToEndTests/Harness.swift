@@ -31,6 +31,15 @@ struct LiveServer: Sendable {
             case .sqlite: try SQLiteSyncStore(path: directory.appendingPathComponent("server.sqlite").path, schema: TrialSchema.current)
             case .postgres: try await PostgresTestDatabase.store()
             }
+        try await run(on: store, directory: directory, configure: configure, body)
+    }
+
+    /// Runs `body` against a server on `store`, a migrated store whose connections run already;
+    /// replicas go in `directory`.
+    static func run(
+        on store: any SyncStore, directory: URL, configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
+        _ body: @Sendable (LiveServer) async throws -> Void
+    ) async throws {
         let s01 = try await Tokens.create(in: store, role: .site, site: "S01")
         let s02 = try await Tokens.create(in: store, role: .site, site: "S02")
         let reviewer = try await Tokens.create(in: store, role: .reviewer, site: nil)

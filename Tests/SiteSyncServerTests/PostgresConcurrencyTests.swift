@@ -187,7 +187,7 @@ extension PostgresSyncStore {
         try await transaction(readOnly: true) { connection in
             var lines: [String] = []
             let explain = PostgresQuery(unsafeSQL: "EXPLAIN " + query.sql, binds: query.binds)
-            for try await line in try await connection.query(explain, logger: self.logger).decode(String.self) { lines.append(line) }
+            for try await line in try await connection.query(explain).decode(String.self) { lines.append(line) }
             return lines.joined(separator: "\n")
         }
     }
@@ -222,7 +222,7 @@ struct PostgresColumnTests {
                 let unnest = batch.unnest(in: &statement)
                 let query = PostgresQuery(unsafeSQL: "SELECT a, b, c FROM \(unnest) WITH ORDINALITY AS x(a, b, c, n) ORDER BY n", binds: statement.query.binds)
                 var back: [(String?, Int64?, Double?)] = []
-                for try await row in try await connection.query(query, logger: store.logger).decode((String?, Int64?, Double?).self) { back.append(row) }
+                for try await row in try await connection.query(query).decode((String?, Int64?, Double?).self) { back.append(row) }
                 #expect(back.map(\.0) == texts)
                 #expect(back.map { $0.1.map(FieldValue.integer) ?? .null } == integers)
                 #expect(back.map { $0.2?.bitPattern } == [0.1, -0.0, 1e308, 5e-324, nil, 3.0].map { $0?.bitPattern })
@@ -232,7 +232,7 @@ struct PostgresColumnTests {
                 let literal = PostgresQuery(
                     unsafeSQL: "SELECT 'é 日本 🙂'::text, ''::text, NULL::text, (-9223372036854775808)::bigint, 42::int4, '-0'::float8, 0.1::float8, NULL::float8, 1.5::numeric::float8, 'a'::varchar"
                 )
-                for try await row in try await connection.query(literal, logger: store.logger) {
+                for try await row in try await connection.query(literal) {
                     var cells = RowCells(row)
                     #expect(try cells.text() == "é 日本 🙂")
                     #expect(try cells.requiredText() == "")
@@ -250,7 +250,7 @@ struct PostgresColumnTests {
                 // An empty batch is an empty array: no rows.
                 var empty = CombinedStatement()
                 let none = PostgresRows([.text, .bigint]).unnest(in: &empty)
-                let count = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(none)", binds: empty.query.binds), logger: store.logger)
+                let count = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(none)", binds: empty.query.binds))
                 for try await value in count.decode(Int64.self) { #expect(value == 0) }
             }
         }

@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
 import Logging
+import SiteSyncCore
+import SiteSyncSQLite
 import SiteSyncServer
 import Testing
 import TrialRecords
@@ -77,6 +79,21 @@ public enum StoreContents {
             try await sqlite.writer.read { db in try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1").map(\.description) }
         case let postgres as PostgresSyncStore:
             try await postgres.rowsAsText("SELECT t::text FROM \(table) t ORDER BY 1")
+        default:
+            preconditionFailure("no contents for \(type(of: store))")
+        }
+    }
+
+    /// Every row a query selects, each cell as a value of its type, on either store: the query
+    /// must be written in the SQL both understand.
+    public static func select(_ store: any SyncStore, _ sql: String) async throws -> [[FieldValue]] {
+        switch store {
+        case let sqlite as SQLiteSyncStore:
+            try await sqlite.writer.read { db in
+                try Row.fetchAll(db, sql: sql).map { row in (0..<row.count).map { FieldValue.fromDatabaseValue(row[$0] as DatabaseValue) ?? .null } }
+            }
+        case let postgres as PostgresSyncStore:
+            try await postgres.rows(sql)
         default:
             preconditionFailure("no contents for \(type(of: store))")
         }

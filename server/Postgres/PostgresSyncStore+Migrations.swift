@@ -14,20 +14,20 @@ extension PostgresSyncStore {
     public func migrate() async throws {
         try await transaction { connection in
             // One lock for every instance of every build: hashtext('sitesync-migrations').
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('sitesync-migrations'))", logger: self.logger)
-            try await connection.query(
-                "CREATE TABLE IF NOT EXISTS sitesync_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)", logger: self.logger
+            try await connection.execute("SELECT pg_advisory_xact_lock(hashtext('sitesync-migrations'))")
+            try await connection.execute(
+                "CREATE TABLE IF NOT EXISTS sitesync_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
             var applied = Set<String>()
-            for try await name in try await connection.query("SELECT name FROM sitesync_migrations", logger: self.logger).decode(String.self) {
+            for try await name in try await connection.query("SELECT name FROM sitesync_migrations").decode(String.self) {
                 applied.insert(name)
             }
             for migration in self.migrations where !applied.contains(migration.name) {
                 for statement in migration.statements {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                    try await connection.execute(PostgresQuery(unsafeSQL: statement))
                 }
-                try await connection.query(
-                    "INSERT INTO sitesync_migrations (name, applied_at) VALUES (\(migration.name), \(Self.now()))", logger: self.logger
+                try await connection.execute(
+                    "INSERT INTO sitesync_migrations (name, applied_at) VALUES (\(migration.name), \(Self.now()))"
                 )
             }
         }
@@ -37,7 +37,7 @@ extension PostgresSyncStore {
     public func appliedMigrations() async throws -> [String] {
         try await transaction(readOnly: true) { connection in
             var names: [String] = []
-            let rows = try await connection.query("SELECT name FROM sitesync_migrations ORDER BY applied_at, name", logger: self.logger)
+            let rows = try await connection.query("SELECT name FROM sitesync_migrations ORDER BY applied_at, name")
             for try await name in rows.decode(String.self) { names.append(name) }
             return names
         }

@@ -13,7 +13,7 @@ extension PostgresSyncStore {
         _ report: ReplicaReport, replica: String, site: String, schemaVersion: Int, at time: String, serverMilliseconds: Int64
     ) async throws {
         _ = try await transaction { connection in
-            try await connection.query(
+            try await connection.execute(
                 """
                 INSERT INTO replica_reports (site_id, replica_id, "user", build, schema_version, pending, clock_offset_ms, last_sync_at)
                 VALUES (\(site), \(replica), \(report.user), \(report.build), \(Int64(schemaVersion)), \(Int64(report.pending)),
@@ -21,8 +21,7 @@ extension PostgresSyncStore {
                 ON CONFLICT (site_id, replica_id) DO UPDATE SET
                     "user" = excluded."user", build = excluded.build, schema_version = excluded.schema_version, pending = excluded.pending,
                     clock_offset_ms = excluded.clock_offset_ms, last_sync_at = excluded.last_sync_at
-                """,
-                logger: self.logger
+                """
             )
         }
     }
@@ -36,8 +35,7 @@ extension PostgresSyncStore {
                 FROM tokens t LEFT JOIN replica_reports r ON r.site_id = coalesce(t.site_id, '*') AND r.replica_id = t.replica_id
                 WHERE t.replica_id IS NOT NULL AND t.revoked_at IS NULL AND (\(site)::text IS NULL OR t.site_id = \(site))
                 ORDER BY 2, 1
-                """,
-                logger: self.logger
+                """
             )
             var laptops: [ReplicaFreshness] = []
             for try await (replica, site, enrolled, user, build, schema, pending, offset, lastSync) in rows.decode(
@@ -57,7 +55,7 @@ extension PostgresSyncStore {
         try await transaction(readOnly: true) { connection in
             var sites: [String] = []
             let rows = try await connection.query(
-                "SELECT site_id FROM sites UNION SELECT site_id FROM tokens WHERE site_id IS NOT NULL ORDER BY 1", logger: self.logger
+                "SELECT site_id FROM sites UNION SELECT site_id FROM tokens WHERE site_id IS NOT NULL ORDER BY 1"
             )
             for try await site in rows.decode(String.self) { sites.append(site) }
             return sites
@@ -68,7 +66,7 @@ extension PostgresSyncStore {
         try await transaction(readOnly: true) { connection in
             var counts: [String: Int] = [:]
             let rows = try await connection.query(
-                "SELECT site_id, count(*) FROM conflicts WHERE status = 'open' AND _deleted IS NULL GROUP BY site_id", logger: self.logger
+                "SELECT site_id, count(*) FROM conflicts WHERE status = 'open' AND _deleted IS NULL GROUP BY site_id"
             )
             for try await (site, count) in rows.decode((String, Int64).self) { counts[site] = Int(count) }
             return counts
@@ -81,12 +79,12 @@ extension PostgresSyncStore {
             var activity = SiteActivity(recordsByTable: [:], changesByDay: [:])
             for table in tables {
                 let rows = try await connection.query(
-                    "SELECT count(*) FROM \(unescaped: Self.quoted(table.name)) WHERE site_id = \(site) AND _deleted IS NULL", logger: self.logger
+                    "SELECT count(*) FROM \(unescaped: Self.quoted(table.name)) WHERE site_id = \(site) AND _deleted IS NULL"
                 )
                 for try await count in rows.decode(Int64.self) { activity.recordsByTable[table.name] = Int(count) }
             }
             let days = try await connection.query(
-                "SELECT day, changes FROM site_days WHERE site_id = \(site) AND day >= \(firstDay)", logger: self.logger
+                "SELECT day, changes FROM site_days WHERE site_id = \(site) AND day >= \(firstDay)"
             )
             for try await (day, changes) in days.decode((String, Int64).self) { activity.changesByDay[day] = Int(changes) }
             return activity
@@ -100,8 +98,7 @@ extension PostgresSyncStore {
                 """
                 SELECT \(unescaped: columns) FROM \(unescaped: Self.quoted(table.name))
                 WHERE site_id = \(site) AND _deleted IS NULL ORDER BY id LIMIT \(Int64(limit))
-                """,
-                logger: self.logger
+                """
             )
             var records: [[String: FieldValue]] = []
             for try await row in rows {
@@ -116,10 +113,9 @@ extension PostgresSyncStore {
 
     public func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String) async throws {
         _ = try await transaction { connection in
-            try await connection.query("DELETE FROM monitor_sessions WHERE expires_at <= \(time)", logger: self.logger)
-            try await connection.query(
-                "INSERT INTO monitor_sessions (hash, token_hash, created_at, expires_at) VALUES (\(hash), \(tokenHash), \(time), \(expiresAt))",
-                logger: self.logger
+            try await connection.execute("DELETE FROM monitor_sessions WHERE expires_at <= \(time)")
+            try await connection.execute(
+                "INSERT INTO monitor_sessions (hash, token_hash, created_at, expires_at) VALUES (\(hash), \(tokenHash), \(time), \(expiresAt))"
             )
         }
     }
@@ -131,8 +127,7 @@ extension PostgresSyncStore {
                     """
                     SELECT \(unescaped: StoredToken.columns(of: "t")) FROM monitor_sessions s JOIN tokens t ON t.hash = s.token_hash
                     WHERE s.hash = \(hash) AND s.expires_at > \(time)
-                    """,
-                    logger: self.logger
+                    """
                 )
             ).first
         }
@@ -140,7 +135,7 @@ extension PostgresSyncStore {
 
     public func deleteSession(hash: String) async throws {
         _ = try await transaction { connection in
-            try await connection.query("DELETE FROM monitor_sessions WHERE hash = \(hash)", logger: self.logger)
+            try await connection.execute("DELETE FROM monitor_sessions WHERE hash = \(hash)")
         }
     }
 }

@@ -9,14 +9,14 @@ extension PostgresSyncStore {
             // A page walks the (site_id, seq) index in order and stops at the limit. Right after a
             // bulk push, before autovacuum has analysed the table, the planner takes a site's new
             // rows for a handful, and sorts all of them instead: fifty times slower per page.
-            try await connection.query("SET LOCAL enable_sort = off", logger: self.logger)
+            try await connection.execute("SET LOCAL enable_sort = off")
             var transaction = PullTransaction(request, principal: principal, schema: schema, byteBudget: byteBudget)
             var step = try transaction.next(nil)
             while true {
                 switch step {
                 case .readSites:
                     var sites: [String] = []
-                    for try await site in try await connection.query("SELECT site_id FROM sites ORDER BY site_id", logger: self.logger).decode(String.self) {
+                    for try await site in try await connection.query("SELECT site_id FROM sites ORDER BY site_id").decode(String.self) {
                         sites.append(site)
                     }
                     step = try transaction.next(.sites(sites))
@@ -34,7 +34,7 @@ extension PostgresSyncStore {
     /// The records of `site` after `after`, in sequence order, with their values in `schema`'s
     /// columns: one statement for the page, one per table for the values.
     private func page(
-        _ connection: PostgresConnection, site: String, after: Int64, limit: Int, skipping: String?, schema: Schema
+        _ connection: PostgresTransaction, site: String, after: Int64, limit: Int, skipping: String?, schema: Schema
     ) async throws -> [PullTransaction.PulledRecord] {
         var records: [PullTransaction.PulledRecord] = []
         var idsByTable: [String: [String]] = [:]
@@ -42,8 +42,7 @@ extension PostgresSyncStore {
             """
             SELECT tbl, id, seq, hlc, replica, "user", fields FROM records
             WHERE site_id = \(site) AND seq > \(after) ORDER BY seq LIMIT \(Int64(limit))
-            """,
-            logger: logger
+            """
         )
         for try await row in shadows {
             var cells = RowCells(row)
@@ -58,7 +57,7 @@ extension PostgresSyncStore {
         for (tableName, ids) in idsByTable {
             // Tables the client's schema does not have yet are left out.
             guard let table = try? schema.table(tableName) else { continue }
-            for try await row in try await connection.query(Self.pageValues(table, ids: ids), logger: logger) {
+            for try await row in try await connection.query(Self.pageValues(table, ids: ids)) {
                 var cells = RowCells(row)
                 let id = try cells.requiredText()
                 values[RecordKey(table: tableName, id: id)] = try table.columns.map { try cells.value($0) }

@@ -30,7 +30,7 @@ extension PostgresSyncStore {
                     step = try transaction.next(.writtenValues(try await self.writtenValues(connection, keys)))
                 case .readLoggedConflicts(let ids):
                     var logged = Set<String>()
-                    for try await id in try await connection.query("SELECT id FROM conflicts WHERE id = ANY(\(ids))", logger: self.logger).decode(String.self) {
+                    for try await id in try await connection.query("SELECT id FROM conflicts WHERE id = ANY(\(ids))").decode(String.self) {
                         logged.insert(id)
                     }
                     step = try transaction.next(.loggedConflicts(logged))
@@ -48,21 +48,20 @@ extension PostgresSyncStore {
     /// Locks the replica's row, creating an empty one first: a row that does not exist cannot be
     /// locked, and two first pushes of a replica racing on two instances must still serialise.
     /// The empty row is rolled back with a push that applies nothing.
-    private func lockReplica(_ connection: PostgresConnection, _ replica: String, at time: String) async throws -> StoredReplica? {
-        try await connection.query(
+    private func lockReplica(_ connection: PostgresTransaction, _ replica: String, at time: String) async throws -> StoredReplica? {
+        try await connection.execute(
             """
             INSERT INTO replicas (replica_id, last_seq, last_applied, last_conflicts, "user", first_seen, last_seen)
             VALUES (\(replica), 0, 0, 0, '', \(time), \(time)) ON CONFLICT DO NOTHING
-            """,
-            logger: logger
+            """
         )
         let state = try await Self.replicaState(connection, replica, lock: true, logger: logger)
         return state?.lastSeq == .zero ? nil : state
     }
 
-    private func sites(_ connection: PostgresConnection, _ keys: [RecordKey]) async throws -> [RecordKey: String] {
+    private func sites(_ connection: PostgresTransaction, _ keys: [RecordKey]) async throws -> [RecordKey: String] {
         var sites: [RecordKey: String] = [:]
-        for try await row in try await connection.query(Self.recordSites(keys), logger: logger) {
+        for try await row in try await connection.query(Self.recordSites(keys)) {
             var cells = RowCells(row)
             let key = RecordKey(table: try cells.requiredText(), id: try cells.requiredText())
             sites[key] = try cells.requiredText()
@@ -79,21 +78,21 @@ extension PostgresSyncStore {
     }
 
     /// Locks the sites' head rows in site order, creating missing ones first.
-    private func lockHeads(_ connection: PostgresConnection, _ sites: [String]) async throws -> [String: Int64] {
-        try await connection.query("INSERT INTO sites (site_id, seq) SELECT unnest(\(sites)), 0 ON CONFLICT DO NOTHING", logger: logger)
+    private func lockHeads(_ connection: PostgresTransaction, _ sites: [String]) async throws -> [String: Int64] {
+        try await connection.execute("INSERT INTO sites (site_id, seq) SELECT unnest(\(sites)), 0 ON CONFLICT DO NOTHING")
         var heads: [String: Int64] = [:]
-        let rows = try await connection.query("SELECT site_id, seq FROM sites WHERE site_id = ANY(\(sites)) ORDER BY site_id FOR UPDATE", logger: logger)
+        let rows = try await connection.query("SELECT site_id, seq FROM sites WHERE site_id = ANY(\(sites)) ORDER BY site_id FOR UPDATE")
         for try await (site, seq) in rows.decode((String, Int64).self) { heads[site] = seq }
         return heads
     }
 
-    private func readRecords(_ connection: PostgresConnection, _ keys: [RecordKey]) async throws -> [RecordKey: ServerRecord] {
+    private func readRecords(_ connection: PostgresTransaction, _ keys: [RecordKey]) async throws -> [RecordKey: ServerRecord] {
         var records: [RecordKey: ServerRecord] = [:]
         var byTable: [String: [String]] = [:]
         for key in keys { byTable[key.table, default: []].append(key.id) }
         for (tableName, ids) in byTable {
             let table = try schema.table(tableName)
-            for try await row in try await connection.query(Self.storedRecords(table, ids: ids), logger: logger) {
+            for try await row in try await connection.query(Self.storedRecords(table, ids: ids)) {
                 var cells = RowCells(row)
                 let base = Stamp(hlc: HLC(rawValue: try cells.requiredInteger()), replica: try cells.requiredText(), user: try cells.requiredText())
                 let stamps = FieldStamps(base: base, overrides: try FieldStamps.overrides(fromJSON: try cells.text()))
@@ -129,7 +128,7 @@ extension PostgresSyncStore {
         return "CROSS JOIN LATERAL (SELECT \(columns) FROM \(quoted(table.name)) WHERE id = k.id LIMIT 1) AS \(alias)"
     }
 
-    private func writtenValues(_ connection: PostgresConnection, _ keys: [WrittenValueKey]) async throws -> [WrittenValueKey: FieldValue] {
+    private func writtenValues(_ connection: PostgresTransaction, _ keys: [WrittenValueKey]) async throws -> [WrittenValueKey: FieldValue] {
         var values: [WrittenValueKey: FieldValue] = [:]
         for key in keys {
             let rows = try await connection.query(
@@ -139,8 +138,7 @@ extension PostgresSyncStore {
                 WHERE a.tbl = \(key.record.table) AND a.record_id = \(key.record.id) AND a.replica = \(key.version.replica) AND f.name = \(key.field)
                   AND coalesce((a.hlcs::jsonb ->> (f.ord - 1)::int)::bigint, a.seq) = \(key.version.hlc.rawValue)
                 ORDER BY a.id DESC LIMIT 1
-                """,
-                logger: logger
+                """
             )
             var value = FieldValue.null
             for try await json in rows.decode(String?.self) { value = try FieldValue(json: json) }
@@ -157,7 +155,7 @@ extension PostgresSyncStore {
     /// and the replica's row. The statement ends by notifying every instance's listener of the
     /// sites written, which PostgreSQL delivers at the commit, never before and not at all on a
     /// rollback: it wakes their pulls waiting for these sites.
-    private func write(_ connection: PostgresConnection, _ writes: PushWrites, sites: [String]) async throws {
+    private func write(_ connection: PostgresTransaction, _ writes: PushWrites, sites: [String]) async throws {
         var statement = CombinedStatement()
         let shadowCount = writes.created.reduce(0) { $0 + $1.records.count } + writes.changed.count + writes.conflicts.count
         var shadows = PostgresRows([.text, .text, .text, .bigint, .bigint, .text, .text, .text], rows: shadowCount)
@@ -285,7 +283,7 @@ extension PostgresSyncStore {
         )
         let notice = CommittedPush(replica: writes.replicaID, sites: Set(sites)).payload
         statement.finish("SELECT pg_notify(\(statement.bind(Self.commitChannel)), \(statement.bind(notice)))")
-        try await connection.query(statement.query, logger: logger)
+        try await connection.execute(statement.query)
     }
 
 

@@ -32,7 +32,7 @@ extension PostgresSyncStore {
             sql += " ORDER BY detected_at, id LIMIT \(limit + 1)"
             query = PostgresQuery(unsafeSQL: sql, binds: binds)
             var conflicts: [Conflict] = []
-            for try await row in try await connection.query(query, logger: self.logger) { conflicts.append(try self.conflict(row)) }
+            for try await row in try await connection.query(query) { conflicts.append(try self.conflict(row)) }
             let page = Array(conflicts.prefix(limit))
             return ConflictPage(conflicts: page, next: conflicts.count > limit ? page.last.map { "\($0.detectedAt)~\($0.id)" } : nil)
         }
@@ -42,13 +42,13 @@ extension PostgresSyncStore {
         try ReadScope.requireReader(principal)
         return try await transaction(readOnly: true) { connection in
             var found: Conflict?
-            let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(Self.conflictColumns) FROM conflicts WHERE id = $1", binds: Self.binds([id])), logger: self.logger)
+            let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(Self.conflictColumns) FROM conflicts WHERE id = $1", binds: Self.binds([id])))
             for try await row in rows { found = try self.conflict(row) }
             guard let conflict = found, principal.canAccess(site: conflict.site) else { return nil }
             var current: FieldValue?
             if let table = try? self.schema.table(conflict.table), let column = table.column(conflict.field) {
                 let values = try await connection.query(
-                    "SELECT \(unescaped: Self.quoted(column.name)) FROM \(unescaped: Self.quoted(table.name)) WHERE id = \(conflict.recordID)", logger: self.logger
+                    "SELECT \(unescaped: Self.quoted(column.name)) FROM \(unescaped: Self.quoted(table.name)) WHERE id = \(conflict.recordID)"
                 )
                 for try await row in values {
                     var cells = RowCells(row)
@@ -63,12 +63,12 @@ extension PostgresSyncStore {
         try ReadScope.requireReader(principal)
         return try await transaction(readOnly: true) { connection in
             var site: String?
-            for try await found in try await connection.query("SELECT site_id FROM records WHERE tbl = \(table) AND id = \(id)", logger: self.logger).decode(String.self) {
+            for try await found in try await connection.query("SELECT site_id FROM records WHERE tbl = \(table) AND id = \(id)").decode(String.self) {
                 site = found
             }
             guard let site, principal.canAccess(site: site) else { return nil }
             var fieldsByConflict: [String: String] = [:]
-            let conflicts = try await connection.query("SELECT id, field FROM conflicts WHERE table_name = \(table) AND record_id = \(id)", logger: self.logger)
+            let conflicts = try await connection.query("SELECT id, field FROM conflicts WHERE table_name = \(table) AND record_id = \(id)")
             for try await (conflict, field) in conflicts.decode((String, String).self) { fieldsByConflict[conflict] = field }
             let rows = try await connection.query(
                 """
@@ -76,8 +76,7 @@ extension PostgresSyncStore {
                 WHERE (tbl = \(table) AND record_id = \(id))
                    OR (tbl = 'conflicts' AND record_id IN (SELECT c.id FROM conflicts c WHERE c.table_name = \(table) AND c.record_id = \(id)))
                 ORDER BY id
-                """,
-                logger: self.logger
+                """
             )
             var audit: [AuditRow] = []
             for try await row in rows { audit.append(try self.auditRow(row)) }
@@ -87,19 +86,32 @@ extension PostgresSyncStore {
 
     public func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
         try await transaction(readOnly: true) { connection in
-            var sql = "SELECT \(Self.auditColumns) FROM audit WHERE true"
+            var sql = "SELECT \(Self.auditColumns), id FROM audit WHERE true"
             var binds = PostgresBindings()
             for (column, comparison, value) in filter.conditions {
                 binds.append(value)
                 sql += " AND \(column) \(comparison) $\(binds.count)"
             }
-            sql += " ORDER BY id"
-            // Streamed: the rows arrive as the export writes them.
-            for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger) {
-                for change in try self.auditRow(row).fieldChanges { try body(change) }
+            // A page at a time, in the one snapshot of the transaction: memory stays bounded by the
+            // page, whatever the trail holds.
+            var after: Int64 = 0
+            while true {
+                var page = binds
+                page.append(after)
+                let rows = try await connection.query(
+                    PostgresQuery(unsafeSQL: sql + " AND id > $\(page.count) ORDER BY id LIMIT \(Self.exportPageSize)", binds: page)
+                )
+                for row in rows.rows {
+                    for change in try self.auditRow(row).fieldChanges { try body(change) }
+                    after = try PostgresRandomAccessRow(row)["id"].decode(Int64.self)
+                }
+                if rows.rows.count < Self.exportPageSize { return }
             }
         }
     }
+
+    /// Audit rows read per statement of an export.
+    static let exportPageSize = 2000
 
     private static let auditColumns =
         #"received_at, site_id, tbl, record_id, replica, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts"#

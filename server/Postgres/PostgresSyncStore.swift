@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import PostgresNIO
 import ServiceLifecycle
 import SiteSyncCore
@@ -23,6 +24,9 @@ public final class PostgresSyncStore: SyncStore, Service {
     /// Runs in each push's transaction after its writes, before the commit; tests hold a push open
     /// there, or roll it back by throwing.
     let beforeCommit: (@Sendable (PushWrites) async throws -> Void)?
+    /// Runs before every statement of every transaction, on its connection: tests break the
+    /// connection or fail the statement there (``FaultHook``).
+    let faults: FaultHook?
 
     /// Connects to the database a `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` URL names
     /// (`?sslmode=require` asks for TLS), with at most `maximumConnections` connections; nothing is
@@ -39,8 +43,15 @@ public final class PostgresSyncStore: SyncStore, Service {
         try self.init(url: url, schema: schema, maximumConnections: 20, logger: logger, beforeCommit: hook)
     }
 
+    /// A store whose every transaction runs `faults` before each statement: fault injection for
+    /// the tests that make PostgreSQL fail in the middle of a request.
+    package convenience init(url: String, schema: Schema, logger: Logger, faults: FaultHook?) throws {
+        try self.init(url: url, schema: schema, maximumConnections: 4, logger: logger, beforeCommit: nil, faults: faults)
+    }
+
     init(
-        url: String, schema: Schema, maximumConnections: Int, logger: Logger, beforeCommit: (@Sendable (PushWrites) async throws -> Void)?
+        url: String, schema: Schema, maximumConnections: Int, logger: Logger, beforeCommit: (@Sendable (PushWrites) async throws -> Void)?,
+        faults: FaultHook? = nil
     ) throws {
         var configuration = try Self.configuration(url)
         configuration.options.maximumConnections = maximumConnections
@@ -48,6 +59,7 @@ public final class PostgresSyncStore: SyncStore, Service {
         self.schema = schema
         self.logger = logger
         self.beforeCommit = beforeCommit
+        self.faults = faults
     }
 
     /// Whether `database` names a PostgreSQL database rather than an SQLite file.
@@ -87,19 +99,42 @@ public final class PostgresSyncStore: SyncStore, Service {
     /// Runs `body` in a transaction on one pooled connection: committed when it returns, rolled
     /// back when it throws. The database's errors become ``StorageError``s; the rules' refusals
     /// pass through unchanged.
+    ///
+    /// A transaction is acknowledged only when PostgreSQL answered its `COMMIT` with `COMMIT`: one
+    /// that a failed statement aborted is answered `ROLLBACK`, which throws here. A write
+    /// transaction that fails on a serialization failure, a deadlock or a unique violation runs
+    /// again from the start (``retriedStates``), a few times, after a short random pause; it reads
+    /// everything again, so a push that lost a race to another site's is refused by the sync rules.
     func transaction<T: Sendable>(
-        readOnly: Bool = false, _ body: @Sendable (PostgresConnection) async throws -> T
+        readOnly: Bool = false, _ body: @Sendable (PostgresTransaction) async throws -> T
+    ) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await attemptTransaction(readOnly: readOnly, body)
+            } catch let error as StorageError where !readOnly && attempt < Self.maximumAttempts && Self.retriedStates.contains(error.code) {
+                logger.notice("transaction failed and runs again", metadata: ["sync.error": "\(error.code)", "sync.attempt": "\(attempt)"])
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(Int.random(in: 2...20) * attempt))
+            }
+        }
+    }
+
+    private func attemptTransaction<T: Sendable>(
+        readOnly: Bool, _ body: @Sendable (PostgresTransaction) async throws -> T
     ) async throws -> T {
         do {
             return try await client.withConnection { connection in
                 // A read sees one snapshot from its first statement to its last.
-                try await connection.query(readOnly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN", logger: self.logger)
+                let begin: PostgresQuery = readOnly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN"
+                _ = try await PostgresTransaction.unlessClosed(connection, connection.query(begin, logger: self.logger))
                 do {
-                    let value = try await body(connection)
-                    try await connection.query("COMMIT", logger: self.logger)
+                    let value = try await body(PostgresTransaction(connection: connection, logger: self.logger, faults: self.faults))
+                    let commit = try await PostgresTransaction.unlessClosed(connection, connection.query("COMMIT", logger: self.logger)).metadata
+                    guard commit.command == "COMMIT" else { throw StorageError.rolledBack(commit.command) }
                     return value
                 } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                    _ = try? await PostgresTransaction.unlessClosed(connection, connection.query("ROLLBACK", logger: self.logger))
                     throw error
                 }
             }
@@ -112,32 +147,31 @@ public final class PostgresSyncStore: SyncStore, Service {
 
     public func token(hash: String) async throws -> StoredToken? {
         try await transaction(readOnly: true) { connection in
-            try await self.tokens(connection.query("SELECT \(unescaped: StoredToken.columns) FROM tokens WHERE hash = \(hash)", logger: self.logger)).first
+            try await self.tokens(connection.query("SELECT \(unescaped: StoredToken.columns) FROM tokens WHERE hash = \(hash)")).first
         }
     }
 
     public func createToken(hash: String, role: Role, site: String?, label: String?, expiresAt: String?) async throws {
         _ = try await transaction { connection in
-            try await connection.query(
+            try await connection.execute(
                 """
                 INSERT INTO tokens (hash, role, site_id, label, created_at, expires_at)
                 VALUES (\(hash), \(role.rawValue), \(site), \(label), \(Self.now()), \(expiresAt))
-                """,
-                logger: self.logger
+                """
             )
         }
     }
 
     public func tokens() async throws -> [StoredToken] {
         try await transaction(readOnly: true) { connection in
-            try await self.tokens(connection.query("SELECT \(unescaped: StoredToken.columns) FROM tokens ORDER BY created_at, hash", logger: self.logger))
+            try await self.tokens(connection.query("SELECT \(unescaped: StoredToken.columns) FROM tokens ORDER BY created_at, hash"))
         }
     }
 
     public func revokeTokens(hashes: [String], at time: String) async throws -> Int {
         try await transaction { connection in
             let rows = try await connection.query(
-                "UPDATE tokens SET revoked_at = \(time) WHERE revoked_at IS NULL AND hash = ANY(\(hashes)) RETURNING hash", logger: self.logger
+                "UPDATE tokens SET revoked_at = \(time) WHERE revoked_at IS NULL AND hash = ANY(\(hashes)) RETURNING hash"
             )
             var count = 0
             for try await _ in rows { count += 1 }
@@ -147,11 +181,11 @@ public final class PostgresSyncStore: SyncStore, Service {
 
     public func recordTokenUse(hash: String, at time: String) async throws {
         _ = try await transaction { connection in
-            try await connection.query("UPDATE tokens SET last_used_at = \(time) WHERE hash = \(hash)", logger: self.logger)
+            try await connection.execute("UPDATE tokens SET last_used_at = \(time) WHERE hash = \(hash)")
         }
     }
 
-    func tokens(_ rows: PostgresRowSequence) async throws -> [StoredToken] {
+    func tokens(_ rows: FetchedRows) async throws -> [StoredToken] {
         var tokens: [StoredToken] = []
         for try await (hash, role, site, replica, label, created, expires, revoked, used) in rows.decode(
             (String, String, String?, String?, String?, String, String?, String?, String?).self
@@ -174,15 +208,14 @@ public final class PostgresSyncStore: SyncStore, Service {
                 INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id)
                 VALUES (\(tokenHash), \(principal.role.rawValue), \(principal.site), \(label), \(Self.now()), \(replica))
                 ON CONFLICT DO NOTHING RETURNING hash
-                """,
-                logger: self.logger
+                """
             )
             var added = false
             for try await _ in inserted { added = true }
             // Registered already: with this credential, a retry whose answer was lost; with another,
             // another laptop or a copy of this one's file.
             if !added {
-                let owner = try await connection.query("SELECT replica_id FROM tokens WHERE hash = \(tokenHash)", logger: self.logger)
+                let owner = try await connection.query("SELECT replica_id FROM tokens WHERE hash = \(tokenHash)")
                 var owned = false
                 for try await (owning) in owner.decode(String?.self) { owned = owning == replica }
                 guard owned else { return nil }
@@ -196,10 +229,9 @@ public final class PostgresSyncStore: SyncStore, Service {
         try await transaction(readOnly: true) { connection in try await Self.replicaState(connection, replica, lock: false, logger: self.logger) }
     }
 
-    static func replicaState(_ connection: PostgresConnection, _ replica: String, lock: Bool, logger: Logger) async throws -> StoredReplica? {
+    static func replicaState(_ connection: PostgresTransaction, _ replica: String, lock: Bool, logger: Logger) async throws -> StoredReplica? {
         let rows = try await connection.query(
-            "SELECT last_seq, last_applied, last_conflicts, last_push FROM replicas WHERE replica_id = \(replica)\(unescaped: lock ? " FOR UPDATE" : "")",
-            logger: logger
+            "SELECT last_seq, last_applied, last_conflicts, last_push FROM replicas WHERE replica_id = \(replica)\(unescaped: lock ? " FOR UPDATE" : "")"
         )
         for try await (seq, applied, conflicts, push) in rows.decode((Int64, Int64, Int64, String?).self) {
             return StoredReplica(lastSeq: HLC(rawValue: seq), lastApplied: Int(applied), lastConflicts: Int(conflicts), lastPush: push)
@@ -212,7 +244,8 @@ public final class PostgresSyncStore: SyncStore, Service {
     /// Runs one statement outside any transaction (`CREATE DATABASE` cannot run inside one).
     public func execute(_ sql: String) async throws {
         do {
-            try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+            // Read to its end: an error raised after the first row arrives in the rows.
+            for try await _ in try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger) {}
         } catch let error as PSQLError {
             throw StorageError(error)
         }
@@ -223,7 +256,7 @@ public final class PostgresSyncStore: SyncStore, Service {
     public func rowsAsText(_ sql: String) async throws -> [String] {
         try await transaction(readOnly: true) { connection in
             var rows: [String] = []
-            for try await text in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger).decode(String?.self) {
+            for try await text in try await connection.query(PostgresQuery(unsafeSQL: sql)).decode(String?.self) {
                 rows.append(text ?? "NULL")
             }
             return rows
@@ -232,13 +265,48 @@ public final class PostgresSyncStore: SyncStore, Service {
 }
 
 extension StorageError {
-    /// PostgreSQL's SQLSTATE and message; a lost connection, a shutdown or an overloaded server is
-    /// worth another try.
+    /// PostgreSQL's SQLSTATE and message; a lost connection, a shutdown, an overloaded server, a
+    /// cancelled statement or a lost race is worth another try.
     init(_ error: PSQLError) {
         let state = error.serverInfo?[.sqlState] ?? ""
         let message = error.serverInfo?[.message] ?? "\(error.code)"
-        // 08: connection exception; 53: insufficient resources; 57P: operator intervention; 40: rollback (serialization, deadlock).
-        let transient = state.isEmpty || ["08", "53", "57", "40"].contains(String(state.prefix(2)))
+        // 08: connection exception; 53: insufficient resources (a full disk); 57: operator
+        // intervention (a statement timeout, a terminated backend, a shutdown); 40: rollback
+        // (serialization, deadlock); 23505: a unique violation, which a write runs again for.
+        let transient = state.isEmpty || ["08", "53", "57", "40"].contains(String(state.prefix(2))) || state == "23505"
         self.init(transient ? .unavailable : .failed, code: state.isEmpty ? "\(error.code)" : state, message: message)
+    }
+
+    /// A transaction that PostgreSQL rolled back when asked to commit it (its `COMMIT` was answered
+    /// `tag`): a statement of it failed, so nothing of it was written.
+    /// The connection closed under a statement: the server terminated it, restarted or went away.
+    static let connectionClosed = StorageError(.unavailable, code: "connection_closed", message: "the connection to the database closed")
+
+    static func rolledBack(_ tag: String) -> StorageError {
+        StorageError(.unavailable, code: "rolled_back", message: "the database answered the commit with \(tag): a statement of the transaction failed and nothing was written")
+    }
+}
+
+extension PostgresSyncStore {
+    /// Every row of a query, each cell as a value of its type (text, integer or real), read in one
+    /// read-only transaction: for tests that compare the stores' contents, which must never depend
+    /// on the store.
+    package func rows(_ sql: String) async throws -> [[FieldValue]] {
+        try await transaction(readOnly: true) { connection in
+            var rows: [[FieldValue]] = []
+            for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql)) {
+                var cells = RowCells(row)
+                var values: [FieldValue] = []
+                for cell in row {
+                    switch cell.dataType {
+                    case .int2, .int4, .int8: values.append(try cells.integer().map(FieldValue.integer) ?? .null)
+                    case .float4, .float8, .numeric: values.append(try cells.real().map(FieldValue.real) ?? .null)
+                    default: values.append(try cells.text().map(FieldValue.text) ?? .null)
+                    }
+                }
+                rows.append(values)
+            }
+            return rows
+        }
     }
 }

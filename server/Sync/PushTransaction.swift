@@ -273,7 +273,9 @@ struct PushTransaction: Sendable {
                 }
                 let site = current.site
                 guard principal.canAccess(site: site) else {
-                    throw ServerError.forbidden("This token may not write records of site \(site); nothing was written.")
+                    throw ServerError.forbidden(
+                        "Record \(row.id) of \(table.name) belongs to site \(site), which this token may not write; nothing was written."
+                    )
                 }
                 if let moved = checked.sites[index], moved != site {
                     throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")

@@ -44,6 +44,8 @@ struct ConvergenceHistory {
     private let clock: SimulatedClock
     private let server: InProcessServer
     private let faults: FaultPlan
+    /// PostgreSQL's failures, on that store.
+    private let databaseFaults: DatabaseFaults?
     private let received = ReceivedPushes()
     private var laptops: [Laptop] = []
     private var writes: [FieldKey: [Write]] = [:]
@@ -77,15 +79,16 @@ struct ConvergenceHistory {
     }
 
     /// Sets up the server and the laptops of history `seed` in `directory`.
-    init(seed: UInt64, directory: URL, templates: Templates) async throws {
+    init(seed: UInt64, database: InProcessServer.Database, databaseFaults: DatabaseFaults? = nil, templates: Templates) async throws {
         self.seed = seed
+        self.databaseFaults = databaseFaults
         random = SeededGenerator(seed: seed)
         let clock = SimulatedClock()
         self.clock = clock
         faults = FaultPlan(seed: seed ^ 0x5EED_FA17)
         var configuration = ServerConfiguration(schema: TrialSchema.current)
         configuration.wallClock = { clock.now }
-        server = try await InProcessServer(path: directory.appendingPathComponent("server-\(seed).sqlite").path, configuration: configuration)
+        server = try await InProcessServer(database: database, configuration: configuration)
         for (site, token) in Templates.enrolment {
             try await server.store.createToken(hash: Tokens.hash(token), role: site == SiteID.all ? .reviewer : .site, site: site == SiteID.all ? nil : site, label: nil, expiresAt: nil)
         }
@@ -101,7 +104,11 @@ struct ConvergenceHistory {
             let transport = FaultyTransport(server: server, replica: replica, faults: faults, received: received)
             laptops.append(Laptop(name: name, site: site, replica: replica, engine: SyncEngine(replica: replica, transport: transport, configuration: settings)))
         }
+        databaseFaults?.enable()
     }
+
+    /// Stops the server's connections to its database.
+    func stop() { server.stop() }
 
     // MARK: Running
 
@@ -112,6 +119,7 @@ struct ConvergenceHistory {
             steps += 1
         }
         faults.disable()
+        databaseFaults?.disable()
         try await quietRound()
         try await check()
     }
@@ -358,55 +366,51 @@ struct ConvergenceHistory {
         }
         try await checkHistories(store)
         try await checkConflictLog(store)
-        (conflicts, resolvedTwice) = try await store.writer.read { db in
-            (
-                try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts") ?? 0,
-                try Int.fetchOne(db, sql: """
-                    SELECT count(*) FROM (SELECT record_id FROM audit WHERE tbl = 'conflicts'
-                    AND fields LIKE '%"decision"%' GROUP BY record_id HAVING count(DISTINCT replica) > 1)
-                    """) ?? 0
-            )
-        }
+        conflicts = try await StoreContents.count(store, "SELECT count(*) FROM conflicts")
+        resolvedTwice = try await StoreContents.count(
+            store,
+            """
+            SELECT count(*) FROM (SELECT record_id FROM audit WHERE tbl = 'conflicts'
+            AND fields LIKE '%"decision"%' GROUP BY record_id HAVING count(DISTINCT replica) > 1) AS twice
+            """
+        )
     }
 
     /// The audit rows of a record, one a line, for a failure's report.
     private func auditTrail(table: String, id: String) async throws -> String {
-        try await server.store.writer.read { db in
-            try Row.fetchAll(
-                db, sql: "SELECT replica, seq, fields, new_values, hlcs, bases, outcomes FROM audit WHERE tbl = ? AND record_id = ? ORDER BY id",
-                arguments: [table, id]
-            ).map { "  audit: \($0)" }.joined(separator: "\n")
-        }
+        try await StoreContents.select(
+            server.store, "SELECT replica, seq, fields, new_values, hlcs, bases, outcomes FROM audit WHERE tbl = \(literal(table)) AND record_id = \(literal(id)) ORDER BY id"
+        ).map { "  audit: \($0)" }.joined(separator: "\n")
     }
 
     /// The server's records of `table` for `site` (every site for `*`), each field with its value and version.
     private func serverRecords(_ table: TableSchema, site: String) async throws -> [String: [String: (version: Version, value: FieldValue)]] {
-        try await server.store.writer.read { db in
-            var records: [String: [String: (version: Version, value: FieldValue)]] = [:]
-            let columns = table.columnNames.map { "t.\($0.quotedDatabaseIdentifier)" }.joined(separator: ", ")
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT r.id, r.hlc, r.replica, r.user, r.fields, \(columns) FROM records AS r
-                    JOIN \(table.name.quotedDatabaseIdentifier) AS t ON t.id = r.id
-                    WHERE r.tbl = ? AND (? = '*' OR r.site_id = ?)
-                    """,
-                arguments: [table.name, site, site]
+        var records: [String: [String: (version: Version, value: FieldValue)]] = [:]
+        let columns = table.columnNames.map { "t.\($0.quotedDatabaseIdentifier)" }.joined(separator: ", ")
+        let rows = try await StoreContents.select(
+            server.store,
+            """
+            SELECT r.id, r.hlc, r.replica, r."user", r.fields, \(columns) FROM records AS r
+            JOIN \(table.name.quotedDatabaseIdentifier) AS t ON t.id = r.id
+            WHERE r.tbl = \(literal(table.name))\(site == SiteID.all ? "" : " AND r.site_id = \(literal(site))")
+            """
+        )
+        for row in rows {
+            let stamps = FieldStamps(
+                base: Stamp(hlc: HLC(rawValue: try row.integer(1)), replica: try row.text(2), user: try row.text(3)),
+                overrides: try FieldStamps.overrides(fromJSON: row[4].textValue)
             )
-            for row in rows {
-                let stamps = FieldStamps(base: Stamp(hlc: HLC(rawValue: row[1]), replica: row[2], user: row[3]), overrides: try FieldStamps.overrides(fromJSON: row[4]))
-                var fields: [String: (version: Version, value: FieldValue)] = [:]
-                for (offset, name) in table.columnNames.enumerated() {
-                    fields[name] = (stamps[name].version, FieldValue.fromDatabaseValue(row[5 + offset] as DatabaseValue) ?? .null)
-                }
-                records[row[0]] = fields
+            var fields: [String: (version: Version, value: FieldValue)] = [:]
+            for (offset, name) in table.columnNames.enumerated() {
+                fields[name] = (stamps[name].version, row[5 + offset])
             }
-            return records
+            records[try row.text(0)] = fields
         }
+        return records
     }
 
     /// Every value in a push the server answered is in the record's history, with its writer and HLC.
-    private func checkHistories(_ store: SQLiteSyncStore) async throws {
+    private func checkHistories(_ store: any SyncStore) async throws {
         let reviewer = Principal(role: .reviewer, site: nil)
         var histories: [String: RecordHistory] = [:]
         for request in received.all {
@@ -448,7 +452,7 @@ struct ConvergenceHistory {
 
     /// Replays every change the server received, in the order received, by the merge rule of
     /// docs/PROTOCOL.md ("Merge"), and compares the overwritten values it finds with the conflict log.
-    private func checkConflictLog(_ store: SQLiteSyncStore) async throws {
+    private func checkConflictLog(_ store: any SyncStore) async throws {
         struct Logged: Hashable {
             var table: String
             var id: String
@@ -456,28 +460,32 @@ struct ConvergenceHistory {
             var winner: Version
             var loser: Version
         }
-        let (audit, logged, created) = try await store.writer.read { db in
-            (
-                try Row.fetchAll(db, sql: "SELECT tbl, record_id, replica, seq, fields, new_values, old_values, hlcs, bases FROM audit ORDER BY id"),
-                try Row.fetchAll(db, sql: "SELECT table_name, record_id, field, winner_hlc, winner_replica, loser_hlc, loser_replica FROM conflicts").map {
-                    Logged(table: $0[0], id: $0[1], field: $0[2], winner: Version(hlc: HLC(rawValue: $0[3]), replica: $0[4]), loser: Version(hlc: HLC(rawValue: $0[5]), replica: $0[6]))
-                },
-                try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT id, max(winner_hlc, loser_hlc) FROM conflicts").map { ($0[0] as String, HLC(rawValue: $0[1])) })
+        let audit = try await StoreContents.select(store, "SELECT tbl, record_id, replica, seq, fields, new_values, old_values, hlcs, bases FROM audit ORDER BY id")
+        let logged = try await StoreContents.select(store, "SELECT table_name, record_id, field, winner_hlc, winner_replica, loser_hlc, loser_replica FROM conflicts").map {
+            Logged(
+                table: try $0.text(0), id: try $0.text(1), field: try $0.text(2),
+                winner: Version(hlc: HLC(rawValue: try $0.integer(3)), replica: try $0.text(4)),
+                loser: Version(hlc: HLC(rawValue: try $0.integer(5)), replica: try $0.text(6))
             )
         }
+        let created = Dictionary(
+            uniqueKeysWithValues: try await StoreContents.select(
+                store, "SELECT id, CASE WHEN winner_hlc > loser_hlc THEN winner_hlc ELSE loser_hlc END FROM conflicts"
+            ).map { (try $0.text(0), HLC(rawValue: try $0.integer(1))) }
+        )
         guard Set(logged).count == logged.count else { throw HistoryFailure("the conflict log holds a pair of writes twice") }
         var state: [String: [String: (version: Version, value: FieldValue)]] = [:]
         var expected: Set<Logged> = []
         for row in audit {
-            let tableName: String = row[0]
-            let id: String = row[1]
-            let replica: String = row[2]
-            let seq = HLC(rawValue: row[3])
+            let tableName = try row.text(0)
+            let id = try row.text(1)
+            let replica = try row.text(2)
+            let seq = HLC(rawValue: try row.integer(3))
             let table = try TrialSchema.current.table(tableName)
-            let fields = try JSONDecoder().decode([String].self, from: Data((row[4] as String).utf8))
-            let values = try JSONDecoder().decode([FieldValue].self, from: Data((row[5] as String).utf8))
-            let hlcs = try (row[7] as String?).map { try JSONDecoder().decode([HLC].self, from: Data($0.utf8)) }
-            let bases = try (row[8] as String?).map { try JSONDecoder().decode([Version?].self, from: Data($0.utf8)) }
+            let fields = try JSONDecoder().decode([String].self, from: Data(try row.text(4).utf8))
+            let values = try JSONDecoder().decode([FieldValue].self, from: Data(try row.text(5).utf8))
+            let hlcs = try row[7].textValue.map { try JSONDecoder().decode([HLC].self, from: Data($0.utf8)) }
+            let bases = try row[8].textValue.map { try JSONDecoder().decode([Version?].self, from: Data($0.utf8)) }
             let key = "\(tableName) \(id)"
             if state[key] == nil {
                 if tableName == TableSchema.conflicts.name {
@@ -486,7 +494,7 @@ struct ConvergenceHistory {
                     var initial: [String: (version: Version, value: FieldValue)] = [:]
                     for name in table.columnNames { initial[name] = (version, name == "status" ? FieldValue.text("open") : .null) }
                     state[key] = initial
-                } else if (row[6] as String?) == nil {
+                } else if row[6] == .null {
                     // Created by this change: every field at its sequence number, defaults where not written.
                     let version = Version(hlc: seq, replica: replica)
                     var initial: [String: (version: Version, value: FieldValue)] = [:]
@@ -521,6 +529,32 @@ struct ConvergenceHistory {
         guard missing.isEmpty, extra.isEmpty else {
             throw HistoryFailure("the conflict log misses \(missing.count) overwritten values (\(missing.first.map { "\($0)" } ?? "")) and holds \(extra.count) no concurrent write caused (\(extra.first.map { "\($0)" } ?? ""))")
         }
+    }
+}
+
+/// An SQL string literal: the histories' own ids and names, in the SQL both stores understand.
+private func literal(_ text: String) -> String {
+    "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+}
+
+extension FieldValue {
+    /// The text of a text value; nil for any other.
+    fileprivate var textValue: String? {
+        if case .text(let text) = self { text } else { nil }
+    }
+}
+
+extension [FieldValue] {
+    /// The text of the cell at `index`.
+    fileprivate func text(_ index: Int) throws -> String {
+        guard let text = self[index].textValue else { throw HistoryFailure("cell \(index) of \(self) is not text") }
+        return text
+    }
+
+    /// The integer of the cell at `index`.
+    fileprivate func integer(_ index: Int) throws -> Int64 {
+        guard case .integer(let value) = self[index] else { throw HistoryFailure("cell \(index) of \(self) is not an integer") }
+        return value
     }
 }
 

@@ -17,26 +17,65 @@ import Synchronization
 final class InProcessServer: Sendable {
     private typealias Respond = @Sendable (Request, Logger) async throws -> Response
 
-    let path: String
+    /// Where the server keeps its data.
+    enum Database: Sendable {
+        /// An SQLite file.
+        case sqlite(path: String)
+        /// A PostgreSQL database, whose every transaction runs `faults` before each statement.
+        case postgres(url: String, faults: PostgresSyncStore.FaultHook?)
+    }
+
+    let database: Database
     let configuration: ServerConfiguration
-    private let current = Mutex<(store: SQLiteSyncStore, respond: Respond)?>(nil)
+    /// The running instance: its store, its application, and the task running its connections.
+    private struct Instance: Sendable {
+        var store: any SyncStore
+        var respond: Respond
+        var pool: Task<Void, any Error>?
+    }
+
+    private let current = Mutex<Instance?>(nil)
     private let logger = Logger(label: "sitesync.convergence", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    init(path: String, configuration: ServerConfiguration) async throws {
-        self.path = path
+    init(database: Database, configuration: ServerConfiguration) async throws {
+        self.database = database
         self.configuration = configuration
         try await restart()
     }
 
     /// The store of the running instance.
-    var store: SQLiteSyncStore { current.withLock { $0!.store } }
+    var store: any SyncStore { current.withLock { $0!.store } }
 
-    /// Replaces the running instance by a new one on the same database file.
+    /// Replaces the running instance by a new one on the same database: an SQLite file opened
+    /// again, or a new pool of connections to the PostgreSQL database.
     func restart() async throws {
-        let store = try SQLiteSyncStore(path: path, schema: configuration.schema)
+        let store: any SyncStore
+        var pool: Task<Void, any Error>?
+        switch database {
+        case .sqlite(let path):
+            store = try SQLiteSyncStore(path: path, schema: configuration.schema)
+        case .postgres(let url, let faults):
+            let postgres = try PostgresSyncStore(url: url, schema: configuration.schema, logger: Self.quiet, faults: faults)
+            pool = Task { try await postgres.run() }
+            store = postgres
+        }
         let respond = try await Self.responder(of: buildApplication(configuration, store: store, logger: logger))
-        current.withLock { $0 = (store, respond) }
+        let instance = Instance(store: store, respond: respond, pool: pool)
+        let previous = current.withLock { $0?.pool }
+        current.withLock { $0 = instance }
+        previous?.cancel()
     }
+
+    /// Stops the running instance's connections.
+    func stop() {
+        current.withLock { $0?.pool }?.cancel()
+    }
+
+    private static let quiet: Logger = {
+        var logger = Logger(label: "sitesync.convergence.postgres")
+        logger.logLevel = .critical
+        return logger
+    }()
 
     /// The application's responder, with a request context as a server connection would make it.
     private static func responder(of app: some ApplicationProtocol) async throws -> Respond {
