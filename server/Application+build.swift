@@ -40,7 +40,7 @@ public func buildApplication(
     let changes = ChangeNotifier()
     SyncController(store: store, configuration: configuration, clock: clock, pending: pending, changes: changes, metrics: metrics).addRoutes(to: api)
     ReviewController(store: store).addRoutes(to: api)
-    EnrolmentController(store: store, clock: clock).addRoutes(to: api)
+    EnrolmentController(store: store, clock: clock, maximumEnrolments: configuration.maximumEnrolmentsPerToken).addRoutes(to: api)
     return Application(
         router: router,
         server: try configuration.tls.map { try .tls(http1(configuration), tlsConfiguration: $0) } ?? http1(configuration),

@@ -6,7 +6,8 @@ import SiteSyncCore
 /// `POST /v1/replicas`: registers a laptop's replica id with the replica's own credential
 /// (docs/PROTOCOL.md, "Enrolment").
 ///
-/// An enrolment token (a `site` or `reviewer` token) may enrol any number of laptops; each then
+/// An enrolment token (a `site` or `reviewer` token) may enrol a bounded number of laptops
+/// (``ServerConfiguration/maximumEnrolmentsPerToken``, 50 by default); each then
 /// syncs with a credential of its own, bound to its replica id, so that no other laptop can push or
 /// pull under that id. A replica id is registered once: asking again with the same credential (a
 /// lost answer) succeeds again; with another one (a copy of the laptop's file, a borrowed id) it is
@@ -14,6 +15,8 @@ import SiteSyncCore
 struct EnrolmentController {
     let store: any SyncStore
     let clock: HybridLogicalClock
+    /// How many laptops one enrolment token may enrol (``ServerConfiguration/maximumEnrolmentsPerToken``).
+    let maximumEnrolments: Int
 
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.post("replicas", use: enrol)
@@ -33,9 +36,21 @@ struct EnrolmentController {
             throw ServerError.validation("The replica's credential must be \(Credential.replicaPrefix) followed by 64 lowercase hex digits (256 random bits).")
         }
         let label = "replica \(replica) (\(message.user))"
-        guard let acked = try await store.enrolReplica(replica, tokenHash: Tokens.hash(message.credential), principal: principal, label: label) else {
+        let enrolment = try await store.enrolReplica(
+            replica, tokenHash: Tokens.hash(message.credential), principal: principal, label: label, enrolledBy: try context.requireTokenHash(),
+            limit: maximumEnrolments
+        )
+        let acked: HLC
+        switch enrolment {
+        case .enrolled(let applied):
+            acked = applied
+        case .taken:
             context.logger.info("enrolment refused", metadata: ["sync.replica": "\(replica)", "sync.error": "\(ErrorCode.replicaTaken.rawValue)"])
             throw ServerError.replicaTaken(replica)
+        case .limitReached(let count):
+            throw ServerError.forbidden(
+                "This enrolment token has enrolled \(count) laptops, its limit; nothing was written. Ask the operator for a new token (sitesync-server token create)."
+            )
         }
         context.logger.info("replica enrolled", metadata: ["sync.replica": "\(replica)", "sync.site": "\(principal.site ?? SiteID.all)"])
         let answer = EnrolResponse(replica: replica, site: principal.site ?? SiteID.all, acked: acked, hlc: clock.tick())

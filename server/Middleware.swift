@@ -106,6 +106,7 @@ struct TokenMiddleware: RouterMiddleware {
         if uses.shouldRecord(hash, at: now) { try await store.recordTokenUse(hash: hash, at: now.formatted(.iso8601)) }
         let principal = stored.principal
         context.principal = principal
+        context.tokenHash = hash
         context.logger[metadataKey: "sync.role"] = "\(principal.role.rawValue)"
         context.logger[metadataKey: "sync.site"] = "\(principal.site ?? SiteID.all)"
         if let replica = principal.replica { context.logger[metadataKey: "sync.replica"] = "\(replica)" }

@@ -93,22 +93,28 @@ public struct SQLiteSyncStore: SyncStore {
         }
     }
 
-    public func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String) async throws -> HLC? {
+    public func enrolReplica(
+        _ replica: String, tokenHash: String, principal: Principal, label: String, enrolledBy: String, limit: Int
+    ) async throws -> Enrolment {
         try await writing { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT DO NOTHING
-                    """,
-                arguments: [tokenHash, principal.role.rawValue, principal.site, label, Date().formatted(.iso8601), replica]
-            )
             // Registered already: with this credential, a retry whose answer was lost; with another,
             // another laptop or a copy of this one's file.
-            if db.changesCount == 0 {
-                let owner = try String.fetchOne(db, sql: "SELECT replica_id FROM tokens WHERE hash = ?", arguments: [tokenHash])
-                guard owner == replica else { return nil }
+            if let owner = try Row.fetchOne(db, sql: "SELECT replica_id FROM tokens WHERE hash = ?", arguments: [tokenHash]) {
+                guard owner["replica_id"] as String? == replica else { return .taken }
+            } else {
+                let enrolled = try Int.fetchOne(db, sql: "SELECT count(*) FROM tokens WHERE enrolled_by = ?", arguments: [enrolledBy]) ?? 0
+                guard enrolled < limit else { return .limitReached(enrolled) }
+                try db.execute(
+                    sql: """
+                        INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id, enrolled_by) VALUES (?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT DO NOTHING
+                        """,
+                    arguments: [tokenHash, principal.role.rawValue, principal.site, label, Date().formatted(.iso8601), replica, enrolledBy]
+                )
+                // Another credential holds the replica id already.
+                guard db.changesCount == 1 else { return .taken }
             }
-            return HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT last_seq FROM replicas WHERE replica_id = ?", arguments: [replica]) ?? 0)
+            return .enrolled(acked: HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT last_seq FROM replicas WHERE replica_id = ?", arguments: [replica]) ?? 0))
         }
     }
 }
@@ -221,6 +227,11 @@ extension SQLiteSyncStore {
         registerSchemaMigrations(&migrator, schema: schema, prefix: "")
         migrator.registerMigration("server-v5-monitoring") { db in
             try db.execute(sql: Self.monitoringTablesSQL)
+        }
+        migrator.registerMigration("server-v6-enrolled-by") { db in
+            // The digest of the enrolment token that enrolled a replica's credential: enrolments
+            // per token are bounded (ServerConfiguration.maximumEnrolmentsPerToken).
+            try db.execute(sql: "ALTER TABLE tokens ADD COLUMN enrolled_by TEXT; CREATE INDEX tokens_enrolled_by ON tokens (enrolled_by)")
         }
         return migrator
     }

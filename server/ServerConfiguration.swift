@@ -30,6 +30,8 @@ public struct ServerConfiguration: Sendable {
     public var maximumPullWait: Duration = .seconds(30)
     /// Largest request body accepted, in bytes.
     public var maximumBodySize = 4 * 1024 * 1024
+    /// How many laptops one enrolment token may enrol: a leaked site token enrols no fleet.
+    public var maximumEnrolmentsPerToken = 50
     /// How far ahead of the server's clock a push may be stamped.
     public var maximumClockSkew: Duration = SyncProtocol.defaultMaximumClockSkew
     /// The server's wall clock, in milliseconds since 1970.

@@ -6,6 +6,8 @@ public struct SyncRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Who the bearer token belongs to; set by the token middleware.
     public var principal: Principal?
+    /// The SHA-256 hex digest of the request's bearer token; set with ``principal``.
+    public var tokenHash: String?
     /// The client's schema version; set by the version middleware.
     public var clientSchemaVersion: Int?
     /// The request's id: the one the log records (`hb.request.id`), sent back as `X-Request-ID` and
@@ -15,6 +17,12 @@ public struct SyncRequestContext: RequestContext {
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.requestID = source.logger[metadataKey: "hb.request.id"]?.description ?? RequestID().description
+    }
+
+    /// The bearer token's digest, which the token middleware guarantees on `/v1` routes.
+    func requireTokenHash() throws -> String {
+        guard let tokenHash else { throw ServerError.missingToken }
+        return tokenHash
     }
 
     /// The principal, which the token middleware guarantees on `/v1` routes.

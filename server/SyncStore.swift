@@ -22,9 +22,9 @@ public protocol SyncStore: Sendable {
     func recordTokenUse(hash: String, at time: String) async throws
 
     /// Registers `replica` with the digest of its own credential, which inherits the enrolling
-    /// token's role and site. Returns the greatest sequence number already applied under the id (0
-    /// for a new replica), or nil, writing nothing, when the replica id has a credential already.
-    func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String) async throws -> HLC?
+    /// token's role and site, unless the enrolling token (its digest `enrolledBy`) has enrolled
+    /// `limit` other replicas already. Says what it did; writes nothing unless it enrolled.
+    func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String, enrolledBy: String, limit: Int) async throws -> Enrolment
 
     /// Applies a checked push: exactly once per replica sequence number, merging field by field by
     /// last-writer-wins, logging every overwritten value and auditing every change received.
@@ -98,6 +98,17 @@ public struct PushOutcome: Sendable, Equatable {
     public var conflicts: Int
     /// Field changes received by this request, as the audit trail records them; 0 for a retry.
     public var fieldChanges = 0
+}
+
+/// What a store did with an enrolment.
+public enum Enrolment: Sendable, Equatable {
+    /// Enrolled now, or before with the same credential (a retry whose answer was lost): the
+    /// greatest sequence number already applied under the id (0 for a new replica).
+    case enrolled(acked: HLC)
+    /// The replica id has another credential already; nothing was written.
+    case taken
+    /// The enrolling token has enrolled this many replicas, its limit; nothing was written.
+    case limitReached(Int)
 }
 
 /// One page of a pull.

@@ -114,7 +114,10 @@ public enum TextRules {
 /// Replica ids: chosen by a laptop or issued by the server at enrolment, written on every stamp.
 public enum ReplicaID {
     /// The rule a replica id follows, as a sentence fragment.
-    public static let rule = "a replica id is 1 to 64 letters, digits, '-' or '_'"
+    public static let rule = "a replica id is 1 to 64 letters, digits, '-' or '_', starting with a letter or digit, and not `server`"
+
+    /// Ids no laptop may take: `server` stamps the server's own writes (conflict records, resolutions' bookkeeping).
+    public static let reserved: Set<String> = ["server"]
 
     /// A new random replica id: 16 lowercase hex digits.
     public static func generate() -> String {
@@ -125,8 +128,9 @@ public enum ReplicaID {
 
     /// Whether `id` is a valid replica id.
     public static func isValid(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 64
-            && id.utf8.allSatisfy { $0.isASCIILetterOrDigit || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
+        guard let first = id.utf8.first, first.isASCIILetterOrDigit, id.utf8.count <= 64 else { return false }
+        return id.utf8.allSatisfy { $0.isASCIILetterOrDigit || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
+            && !reserved.contains(id.lowercased())
     }
 }
 
@@ -220,9 +224,27 @@ public enum Credential {
         }.joined()
     }
 
-    /// Whether `text` has the form of a replica credential: `ssr_` and 64 lowercase hex digits.
+    /// Whether `text` has the form of a replica credential: `ssr_` and 64 lowercase hex digits
+    /// that could be 256 random bits (``looksRandom(_:)``).
     public static func isReplicaCredential(_ text: String) -> Bool {
-        text.hasPrefix(replicaPrefix) && text.utf8.count == replicaPrefix.utf8.count + 64
-            && text.utf8.dropFirst(replicaPrefix.utf8.count).allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+        guard text.hasPrefix(replicaPrefix), text.utf8.count == replicaPrefix.utf8.count + 64 else { return false }
+        let digits = Array(text.utf8.dropFirst(replicaPrefix.utf8.count))
+        return digits.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+            && looksRandom(digits)
+    }
+
+    /// Whether 64 hex digits could have been drawn at random: a credential a person or a broken
+    /// generator made (all zeros, one digit repeated, a short pattern repeated) is refused.
+    ///
+    /// For 256 random bits, fewer than 8 distinct digits, a digit more than 20 times, or a
+    /// repetition of a pattern of up to 32 digits each happen with a probability below 10^-12.
+    static func looksRandom(_ digits: [UInt8]) -> Bool {
+        var counts: [UInt8: Int] = [:]
+        for digit in digits { counts[digit, default: 0] += 1 }
+        guard counts.count >= 8, counts.values.allSatisfy({ $0 <= 20 }) else { return false }
+        for period in [1, 2, 4, 8, 16, 32] where digits.indices.allSatisfy({ digits[$0] == digits[$0 % period] }) {
+            return false
+        }
+        return true
     }
 }

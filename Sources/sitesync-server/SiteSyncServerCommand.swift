@@ -78,6 +78,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body accepted, in bytes.")
     var maximumBodyBytes = 4 * 1024 * 1024
 
+    @Option(name: .customLong("max-enrolments-per-token"), help: "Laptops one enrolment token may enrol; then a new token is needed.")
+    var maximumEnrolmentsPerToken = 50
+
     @Option(name: .customLong("max-clock-skew"), help: "Seconds a push may be stamped ahead of the server's clock.")
     var maximumClockSkew = 60
 
@@ -142,6 +145,7 @@ struct Serve: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.maximumBodySize = maximumBodyBytes
+        configuration.maximumEnrolmentsPerToken = maximumEnrolmentsPerToken
         configuration.maximumClockSkew = .seconds(maximumClockSkew)
         configuration.maximumPullWait = .seconds(maximumPullWait)
         configuration.metricsPort = metricsPort

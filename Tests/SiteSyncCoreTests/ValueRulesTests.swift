@@ -61,6 +61,33 @@ struct ValueRulesTests {
         #expect(TextRules.brief(String(repeating: "x", count: 500), maxBytes: 64).utf8.count <= 64)
     }
 
+    @Test("A replica id starts with a letter or digit and is never `server`, the id the server stamps its own writes with")
+    func replicaIDsReserved() {
+        for refused in ["server", "Server", "SERVER", "-", "_", "-replica", "_a", "--help"] {
+            #expect(!ReplicaID.isValid(refused), "\(refused)")
+        }
+        for accepted in ["servers", "a", "9", "a-", "z_", String(repeating: "z", count: 64), ReplicaID.generate()] {
+            #expect(ReplicaID.isValid(accepted), "\(accepted)")
+        }
+    }
+
+    @Test("A replica credential must be able to hold 256 random bits: all zeros, one digit or a short pattern repeated are refused")
+    func credentialEntropy() {
+        let prefix = Credential.replicaPrefix
+        for weak in [
+            String(repeating: "0", count: 64), String(repeating: "f", count: 64), String(repeating: "ab", count: 32),
+            String(repeating: "0123456789abcdef", count: 4), String(repeating: "deadbeef", count: 8),
+            String(repeating: "0", count: 44) + "0123456789abcdef0123",
+        ] {
+            #expect(!Credential.isReplicaCredential(prefix + weak), "\(weak)")
+        }
+        #expect(!Credential.isReplicaCredential(prefix + String(repeating: "A", count: 64)), "uppercase")
+        // Generated ones always pass; the rule refuses a random one with a probability below 10^-12.
+        for _ in 0..<2000 {
+            #expect(Credential.isReplicaCredential(Credential.generate(prefix: prefix)))
+        }
+    }
+
     @Test("The clock saturates at its greatest value instead of trapping")
     func saturatingClock() {
         let clock = HybridLogicalClock(start: HLC(rawValue: .max - 1))

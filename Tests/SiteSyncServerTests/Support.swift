@@ -57,8 +57,10 @@ struct TestServer {
     /// Registers `replica` directly in the store and returns its credential.
     static func enrol(_ store: any SyncStore, _ replica: String, role: Role, site: String?) async throws -> String {
         let token = Credential.generate(prefix: Credential.replicaPrefix)
-        let acked = try await store.enrolReplica(replica, tokenHash: Tokens.hash(token), principal: Principal(role: role, site: site), label: replica)
-        #expect(acked != nil)
+        let enrolment = try await store.enrolReplica(
+            replica, tokenHash: Tokens.hash(token), principal: Principal(role: role, site: site), label: replica, enrolledBy: "test", limit: .max
+        )
+        #expect(enrolment == .enrolled(acked: .zero))
         return token
     }
 

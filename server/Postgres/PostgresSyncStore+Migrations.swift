@@ -166,6 +166,12 @@ extension PostgresSyncStore {
             "INSERT INTO site_days (site_id, day, changes) SELECT site_id, substr(received_at, 1, 10), count(*) FROM audit GROUP BY 1, 2",
             "CREATE TABLE monitor_sessions (hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL)",
         ]))
+        // The digest of the enrolment token that enrolled a replica's credential; as the SQLite
+        // store's `server-v6-enrolled-by`.
+        migrations.append(Migration(name: "server-v5-enrolled-by", statements: [
+            "ALTER TABLE tokens ADD COLUMN enrolled_by TEXT",
+            "CREATE INDEX tokens_enrolled_by ON tokens (enrolled_by)",
+        ]))
         return migrations
     }
 

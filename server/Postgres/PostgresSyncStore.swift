@@ -201,27 +201,38 @@ public final class PostgresSyncStore: SyncStore, Service {
         return tokens
     }
 
-    public func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String) async throws -> HLC? {
+    public func enrolReplica(
+        _ replica: String, tokenHash: String, principal: Principal, label: String, enrolledBy: String, limit: Int
+    ) async throws -> Enrolment {
         try await transaction { connection in
-            let inserted = try await connection.query(
-                """
-                INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id)
-                VALUES (\(tokenHash), \(principal.role.rawValue), \(principal.site), \(label), \(Self.now()), \(replica))
-                ON CONFLICT DO NOTHING RETURNING hash
-                """
-            )
-            var added = false
-            for try await _ in inserted { added = true }
+            // The enrolling token's row, locked: its enrolments are counted one at a time.
+            try await connection.execute("SELECT 1 FROM tokens WHERE hash = \(enrolledBy) FOR UPDATE")
+            var owner: String??
+            for try await owning in try await connection.query("SELECT replica_id FROM tokens WHERE hash = \(tokenHash)").decode(String?.self) {
+                owner = .some(owning)
+            }
             // Registered already: with this credential, a retry whose answer was lost; with another,
             // another laptop or a copy of this one's file.
-            if !added {
-                let owner = try await connection.query("SELECT replica_id FROM tokens WHERE hash = \(tokenHash)")
-                var owned = false
-                for try await (owning) in owner.decode(String?.self) { owned = owning == replica }
-                guard owned else { return nil }
+            if let owner {
+                guard owner == replica else { return .taken }
+            } else {
+                var enrolled: Int64 = 0
+                for try await count in try await connection.query("SELECT count(*) FROM tokens WHERE enrolled_by = \(enrolledBy)").decode(Int64.self) {
+                    enrolled = count
+                }
+                guard enrolled < limit else { return .limitReached(Int(enrolled)) }
+                let inserted = try await connection.execute(
+                    """
+                    INSERT INTO tokens (hash, role, site_id, label, created_at, replica_id, enrolled_by)
+                    VALUES (\(tokenHash), \(principal.role.rawValue), \(principal.site), \(label), \(Self.now()), \(replica), \(enrolledBy))
+                    ON CONFLICT DO NOTHING
+                    """
+                )
+                // Another credential holds the replica id already.
+                guard inserted.rows == 1 else { return .taken }
             }
             let state = try await Self.replicaState(connection, replica, lock: false, logger: self.logger)
-            return state?.lastSeq ?? .zero
+            return .enrolled(acked: state?.lastSeq ?? .zero)
         }
     }
 
