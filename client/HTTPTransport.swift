@@ -11,11 +11,11 @@ import FoundationNetworking
 
 /// The sync protocol over HTTP(S): JSON bodies, a bearer token, version headers.
 ///
-/// Requests go through URLSession, which verifies an HTTPS server against the system's certificate
-/// authorities. A replica that trusts a private authority instead
-/// (``Replica/trustCertificateAuthority(_:)``) talks HTTPS through AsyncHTTPClient, verifying the
-/// server's certificate and host name against that authority alone: URLSession on Linux cannot be
-/// given an authority of its own.
+/// Requests go through AsyncHTTPClient, which verifies an HTTPS server against the system's
+/// certificate authorities, or, for a replica that trusts a private authority
+/// (``Replica/trustCertificateAuthority(_:)``), against that authority alone. No redirect is ever
+/// followed: a redirect would carry the bearer credential to another origin, or from `https` to
+/// plain `http`; it is refused as an invalid response naming where it pointed.
 public struct HTTPTransport: SyncTransport {
     /// The server's base URL, for example `http://127.0.0.1:8080`.
     public var serverURL: URL
@@ -28,25 +28,20 @@ public struct HTTPTransport: SyncTransport {
     public var timeout: TimeInterval
     /// Called after each exchange with the path and the request and response body sizes, for metrics.
     public var observer: (@Sendable (_ path: String, _ requestBytes: Int, _ responseBytes: Int) -> Void)?
-    private let session: URLSession
-    /// The client that trusts the replica's private certificate authority, when it has one.
-    private let privateTrust: HTTPClient?
+    /// The client: the system's authorities, or the replica's private one.
+    private let client: HTTPClient
 
-    /// Creates a transport.
-    public init(serverURL: URL, token: String, schemaVersion: Int, timeout: TimeInterval = 60, session: URLSession = .shared) {
-        self.init(serverURL: serverURL, credential: { token }, schemaVersion: schemaVersion, timeout: timeout, session: session)
+    /// Creates a transport that trusts the system's certificate authorities.
+    public init(serverURL: URL, token: String, schemaVersion: Int, timeout: TimeInterval = 60) {
+        self.init(serverURL: serverURL, credential: { token }, schemaVersion: schemaVersion, timeout: timeout, client: Self.systemTrust)
     }
 
-    private init(
-        serverURL: URL, credential: @escaping @Sendable () -> String, schemaVersion: Int, timeout: TimeInterval, session: URLSession,
-        privateTrust: HTTPClient? = nil
-    ) {
+    private init(serverURL: URL, credential: @escaping @Sendable () -> String, schemaVersion: Int, timeout: TimeInterval, client: HTTPClient) {
         self.serverURL = serverURL
         self.credential = credential
         self.schemaVersion = schemaVersion
         self.timeout = timeout
-        self.session = session
-        self.privateTrust = privateTrust
+        self.client = client
     }
 
     /// Creates the transport of a replica: its server, its current credential (the enrolment token
@@ -55,29 +50,36 @@ public struct HTTPTransport: SyncTransport {
         let identity = try replica.requireIdentity()
         self.init(
             serverURL: identity.serverURL, credential: { replica.identity?.token ?? identity.token },
-            schemaVersion: replica.schema.version, timeout: timeout, session: .shared,
-            privateTrust: try identity.certificateAuthority.map(Self.client(trusting:))
+            schemaVersion: replica.schema.version, timeout: timeout,
+            client: try identity.certificateAuthority.map(Self.client(trusting:)) ?? Self.systemTrust
         )
     }
 
     /// One client per set of trusted authorities, for the process's life.
     private static let clients = Mutex<[String: HTTPClient]>([:])
 
+    /// The client that trusts the system's certificate authorities.
+    private static let systemTrust = makeClient(trustRoots: .default)
+
     private static func client(trusting pem: String) throws -> HTTPClient {
         let roots = try checkCertificateAuthority(pem)
         return clients.withLock { clients in
             if let client = clients[pem] { return client }
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .certificates(roots)
-            tls.minimumTLSVersion = .tlsv12
-            tls.certificateVerification = .fullVerification
-            var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-            // A refused certificate fails at once; the sync engine decides what to retry.
-            configuration.connectionPool.retryConnectionEstablishment = false
-            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            let client = makeClient(trustRoots: .certificates(roots))
             clients[pem] = client
             return client
         }
+    }
+
+    private static func makeClient(trustRoots: NIOSSLTrustRoots) -> HTTPClient {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = trustRoots
+        tls.minimumTLSVersion = .tlsv12
+        tls.certificateVerification = .fullVerification
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
+        // A refused certificate fails at once; the sync engine decides what to retry.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     /// The certificates of `pem`, a certificate authority to trust.
@@ -132,13 +134,9 @@ public struct HTTPTransport: SyncTransport {
     }
 
     public func pull(_ request: PullRequest) async throws -> PullResponse {
-        // GET, without a body: URLSession on Linux polls the socket for writability from the first
-        // byte of a request body until the response ends, burning a core while the server works.
-        // A pull the server holds open (`wait`) goes through AsyncHTTPClient: URLSession on Linux
-        // busy-polls its sockets for as long as such a request waits, about 80% of a core.
+        // GET, without a body: the request's parameters are in its query.
         let query = request.queryItems.map { URLQueryItem(name: $0.name, value: $0.value) }
-        let waits = (request.wait ?? 0) > 0
-        let (data, _) = try await exchange("GET", SyncProtocol.pullPath, query: query, body: nil, throughEventLoop: waits)
+        let (data, _) = try await exchange("GET", SyncProtocol.pullPath, query: query, body: nil)
         do {
             return try data.withUnsafeBytes { bytes in try PullResponse(wireJSON: bytes) }
         } catch {
@@ -178,8 +176,7 @@ public struct HTTPTransport: SyncTransport {
         _ path: String,
         query: [URLQueryItem] = [],
         headers: [String: String] = [:],
-        body: Data?,
-        throughEventLoop: Bool = false
+        body: Data?
     ) async throws -> (data: Data, response: HTTPURLResponse) {
         var components = URLComponents(url: serverURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query }
@@ -194,24 +191,24 @@ public struct HTTPTransport: SyncTransport {
         let data: Data
         let response: URLResponse
         do {
-            if let privateTrust, components.scheme == "https" {
-                (data, response) = try await Self.exchange(request, through: privateTrust, timeout: timeout)
-            } else if throughEventLoop {
-                (data, response) = try await Self.exchange(request, through: HTTPClient.shared, timeout: timeout)
-            } else {
-                (data, response) = try await session.data(for: request)
-            }
+            (data, response) = try await Self.exchange(request, through: client, timeout: timeout)
         } catch let error as NIOSSLError {
             throw SyncError.untrusted(serverURL.absoluteString, "\(error)")
         } catch let error as NIOSSLExtraError {
             throw SyncError.untrusted(serverURL.absoluteString, "\(error)")
-        } catch let error as NSError where error.domain == NSURLErrorDomain && Self.certificateErrors.contains(error.code) {
-            throw SyncError.untrusted(serverURL.absoluteString, error.localizedDescription)
+        } catch let error as BoringSSLError {
+            throw SyncError.untrusted(serverURL.absoluteString, "\(error)")
         } catch {
             throw SyncError.unreachable(serverURL.absoluteString, (error as NSError).localizedDescription)
         }
         guard let http = response as? HTTPURLResponse else { throw SyncError.invalidResponse("not an HTTP response") }
         observer?(path, request.httpBody?.count ?? 0, data.count)
+        if (300..<400).contains(http.statusCode) {
+            let target = http.value(forHTTPHeaderField: "Location").map { TextRules.brief(TextRules.escapingControls($0), maxBytes: 200) } ?? "nowhere"
+            throw SyncError.invalidResponse(
+                "the server answered \(http.statusCode), a redirect to \(target); SiteSync follows no redirect (it would carry the credential elsewhere): give the server's own URL"
+            )
+        }
         guard (200..<300).contains(http.statusCode) else {
             if let failure = try? JSONDecoder().decode(ErrorResponse.self, from: data) {
                 throw SyncError.refused(status: http.statusCode, code: failure.error.code, message: failure.error.message, requestID: failure.error.requestID)
@@ -220,12 +217,6 @@ public struct HTTPTransport: SyncTransport {
         }
         return (data, http)
     }
-
-    /// URLSession's errors for a certificate it does not accept.
-    private static let certificateErrors: Set<Int> = [
-        NSURLErrorServerCertificateUntrusted, NSURLErrorServerCertificateHasBadDate, NSURLErrorServerCertificateNotYetValid,
-        NSURLErrorServerCertificateHasUnknownRoot, NSURLErrorSecureConnectionFailed,
-    ]
 
     /// `request` sent through AsyncHTTPClient, answered as URLSession would answer it.
     private static func exchange(_ request: URLRequest, through client: HTTPClient, timeout: TimeInterval) async throws -> (Data, URLResponse) {

@@ -89,9 +89,10 @@ extension ServerConfiguration {
         return configuration
     }
 
-    /// Whether `host` is a loopback address, which plain HTTP may serve.
+    /// Whether `host` is a loopback address, which plain HTTP may serve: an address, never a name
+    /// (``Loopback/isAddress(_:)``).
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        Loopback.isAddress(host)
     }
 }
 

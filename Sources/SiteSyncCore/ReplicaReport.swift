@@ -32,6 +32,9 @@ public struct ReplicaReport: Codable, Sendable, Equatable {
         if clock < 0 { return "report.clock must be milliseconds since 1970, 0 or more; got \(clock)." }
         if build.isEmpty { return "report.build is required: the build of the software syncing." }
         if let problem = TextRules.problem(build, maxBytes: Self.maximumBuildBytes) { return "report.build \(problem)" }
+        if build.unicodeScalars.contains(where: TextRules.isControl) {
+            return "report.build must not contain control characters (line breaks, escapes, bidirectional controls)."
+        }
         if let problem = UserName.problem(user) { return "report.user: \(problem)" }
         return nil
     }

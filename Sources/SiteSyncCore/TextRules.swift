@@ -34,7 +34,8 @@ public enum TextRules {
         return result
     }
 
-    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    /// Whether `scalar` is a control character that ``escapingControls(_:)`` escapes.
+    public static func isControl(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
         case 0x00...0x1F, 0x7F...0x9F: true
         case 0x061C, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: true
@@ -246,5 +247,21 @@ public enum Credential {
             return false
         }
         return true
+    }
+}
+
+/// Loopback addresses: the only hosts plain HTTP may be used with, by the server and the laptop.
+public enum Loopback {
+    /// Whether `host` is a loopback address written as an address: an IPv4 address in
+    /// 127.0.0.0/8 (four decimal numbers) or `::1` (bracketed or not). A host *name* is never
+    /// taken for one, whatever it starts with: `127.example.org` and even `localhost` resolve
+    /// through the system's resolver, which another host can answer.
+    public static func isAddress(_ host: String) -> Bool {
+        if host == "::1" || host == "[::1]" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "127" else { return false }
+        return parts.allSatisfy { part in
+            !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isASCII) && part.allSatisfy(\.isNumber) && (Int(part) ?? 256) <= 255
+        }
     }
 }

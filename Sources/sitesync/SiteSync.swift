@@ -88,6 +88,12 @@ struct Init: AsyncParsableCommand {
     @Flag(help: "Enrol this existing replica file again under a new replica id (a copied or restored file).")
     var rejoin = false
 
+    @Flag(
+        name: .customLong("insecure-http"),
+        help: "Allow an http:// server that is not a loopback address: the credential and the trial's data then cross the network in clear."
+    )
+    var insecureHTTP = false
+
     func validate() throws {
         if rejoin {
             guard site == nil, server == nil, user == nil else {
@@ -100,8 +106,13 @@ struct Init: AsyncParsableCommand {
         }
         if token != nil, tokenFile != nil { throw ValidationError("Give the token once: --token-file or --token.") }
         if let server {
-            guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+            guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), let host = url.host else {
                 throw ValidationError("--server must be an http:// or https:// URL, e.g. http://127.0.0.1:8080.")
+            }
+            if scheme == "http", !insecureHTTP, !Loopback.isAddress(host) {
+                throw ValidationError(
+                    "--server \(server) is plain HTTP to \(host), which is not a loopback address: the credential and the trial's data would cross the network in clear. Use https://, or --insecure-http if a trusted network in between protects them."
+                )
             }
         }
         if let token, token.isEmpty { throw ValidationError("--token must not be empty.") }

@@ -61,6 +61,14 @@ struct ValueRulesTests {
         #expect(TextRules.brief(String(repeating: "x", count: 500), maxBytes: 64).utf8.count <= 64)
     }
 
+    @Test("Only an address is taken for loopback, never a name")
+    func loopbackAddresses() {
+        for address in ["127.0.0.1", "127.1.2.3", "127.255.255.255", "::1", "[::1]"] { #expect(Loopback.isAddress(address), "\(address)") }
+        for host in ["localhost", "127.example.org", "127.0.0.1.nip.io", "127.0.0", "127.0.0.256", "127.0.0.1 ", "128.0.0.1", "0.0.0.0", "::", "127.0.0.+1"] {
+            #expect(!Loopback.isAddress(host), "\(host)")
+        }
+    }
+
     @Test("A replica id starts with a letter or digit and is never `server`, the id the server stamps its own writes with")
     func replicaIDsReserved() {
         for refused in ["server", "Server", "SERVER", "-", "_", "-replica", "_a", "--help"] {

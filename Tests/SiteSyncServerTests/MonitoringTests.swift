@@ -188,6 +188,10 @@ struct MonitoringTests {
                 ("report_pending=1&report_build=&report_clock=1&report_user=u", "report.build"),
                 ("report_pending=1&report_build=x&report_clock=1", "report_user"),
                 ("report_pending=1&report_build=x&report_clock=soon&report_user=u", "report_clock"),
+                // Control characters: a line break, an escape, a bidirectional override.
+                ("report_pending=1&report_build=app%0A1.0&report_clock=1&report_user=u", "report.build must not contain control characters"),
+                ("report_pending=1&report_build=app%1B%5B31m&report_clock=1&report_user=u", "report.build must not contain control characters"),
+                ("report_pending=1&report_build=app%E2%80%AE1.0&report_clock=1&report_user=u", "report.build must not contain control characters"),
             ] {
                 try await client.execute(uri: "/v1/pull?limit=10&replica=r1&\(bad)", method: .get, headers: syncHeaders(server.s01)) { response in
                     #expect(response.status == .unprocessableContent)
