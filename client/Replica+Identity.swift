@@ -19,7 +19,7 @@ extension Replica {
     }
 
     /// Records the server's answer to ``enrolmentRequest()``: from now on the replica syncs with its
-    /// own credential, and the enrolment token is kept only for ``rejoin(enrolmentToken:)``.
+    /// own credential, and the file keeps no enrolment token (a copy of it can enrol nothing).
     @discardableResult
     public func recordEnrolment(_ response: EnrolResponse) throws -> ReplicaIdentity {
         var identity = try requireIdentity()
@@ -37,7 +37,7 @@ extension Replica {
                 throw ReplicaError.invalidArgument("This replica sent no enrolment request; enrol it with `sitesync init` or `sitesync sync`.")
             }
             try db.execute(
-                sql: "UPDATE _sitesync_meta SET token = credential, enrolled = 1, acked = ?, unconfirmed = '[]'",
+                sql: "UPDATE _sitesync_meta SET token = credential, enrolment_token = NULL, enrolled = 1, acked = ?, unconfirmed = '[]'",
                 arguments: [response.acked.rawValue]
             )
             try recordServerReply(db, hlc: max(response.hlc, response.acked))
@@ -91,25 +91,25 @@ extension Replica {
     ///
     /// Nothing is lost: every change the server acknowledged stays there under the old id, and every
     /// pending one moves to the new id. Works offline.
-    /// - Parameter enrolmentToken: the enrolment token to register with; nil uses the stored one.
+    ///
+    /// The file keeps no enrolment token once enrolled, so a rejoin needs one from the operator: a
+    /// copy of the file, or a laptop whose credential was revoked, cannot enrol itself again.
+    /// - Parameter enrolmentToken: the enrolment token to register with.
     @discardableResult
-    public func rejoin(enrolmentToken: String? = nil) throws -> ReplicaIdentity {
+    public func rejoin(enrolmentToken: String) throws -> ReplicaIdentity {
         let old = try requireIdentity()
         let replicaID = ReplicaID.generate()
         let identity = try writer.write { db -> ReplicaIdentity in
-            guard let token = try enrolmentToken ?? String.fetchOne(db, sql: "SELECT enrolment_token FROM _sitesync_meta") else {
-                throw ReplicaError.invalidArgument("No enrolment token is stored; give one: `sitesync init --rejoin --token TOKEN`.")
-            }
             try restampPending(db, from: old.replicaID, to: replicaID)
             try db.execute(
                 sql: """
-                    UPDATE _sitesync_meta SET replica_id = ?, token = ?, enrolment_token = ?, enrolled = 0,
+                    UPDATE _sitesync_meta SET replica_id = ?, token = ?, enrolment_token = NULL, enrolled = 0,
                         credential = NULL, acked = NULL, unconfirmed = '[]', cursor = '{}'
                     """,
-                arguments: [replicaID, token, token]
+                arguments: [replicaID, enrolmentToken]
             )
             try installTracking(db)
-            return ReplicaIdentity(replicaID: replicaID, site: old.site, user: old.user, serverURL: old.serverURL, token: token)
+            return ReplicaIdentity(replicaID: replicaID, site: old.site, user: old.user, serverURL: old.serverURL, token: enrolmentToken)
         }
         state.current = identity
         return identity

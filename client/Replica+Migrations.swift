@@ -66,6 +66,11 @@ extension Replica {
                 try Replica.installTracking(db, table: table)
             }
         }
+        migrator.registerMigration("sitesync-v7-forget-enrolment-token") { db in
+            // A file keeps no secret that enrols a laptop: an enrolled replica holds only its own
+            // credential, which the server can revoke; a rejoin takes a new enrolment token.
+            try db.execute(sql: "UPDATE _sitesync_meta SET enrolment_token = NULL")
+        }
         return migrator
     }
 
@@ -148,8 +153,9 @@ extension Replica {
     ///
     /// - `enrolled`: 1 once the server has registered the replica id with the replica's own
     ///   `credential` (generated here before the first enrolment request, so that a retry sends the
-    ///   same one), which then replaces the enrolment token in `token`; `enrolment_token` keeps that
-    ///   token for `sitesync init --rejoin`.
+    ///   same one), which then replaces the enrolment token in `token`. (`enrolment_token` kept
+    ///   that token for `sitesync init --rejoin` until `sitesync-v7-forget-enrolment-token`; it is
+    ///   always NULL now.)
     /// - `acked`: the greatest sequence number the server acknowledged; NULL while unknown (a
     ///   replica from before this migration, until its next push).
     /// - `unconfirmed`: JSON array of the digests of pushes sent since the last answer received;

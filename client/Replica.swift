@@ -144,10 +144,10 @@ public struct Replica: Sendable {
                 let credential: String = enrolled ? existing["token"] : token
                 try db.execute(
                     sql: """
-                        UPDATE _sitesync_meta SET user = ?, server_url = ?, token = ?, enrolment_token = ?, enrolled = ?,
+                        UPDATE _sitesync_meta SET user = ?, server_url = ?, token = ?, enrolment_token = NULL, enrolled = ?,
                             credential = CASE WHEN ? THEN credential END
                         """,
-                    arguments: [user, serverURL.absoluteString, credential, token, enrolled, enrolled]
+                    arguments: [user, serverURL.absoluteString, credential, enrolled, enrolled]
                 )
                 try installTracking(db)
                 var identity = ReplicaIdentity(
@@ -159,10 +159,10 @@ public struct Replica: Sendable {
             let identity = ReplicaIdentity(replicaID: replicaID ?? ReplicaID.generate(), site: site, user: user, serverURL: serverURL, token: token)
             try db.execute(
                 sql: """
-                    INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, enrolment_token, cursor, created_at)
-                    VALUES (1, ?, ?, ?, ?, ?, ?, '{}', ?)
+                    INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, cursor, created_at)
+                    VALUES (1, ?, ?, ?, ?, ?, '{}', ?)
                     """,
-                arguments: [identity.replicaID, site, user, serverURL.absoluteString, token, token, Timestamp.now()]
+                arguments: [identity.replicaID, site, user, serverURL.absoluteString, token, Timestamp.now()]
             )
             try installTracking(db)
             return identity

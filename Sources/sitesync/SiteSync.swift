@@ -54,8 +54,9 @@ struct Init: AsyncParsableCommand {
 
             --rejoin gives an existing replica file a new replica id: run it when the server says the \
             file is a copy of another laptop's (replica_taken, replica_diverged). Its pending changes are \
-            pushed under the new id and nothing is lost; --token is needed only when the enrolment token \
-            changed.
+            pushed under the new id and nothing is lost. It needs an enrolment token (--token-file): an \
+            enrolled replica file keeps none, so that a copy of it, or a laptop whose credential was \
+            revoked, cannot enrol itself again.
             """
     )
 
@@ -97,7 +98,12 @@ struct Init: AsyncParsableCommand {
     func validate() throws {
         if rejoin {
             guard site == nil, server == nil, user == nil else {
-                throw ValidationError("--rejoin keeps the replica's site, server and user; give only --db and, if it changed, --token.")
+                throw ValidationError("--rejoin keeps the replica's site, server and user; give only --db and --token-file.")
+            }
+            guard token != nil || tokenFile != nil else {
+                throw ValidationError(
+                    "--rejoin needs an enrolment token from the operator (--token-file FILE, or - for standard input): the replica file keeps none once enrolled."
+                )
             }
         } else {
             guard site != nil, server != nil, token != nil || tokenFile != nil, user != nil else {
@@ -150,7 +156,7 @@ struct Init: AsyncParsableCommand {
         let identity: ReplicaIdentity
         if rejoin {
             let old = try replica.requireIdentity()
-            identity = try replica.rejoin(enrolmentToken: token)
+            identity = try replica.rejoin(enrolmentToken: token!)
             print("Replica \(old.replicaID) is now replica \(identity.replicaID) at \(self.replica.path); its pending changes will be pushed under the new id.")
         } else {
             identity = try replica.initialize(site: site!, user: user!, serverURL: URL(string: server!)!, token: token!)

@@ -37,7 +37,15 @@ struct IdentityCommandTests {
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("replica_diverged") && refused.stderr.contains("sitesync init --rejoin"))
 
-        let rejoined = try await cli.sitesync("init", "--db", "copy.sqlite", "--rejoin")
+        // The file keeps no enrolment token once enrolled: not in a column, not anywhere in its bytes.
+        for file in ["a.sqlite", "a.sqlite-wal", "copy.sqlite", "copy.sqlite-wal"] {
+            let bytes = (try? Data(contentsOf: directory.appendingPathComponent(file))) ?? Data()
+            #expect(bytes.range(of: Data(token.utf8)) == nil, "\(file) holds the enrolment token")
+        }
+        let withoutToken = try await cli.sitesync("init", "--db", "copy.sqlite", "--rejoin")
+        #expect(withoutToken.status != 0 && withoutToken.stderr.contains("--rejoin needs an enrolment token"), "\(withoutToken.stderr)")
+        try Data(token.utf8).write(to: directory.appendingPathComponent("token.txt"))
+        let rejoined = try await cli.sitesync("init", "--db", "copy.sqlite", "--rejoin", "--token-file", "token.txt")
         #expect(rejoined.status == 0)
         #expect(rejoined.stdout.contains("is now replica") && rejoined.stdout.contains("Enrolled with"))
         let caughtUp = try await cli.sitesync("sync", "--db", "copy.sqlite")
@@ -47,6 +55,13 @@ struct IdentityCommandTests {
 
         // --rejoin keeps the site, server and user
         #expect(try await cli.sitesync("init", "--db", "a.sqlite", "--rejoin", "--site", "S02").stderr.contains("--rejoin keeps the replica's site"))
+
+        // A stolen laptop's credential revoked: the file cannot enrol itself again, and the
+        // enrolment token it was set up with, once revoked too, enrols nothing.
+        let stolen = try #require(try Replica.open(path: directory.appendingPathComponent("a.sqlite").path, schema: TrialSchema.current).identity)
+        #expect(try await cli.run("sitesync-server", ["token", "revoke", "--replica", stolen.replicaID, "--database", "server.sqlite"]).status == 0)
+        #expect(try await cli.sitesync("sync", "--db", "a.sqlite").stderr.contains("revoked"))
+        #expect(try await cli.sitesync("init", "--db", "a.sqlite", "--rejoin").stderr.contains("--rejoin needs an enrolment token"))
 
         let reset = try await cli.sitesync("clock", "reset", "--db", "a.sqlite")
         #expect(reset.status == 0 && reset.stdout.contains("is not ahead"))
@@ -67,7 +82,9 @@ struct IdentityCommandTests {
                 try db.execute(sql: "DELETE FROM tokens WHERE replica_id = ?", arguments: [replica])
             }
             try await a.replica.writer.write { db in
-                try db.execute(sql: "UPDATE _sitesync_meta SET token = enrolment_token, enrolled = 0, credential = NULL, acked = NULL, unconfirmed = '[]'")
+                try db.execute(
+                    sql: "UPDATE _sitesync_meta SET token = ?, enrolled = 0, credential = NULL, acked = NULL, unconfirmed = '[]'", arguments: [server.s01]
+                )
             }
             let upgraded = try Replica.open(path: a.replica.writer.path, schema: TrialSchema.current)
             #expect(upgraded.identity?.isEnrolled == false)

@@ -89,7 +89,7 @@ struct NothingLostTests {
             #expect(try await a.sync().pushed == 1)
 
             // The copy rejoins under a new id: its change is pushed, and it receives what a pushed
-            let rejoined = try copy.replica.rejoin()
+            let rejoined = try copy.replica.rejoin(enrolmentToken: server.s01)
             #expect(rejoined.replicaID != a.replica.identity!.replicaID)
             try await copy.sync()
             try await a.sync()
@@ -112,7 +112,7 @@ struct NothingLostTests {
             let id = try a.replica.put("subjects", ["screening_no": .text("S01-002")])
             try await a.sync()
             await #expect { try await copy.sync() } throws: { ($0 as? SyncError)?.code == ErrorCode.replicaDiverged.rawValue }
-            try copy.replica.rejoin()
+            try copy.replica.rejoin(enrolmentToken: server.s01)
             try await copy.sync()
             #expect(try copy.replica.get("subjects", id: id) != nil)
         }
