@@ -124,12 +124,17 @@ struct SyncController {
         }
         // A pull that asks to wait and finds nothing new waits for a push to commit records it reads.
         let schema = clientSchema(context)
+        var waited = false
         let batch = try await changes.read(
             sites: principal.sites,
             replica: message.replica,
             timeout: min(.seconds(message.wait ?? 0), configuration.maximumPullWait),
             isEmpty: { $0.groups.isEmpty && !$0.more }
         ) {
+            // A pull that waited reads again only if its credential is still good: it may have been
+            // revoked, or have expired, while the pull waited.
+            if waited { try await requireCurrentCredential(context) }
+            waited = true
             let started = ContinuousClock.now
             let batch = try await store.pull(message, principal: principal, schema: schema, byteBudget: configuration.maximumPullPageBytes)
             metrics.pulled(records: batch.groups.reduce(0) { $0 + $1.rows.count }, duration: .now - started)
@@ -154,6 +159,13 @@ struct SyncController {
             context.logger.error("pull response not encodable", metadata: ["error": "\(error)"])
             throw ServerError.internalError
         }
+    }
+
+    /// Throws the refusal the token middleware would answer now, for a request whose credential
+    /// was checked when it arrived.
+    private func requireCurrentCredential(_ context: SyncRequestContext) async throws {
+        guard let stored = try await store.token(hash: try context.requireTokenHash()) else { throw ServerError.unknownToken }
+        if let refusal = stored.refusal(at: Date().formatted(.iso8601)) { throw ServerError(.unauthorized, .unauthorized, refusal) }
     }
 
     private func clientSchema(_ context: SyncRequestContext) -> Schema {

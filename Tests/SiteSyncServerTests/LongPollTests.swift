@@ -55,6 +55,22 @@ struct LongPollTests {
         }
     }
 
+    @Test("A pull waiting when its credential is revoked reads nothing more: it is answered 401 when it wakes", arguments: StoreKind.all)
+    func revokedWhileWaiting(store: StoreKind) async throws {
+        let server = try await TestServer.make(store)
+        try await server.test { client in
+            async let waited = waitingPull(client, server.s01b, replica: "r1b", wait: "25")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await server.store.revokeTokens(hashes: [Tokens.hash(server.s01b)], at: Date().formatted(.iso8601)) == 1)
+            try await client.execute(
+                uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(replica: "r1", ids: ["after-revoke"]))
+            ) { #expect($0.status == .ok) }
+            let (status, page, _) = try await waited
+            #expect(status == .unauthorized, "\(status)")
+            #expect(page == nil, "no record committed after the revocation reaches the revoked laptop")
+        }
+    }
+
     @Test("A pull that finds nothing waits for the time asked, at most the server's maximum, and answers an empty page with its cursor", arguments: StoreKind.all)
     func waitsThenAnswersEmpty(store: StoreKind) async throws {
         let server = try await TestServer.make(store) { $0.maximumPullWait = .seconds(1) }
