@@ -105,6 +105,23 @@ public struct JSONWriter: Sendable {
         }
     }
 
+    /// Exactly the bytes ``string(_:)`` writes for `text`: its UTF-8, the quotes, two bytes for a
+    /// quote, a backslash or a control character with a short escape (`\n`, `\r`, `\t`, `\b`,
+    /// `\f`), six for any other control character (`\u00XX`).
+    public static func writtenBytes(of text: String) -> Int {
+        var text = text
+        return text.withUTF8 { utf8 in
+            var bytes = utf8.count + 2
+            for unit in utf8 where unit < 0x20 || unit == UInt8(ascii: "\"") || unit == UInt8(ascii: "\\") {
+                switch unit {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"), 0x08, 0x0C: bytes += 1
+                default: bytes += 5
+                }
+            }
+            return bytes
+        }
+    }
+
     /// The most bytes ``string(_:)`` writes for `text`: its UTF-8, the quotes, and the escapes,
     /// six bytes for a control character.
     public static func maximumBytes(of text: String) -> Int {

@@ -150,14 +150,19 @@ struct PullTransaction: Sendable {
 }
 
 extension PullTransaction.PulledRecord {
-    /// About how many bytes of JSON the record takes in a pull answer: its values, id and stamps.
-    /// A skipped record takes none.
+    /// About how many bytes of JSON the record takes in a pull answer: its values, id and stamps,
+    /// each text counted as it is written, escapes included (a text of control characters takes
+    /// up to six times its length). A skipped record takes none.
     var estimatedBytes: Int {
         guard let values else { return 0 }
-        var bytes = 48 + id.utf8.count + stamps.base.version.replica.utf8.count + stamps.base.user.utf8.count + 48 * stamps.overrides.count
+        var bytes = 48 + JSONWriter.writtenBytes(of: id) + JSONWriter.writtenBytes(of: stamps.base.version.replica)
+            + JSONWriter.writtenBytes(of: stamps.base.user)
+        for (field, stamp) in stamps.overrides {
+            bytes += 30 + JSONWriter.writtenBytes(of: field) + JSONWriter.writtenBytes(of: stamp.version.replica) + JSONWriter.writtenBytes(of: stamp.user)
+        }
         for value in values {
             switch value {
-            case .text(let text): bytes += text.utf8.count + 3
+            case .text(let text): bytes += JSONWriter.writtenBytes(of: text) + 1
             case .integer, .real: bytes += 21
             case .null: bytes += 5
             }
