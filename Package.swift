@@ -146,6 +146,7 @@ let package = Package(
             name: "SiteSyncClientTests",
             dependencies: [
                 "SiteSyncClient", "SiteSyncSQLite", "SiteSyncTestSupport", "TrialRecords", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 @testable import SiteSyncClient
 import SiteSyncCore
 import SiteSyncSQLite
@@ -9,6 +10,26 @@ import TrialRecords
 
 @Suite("Shadow rows and outbox")
 struct ShadowStorageTests {
+    @Test("A value SQLite refuses to bind stops the statement: the row is not written with the previous row's value")
+    func refusedBindingStops() throws {
+        let queue = try DatabaseQueue()
+        try queue.write { db in
+            try db.execute(sql: "CREATE TABLE t (n INTEGER, v TEXT)")
+            // Texts over 100 bytes are refused on this connection, as texts past SQLite's length limit are.
+            sqlite3_limit(db.sqliteConnection, SQLITE_LIMIT_LENGTH, 100)
+            let insert = try db.makeStatement(sql: "INSERT INTO t (n, v) VALUES (?, ?)")
+            try insert.execute { $0.bind(Int64(1)); $0.bind("short") }
+            let error = #expect(throws: DatabaseError.self) {
+                try insert.execute { $0.bind(Int64(2)); $0.bind(String(repeating: "x", count: 200)) }
+            }
+            #expect(error?.resultCode == .SQLITE_TOOBIG && error?.message?.contains("argument 2 was not bound") == true, "\(String(describing: error))")
+            #expect(try Row.fetchAll(db, sql: "SELECT n, v FROM t").map { "\($0["n"] as Int64) \($0["v"] as String)" } == ["1 short"])
+            // The statement works again with values it takes.
+            try insert.execute { $0.bind(Int64(3)); $0.bind("fine") }
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM t") == 2)
+        }
+    }
+
     @Test("Replacing a record is refused, and nothing is written")
     func replaceRefused() throws {
         let replica = try makeReplica()
