@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "sitesync-server",
             dependencies: [
-                "SiteSyncServer", "SiteSyncCore", "TrialRecords",
+                "SiteSyncServer", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -35,7 +35,20 @@ public enum StoreCopy {
     }
 
     /// Copies `source` into `target`, which must hold nothing yet (it is migrated first).
-    public static func copy(from source: SQLiteSyncStore, to target: PostgresSyncStore, pageSize: Int = 5000) async throws -> Counts {
+    ///
+    /// Every page is read from one snapshot of the source, taken before the first: a write to the
+    /// source during the copy (which `sitesync-server store copy` prevents by taking the file's
+    /// serving lock) is not half in it. After the copy, and before it commits, every site's
+    /// sequence number must cover its records, or a later push would reuse a number a pull has
+    /// passed: the copy is refused and nothing is written. `afterPage` runs after each page is
+    /// written (tests write to the source there).
+    public static func copy(
+        from source: SQLiteSyncStore, to target: PostgresSyncStore, pageSize: Int = 5000, afterPage: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> Counts {
+        guard let pool = source.writer as? DatabasePool else {
+            throw StoreCopyError("The source must be an SQLite database file (a pool of connections), which a snapshot can be read from.")
+        }
+        let snapshot = try pool.makeSnapshot()
         try await target.migrate()
         let schema = target.schema
         var tables = [
@@ -92,7 +105,7 @@ public enum StoreCopy {
                 var total = 0
                 while true {
                     let start = offset
-                    let page = try await source.writer.read { db in
+                    let page = try await snapshot.read { db in
                         var rows = JSONRows(capacity: pageSize * 128)
                         let names = table.columns.map { $0.name.quotedDatabaseIdentifier }.joined(separator: ", ")
                         let cursor = try Row.fetchCursor(
@@ -119,8 +132,22 @@ public enum StoreCopy {
                     )
                     total += page.count
                     offset += pageSize
+                    try await afterPage?()
                 }
                 counts.add(table.name, total)
+            }
+            // Every site's head at or past its records' greatest sequence number.
+            let behind = try await connection.query(
+                """
+                SELECT r.site_id FROM records r LEFT JOIN sites s ON s.site_id = r.site_id
+                GROUP BY r.site_id, s.seq HAVING s.seq IS NULL OR max(r.seq) > s.seq ORDER BY 1
+                """
+            )
+            let sites = try behind.rows.map { try $0.decode(String.self) }
+            guard sites.isEmpty else {
+                throw StoreCopyError(
+                    "The copy's sequence numbers of site \(sites.joined(separator: ", ")) do not cover its records (was the file written during the copy?); nothing was copied."
+                )
             }
             // The audit trail keeps its ids; new rows continue after them.
             try await connection.execute(

@@ -44,3 +44,41 @@ func createPrivately(_ path: String) throws {
         throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: "Cannot create \(path)."])
     }
 }
+
+/// The lock that says a server is serving an SQLite database: `flock` on a sidecar file,
+/// `PATH-serving`, shared by every server process that serves the file and held for as long as it
+/// serves. A command that needs the file to itself (`store copy`) takes it exclusively, without
+/// waiting: it cannot have it while any server serves the file, and no server starts while it holds
+/// it. The lock goes with the process, however it ends.
+public final class ServingLock: Sendable {
+    private let descriptor: Int32
+
+    private init(descriptor: Int32) {
+        self.descriptor = descriptor
+    }
+
+    deinit {
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+    }
+
+    /// The sidecar file of the database at `path`.
+    public static func lockPath(_ path: String) -> String { path + "-serving" }
+
+    /// Takes the lock of the database at `path`, shared (a server) or exclusive (a command that needs
+    /// the file alone), without waiting; nil when another process holds it the other way.
+    public static func acquire(_ path: String, exclusive: Bool) throws -> ServingLock? {
+        let lockPath = lockPath(path)
+        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: lockPath, NSLocalizedDescriptionKey: "Cannot open \(lockPath) to lock \(path)."])
+        }
+        while flock(descriptor, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
+            if errno == EINTR { continue }
+            close(descriptor)
+            if errno == EWOULDBLOCK { return nil }
+            throw CocoaError(.fileLocking, userInfo: [NSFilePathErrorKey: lockPath, NSLocalizedDescriptionKey: "Cannot lock \(lockPath)."])
+        }
+        return ServingLock(descriptor: descriptor)
+    }
+}

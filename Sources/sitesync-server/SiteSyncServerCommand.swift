@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SiteSyncCore
 import SiteSyncServer
+import SiteSyncSQLite
 import TrialRecords
 
 @main
@@ -164,6 +165,11 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "sitesync.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         guard database.isPostgres else {
+            // Held while this process serves the file: `store copy` refuses a file being served.
+            guard let serving = try ServingLock.acquire(database.location, exclusive: false) else {
+                throw ValidationError("\(database.location) is being copied (`store copy` holds \(ServingLock.lockPath(database.location))); serve it when the copy ends.")
+            }
+            defer { withExtendedLifetime(serving) {} }
             try await buildApplication(configuration, logger: logger).runService()
             return
         }
@@ -393,8 +399,10 @@ struct Store: AsyncParsableCommand {
             abstract: "Copy an SQLite server database into an empty PostgreSQL store.",
             discussion: """
                 Tokens, replicas, site sequences, records with their stamps, conflicts and the audit trail are \
-                copied as they are, in one transaction, so laptops continue syncing from where they were. Stop \
-                the server on the SQLite file first; then start the servers on PostgreSQL (docs/DEPLOYMENT.md).
+                copied as they are, from one snapshot of the file into one transaction, so laptops continue \
+                syncing from where they were. It refuses a file a server is serving (each server holds the \
+                file's FILE-serving lock): stop the servers on the SQLite file first; then start the servers \
+                on PostgreSQL (docs/DEPLOYMENT.md).
                 """
         )
 
@@ -410,6 +418,13 @@ struct Store: AsyncParsableCommand {
         }
 
         func run() async throws {
+            // Held for the whole copy: no server serves the file while it is read.
+            guard let copying = try ServingLock.acquire(from, exclusive: true) else {
+                throw ValidationError(
+                    "A server is serving \(from) (it holds \(ServingLock.lockPath(from))): stop every server on it first, so that no push lands after the copy; nothing was copied."
+                )
+            }
+            defer { withExtendedLifetime(copying) {} }
             let source = try SQLiteSyncStore(path: from, schema: TrialSchema.current)
             let target = try PostgresSyncStore(url: to, schema: TrialSchema.current, logger: DatabaseOptions.quiet)
             let counts = try await target.withRunning { try await StoreCopy.copy(from: source, to: target) }

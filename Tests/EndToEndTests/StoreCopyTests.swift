@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Synchronization
 import SiteSyncClient
 import SiteSyncCore
 import SiteSyncServer
@@ -79,6 +80,88 @@ struct StoreCopyTests {
         }
         #expect(try a.contents() == b.contents())
         #expect(try a.replica.conflicts(includeResolved: true).count == 1)
+    }
+
+    /// A source file with a site of 30 subjects, written through the store.
+    private func pilot(_ directory: URL) async throws -> (store: SQLiteSyncStore, path: String) {
+        let path = directory.appendingPathComponent("server.sqlite").path
+        let sqlite = try SQLiteSyncStore(path: path, schema: TrialSchema.current)
+        let s01 = try await Tokens.create(in: sqlite, role: .site, site: "S01")
+        var configuration = ServerConfiguration(schema: TrialSchema.current)
+        configuration.host = "127.0.0.1"
+        configuration.port = try Commands.freePort()
+        let replica = try Replica.open(path: directory.appendingPathComponent("a.sqlite").path, schema: TrialSchema.current)
+        try replica.initialize(site: "S01", user: "a", serverURL: URL(string: "http://127.0.0.1:\(configuration.port)")!, token: s01)
+        let laptop = Laptop(replica: replica, transport: try HTTPTransport(replica: replica))
+        _ = try replica.importRecords("subjects", (0..<30).map { ImportRow(line: $0 + 2, id: nil, values: ["screening_no": .text("S01-\($0)")]) })
+        try await serving(configuration, store: sqlite) { try await laptop.sync() }
+        return (sqlite, path)
+    }
+
+    @Test("The copy reads one snapshot: a push landing in the file during the copy is not half in it")
+    func oneSnapshot() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-copy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (sqlite, _) = try await pilot(directory)
+        let before = try await StoreContents.dump(sqlite)
+        let target = try PostgresSyncStore(url: try await PostgresTestDatabase.create(), schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
+        let landed = Mutex(false)
+        let (counts, heads, late) = try await target.withRunning {
+            let counts = try await StoreCopy.copy(from: sqlite, to: target, pageSize: 7) {
+                guard !landed.withLock({ $0 }) else { return }
+                landed.withLock { $0 = true }
+                // A push committing in the middle of the copy: a record, its shadow row, its site's head.
+                try await sqlite.writer.write { db in
+                    try db.execute(sql: "UPDATE sites SET seq = seq + 1 WHERE site_id = 'S01'")
+                    try db.execute(sql: "INSERT INTO subjects (id, site_id, screening_no) VALUES ('late', 'S01', 'S01-late')")
+                    try db.execute(
+                        sql: """
+                            INSERT INTO records (tbl, id, site_id, seq, hlc, replica, user)
+                            SELECT 'subjects', 'late', 'S01', seq, 1, 'a', 'a' FROM sites WHERE site_id = 'S01'
+                            """
+                    )
+                }
+            }
+            return (counts, try await target.rowsAsText("SELECT seq::text FROM sites"), try await target.rowsAsText("SELECT count(*)::text FROM subjects WHERE id = 'late'"))
+        }
+        #expect(landed.withLock { $0 })
+        #expect(counts.rows["records"] == before["records"]?.count && counts.rows["subjects"] == 30, "\(counts)")
+        #expect(heads == ["30"] && late == ["0"])
+    }
+
+    @Test("A source whose site sequence does not cover its records is refused after the copy, and nothing is written")
+    func headsCoverRecords() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-copy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (sqlite, _) = try await pilot(directory)
+        try await sqlite.writer.write { db in try db.execute(sql: "UPDATE sites SET seq = 12 WHERE site_id = 'S01'") }
+        let url = try await PostgresTestDatabase.create()
+        let target = try PostgresSyncStore(url: url, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
+        let error = await #expect(throws: StoreCopyError.self) { try await target.withRunning { try await StoreCopy.copy(from: sqlite, to: target) } }
+        #expect(error?.description.contains("of site S01 do not cover its records") == true, "\(String(describing: error))")
+        let check = try PostgresSyncStore(url: url, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
+        let held = try await check.withRunning {
+            (try await StoreContents.count(check, "SELECT count(*) FROM records"), try await StoreContents.count(check, "SELECT count(*) FROM tokens"))
+        }
+        #expect(held == (0, 0), "nothing written")
+    }
+
+    @Test("store copy refuses a file a server is serving, and copies it once the server stopped")
+    func refusedWhileServed() async throws {
+        try await Commands.inTemporaryFolder { cli in
+            let (server, _) = try await cli.startServer(database: "server.sqlite")
+            _ = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"])
+            let url = try await PostgresTestDatabase.create()
+            let refused = try await cli.run("sitesync-server", ["store", "copy", "--from", "server.sqlite", "--to", url])
+            #expect(refused.status != 0 && refused.stderr.contains("A server is serving server.sqlite"), "\(refused.stderr)")
+            server.terminate()
+            await server.exit()
+            let copied = try await cli.run("sitesync-server", ["store", "copy", "--from", "server.sqlite", "--to", url])
+            #expect(copied.status == 0, "\(copied.stderr)")
+            // And a server does not start on a file being copied: the lock is the copy's while it runs.
+        }
     }
 
     /// Runs a server on the configured port while `body` runs: both servers of the test answer at
