@@ -7,6 +7,10 @@ Run by Tests/EndToEndTests/MonitoringPageTests.swift against a live server:
       Scrapes URL, parses it with prometheus_client's text-format parser (which rejects anything
       Prometheus would not read) and prints every sample as JSON: {"name{label=value,...}": value}.
 
+  monitor.py elements FILE
+      Parses the HTML in FILE as a browser would (html5lib implements the HTML5 parsing algorithm)
+      and prints JSON: every element in document order, as its tag and its sorted attribute names.
+
   monitor.py browse BASE TOKEN CONFLICT_ID OUT_DIR
       Drives headless Chromium over the DevTools protocol (through a pipe: no extra package):
       opens BASE/monitor, is sent to the login, types TOKEN, submits, opens the overview, the
@@ -34,6 +38,14 @@ def metrics(url):
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
             samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     json.dump(samples, sys.stdout, sort_keys=True)
+
+
+def elements(path):
+    import html5lib
+
+    with open(path, "rb") as page:
+        document = html5lib.parse(page.read(), treebuilder="etree", namespaceHTMLElements=False)
+    json.dump([[element.tag, sorted(element.attrib)] for element in document.iter()], sys.stdout)
 
 
 class Browser:
@@ -191,6 +203,8 @@ def browse(base, token, conflict, out):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "metrics":
         metrics(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "elements":
+        elements(sys.argv[2])
     elif len(sys.argv) == 6 and sys.argv[1] == "browse":
         browse(*sys.argv[2:])
     else:

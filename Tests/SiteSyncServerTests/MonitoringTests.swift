@@ -330,6 +330,82 @@ struct MonitoringTests {
         }
     }
 
+    /// The site's page and a conflict's page of a server whose records and people carry `text`.
+    private static func pages(carrying text: @Sendable (String) -> String) async throws -> [String] {
+        let server = try await TestServer.make { $0.monitorAlerts = MonitorAlerts(tables: Safety.monitorTables, alerts: Safety.monitorAlerts) }
+        let now = HybridLogicalClock.systemMilliseconds()
+        @Sendable func row(_ id: String, _ milliseconds: Int64, _ values: [FieldValue], bases: [Version?]? = nil) -> ChangeRow {
+            ChangeRow(id: id, seq: HLC(milliseconds: milliseconds, counter: 0), values: values, bases: bases)
+        }
+        return try await server.test { client in
+            for (token, request) in [
+                (server.s01, PushRequest(replica: "r1", groups: [
+                    ChangeGroup(table: "subjects", user: text("user"), columns: ["site_id", "screening_no", "status"], rows: [
+                        row("S01-001", now - 20, [.text("S01"), .text(text("screening")), .text("enrolled")]),
+                    ]),
+                    ChangeGroup(table: "infusions", user: text("user"), columns: ["site_id", "subject_id", "date"], rows: [
+                        row("INF-1", now - 20, [.text("S01"), .text("S01-001"), .text("2026-10-01")]),
+                    ]),
+                    ChangeGroup(table: "adverse_events", user: text("user"), columns: ["site_id", "subject_id", "term", "onset_date", "grade", "category"], rows: [
+                        row("AE-1", now - 20, [.text("S01"), .text("S01-001"), .text(text("term")), .text("2026-10-11"), .integer(3), .text("crs")]),
+                    ]),
+                ])),
+                (server.s01b, PushRequest(replica: "r1b", groups: [
+                    ChangeGroup(table: "subjects", user: text("other"), columns: ["screening_no"], rows: [
+                        row("S01-001", now - 10, [.text(text("overwriting"))], bases: [nil]),
+                    ]),
+                ])),
+            ] {
+                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(token, schema: "2"), body: try json(request)) { response in
+                    #expect(response.status == .ok, "\(String(buffer: response.body))")
+                }
+            }
+            let conflict = try #require(
+                try await server.store.conflicts(ConflictFilter(status: "open", site: "S01"), principal: Principal(role: .reviewer, site: nil)).conflicts.first
+            )
+            let session = try await logIn(client, try await Tokens.create(in: server.store, role: .monitor, site: nil, label: text("label")))
+            var pages: [String] = []
+            for path in ["/monitor", "/monitor/sites/S01", "/monitor/conflicts/\(conflict.id)"] {
+                let (status, html) = try await page(client, path, session)
+                #expect(status == .ok, "\(path)")
+                pages.append(html)
+            }
+            return pages
+        }
+    }
+
+    /// Every element of `html` as an HTML5 parser builds it (html5lib): tag and attribute names.
+    private static func elements(_ html: String) async throws -> [[String]] {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-page-\(UUID().uuidString).html")
+        try Data(html.utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let (status, stdout, stderr) = try await Subprocess.run(TestPython.path, [TestPython.browserScript, "elements", file.path])
+        #expect(status == 0, "\(String(decoding: stderr, as: UTF8.self))")
+        let parsed = try JSONSerialization.jsonObject(with: stdout) as? [[Any]] ?? []
+        return parsed.map { element in [element[0] as? String ?? ""] + ((element[1] as? [String]) ?? []).map { "@" + $0 } }
+    }
+
+    @Test(
+        "Markup hidden in grapheme clusters (a `<` after U+0600, a `>` or `\"` before a combining mark) parses to no element the templates did not write",
+        .enabled(if: TestPython.has("html5lib"))
+    )
+    func markupInClusters() async throws {
+        let meta = "\u{600}<meta http-equiv=refresh content=0;url=https://example.org/>\u{301}"
+        let style = "\u{600}<style>*{display:none}\u{600}</style>\u{301}"
+        let link = "\u{600}<a href=https://example.org/ style=position:fixed;inset:0>\u{301}x\u{600}</a>\u{301}"
+        let attribute = "x\"\u{301} onmouseover=alert(1) \"\u{301}"
+        // Each where a site user can put it: a screening number, an AE term, a user name, a label.
+        let payloads = ["screening": style, "overwriting": attribute, "term": meta + " " + link, "user": link, "other": meta, "label": style + attribute]
+        let hostile = try await Self.pages { payloads[$0] ?? meta }
+        let benign = try await Self.pages { "plain \($0)" }
+        for (index, (page, baseline)) in zip(hostile, benign).enumerated() {
+            let found = try await Self.elements(page)
+            let expected = try await Self.elements(baseline)
+            #expect(found == expected, "page \(index): elements differ from the templates' own:\n\(found)\n\(expected)")
+            #expect(!page.contains("\u{600}<"), "page \(index) holds a raw <")
+        }
+    }
+
     @Test("Laptops without a completed sync for longer than the stale limit are marked, on the overview and the site's page")
     func stale() async throws {
         let server = try await TestServer.make { $0.staleAfter = .zero }

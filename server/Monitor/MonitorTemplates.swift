@@ -1,14 +1,18 @@
 import Mustache
 
-/// The monitoring page's templates (Mustache, rendered on the server; `{{value}}` escapes HTML).
+/// The monitoring page's templates (Mustache, rendered on the server; `{{value}}` escapes HTML by
+/// Unicode scalar, ``ScalarHTMLContentType``).
 /// Plain HTML and one style sheet: every page reads the same without JavaScript.
 enum MonitorTemplates {
     /// The templates, parsed once.
     static let library: MustacheLibrary = {
+        MustacheContentTypes.register(ScalarHTMLContentType(), named: ScalarHTMLContentType.name)
         var library = MustacheLibrary()
         for (name, text) in templates {
-            // The templates are this file's constants: a parse error is a bug the tests catch.
-            try! library.register(text, named: name)
+            // Every template, partials included (a partial starts over with the library's own
+            // escaping), escapes by Unicode scalar. The templates are this file's constants: a
+            // parse error is a bug the tests catch.
+            try! library.register("{{% CONTENT_TYPE: \(ScalarHTMLContentType.name) }}\n" + text, named: name)
         }
         return library
     }()
