@@ -280,15 +280,25 @@ struct PushTransaction: Sendable {
                 if let moved = checked.sites[index], moved != site {
                     throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
                 }
-                if table.requiresReason, row.bases != nil {
+                if table.requiresReason {
                     for (offset, field) in checked.group.columns.enumerated() where row.reason(at: offset) == nil {
                         // A change based on a version the server holds replaces a synced value: the
-                        // current one, or for a concurrent change the one that version wrote.
-                        guard let base = row.base(at: offset) else { continue }
-                        let previous =
-                            base == current.stamps[field].version
-                            ? current.values[field] ?? .null
-                            : table.column(field).map { $0.normalize(writtenValues[WrittenValueKey(record: key, field: field, version: base)] ?? .null) } ?? .null
+                        // current one, or for a concurrent change the one that version wrote. A
+                        // change without a base (no `meta`, or a null base) over this replica's own
+                        // synced value replaces that value all the same: the replica held it, whatever
+                        // the push says; over another replica's, it is a concurrent creation, whose
+                        // loser the conflict log keeps.
+                        let previous: FieldValue
+                        if let base = row.base(at: offset) {
+                            previous =
+                                base == current.stamps[field].version
+                                ? current.values[field] ?? .null
+                                : table.column(field).map { $0.normalize(writtenValues[WrittenValueKey(record: key, field: field, version: base)] ?? .null) } ?? .null
+                        } else if current.stamps[field].version.replica == push.replica {
+                            previous = current.values[field] ?? .null
+                        } else {
+                            continue
+                        }
                         if ReasonForChange.isRequired(table: table, field: field, previous: previous, new: row.values[offset]) {
                             unexplained.append((table.name, field, row.id))
                         }
