@@ -43,7 +43,7 @@ public func buildApplication(
     EnrolmentController(store: store, clock: clock, maximumEnrolments: configuration.maximumEnrolmentsPerToken).addRoutes(to: api)
     return Application(
         router: router,
-        server: try configuration.tls.map { try .tls(http1(configuration), tlsConfiguration: $0) } ?? http1(configuration),
+        server: try configuration.tls.map { try .tls(http1(configuration, logger: logger), tlsConfiguration: $0) } ?? http1(configuration, logger: logger),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sitesync"),
         // Shut down after the server, in reverse order: the pushes accepted before it stopped
         // finish first, then the watch of other instances' pushes ends, then the store's services stop.
@@ -56,11 +56,21 @@ public func buildApplication(
 
 /// HTTP/1.1 that closes a connection silent for ``ServerConfiguration/readTimeout``: idle between
 /// requests, or stalled in the middle of a request's head or body (a request head arrives as one
-/// part, so a head sent a byte at a time counts as silence). A request the server is still
-/// answering is not cut.
-private func http1(_ configuration: ServerConfiguration) -> HTTPServerBuilder {
+/// part, so a head sent a byte at a time counts as silence); and one that has not delivered a whole
+/// request by its deadline (``RequestDeadlineHandler``). A request the server is still answering
+/// is not cut.
+private func http1(_ configuration: ServerConfiguration, logger: Logger) -> HTTPServerBuilder {
     let timeout = TimeAmount.nanoseconds(Int64(configuration.readTimeout.wholeMilliseconds) * 1_000_000)
+    let deadline = TimeAmount.nanoseconds(Int64(configuration.requestDeadline.wholeMilliseconds) * 1_000_000)
+    let rate = configuration.minimumRequestRate
     // Hummingbird's idle timeout closes a connection with no request; the read-idle handler one
-    // stalled in the middle of a request.
-    return .http1(configuration: .init(additionalChannelHandlers: [IdleStateHandler(readTimeout: timeout)], idleTimeout: timeout))
+    // stalled in the middle of a request; the deadline one that trickles its request in.
+    return .http1(
+        configuration: .init(
+            additionalChannelHandlers: [
+                IdleStateHandler(readTimeout: timeout), RequestDeadlineHandler(deadline: deadline, bytesPerSecond: rate, logger: logger),
+            ],
+            idleTimeout: timeout
+        )
+    )
 }

@@ -15,6 +15,12 @@ public struct ServerConfiguration: Sendable {
     /// How long a connection may stay silent, between requests or in the middle of one, before
     /// it is closed: idle sockets and half-sent requests do not hold the server's file descriptors.
     public var readTimeout: Duration = .seconds(30)
+    /// How long a connection has to deliver a whole request, head and body, from its opening or the
+    /// previous answer's end (``RequestDeadlineHandler``), before ``minimumRequestRate`` extends it.
+    public var requestDeadline: Duration = .seconds(60)
+    /// Bytes of request body per second that extend ``requestDeadline`` by a second: a steady slow
+    /// link is served, a trickle is cut off.
+    public var minimumRequestRate = 1024
     /// How many asynchronous pushes of one replica may wait uncollected on an instance; the next
     /// is refused with `429 too_many_pending` and `Retry-After`, and nothing of it is written.
     public var maximumPendingPushes = 8

@@ -74,7 +74,10 @@ struct ResourceBoundTests {
             for chunk in stride(from: 0, to: orders.count, by: 60) {
                 try await push(orders[chunk..<min(chunk + 60, orders.count)].enumerated().map { offset, order in
                     let index = chunk + offset
-                    let row = ChangeRow(id: "s\(index)", seq: HLC(milliseconds: milliseconds + 1, counter: Int64(index)), values: order.map { after[$0]! })
+                    let row = ChangeRow(
+                        id: "s\(index)", seq: HLC(milliseconds: milliseconds + 1, counter: Int64(index)), values: order.map { after[$0]! },
+                        reasons: order.map { _ in "Corrected from the source document" }
+                    )
                     return ChangeGroup(table: "subjects", user: "A", columns: order, rows: [row])
                 })
                 peak = max(peak, try await store.writer.read { $0.preparedStatementCount })
@@ -154,6 +157,84 @@ struct ResourceBoundTests {
             // A new connection is served (the test client's own, idle for a second, was closed too).
             let (_, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/healthz")!)
             #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        }
+    }
+
+    /// Sends `parts` one every `every`, then waits; seconds until the server closed the connection,
+    /// or nil when it was still open `limit` seconds after the last part.
+    private func secondsUntilClosed(_ port: Int, trickling parts: [String], every: Duration, limit: Int = 6) -> Double? {
+        guard let fd = Loopback.connect(port) else { return nil }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: limit, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let start = ContinuousClock.now
+        for part in parts {
+            let sent = part.utf8CString.withUnsafeBufferPointer { send(fd, $0.baseAddress, part.utf8.count, Int32(MSG_NOSIGNAL)) }
+            if sent < 0 { return (ContinuousClock.now - start) / .seconds(1) }
+            var pollfd = Glibc.pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            // Closed while trickling: the read end sees the end of the stream.
+            if poll(&pollfd, 1, Int32(every / .milliseconds(1))) > 0 {
+                var byte: UInt8 = 0
+                if recv(fd, &byte, 1, Int32(MSG_PEEK)) == 0 { return (ContinuousClock.now - start) / .seconds(1) }
+            }
+        }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let read = recv(fd, &buffer, buffer.count, 0)
+            if read == 0 { return (ContinuousClock.now - start) / .seconds(1) }
+            if read < 0 { return nil }
+        }
+    }
+
+    /// Sends `parts` one every `every`; the start of the answer, or "" when the connection closed first.
+    private static func answer(_ port: Int, trickling parts: [String], every: Duration) -> String {
+        guard let fd = Loopback.connect(port) else { return "" }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        for part in parts {
+            guard part.utf8CString.withUnsafeBufferPointer({ send(fd, $0.baseAddress, part.utf8.count, Int32(MSG_NOSIGNAL)) }) >= 0 else { return "" }
+            Thread.sleep(forTimeInterval: Double(every / .milliseconds(1)) / 1000)
+        }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let read = recv(fd, &buffer, buffer.count, 0)
+        return read > 0 ? String(decoding: buffer[..<read], as: UTF8.self) : ""
+    }
+
+    @Test("A request trickled in, head or body, is cut off at its deadline; a steady slow body and a long answer are not")
+    func requestDeadline() async throws {
+        let server = try await TestServer.make(.sqlite) {
+            $0.readTimeout = .seconds(5)
+            $0.requestDeadline = .seconds(1)
+            $0.minimumRequestRate = 1024
+            $0.maximumPullWait = .seconds(3)
+        }
+        try await buildApplication(server.configuration, store: server.store).test(.live) { client in
+            let port = try #require(client.port)
+            // A byte every 300 ms: never silent for the read timeout, never done.
+            let head = "POST /monitor/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+            async let trickledHead = secondsUntilClosed(port, trickling: head.map(String.init), every: .milliseconds(300))
+            async let trickledBody = secondsUntilClosed(port, trickling: [head] + Array(repeating: "t", count: 40), every: .milliseconds(300))
+            let closed = await [trickledHead, trickledBody]
+            for (name, seconds) in zip(["trickled head", "trickled body"], closed) {
+                let seconds = try #require(seconds, "\(name): the connection was still open")
+                #expect(seconds >= 0.9 && seconds < 3, "\(name): closed after \(seconds) s")
+            }
+            // 3,000 bytes over 1.5 s at 2 KB/s: past the bare deadline, within what the rate allows.
+            let body = String(repeating: "x", count: 3000)
+            let parts = ["POST /v1/pull HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3000\r\n\r\n"]
+                + stride(from: 0, to: 3000, by: 200).map { String(body.dropFirst($0).prefix(200)) }
+            let answer = await Blocking.run { Self.answer(port, trickling: parts, every: .milliseconds(100)) }
+            #expect(answer.hasPrefix("HTTP/1.1 4"), "a steady body is read to its end and answered (a refusal of its content): \(answer)")
+            // A pull that waits 3 s for changes is answered whole: the wait is the server's, not the client's.
+            let started = ContinuousClock.now
+            let pull = [
+                "GET \(SyncProtocol.pullPath)?limit=10&replica=r1b&cursor=&wait=3 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.s01b)\r\n"
+                    + "\(SyncProtocol.protocolHeader): \(SyncProtocol.version)\r\n\(SyncProtocol.schemaHeader): 1\r\n\r\n"
+            ]
+            let waited = await Blocking.run { Self.answer(port, trickling: pull, every: .zero) }
+            #expect(waited.hasPrefix("HTTP/1.1 200") && ContinuousClock.now - started >= .seconds(2.5), "\(waited)")
+            _ = client
         }
     }
 }
