@@ -31,7 +31,7 @@ public func buildApplication(
     let tokens = TokenMiddleware(store: store, inFlight: RequestsInFlight(maximumPerCredential: configuration.maximumRequestsPerCredential))
     let operations = OperationsController(store: store, metrics: metrics)
     operations.addRoutes(to: router, tokens: tokens)
-    MonitorController(store: store, configuration: configuration).addRoutes(to: router)
+    MonitorController(store: store, configuration: configuration, metrics: metrics).addRoutes(to: router)
     let api = router.group("v1")
         .add(middleware: VersionMiddleware(schemaVersion: configuration.schema.version))
         .add(middleware: tokens)

@@ -125,12 +125,19 @@ extension SQLiteSyncStore {
         }
     }
 
-    public func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String) async throws {
+    public func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String, keeping: Int) async throws {
         try await writing { db in
             try db.execute(sql: "DELETE FROM monitor_sessions WHERE expires_at <= ?", arguments: [time])
             try db.execute(
                 sql: "INSERT INTO monitor_sessions (hash, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)",
                 arguments: [hash, tokenHash, time, expiresAt]
+            )
+            try db.execute(
+                sql: """
+                    DELETE FROM monitor_sessions WHERE token_hash = ? AND hash <> ? AND hash NOT IN
+                        (SELECT hash FROM monitor_sessions WHERE token_hash = ? AND hash <> ? ORDER BY created_at DESC, hash DESC LIMIT ?)
+                    """,
+                arguments: [tokenHash, hash, tokenHash, hash, max(keeping - 1, 0)]
             )
         }
     }

@@ -14,8 +14,12 @@ public struct SyncRequestContext: RequestContext {
     /// in error bodies. A logger that keeps no metadata (a no-op handler) gets a new one.
     public let requestID: String
 
+    /// The client's address (without its port), as the connection shows it; behind a proxy, the proxy's.
+    public let remoteAddress: String?
+
     public init(source: Source) {
         self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress?.ipAddress
         self.requestID = source.logger[metadataKey: "hb.request.id"]?.description ?? RequestID().description
     }
 

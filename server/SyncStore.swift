@@ -78,8 +78,9 @@ public protocol SyncStore: Sendable {
     func liveRecords(_ table: TableSchema, site: String, limit: Int) async throws -> [[String: FieldValue]]
 
     /// Stores a monitoring session under its digest, for the credential under `tokenHash`, until
-    /// `expiresAt`; sessions already expired at `time` are deleted.
-    func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String) async throws
+    /// `expiresAt`; sessions already expired at `time` are deleted, and the credential's oldest
+    /// past the newest `keeping`.
+    func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String, keeping: Int) async throws
 
     /// The credential behind the session stored under `hash`, if the session has not expired at `time`.
     func sessionToken(hash: String, at time: String) async throws -> StoredToken?

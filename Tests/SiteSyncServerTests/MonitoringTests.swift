@@ -5,7 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import SiteSyncCore
-import SiteSyncServer
+@testable import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization
 import Testing
@@ -256,12 +256,30 @@ struct MonitoringTests {
         return (server, s01Monitor, allMonitor, conflicts)
     }
 
+    /// Opens the login form; returns its form token, which its cookie holds too.
+    static func loginForm(_ client: any TestClientProtocol) async throws -> String {
+        try await client.execute(uri: "/monitor/login", method: .get) { response in
+            let cookie = try #require(response.headers[.setCookie])
+            #expect(cookie.hasPrefix("sitesync_login=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+            let value = String(try #require(cookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last))
+            #expect(String(buffer: response.body).contains(#"<input type="hidden" name="csrf" value="\#(value)">"#))
+            return value
+        }
+    }
+
+    /// POSTs the login form with `token`, as a browser that opened the form would.
+    static func postLogin<T>(_ client: any TestClientProtocol, _ token: String, form: String? = nil, _ check: @escaping (TestResponse) async throws -> T) async throws -> T {
+        let form = if let form { form } else { try await loginForm(client) }
+        return try await client.execute(
+            uri: "/monitor/login", method: .post,
+            headers: [.contentType: "application/x-www-form-urlencoded", .cookie: "sitesync_login=\(form)"],
+            body: ByteBuffer(string: "token=\(token)&csrf=\(form)"), testCallback: check
+        )
+    }
+
     /// Logs in with `token`; returns the session cookie's value.
     static func logIn(_ client: any TestClientProtocol, _ token: String) async throws -> String {
-        try await client.execute(
-            uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
-            body: ByteBuffer(string: "token=\(token)")
-        ) { response in
+        try await postLogin(client, token) { response in
             #expect(response.status == .seeOther)
             #expect(response.headers[.location] == "/monitor")
             let cookie = try #require(response.headers[.setCookie])
@@ -428,11 +446,9 @@ struct MonitoringTests {
                 ("sst_nonsense", "The token is not valid."), (server.s01Enrolment, "A site token cannot open the monitoring page"),
                 (server.s01, "A replica&#39;s own token cannot"), ("", "Paste a token"),
             ] {
-                try await client.execute(
-                    uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "token=\(token)")
-                ) { response in
+                try await Self.postLogin(client, token) { response in
                     #expect(response.status == .unauthorized)
-                    #expect(response.headers[.setCookie] == nil)
+                    #expect(response.headers[.setCookie]?.hasPrefix("sitesync_login=") == true, "a new form, and no session")
                     #expect(String(buffer: response.body).contains(message), "\(String(buffer: response.body))")
                 }
             }
@@ -443,6 +459,69 @@ struct MonitoringTests {
             let reviewer = try await Tokens.create(in: server.store, role: .reviewer, site: nil)
             #expect(try await Self.page(client, "/monitor/sites/S02", try await Self.logIn(client, reviewer)).0 == .ok)
         }
+    }
+
+    @Test("A login posted without the form's token is refused; failed logins are counted, and past ten from one address refused for a while", arguments: StoreKind.all)
+    func loginGuarded(store: StoreKind) async throws {
+        let (server, s01Monitor, _, _) = try await Self.populated(store)
+        let admin = try await Tokens.create(in: server.store, role: .admin, site: nil)
+        try await server.test { client in
+            func refusals(_ code: String) async throws -> Int {
+                try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(admin)"]) { response in
+                    let line = String(buffer: response.body).split(separator: "\n").first { $0.hasPrefix("sitesync_refusals_total{code=\"\(code)\"}") }
+                    return line.flatMap { $0.split(separator: " ").last }.flatMap { Int(Double($0) ?? 0) } ?? 0
+                }
+            }
+            // Posted from another page: no form cookie, or a form token that is not the cookie's.
+            let form = try await Self.loginForm(client)
+            for (cookie, field) in [(nil, form), (form, "ssf_other"), (form, nil)] as [(String?, String?)] {
+                var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+                if let cookie { headers[.cookie] = "sitesync_login=\(cookie)" }
+                let body = "token=\(s01Monitor)" + (field.map { "&csrf=\($0)" } ?? "")
+                try await client.execute(uri: "/monitor/login", method: .post, headers: headers, body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == .forbidden)
+                    #expect(response.headers[.setCookie]?.hasPrefix("sitesync_session") != true, "no session")
+                    #expect(String(buffer: response.body).contains("The login form expired or came from elsewhere"))
+                }
+            }
+            #expect(try await refusals("forbidden") >= 3)
+            // Ten failures from one address, then even a good token waits.
+            for attempt in 0..<10 {
+                try await Self.postLogin(client, "sst_wrong\(attempt)") { #expect($0.status == .unauthorized) }
+            }
+            #expect(try await refusals("unauthorized") == 10)
+            try await Self.postLogin(client, s01Monitor) { response in
+                #expect(response.status == .tooManyRequests)
+                #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 > 0)
+                #expect(String(buffer: response.body).contains("Too many failed logins"))
+            }
+            #expect(try await refusals("too_many_requests") == 1)
+        }
+    }
+
+    @Test("One token keeps at most 20 sessions: the oldest end as new ones start", arguments: StoreKind.all)
+    func sessionsBounded(store: StoreKind) async throws {
+        let (server, s01Monitor, _, _) = try await Self.populated(store)
+        try await server.test { client in
+            var sessions: [String] = []
+            for _ in 0..<25 { sessions.append(try await Self.logIn(client, s01Monitor)) }
+            let kept = try await StoreContents.count(server.store, "SELECT count(*) FROM monitor_sessions WHERE token_hash = '\(Tokens.hash(s01Monitor))'")
+            #expect(kept == MonitorController.sessionsPerToken)
+            #expect(try await Self.page(client, "/monitor", sessions.last!).0 == .ok, "the newest works")
+        }
+    }
+
+    @Test("Failed logins are counted per address and per token, for the window only")
+    func loginGuardWindow() {
+        let guardian = LoginGuard(maximumFailures: 3, window: .seconds(60))
+        let start = ContinuousClock.now
+        for second in 0..<3 { guardian.fail(["10.0.0.1", "token a"], at: start + .seconds(second)) }
+        #expect(guardian.wait(["10.0.0.1"], at: start + .seconds(3)) == .seconds(57))
+        #expect(guardian.wait(["10.0.0.2", "token a"], at: start + .seconds(3)) != nil, "the token waits from any address")
+        #expect(guardian.wait(["10.0.0.2", "token b"], at: start + .seconds(3)) == nil)
+        #expect(guardian.wait(["10.0.0.1"], at: start + .seconds(61)) == nil, "the window passed")
+        guardian.succeed("token a")
+        #expect(guardian.wait(["10.0.0.2", "token a"], at: start + .seconds(3)) == nil)
     }
 
     @Test("Without a session every page sends to the login; logging out, or revoking the token, ends the session", arguments: StoreKind.all)

@@ -14,6 +14,15 @@ import SiteSyncCore
 struct MonitorController {
     let store: any SyncStore
     let configuration: ServerConfiguration
+    let metrics: ServerMetrics
+    /// Failed sign-ins per address and per token tried.
+    let guardian = LoginGuard()
+
+    /// The login form's cookie, whose value the form repeats (`csrf`): a sign-in posted from another
+    /// site's page carries neither the cookie (`SameSite=Strict`) nor the value.
+    static let formCookie = "sitesync_login"
+    /// Sessions one token keeps at once; the oldest end as new ones start.
+    static let sessionsPerToken = 20
 
     /// The session cookie's name.
     static let cookie = "sitesync_session"
@@ -37,31 +46,73 @@ struct MonitorController {
 
     @Sendable func loginPage(_ request: Request, context: SyncRequestContext) async throws -> Response {
         if try await session(request) != nil { return Self.redirect("/monitor") }
-        return page("login", title: "Log in", who: nil, ["hours": Int(configuration.sessionLifetime.components.seconds / 3600)])
+        return loginForm(request, problem: nil, status: .ok)
+    }
+
+    /// The login form, with a new form token in its cookie and in a hidden field.
+    private func loginForm(_ request: Request, problem: String?, status: HTTPResponse.Status) -> Response {
+        let form = Tokens.generate(prefix: "ssf_")
+        var values: [String: Any] = ["hours": Int(configuration.sessionLifetime.components.seconds / 3600), "csrf": form]
+        if let problem { values["problem"] = problem }
+        var response = page("login", title: "Log in", who: nil, values)
+        response.status = status
+        response.headers[.setCookie] = cookie(Self.formCookie, form, path: "/monitor/login", maxAge: 3600, request)
+        return response
     }
 
     @Sendable func login(_ request: Request, context: SyncRequestContext) async throws -> Response {
         var request = request
-        let body = try await request.collectBody(upTo: 16 * 1024)
-        let token = Self.formValue("token", in: String(buffer: body))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        func refused(_ problem: String) -> Response {
-            var response = page("login", title: "Log in", who: nil, ["hours": Int(configuration.sessionLifetime.components.seconds / 3600), "problem": problem])
-            response.status = .unauthorized
+        let body = String(buffer: try await request.collectBody(upTo: 16 * 1024))
+        let token = Self.formValue("token", in: body)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        let address = context.remoteAddress ?? "unknown"
+        let tokenKey = "token " + Tokens.hash(token)
+        func refused(_ code: ErrorCode, _ reason: String, _ problem: String, status: HTTPResponse.Status = .unauthorized) -> Response {
+            // Logged and counted like any refusal; the token never appears, only the start of its digest.
+            context.logger.notice(
+                "monitor login refused",
+                metadata: [
+                    "sync.error": "\(code.rawValue)", "monitor.reason": "\(reason)", "http.remote": "\(address)",
+                    "sync.token": "\(String(Tokens.hash(token).prefix(12)))",
+                ]
+            )
+            metrics.refusal(code.rawValue)
+            return loginForm(request, problem: problem, status: status)
+        }
+        // The form token: the cookie the form set, repeated in the form.
+        guard let form = request.cookies[Self.formCookie]?.value, !form.isEmpty, Self.formValue("csrf", in: body) == form else {
+            return refused(.forbidden, "form", "The login form expired or came from elsewhere; log in from this page.", status: .forbidden)
+        }
+        if let wait = guardian.wait([address, tokenKey]) {
+            var response = refused(
+                .tooManyRequests, "rate", "Too many failed logins; try again in \(Int(wait.components.seconds) / 60 + 1) minutes.", status: .tooManyRequests
+            )
+            response.headers[.retryAfter] = String(max(Int(wait.components.seconds), 1))
             return response
         }
-        guard !token.isEmpty else { return refused("Paste a token to log in.") }
-        let now = Date()
-        guard let stored = try await store.token(hash: Tokens.hash(token)) else { return refused("The token is not valid.") }
-        if let refusal = stored.refusal(at: now.formatted(.iso8601)) { return refused(refusal) }
-        guard stored.replica == nil, [Role.reviewer, .monitor].contains(stored.role) else {
-            return refused("A \(stored.replica == nil ? stored.role.rawValue : "replica's own") token cannot open the monitoring page: log in with a reviewer or monitor token.")
+        func failed(_ reason: String, _ problem: String) -> Response {
+            guardian.fail([address, tokenKey])
+            return refused(.unauthorized, reason, problem)
         }
+        guard !token.isEmpty else { return failed("empty", "Paste a token to log in.") }
+        let now = Date()
+        guard let stored = try await store.token(hash: Tokens.hash(token)) else { return failed("unknown", "The token is not valid.") }
+        if let refusal = stored.refusal(at: now.formatted(.iso8601)) { return failed("revoked or expired", refusal) }
+        guard stored.replica == nil, [Role.reviewer, .monitor].contains(stored.role) else {
+            return failed(
+                "role",
+                "A \(stored.replica == nil ? stored.role.rawValue : "replica's own") token cannot open the monitoring page: log in with a reviewer or monitor token."
+            )
+        }
+        guardian.succeed(tokenKey)
         let secret = Tokens.generate(prefix: "sss_")
         let expiresAt = now.addingTimeInterval(TimeInterval(configuration.sessionLifetime.components.seconds))
-        try await store.createSession(hash: Tokens.hash(secret), tokenHash: stored.hash, at: now.formatted(.iso8601), expiresAt: expiresAt.formatted(.iso8601))
-        context.logger.info("monitor login", metadata: ["sync.token": "\(stored.id)", "sync.role": "\(stored.role.rawValue)"])
+        try await store.createSession(
+            hash: Tokens.hash(secret), tokenHash: stored.hash, at: now.formatted(.iso8601), expiresAt: expiresAt.formatted(.iso8601),
+            keeping: Self.sessionsPerToken
+        )
+        context.logger.info("monitor login", metadata: ["sync.token": "\(stored.id)", "sync.role": "\(stored.role.rawValue)", "http.remote": "\(address)"])
         var response = Self.redirect("/monitor")
-        response.headers[.setCookie] = cookie(secret, maxAge: Int(configuration.sessionLifetime.components.seconds), request)
+        response.headers[.setCookie] = cookie(Self.cookie, secret, path: "/monitor", maxAge: Int(configuration.sessionLifetime.components.seconds), request)
         return response
     }
 
@@ -70,17 +121,17 @@ struct MonitorController {
             try await store.deleteSession(hash: Tokens.hash(secret))
         }
         var response = Self.redirect("/monitor/login")
-        response.headers[.setCookie] = cookie("", maxAge: 0, request)
+        response.headers[.setCookie] = cookie(Self.cookie, "", path: "/monitor", maxAge: 0, request)
         return response
     }
 
-    /// The session cookie: `Secure` when this server speaks TLS, when it is told it sits behind a
-    /// TLS proxy (`--insecure-http`), or when the proxy says the browser came over HTTPS
-    /// (`X-Forwarded-Proto: https`).
-    private func cookie(_ value: String, maxAge: Int, _ request: Request) -> String {
+    /// A cookie of the page: `HttpOnly`, `SameSite=Strict`, and `Secure` when this server speaks
+    /// TLS, when it is told it sits behind a TLS proxy (`--insecure-http`), or when the proxy says
+    /// the browser came over HTTPS (`X-Forwarded-Proto: https`).
+    private func cookie(_ name: String, _ value: String, path: String, maxAge: Int, _ request: Request) -> String {
         let forwarded = request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
         let secure = configuration.secureCookies || configuration.tls != nil || forwarded
-        return "\(Self.cookie)=\(value); Path=/monitor; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
+        return "\(name)=\(value); Path=\(path); Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
     }
 
     /// The credential behind the request's session cookie, when the session and the credential

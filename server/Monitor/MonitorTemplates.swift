@@ -83,6 +83,7 @@ enum MonitorTemplates {
         {{#problem}}<p class="error" role="alert">{{problem}}</p>{{/problem}}
         <label for="token">Token</label>
         <input id="token" name="token" type="password" autocomplete="off" required>
+        <input type="hidden" name="csrf" value="{{csrf}}">
         <button type="submit">Log in</button>
         </form>
         {{> foot}}

@@ -111,11 +111,20 @@ extension PostgresSyncStore {
         }
     }
 
-    public func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String) async throws {
+    public func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String, keeping: Int) async throws {
         _ = try await transaction { connection in
             try await connection.execute("DELETE FROM monitor_sessions WHERE expires_at <= \(time)")
+            // The token's row, locked: its sessions are counted one sign-in at a time.
+            try await connection.execute("SELECT 1 FROM tokens WHERE hash = \(tokenHash) FOR UPDATE")
             try await connection.execute(
                 "INSERT INTO monitor_sessions (hash, token_hash, created_at, expires_at) VALUES (\(hash), \(tokenHash), \(time), \(expiresAt))"
+            )
+            try await connection.execute(
+                """
+                DELETE FROM monitor_sessions WHERE token_hash = \(tokenHash) AND hash <> \(hash) AND hash NOT IN
+                    (SELECT hash FROM monitor_sessions WHERE token_hash = \(tokenHash) AND hash <> \(hash)
+                     ORDER BY created_at DESC, hash DESC LIMIT \(Int64(max(keeping - 1, 0))))
+                """
             )
         }
     }

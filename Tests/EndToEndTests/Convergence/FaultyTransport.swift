@@ -94,7 +94,10 @@ struct FaultyTransport: SyncTransport {
             return try await pushOnce(request, body)
         case .resetMidBody:
             let answer = try await server.execute(.post, SyncProtocol.pushPath, headers: headers, body: Array(body.prefix(body.count / 2)))
-            guard answer.status == 400 else { throw SyncError.invalidResponse("a truncated push was answered \(answer.status), not 400") }
+            // 400; or 503 when the store failed first (reading the credential, on a failing PostgreSQL).
+            guard answer.status == 400 || answer.status == 503 else {
+                throw SyncError.invalidResponse("a truncated push was answered \(answer.status), not 400")
+            }
             throw Self.dropped
         case .restartBeforeOutcome:
             var asynchronous = headers
