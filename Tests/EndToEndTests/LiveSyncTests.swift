@@ -318,7 +318,8 @@ struct LiveSyncTests {
             let example = Task {
                 try await commands.run("LiveScreenExample", [
                     "--db", "screen.sqlite", "--server", "http://127.0.0.1:\(port)", "--site", "S01", "--user", "E. Xample",
-                    "--token-file", "s01.token", "--screening-number", "S01-042", "--seconds", "6",
+                    // Long enough for the other laptop's two commands on a machine busy with the rest of the suite.
+                    "--token-file", "s01.token", "--screening-number", "S01-042", "--seconds", "15",
                 ])
             }
             // Another laptop enters a subject while the example runs.
