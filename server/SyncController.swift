@@ -124,7 +124,7 @@ struct SyncController {
         }
         // A pull that asks to wait and finds nothing new waits for a push to commit records it reads.
         let schema = clientSchema(context)
-        var waited = false
+        var readBefore = false
         let batch = try await changes.read(
             sites: principal.sites,
             replica: message.replica,
@@ -133,8 +133,8 @@ struct SyncController {
         ) {
             // A pull that waited reads again only if its credential is still good: it may have been
             // revoked, or have expired, while the pull waited.
-            if waited { try await requireCurrentCredential(context) }
-            waited = true
+            if readBefore { try await requireCurrentCredential(context) }
+            readBefore = true
             let started = ContinuousClock.now
             let batch = try await store.pull(message, principal: principal, schema: schema, byteBudget: configuration.maximumPullPageBytes)
             metrics.pulled(records: batch.groups.reduce(0) { $0 + $1.rows.count }, duration: .now - started)

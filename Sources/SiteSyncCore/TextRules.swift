@@ -237,12 +237,13 @@ public enum Credential {
     /// Whether 64 hex digits could have been drawn at random: a credential a person or a broken
     /// generator made (all zeros, one digit repeated, a short pattern repeated) is refused.
     ///
-    /// For 256 random bits, fewer than 8 distinct digits, a digit more than 20 times, or a
-    /// repetition of a pattern of up to 32 digits each happen with a probability below 10^-12.
+    /// For 256 random bits, fewer than 8 distinct digits (probability about 10^-19), a digit more
+    /// than 26 times (about 4 × 10^-15), or a pattern of up to 32 digits repeated (16^-32) are all
+    /// but impossible.
     static func looksRandom(_ digits: [UInt8]) -> Bool {
         var counts: [UInt8: Int] = [:]
         for digit in digits { counts[digit, default: 0] += 1 }
-        guard counts.count >= 8, counts.values.allSatisfy({ $0 <= 20 }) else { return false }
+        guard counts.count >= 8, counts.values.allSatisfy({ $0 <= 26 }) else { return false }
         for period in [1, 2, 4, 8, 16, 32] where digits.indices.allSatisfy({ digits[$0] == digits[$0 % period] }) {
             return false
         }

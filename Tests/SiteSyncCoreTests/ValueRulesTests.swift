@@ -90,7 +90,7 @@ struct ValueRulesTests {
             #expect(!Credential.isReplicaCredential(prefix + weak), "\(weak)")
         }
         #expect(!Credential.isReplicaCredential(prefix + String(repeating: "A", count: 64)), "uppercase")
-        // Generated ones always pass; the rule refuses a random one with a probability below 10^-12.
+        // Generated ones always pass; the rule refuses a random one with a probability below 10^-14.
         for _ in 0..<2000 {
             #expect(Credential.isReplicaCredential(Credential.generate(prefix: prefix)))
         }

@@ -228,8 +228,15 @@ public final class PostgresSyncStore: SyncStore, Service {
                     ON CONFLICT DO NOTHING
                     """
                 )
-                // Another credential holds the replica id already.
-                guard inserted.rows == 1 else { return .taken }
+                if inserted.rows != 1 {
+                    // A retry of this very enrolment committed meanwhile, or another credential
+                    // holds the replica id.
+                    var owned = false
+                    for try await owning in try await connection.query("SELECT replica_id FROM tokens WHERE hash = \(tokenHash)").decode(String?.self) {
+                        owned = owning == replica
+                    }
+                    guard owned else { return .taken }
+                }
             }
             let state = try await Self.replicaState(connection, replica, lock: false, logger: self.logger)
             return .enrolled(acked: state?.lastSeq ?? .zero)
