@@ -1,4 +1,5 @@
 import Foundation
+import LoopbackHTTP
 import Testing
 
 #if canImport(Glibc)
@@ -35,7 +36,7 @@ public final class PrivateCluster: Sendable {
         } else {
             asUser = []
         }
-        port = try Self.freePort()
+        port = Loopback.freePort()
         url = "postgres://sitesync@127.0.0.1:\(port)/postgres"
         _ = try await Self.run(asUser + ["\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "sitesync", "--no-sync"])
         try await start()
@@ -71,22 +72,5 @@ public final class PrivateCluster: Sendable {
             throw POSIXError(.EIO, userInfo: [NSLocalizedDescriptionKey: "\(command.joined(separator: " ")) exited with \(result.status): \(output)"])
         }
         return output
-    }
-
-    /// A TCP port on 127.0.0.1 that nothing listens on now.
-    private static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw POSIXError(.EADDRINUSE) }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
