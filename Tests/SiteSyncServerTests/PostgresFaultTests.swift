@@ -237,6 +237,21 @@ struct PostgresFaultTests {
         }
     }
 
+    /// Runs `body` once for each of a transaction's `count` statements, on a store whose connection
+    /// is terminated before that statement: each run must throw; `after` checks what it left.
+    private func terminatingEachStatement(
+        _ url: String, count: Int, admin: PostgresSyncStore, _ body: @escaping @Sendable (PostgresSyncStore) async throws -> Void,
+        after: (Int) async throws -> Void = { _ in }
+    ) async throws {
+        for statement in 0..<count {
+            let store = try makeStore(url, faults: Self.terminating(at: statement, admin: admin))
+            try await store.withRunning {
+                _ = await #expect(throws: StorageError.self, "statement \(statement)") { try await body(store) }
+            }
+            try await after(statement)
+        }
+    }
+
     @Test("The server's connection terminated before any statement of a push, or before its commit: no acknowledgement, nothing written, then applied once")
     func terminatedPush() async throws {
         let url = try await database()
@@ -246,11 +261,9 @@ struct PostgresFaultTests {
         #expect(count >= 6, "a push's statements: \(count)")
         let admin = try makeStore(url, connections: 1)
         try await admin.withRunning {
-            for statement in 0..<count {
-                let store = try makeStore(url, faults: Self.terminating(at: statement, admin: admin))
-                try await store.withRunning {
-                    _ = await #expect(throws: StorageError.self, "statement \(statement)") { try await store.push(push, principal: principal) }
-                }
+            try await terminatingEachStatement(url, count: count, admin: admin) { store in
+                _ = try await store.push(push, principal: principal)
+            } after: { statement in
                 try await expectNothingWritten(admin, "terminated before statement \(statement)")
             }
             // Before the commit: the push's writes are done, and the connection goes.
@@ -293,13 +306,8 @@ struct PostgresFaultTests {
         #expect(count >= 3, "a pull's statements: \(count)")
         let admin = try makeStore(url, connections: 1)
         try await admin.withRunning {
-            for statement in 0..<count {
-                let store = try makeStore(url, faults: Self.terminating(at: statement, admin: admin))
-                try await store.withRunning {
-                    _ = await #expect(throws: StorageError.self, "statement \(statement)") {
-                        try await store.pull(request, principal: reader, schema: TrialSchema.current)
-                    }
-                }
+            try await terminatingEachStatement(url, count: count, admin: admin) { store in
+                _ = try await store.pull(request, principal: reader, schema: TrialSchema.current)
             }
             let batch = try await admin.pull(request, principal: reader, schema: TrialSchema.current)
             #expect(batch.groups.flatMap { $0.rows.map(\.id) } == ids)
