@@ -89,131 +89,152 @@ extension Replica {
         try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_outbox") ?? 0
     }
 
+    /// Number of records waiting to be pushed that a push sends: those not held back for a reason
+    /// for change (``unexplainedChanges()``).
+    func sendableCount() throws -> Int {
+        try writer.read { db in try Replica.pendingCount(db) - Replica.unexplainedCount(db) }
+    }
+
     /// Reads the oldest pending changes, at most `limit` records with sequence numbers above `after`,
     /// and at most `byteBudget` bytes of JSON in the push request's groups, each value counted at
     /// its longest: the batch ends before the record that would pass the budget (a record larger
     /// than the budget on its own makes a batch of one).
     ///
     /// Each record carries the fields it changed since its last push, their current local values
-    /// (or the held ones a pull replaced), their versions and their bases.
+    /// (or the held ones a pull replaced), their versions and their bases. A record changed with
+    /// plain SQL over a synced value stays in the outbox, unsent, until a person gives the reason
+    /// (``explain(_:id:reason:)``).
     public func outboxBatch(limit: Int, byteBudget: Int = .max, after: HLC = .zero) throws -> OutboxBatch? {
         let identity = try requireIdentity()
         return try writer.read { db -> OutboxBatch? in
-            let shadows = try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held, s.reasons
-                    FROM _sitesync_outbox AS o
-                    JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
-                    JOIN _sitesync_actors AS a ON a.actor = s.actor
-                    WHERE o.seq > ? ORDER BY o.seq LIMIT ?
-                    """),
-                arguments: [after.rawValue, limit]
-            )
-            guard !shadows.isEmpty else { return nil }
-            struct GroupKey: Hashable {
-                var table: String
-                var user: String
-                /// Nil for records created here: every field.
-                var columns: [String]?
-            }
-            var groups: [ChangeGroup] = []
-            var positions: [GroupKey: Int] = [:]
-            var entries: [OutboxBatch.Entry] = []
-            entries.reserveCapacity(shadows.count)
-            var reads: [String: Statement] = [:]
-            var skipped = false
-            var bytes = 0
-            /// The sequence number of the last record read into the batch or skipped.
-            var last = after
-            for shadow in shadows {
-                let id: String = shadow[1]
-                let seq = HLC(rawValue: shadow[6])
-                // A table this build no longer knows cannot be read or pushed; it stays queued.
-                guard let tableName = tableCodes.name(shadow[0]), let table = try? schema.table(tableName) else {
-                    skipped = true
-                    last = seq
-                    continue
+            var after = after
+            // Reads on past a window whose every record stays queued.
+            while true {
+                let shadows = try Row.fetchAll(
+                    db.cachedStatement(sql: """
+                        SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held, s.reasons
+                        FROM _sitesync_outbox AS o
+                        JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
+                        JOIN _sitesync_actors AS a ON a.actor = s.actor
+                        WHERE o.seq > ? ORDER BY o.seq LIMIT ?
+                        """),
+                    arguments: [after.rawValue, limit]
+                )
+                guard !shadows.isEmpty else { return nil }
+                struct GroupKey: Hashable {
+                    var table: String
+                    var user: String
+                    /// Nil for records created here: every field.
+                    var columns: [String]?
                 }
-                if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?") }
-                guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else {
-                    skipped = true
-                    last = seq
-                    continue
-                }
-                let stamps = try FieldStamps(row: shadow, startingAt: 2)
-                let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
-                let held = try ShadowJSON.decode([String: HeldValue].self, shadow[8]) ?? [:]
-                let reasons = try ShadowJSON.decode([String: String].self, shadow[9])
-                /// The reasons of `columns`, when any has one.
-                func reasonsOf(_ columns: [String]) -> [String?]? {
-                    guard let reasons else { return nil }
-                    let aligned = columns.map { reasons[$0] }
-                    return aligned.contains { $0 != nil } ? aligned : nil
-                }
-                let row: ChangeRow
-                let entry: OutboxBatch.Entry
-                var key: GroupKey
-                if base == nil, held.isEmpty, stamps.overrides.isEmpty {
-                    // Created here and not edited since: every field, written at `seq`.
-                    let values = (1...table.columns.count).map { data.fieldValue(atIndex: $0) }
-                    row = ChangeRow(id: id, seq: seq, values: values, reasons: reasonsOf(table.columnNames))
-                    key = GroupKey(table: tableName, user: stamps.base.user, columns: nil)
-                    entry = .init(
-                        table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count),
-                        values: values, user: stamps.base.user
-                    )
-                } else {
-                    let columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
-                    guard !columns.isEmpty else {
+                var groups: [ChangeGroup] = []
+                var positions: [GroupKey: Int] = [:]
+                var entries: [OutboxBatch.Entry] = []
+                entries.reserveCapacity(shadows.count)
+                var reads: [String: Statement] = [:]
+                var skipped = false
+                var bytes = 0
+                /// The sequence number of the last record read into the batch or skipped.
+                var last = after
+                for shadow in shadows {
+                    let id: String = shadow[1]
+                    let seq = HLC(rawValue: shadow[6])
+                    // A table this build no longer knows cannot be read or pushed; it stays queued.
+                    guard let tableName = tableCodes.name(shadow[0]), let table = try? schema.table(tableName) else {
                         skipped = true
                         last = seq
                         continue
                     }
-                    var values: [FieldValue] = []
-                    var pushed: [Stamp] = []
-                    var bases: [Version?] = []
-                    for column in columns {
-                        if let kept = held[column] {
-                            values.append(kept.value)
-                            pushed.append(kept.stamp)
-                        } else {
-                            values.append(data.fieldValue(atIndex: table.position(of: column)! + 1))
-                            pushed.append(stamps[column])
-                        }
-                        bases.append(base?[column]??.version)
+                    if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?") }
+                    guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else {
+                        skipped = true
+                        last = seq
+                        continue
                     }
-                    let user = pushed.max { $0.version < $1.version }?.user ?? identity.user
-                    let hlcs = pushed.map(\.version.hlc)
-                    row = ChangeRow(
-                        id: id, seq: seq, values: values, hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs, bases: base == nil ? nil : bases,
-                        reasons: reasonsOf(columns)
-                    )
-                    key = GroupKey(table: tableName, user: user, columns: columns)
-                    entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user)
+                    let stamps = try FieldStamps(row: shadow, startingAt: 2)
+                    let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
+                    let held = try ShadowJSON.decode([String: HeldValue].self, shadow[8]) ?? [:]
+                    let reasons = try ShadowJSON.decode([String: String].self, shadow[9])
+                    if let reasons, reasons.values.contains(ReasonForChange.writtenOutsideLibrary) {
+                        skipped = true
+                        last = seq
+                        continue
+                    }
+                    /// The reasons of `columns`, when any has one.
+                    func reasonsOf(_ columns: [String]) -> [String?]? {
+                        guard let reasons else { return nil }
+                        let aligned = columns.map { reasons[$0] }
+                        return aligned.contains { $0 != nil } ? aligned : nil
+                    }
+                    let row: ChangeRow
+                    let entry: OutboxBatch.Entry
+                    var key: GroupKey
+                    if base == nil, held.isEmpty, stamps.overrides.isEmpty {
+                        // Created here and not edited since: every field, written at `seq`.
+                        let values = (1...table.columns.count).map { data.fieldValue(atIndex: $0) }
+                        row = ChangeRow(id: id, seq: seq, values: values, reasons: reasonsOf(table.columnNames))
+                        key = GroupKey(table: tableName, user: stamps.base.user, columns: nil)
+                        entry = .init(
+                            table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count),
+                            values: values, user: stamps.base.user
+                        )
+                    } else {
+                        let columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
+                        guard !columns.isEmpty else {
+                            skipped = true
+                            last = seq
+                            continue
+                        }
+                        var values: [FieldValue] = []
+                        var pushed: [Stamp] = []
+                        var bases: [Version?] = []
+                        for column in columns {
+                            if let kept = held[column] {
+                                values.append(kept.value)
+                                pushed.append(kept.stamp)
+                            } else {
+                                values.append(data.fieldValue(atIndex: table.position(of: column)! + 1))
+                                pushed.append(stamps[column])
+                            }
+                            bases.append(base?[column]??.version)
+                        }
+                        let user = pushed.max { $0.version < $1.version }?.user ?? identity.user
+                        let hlcs = pushed.map(\.version.hlc)
+                        row = ChangeRow(
+                            id: id, seq: seq, values: values, hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs, bases: base == nil ? nil : bases,
+                            reasons: reasonsOf(columns)
+                        )
+                        key = GroupKey(table: tableName, user: user, columns: columns)
+                        entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user)
+                    }
+                    // A new group also writes its table, user and columns.
+                    let header = positions[key] != nil ? 0 : 40 + JSONWriter.maximumBytes(of: tableName) + JSONWriter.maximumBytes(of: key.user)
+                        + (key.columns ?? table.columnNames).reduce(0) { $0 + 1 + JSONWriter.maximumBytes(of: $1) }
+                    let size = header + row.maximumEncodedBytes
+                    if !entries.isEmpty, bytes + size > byteBudget {
+                        break
+                    }
+                    bytes += size
+                    if let position = positions[key] {
+                        groups[position].rows.append(row)
+                    } else {
+                        positions[key] = groups.count
+                        groups.append(ChangeGroup(table: tableName, user: key.user, columns: key.columns ?? table.columnNames, rows: [row]))
+                    }
+                    entries.append(entry)
+                    last = seq
                 }
-                // A new group also writes its table, user and columns.
-                let header = positions[key] != nil ? 0 : 40 + JSONWriter.maximumBytes(of: tableName) + JSONWriter.maximumBytes(of: key.user)
-                    + (key.columns ?? table.columnNames).reduce(0) { $0 + 1 + JSONWriter.maximumBytes(of: $1) }
-                let size = header + row.maximumEncodedBytes
-                if !entries.isEmpty, bytes + size > byteBudget {
-                    break
+                guard !entries.isEmpty else {
+                    after = last
+                    continue
                 }
-                bytes += size
-                if let position = positions[key] {
-                    groups[position].rows.append(row)
-                } else {
-                    positions[key] = groups.count
-                    groups.append(ChangeGroup(table: tableName, user: key.user, columns: key.columns ?? table.columnNames, rows: [row]))
-                }
-                entries.append(entry)
-                last = seq
+                return OutboxBatch(
+                    request: PushRequest(replica: identity.replicaID, groups: groups),
+                    lastSeq: last,
+                    entries: entries,
+                    first: skipped ? nil : after
+                )
             }
-            return OutboxBatch(
-                request: PushRequest(replica: identity.replicaID, groups: groups),
-                lastSeq: last,
-                entries: entries,
-                first: skipped ? nil : after
-            )
         }
     }
 

@@ -118,6 +118,10 @@ extension Replica {
 
     /// Keeps `reason` with those of `fields` of the record that wait to be pushed, replacing the
     /// reason each had; fields already synced (a value written again unchanged) keep none.
+    ///
+    /// A record that waited for a reason because plain SQL changed it (``unexplainedChanges()``)
+    /// moves to the outbox's end (``requeue(_:code:id:)``), above what the server acknowledged
+    /// while it waited.
     func recordReason(_ db: Database, _ reason: String, table: String, id: String, fields: [String]) throws {
         let code = try tableCodes.code(table)
         guard let shadow = try Row.fetchOne(
@@ -126,11 +130,15 @@ extension Replica {
         ) else { return }
         let base = try ShadowJSON.decode([String: Stamp?].self, shadow[0])
         var reasons = try ShadowJSON.decode([String: String].self, shadow[1]) ?? [:]
+        let waited = reasons.values.contains(ReasonForChange.writtenOutsideLibrary)
         for field in fields where base == nil || base?[field] != nil {
             reasons[field] = reason
         }
         try db.cachedStatement(sql: "UPDATE _sitesync_shadows SET reasons = ? WHERE tbl = ? AND id = ?")
             .execute(arguments: [reasons.isEmpty ? nil : ShadowJSON.encode(reasons), code, id])
+        if waited {
+            try Self.requeue(db, code: code, id: id)
+        }
     }
 
     /// Soft-deletes a record: its `_deleted` field takes the reason, and the delete syncs like any edit.

@@ -16,6 +16,9 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var enrolled: Bool
     /// Records changed here and not yet pushed.
     public var pendingChanges: Int
+    /// Of those, the records changed with plain SQL that wait for a person's reason for change
+    /// before they are pushed (``Replica/unexplainedChanges()``).
+    public var awaitingReason: Int
     /// Open conflicts of this replica's sites, as last pulled.
     public var openConflicts: Int
     /// When the last complete sync ended (ISO 8601), if ever.
@@ -26,6 +29,7 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case site, replica, user, server, enrolled
         case pendingChanges = "pending_changes"
+        case awaitingReason = "awaiting_reason"
         case openConflicts = "open_conflicts"
         case lastSync = "last_sync"
         case clockOffsetMilliseconds = "clock_offset_ms"
@@ -45,6 +49,7 @@ extension Replica {
                 server: identity.serverURL.absoluteString,
                 enrolled: identity.isEnrolled,
                 pendingChanges: try Replica.pendingCount(db),
+                awaitingReason: try Replica.unexplainedCount(db),
                 openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE status = 'open'") ?? 0,
                 lastSync: meta?["last_sync"],
                 clockOffsetMilliseconds: meta?["clock_offset_ms"]

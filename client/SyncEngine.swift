@@ -10,12 +10,21 @@ public struct SyncReport: Codable, Sendable, Equatable {
     public var pulled: Int
     /// Conflicts the server logged for the pushed changes.
     public var conflicts: Int
+    /// Records changed with plain SQL that stay unpushed until a person gives the reason
+    /// (``Replica/unexplainedChanges()``).
+    public var awaitingReason: Int
 
     /// Creates a report.
-    public init(pushed: Int = 0, pulled: Int = 0, conflicts: Int = 0) {
+    public init(pushed: Int = 0, pulled: Int = 0, conflicts: Int = 0, awaitingReason: Int = 0) {
         self.pushed = pushed
         self.pulled = pulled
         self.conflicts = conflicts
+        self.awaitingReason = awaitingReason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case pushed, pulled, conflicts
+        case awaitingReason = "awaiting_reason"
     }
 }
 
@@ -136,8 +145,9 @@ public struct SyncEngine: Sendable {
             report.pushed += pushed.records
             report.conflicts += pushed.conflicts
             report.pulled += try await pullInTurn()
-            if try replica.pendingCount() == 0 { break }
+            if try replica.sendableCount() == 0 { break }
         }
+        report.awaitingReason = try replica.unexplainedCount()
         try replica.recordSyncCompleted()
         logger.info("sync completed", metadata: ["sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"])
         return report

@@ -169,10 +169,18 @@ public enum ReasonForChange {
     /// was being pushed: the person was not asked, because the value was not synced yet.
     public static let changedDuringSync = "changed again while the previous value was being synced; no reason was asked"
 
-    /// The reason a field carries when an SQLite client other than the library (the `sqlite3`
-    /// shell, a script) changed its synced value: plain SQL has nowhere to give one, and the audit
-    /// trail says so rather than the push being refused.
+    /// The placeholder a field carries when an SQLite client other than the library (the `sqlite3`
+    /// shell, a script) changed its synced value: plain SQL has nowhere to give a reason. It is no
+    /// reason (``explains(_:)``): the laptop holds such a change back until a person gives one
+    /// (`Replica.explain`), and the server refuses it where a reason is required.
     public static let writtenOutsideLibrary = "written with plain SQL outside SiteSync; no reason was asked"
+
+    /// Whether `reason` explains a change: given, and not the placeholder of a change written with
+    /// plain SQL (``writtenOutsideLibrary``).
+    public static func explains(_ reason: String?) -> Bool {
+        guard let reason else { return false }
+        return reason.trimmingCharacters(in: .whitespacesAndNewlines) != writtenOutsideLibrary
+    }
 
     /// The reason a resolution's change of the contested field carries.
     public static func resolution(conflict: String, decision: String, reason: String) -> String {

@@ -12,7 +12,7 @@ struct SiteSync: AsyncParsableCommand {
         abstract: "Record trial data offline on a site laptop and sync it with the SiteSync server.",
         discussion: "Every command works on the local replica; only `sync` needs the network.",
         version: "sitesync \(SiteSyncBuild.version)",
-        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Status.self, Sync.self, ClockCommand.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self, ImportCommand.self]
+        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Explain.self, Status.self, Sync.self, ClockCommand.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self, ImportCommand.self]
     )
 }
 
@@ -349,7 +349,7 @@ struct Status: AsyncParsableCommand {
                 ["user", status.user],
                 ["server", status.server + (serverProblem == nil ? " (answers)" : " (does not answer)")],
                 ["enrolled", status.enrolled ? "yes" : "no: it enrols at the next sync"],
-                ["pending changes", String(status.pendingChanges)],
+                ["pending changes", String(status.pendingChanges) + (status.awaitingReason == 0 ? "" : " (\(status.awaitingReason) wait for a reason: sitesync explain)")],
                 ["open conflicts", String(status.openConflicts)],
                 ["last sync", status.lastSync.map { lastSync in age.map { "\(lastSync) (\(describeDuration($0)) ago)" } ?? lastSync } ?? "never"],
                 ["clock offset", status.clockOffsetMilliseconds.map { "\($0) ms (server minus laptop)" } ?? "unknown"],
@@ -428,6 +428,15 @@ struct Sync: AsyncParsableCommand {
         } else {
             print("Pushed \(report.pushed), pulled \(report.pulled), conflicts \(report.conflicts).")
         }
+        if report.awaitingReason > 0 {
+            printLine(Self.awaitingReason(report.awaitingReason), to: .standardError)
+        }
+    }
+
+    /// The notice that records changed with plain SQL were not pushed.
+    static func awaitingReason(_ count: Int) -> String {
+        let records = count == 1 ? "1 record changed with plain SQL waits" : "\(count) records changed with plain SQL wait"
+        return "\(records) for a reason for change and stays on this laptop: `sitesync explain` lists what, and gives the reason."
     }
 
     /// Runs live sync until SIGINT or SIGTERM, printing each sync that moved something (every one
@@ -438,14 +447,28 @@ struct Sync: AsyncParsableCommand {
         let json = output.json
         // A failure is printed when it starts, and again only when the reason changes.
         let lastFailure = Mutex<String?>(nil)
+        // So is the notice of records waiting for a reason, when their number changes.
+        let lastAwaiting = Mutex(0)
         live.events = { event in
             switch event {
             case .synced(let report, let cause):
                 lastFailure.withLock { $0 = nil }
+                let awaitingChanged = lastAwaiting.withLock { last in
+                    defer { last = report.awaitingReason }
+                    return last != report.awaitingReason
+                }
                 if json {
-                    printJSONLine(LiveLine(event: "synced", cause: cause.rawValue, pushed: report.pushed, pulled: report.pulled, conflicts: report.conflicts))
-                } else if report != SyncReport() || cause == .start {
+                    printJSONLine(LiveLine(
+                        event: "synced", cause: cause.rawValue, pushed: report.pushed, pulled: report.pulled, conflicts: report.conflicts,
+                        awaitingReason: report.awaitingReason
+                    ))
+                    return
+                }
+                if report.pushed + report.pulled + report.conflicts > 0 || cause == .start {
                     printLine("\(clockTime()) Pushed \(report.pushed), pulled \(report.pulled), conflicts \(report.conflicts) (\(cause.rawValue)).")
+                }
+                if awaitingChanged, report.awaitingReason > 0 {
+                    printLine("\(clockTime()) \(Self.awaitingReason(report.awaitingReason))", to: .standardError)
                 }
             case .failed(let message, let delay):
                 let repeated = lastFailure.withLock { last in
@@ -483,11 +506,13 @@ private struct LiveLine: Encodable {
     var pushed: Int? = nil
     var pulled: Int? = nil
     var conflicts: Int? = nil
+    var awaitingReason: Int? = nil
     var error: String? = nil
     var retryInMs: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case event, cause, pushed, pulled, conflicts, error
+        case awaitingReason = "awaiting_reason"
         case retryInMs = "retry_in_ms"
     }
 }

@@ -153,9 +153,9 @@ struct CommandLineTests {
             #expect(status?["site"] as? String == "S01")
 
             let syncA = try json(try await cli.sitesync("sync", "--db", "a.sqlite", "--json")) as? [String: Int]
-            #expect(syncA == ["pushed": 2, "pulled": 0, "conflicts": 0])
+            #expect(syncA == ["pushed": 2, "pulled": 0, "conflicts": 0, "awaiting_reason": 0])
             let syncB = try json(try await cli.sitesync("sync", "--db", "b.sqlite", "--json")) as? [String: Int]
-            #expect(syncB == ["pushed": 0, "pulled": 2, "conflicts": 0])
+            #expect(syncB == ["pushed": 0, "pulled": 2, "conflicts": 0, "awaiting_reason": 0])
 
             let listed = try json(try await cli.sitesync("list", "--db", "b.sqlite", "adverse_events", "--json")) as? [[String: Any]]
             #expect(listed?.count == 1)
@@ -164,13 +164,27 @@ struct CommandLineTests {
             let table = try await cli.sitesync("list", "--db", "b.sqlite", "subjects")
             #expect(table.stdout.contains("S01-001") && table.stdout.contains("1 record"))
 
-            // Plain SQL from the sqlite3 shell, tracked and pushed like the library's own writes
+            // Plain SQL from the sqlite3 shell, tracked like the library's own writes; a synced value
+            // it changed waits for a person's reason before it is pushed
             let shell = try await Subprocess.run(
                 "/usr/bin/sqlite3", [cli.directory.appendingPathComponent("a.sqlite").path, "UPDATE adverse_events SET term = 'Cytokine release syndrome (CRS)' WHERE subject_id = '\(id)'"]
             )
             #expect(shell.status == 0, "\(String(decoding: shell.stderr, as: UTF8.self))")
+            let held = try await cli.sitesync("sync", "--db", "a.sqlite")
+            #expect(held.status == 0 && held.stdout.contains("Pushed 0, pulled 0, conflicts 0."), "\(held.stdout)")
+            #expect(held.stderr.contains("1 record changed with plain SQL waits for a reason for change"), "\(held.stderr)")
+            let statusText = try await cli.sitesync("status", "--db", "a.sqlite")
+            #expect(statusText.stdout.contains("1 (1 wait for a reason: sitesync explain)"), "\(statusText.stdout)")
+            let waiting = try json(try await cli.sitesync("explain", "--db", "a.sqlite", "--json")) as? [[String: Any]]
+            #expect(waiting?.count == 1 && waiting?.first?["table"] as? String == "adverse_events" && waiting?.first?["fields"] as? [String] == ["term"])
+            let heldEvent = try #require(waiting?.first?["id"] as? String)
+            let missing = try await cli.sitesync("explain", "--db", "a.sqlite", "adverse_events", heldEvent)
+            #expect(missing.status != 0 && missing.stderr.contains("Missing --reason"), "\(missing.stderr)")
+            let explained = try await cli.sitesync("explain", "--db", "a.sqlite", "adverse_events", heldEvent, "--reason", "Term as written in the source")
+            #expect(explained.status == 0 && explained.stdout.contains("Explained term of adverse_events"), "\(explained.stderr)")
+            #expect(try await cli.sitesync("explain", "--db", "a.sqlite").stdout.contains("No change waits for a reason."))
             let syncShell = try json(try await cli.sitesync("sync", "--db", "a.sqlite", "--json")) as? [String: Int]
-            #expect(syncShell == ["pushed": 1, "pulled": 0, "conflicts": 0])
+            #expect(syncShell == ["pushed": 1, "pulled": 0, "conflicts": 0, "awaiting_reason": 0])
 
             // The same field edited on both laptops while offline
             #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", id, "status=enrolled", "--reason", "Consent signed").status == 0)

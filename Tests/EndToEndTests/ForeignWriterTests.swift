@@ -32,7 +32,7 @@ struct ForeignWriterTests {
         try await server.store.history(table: table, id: id, principal: Principal(role: .reviewer, site: nil))?.entries ?? []
     }
 
-    @Test("Rows the sqlite3 shell inserts, updates and soft-deletes are pushed with the replica's stamps, their bases and a reason that says where they came from")
+    @Test("Rows the sqlite3 shell inserts, updates and soft-deletes are pushed with the replica's stamps and bases; a synced value it changes waits for a person's reason")
     func sqliteShell() async throws {
         try await LiveServer.run { server in
             let a = try server.laptop("a", user: "A. Rivera")
@@ -54,26 +54,43 @@ struct ForeignWriterTests {
                 COMMIT;
                 """)
             #expect(written.status == 0, "\(written.output)")
+            // The new record is pushed; the synced value changed without a reason waits for one.
             let batch = try #require(try a.replica.outboxBatch(limit: 10))
-            #expect(batch.rows.map(\.row.id) == [s2, s1])
+            #expect(batch.rows.map(\.row.id) == [s2])
             #expect(batch.rows.allSatisfy { $0.group.user == "A. Rivera" && $0.row.seq > created })
             #expect(batch.rows.allSatisfy { $0.row.seq.milliseconds >= before && $0.row.seq.milliseconds < before + 60_000 })
-            #expect(batch.rows[0].row.seq < batch.rows[1].row.seq)
             #expect(batch.value("screening_no", of: s2) == .text("S01-002"))
             #expect(batch.value("status", of: s2) == .text("screening"), "the column's default")
-            #expect(batch.value("sex", of: s1) == .text("M"))
-            #expect(batch.base("sex", of: s1) == .some(Version(hlc: created, replica: replicaID)))
-            let sexReason = batch.rows[1].group.columns.firstIndex(of: "sex").flatMap { batch.rows[1].row.reasons?[$0] }
-            #expect(sexReason == ReasonForChange.writtenOutsideLibrary)
+            #expect(try a.replica.pendingCount() == 2 && a.replica.status().awaitingReason == 1)
+            let waiting = try a.replica.unexplainedChanges()
+            #expect(waiting.map(\.id) == [s1] && waiting.first?.fields == ["sex"] && waiting.first?.table == "subjects")
 
-            #expect(try await a.sync().pushed == 2)
-            #expect(try await b.sync().pulled == 2)
-            #expect(try b.replica.get("subjects", id: s1)?["sex"] == .text("M"))
+            let first = try await a.sync()
+            #expect(first.pushed == 1 && first.awaitingReason == 1)
+            #expect(try await b.sync().pulled == 1)
+            #expect(try b.replica.get("subjects", id: s1)?["sex"] == .text("F"), "not pushed without a reason")
             #expect(try b.replica.get("subjects", id: s2)?["screening_no"] == .text("S01-002"))
+
+            // A person gives the reason: the change goes, after what the server acknowledged meanwhile.
+            #expect(throws: ReplicaError.self) { try a.replica.explain("subjects", id: s2, reason: "nothing waits") }
+            #expect(throws: ReplicaError.self) { try a.replica.explain("subjects", id: s1, reason: "  ") }
+            #expect(try a.replica.unexplainedChanges().map(\.id) == [s1], "a refused explanation writes nothing")
+            #expect(try a.replica.explain("subjects", id: s1, reason: "Corrected from the source document") == ["sex"])
+            let explained = try #require(try a.replica.outboxBatch(limit: 10))
+            #expect(explained.rows.map(\.row.id) == [s1])
+            #expect(explained.rows.allSatisfy { $0.row.seq > batch.rows[0].row.seq })
+            #expect(explained.value("sex", of: s1) == .text("M"))
+            #expect(explained.base("sex", of: s1) == .some(Version(hlc: created, replica: replicaID)))
+            #expect(try a.replica.status().awaitingReason == 0)
+            let second = try await a.sync()
+            #expect(second.pushed == 1 && second.awaitingReason == 0)
+            #expect(try a.replica.pendingCount() == 0)
+            #expect(try await b.sync().pulled == 1)
+            #expect(try b.replica.get("subjects", id: s1)?["sex"] == .text("M"))
             let change = try #require(try await history(server, "subjects", s1).last)
             #expect(change.user == "A. Rivera" && change.replica == replicaID)
             #expect(change.changes?.map(\.field).contains("sex") == true)
-            #expect(change.changes?.first { $0.field == "sex" }?.reason == ReasonForChange.writtenOutsideLibrary)
+            #expect(change.changes?.first { $0.field == "sex" }?.reason == "Corrected from the source document")
 
             // A soft delete is an edit of `_deleted`; a hard delete is refused and writes nothing.
             let deleted = try await Self.shell(path, "UPDATE subjects SET _deleted = 'Entered in error' WHERE id = '\(s2)';")
@@ -101,6 +118,51 @@ struct ForeignWriterTests {
             // Applying pulled changes switched tracking off inside its own transaction only.
             let clock = try await Self.shell(server.directory.appendingPathComponent("b.sqlite").path, "SELECT tracking, wall IS NULL FROM _sitesync_clock;")
             #expect(clock.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1|1")
+        }
+    }
+
+    @Test("A change waiting for a reason loses to a later edit elsewhere, logged with both sides; put with a reason explains one too")
+    func waitingForReason() async throws {
+        try await LiveServer.run { server in
+            let a = try server.laptop("a", user: "A. Rivera")
+            let b = try server.laptop("b", user: "B. Chen")
+            let path = server.directory.appendingPathComponent("a.sqlite").path
+            let s1 = try a.replica.put("subjects", ["screening_no": .text("S01-001"), "sex": .text("F"), "birth_date": .text("1980-01-01")])
+            try await a.sync()
+            try await b.sync()
+
+            // Plain SQL changes a synced date; meanwhile another laptop changes it later, with a reason.
+            let shell = try await Self.shell(path, "UPDATE subjects SET birth_date = '1981-01-01' WHERE id = '\(s1)';")
+            #expect(shell.status == 0, "\(shell.output)")
+            try await Task.sleep(for: .milliseconds(5))
+            try b.replica.put("subjects", id: s1, ["birth_date": .text("1982-02-02")], reason: "Date of birth from the passport")
+            try await b.sync()
+            let held = try await a.sync()
+            #expect(held.pushed == 0 && held.pulled == 1 && held.awaitingReason == 1)
+            #expect(try a.replica.get("subjects", id: s1)?["birth_date"] == .text("1982-02-02"), "the later write shows")
+
+            // Explained, the earlier value reaches the server, loses, and is logged with both sides.
+            try a.replica.explain("subjects", id: s1, reason: "Typed from the screening log")
+            #expect(try await a.sync().conflicts == 1)
+            try await b.sync()
+            for laptop in [a, b] {
+                #expect(try laptop.replica.get("subjects", id: s1)?["birth_date"] == .text("1982-02-02"))
+                let conflict = try #require(try laptop.replica.conflicts().first)
+                #expect(conflict.field == "birth_date" && conflict.winner.value == .text("1982-02-02") && conflict.loser.value == .text("1981-01-01"))
+                #expect(conflict.loser.user == "A. Rivera")
+            }
+
+            // `put` of the value it already has, with a reason, explains a waiting change as well.
+            let again = try await Self.shell(path, "UPDATE subjects SET sex = 'M' WHERE id = '\(s1)';")
+            #expect(again.status == 0, "\(again.output)")
+            #expect(try await a.sync().awaitingReason == 1)
+            try a.replica.put("subjects", id: s1, ["sex": .text("M")], reason: "Corrected from the source document")
+            #expect(try a.replica.unexplainedChanges().isEmpty)
+            #expect(try await a.sync().pushed == 1)
+            try await b.sync()
+            #expect(try b.replica.get("subjects", id: s1)?["sex"] == .text("M"))
+            let change = try #require(try await history(server, "subjects", s1).last)
+            #expect(change.changes?.first { $0.field == "sex" }?.reason == "Corrected from the source document")
         }
     }
 

@@ -37,11 +37,15 @@ struct ChangeTrackingTests {
         }
 
         let batch = try #require(try replica.outboxBatch(limit: 10))
-        #expect(batch.count == 2)
+        #expect(batch.count == 1, "the synced value changed without a reason waits for one")
         #expect(batch.value("term", of: "ae1") == .text("Fever"))
-        #expect(batch.value("status", of: "s1") == .text("enrolled"))
-        #expect(batch.base("status", of: "s1") == .some(Version(hlc: HLC(milliseconds: 1000), replica: "remote")))
-        #expect(batch.value("screening_no", of: "s1") == nil, "only changed fields are pushed")
+        #expect(try replica.pendingCount() == 2 && replica.unexplainedChanges().map(\.id) == ["s1"])
+        try replica.explain("subjects", id: "s1", reason: "Enrolled on the signed CRF")
+        let explained = try #require(try replica.outboxBatch(limit: 10))
+        #expect(explained.count == 2)
+        #expect(explained.value("status", of: "s1") == .text("enrolled"))
+        #expect(explained.base("status", of: "s1") == .some(Version(hlc: HLC(milliseconds: 1000), replica: "remote")))
+        #expect(explained.value("screening_no", of: "s1") == nil, "only changed fields are pushed")
     }
 
     @Test("A rolled-back write leaves no outbox entry")
@@ -106,16 +110,19 @@ struct ChangeTrackingTests {
         #expect(row.hlc(at: 0) <= row.seq)
     }
 
-    @Test("Plain SQL changing a synced value pushes a note that no reason was asked; the library's edits carry the person's reason, or none when none is needed")
+    @Test("Plain SQL changing a synced value marks it as waiting for a reason; the library's edits carry the person's reason, or none when none is needed")
     func reasonsOfPlainSQL() throws {
         let replica = try makeReplica()
         try replica.apply(pulledSubject(id: "s1", milliseconds: 1000))
+        /// The reason kept with the pending field.
         func reason(_ field: String) throws -> String? {
-            let (group, row) = try #require(try replica.outboxBatch(limit: 10)?.rows.first)
-            return group.columns.firstIndex(of: field).flatMap { row.reasons?[$0] }
+            try replica.writer.read { db in
+                try String.fetchOne(db, sql: "SELECT json_extract(reasons, '$.' || ?) FROM _sitesync_shadows WHERE id = 's1'", arguments: [field])
+            }
         }
         try replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET status = 'enrolled' WHERE id = 's1'") }
         #expect(try reason("status") == ReasonForChange.writtenOutsideLibrary)
+        #expect(try replica.outboxBatch(limit: 10) == nil, "held back until a person gives the reason")
         // A value never synced, set and changed again through the library: no reason is needed, and
         // the triggers leave the field's reason to the library.
         try replica.put("subjects", id: "s1", ["birth_date": .text("1980-01-01")])
@@ -124,6 +131,8 @@ struct ChangeTrackingTests {
         #expect(try reason("status") == ReasonForChange.writtenOutsideLibrary)
         try replica.put("subjects", id: "s1", ["status": .text("withdrawn")], reason: "Withdrew consent")
         #expect(try reason("status") == "Withdrew consent")
+        let (group, row) = try #require(try replica.outboxBatch(limit: 10)?.rows.first)
+        #expect(group.columns.firstIndex(of: "status").flatMap { row.reasons?[$0] } == "Withdrew consent")
         // Changed again in plain SQL while pending: the person's reason stays, as it would through the library.
         try replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET status = 'completed' WHERE id = 's1'") }
         #expect(try reason("status") == "Withdrew consent")

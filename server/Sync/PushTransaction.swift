@@ -281,7 +281,8 @@ struct PushTransaction: Sendable {
                     throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
                 }
                 if table.requiresReason {
-                    for (offset, field) in checked.group.columns.enumerated() where row.reason(at: offset) == nil {
+                    for (offset, field) in checked.group.columns.enumerated() where !ReasonForChange.explains(row.reason(at: offset)) {
+                        // A field without a reason (the triggers' placeholder for plain SQL is none).
                         // A change based on a version the server holds replaces a synced value: the
                         // current one, or for a concurrent change the one that version wrote. A
                         // change without a base (no `meta`, or a null base) over this replica's own
