@@ -46,7 +46,4 @@ final class ReplicaState: Sendable {
         get { identity.withLock { $0 } }
         set { identity.withLock { $0 = newValue } }
     }
-
-    /// Whether the replica has an identity, without copying it.
-    var isInitialized: Bool { identity.withLock { $0 != nil } }
 }

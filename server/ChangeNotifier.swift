@@ -25,9 +25,6 @@ final class ChangeNotifier: Sendable {
 
     init() {}
 
-    /// How many pulls are waiting now.
-    var waiting: Int { state.withLock { $0.waiters.count } }
-
     /// Records that a push of `replica` committed records of `sites` (nil when not every site is
     /// known before the store reads the records): wakes every other replica's pull that reads one.
     func committed(sites: Set<String>?, by replica: String?) {

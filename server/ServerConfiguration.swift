@@ -49,7 +49,7 @@ public struct ServerConfiguration: Sendable {
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
     /// A second port, bound to 127.0.0.1 only, serving `/metrics` without a credential to a
     /// collector on the same machine; 0 picks a free one (see ``onMetricsServerRunning``). Nil:
-    /// `/metrics` is served on the main port only, to `metrics`, `admin` and `reviewer` tokens.
+    /// `/metrics` is served on the main port only, to `metrics` and `admin` tokens.
     public var metricsPort: Int?
     /// Called with the metrics port once it listens.
     public var onMetricsServerRunning: @Sendable (Int) async -> Void = { _ in }

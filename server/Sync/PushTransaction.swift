@@ -134,7 +134,7 @@ struct PushTransaction: Sendable {
 
         enum Kind: Sendable {
             case created(values: [FieldValue], stamps: FieldStamps)
-            case changed(current: ServerRecord, result: MergeResult)
+            case changed(MergeResult)
         }
     }
 
@@ -317,7 +317,7 @@ struct PushTransaction: Sendable {
                     }
                 }
                 conflictIDs += result.conflicts.map(\.id)
-                merged.append(MergedRow(group: group, row: index, site: site, kind: .changed(current: current, result: result)))
+                merged.append(MergedRow(group: group, row: index, site: site, kind: .changed(result)))
             }
         }
         // Every change lacking a reason is named at once.
@@ -440,7 +440,7 @@ struct PushTransaction: Sendable {
                     writes.created.append(PushWrites.CreatedGroup(table: table, columns: createdColumns[entry.group]?.columns ?? [], records: [record]))
                 }
                 audit.outcomes = String(repeating: FieldOutcome.applied.rawValue, count: values.count)
-            case .changed(_, let result):
+            case .changed(let result):
                 if result.changesRecord {
                     var stamps = result.stamps
                     stamps.compact(fields: table.columnNames)
@@ -521,7 +521,6 @@ struct PushWrites: Sendable {
     struct ChangedRecord: Sendable {
         var table: TableSchema
         var id: String
-        /// The site sequence number it moves to; nil when its stamps did not change (then only
         /// The site sequence number it moves to: every merge that writes a value changes its stamps too.
         var seq: Int64
         var stamps: FieldStamps

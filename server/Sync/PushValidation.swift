@@ -44,8 +44,6 @@ enum PushValidation {
     struct CheckedGroup: Sendable {
         var group: ChangeGroup
         var table: TableSchema
-        /// The position among the table's columns of each of the group's fields.
-        var positions: [Int]
         /// Per row: the values normalised by the schema, in the order of the group's fields.
         var values: [[FieldValue]]
         /// Per row: the site the row names, when the group writes `site_id`.
@@ -152,7 +150,7 @@ enum PushValidation {
             }
             let fieldsJSON = String(decoding: try JSONEncoder().encode(group.columns), as: UTF8.self)
             checked.append(CheckedGroup(
-                group: group, table: table, positions: positions, values: rows, sites: sites, fieldsJSON: fieldsJSON, reasons: reasons
+                group: group, table: table, values: rows, sites: sites, fieldsJSON: fieldsJSON, reasons: reasons
             ))
         }
         let ahead = latest.milliseconds - serverMilliseconds
