@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "SiteSyncCore", targets: ["SiteSyncCore"]),
         .library(name: "TrialRecords", targets: ["TrialRecords"]),
         .library(name: "SiteSyncClient", targets: ["SiteSyncClient"]),
+        .library(name: "SiteSyncRules", targets: ["SiteSyncRules"]),
         .library(name: "SiteSyncServer", targets: ["SiteSyncServer"]),
         .executable(name: "sitesync", targets: ["sitesync"]),
         .executable(name: "sitesync-server", targets: ["sitesync-server"]),
@@ -37,8 +38,13 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
-        // Shared by both sides: clocks, versions, wire messages, schema and validation. Foundation only.
-        .target(name: "SiteSyncCore", swiftSettings: swiftSettings),
+        // Shared by both sides: clocks, versions, wire messages, schema and validation. Foundation,
+        // and swift-crypto's SHA-256 for the ids derived from content (conflict ids).
+        .target(name: "SiteSyncCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        // The sync rules: validating, merging and applying a push, and reading a pull, as steps a
+        // store carries out in its own transaction. No I/O, no HTTP, no database library: refusals
+        // carry a stable code, and the server gives each its status.
+        .target(name: "SiteSyncRules", dependencies: ["SiteSyncCore"], path: "rules", swiftSettings: swiftSettings),
         // SQLite storage shared by the replica and the server's SQLite store: value conversions,
         // schema migrations, stamps in shadow rows.
         .target(
@@ -73,7 +79,7 @@ let package = Package(
         .target(
             name: "SiteSyncServer",
             dependencies: [
-                "SiteSyncCore", "SiteSyncSQLite",
+                "SiteSyncCore", "SiteSyncRules", "SiteSyncSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -108,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "sitesync-server",
             dependencies: [
-                "SiteSyncServer", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords",
+                "SiteSyncServer", "SiteSyncRules", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -116,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "sitesync-bench",
             dependencies: [
-                "SiteSyncClient", "SiteSyncServer", "TrialRecords", "LoopbackHTTP",
+                "SiteSyncClient", "SiteSyncServer", "SiteSyncRules", "TrialRecords", "LoopbackHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -137,7 +143,7 @@ let package = Package(
         .target(
             name: "SiteSyncTestSupport",
             dependencies: [
-                "SiteSyncServer", "SiteSyncClient", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords", "LoopbackHTTP", .product(name: "Logging", package: "swift-log"),
+                "SiteSyncServer", "SiteSyncRules", "SiteSyncClient", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords", "LoopbackHTTP", .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Tests/SiteSyncTestSupport",
@@ -156,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "SiteSyncServerTests",
             dependencies: [
-                "SiteSyncServer", "SiteSyncSQLite", "SiteSyncTestSupport", "TrialRecords",
+                "SiteSyncServer", "SiteSyncRules", "SiteSyncSQLite", "SiteSyncTestSupport", "TrialRecords",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -170,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "SiteSyncClient", "SiteSyncServer", "SiteSyncTestSupport", "TrialRecords", "sitesync", "sitesync-server", "LiveScreenExample",
+                "SiteSyncClient", "SiteSyncServer", "SiteSyncRules", "SiteSyncTestSupport", "TrialRecords", "sitesync", "sitesync-server", "LiveScreenExample",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // A channel for request contexts of the in-process server the convergence test drives.

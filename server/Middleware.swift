@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOHTTP1
 import SiteSyncCore
+import SiteSyncRules
 import Synchronization
 
 /// Turns every error into the JSON error body with a stable code; unexpected ones are logged as 500s.
@@ -15,6 +16,8 @@ struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as ServerError {
             throw error
+        } catch let refusal as SyncRefusal {
+            throw ServerError(refusal)
         } catch let error as HTTPError where error.status == .notFound {
             throw ServerError.notFound(request.uri.path)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
@@ -114,6 +117,8 @@ struct TokenMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as ServerError {
             throw Refusals.logged(error, request, context.logger)
+        } catch let refusal as SyncRefusal {
+            throw Refusals.logged(ServerError(refusal), request, context.logger)
         }
     }
 }

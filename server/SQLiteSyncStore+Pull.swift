@@ -1,5 +1,6 @@
 import GRDB
 import SiteSyncCore
+import SiteSyncRules
 import SiteSyncSQLite
 
 extension SQLiteSyncStore {

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SiteSyncCore
+import SiteSyncRules
 import SiteSyncSQLite
 
 extension SQLiteSyncStore {

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Logging
 import SiteSyncCore
+import SiteSyncRules
 import SiteSyncSQLite
 
 /// The embedded store: one SQLite database in WAL mode, through GRDB.

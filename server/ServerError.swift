@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import SiteSyncCore
+import SiteSyncRules
 
 /// A refused request: an HTTP status, a stable code and a full sentence. Nothing was written.
 public struct ServerError: Error, Sendable, CustomStringConvertible {
@@ -22,6 +23,26 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "\(code.rawValue): \(message)" }
 
+    /// The HTTP refusal for a refusal of the sync rules: the one place where a rule's code gets
+    /// its status.
+    public init(_ refusal: SyncRefusal) {
+        let status: HTTPResponse.Status =
+            switch refusal.code {
+            case .invalidJSON, .badRequest: .badRequest
+            case .bodyTooLarge: .contentTooLarge
+            case .validationFailed, .reasonRequired, .clockSkew: .unprocessableContent
+            case .unauthorized: .unauthorized
+            case .forbidden: .forbidden
+            case .protocolVersion: .upgradeRequired
+            case .schemaVersion, .replicaTaken, .replicaDiverged: .conflict
+            case .notFound: .notFound
+            case .tooManyPending, .tooManyRequests: .tooManyRequests
+            case .unavailable: .serviceUnavailable
+            case .internalError: .internalServerError
+            }
+        self.init(status, refusal.code, refusal.message)
+    }
+
     static func invalidJSON(_ detail: String) -> ServerError {
         ServerError(.badRequest, .invalidJSON, "The request body is not valid: \(detail)")
     }
@@ -40,28 +61,11 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         ServerError(.unprocessableContent, .validationFailed, message)
     }
 
-    static func reasonRequired(_ missing: [(table: String, field: String, record: String)]) -> ServerError {
-        let fields = missing.prefix(20).map { "\($0.table).\($0.field) of record \($0.record)" }.joined(separator: "; ")
-        let more = missing.count > 20 ? " and \(missing.count - 20) more" : ""
-        return ServerError(
-            .unprocessableContent, .reasonRequired,
-            "A change of a synced value needs a reason for change, and none was given for \(fields)\(more). "
-                + "Give one on the laptop (sitesync put TABLE --id ID FIELD=VALUE --reason TEXT) and sync again; nothing was written."
-        )
-    }
-
     static let missingToken = ServerError(.unauthorized, .unauthorized, "A bearer token is required: send `Authorization: Bearer TOKEN`.")
     static let unknownToken = ServerError(.unauthorized, .unauthorized, "The bearer token is not valid.")
 
     static func forbidden(_ message: String) -> ServerError {
         ServerError(.forbidden, .forbidden, message)
-    }
-
-    static func clockSkew(aheadBy milliseconds: Int64, limit: Int64) -> ServerError {
-        ServerError(
-            .unprocessableContent, .clockSkew,
-            "The push is stamped \(milliseconds / 1000) s ahead of the server's clock (limit \(limit / 1000) s): fix your clock, then sync again."
-        )
     }
 
     /// Another protocol version: 426. No version at all is a malformed request: 400, same code.
@@ -99,11 +103,6 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
             "Replica \(replica) is enrolled already, by another laptop or by the laptop this file was copied from. Run `sitesync init --rejoin` on this laptop: it enrols the file as a new replica and pushes its pending changes under it."
         )
     }
-
-    static let replicaDiverged = ServerError(
-        .conflict, .replicaDiverged,
-        "The server holds changes under this replica's id that this file did not send: another copy of the file (a copied or restored replica) syncs as the same replica. Nothing was written. Run `sitesync init --rejoin` on this laptop: it enrols the file as a new replica, pushes its pending changes under it and pulls again what it missed."
-    )
 
     static func notFound(_ path: String) -> ServerError {
         ServerError(.notFound, .notFound, "No endpoint \(TextRules.quotable(path)).")

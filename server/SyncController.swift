@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOPosix
 import SiteSyncCore
+import SiteSyncRules
 
 /// The sync endpoints: `POST /v1/push` and `POST /v1/pull` (docs/PROTOCOL.md).
 struct SyncController {
@@ -42,10 +43,10 @@ struct SyncController {
                 metrics.pushApplied(
                     records: message.recordCount, fieldChanges: outcome.fieldChanges, conflicts: outcome.conflicts, duration: .now - started
                 )
-            } catch let error as ServerError {
+            } catch let refusal as SyncRefusal {
                 // Logged here too: an asynchronous push's outcome may never be collected.
-                logger.info("push refused", metadata: ["sync.replica": "\(message.replica)", "sync.error": "\(error.code.rawValue)"])
-                throw error
+                logger.info("push refused", metadata: ["sync.replica": "\(message.replica)", "sync.error": "\(refusal.code.rawValue)"])
+                throw ServerError(refusal)
             }
             for group in message.groups {
                 for row in group.rows { clock.receive(row.seq) }

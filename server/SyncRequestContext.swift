@@ -1,5 +1,6 @@
 import Hummingbird
 import SiteSyncCore
+import SiteSyncRules
 
 /// Per-request state: the token's principal and the schema version the client speaks.
 public struct SyncRequestContext: RequestContext {

@@ -1,4 +1,5 @@
 import SiteSyncCore
+import SiteSyncRules
 
 /// Storage behind the sync server; SQLite (embedded default) and, later, PostgreSQL implement it.
 ///
@@ -89,18 +90,6 @@ public protocol SyncStore: Sendable {
     func deleteSession(hash: String) async throws
 }
 
-/// What a store did with a push.
-public struct PushOutcome: Sendable, Equatable {
-    /// The greatest sequence number applied for the replica.
-    public var acked: HLC
-    /// Records applied by this request.
-    public var applied: Int
-    /// Conflicts logged by this request.
-    public var conflicts: Int
-    /// Field changes received by this request, as the audit trail records them; 0 for a retry.
-    public var fieldChanges = 0
-}
-
 /// What a store did with an enrolment.
 public enum Enrolment: Sendable, Equatable {
     /// Enrolled now, or before with the same credential (a retry whose answer was lost): the
@@ -110,16 +99,6 @@ public enum Enrolment: Sendable, Equatable {
     case taken
     /// The enrolling token has enrolled this many replicas, its limit; nothing was written.
     case limitReached(Int)
-}
-
-/// One page of a pull.
-public struct PullBatch: Sendable, Equatable {
-    /// The records, grouped by table.
-    public var groups: [RecordGroup]
-    /// The cursor after the page, for every site in scope.
-    public var cursor: [String: Int64]
-    /// Whether more records wait.
-    public var more: Bool
 }
 
 extension SyncStore {

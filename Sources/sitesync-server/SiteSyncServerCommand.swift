@@ -2,8 +2,9 @@ import ArgumentParser
 import Foundation
 import Logging
 import SiteSyncCore
-import SiteSyncServer
+import SiteSyncRules
 import SiteSyncSQLite
+import SiteSyncServer
 import TrialRecords
 
 @main

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import SiteSyncCore
+import SiteSyncRules
 @testable import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization

@@ -1,12 +1,12 @@
 import Foundation
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncRules
+@testable import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization
 import Testing
 import TrialRecords
-
-@testable import SiteSyncServer
 
 /// A push of new subjects, checked as the server checks it.
 private func checked(_ replica: String, site: String, ids: [String], principal: Principal) throws -> CheckedPush {

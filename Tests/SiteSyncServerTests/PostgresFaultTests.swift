@@ -1,12 +1,12 @@
 import Foundation
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncRules
+@testable import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization
 import Testing
 import TrialRecords
-
-@testable import SiteSyncServer
 
 /// PostgreSQL made to fail at every step of a push and a pull: nothing the database did not commit
 /// is ever acknowledged, nothing of a failed transaction stays, and the same request sent again is
@@ -180,8 +180,8 @@ struct PostgresFaultTests {
             try await Task.sleep(for: .milliseconds(200))
             released.withLock { $0 = true }
             #expect(try await first.value.applied == 1)
-            let refusal = await #expect(throws: ServerError.self) { try await second.value }
-            #expect(refusal?.status == .forbidden)
+            let refusal = await #expect(throws: SyncRefusal.self) { try await second.value }
+            #expect(refusal?.code == .forbidden)
             #expect(refusal?.message.contains("Record shared of subjects belongs to site S01") == true, "\(String(describing: refusal))")
             #expect(try await store.rowsAsText("SELECT site_id FROM subjects") == ["S01"])
             #expect(try await StoreContents.count(store, "SELECT count(*) FROM replicas WHERE replica_id = 'other'") == 0)
@@ -206,8 +206,8 @@ struct PostgresFaultTests {
                         return await group.reduce(into: []) { $0.append($1) }
                     }
                     let applied = results.filter { (try? $0.get())?.applied == 200 }.count
-                    let refused = results.compactMap { result -> ServerError? in
-                        if case .failure(let error as ServerError) = result, error.status == .forbidden { return error }
+                    let refused = results.compactMap { result -> SyncRefusal? in
+                        if case .failure(let refusal as SyncRefusal) = result, refusal.code == .forbidden { return refusal }
                         return nil
                     }
                     #expect(applied == 1 && refused.count == 1, "round \(round): \(results)")

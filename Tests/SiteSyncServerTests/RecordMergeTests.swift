@@ -1,7 +1,7 @@
 import SiteSyncCore
-import Testing
-
+import SiteSyncRules
 @testable import SiteSyncServer
+import Testing
 
 @Suite("Merge rule")
 struct RecordMergeTests {

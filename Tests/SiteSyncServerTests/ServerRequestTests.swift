@@ -3,8 +3,9 @@ import GRDB
 import Hummingbird
 import HummingbirdTesting
 import SiteSyncCore
-import SiteSyncTestSupport
+import SiteSyncRules
 import SiteSyncServer
+import SiteSyncTestSupport
 import Testing
 import TrialRecords
 

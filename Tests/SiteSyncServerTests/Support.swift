@@ -6,9 +6,10 @@ import HummingbirdTesting
 import Logging
 import ServiceLifecycle
 import SiteSyncCore
-import Testing
+import SiteSyncRules
 import SiteSyncServer
 import SiteSyncTestSupport
+import Testing
 import TrialRecords
 
 /// A server on a fresh store. `s01`, `s01b`, `s02` and `reviewer` are replica credentials

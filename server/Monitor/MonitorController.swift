@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Mustache
 import SiteSyncCore
+import SiteSyncRules
 
 /// `/monitor`: the monitoring page for trial monitors and data managers (docs/MONITORING.md).
 ///

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import SiteSyncRules
 
 /// The endpoints for operators: `/healthz` (liveness), `/readyz` (readiness) and `/metrics`
 /// (docs/MONITORING.md).

@@ -1,6 +1,7 @@
 import NIOCore
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncRules
 
 /// One column of a batch's rows, bound as one PostgreSQL array parameter in the binary format,
 /// NULLs included: a statement turns the columns of a batch back into rows with `unnest($1, $2, …)`.

@@ -1,6 +1,7 @@
 import NIOCore
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncRules
 
 /// The cells of a result row, read in order, each straight from its bytes.
 ///

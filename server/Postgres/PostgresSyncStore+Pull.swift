@@ -1,5 +1,6 @@
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncRules
 
 extension PostgresSyncStore {
     /// Reads a pull page in one read-only transaction at repeatable read: every statement of it

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncRules
 
 extension PostgresSyncStore {
     /// Applies a push in one transaction, doing the I/O each step of ``PushTransaction`` asks for.

@@ -1,5 +1,6 @@
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncRules
 
 extension PostgresSyncStore {
     public func conflicts(_ filter: ConflictFilter, principal: Principal) async throws -> ConflictPage {

@@ -4,6 +4,7 @@ import NIOCore
 import PostgresNIO
 import ServiceLifecycle
 import SiteSyncCore
+import SiteSyncRules
 
 /// The central store on PostgreSQL, for several server instances behind a load balancer.
 ///

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import PostgresNIO
+import SiteSyncRules
 import Synchronization
 
 /// One transaction's connection: every statement of the PostgreSQL store runs through it.

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncRules
 import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization

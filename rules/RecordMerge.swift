@@ -1,9 +1,8 @@
-import Crypto
 import Foundation
 import SiteSyncCore
 
 /// What happened to one pushed field change.
-enum FieldOutcome: Character, Sendable {
+package enum FieldOutcome: Character, Sendable {
     /// The server now holds the pushed value.
     case applied = "a"
     /// A concurrent write with a greater version won; the pushed value was logged as the loser.
@@ -13,44 +12,51 @@ enum FieldOutcome: Character, Sendable {
 }
 
 /// A record as the server holds it before a push is merged into it.
-struct ServerRecord: Sendable {
-    var site: String
-    var stamps: FieldStamps
-    var values: [String: FieldValue]
+package struct ServerRecord: Sendable {
+    package var site: String
+    package var stamps: FieldStamps
+    package var values: [String: FieldValue]
+
+    package init(site: String, stamps: FieldStamps, values: [String: FieldValue]) {
+        self.site = site
+        self.stamps = stamps
+        self.values = values
+    }
 }
 
 /// One overwritten value to write to the conflict log.
-struct ConflictEntry: Sendable {
-    var table: String
-    var recordID: String
-    var field: String
-    var site: String
-    var winner: Conflict.Side
-    var loser: Conflict.Side
+package struct ConflictEntry: Sendable {
+    package var table: String
+    package var recordID: String
+    package var field: String
+    package var site: String
+    package var winner: Conflict.Side
+    package var loser: Conflict.Side
 
     /// A deterministic id: the same pair of writes always yields the same conflict, so nothing is logged twice.
-    var id: String {
-        let key = [table, recordID, field, "\(winner.hlc.rawValue)", winner.replica, "\(loser.hlc.rawValue)", loser.replica]
-            .joined(separator: "\u{1F}")
-        return SHA256.hash(data: Data(key.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+    package var id: String {
+        Conflict.id(
+            table: table, record: recordID, field: field,
+            winner: Version(hlc: winner.hlc, replica: winner.replica), loser: Version(hlc: loser.hlc, replica: loser.replica)
+        )
     }
 }
 
 /// The result of merging one pushed row into a record.
-struct MergeResult: Sendable {
+package struct MergeResult: Sendable {
     /// Fields whose stored value changes.
-    var writes: [(field: String, value: FieldValue)] = []
+    package var writes: [(field: String, value: FieldValue)] = []
     /// The record's stamps after the merge.
-    var stamps: FieldStamps
+    package var stamps: FieldStamps
     /// Per pushed field: what happened to it.
-    var outcomes: [FieldOutcome] = []
+    package var outcomes: [FieldOutcome] = []
     /// Per pushed field: the value the server held before.
-    var previous: [FieldValue] = []
+    package var previous: [FieldValue] = []
     /// Overwritten values to log.
-    var conflicts: [ConflictEntry] = []
+    package var conflicts: [ConflictEntry] = []
 
     /// Whether the record's stored state changes (values or stamps).
-    var changesRecord: Bool
+    package var changesRecord: Bool
 }
 
 /// The server's decision rule, field by field (docs/PROTOCOL.md, "Merge"):
@@ -58,8 +64,8 @@ struct MergeResult: Sendable {
 ///   write of the same replica: fast-forward, apply;
 /// - otherwise the writes are concurrent: the greater `(hlc, replica)` wins and the loser is logged
 ///   with both values, versions and users, unless both wrote the same value.
-enum RecordMerge {
-    static func merge(
+package enum RecordMerge {
+    package static func merge(
         current: ServerRecord,
         table: String,
         site: String,

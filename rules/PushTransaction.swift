@@ -2,16 +2,36 @@ import Foundation
 import SiteSyncCore
 
 /// A record, named by its table and id.
-struct RecordKey: Hashable, Sendable {
+package struct RecordKey: Hashable, Sendable {
     /// The table.
-    var table: String
+    package var table: String
     /// The record id.
-    var id: String
+    package var id: String
 
     /// Creates a key.
-    init(table: String, id: String) {
+    package init(table: String, id: String) {
         self.table = table
         self.id = id
+    }
+}
+
+/// What a store did with a push.
+public struct PushOutcome: Sendable, Equatable {
+    /// The greatest sequence number applied for the replica.
+    public var acked: HLC
+    /// Records applied by this request.
+    public var applied: Int
+    /// Conflicts logged by this request.
+    public var conflicts: Int
+    /// Field changes received by this request, as the audit trail records them; 0 for a retry.
+    public var fieldChanges = 0
+
+    /// Creates an outcome.
+    public init(acked: HLC, applied: Int, conflicts: Int, fieldChanges: Int = 0) {
+        self.acked = acked
+        self.applied = applied
+        self.conflicts = conflicts
+        self.fieldChanges = fieldChanges
     }
 }
 
@@ -37,13 +57,13 @@ public struct StoredReplica: Sendable, Equatable {
 }
 
 /// The value one version wrote to one field: what a concurrent change replaced, for the reason rule.
-struct WrittenValueKey: Hashable, Sendable {
+package struct WrittenValueKey: Hashable, Sendable {
     /// The record.
-    var record: RecordKey
+    package var record: RecordKey
     /// The field.
-    var field: String
+    package var field: String
     /// The version that wrote it.
-    var version: Version
+    package var version: Version
 }
 
 /// One push, applied as one transaction of any store, by the sync rules (docs/ARCHITECTURE.md,
@@ -71,9 +91,9 @@ struct WrittenValueKey: Hashable, Sendable {
 /// applied once; then the heads of the sites the push touches, in site order, so pushes for one
 /// site are serialised and pushes for different sites never wait on each other; only then are the
 /// records read, so no other push can change them before this one commits.
-struct PushTransaction: Sendable {
+package struct PushTransaction: Sendable {
     /// What the store does next.
-    enum Step: Sendable {
+    package enum Step: Sendable {
         /// Lock the replica's state row (held to the end of the transaction) and read it; answer
         /// ``Answer/replica(_:)``.
         case lockReplica(String)
@@ -97,7 +117,7 @@ struct PushTransaction: Sendable {
     }
 
     /// What the store read or did for the previous step.
-    enum Answer: Sendable {
+    package enum Answer: Sendable {
         case replica(StoredReplica?)
         case sites([RecordKey: String])
         case heads([String: Int64])
@@ -127,26 +147,26 @@ struct PushTransaction: Sendable {
 
     /// A row merged into its record, waiting for its sequence numbers.
     private struct MergedRow: Sendable {
-        var group: Int
-        var row: Int
-        var site: String
-        var kind: Kind
+        package var group: Int
+        package var row: Int
+        package var site: String
+        package var kind: Kind
 
-        enum Kind: Sendable {
+        package enum Kind: Sendable {
             case created(values: [FieldValue], stamps: FieldStamps)
             case changed(MergeResult)
         }
     }
 
     /// Starts a push by `principal`, checked already (``PushValidation``).
-    init(_ push: CheckedPush, principal: Principal) {
+    package init(_ push: CheckedPush, principal: Principal) {
         self.push = push
         self.principal = principal
     }
 
     /// Takes the store's answer to the previous step (nil at the start) and returns the next step.
-    /// - Throws: ``ServerError`` when the push is refused; the store rolls back.
-    mutating func next(_ answer: Answer?) throws -> Step {
+    /// - Throws: ``SyncRefusal`` when the push is refused; the store rolls back.
+    package mutating func next(_ answer: Answer?) throws -> Step {
         switch (stage, answer) {
         case (.start, nil):
             stage = .replica
@@ -187,7 +207,7 @@ struct PushTransaction: Sendable {
         // The server applied more under this id than the replica knows of: that is the replica's
         // own push whose answer it lost (it names it in `sent`), or another copy of its file.
         if let acked = push.acked, acked < lastSeq, !push.sent.contains(state?.lastPush ?? "") {
-            throw ServerError.replicaDiverged
+            throw SyncRefusal.replicaDiverged
         }
         fresh = push.groups.map { checked in checked.group.rows.indices.filter { checked.group.rows[$0].seq > lastSeq } }
         let keys = keys()
@@ -273,12 +293,12 @@ struct PushTransaction: Sendable {
                 }
                 let site = current.site
                 guard principal.canAccess(site: site) else {
-                    throw ServerError.forbidden(
+                    throw SyncRefusal.forbidden(
                         "Record \(row.id) of \(table.name) belongs to site \(site), which this token may not write; nothing was written."
                     )
                 }
                 if let moved = checked.sites[index], moved != site {
-                    throw ServerError.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
+                    throw SyncRefusal.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
                 }
                 if table.requiresReason {
                     for (offset, field) in checked.group.columns.enumerated() where !ReasonForChange.explains(row.reason(at: offset)) {
@@ -313,7 +333,7 @@ struct PushTransaction: Sendable {
                     do {
                         try table.validateRecord(record, written: Set(checked.group.columns))
                     } catch {
-                        throw ServerError.validation(error)
+                        throw SyncRefusal.validation(error)
                     }
                 }
                 conflictIDs += result.conflicts.map(\.id)
@@ -321,7 +341,7 @@ struct PushTransaction: Sendable {
             }
         }
         // Every change lacking a reason is named at once.
-        guard unexplained.isEmpty else { throw ServerError.reasonRequired(unexplained) }
+        guard unexplained.isEmpty else { throw SyncRefusal.reasonRequired(unexplained) }
         guard !conflictIDs.isEmpty else { return .write(finish(logged: [])) }
         stage = .loggedConflicts
         return .readLoggedConflicts(conflictIDs)
@@ -330,18 +350,18 @@ struct PushTransaction: Sendable {
     /// The fields a created record is inserted with, in table order, and where each value comes from.
     private struct CreatedColumns: Sendable {
         /// The group's fields and those with a default, in table order.
-        var columns: [String] = []
+        package var columns: [String] = []
         /// Per column: the index of the pushed value, or the column's default.
-        var sources: [Source] = []
+        package var sources: [Source] = []
         /// Required fields without a default the group does not write: it cannot create records.
-        var missingRequired: [String] = []
+        package var missingRequired: [String] = []
 
-        enum Source: Sendable {
+        package enum Source: Sendable {
             case pushed(Int)
             case fixed(FieldValue)
         }
 
-        init(_ checked: PushValidation.CheckedGroup) {
+        package init(_ checked: PushValidation.CheckedGroup) {
             let given = Dictionary(uniqueKeysWithValues: checked.group.columns.enumerated().map { ($1, $0) })
             for column in checked.table.columns {
                 if let index = given[column.name] {
@@ -364,15 +384,15 @@ struct PushTransaction: Sendable {
     ) throws -> (site: String, values: [FieldValue]) {
         let table = checked.table
         guard table.clientCreatable else {
-            throw ServerError.forbidden("\(table.name) records are created by the server only; no record \(row.id).")
+            throw SyncRefusal.forbidden("\(table.name) records are created by the server only; no record \(row.id).")
         }
         guard plan.missingRequired.isEmpty else {
-            throw ServerError.validation(ValidationError(problems: plan.missingRequired.map {
+            throw SyncRefusal.validation(ValidationError(problems: plan.missingRequired.map {
                 .init(table: table.name, field: $0, message: "is required for a new record")
             }))
         }
         guard let site = checked.sites[index] else {
-            throw ServerError.validation("\(table.name).site_id: is required for a new record")
+            throw SyncRefusal.validation("\(table.name).site_id: is required for a new record")
         }
         let values = plan.sources.map { source in
             switch source {
@@ -387,7 +407,7 @@ struct PushTransaction: Sendable {
             do {
                 try table.validateRecord(record)
             } catch {
-                throw ServerError.validation(error)
+                throw SyncRefusal.validation(error)
             }
         }
         return (site, values)
@@ -492,70 +512,70 @@ struct PushTransaction: Sendable {
     }
 
     /// The replica id and user the server stamps its own writes (the conflict log) with.
-    static let serverReplica = "server"
-    static let serverUser = "sitesync-server"
+    package static let serverReplica = "server"
+    package static let serverUser = "sitesync-server"
 }
 
 /// Everything one push writes, in the order the rules applied it; a store writes it all in the
 /// push's transaction, set-based where it can.
-struct PushWrites: Sendable {
+package struct PushWrites: Sendable {
     /// A record the push creates, its values in the order of its group's ``CreatedGroup/columns``.
-    struct NewRecord: Sendable {
-        var id: String
-        var site: String
+    package struct NewRecord: Sendable {
+        package var id: String
+        package var site: String
         /// The site sequence number the record takes.
-        var seq: Int64
-        var stamps: FieldStamps
-        var values: [FieldValue]
+        package var seq: Int64
+        package var stamps: FieldStamps
+        package var values: [FieldValue]
     }
 
     /// Records created by one group of the push: one table, one set of columns.
-    struct CreatedGroup: Sendable {
-        var table: TableSchema
+    package struct CreatedGroup: Sendable {
+        package var table: TableSchema
         /// The columns written, in table order: the group's fields and those with a default.
-        var columns: [String]
-        var records: [NewRecord]
+        package var columns: [String]
+        package var records: [NewRecord]
     }
 
     /// A record the push changes: the fields whose value changes, and its stamps after the merge.
-    struct ChangedRecord: Sendable {
-        var table: TableSchema
-        var id: String
+    package struct ChangedRecord: Sendable {
+        package var table: TableSchema
+        package var id: String
         /// The site sequence number it moves to: every merge that writes a value changes its stamps too.
-        var seq: Int64
-        var stamps: FieldStamps
-        var writes: [(field: String, value: FieldValue)]
+        package var seq: Int64
+        package var stamps: FieldStamps
+        package var writes: [(field: String, value: FieldValue)]
     }
 
     /// One row of the audit trail: one record's change as received.
-    struct AuditRow: Sendable {
-        var site: String
-        var table: String
-        var recordID: String
-        var user: String
+    package struct AuditRow: Sendable {
+        package var site: String
+        package var table: String
+        package var recordID: String
+        package var user: String
         /// The replica's sequence number of the change.
-        var seq: HLC
+        package var seq: HLC
         /// The JSON array of the fields received.
-        var fieldsJSON: String
-        var newValues: [FieldValue]
+        package var fieldsJSON: String
+        package var newValues: [FieldValue]
         /// The values held before; nil for a created record.
-        var oldValues: [FieldValue]?
-        var hlcsJSON: String?
-        var basesJSON: String?
+        package var oldValues: [FieldValue]?
+        package var hlcsJSON: String?
+        package var basesJSON: String?
         /// One letter per field (``FieldOutcome``).
-        var outcomes: String
-        var reasonsJSON: String?
-        var conflictsJSON: String?
+        package var outcomes: String
+        package var reasonsJSON: String?
+        package var conflictsJSON: String?
     }
 
     /// A conflict to log: an ordinary record of the `conflicts` table, written by the server.
-    struct LoggedConflict: Sendable {
-        var entry: ConflictEntry
-        var seq: Int64
-        var stamps: FieldStamps
+    package struct LoggedConflict: Sendable {
+        package var entry: ConflictEntry
+        package var seq: Int64
+        package var stamps: FieldStamps
 
         /// The conflict record's fields.
-        func values(detectedAt: String) -> [String: FieldValue] {
+        package func values(detectedAt: String) -> [String: FieldValue] {
             [
                 TableSchema.siteColumn: .text(entry.site),
                 "table_name": .text(entry.table),
@@ -576,30 +596,30 @@ struct PushWrites: Sendable {
     }
 
     /// When the server received the push, ISO 8601: every audit row's and conflict's time.
-    var receivedAt: String
+    package var receivedAt: String
     /// The pushing replica.
-    var replicaID: String
+    package var replicaID: String
     /// The user of the push's last applied row, recorded with the replica's state.
-    var user = ""
-    var created: [CreatedGroup] = []
-    var changed: [ChangedRecord] = []
-    var audit: [AuditRow] = []
-    var conflicts: [LoggedConflict] = []
+    package var user = ""
+    package var created: [CreatedGroup] = []
+    package var changed: [ChangedRecord] = []
+    package var audit: [AuditRow] = []
+    package var conflicts: [LoggedConflict] = []
     /// Each locked site's head after the push.
-    var heads: [String: Int64] = [:]
+    package var heads: [String: Int64] = [:]
     /// The replica's state after the push.
-    var replica = StoredReplica(lastSeq: .zero, lastApplied: 0, lastConflicts: 0, lastPush: nil)
+    package var replica = StoredReplica(lastSeq: .zero, lastApplied: 0, lastConflicts: 0, lastPush: nil)
 
-    init(receivedAt: String, replica: String) {
+    package init(receivedAt: String, replica: String) {
         self.receivedAt = receivedAt
         self.replicaID = replica
     }
 
     /// The day the push was received, `YYYY-MM-DD` (UTC), under which `site_days` counts its changes.
-    var day: String { String(receivedAt.prefix(10)) }
+    package var day: String { String(receivedAt.prefix(10)) }
 
     /// Record changes received, by site: the audit rows of each.
-    var changesBySite: [String: Int] {
+    package var changesBySite: [String: Int] {
         audit.reduce(into: [:]) { counts, row in counts[row.site, default: 0] += 1 }
     }
 }

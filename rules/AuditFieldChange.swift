@@ -62,7 +62,7 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
         self.base = base
     }
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case receivedAt = "received_at", changedAt = "changed_at", site = "site_id", replica, user, table, recordID = "record_id", field
         case oldValue = "old_value", newValue = "new_value", reason, outcome, conflict = "conflict_id", seq, hlc, base
     }
@@ -107,7 +107,7 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
     ///
     /// The milliseconds are written from the integer, not through a `Double` of seconds, which
     /// cannot hold most of them exactly and would show the time one millisecond early.
-    static func isoTime(_ hlc: HLC) -> String {
+    package static func isoTime(_ hlc: HLC) -> String {
         let (seconds, milliseconds) = hlc.milliseconds.quotientAndRemainder(dividingBy: 1000)
         let time = Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(.iso8601)
         let fraction = String(milliseconds)
@@ -128,7 +128,7 @@ public struct AuditFilter: Sendable, Equatable {
 
     /// The conditions the filter sets, as an audit column, its comparison and its value: every
     /// store selects by these.
-    var conditions: [(column: String, comparison: String, value: String)] {
+    package var conditions: [(column: String, comparison: String, value: String)] {
         [("site_id", "=", site), ("received_at", ">=", since), ("tbl", "=", table), ("record_id", "=", record)].compactMap { column, comparison, value in
             value.map { (column, comparison, $0) }
         }
@@ -144,8 +144,8 @@ public struct AuditFilter: Sendable, Equatable {
 }
 
 /// What happened to a received field, by the letter stored in the audit trail.
-enum AuditOutcome {
-    static func name(_ letter: Character) -> String {
+package enum AuditOutcome {
+    package static func name(_ letter: Character) -> String {
         switch FieldOutcome(rawValue: letter) {
         case .applied: "applied"
         case .superseded: "superseded"

@@ -37,14 +37,14 @@ public struct Principal: Sendable, Equatable {
 
     /// Refuses the request unless this is a replica's own credential, and, when the request names
     /// a replica (a push always does, a pull may), that replica's.
-    func requireReplica(_ replica: String?) throws {
+    package func requireReplica(_ replica: String?) throws {
         guard let own = self.replica else {
-            throw ServerError.forbidden(
+            throw SyncRefusal.forbidden(
                 "This is an enrolment token: it enrols laptops but does not sync. Sync with the replica's own credential; `sitesync sync` of this build enrols the laptop first."
             )
         }
         guard let replica, replica != own else { return }
-        throw ServerError.forbidden("This credential belongs to replica \(own); it cannot sync as replica \(TextRules.brief(replica, maxBytes: 64)). Nothing was written.")
+        throw SyncRefusal.forbidden("This credential belongs to replica \(own); it cannot sync as replica \(TextRules.brief(replica, maxBytes: 64)). Nothing was written.")
     }
 
     /// Whether the token may read and write records of `site`.
@@ -64,17 +64,17 @@ public struct Principal: Sendable, Equatable {
     public var canRead: Bool { canSync || role == .monitor }
 
     /// Why a token that may not sync is refused, naming what it is for.
-    var cannotSync: ServerError {
+    package var cannotSync: SyncRefusal {
         switch role {
-        case .monitor: ServerError.forbidden("A monitor token reads records and conflicts; it cannot sync, enrol laptops or write.")
-        case .metrics: ServerError.forbidden("A metrics token reads /metrics only.")
-        default: ServerError.forbidden("An admin token manages tokens; it cannot sync records or enrol laptops.")
+        case .monitor: SyncRefusal.forbidden("A monitor token reads records and conflicts; it cannot sync, enrol laptops or write.")
+        case .metrics: SyncRefusal.forbidden("A metrics token reads /metrics only.")
+        default: SyncRefusal.forbidden("An admin token manages tokens; it cannot sync records or enrol laptops.")
         }
     }
 
     /// The sites whose records the token reads: its own for a `site` token and a site's monitor,
     /// nil (every site) for the others.
-    var sites: Set<String>? {
+    package var sites: Set<String>? {
         role == .site || role == .monitor ? site.map { [$0] } : nil
     }
 }

@@ -6,19 +6,19 @@ public struct CheckedPush: Sendable {
     /// The pushing replica.
     public var replica: String
     /// The groups, resolved against the client's schema.
-    var groups: [PushValidation.CheckedGroup]
+    package var groups: [PushValidation.CheckedGroup]
     /// When the server received it, ISO 8601.
     public var receivedAt: String
     /// The sequence number the replica says the server acknowledged last, when it knows it.
-    var acked: HLC?
+    package var acked: HLC?
     /// The fingerprints of the replica's pushes still unanswered, this one included.
-    var sent: [String]
+    package var sent: [String]
     /// This push's ``PushRequest/fingerprint``, kept with the replica's state when it applies anything.
-    var fingerprint: String
+    package var fingerprint: String
 
     /// The sites whose records the push writes, when every row names its site; nil when a row
     /// leaves it to the stored record.
-    var sites: Set<String>? {
+    package var sites: Set<String>? {
         var sites = Set<String>()
         for group in groups {
             for site in group.sites {
@@ -34,28 +34,28 @@ public struct CheckedPush: Sendable {
 ///
 /// The store then checks what needs the stored record (required fields of a new record, the site
 /// of an existing one) inside its transaction, so a refused push writes nothing.
-enum PushValidation {
+package enum PushValidation {
     private struct RecordKey: Hashable {
-        var table: String
-        var id: String
+        package var table: String
+        package var id: String
     }
 
     /// A pushed group resolved against the schema.
-    struct CheckedGroup: Sendable {
-        var group: ChangeGroup
-        var table: TableSchema
+    package struct CheckedGroup: Sendable {
+        package var group: ChangeGroup
+        package var table: TableSchema
         /// Per row: the values normalised by the schema, in the order of the group's fields.
-        var values: [[FieldValue]]
+        package var values: [[FieldValue]]
         /// Per row: the site the row names, when the group writes `site_id`.
-        var sites: [String?]
+        package var sites: [String?]
         /// The JSON array of the group's field names, as the audit trail stores it.
-        var fieldsJSON: String
+        package var fieldsJSON: String
         /// Per row: the JSON array of its reasons for change, trimmed, as the audit trail stores
         /// them; nil when the row gives none.
-        var reasons: [String?]
+        package var reasons: [String?]
     }
 
-    static func check(
+    package static func check(
         _ request: PushRequest,
         principal: Principal,
         schema: Schema,
@@ -65,16 +65,16 @@ enum PushValidation {
     ) throws -> CheckedPush {
         guard principal.canSync else { throw principal.cannotSync }
         guard ReplicaID.isValid(request.replica) else {
-            throw ServerError.validation("The push names an invalid replica: \(ReplicaID.rule).")
+            throw SyncRefusal.validation("The push names an invalid replica: \(ReplicaID.rule).")
         }
         try principal.requireReplica(request.replica)
         let sent = request.sent ?? []
         guard sent.count <= 256, sent.allSatisfy({ $0.utf8.count <= 64 }) else {
-            throw ServerError.validation("A push lists at most 256 unanswered pushes in \"sent\", each a fingerprint of at most 64 characters.")
+            throw SyncRefusal.validation("A push lists at most 256 unanswered pushes in \"sent\", each a fingerprint of at most 64 characters.")
         }
         let records = request.groups.reduce(0) { $0 + $1.rows.count }
         guard records <= SyncProtocol.maximumPushRecords else {
-            throw ServerError.validation("A push carries at most \(SyncProtocol.maximumPushRecords) records; this one carries \(records). Send them in smaller batches.")
+            throw SyncRefusal.validation("A push carries at most \(SyncProtocol.maximumPushRecords) records; this one carries \(records). Send them in smaller batches.")
         }
         var latest = HLC.zero
         var seen = Set<RecordKey>()
@@ -85,22 +85,22 @@ enum PushValidation {
             do {
                 table = try schema.table(group.table)
             } catch {
-                throw ServerError.validation(error)
+                throw SyncRefusal.validation(error)
             }
             if let field = group.columns.first(where: { table.column($0) != nil && !table.isWritable($0) }) {
-                throw ServerError.forbidden("The field \(field) of \(table.name) is written by the server only.")
+                throw SyncRefusal.forbidden("The field \(field) of \(table.name) is written by the server only.")
             }
             guard Set(group.columns).count == group.columns.count, !group.columns.isEmpty else {
-                throw ServerError.validation("A group of \(table.name) must name each field once.")
+                throw SyncRefusal.validation("A group of \(table.name) must name each field once.")
             }
             if let problem = UserName.problem(group.user) {
-                throw ServerError.validation("A group of \(table.name) names an invalid user. \(problem)")
+                throw SyncRefusal.validation("A group of \(table.name) names an invalid user. \(problem)")
             }
             let positions: [Int]
             do {
                 positions = try table.positions(of: group.columns)
             } catch {
-                throw ServerError.validation(error)
+                throw SyncRefusal.validation(error)
             }
             let sitePosition = group.columns.firstIndex(of: TableSchema.siteColumn)
             var rows: [[FieldValue]] = []
@@ -115,22 +115,22 @@ enum PushValidation {
                     row.bases.map({ $0.count == group.columns.count }) ?? true,
                     row.reasons.map({ $0.count == group.columns.count }) ?? true
                 else {
-                    throw ServerError.validation("Record \(row.id) of \(table.name) has \(row.values.count) values for \(group.columns.count) fields.")
+                    throw SyncRefusal.validation("Record \(row.id) of \(table.name) has \(row.values.count) values for \(group.columns.count) fields.")
                 }
                 guard seen.insert(RecordKey(table: table.name, id: row.id)).inserted else {
-                    throw ServerError.validation("Record \(row.id) of \(table.name) appears twice in one push.")
+                    throw SyncRefusal.validation("Record \(row.id) of \(table.name) appears twice in one push.")
                 }
                 let normalized: [FieldValue]
                 do {
                     try table.validate(id: row.id)
                     normalized = try table.validate(row.values, at: positions)
                 } catch {
-                    throw ServerError.validation(error)
+                    throw SyncRefusal.validation(error)
                 }
                 var site: String?
                 if let sitePosition, case .text(let named) = normalized[sitePosition] {
                     guard principal.canAccess(site: named) else {
-                        throw ServerError.forbidden("This token may not write records of site \(named); nothing was written.")
+                        throw SyncRefusal.forbidden("This token may not write records of site \(named); nothing was written.")
                     }
                     site = named
                 }
@@ -138,12 +138,12 @@ enum PushValidation {
                 sites.append(site)
                 reasons.append(try row.reasons.map { try reasonsJSON($0, row: row, table: table, columns: group.columns) })
                 guard row.seq > .zero else {
-                    throw ServerError.validation("Record \(row.id) of \(table.name) has a sequence number below 1.")
+                    throw SyncRefusal.validation("Record \(row.id) of \(table.name) has a sequence number below 1.")
                 }
                 for index in group.columns.indices {
                     let hlc = row.hlc(at: index)
                     guard hlc <= row.seq else {
-                        throw ServerError.validation("Record \(row.id) of \(table.name) has a field stamped after its sequence number.")
+                        throw SyncRefusal.validation("Record \(row.id) of \(table.name) has a field stamped after its sequence number.")
                     }
                 }
                 latest = max(latest, row.seq)
@@ -155,7 +155,7 @@ enum PushValidation {
         }
         let ahead = latest.milliseconds - serverMilliseconds
         if ahead > maximumSkewMilliseconds {
-            throw ServerError.clockSkew(aheadBy: ahead, limit: maximumSkewMilliseconds)
+            throw SyncRefusal.clockSkew(aheadBy: ahead, limit: maximumSkewMilliseconds)
         }
         return CheckedPush(
             replica: request.replica, groups: checked, receivedAt: receivedAt, acked: request.acked, sent: sent, fingerprint: request.fingerprint
@@ -174,7 +174,7 @@ enum PushValidation {
             switch ReasonForChange.checked(reason) {
             case .success(let text): trimmed.append(text)
             case .failure(let problem):
-                throw ServerError.validation("\(table.name).\(columns[index]): record \(row.id): \(problem.message)")
+                throw SyncRefusal.validation("\(table.name).\(columns[index]): record \(row.id): \(problem.message)")
             }
         }
         return String(decoding: try JSONEncoder().encode(trimmed), as: UTF8.self)

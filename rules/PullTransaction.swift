@@ -7,8 +7,8 @@ import SiteSyncCore
 /// refuse a copy of a replica's file, page through the sites in order up to the request's limit,
 /// and set each site's cursor to the last sequence number the page read: never to a head read
 /// separately, which on a store with concurrent writers could pass a change committed late.
-struct PullTransaction: Sendable {
-    enum Step: Sendable {
+package struct PullTransaction: Sendable {
+    package enum Step: Sendable {
         /// Read every site the server holds records of, in site order (a reviewer's scope); answer
         /// ``Answer/sites(_:)``.
         case readSites
@@ -22,7 +22,7 @@ struct PullTransaction: Sendable {
         case finished(PullBatch)
     }
 
-    enum Answer: Sendable {
+    package enum Answer: Sendable {
         case sites([String])
         case replica(StoredReplica?)
         case page([PulledRecord])
@@ -30,12 +30,20 @@ struct PullTransaction: Sendable {
 
     /// One record a page read: its place in its site's sequence, its stamps, and its values in the
     /// order of its table's columns in the client's schema (nil when skipped).
-    struct PulledRecord: Sendable {
-        var seq: Int64
-        var table: String
-        var id: String
-        var stamps: FieldStamps
-        var values: [FieldValue]?
+    package struct PulledRecord: Sendable {
+        package var seq: Int64
+        package var table: String
+        package var id: String
+        package var stamps: FieldStamps
+        package var values: [FieldValue]?
+
+        package init(seq: Int64, table: String, id: String, stamps: FieldStamps, values: [FieldValue]?) {
+            self.seq = seq
+            self.table = table
+            self.id = id
+            self.stamps = stamps
+            self.values = values
+        }
     }
 
     private let request: PullRequest
@@ -59,7 +67,7 @@ struct PullTransaction: Sendable {
 
     /// Starts a pull by `principal` of a replica on `schema`, of a page of at most the request's
     /// limit of records and about `byteBudget` bytes.
-    init(_ request: PullRequest, principal: Principal, schema: Schema, byteBudget: Int = SyncProtocol.maximumPullPageBytes) {
+    package init(_ request: PullRequest, principal: Principal, schema: Schema, byteBudget: Int = SyncProtocol.maximumPullPageBytes) {
         self.request = request
         self.principal = principal
         self.schema = schema
@@ -68,7 +76,7 @@ struct PullTransaction: Sendable {
     }
 
     /// Takes the store's answer to the previous step (nil at the start) and returns the next step.
-    mutating func next(_ answer: Answer?) throws -> Step {
+    package mutating func next(_ answer: Answer?) throws -> Step {
         switch (stage, answer) {
         case (.start, nil):
             switch principal.role {
@@ -86,7 +94,7 @@ struct PullTransaction: Sendable {
             // A replica pulls only once its pushes are answered: if the server applied more under its
             // id than it knows of, another copy of its file pushed them.
             if let state, let acked = request.acked, state.lastSeq > acked {
-                throw ServerError.replicaDiverged
+                throw SyncRefusal.replicaDiverged
             }
             return nextPage()
         case (.pages, .page(let records)?):
@@ -153,7 +161,7 @@ extension PullTransaction.PulledRecord {
     /// About how many bytes of JSON the record takes in a pull answer: its values, id and stamps,
     /// each text counted as it is written, escapes included (a text of control characters takes
     /// up to six times its length). A skipped record takes none.
-    var estimatedBytes: Int {
+    package var estimatedBytes: Int {
         guard let values else { return 0 }
         var bytes = 48 + JSONWriter.writtenBytes(of: id) + JSONWriter.writtenBytes(of: stamps.base.version.replica)
             + JSONWriter.writtenBytes(of: stamps.base.user)
@@ -168,5 +176,22 @@ extension PullTransaction.PulledRecord {
             }
         }
         return bytes
+    }
+}
+
+/// One page of a pull.
+public struct PullBatch: Sendable, Equatable {
+    /// The records, grouped by table.
+    public var groups: [RecordGroup]
+    /// The cursor after the page, for every site in scope.
+    public var cursor: [String: Int64]
+    /// Whether more records wait.
+    public var more: Bool
+
+    /// Creates a page.
+    public init(groups: [RecordGroup], cursor: [String: Int64], more: Bool) {
+        self.groups = groups
+        self.cursor = cursor
+        self.more = more
     }
 }

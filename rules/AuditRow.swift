@@ -5,34 +5,34 @@ import SiteSyncCore
 ///
 /// Every store keeps the same columns (docs/AUDIT.md); this turns them into the history's entries
 /// and the export's field changes, so both read alike whichever store holds them.
-struct AuditRow {
-    struct Change {
-        var field: String
-        var old: FieldValue
-        var new: FieldValue
-        var hlc: HLC
-        var base: Version?
-        var outcome: String
+package struct AuditRow {
+    package struct Change {
+        package var field: String
+        package var old: FieldValue
+        package var new: FieldValue
+        package var hlc: HLC
+        package var base: Version?
+        package var outcome: String
         /// Why: the reason for change given, or for a delete the delete's own reason.
-        var reason: String?
+        package var reason: String?
         /// The conflict the change caused.
-        var conflict: String?
+        package var conflict: String?
     }
 
-    var receivedAt: String
-    var site: String
-    var table: String
-    var recordID: String
-    var replica: String
-    var user: String
-    var seq: HLC
-    var fields: [String]
-    var newValues: [FieldValue]
-    var changes: [Change]
+    package var receivedAt: String
+    package var site: String
+    package var table: String
+    package var recordID: String
+    package var replica: String
+    package var user: String
+    package var seq: HLC
+    package var fields: [String]
+    package var newValues: [FieldValue]
+    package var changes: [Change]
 
     /// Decodes a row from its stored columns (the JSON ones as text), each value in its column's
     /// type: JSON writes the real 68.0 as 68.
-    init(
+    package init(
         receivedAt: String, site: String, table: String, recordID: String, replica: String, user: String, seq: HLC,
         fields fieldsJSON: String, newValues newJSON: String, oldValues oldJSON: String?, hlcs hlcsJSON: String?, bases basesJSON: String?,
         outcomes: String?, reasons reasonsJSON: String?, conflicts conflictsJSON: String?, schema: Schema
@@ -83,7 +83,7 @@ struct AuditRow {
     }
 
     /// The row as the export's lines, one per field.
-    var fieldChanges: [AuditFieldChange] {
+    package var fieldChanges: [AuditFieldChange] {
         changes.map { change in
             AuditFieldChange(
                 receivedAt: receivedAt, site: site, replica: replica, user: user, table: table, recordID: recordID, field: change.field,
@@ -96,7 +96,7 @@ struct AuditRow {
     /// A record's history from its audit rows and those of its conflicts, in the order received.
     ///
     /// - Parameter fieldsByConflict: the field of each of the record's conflicts, by conflict id.
-    static func history(of table: String, _ rows: [AuditRow], fieldsByConflict: [String: String]) -> [HistoryEntry] {
+    package static func history(of table: String, _ rows: [AuditRow], fieldsByConflict: [String: String]) -> [HistoryEntry] {
         var entries: [HistoryEntry] = []
         for audit in rows {
             let values = Dictionary(uniqueKeysWithValues: zip(audit.fields, audit.newValues))
