@@ -70,6 +70,10 @@ let package = Package(
                 // HTTPS to a server whose certificate a private CA signed: URLSession on Linux
                 // cannot be given a CA of its own.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                // JSONDecoder reading a response's ByteBuffer without a copy.
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "client",

@@ -1,13 +1,11 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
 import NIOSSL
 import SiteSyncCore
 import Synchronization
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// The sync protocol over HTTP(S): JSON bodies, a bearer token, version headers.
 ///
@@ -98,13 +96,14 @@ public struct HTTPTransport: SyncTransport {
     ///
     /// - Throws: ``SyncError``: unreachable, untrusted (its certificate), or refused, naming why.
     public func checkServer() async throws {
-        _ = try await exchange("GET", "/healthz", body: nil)
+        _ = try await exchange(.GET, "/healthz")
     }
 
     public func enrol(_ request: EnrolRequest) async throws -> EnrolResponse {
-        try await send("POST", SyncProtocol.replicasPath, body: try JSONEncoder().encode(request))
+        try decode(try await exchange(.POST, SyncProtocol.replicasPath, body: Array(try JSONEncoder().encode(request))).body)
     }
 
+    /// Sends a batch and returns its outcome: one POST, answered once the server has applied it.
     public func push(_ request: PushRequest) async throws -> PushResponse {
         let body: [UInt8]
         do {
@@ -112,33 +111,14 @@ public struct HTTPTransport: SyncTransport {
         } catch {
             throw SyncError.unsendable(error.message)
         }
-        // Asynchronously: the server answers 202 once it has the body, and the outcome is awaited
-        // with a bodiless GET. URLSession on Linux polls the socket for writability from the first
-        // byte of a request body until the response ends, which would burn a core while the
-        // server applies the push. A server that ignores the preference answers 200 at once.
-        var attempt = 1
-        while true {
-            let (data, response) = try await exchange("POST", SyncProtocol.pushPath, headers: [SyncProtocol.preferHeader: SyncProtocol.respondAsync], body: Data(body))
-            guard response.statusCode == 202 else { return try decode(data) }
-            guard let location = response.value(forHTTPHeaderField: "Location"), location.hasPrefix(SyncProtocol.pushPath + "/") else {
-                throw SyncError.invalidResponse("an accepted push without the Location of its outcome")
-            }
-            do {
-                return try await send("GET", location)
-            } catch let error as SyncError where error.status == 404 && attempt == 1 {
-                // The outcome is gone (the server restarted, say): the push is sent again, and the
-                // server applies whatever of it is not applied yet.
-                attempt += 1
-            }
-        }
+        return try decode(try await exchange(.POST, SyncProtocol.pushPath, body: body).body)
     }
 
     public func pull(_ request: PullRequest) async throws -> PullResponse {
         // GET, without a body: the request's parameters are in its query.
-        let query = request.queryItems.map { URLQueryItem(name: $0.name, value: $0.value) }
-        let (data, _) = try await exchange("GET", SyncProtocol.pullPath, query: query, body: nil)
+        let body = try await exchange(.GET, SyncProtocol.pullPath, query: request.queryItems.map { ($0.name, $0.value) }).body
         do {
-            return try data.withUnsafeBytes { bytes in try PullResponse(wireJSON: bytes) }
+            return try body.withUnsafeReadableBytes { bytes in try PullResponse(wireJSON: bytes) }
         } catch {
             throw SyncError.invalidResponse(String(describing: error))
         }
@@ -146,52 +126,47 @@ public struct HTTPTransport: SyncTransport {
 
     /// The conflicts the token may see, filtered and paged.
     public func conflicts(_ filter: ConflictFilter) async throws -> ConflictPage {
-        var query = [URLQueryItem(name: "status", value: filter.status ?? "all"), URLQueryItem(name: "limit", value: String(filter.limit))]
-        if let site = filter.site { query.append(URLQueryItem(name: "site", value: site)) }
-        if let table = filter.table { query.append(URLQueryItem(name: "table", value: table)) }
-        if let after = filter.after { query.append(URLQueryItem(name: "after", value: after)) }
-        return try await send("GET", SyncProtocol.conflictsPath, query: query)
+        var query = [("status", filter.status ?? "all"), ("limit", String(filter.limit))]
+        if let site = filter.site { query.append(("site", site)) }
+        if let table = filter.table { query.append(("table", table)) }
+        if let after = filter.after { query.append(("after", after)) }
+        return try decode(try await exchange(.GET, SyncProtocol.conflictsPath, query: query).body)
     }
 
     /// Every change the server received for a record, with resolutions.
     public func history(table: String, id: String) async throws -> RecordHistory {
-        try await send("GET", SyncProtocol.historyPath(table: table, id: id))
+        try decode(try await exchange(.GET, SyncProtocol.historyPath(table: table, id: id)).body)
     }
 
-    private func send<Response: Decodable>(_ method: String, _ path: String, query: [URLQueryItem] = [], body: Data? = nil) async throws -> Response {
-        try decode(try await exchange(method, path, query: query, body: body).data)
-    }
-
-    private func decode<Response: Decodable>(_ data: Data) throws -> Response {
+    private func decode<Response: Decodable>(_ body: ByteBuffer) throws -> Response {
         do {
-            return try JSONDecoder().decode(Response.self, from: data)
+            return try JSONDecoder().decode(Response.self, from: body)
         } catch {
             throw SyncError.invalidResponse(String(describing: error))
         }
     }
 
-    /// One request: returns the body and head of a 2xx response, or throws the server's refusal.
+    /// One request: returns the body of a 2xx response, or throws the server's refusal.
     private func exchange(
-        _ method: String,
-        _ path: String,
-        query: [URLQueryItem] = [],
-        headers: [String: String] = [:],
-        body: Data?
-    ) async throws -> (data: Data, response: HTTPURLResponse) {
+        _ method: HTTPMethod, _ path: String, query: [(name: String, value: String)] = [], body: [UInt8]? = nil
+    ) async throws -> (status: Int, body: ByteBuffer) {
         var components = URLComponents(url: serverURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
-        if !query.isEmpty { components.queryItems = query }
-        var request = URLRequest(url: components.url!, timeoutInterval: timeout)
-        request.httpMethod = method
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue("Bearer \(credential())", forHTTPHeaderField: "Authorization")
-        request.setValue(String(SyncProtocol.version), forHTTPHeaderField: SyncProtocol.protocolHeader)
-        request.setValue(String(schemaVersion), forHTTPHeaderField: SyncProtocol.schemaHeader)
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        request.httpBody = body
-        let data: Data
-        let response: URLResponse
+        if !query.isEmpty { components.queryItems = query.map { URLQueryItem(name: $0.name, value: $0.value) } }
+        var request = HTTPClientRequest(url: components.url!.absoluteString)
+        request.method = method
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Authorization", value: "Bearer \(credential())")
+        request.headers.add(name: SyncProtocol.protocolHeader, value: String(SyncProtocol.version))
+        request.headers.add(name: SyncProtocol.schemaHeader, value: String(schemaVersion))
+        if let body { request.body = .bytes(body) }
+        let status: Int
+        let headers: HTTPHeaders
+        let received: ByteBuffer
         do {
-            (data, response) = try await Self.exchange(request, through: client, timeout: timeout)
+            let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
+            status = Int(response.status.code)
+            headers = response.headers
+            received = try await response.body.collect(upTo: Self.maximumResponseBytes)
         } catch let error as NIOSSLError {
             throw SyncError.untrusted(serverURL.absoluteString, "\(error)")
         } catch let error as NIOSSLExtraError {
@@ -201,35 +176,22 @@ public struct HTTPTransport: SyncTransport {
         } catch {
             throw SyncError.unreachable(serverURL.absoluteString, (error as NSError).localizedDescription)
         }
-        guard let http = response as? HTTPURLResponse else { throw SyncError.invalidResponse("not an HTTP response") }
-        observer?(path, request.httpBody?.count ?? 0, data.count)
-        if (300..<400).contains(http.statusCode) {
-            let target = http.value(forHTTPHeaderField: "Location").map { TextRules.brief(TextRules.escapingControls($0), maxBytes: 200) } ?? "nowhere"
+        observer?(path, body?.count ?? 0, received.readableBytes)
+        if (300..<400).contains(status) {
+            let target = headers.first(name: "Location").map { TextRules.brief(TextRules.escapingControls($0), maxBytes: 200) } ?? "nowhere"
             throw SyncError.invalidResponse(
-                "the server answered \(http.statusCode), a redirect to \(target); SiteSync follows no redirect (it would carry the credential elsewhere): give the server's own URL"
+                "the server answered \(status), a redirect to \(target); SiteSync follows no redirect (it would carry the credential elsewhere): give the server's own URL"
             )
         }
-        guard (200..<300).contains(http.statusCode) else {
-            if let failure = try? JSONDecoder().decode(ErrorResponse.self, from: data) {
-                throw SyncError.refused(status: http.statusCode, code: failure.error.code, message: failure.error.message, requestID: failure.error.requestID)
+        guard (200..<300).contains(status) else {
+            if let failure = try? JSONDecoder().decode(ErrorResponse.self, from: received) {
+                throw SyncError.refused(status: status, code: failure.error.code, message: failure.error.message, requestID: failure.error.requestID)
             }
-            throw SyncError.refused(status: http.statusCode, code: "http_\(http.statusCode)", message: "HTTP status \(http.statusCode).")
+            throw SyncError.refused(status: status, code: "http_\(status)", message: "HTTP status \(status).")
         }
-        return (data, http)
+        return (status, received)
     }
 
-    /// `request` sent through AsyncHTTPClient, answered as URLSession would answer it.
-    private static func exchange(_ request: URLRequest, through client: HTTPClient, timeout: TimeInterval) async throws -> (Data, URLResponse) {
-        let url = request.url!
-        var outgoing = HTTPClientRequest(url: url.absoluteString)
-        outgoing.method = .init(rawValue: request.httpMethod ?? "GET")
-        for (name, value) in request.allHTTPHeaderFields ?? [:] { outgoing.headers.add(name: name, value: value) }
-        if let body = request.httpBody { outgoing.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await client.execute(outgoing, timeout: .milliseconds(Int64(timeout * 1000)))
-        let body = try await response.body.collect(upTo: 1 << 30)
-        var headers: [String: String] = [:]
-        for header in response.headers { headers[header.name] = header.value }
-        let http = HTTPURLResponse(url: url, statusCode: Int(response.status.code), httpVersion: "HTTP/1.1", headerFields: headers)!
-        return (Data(body.readableBytesView), http)
-    }
+    /// The largest response read: a pull page is at most a few MiB.
+    private static let maximumResponseBytes = 1 << 30
 }

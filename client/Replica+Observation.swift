@@ -25,7 +25,7 @@ extension Replica {
     ///   - includeDeleted: whether soft-deleted records are included, as in ``list(_:includeDeleted:)``.
     /// - Throws: `ValidationError` naming the schema's tables when `table` is not one of them,
     ///   before anything is observed.
-    public func observe(_ table: String, includeDeleted: Bool = false) throws -> AsyncThrowingStream<[StoredRecord], any Error> {
+    public func observe(_ table: String, includeDeleted: Bool = false) throws -> TableObservation {
         let tableSchema = try schema.table(table)
         let filter = includeDeleted ? "" : " WHERE _deleted IS NULL"
         let sql = "\(tableSchema.selectSQL)\(filter) ORDER BY rowid"
@@ -33,17 +33,27 @@ extension Replica {
             try Row.fetchAll(db, sql: sql).map { storedRecord($0, tableSchema) }
         }
         .removeDuplicates()
-        let values = observation.values(in: writer, bufferingPolicy: .bufferingNewest(1))
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    for try await records in values { continuation.yield(records) }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
+        return TableObservation(values: observation.values(in: writer, bufferingPolicy: .bufferingNewest(1)))
+    }
+}
+
+/// A table's records as they change (``Replica/observe(_:includeDeleted:)``): the table now, then
+/// again after each commit that changes it. It runs in the task that iterates it, and ends when
+/// that task is cancelled.
+public struct TableObservation: AsyncSequence, Sendable {
+    public typealias Element = [StoredRecord]
+
+    fileprivate let values: AsyncValueObservation<[StoredRecord]>
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        fileprivate var values: AsyncValueObservation<[StoredRecord]>.Iterator
+
+        public mutating func next() async throws -> [StoredRecord]? {
+            try await values.next()
         }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(values: values.makeAsyncIterator())
     }
 }

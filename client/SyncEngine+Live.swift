@@ -75,12 +75,17 @@ extension SyncEngine {
         logger.info("live sync started", metadata: ["sync.replica": "\(identity.replicaID)", "sync.server": "\(identity.serverURL)"])
         defer { logger.info("live sync stopped", metadata: ["sync.replica": "\(identity.replicaID)"]) }
         let (wakes, wake) = AsyncStream.makeStream(of: Wake.self, bufferingPolicy: .unbounded)
-        defer { wake.finish() }
+        let (timings, timer) = AsyncStream.makeStream(of: Timing?.self, bufferingPolicy: .unbounded)
+        defer {
+            wake.finish()
+            timer.finish()
+        }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await watchOutbox(live, wake: wake) }
                 group.addTask { try await waitForServerChanges(live, wake: wake) }
-                group.addTask { try await syncLocalChanges(live, wakes: wakes, wake: wake) }
+                group.addTask { await Self.runTimer(timings, wake: wake) }
+                group.addTask { try await syncLocalChanges(live, wakes: wakes, timer: timer) }
                 // The first to end ends them all: a failure live sync cannot mend, or cancellation.
                 try await group.next()
                 group.cancelAll()
@@ -88,7 +93,7 @@ extension SyncEngine {
         } catch is CancellationError {
             return
         } catch where Task.isCancelled {
-            // URLSession and GRDB answer a cancelled task with errors of their own.
+            // AsyncHTTPClient and GRDB answer a cancelled task with errors of their own.
             return
         }
     }
@@ -105,17 +110,43 @@ extension SyncEngine {
         case serverAnswers
     }
 
-    /// Syncs at the start, after local changes (debounced), and again after failures (with backoff).
-    private func syncLocalChanges(_ live: LiveConfiguration, wakes: AsyncStream<Wake>, wake: AsyncStream<Wake>.Continuation) async throws {
-        var backoff = Backoff(initial: live.initialBackoff, maximum: live.maximumBackoff)
-        var timer: Task<Void, Never>?
-        defer { timer?.cancel() }
-        func schedule(_ event: Wake, after delay: Duration) {
-            timer?.cancel()
-            timer = Task {
-                try? await Task.sleep(for: delay)
-                if !Task.isCancelled { wake.yield(event) }
+    /// A wake due at a time (``runTimer(_:wake:)``).
+    private struct Timing: Sendable {
+        var event: Wake
+        var deadline: ContinuousClock.Instant
+    }
+
+    /// Yields each timing's wake at its deadline, unless a later timing (or nil, which cancels)
+    /// replaced it first. Each timing sleeps in a child of this task; one replaced wakes and
+    /// yields nothing.
+    private static func runTimer(_ timings: AsyncStream<Timing?>, wake: AsyncStream<Wake>.Continuation) async {
+        /// The number of the latest timing.
+        final class Latest: Sendable {
+            let number = Mutex(0)
+        }
+        let latest = Latest()
+        await withDiscardingTaskGroup { sleepers in
+            var count = 0
+            for await timing in timings {
+                count += 1
+                let mine = count
+                latest.number.withLock { $0 = mine }
+                guard let timing else { continue }
+                sleepers.addTask {
+                    guard (try? await Task.sleep(until: timing.deadline)) != nil else { return }
+                    if latest.number.withLock({ $0 == mine }) { wake.yield(timing.event) }
+                }
             }
+            sleepers.cancelAll()
+        }
+    }
+
+    /// Syncs at the start, after local changes (debounced), and again after failures (with backoff).
+    private func syncLocalChanges(_ live: LiveConfiguration, wakes: AsyncStream<Wake>, timer: AsyncStream<Timing?>.Continuation) async throws {
+        var backoff = Backoff(initial: live.initialBackoff, maximum: live.maximumBackoff)
+        defer { timer.yield(nil) }
+        func schedule(_ event: Wake, after delay: Duration) {
+            timer.yield(Timing(event: event, deadline: .now + delay))
         }
         // When the first change not yet synced was seen.
         var dirtySince: ContinuousClock.Instant?
@@ -126,7 +157,7 @@ extension SyncEngine {
             if let cause = due {
                 due = nil
                 dirtySince = nil
-                timer?.cancel()
+                timer.yield(nil)
                 do {
                     let outcome = try await replica.state.exclusively { try await syncInTurn() }
                     failing = false

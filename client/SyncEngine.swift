@@ -165,40 +165,43 @@ public struct SyncEngine: Sendable {
     }
 
     private func pushInTurn() async throws -> (records: Int, conflicts: Int) {
-        var records = 0
-        var conflicts = 0
         // The server refuses a push of more records than the protocol allows.
         let batchSize = min(max(configuration.pushBatchSize, 1), SyncProtocol.maximumPushRecords)
         guard var current = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
         let total = try configuration.progress.map { _ in try replica.pendingCount() }
-        var inFlight = try send(current)
-        defer { inFlight.cancel() }
-        while true {
-            var next = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
-            let answer = try await inFlight.value
-            records += current.count
-            conflicts += answer.conflicts
-            logger.debug("pushed batch", metadata: ["sync.records": "\(current.count)", "sync.acked": "\(answer.acked)"])
-            configuration.progress?(SyncProgress(phase: .push, done: records, total: total.map { max($0, records) }))
-            if let ready = next, ready.isDisjoint(with: current) {
-                inFlight = try send(ready)
-                try replica.acknowledge(current, answer)
-            } else {
-                if try replica.acknowledge(current, answer) > 0 {
-                    next = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+        // The batch in flight is the one child of this group: leaving the group, by an error or a
+        // cancellation, cancels and awaits it.
+        return try await withThrowingTaskGroup(of: PushResponse.self) { inFlight in
+            var records = 0
+            var conflicts = 0
+            try send(current, in: &inFlight)
+            while true {
+                var next = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+                guard let answer = try await inFlight.next() else { preconditionFailure("a batch is always in flight here") }
+                records += current.count
+                conflicts += answer.conflicts
+                logger.debug("pushed batch", metadata: ["sync.records": "\(current.count)", "sync.acked": "\(answer.acked)"])
+                configuration.progress?(SyncProgress(phase: .push, done: records, total: total.map { max($0, records) }))
+                if let ready = next, ready.isDisjoint(with: current) {
+                    try send(ready, in: &inFlight)
+                    try replica.acknowledge(current, answer)
+                } else {
+                    if try replica.acknowledge(current, answer) > 0 {
+                        next = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+                    }
+                    guard let ready = next else { return (records, conflicts) }
+                    try send(ready, in: &inFlight)
                 }
-                guard let ready = next else { return (records, conflicts) }
-                inFlight = try send(ready)
+                current = next!
             }
-            current = next!
         }
     }
 
-    /// Starts pushing one batch, with retries; first records it as sent, so that a retry after a
-    /// lost answer is recognised as this replica's (``PushRequest/sent``).
-    private func send(_ batch: OutboxBatch) throws -> Task<PushResponse, any Error> {
+    /// Starts pushing one batch, with retries, as a child of `group`; first records it as sent, so
+    /// that a retry after a lost answer is recognised as this replica's (``PushRequest/sent``).
+    private func send(_ batch: OutboxBatch, in group: inout ThrowingTaskGroup<PushResponse, any Error>) throws {
         let request = try replica.prepareToSend(batch.request)
-        return Task { [transport] in try await withRetry("push") { try await transport.push(request) } }
+        group.addTask { [self] in try await withRetry("push") { try await transport.push(request) } }
     }
 
     /// Pulls until the server has nothing more; returns the records that changed here.
@@ -234,8 +237,10 @@ public struct SyncEngine: Sendable {
         }
     }
 
+    /// Runs `body`, again after a transient failure, up to ``Configuration/attempts`` times, with
+    /// the jittered ``Backoff`` between attempts; a cancellation ends the wait at once.
     private func withRetry<T: Sendable>(_ operation: String, _ body: @Sendable () async throws -> T) async throws -> T {
-        var delay = configuration.initialBackoff
+        var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maximumBackoff)
         var attempt = 1
         while true {
             do {
@@ -243,8 +248,7 @@ public struct SyncEngine: Sendable {
             } catch let error as SyncError where error.isTransient && attempt < configuration.attempts {
                 try Task.checkCancellation()
                 logger.info("sync request failed; retrying", metadata: ["sync.operation": "\(operation)", "sync.attempt": "\(attempt)", "sync.error": "\(error)"])
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, configuration.maximumBackoff)
+                try await Task.sleep(for: backoff.next())
                 attempt += 1
             }
         }
