@@ -39,13 +39,25 @@ struct PushID: Hashable, Sendable {
 /// outcome nobody collects is dropped after ``retention``: the push itself is applied (or refused)
 /// either way, and a client that lost track of it sends it again, which the server applies only once.
 ///
-/// As a service of the application, it holds the instance's graceful shutdown until every push it
-/// accepted is applied or refused: the server stops taking requests first, then the pushes finish.
+/// As a service of the application, it applies each push in a child task of its own ``run()``,
+/// and holds the instance's graceful shutdown until every push it accepted is applied or refused:
+/// the server stops taking requests first, then the pushes finish.
 actor PendingPushes: Service {
+    /// A push's outcome, once: the push's child task yields it, and the `GET` that collects the
+    /// push awaits it.
+    typealias Outcome = AsyncThrowingStream<PushResponse, any Error>
+
     private struct Entry {
-        var task: Task<PushResponse, any Error>
+        var outcome: Outcome
         var accepted: ContinuousClock.Instant
         var finished = false
+    }
+
+    /// A push to apply, and where its outcome goes.
+    private struct Job: Sendable {
+        var id: PushID
+        var work: @Sendable () async throws -> PushResponse
+        var outcome: Outcome.Continuation
     }
 
     /// How long an uncollected outcome is kept.
@@ -56,51 +68,72 @@ actor PendingPushes: Service {
     /// applied push's outcome is in the store anyway; a refusal is found again when it is resent).
     let keptPerReplica: Int
     private var entries: [PushID: Entry] = [:]
+    private let jobs: AsyncStream<Job>
+    private let submit: AsyncStream<Job>.Continuation
 
     init(retention: Duration = .seconds(600), maximumPerReplica: Int = 8, keptPerReplica: Int = 32) {
         self.retention = retention
         self.maximumPerReplica = maximumPerReplica
         self.keptPerReplica = keptPerReplica
+        (jobs, submit) = AsyncStream.makeStream(of: Job.self, bufferingPolicy: .unbounded)
     }
 
     /// Starts applying the push `id`, unless ``maximumPerReplica`` pushes of its replica are
     /// still applying here.
     ///
-    /// - Throws: ``ServerError`` `too_many_pending` (429), having started nothing.
+    /// - Throws: ``ServerError`` `too_many_pending` (429), or `unavailable` (503) once the
+    ///   instance is shutting down, having started nothing.
     func start(_ id: PushID, _ work: @escaping @Sendable () async throws -> PushResponse) throws {
         let now = ContinuousClock.now
         entries = entries.filter { now - $0.value.accepted < retention }
         let mine = entries.filter { $0.key.replica == id.replica && $0.key != id }
         let applying = mine.values.filter { !$0.finished }.count
         if applying >= maximumPerReplica { throw ServerError.tooManyPending(applying) }
+        let (outcome, continuation) = Outcome.makeStream(bufferingPolicy: .bufferingNewest(1))
+        guard case .enqueued = submit.yield(Job(id: id, work: work, outcome: continuation)) else { throw ServerError.unavailable }
         let finished = mine.filter { $0.value.finished }.sorted { $0.value.accepted < $1.value.accepted }
         for (old, _) in finished.dropLast(max(keptPerReplica - 1, 0)) { entries[old] = nil }
-        entries[id] = Entry(
-            task: Task {
-                defer { Task { await self.finish(id) } }
-                return try await work()
-            },
-            accepted: now
-        )
+        entries[id] = Entry(outcome: outcome, accepted: now)
     }
 
     private func finish(_ id: PushID) {
         entries[id]?.finished = true
     }
 
-    /// Removes and returns the push `id` if this instance accepted it.
-    func take(_ id: PushID) -> Task<PushResponse, any Error>? {
-        entries.removeValue(forKey: id)?.task
+    /// Removes the push `id` if this instance accepted it, and returns its outcome, to be awaited.
+    func take(_ id: PushID) -> Outcome? {
+        entries.removeValue(forKey: id)?.outcome
     }
 
-    /// Waits for graceful shutdown, then for every push accepted here.
+    /// Applies each push accepted, in a child task, until graceful shutdown; then stops accepting
+    /// and returns once every push accepted is applied or refused.
     func run() async throws {
-        try? await gracefulShutdown()
-        await drain()
+        await withDiscardingTaskGroup { group in
+            group.addTask { [submit] in
+                try? await gracefulShutdown()
+                submit.finish()
+            }
+            for await job in jobs {
+                group.addTask {
+                    do {
+                        job.outcome.yield(try await job.work())
+                        job.outcome.finish()
+                    } catch {
+                        job.outcome.finish(throwing: error)
+                    }
+                    await self.finish(job.id)
+                }
+            }
+        }
     }
+}
 
-    /// Waits until every push accepted so far is applied or refused.
-    func drain() async {
-        for entry in entries.values { _ = await entry.task.result }
+extension PendingPushes.Outcome {
+    /// The push's response, or its refusal, once it is applied.
+    var value: PushResponse {
+        get async throws {
+            for try await response in self { return response }
+            throw CancellationError()
+        }
     }
 }

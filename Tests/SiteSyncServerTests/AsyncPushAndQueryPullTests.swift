@@ -1,10 +1,10 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Logging
 import HummingbirdTesting
-import SiteSyncCore
+import Logging
 import ServiceLifecycle
+import SiteSyncCore
 import SiteSyncTestSupport
 import Synchronization
 import Testing
@@ -21,7 +21,8 @@ private func asyncHeaders(_ token: String) -> HTTPFields {
 
 @Suite("Asynchronous push and the bodiless pull")
 struct AsyncPushAndQueryPullTests {
-    @Test("An asynchronous push is accepted at once; its outcome is answered to the pushing replica only, from the store once applied", arguments: StoreKind.all)
+    @Test(
+        "An asynchronous push is accepted at once; its outcome is answered to the pushing replica only, from the store once applied", arguments: StoreKind.all)
     func asyncPush(store: StoreKind) async throws {
         let server = try await TestServer.make(store)
         try await server.test { client in
@@ -48,8 +49,9 @@ struct AsyncPushAndQueryPullTests {
             }
             #expect(again.acked == outcome.acked && again.applied == 2 && again.conflicts == 0)
             // An id no server made, or a push not applied, says to push again.
-            for unknown in ["x", location.replacingOccurrences(of: "/v1/push/", with: "/v1/push/9") ] {
-                try await client.execute(uri: unknown.hasPrefix("/") ? unknown : "/v1/push/\(unknown)", method: .get, headers: syncHeaders(server.s01)) { response in
+            for unknown in ["x", location.replacingOccurrences(of: "/v1/push/", with: "/v1/push/9")] {
+                try await client.execute(uri: unknown.hasPrefix("/") ? unknown : "/v1/push/\(unknown)", method: .get, headers: syncHeaders(server.s01)) {
+                    response in
                     #expect(response.status == .notFound)
                     let error = try decode(ErrorResponse.self, response.body).error
                     #expect(error.message.contains("Push again"))
@@ -70,21 +72,25 @@ struct AsyncPushAndQueryPullTests {
             return PushResponse(acked: .zero, applied: 0, conflicts: 0, hlc: .zero)
         }
         let ids = (1...3).map { PushID(replica: "r1", lastSeq: HLC(rawValue: Int64($0)), fingerprint: "0123456789abcdef") }
-        try await pending.start(ids[0], work)
-        try await pending.start(ids[1], work)
-        do {
+        try await withThrowingTaskGroup(of: Void.self) { service in
+            service.addTask { try await pending.run() }
+            try await pending.start(ids[0], work)
+            try await pending.start(ids[1], work)
+            do {
+                try await pending.start(ids[2], work)
+                Issue.record("a third push of r1 was started while two were applying")
+            } catch let error as ServerError {
+                #expect(error.status == .tooManyRequests && error.code == .tooManyPending && error.retryAfter == 5)
+            }
+            // Another replica is not held back.
+            try await pending.start(PushID(replica: "r2", lastSeq: HLC(rawValue: 1), fingerprint: "0123456789abcdef"), work)
+            // Once they are applied, the refused push starts.
+            released.withLock { $0 = true }
+            for id in ids.prefix(2) { _ = try await pending.take(id)?.value }
             try await pending.start(ids[2], work)
-            Issue.record("a third push of r1 was started while two were applying")
-        } catch let error as ServerError {
-            #expect(error.status == .tooManyRequests && error.code == .tooManyPending && error.retryAfter == 5)
+            _ = try await pending.take(ids[2])?.value
+            service.cancelAll()
         }
-        // Another replica is not held back.
-        try await pending.start(PushID(replica: "r2", lastSeq: HLC(rawValue: 1), fingerprint: "0123456789abcdef"), work)
-        // Once they are applied, the refused push starts.
-        released.withLock { $0 = true }
-        for id in ids.prefix(2) { _ = try await pending.take(id)?.value }
-        try await pending.start(ids[2], work)
-        _ = try await pending.take(ids[2])?.value
         #expect(started.withLock { $0 } == 4, "the refused push started nothing")
     }
 
@@ -129,7 +135,12 @@ struct AsyncPushAndQueryPullTests {
         // before it cannot have been applied by then, however fast or loaded the machine is.
         let held = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        let holder = Task { try await store.writer.write { _ in held.signal(); release.wait() } }
+        let holder = Task {
+            try await store.writer.write { _ in
+                held.signal()
+                release.wait()
+            }
+        }
         await Blocking.run { held.wait() }
         let push = subjectPush(ids: (0..<50).map { "s\($0)" })
         #expect(await send("POST", SyncProtocol.pushPath, asyncHeaders(credential), body: Array(try json(push).readableBytesView)) == 202)
@@ -152,11 +163,18 @@ struct AsyncPushAndQueryPullTests {
         let server = try await TestServer.make(store)
         let before = try await server.dump()
         // A new subject without its required screening number is refused by the store, not up front
-        let push = PushRequest(replica: "r1", groups: [ChangeGroup(table: "subjects", user: "A", columns: ["site_id"], rows: [
-            ChangeRow(id: "a", seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("S01")]),
-        ])])
+        let push = PushRequest(
+            replica: "r1",
+            groups: [
+                ChangeGroup(
+                    table: "subjects", user: "A", columns: ["site_id"],
+                    rows: [
+                        ChangeRow(id: "a", seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("S01")])
+                    ])
+            ])
         try await server.test { client in
-            let location = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(push)) { response in
+            let location = try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: try json(push)) {
+                response in
                 #expect(response.status == .accepted)
                 return try #require(response.headers[.location])
             }
@@ -174,7 +192,9 @@ struct AsyncPushAndQueryPullTests {
     func asyncMalformed(store: StoreKind) async throws {
         let server = try await TestServer.make(store)
         try await server.test { client in
-            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: ByteBuffer(string: #"{"replica":"r1","groups":[}"#)) { response in
+            try await client.execute(
+                uri: SyncProtocol.pushPath, method: .post, headers: asyncHeaders(server.s01), body: ByteBuffer(string: #"{"replica":"r1","groups":[}"#)
+            ) { response in
                 #expect(response.status == .badRequest)
                 let error = try decode(ErrorResponse.self, response.body).error
                 #expect(error.code == ErrorCode.invalidJSON.rawValue)
@@ -186,7 +206,9 @@ struct AsyncPushAndQueryPullTests {
     func queryPull(store: StoreKind) async throws {
         let server = try await TestServer.make(store)
         try await server.test { client in
-            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ["a", "b", "c"]))) {
+            try await client.execute(
+                uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ["a", "b", "c"]))
+            ) {
                 #expect($0.status == .ok)
             }
             let request = PullRequest(cursor: ["S01": 1], limit: 1, replica: "r1b", acked: .zero)
@@ -207,15 +229,17 @@ struct AsyncPushAndQueryPullTests {
         }
     }
 
-    @Test("A bad pull query is refused with the parameter and the rule", arguments: [
-        ("limit=ten", HTTPResponse.Status.unprocessableContent, "limit must be a whole number"),
-        ("cursor=S01:1", .unprocessableContent, "limit is required"),
-        ("limit=5&cursor=S01", .unprocessableContent, "cursor must list SITE:SEQUENCE pairs"),
-        ("limit=5&cursor=S01:1,S01:2", .unprocessableContent, "each site once"),
-        ("limit=5&cursor=S01:-3", .unprocessableContent, "cursor must list"),
-        ("limit=0", .unprocessableContent, "at least 1"),
-        ("limit=5&cursor=S02:0", .forbidden, "reads site S01 only"),
-    ])
+    @Test(
+        "A bad pull query is refused with the parameter and the rule",
+        arguments: [
+            ("limit=ten", HTTPResponse.Status.unprocessableContent, "limit must be a whole number"),
+            ("cursor=S01:1", .unprocessableContent, "limit is required"),
+            ("limit=5&cursor=S01", .unprocessableContent, "cursor must list SITE:SEQUENCE pairs"),
+            ("limit=5&cursor=S01:1,S01:2", .unprocessableContent, "each site once"),
+            ("limit=5&cursor=S01:-3", .unprocessableContent, "cursor must list"),
+            ("limit=0", .unprocessableContent, "at least 1"),
+            ("limit=5&cursor=S02:0", .forbidden, "reads site S01 only"),
+        ])
     func badQuery(query: String, status: HTTPResponse.Status, message: String) async throws {
         let server = try await TestServer.make()
         try await server.test { client in

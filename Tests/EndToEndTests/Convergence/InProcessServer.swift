@@ -27,11 +27,14 @@ final class InProcessServer: Sendable {
 
     let database: Database
     let configuration: ServerConfiguration
-    /// The running instance: its store, its application, and the task running its connections.
+    /// The running instance: its store, its application, the task running its connections, and
+    /// the task running the application's services (the asynchronous pushes it accepts, the watch
+    /// of other instances' commits).
     private struct Instance: Sendable {
         var store: any SyncStore
         var respond: Respond
         var pool: Task<Void, any Error>?
+        var services: Task<Void, Never>
     }
 
     private let current = Mutex<Instance?>(nil)
@@ -59,16 +62,25 @@ final class InProcessServer: Sendable {
             pool = Task { try await postgres.run() }
             store = postgres
         }
-        let respond = try await Self.responder(of: buildApplication(configuration, store: store, logger: logger))
-        let instance = Instance(store: store, respond: respond, pool: pool)
-        let previous = current.withLock { $0?.pool }
+        let app = try buildApplication(configuration, store: store, logger: logger)
+        let respond = try await Self.responder(of: app)
+        let services = Task {
+            await withDiscardingTaskGroup { group in
+                for service in app.services { group.addTask { try? await service.run() } }
+            }
+        }
+        let instance = Instance(store: store, respond: respond, pool: pool, services: services)
+        let previous = current.withLock { $0 }
         current.withLock { $0 = instance }
-        previous?.cancel()
+        previous?.services.cancel()
+        previous?.pool?.cancel()
     }
 
-    /// Stops the running instance's connections.
+    /// Stops the running instance's services and connections.
     func stop() {
-        current.withLock { $0?.pool }?.cancel()
+        let instance = current.withLock { $0 }
+        instance?.services.cancel()
+        instance?.pool?.cancel()
     }
 
     private static let quiet: Logger = {
