@@ -147,7 +147,8 @@ let package = Package(
         .target(
             name: "SiteSyncTestSupport",
             dependencies: [
-                "SiteSyncServer", "SiteSyncRules", "SiteSyncClient", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords", "LoopbackHTTP", .product(name: "Logging", package: "swift-log"),
+                "SiteSyncServer", "SiteSyncRules", "SiteSyncClient", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords", "LoopbackHTTP",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Tests/SiteSyncTestSupport",

@@ -50,11 +50,12 @@ extension Replica {
                 return ClockReset(wasAhead: false, clock: Replica.isoTime(state.clock.current), restamped: 0)
             }
             // The clock restarts above everything this replica must stay ahead of that is not in the future.
-            let floor = try [
-                Int64.fetchOne(db, sql: "SELECT max(seq) FROM _sitesync_outbox WHERE seq <= ?", arguments: [limit.rawValue]),
-                Int64.fetchOne(db, sql: "SELECT max(hlc) FROM _sitesync_shadows WHERE hlc <= ?", arguments: [limit.rawValue]),
-                acked.rawValue,
-            ].compactMap { $0 }.max() ?? 0
+            let floor =
+                try [
+                    Int64.fetchOne(db, sql: "SELECT max(seq) FROM _sitesync_outbox WHERE seq <= ?", arguments: [limit.rawValue]),
+                    Int64.fetchOne(db, sql: "SELECT max(hlc) FROM _sitesync_shadows WHERE hlc <= ?", arguments: [limit.rawValue]),
+                    acked.rawValue,
+                ].compactMap { $0 }.max() ?? 0
             state.clock.reset(to: HLC(rawValue: floor))
             var actors = Actors()
             for shadow in future {

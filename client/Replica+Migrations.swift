@@ -177,9 +177,11 @@ extension Replica {
         guard let version = try appliedSchemaVersion(db, schema: schema, prefix: "") else { return }
         let stamp = try StampSQL(db)
         for table in schema.restricted(to: version).tables {
-            if table.isWritable(TableSchema.deletedColumn), let code = try Int64.fetchOne(
-                db, sql: "SELECT code FROM _sitesync_tables WHERE name = ?", arguments: [table.name]
-            ) {
+            if table.isWritable(TableSchema.deletedColumn),
+                let code = try Int64.fetchOne(
+                    db, sql: "SELECT code FROM _sitesync_tables WHERE name = ?", arguments: [table.name]
+                )
+            {
                 let deleted = "'$.\(TableSchema.deletedColumn)'"
                 try db.execute(
                     sql: """
@@ -206,9 +208,11 @@ extension Replica {
     /// The clock starts where the library's would have on opening this file: past the persisted
     /// clock and every pending change.
     static func moveClockToSQL(_ db: Database, schema: Schema) throws {
-        try ClockSQL.create(db, start: """
-            max(coalesce((SELECT hlc FROM _sitesync_meta), 0), coalesce((SELECT max(seq) FROM _sitesync_outbox), 0))
-            """)
+        try ClockSQL.create(
+            db,
+            start: """
+                max(coalesce((SELECT hlc FROM _sitesync_meta), 0), coalesce((SELECT max(seq) FROM _sitesync_outbox), 0))
+                """)
         try db.execute(sql: "ALTER TABLE _sitesync_meta DROP COLUMN hlc")
         if let version = try appliedSchemaVersion(db, schema: schema, prefix: "") {
             for table in schema.restricted(to: version).tables {

@@ -111,13 +111,14 @@ extension Replica {
             // Reads on past a window whose every record stays queued.
             while true {
                 let shadows = try Row.fetchAll(
-                    db.cachedStatement(sql: """
-                        SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held, s.reasons
-                        FROM _sitesync_outbox AS o
-                        JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
-                        JOIN _sitesync_actors AS a ON a.actor = s.actor
-                        WHERE o.seq > ? ORDER BY o.seq LIMIT ?
-                        """),
+                    db.cachedStatement(
+                        sql: """
+                            SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held, s.reasons
+                            FROM _sitesync_outbox AS o
+                            JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
+                            JOIN _sitesync_actors AS a ON a.actor = s.actor
+                            WHERE o.seq > ? ORDER BY o.seq LIMIT ?
+                            """),
                     arguments: [after.rawValue, limit]
                 )
                 guard !shadows.isEmpty else { return nil }
@@ -208,8 +209,11 @@ extension Replica {
                         entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user)
                     }
                     // A new group also writes its table, user and columns.
-                    let header = positions[key] != nil ? 0 : 40 + JSONWriter.maximumBytes(of: tableName) + JSONWriter.maximumBytes(of: key.user)
-                        + (key.columns ?? table.columnNames).reduce(0) { $0 + 1 + JSONWriter.maximumBytes(of: $1) }
+                    let header =
+                        positions[key] != nil
+                        ? 0
+                        : 40 + JSONWriter.maximumBytes(of: tableName) + JSONWriter.maximumBytes(of: key.user)
+                            + (key.columns ?? table.columnNames).reduce(0) { $0 + 1 + JSONWriter.maximumBytes(of: $1) }
                     let size = header + row.maximumEncodedBytes
                     if !entries.isEmpty, bytes + size > byteBudget {
                         break
@@ -295,10 +299,13 @@ extension Replica {
     /// ``ReasonForChange/changedDuringSync``, unless the person gave one.
     private func rebase(_ db: Database, _ entry: OutboxBatch.Entry) throws -> Bool {
         let code = try tableCodes.code(entry.table)
-        guard let shadow = try Row.fetchOne(
-            db, sql: "SELECT \(ShadowSQL.stamps), s.base, s.held, s.reasons FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
-            arguments: [code, entry.id]
-        ) else { return false }
+        guard
+            let shadow = try Row.fetchOne(
+                db,
+                sql: "SELECT \(ShadowSQL.stamps), s.base, s.held, s.reasons FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
+                arguments: [code, entry.id]
+            )
+        else { return false }
         let replica = try requireIdentity().replicaID
         let pushed = zip(entry.columns, entry.hlcs).map { (column: $0, stamp: Stamp(hlc: $1, replica: replica, user: entry.user)) }
         let stamps = try FieldStamps(row: shadow, startingAt: 0)
@@ -328,7 +335,9 @@ extension Replica {
         }
         try db.execute(
             sql: "UPDATE _sitesync_shadows SET base = ?, held = ?, reasons = ? WHERE tbl = ? AND id = ?",
-            arguments: [ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), reasons.isEmpty ? nil : ShadowJSON.encode(reasons), code, entry.id]
+            arguments: [
+                ShadowJSON.encode(base), held.isEmpty ? nil : ShadowJSON.encode(held), reasons.isEmpty ? nil : ShadowJSON.encode(reasons), code, entry.id,
+            ]
         )
         return true
     }

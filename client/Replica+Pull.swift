@@ -22,9 +22,10 @@ extension Replica {
         // The HLC receive rule: the clock passes every stamp received, so that an edit of a pulled
         // field is always stamped after the version it overwrites, even when the server's own
         // clock (a restarted instance, say) reads earlier than the stamps it serves.
-        let latest = response.groups.lazy.flatMap(\.rows).map { row in
-            row.stamps.overrides.values.reduce(row.stamps.base.version.hlc) { max($0, $1.version.hlc) }
-        }.max() ?? .zero
+        let latest =
+            response.groups.lazy.flatMap(\.rows).map { row in
+                row.stamps.overrides.values.reduce(row.stamps.base.version.hlc) { max($0, $1.version.hlc) }
+            }.max() ?? .zero
         try state.checkPulledStamp(latest)
         return try writer.write { db in
             defer { db.boundStatementCache() }

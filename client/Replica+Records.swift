@@ -124,10 +124,12 @@ extension Replica {
     /// while it waited.
     func recordReason(_ db: Database, _ reason: String, table: String, id: String, fields: [String]) throws {
         let code = try tableCodes.code(table)
-        guard let shadow = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT base, reasons FROM _sitesync_shadows WHERE tbl = ? AND id = ? AND pending IS NOT NULL"),
-            arguments: [code, id]
-        ) else { return }
+        guard
+            let shadow = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT base, reasons FROM _sitesync_shadows WHERE tbl = ? AND id = ? AND pending IS NOT NULL"),
+                arguments: [code, id]
+            )
+        else { return }
         let base = try ShadowJSON.decode([String: Stamp?].self, shadow[0])
         var reasons = try ShadowJSON.decode([String: String].self, shadow[1]) ?? [:]
         let waited = reasons.values.contains(ReasonForChange.writtenOutsideLibrary)

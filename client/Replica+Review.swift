@@ -102,13 +102,15 @@ extension Replica {
                 try recordReason(db, why, table: table.name, id: conflict.recordID, fields: [conflict.field])
             }
             let resolution = Conflict.Resolution(decision: choice.decision, reviewer: identity.user, reason: reason, resolvedAt: Timestamp.now())
-            _ = try write(db, identity: identity, table: TableSchema.conflicts.name, id: id, [
-                "status": .text("resolved"),
-                "decision": .text(resolution.decision.rawValue),
-                "reviewer": .text(resolution.reviewer),
-                "reason": .text(resolution.reason),
-                "resolved_at": .text(resolution.resolvedAt),
-            ], reason: why)
+            _ = try write(
+                db, identity: identity, table: TableSchema.conflicts.name, id: id,
+                [
+                    "status": .text("resolved"),
+                    "decision": .text(resolution.decision.rawValue),
+                    "reviewer": .text(resolution.reviewer),
+                    "reason": .text(resolution.reason),
+                    "resolved_at": .text(resolution.resolvedAt),
+                ], reason: why)
             var resolved = conflict
             resolved.status = "resolved"
             resolved.resolution = resolution
@@ -135,20 +137,22 @@ extension Replica {
             var byStamp: [Stamp: [FieldHistory]] = [:]
             for field in tableSchema.columnNames {
                 let stamp = stamps[field]
-                byStamp[stamp, default: []].append(FieldHistory(
-                    field: field, old: .null, new: record[field] ?? .null, hlc: stamp.version.hlc,
-                    outcome: synced.contains(field) ? "applied" : "pending", reason: reasons[field]
-                ))
+                byStamp[stamp, default: []].append(
+                    FieldHistory(
+                        field: field, old: .null, new: record[field] ?? .null, hlc: stamp.version.hlc,
+                        outcome: synced.contains(field) ? "applied" : "pending", reason: reasons[field]
+                    ))
             }
             var entries = byStamp.sorted { $0.key.version < $1.key.version }.map { stamp, changes in
                 HistoryEntry.change(at: Self.isoTime(stamp.version.hlc), user: stamp.user, replica: stamp.version.replica, changes: changes)
             }
             for conflict in resolved {
                 guard let resolution = conflict.resolution else { continue }
-                entries.append(.resolution(
-                    at: resolution.resolvedAt, user: resolution.reviewer, replica: "", conflict: conflict.id, field: conflict.field,
-                    decision: resolution.decision.rawValue, reason: resolution.reason
-                ))
+                entries.append(
+                    .resolution(
+                        at: resolution.resolvedAt, user: resolution.reviewer, replica: "", conflict: conflict.id, field: conflict.field,
+                        decision: resolution.decision.rawValue, reason: resolution.reason
+                    ))
             }
             return RecordHistory(source: "replica", table: table, recordID: id, entries: entries)
         }

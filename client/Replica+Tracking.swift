@@ -50,14 +50,14 @@ extension Replica {
         try db.execute(
             sql: table.clientCreatable
                 ? """
-                    CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN \(ClockSQL.isTracking) BEGIN
-                        INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (\(ClockSQL.next), \(code), NEW.id);
-                        INSERT INTO _sitesync_shadows (tbl, id, hlc, actor, pending)
-                        VALUES (\(code), NEW.id, last_insert_rowid(), \(stamp.actor), last_insert_rowid())
-                        ON CONFLICT (tbl, id) DO UPDATE SET hlc = RAISE(ABORT,
-                            'records of \(name) are never replaced: update the fields that change instead');
-                    END;
-                    """
+                CREATE TRIGGER \(trigger("ai")) AFTER INSERT ON \(quoted) WHEN \(ClockSQL.isTracking) BEGIN
+                    INSERT INTO _sitesync_outbox (seq, tbl, id) VALUES (\(ClockSQL.next), \(code), NEW.id);
+                    INSERT INTO _sitesync_shadows (tbl, id, hlc, actor, pending)
+                    VALUES (\(code), NEW.id, last_insert_rowid(), \(stamp.actor), last_insert_rowid())
+                    ON CONFLICT (tbl, id) DO UPDATE SET hlc = RAISE(ABORT,
+                        'records of \(name) are never replaced: update the fields that change instead');
+                END;
+                """
                 : "CREATE TRIGGER \(trigger("ai")) BEFORE INSERT ON \(quoted) WHEN \(ClockSQL.isTracking) BEGIN \(refusal) END;"
         )
         for column in table.columns where !column.writable {

@@ -92,7 +92,7 @@ extension SyncEngine {
             }
         } catch is CancellationError {
             return
-        } catch where Task.isCancelled {
+        } catch  where Task.isCancelled {
             // AsyncHTTPClient and GRDB answer a cancelled task with errors of their own.
             return
         }
@@ -197,7 +197,10 @@ extension SyncEngine {
     private func report(_ report: SyncReport, cause: LiveSyncEvent.Cause, _ live: LiveConfiguration) {
         logger.info(
             "synced",
-            metadata: ["sync.cause": "\(cause.rawValue)", "sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"]
+            metadata: [
+                "sync.cause": "\(cause.rawValue)", "sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)",
+                "sync.conflicts": "\(report.conflicts)",
+            ]
         )
         live.events?(.synced(report, cause: cause))
     }
@@ -243,7 +246,8 @@ extension SyncEngine {
             let asked = ContinuousClock.now
             do {
                 let probe = PullRequest(
-                    cursor: try replica.cursor(), limit: 1, replica: identity.replicaID, wait: live.pullWait, report: try replica.report(build: configuration.build)
+                    cursor: try replica.cursor(), limit: 1, replica: identity.replicaID, wait: live.pullWait,
+                    report: try replica.report(build: configuration.build)
                 )
                 let page = try await transport.pull(probe)
                 if failing {

@@ -101,7 +101,10 @@ public struct SyncEngine: Sendable {
     let logger: Logger
 
     /// Creates an engine.
-    public init(replica: Replica, transport: any SyncTransport, configuration: Configuration = .init(), logger: Logger = Logger(label: "sitesync.sync", factory: { _ in SwiftLogNoOpLogHandler() })) {
+    public init(
+        replica: Replica, transport: any SyncTransport, configuration: Configuration = .init(),
+        logger: Logger = Logger(label: "sitesync.sync", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
         self.replica = replica
         self.transport = transport
         self.configuration = configuration
@@ -149,7 +152,8 @@ public struct SyncEngine: Sendable {
         }
         report.awaitingReason = try replica.unexplainedCount()
         try replica.recordSyncCompleted()
-        logger.info("sync completed", metadata: ["sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"])
+        logger.info(
+            "sync completed", metadata: ["sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"])
         return report
     }
 
@@ -247,7 +251,8 @@ public struct SyncEngine: Sendable {
                 return try await body()
             } catch let error as SyncError where error.isTransient && attempt < configuration.attempts {
                 try Task.checkCancellation()
-                logger.info("sync request failed; retrying", metadata: ["sync.operation": "\(operation)", "sync.attempt": "\(attempt)", "sync.error": "\(error)"])
+                logger.info(
+                    "sync request failed; retrying", metadata: ["sync.operation": "\(operation)", "sync.attempt": "\(attempt)", "sync.error": "\(error)"])
                 try await Task.sleep(for: backoff.next())
                 attempt += 1
             }

@@ -29,7 +29,8 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     public static func untrusted(_ server: String, _ detail: String) -> SyncError {
         SyncError(
             kind: .untrusted,
-            message: "The server \(server) presented a TLS certificate this laptop does not accept (\(detail)); check the server address and the certificate authority (sitesync init --ca-cert). Changes stay queued on this laptop."
+            message:
+                "The server \(server) presented a TLS certificate this laptop does not accept (\(detail)); check the server address and the certificate authority (sitesync init --ca-cert). Changes stay queued on this laptop."
         )
     }
 
@@ -47,7 +48,8 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
 
     /// A pending change cannot be written as a request (a number JSON cannot carry, written by raw SQL).
     public static func unsendable(_ detail: String) -> SyncError {
-        SyncError(kind: .unsendable, message: "A pending change cannot be sent: \(detail); correct the value, then sync again. Changes stay queued on this laptop.")
+        SyncError(
+            kind: .unsendable, message: "A pending change cannot be sent: \(detail); correct the value, then sync again. Changes stay queued on this laptop.")
     }
 
     /// The server answered with a clock further ahead of this laptop's than the skew bound allows.
@@ -55,7 +57,8 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     public static func clockAhead(aheadBy milliseconds: Int64, limit: Int64) -> SyncError {
         SyncError(
             kind: .clockAhead,
-            message: "The server's answer carries a clock \(milliseconds / 1000) s ahead of this laptop's (limit \(limit / 1000) s); nothing of it was recorded. Check this laptop's date and time, and tell the server's operator: its clock may be wrong. Changes stay queued on this laptop."
+            message:
+                "The server's answer carries a clock \(milliseconds / 1000) s ahead of this laptop's (limit \(limit / 1000) s); nothing of it was recorded. Check this laptop's date and time, and tell the server's operator: its clock may be wrong. Changes stay queued on this laptop."
         )
     }
 

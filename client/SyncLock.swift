@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Makes the syncs of one replica take turns: within a process, and across processes through an
 /// advisory lock (`flock`) on a file beside the replica's (`replica.sqlite-sync.lock`).

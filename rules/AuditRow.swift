@@ -63,16 +63,17 @@ package struct AuditRow {
         let conflicts = try decode([String?].self, conflictsJSON)
         var changes: [Change] = []
         for (index, field) in fields.enumerated() where index < newValues.count {
-            changes.append(Change(
-                field: field,
-                old: old?[index] ?? .null,
-                new: newValues[index],
-                hlc: hlcs?[index] ?? seq,
-                base: bases?[index] ?? nil,
-                outcome: index < outcomes.count ? AuditOutcome.name(outcomes[index]) : "unchanged",
-                reason: Self.element(reasons, index) ?? (field == TableSchema.deletedColumn ? newValues[index].displayText : nil),
-                conflict: Self.element(conflicts, index)
-            ))
+            changes.append(
+                Change(
+                    field: field,
+                    old: old?[index] ?? .null,
+                    new: newValues[index],
+                    hlc: hlcs?[index] ?? seq,
+                    base: bases?[index] ?? nil,
+                    outcome: index < outcomes.count ? AuditOutcome.name(outcomes[index]) : "unchanged",
+                    reason: Self.element(reasons, index) ?? (field == TableSchema.deletedColumn ? newValues[index].displayText : nil),
+                    conflict: Self.element(conflicts, index)
+                ))
         }
         self.changes = changes
     }
@@ -101,24 +102,26 @@ package struct AuditRow {
         for audit in rows {
             let values = Dictionary(uniqueKeysWithValues: zip(audit.fields, audit.newValues))
             if audit.table == TableSchema.conflicts.name, values["status"] == .text("resolved"), case .text(let decision)? = values["decision"] {
-                entries.append(.resolution(
-                    at: values["resolved_at"]?.displayText ?? audit.receivedAt,
-                    user: values["reviewer"]?.displayText ?? audit.user,
-                    replica: audit.replica,
-                    conflict: audit.recordID,
-                    field: fieldsByConflict[audit.recordID] ?? "",
-                    decision: decision,
-                    reason: values["reason"]?.displayText ?? ""
-                ))
+                entries.append(
+                    .resolution(
+                        at: values["resolved_at"]?.displayText ?? audit.receivedAt,
+                        user: values["reviewer"]?.displayText ?? audit.user,
+                        replica: audit.replica,
+                        conflict: audit.recordID,
+                        field: fieldsByConflict[audit.recordID] ?? "",
+                        decision: decision,
+                        reason: values["reason"]?.displayText ?? ""
+                    ))
             } else if audit.table == table {
                 // A record's own changes; for a conflict record, also the ones that are no
                 // complete resolution (a conflict about its resolution, decided again).
-                entries.append(.change(
-                    at: audit.receivedAt, user: audit.user, replica: audit.replica,
-                    changes: audit.changes.map {
-                        FieldHistory(field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome, reason: $0.reason, conflict: $0.conflict)
-                    }
-                ))
+                entries.append(
+                    .change(
+                        at: audit.receivedAt, user: audit.user, replica: audit.replica,
+                        changes: audit.changes.map {
+                            FieldHistory(field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome, reason: $0.reason, conflict: $0.conflict)
+                        }
+                    ))
             }
         }
         return entries

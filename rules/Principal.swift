@@ -44,7 +44,8 @@ public struct Principal: Sendable, Equatable {
             )
         }
         guard let replica, replica != own else { return }
-        throw SyncRefusal.forbidden("This credential belongs to replica \(own); it cannot sync as replica \(TextRules.brief(replica, maxBytes: 64)). Nothing was written.")
+        throw SyncRefusal.forbidden(
+            "This credential belongs to replica \(own); it cannot sync as replica \(TextRules.brief(replica, maxBytes: 64)). Nothing was written.")
     }
 
     /// Whether the token may read and write records of `site`.

@@ -163,7 +163,8 @@ extension PullTransaction.PulledRecord {
     /// up to six times its length). A skipped record takes none.
     package var estimatedBytes: Int {
         guard let values else { return 0 }
-        var bytes = 48 + JSONWriter.writtenBytes(of: id) + JSONWriter.writtenBytes(of: stamps.base.version.replica)
+        var bytes =
+            48 + JSONWriter.writtenBytes(of: id) + JSONWriter.writtenBytes(of: stamps.base.version.replica)
             + JSONWriter.writtenBytes(of: stamps.base.user)
         for (field, stamp) in stamps.overrides {
             bytes += 30 + JSONWriter.writtenBytes(of: field) + JSONWriter.writtenBytes(of: stamp.version.replica) + JSONWriter.writtenBytes(of: stamp.user)

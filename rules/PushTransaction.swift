@@ -314,7 +314,8 @@ package struct PushTransaction: Sendable {
                             previous =
                                 base == current.stamps[field].version
                                 ? current.values[field] ?? .null
-                                : table.column(field).map { $0.normalize(writtenValues[WrittenValueKey(record: key, field: field, version: base)] ?? .null) } ?? .null
+                                : table.column(field).map { $0.normalize(writtenValues[WrittenValueKey(record: key, field: field, version: base)] ?? .null) }
+                                    ?? .null
                         } else if current.stamps[field].version.replica == push.replica {
                             previous = current.values[field] ?? .null
                         } else {
@@ -387,9 +388,11 @@ package struct PushTransaction: Sendable {
             throw SyncRefusal.forbidden("\(table.name) records are created by the server only; no record \(row.id).")
         }
         guard plan.missingRequired.isEmpty else {
-            throw SyncRefusal.validation(ValidationError(problems: plan.missingRequired.map {
-                .init(table: table.name, field: $0, message: "is required for a new record")
-            }))
+            throw SyncRefusal.validation(
+                ValidationError(
+                    problems: plan.missingRequired.map {
+                        .init(table: table.name, field: $0, message: "is required for a new record")
+                    }))
         }
         guard let site = checked.sites[index] else {
             throw SyncRefusal.validation("\(table.name).site_id: is required for a new record")
@@ -464,9 +467,10 @@ package struct PushTransaction: Sendable {
                 if result.changesRecord {
                     var stamps = result.stamps
                     stamps.compact(fields: table.columnNames)
-                    writes.changed.append(PushWrites.ChangedRecord(
-                        table: table, id: row.id, seq: nextSequence(entry.site), stamps: stamps, writes: result.writes
-                    ))
+                    writes.changed.append(
+                        PushWrites.ChangedRecord(
+                            table: table, id: row.id, seq: nextSequence(entry.site), stamps: stamps, writes: result.writes
+                        ))
                 }
                 var conflicts: [String?]?
                 for conflict in result.conflicts {
@@ -477,10 +481,11 @@ package struct PushTransaction: Sendable {
                     guard logged.insert(conflict.id).inserted else { continue }
                     // Stamped at the later of the two writes, which precedes the server's detection.
                     let hlc = max(conflict.winner.hlc, conflict.loser.hlc)
-                    writes.conflicts.append(PushWrites.LoggedConflict(
-                        entry: conflict, seq: nextSequence(conflict.site),
-                        stamps: FieldStamps(base: Stamp(hlc: hlc, replica: Self.serverReplica, user: Self.serverUser))
-                    ))
+                    writes.conflicts.append(
+                        PushWrites.LoggedConflict(
+                            entry: conflict, seq: nextSequence(conflict.site),
+                            stamps: FieldStamps(base: Stamp(hlc: hlc, replica: Self.serverReplica, user: Self.serverUser))
+                        ))
                 }
                 audit.oldValues = result.previous
                 audit.outcomes = String(result.outcomes.map(\.rawValue))

@@ -74,7 +74,8 @@ package enum PushValidation {
         }
         let records = request.groups.reduce(0) { $0 + $1.rows.count }
         guard records <= SyncProtocol.maximumPushRecords else {
-            throw SyncRefusal.validation("A push carries at most \(SyncProtocol.maximumPushRecords) records; this one carries \(records). Send them in smaller batches.")
+            throw SyncRefusal.validation(
+                "A push carries at most \(SyncProtocol.maximumPushRecords) records; this one carries \(records). Send them in smaller batches.")
         }
         var latest = HLC.zero
         var seen = Set<RecordKey>()
@@ -149,9 +150,10 @@ package enum PushValidation {
                 latest = max(latest, row.seq)
             }
             let fieldsJSON = String(decoding: try JSONEncoder().encode(group.columns), as: UTF8.self)
-            checked.append(CheckedGroup(
-                group: group, table: table, values: rows, sites: sites, fieldsJSON: fieldsJSON, reasons: reasons
-            ))
+            checked.append(
+                CheckedGroup(
+                    group: group, table: table, values: rows, sites: sites, fieldsJSON: fieldsJSON, reasons: reasons
+                ))
         }
         let ahead = latest.milliseconds - serverMilliseconds
         if ahead > maximumSkewMilliseconds {

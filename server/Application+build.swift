@@ -48,7 +48,8 @@ public func buildApplication(
         // Shut down after the server, in reverse order: the pushes accepted before it stopped
         // finish first, then the watch of other instances' pushes ends, then the store's services stop.
         services: services + ((store as? any CommitFeed).map { [CommitWatcher(feed: $0, changes: changes)] } ?? []) + [pending]
-            + (configuration.metricsPort.map { [operations.metricsApplication(port: $0, onRunning: configuration.onMetricsServerRunning, logger: logger)] } ?? []),
+            + (configuration.metricsPort.map { [operations.metricsApplication(port: $0, onRunning: configuration.onMetricsServerRunning, logger: logger)] }
+                ?? []),
         onServerRunning: { channel in await configuration.onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger
     )

@@ -25,7 +25,9 @@ struct ReviewController {
         filter.table = try lookup(query.get("table"), "table")
         filter.after = try lookup(query.get("after"), "after")
         if let limit = query.get("limit") {
-            guard let value = Int(limit), (1...1000).contains(value) else { throw ServerError.validation("limit must be a whole number from 1 to 1000; got \"\(TextRules.quotable(limit))\".") }
+            guard let value = Int(limit), (1...1000).contains(value) else {
+                throw ServerError.validation("limit must be a whole number from 1 to 1000; got \"\(TextRules.quotable(limit))\".")
+            }
             filter.limit = value
         }
         return try JSONResponse.ok(try await store.conflicts(filter, principal: context.requirePrincipal()))

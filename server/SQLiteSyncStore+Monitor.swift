@@ -105,9 +105,10 @@ extension SQLiteSyncStore {
         return try await reading { db in
             var activity = SiteActivity(recordsByTable: [:], changesByDay: [:])
             for table in tables {
-                activity.recordsByTable[table.name] = try Int.fetchOne(
-                    db, sql: "SELECT count(*) FROM \(table.name.quotedDatabaseIdentifier) WHERE site_id = ? AND _deleted IS NULL", arguments: [site]
-                ) ?? 0
+                activity.recordsByTable[table.name] =
+                    try Int.fetchOne(
+                        db, sql: "SELECT count(*) FROM \(table.name.quotedDatabaseIdentifier) WHERE site_id = ? AND _deleted IS NULL", arguments: [site]
+                    ) ?? 0
             }
             for row in try Row.fetchAll(db, sql: "SELECT day, changes FROM site_days WHERE site_id = ? AND day >= ?", arguments: [site, firstDay]) {
                 activity.changesByDay[row[0]] = row[1]

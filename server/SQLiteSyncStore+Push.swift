@@ -82,11 +82,12 @@ extension SQLiteSyncStore {
             let table = try schema.table(tableName)
             let columns = table.columnNames.map { "t.\($0.quotedDatabaseIdentifier)" }.joined(separator: ", ")
             let rows = try Row.fetchCursor(
-                db.cachedStatement(sql: """
-                    SELECT r.hlc, r.replica, r.user, r.fields, r.site_id, r.id, \(columns)
-                    FROM records r JOIN \(table.name.quotedDatabaseIdentifier) t ON t.id = r.id
-                    WHERE r.tbl = ? AND r.id IN (SELECT value FROM json_each(?))
-                    """),
+                db.cachedStatement(
+                    sql: """
+                        SELECT r.hlc, r.replica, r.user, r.fields, r.site_id, r.id, \(columns)
+                        FROM records r JOIN \(table.name.quotedDatabaseIdentifier) t ON t.id = r.id
+                        WHERE r.tbl = ? AND r.id IN (SELECT value FROM json_each(?))
+                        """),
                 arguments: [table.name, JSONWriter.array(of: ids)]
             )
             while let row = try rows.next() {
@@ -103,25 +104,28 @@ extension SQLiteSyncStore {
     /// none there (the field is newer than the write).
     private func writtenValues(_ db: Database, _ keys: [WrittenValueKey]) throws -> [WrittenValueKey: FieldValue] {
         var values: [WrittenValueKey: FieldValue] = [:]
-        let statement = try db.cachedStatement(sql: """
-            SELECT json_extract(a.new_values, '$[' || f.key || ']')
-            FROM audit AS a, json_each(a.fields) AS f
-            WHERE a.tbl = ? AND a.record_id = ? AND a.replica = ? AND f.value = ?
-              AND coalesce(json_extract(a.hlcs, '$[' || f.key || ']'), a.seq) = ?
-            ORDER BY a.id DESC LIMIT 1
-            """)
+        let statement = try db.cachedStatement(
+            sql: """
+                SELECT json_extract(a.new_values, '$[' || f.key || ']')
+                FROM audit AS a, json_each(a.fields) AS f
+                WHERE a.tbl = ? AND a.record_id = ? AND a.replica = ? AND f.value = ?
+                  AND coalesce(json_extract(a.hlcs, '$[' || f.key || ']'), a.seq) = ?
+                ORDER BY a.id DESC LIMIT 1
+                """)
         for key in keys {
-            values[key] = try Row.fetchOne(
-                statement, arguments: [key.record.table, key.record.id, key.version.replica, key.field, key.version.hlc.rawValue]
-            )?.fieldValue(atIndex: 0) ?? .null
+            values[key] =
+                try Row.fetchOne(
+                    statement, arguments: [key.record.table, key.record.id, key.version.replica, key.field, key.version.hlc.rawValue]
+                )?.fieldValue(atIndex: 0) ?? .null
         }
         return values
     }
 
     private static func loggedConflicts(_ db: Database, _ ids: [String]) throws -> Set<String> {
-        try Set(String.fetchAll(
-            db, sql: "SELECT id FROM conflicts WHERE id IN (SELECT value FROM json_each(?))", arguments: [JSONWriter.array(of: ids)]
-        ))
+        try Set(
+            String.fetchAll(
+                db, sql: "SELECT id FROM conflicts WHERE id IN (SELECT value FROM json_each(?))", arguments: [JSONWriter.array(of: ids)]
+            ))
     }
 
     /// Writes a push: records, shadow rows, conflicts, audit rows, site heads, the replica's state.
@@ -175,7 +179,8 @@ extension SQLiteSyncStore {
         try writeAudit(db, writes)
         for (site, count) in writes.changesBySite {
             try db.cachedStatement(
-                sql: "INSERT INTO site_days (site_id, day, changes) VALUES (?, ?, ?) ON CONFLICT (site_id, day) DO UPDATE SET changes = changes + excluded.changes"
+                sql:
+                    "INSERT INTO site_days (site_id, day, changes) VALUES (?, ?, ?) ON CONFLICT (site_id, day) DO UPDATE SET changes = changes + excluded.changes"
             ).execute(arguments: [site, writes.day, count])
         }
         for (site, seq) in writes.heads {
@@ -207,13 +212,14 @@ extension SQLiteSyncStore {
                 statement = prepared
             } else {
                 let array = "json_array(\(Array(repeating: "?", count: count).joined(separator: ", ")))"
-                statement = try db.cachedStatement(sql: """
-                    INSERT INTO audit (
-                        received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes,
-                        reasons, conflicts
-                    )
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), CASE WHEN ? THEN \(array) END, ?, ?, ?, ?, ?)
-                    """)
+                statement = try db.cachedStatement(
+                    sql: """
+                        INSERT INTO audit (
+                            received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes,
+                            reasons, conflicts
+                        )
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), CASE WHEN ? THEN \(array) END, ?, ?, ?, ?, ?)
+                        """)
                 statements[count] = statement
             }
             try statement.execute { arguments in

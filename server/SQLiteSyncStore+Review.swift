@@ -24,7 +24,9 @@ extension SQLiteSyncStore {
                 arguments.append(table)
             }
             if let after = filter.after {
-                guard let rowid = Int64(after) else { throw ServerError.validation("The page token \"\(TextRules.quotable(after, maxBytes: 80))\" is not one this server gave.") }
+                guard let rowid = Int64(after) else {
+                    throw ServerError.validation("The page token \"\(TextRules.quotable(after, maxBytes: 80))\" is not one this server gave.")
+                }
                 clauses.append("rowid > ?")
                 arguments.append(rowid)
             }

@@ -124,7 +124,8 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
         )
     }
 
-    static let unavailable = ServerError(.serviceUnavailable, .unavailable, "The server's store is busy or unreachable; nothing was written. Try again shortly.")
+    static let unavailable = ServerError(
+        .serviceUnavailable, .unavailable, "The server's store is busy or unreachable; nothing was written. Try again shortly.")
     static let internalError = ServerError(.internalServerError, .internalError, "The server failed to process the request; nothing was written.")
 }
 

@@ -52,7 +52,12 @@ public enum StoreCopy {
         try await target.migrate()
         let schema = target.schema
         var tables = [
-            Table(name: "tokens", columns: [("hash", "text"), ("role", "text"), ("site_id", "text"), ("label", "text"), ("created_at", "text"), ("replica_id", "text"), ("expires_at", "text"), ("revoked_at", "text"), ("last_used_at", "text")], order: "hash"),
+            Table(
+                name: "tokens",
+                columns: [
+                    ("hash", "text"), ("role", "text"), ("site_id", "text"), ("label", "text"), ("created_at", "text"), ("replica_id", "text"),
+                    ("expires_at", "text"), ("revoked_at", "text"), ("last_used_at", "text"),
+                ], order: "hash"),
             Table(name: "sites", columns: [("site_id", "text"), ("seq", "bigint")], order: "site_id"),
             Table(
                 name: "replicas",
@@ -64,33 +69,40 @@ public enum StoreCopy {
             ),
             Table(
                 name: "records",
-                columns: [("tbl", "text"), ("id", "text"), ("site_id", "text"), ("seq", "bigint"), ("hlc", "bigint"), ("replica", "text"), ("user", "text"), ("fields", "text")],
+                columns: [
+                    ("tbl", "text"), ("id", "text"), ("site_id", "text"), ("seq", "bigint"), ("hlc", "bigint"), ("replica", "text"), ("user", "text"),
+                    ("fields", "text"),
+                ],
                 order: "tbl, id"
             ),
         ]
         for table in schema.tables {
-            tables.append(Table(
-                name: table.name, columns: [("id", "text")] + table.columns.map { ($0.name, PostgresSyncStore.sqlType($0.type).lowercased()) }, order: "id"
-            ))
+            tables.append(
+                Table(
+                    name: table.name, columns: [("id", "text")] + table.columns.map { ($0.name, PostgresSyncStore.sqlType($0.type).lowercased()) }, order: "id"
+                ))
         }
-        tables.append(Table(
-            name: "audit",
-            columns: [
-                ("id", "bigint"), ("received_at", "text"), ("site_id", "text"), ("tbl", "text"), ("record_id", "text"), ("replica", "text"), ("user", "text"),
-                ("seq", "bigint"), ("fields", "text"), ("new_values", "text"), ("old_values", "text"), ("hlcs", "text"), ("bases", "text"),
-                ("outcomes", "text"), ("reasons", "text"), ("conflicts", "text"),
-            ],
-            order: "id"
-        ))
+        tables.append(
+            Table(
+                name: "audit",
+                columns: [
+                    ("id", "bigint"), ("received_at", "text"), ("site_id", "text"), ("tbl", "text"), ("record_id", "text"), ("replica", "text"),
+                    ("user", "text"),
+                    ("seq", "bigint"), ("fields", "text"), ("new_values", "text"), ("old_values", "text"), ("hlcs", "text"), ("bases", "text"),
+                    ("outcomes", "text"), ("reasons", "text"), ("conflicts", "text"),
+                ],
+                order: "id"
+            ))
         tables.append(Table(name: "site_days", columns: [("site_id", "text"), ("day", "text"), ("changes", "bigint")], order: "site_id, day"))
-        tables.append(Table(
-            name: "replica_reports",
-            columns: [
-                ("site_id", "text"), ("replica_id", "text"), ("user", "text"), ("build", "text"), ("schema_version", "bigint"), ("pending", "bigint"),
-                ("clock_offset_ms", "bigint"), ("last_sync_at", "text"),
-            ],
-            order: "site_id, replica_id"
-        ))
+        tables.append(
+            Table(
+                name: "replica_reports",
+                columns: [
+                    ("site_id", "text"), ("replica_id", "text"), ("user", "text"), ("build", "text"), ("schema_version", "bigint"), ("pending", "bigint"),
+                    ("clock_offset_ms", "bigint"), ("last_sync_at", "text"),
+                ],
+                order: "site_id, replica_id"
+            ))
         let copied = tables
         return try await target.transaction { connection in
             for table in ["tokens", "records", "audit", "replicas"] {
@@ -126,7 +138,8 @@ public enum StoreCopy {
                     }.joined(separator: ", ")
                     try await connection.execute(
                         PostgresQuery(
-                            unsafeSQL: "INSERT INTO \(PostgresSyncStore.quoted(table.name)) (\(names)) SELECT \(cells) FROM jsonb_array_elements($1::jsonb) AS x",
+                            unsafeSQL:
+                                "INSERT INTO \(PostgresSyncStore.quoted(table.name)) (\(names)) SELECT \(cells) FROM jsonb_array_elements($1::jsonb) AS x",
                             binds: PostgresSyncStore.binds([page.text])
                         )
                     )

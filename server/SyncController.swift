@@ -56,7 +56,10 @@ struct SyncController {
             }
             logger.info(
                 "push applied",
-                metadata: ["sync.replica": "\(message.replica)", "sync.records": "\(message.recordCount)", "sync.applied": "\(outcome.applied)", "sync.conflicts": "\(outcome.conflicts)"]
+                metadata: [
+                    "sync.replica": "\(message.replica)", "sync.records": "\(message.recordCount)", "sync.applied": "\(outcome.applied)",
+                    "sync.conflicts": "\(outcome.conflicts)",
+                ]
             )
             return PushResponse(acked: outcome.acked, applied: outcome.applied, conflicts: outcome.conflicts, hlc: clock.tick())
         }
@@ -92,9 +95,10 @@ struct SyncController {
         guard let state = try await store.replicaState(id.replica), state.lastSeq >= id.lastSeq else { throw notFound }
         // Applied: by this very push when it was the replica's last one, else by an earlier one.
         let last = state.lastPush == id.fingerprint
-        return try JSONResponse.ok(PushResponse(
-            acked: state.lastSeq, applied: last ? state.lastApplied : 0, conflicts: last ? state.lastConflicts : 0, hlc: clock.tick()
-        ))
+        return try JSONResponse.ok(
+            PushResponse(
+                acked: state.lastSeq, applied: last ? state.lastApplied : 0, conflicts: last ? state.lastConflicts : 0, hlc: clock.tick()
+            ))
     }
 
     @Sendable func pull(_ request: Request, context: SyncRequestContext) async throws -> Response {

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Raw TCP on 127.0.0.1, for tests and the bench, which speak to a server below HTTP.

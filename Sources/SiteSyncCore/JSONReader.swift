@@ -151,8 +151,12 @@ public struct JSONReader {
 
     mutating func bool(_ what: @autoclosure () -> String) throws(JSONReadError) -> Bool {
         switch peek() {
-        case UInt8(ascii: "t"): try literal("true"); return true
-        case UInt8(ascii: "f"): try literal("false"); return false
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return true
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return false
         default: throw error(expected: "true or false for \(what())")
         }
     }
@@ -311,7 +315,9 @@ public struct JSONReader {
     mutating func value(_ what: @autoclosure () -> String) throws(JSONReadError) -> FieldValue {
         switch peek() ?? 0 {
         case UInt8(ascii: "\""): return .text(try string(what()))
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number(what())
         default: throw error(expected: "null, a number or a string for \(what())")
         }

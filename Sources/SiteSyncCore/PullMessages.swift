@@ -58,7 +58,9 @@ extension PullRequest {
             for entry in text.split(separator: ",", omittingEmptySubsequences: false) {
                 let parts = entry.split(separator: ":", omittingEmptySubsequences: false)
                 guard parts.count == 2, SiteID.isValid(String(parts[0])), let seq = Int64(parts[1]), seq >= 0, cursor[String(parts[0])] == nil else {
-                    throw QueryError(message: "cursor must list SITE:SEQUENCE pairs separated by commas, each site once; got \"\(TextRules.brief(String(entry), maxBytes: 64))\"")
+                    throw QueryError(
+                        message:
+                            "cursor must list SITE:SEQUENCE pairs separated by commas, each site once; got \"\(TextRules.brief(String(entry), maxBytes: 64))\"")
                 }
                 cursor[String(parts[0])] = seq
             }
@@ -74,7 +76,8 @@ extension PullRequest {
         var wait: Int?
         if let text = value("wait") {
             guard let seconds = Int(text), (0...Self.maximumWait).contains(seconds) else {
-                throw QueryError(message: "wait must be a whole number of seconds from 0 to \(Self.maximumWait); got \"\(TextRules.brief(text, maxBytes: 32))\"")
+                throw QueryError(
+                    message: "wait must be a whole number of seconds from 0 to \(Self.maximumWait); got \"\(TextRules.brief(text, maxBytes: 32))\"")
             }
             wait = seconds
         }

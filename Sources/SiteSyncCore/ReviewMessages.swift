@@ -106,7 +106,8 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
     }
 
     /// A resolution entry.
-    public static func resolution(at: String, user: String, replica: String, conflict: String, field: String, decision: String, reason: String) -> HistoryEntry {
+    public static func resolution(at: String, user: String, replica: String, conflict: String, field: String, decision: String, reason: String) -> HistoryEntry
+    {
         HistoryEntry(kind: "resolution", at: at, user: user, replica: replica, conflict: conflict, field: field, decision: decision, reason: reason)
     }
 

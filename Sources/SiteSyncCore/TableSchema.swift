@@ -58,7 +58,10 @@ public struct TableSchema: Sendable {
         let all =
             [ColumnSchema(Self.siteColumn, .text(maxBytes: 32), required: true, since: since, writable: clientCreatable, summary: "Site the record belongs to")]
             + columns
-            + [ColumnSchema(Self.deletedColumn, .text(maxBytes: 2000), since: since, writable: clientCreatable, summary: "Reason of the soft delete; empty while live")]
+            + [
+                ColumnSchema(
+                    Self.deletedColumn, .text(maxBytes: 2000), since: since, writable: clientCreatable, summary: "Reason of the soft delete; empty while live")
+            ]
         self.columns = all
         reindex()
     }

@@ -227,10 +227,11 @@ public enum Credential {
     /// A new random credential: `prefix` and 64 hex digits (256 bits).
     public static func generate(prefix: String) -> String {
         var generator = SystemRandomNumberGenerator()
-        return prefix + (0..<4).map { _ in
-            let hex = String(generator.next() as UInt64, radix: 16)
-            return String(repeating: "0", count: 16 - hex.count) + hex
-        }.joined()
+        return prefix
+            + (0..<4).map { _ in
+                let hex = String(generator.next() as UInt64, radix: 16)
+                return String(repeating: "0", count: 16 - hex.count) + hex
+            }.joined()
     }
 
     /// Whether `text` has the form of a replica credential: `ssr_` and 64 lowercase hex digits

@@ -2,9 +2,9 @@ import Foundation
 import GRDB
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Runs `body` (opening the database at `path` and migrating it) holding an exclusive lock across processes.
@@ -19,7 +19,8 @@ public func withMigrationLock<T>(_ path: String, _ body: () throws -> T) throws 
     let lockPath = path + "-lock"
     let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
     guard descriptor >= 0 else {
-        throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: lockPath, NSLocalizedDescriptionKey: "Cannot open \(lockPath) to open \(path)."])
+        throw CocoaError(
+            .fileWriteNoPermission, userInfo: [NSFilePathErrorKey: lockPath, NSLocalizedDescriptionKey: "Cannot open \(lockPath) to open \(path)."])
     }
     defer { close(descriptor) }
     while flock(descriptor, LOCK_EX) != 0 {
@@ -71,7 +72,8 @@ public final class ServingLock: Sendable {
         let lockPath = lockPath(path)
         let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: lockPath, NSLocalizedDescriptionKey: "Cannot open \(lockPath) to lock \(path)."])
+            throw CocoaError(
+                .fileWriteNoPermission, userInfo: [NSFilePathErrorKey: lockPath, NSLocalizedDescriptionKey: "Cannot open \(lockPath) to lock \(path)."])
         }
         while flock(descriptor, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
             if errno == EINTR { continue }

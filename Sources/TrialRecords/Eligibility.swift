@@ -112,7 +112,9 @@ public enum Eligibility {
         let measured = "\(dose.text) mg/day"
         if dose > 60 { return criterion.judge(false, measured: measured) }
         if dose >= Decimal.exact("7.5") { return criterion.judge(true, measured: measured) }
-        guard let combined else { return criterion.missing(measured: measured, note: "below 7.5 mg/day: record whether immunosuppressants or biologics are given") }
+        guard let combined else {
+            return criterion.missing(measured: measured, note: "below 7.5 mg/day: record whether immunosuppressants or biologics are given")
+        }
         return criterion.judge(combined == 1, measured: measured)
     }
 
@@ -131,7 +133,9 @@ public enum Eligibility {
         return criterion.judge(measured <= bound, measured: "\(measured.text)\(unit); \(limit.text) × ULN \(normal.text)\(unit) = \(bound.text)\(unit)")
     }
 
-    private static func liver(_ facts: Facts, _ id: String, _ name: String, value: String, uln: String, limit: Decimal, gilbertLimit: Decimal) -> CriterionResult {
+    private static func liver(_ facts: Facts, _ id: String, _ name: String, value: String, uln: String, limit: Decimal, gilbertLimit: Decimal)
+        -> CriterionResult
+    {
         let gilbert = facts.number("gilbert_syndrome")
         let applied = gilbert == 1 ? gilbertLimit : limit
         let criterion = CriterionResult.Template(
@@ -139,7 +143,8 @@ public enum Eligibility {
             threshold: "≤ \(applied.text) × ULN" + (gilbert == 1 ? " (Gilbert syndrome)" : " (\(gilbertLimit.text) × ULN with Gilbert syndrome)")
         )
         guard let measured = facts.number(value), let normal = facts.number(uln) else { return criterion.missing }
-        let text = "\(measured.text); \(limit.text) × ULN \(normal.text) = \((limit * normal).text), \(gilbertLimit.text) × ULN = \((gilbertLimit * normal).text)"
+        let text =
+            "\(measured.text); \(limit.text) × ULN \(normal.text) = \((limit * normal).text), \(gilbertLimit.text) × ULN = \((gilbertLimit * normal).text)"
         if measured <= limit * normal { return criterion.judge(true, measured: text) }
         if measured > gilbertLimit * normal { return criterion.judge(false, measured: text) }
         // Between the two limits, Gilbert syndrome decides.
@@ -148,7 +153,8 @@ public enum Eligibility {
     }
 
     private static func renal(_ facts: Facts) -> CriterionResult {
-        let criterion = CriterionResult.Template(id: "renal", criterion: "Creatinine, or creatinine clearance (Cockcroft-Gault)", threshold: "≤ 1.5 × ULN, or CrCl ≥ 40 mL/min")
+        let criterion = CriterionResult.Template(
+            id: "renal", criterion: "Creatinine, or creatinine clearance (Cockcroft-Gault)", threshold: "≤ 1.5 × ULN, or CrCl ≥ 40 mL/min")
         let creatinine = facts.number("creatinine_umol_per_l")
         let uln = facts.number("creatinine_uln")
         var parts: [String] = []
@@ -172,7 +178,8 @@ public enum Eligibility {
         }
         guard decided else { return criterion.missing(measured: parts.isEmpty ? nil : parts.joined(separator: "; ")) }
         if !passes, creatinine != nil, facts.subjectNumber("weight_kg") == nil || facts.subject["sex"] == nil || facts.subject["birth_date"] == nil {
-            return criterion.missing(measured: parts.joined(separator: "; "), note: "creatinine above 1.5 × ULN: record age, weight and sex to compute the clearance")
+            return criterion.missing(
+                measured: parts.joined(separator: "; "), note: "creatinine above 1.5 × ULN: record age, weight and sex to compute the clearance")
         }
         return criterion.judge(passes, measured: parts.joined(separator: "; "))
     }

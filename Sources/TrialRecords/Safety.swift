@@ -96,7 +96,10 @@ extension Safety {
             if let day = flags.day { labels.append("day \(day)") }
             let term = event["term"]?.displayText ?? "adverse event"
             let grade = event["grade"]?.displayText.map { ", grade \($0)" } ?? ""
-            alerts.append(MonitorAlert(table: TrialSchema.adverseEvents.name, id: id, subject: subject, title: term + grade, flags: labels, date: event["onset_date"]?.displayText))
+            alerts.append(
+                MonitorAlert(
+                    table: TrialSchema.adverseEvents.name, id: id, subject: subject, title: term + grade, flags: labels, date: event["onset_date"]?.displayText)
+            )
         }
         return alerts.sorted { ($0.date ?? "", $0.id) < ($1.date ?? "", $1.id) }
     }

@@ -68,7 +68,9 @@ struct Run: AsyncParsableCommand {
     func validate() throws {
         if let database, !PostgresSyncStore.isURL(database) { throw ValidationError("--database must be a postgres:// URL.") }
         guard records >= 1000, deltaSmall >= 10, deltaLarge >= deltaSmall, rounds >= 1, repetitions >= 1, floodRounds >= 1, liveEdits >= 10 else {
-            throw ValidationError("--records needs at least 1000, the delta sizes at least 10 and in order, --rounds, --repeat and --flood-rounds at least 1, --live-edits at least 10.")
+            throw ValidationError(
+                "--records needs at least 1000, the delta sizes at least 10 and in order, --rounds, --repeat and --flood-rounds at least 1, --live-edits at least 10."
+            )
         }
     }
 
@@ -104,27 +106,31 @@ struct Run: AsyncParsableCommand {
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             let ratios = timings.map { $0.untracked / $0.tracked }
-            report.add("local_write", [
-                "rows": .integer(Int64(records)), "batch": .integer(1000), "repetitions": .integer(Int64(repetitions)),
-                "untracked_rows_per_s": .real(median(timings.map { Double(records) / $0.untracked })),
-                "tracked_rows_per_s": .real(median(timings.map { Double(records) / $0.tracked })),
-                "tracked_over_untracked": .real(median(ratios)),
-                "tracked_over_untracked_min": .real(ratios.min()!),
-                "tracked_over_untracked_max": .real(ratios.max()!),
-                "foreign_rows_per_s": .real(median(timings.map { Double(records) / $0.foreign })),
-                "foreign_over_untracked": .real(median(timings.map { $0.untracked / $0.foreign })),
-            ])
+            report.add(
+                "local_write",
+                [
+                    "rows": .integer(Int64(records)), "batch": .integer(1000), "repetitions": .integer(Int64(repetitions)),
+                    "untracked_rows_per_s": .real(median(timings.map { Double(records) / $0.untracked })),
+                    "tracked_rows_per_s": .real(median(timings.map { Double(records) / $0.tracked })),
+                    "tracked_over_untracked": .real(median(ratios)),
+                    "tracked_over_untracked_min": .real(ratios.min()!),
+                    "tracked_over_untracked_max": .real(ratios.max()!),
+                    "foreign_rows_per_s": .real(median(timings.map { Double(records) / $0.foreign })),
+                    "foreign_over_untracked": .real(median(timings.map { $0.untracked / $0.foreign })),
+                ])
 
             // push: the last replica's 100,000 adverse events
 
             let pushBytes = ByteCounter()
             let push = try await measure { try await laptop.engine(counter: pushBytes).push() }
             let fields = Double(TrialSchema.adverseEvents.columns.count)
-            report.add("push", [
-                "records": .integer(Int64(push.value.records)), "seconds": .real(push.seconds),
-                "records_per_s": .real(Double(push.value.records) / push.seconds),
-                "field_changes_per_s": .real(Double(push.value.records) * fields / push.seconds),
-            ])
+            report.add(
+                "push",
+                [
+                    "records": .integer(Int64(push.value.records)), "seconds": .real(push.seconds),
+                    "records_per_s": .real(Double(push.value.records) / push.seconds),
+                    "field_changes_per_s": .real(Double(push.value.records) * fields / push.seconds),
+                ])
 
             // largest_push: one push of as many new records as the protocol allows, another site's,
             // on the server now holding the records above: how long the largest push holds its
@@ -139,27 +145,34 @@ struct Run: AsyncParsableCommand {
             let largestPush = try await measure { try await largest.engine(counter: largestBytes, configuration: whole).push() }
             // One push: its POST, and the GET of its outcome.
             guard largestBytes.exchanges == 2, largestBytes.requestBytes <= ServerConfiguration(schema: TrialSchema.current).maximumBodySize else {
-                throw ValidationError("The largest push took \(largestBytes.exchanges) exchanges and \(largestBytes.requestBytes) bytes, not one push under the body limit.")
+                throw ValidationError(
+                    "The largest push took \(largestBytes.exchanges) exchanges and \(largestBytes.requestBytes) bytes, not one push under the body limit.")
             }
-            report.add("largest_push", [
-                "records": .integer(Int64(largestPush.value.records)), "request_bytes": .integer(Int64(largestBytes.requestBytes)),
-                "milliseconds": .real(largestPush.seconds * 1000),
-            ])
+            report.add(
+                "largest_push",
+                [
+                    "records": .integer(Int64(largestPush.value.records)), "request_bytes": .integer(Int64(largestBytes.requestBytes)),
+                    "milliseconds": .real(largestPush.seconds * 1000),
+                ])
 
             // pull: a fresh replica in a child process, so its peak RSS is its own
             let child = try await PullChild.spawn(server: server, database: folder.appendingPathComponent("pull.sqlite").path)
-            report.add("pull", [
-                "records": .integer(Int64(child.records)), "seconds": .real(child.seconds),
-                "records_per_s": .real(Double(child.records) / child.seconds),
-                "batches": .integer(Int64(child.batches)),
-            ])
-            report.add("bytes_per_change", [
-                "push_request": .real(Double(pushBytes.requestBytes) / Double(push.value.records)),
-                "push_response": .real(Double(pushBytes.responseBytes) / Double(push.value.records)),
-                "push_total": .real(Double(pushBytes.requestBytes + pushBytes.responseBytes) / Double(push.value.records)),
-                "pull_request": .real(Double(child.requestBytes) / Double(child.records)),
-                "pull_response": .real(Double(child.responseBytes) / Double(child.records)),
-            ])
+            report.add(
+                "pull",
+                [
+                    "records": .integer(Int64(child.records)), "seconds": .real(child.seconds),
+                    "records_per_s": .real(Double(child.records) / child.seconds),
+                    "batches": .integer(Int64(child.batches)),
+                ])
+            report.add(
+                "bytes_per_change",
+                [
+                    "push_request": .real(Double(pushBytes.requestBytes) / Double(push.value.records)),
+                    "push_response": .real(Double(pushBytes.responseBytes) / Double(push.value.records)),
+                    "push_total": .real(Double(pushBytes.requestBytes + pushBytes.responseBytes) / Double(push.value.records)),
+                    "pull_request": .real(Double(child.requestBytes) / Double(child.records)),
+                    "pull_response": .real(Double(child.responseBytes) / Double(child.records)),
+                ])
             report.add("pull_memory", ["records": .integer(Int64(child.records)), "peak_rss_mb": .real(child.peakRSSMegabytes)])
         }
     }
@@ -205,12 +218,14 @@ struct Run: AsyncParsableCommand {
             }
             let small = results[deltaSmall]!
             let large = results[deltaLarge]!
-            report.add("delta", [
-                "small_records": .integer(Int64(deltaSmall)), "small_median_ms": .real(small.median),
-                "large_records": .integer(Int64(deltaLarge)), "large_median_ms": .real(large.median),
-                "large_over_small": .real(large.median / small.median),
-                "large_build_s": .real(large.build),
-            ])
+            report.add(
+                "delta",
+                [
+                    "small_records": .integer(Int64(deltaSmall)), "small_median_ms": .real(small.median),
+                    "large_records": .integer(Int64(deltaLarge)), "large_median_ms": .real(large.median),
+                    "large_over_small": .real(large.median / small.median),
+                    "large_build_s": .real(large.build),
+                ])
         }
     }
 
@@ -223,7 +238,8 @@ struct Run: AsyncParsableCommand {
         let rounds = 10
         let batch = 100
         let instances = database == nil ? 1 : 2
-        try await BenchServer.run(databasePath: folder.appendingPathComponent("concurrent-server.sqlite").path, postgres: database, instances: instances) { server in
+        try await BenchServer.run(databasePath: folder.appendingPathComponent("concurrent-server.sqlite").path, postgres: database, instances: instances) {
+            server in
             // This process's CPU time and the machine's, when the timed run starts and when it ends.
             let marks = Mutex<[(process: Double, machine: (busy: Double, cpus: Int)?)]>([])
             let laptops = try await ConcurrentChild.spawn(server: server, folder: folder.path, replicas: replicaCount, rounds: rounds, batch: batch) {
@@ -297,10 +313,12 @@ extension Run {
             }
             let sorted = times.sorted()
             let configuration = SyncEngine.LiveConfiguration()
-            report.add("live_sync", [
-                "edits": .integer(Int64(times.count)), "debounce_ms": .integer(configuration.debounce.wholeMilliseconds),
-                "p50_ms": .real(sorted.percentile(0.5)), "p99_ms": .real(sorted.percentile(0.99)), "max_ms": .real(sorted.last ?? 0),
-            ])
+            report.add(
+                "live_sync",
+                [
+                    "edits": .integer(Int64(times.count)), "debounce_ms": .integer(configuration.debounce.wholeMilliseconds),
+                    "p50_ms": .real(sorted.percentile(0.5)), "p99_ms": .real(sorted.percentile(0.99)), "max_ms": .real(sorted.last ?? 0),
+                ])
         }
     }
 }

@@ -97,7 +97,8 @@ struct ConcurrentChild: AsyncParsableCommand {
     ) async throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        process.arguments = ["concurrent-child", "--folder", folder, "--replicas", "\(replicas)", "--rounds", "\(rounds)", "--batch", "\(batch)"]
+        process.arguments =
+            ["concurrent-child", "--folder", folder, "--replicas", "\(replicas)", "--rounds", "\(rounds)", "--batch", "\(batch)"]
             + server.urls.flatMap { ["--url", $0.absoluteString] }
             + server.siteTokens.sorted { $0.key < $1.key }.flatMap { ["--token", "\($0.key)=\($0.value)"] }
         let output = Pipe()

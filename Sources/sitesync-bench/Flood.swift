@@ -6,7 +6,7 @@ import SiteSyncServer
 import TrialRecords
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension Run {
@@ -22,13 +22,16 @@ extension Run {
             let limit = ServerConfiguration(schema: TrialSchema.current).maximumBodySize
             func push(rows count: Int) throws -> [UInt8] {
                 let rows = (0..<count).map { ChangeRow(id: String(format: "x%07d", $0), seq: HLC(rawValue: 1_000_000 + Int64($0)), values: [.integer(1)]) }
-                return try PushRequest(replica: attacker.replica.identity!.replicaID, groups: [ChangeGroup(table: "subjects", user: "m", columns: ["sex"], rows: rows)]).wireJSON()
+                return try PushRequest(
+                    replica: attacker.replica.identity!.replicaID, groups: [ChangeGroup(table: "subjects", user: "m", columns: ["sex"], rows: rows)]
+                ).wireJSON()
             }
             // The rows are alike in size, so their number scales with the body's.
             let largest = try push(rows: (limit - 4096) * 10_000 / push(rows: 10_000).count)
             let oversized = [UInt8](repeating: UInt8(ascii: " "), count: 2 * limit)
             let pull = Array(#"{"cursor":{},"limit":1}"#.utf8)
-            let headers = "Host: 127.0.0.1\r\nAuthorization: Bearer \(credential)\r\nSiteSync-Protocol: 1\r\nSiteSync-Schema: 2\r\nContent-Type: application/json"
+            let headers =
+                "Host: 127.0.0.1\r\nAuthorization: Bearer \(credential)\r\nSiteSync-Protocol: 1\r\nSiteSync-Schema: 2\r\nContent-Type: application/json"
 
             let idle = (0..<500).compactMap { _ in Loopback.connect(port) }
             defer { idle.forEach { close($0) } }

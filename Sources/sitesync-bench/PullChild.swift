@@ -6,7 +6,8 @@ import TrialRecords
 
 /// A first sync into a fresh replica, in its own process so its peak RSS is measured alone.
 struct PullChild: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "pull-child", abstract: "Internal: pull into a fresh replica and report.", shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "pull-child", abstract: "Internal: pull into a fresh replica and report.", shouldDisplay: false)
 
     @Option var server: String
     @Option var token: String

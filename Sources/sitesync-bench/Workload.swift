@@ -27,11 +27,13 @@ struct AdverseEventGenerator {
             let id = RecordID.generate()
             let month = index % 12 + 1
             let day = index % 28 + 1
-            return AdverseEventRow(id: id, values: [
-                id, site, subjects[index % subjects.count], Self.terms[index % Self.terms.count],
-                String(format: "2026-%02d-%02d", month, day), Int64(index % 5 + 1), Int64(index % 7 == 0 ? 1 : 0),
-                Self.outcomes[index % Self.outcomes.count],
-            ])
+            return AdverseEventRow(
+                id: id,
+                values: [
+                    id, site, subjects[index % subjects.count], Self.terms[index % Self.terms.count],
+                    String(format: "2026-%02d-%02d", month, day), Int64(index % 5 + 1), Int64(index % 7 == 0 ? 1 : 0),
+                    Self.outcomes[index % Self.outcomes.count],
+                ])
         }
     }
 }

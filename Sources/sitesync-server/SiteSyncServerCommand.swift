@@ -100,7 +100,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .customLong("metrics-port"),
-        help: "Also serve /metrics without a token on this port of 127.0.0.1, for a collector on this machine. Without it, /metrics on the main port takes a metrics or admin token."
+        help:
+            "Also serve /metrics without a token on this port of 127.0.0.1, for a collector on this machine. Without it, /metrics on the main port takes a metrics or admin token."
     )
     var metricsPort: Int?
 
@@ -138,7 +139,9 @@ struct Serve: AsyncParsableCommand {
         guard (0...PullRequest.maximumWait).contains(maximumPullWait) else {
             throw ValidationError("--max-pull-wait must be between 0 and \(PullRequest.maximumWait) seconds.")
         }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.")
+        }
     }
 
     func run() async throws {
@@ -168,7 +171,8 @@ struct Serve: AsyncParsableCommand {
         guard database.isPostgres else {
             // Held while this process serves the file: `store copy` refuses a file being served.
             guard let serving = try ServingLock.acquire(database.location, exclusive: false) else {
-                throw ValidationError("\(database.location) is being copied (`store copy` holds \(ServingLock.lockPath(database.location))); serve it when the copy ends.")
+                throw ValidationError(
+                    "\(database.location) is being copied (`store copy` holds \(ServingLock.lockPath(database.location))); serve it when the copy ends.")
             }
             defer { withExtendedLifetime(serving) {} }
             try await buildApplication(configuration, logger: logger).runService()
@@ -201,7 +205,8 @@ struct Token: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         @Option(
-            help: "site (a laptop's enrolment: one site's records), reviewer (every site, resolves conflicts), monitor (reads one site with --site, or every site), metrics (/metrics) or admin (tokens)."
+            help:
+                "site (a laptop's enrolment: one site's records), reviewer (every site, resolves conflicts), monitor (reads one site with --site, or every site), metrics (/metrics) or admin (tokens)."
         )
         var role: Role
 
@@ -305,7 +310,9 @@ struct Token: AsyncParsableCommand {
                 guard matching.count == 1 else { throw ValidationError("\(matching.count) tokens have \(name); give more of the ID.") }
                 let token = matching[0]
                 let revoked = try await store.revokeTokens(hashes: [token.hash], at: Date().formatted(.iso8601))
-                return revoked == 1 ? "Revoked token \(token.id) (\(token.role.rawValue)\(token.replica.map { ", replica \($0)" } ?? ""))." : "Token \(token.id) was revoked already."
+                return revoked == 1
+                    ? "Revoked token \(token.id) (\(token.role.rawValue)\(token.replica.map { ", replica \($0)" } ?? ""))."
+                    : "Token \(token.id) was revoked already."
             }
             print(message)
         }
@@ -318,10 +325,11 @@ extension Role: ExpressibleByArgument {}
 func printColumns(_ rows: [[String]]) {
     let widths = rows[0].indices.map { column in rows.map { TextRules.escapingControls($0[column]).count }.max() ?? 0 }
     for row in rows {
-        print(row.enumerated().map { column, cell in
-            let cell = TextRules.escapingControls(cell)
-            return column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
-        }.joined(separator: "  "))
+        print(
+            row.enumerated().map { column, cell in
+                let cell = TextRules.escapingControls(cell)
+                return column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
+            }.joined(separator: "  "))
     }
 }
 

@@ -36,11 +36,12 @@ struct EligibilityCommand: AsyncParsableCommand {
         let style = Style.standardOutput
         print(style.bold("Subject \(subjectID)") + ", screening \(report.screeningDate.map { "of \($0)" } ?? "not recorded")")
         let rows = report.criteria.map { [$0.criterion, $0.result.rawValue, $0.measured ?? "", $0.threshold + ($0.note.map { " — \($0)" } ?? "")] }
-        print(Table(rows: [["criterion", "result", "measured", "threshold"]] + rows).render(header: true, style: style) { row, column, cell in
-            guard row > 0 else { return style.bold(cell) }
-            guard column == 1 else { return cell }
-            return cell.hasPrefix("pass") ? style.green(cell) : cell.hasPrefix("fail") ? style.red(cell) : style.yellow(cell)
-        })
+        print(
+            Table(rows: [["criterion", "result", "measured", "threshold"]] + rows).render(header: true, style: style) { row, column, cell in
+                guard row > 0 else { return style.bold(cell) }
+                guard column == 1 else { return cell }
+                return cell.hasPrefix("pass") ? style.green(cell) : cell.hasPrefix("fail") ? style.red(cell) : style.yellow(cell)
+            })
         let verdict = report.verdict.rawValue.uppercased()
         print("verdict: " + (report.verdict == .eligible ? style.green(verdict) : report.verdict == .ineligible ? style.red(verdict) : style.yellow(verdict)))
     }

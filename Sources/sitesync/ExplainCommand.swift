@@ -47,7 +47,9 @@ struct Explain: AsyncParsableCommand {
         } else if waiting.isEmpty {
             print("No change waits for a reason.")
         } else {
-            print(Table(rows: [["table", "id", "fields", "changed at"]] + waiting.map { [$0.table, $0.id, $0.fields.joined(separator: ", "), $0.changedAt] }).render(header: true))
+            print(
+                Table(rows: [["table", "id", "fields", "changed at"]] + waiting.map { [$0.table, $0.id, $0.fields.joined(separator: ", "), $0.changedAt] })
+                    .render(header: true))
         }
     }
 }

@@ -8,7 +8,8 @@ struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Import records from a CSV file: every row is checked first, then all are written or none.",
-        discussion: "The first line names the fields; an `id` column updates existing records. Empty cells are empty fields. Bad rows are reported with their line number and field."
+        discussion:
+            "The first line names the fields; an `id` column updates existing records. Empty cells are empty fields. Bad rows are reported with their line number and field."
     )
 
     @OptionGroup var replica: ReplicaOptions
@@ -92,7 +93,8 @@ enum CSVReader {
         } catch let error as CSVParseError {
             let detail: String
             switch error {
-            case .quotation(let message): detail = "\(message) (after a closing quote, only a comma or a line break may follow; a quote inside a cell is written twice)"
+            case .quotation(let message):
+                detail = "\(message) (after a closing quote, only a comma or a line break may follow; a quote inside a cell is written twice)"
             case .generic(let message): detail = message
             }
             throw ValidationError("Line \(line): not valid CSV: \(TextRules.escapingControls(detail)).")

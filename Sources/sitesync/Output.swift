@@ -1,7 +1,7 @@
 import Foundation
-import Synchronization
 import SiteSyncClient
 import SiteSyncCore
+import Synchronization
 import TrialRecords
 
 /// A record's `--json` shape: `id`, `site_id` and every field, numbers as JSON numbers; adverse
@@ -192,4 +192,3 @@ final class ProgressLine: Sendable {
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }
-

@@ -47,15 +47,16 @@ struct Conflicts: AsyncParsableCommand {
                     conflict.detectedAt,
                 ]
             }
-            print(Table(rows: [header] + rows).render(header: true, style: style) { row, column, cell in
-                guard row > 0 else { return style.bold(cell) }
-                switch column {
-                case 1: return cell == "open" ? style.yellow(cell) : style.green(cell)
-                case 5: return style.green(cell)
-                case 7: return style.red(cell)
-                default: return cell
-                }
-            })
+            print(
+                Table(rows: [header] + rows).render(header: true, style: style) { row, column, cell in
+                    guard row > 0 else { return style.bold(cell) }
+                    switch column {
+                    case 1: return cell == "open" ? style.yellow(cell) : style.green(cell)
+                    case 5: return style.green(cell)
+                    case 7: return style.red(cell)
+                    default: return cell
+                    }
+                })
             print("\(conflicts.count) conflict\(conflicts.count == 1 ? "" : "s")")
         }
     }
@@ -78,7 +79,9 @@ struct Conflicts: AsyncParsableCommand {
             let conflict = detail.conflict
             let style = Style.standardOutput
             let safe = TextRules.escapingControls
-            print("\(style.bold("Conflict \(safe(conflict.id))")): \(safe(conflict.table)) \(safe(conflict.recordID)), field \(style.bold(safe(conflict.field))) (site \(safe(conflict.site)))")
+            print(
+                "\(style.bold("Conflict \(safe(conflict.id))")): \(safe(conflict.table)) \(safe(conflict.recordID)), field \(style.bold(safe(conflict.field))) (site \(safe(conflict.site)))"
+            )
             print("detected \(conflict.detectedAt), \(conflict.isOpen ? style.yellow("open") : style.green("resolved"))")
             print("")
             let sides = [
@@ -88,9 +91,10 @@ struct Conflicts: AsyncParsableCommand {
                 ["user", conflict.winner.user ?? "", conflict.loser.user ?? ""],
                 ["replica", conflict.winner.replica, conflict.loser.replica],
             ]
-            print(Table(rows: sides).render(header: true, style: style) { row, column, cell in
-                row == 0 || column == 0 ? style.bold(cell) : column == 1 ? style.green(cell) : style.red(cell)
-            })
+            print(
+                Table(rows: sides).render(header: true, style: style) { row, column, cell in
+                    row == 0 || column == 0 ? style.bold(cell) : column == 1 ? style.green(cell) : style.red(cell)
+                })
             print("")
             print("current value: \(detail.current.map { safe($0.shown) } ?? "(record not on this laptop)")")
             if let resolution = conflict.resolution {
@@ -104,7 +108,8 @@ struct Conflicts: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "resolve",
             abstract: "Decide a conflict with a reason; the decision syncs at the next `sitesync sync`.",
-            discussion: "The decided value is written as a new change, so it wins on every laptop; the conflict is marked resolved with your name, the decision, the reason and the time."
+            discussion:
+                "The decided value is written as a new change, so it wins on every laptop; the conflict is marked resolved with your name, the decision, the reason and the time."
         )
 
         @OptionGroup var replica: ReplicaOptions
@@ -194,15 +199,16 @@ struct History: AsyncParsableCommand {
                 }
             }
         }
-        print(Table(rows: rows).render(header: true, style: style) { row, column, cell in
-            guard row > 0 else { return style.bold(cell) }
-            guard column == 6 else { return cell }
-            switch cell {
-            case "superseded": return style.red(cell)
-            case "resolution": return style.green(cell)
-            default: return cell
-            }
-        })
+        print(
+            Table(rows: rows).render(header: true, style: style) { row, column, cell in
+                guard row > 0 else { return style.bold(cell) }
+                guard column == 6 else { return cell }
+                switch cell {
+                case "superseded": return style.red(cell)
+                case "resolution": return style.green(cell)
+                default: return cell
+                }
+            })
     }
 }
 

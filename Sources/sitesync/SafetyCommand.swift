@@ -37,7 +37,10 @@ struct SafetyCommand: AsyncParsableCommand {
             .filter { $0["subject_id"] == .text(subjectID) }
             .sorted { ($0["onset_date"]?.displayText ?? "") < ($1["onset_date"]?.displayText ?? "") }
         if output.json {
-            try printJSON(Report(subjectID: subjectID, infusionDate: safety.infusionDate(subject: subjectID), events: events.map { RecordJSON($0, safety: safety.flags($0)) }))
+            try printJSON(
+                Report(
+                    subjectID: subjectID, infusionDate: safety.infusionDate(subject: subjectID), events: events.map { RecordJSON($0, safety: safety.flags($0)) }
+                ))
             return
         }
         let style = Style.standardOutput
@@ -50,10 +53,12 @@ struct SafetyCommand: AsyncParsableCommand {
                 SafetyFlags.text(flags?.dltWindow), SafetyFlags.text(flags?.dltCandidate), SafetyFlags.text(flags?.srcReview),
             ]
         }
-        print(Table(rows: [["term", "onset", "grade", "scale", "day", "dlt_window", "dlt_candidate", "src_review"]] + rows).render(header: true, style: style) { row, column, cell in
-            guard row > 0 else { return style.bold(cell) }
-            return (column == 6 || column == 7) && cell.hasPrefix("yes") ? style.red(cell) : cell
-        })
+        print(
+            Table(rows: [["term", "onset", "grade", "scale", "day", "dlt_window", "dlt_candidate", "src_review"]] + rows).render(header: true, style: style) {
+                row, column, cell in
+                guard row > 0 else { return style.bold(cell) }
+                return (column == 6 || column == 7) && cell.hasPrefix("yes") ? style.red(cell) : cell
+            })
         print("\(events.count) adverse event\(events.count == 1 ? "" : "s")")
     }
 }

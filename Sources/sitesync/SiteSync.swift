@@ -12,7 +12,10 @@ struct SiteSync: AsyncParsableCommand {
         abstract: "Record trial data offline on a site laptop and sync it with the SiteSync server.",
         discussion: "Every command works on the local replica; only `sync` needs the network.",
         version: "sitesync \(SiteSyncBuild.version)",
-        subcommands: [Init.self, Put.self, Get.self, List.self, Delete.self, Explain.self, Status.self, Sync.self, ClockCommand.self, Conflicts.self, History.self, EligibilityCommand.self, SafetyCommand.self, ImportCommand.self]
+        subcommands: [
+            Init.self, Put.self, Get.self, List.self, Delete.self, Explain.self, Status.self, Sync.self, ClockCommand.self, Conflicts.self, History.self,
+            EligibilityCommand.self, SafetyCommand.self, ImportCommand.self,
+        ]
     )
 }
 
@@ -212,10 +215,11 @@ struct Put: AsyncParsableCommand {
 
     func run() throws {
         let replica = try replica.open()
-        let values = try replica.schema.table(table).parse(assignments.map { assignment in
-            let parts = assignment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            return (field: String(parts[0]), text: String(parts[1]))
-        })
+        let values = try replica.schema.table(table).parse(
+            assignments.map { assignment in
+                let parts = assignment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                return (field: String(parts[0]), text: String(parts[1]))
+            })
         print(try replica.put(table, id: id, values, reason: reason))
     }
 }
@@ -268,7 +272,9 @@ struct List: AsyncParsableCommand {
             let flagged = table == TrialSchema.adverseEvents.name
             let rows = records.map { record in
                 [record.id] + columns.map { record[$0]?.displayText ?? "" }
-                    + (flagged ? safety.flags(record).map { [SafetyFlags.text($0.dltWindow), SafetyFlags.text($0.dltCandidate), SafetyFlags.text($0.srcReview)] } ?? [] : [])
+                    + (flagged
+                        ? safety.flags(record).map { [SafetyFlags.text($0.dltWindow), SafetyFlags.text($0.dltCandidate), SafetyFlags.text($0.srcReview)] } ?? []
+                        : [])
             }
             print(Table(rows: [["id"] + columns + (flagged ? ["dlt_window", "dlt_candidate", "src_review"] : [])] + rows).render(header: true))
             print("\(records.count) record\(records.count == 1 ? "" : "s")")
@@ -343,17 +349,21 @@ struct Status: AsyncParsableCommand {
         if output.json {
             try printJSON(report)
         } else {
-            print(Table(rows: [
-                ["site", status.site],
-                ["replica", status.replica],
-                ["user", status.user],
-                ["server", status.server + (serverProblem == nil ? " (answers)" : " (does not answer)")],
-                ["enrolled", status.enrolled ? "yes" : "no: it enrols at the next sync"],
-                ["pending changes", String(status.pendingChanges) + (status.awaitingReason == 0 ? "" : " (\(status.awaitingReason) wait for a reason: sitesync explain)")],
-                ["open conflicts", String(status.openConflicts)],
-                ["last sync", status.lastSync.map { lastSync in age.map { "\(lastSync) (\(describeDuration($0)) ago)" } ?? lastSync } ?? "never"],
-                ["clock offset", status.clockOffsetMilliseconds.map { "\($0) ms (server minus laptop)" } ?? "unknown"],
-            ]).render(header: false))
+            print(
+                Table(rows: [
+                    ["site", status.site],
+                    ["replica", status.replica],
+                    ["user", status.user],
+                    ["server", status.server + (serverProblem == nil ? " (answers)" : " (does not answer)")],
+                    ["enrolled", status.enrolled ? "yes" : "no: it enrols at the next sync"],
+                    [
+                        "pending changes",
+                        String(status.pendingChanges) + (status.awaitingReason == 0 ? "" : " (\(status.awaitingReason) wait for a reason: sitesync explain)"),
+                    ],
+                    ["open conflicts", String(status.openConflicts)],
+                    ["last sync", status.lastSync.map { lastSync in age.map { "\(lastSync) (\(describeDuration($0)) ago)" } ?? lastSync } ?? "never"],
+                    ["clock offset", status.clockOffsetMilliseconds.map { "\($0) ms (server minus laptop)" } ?? "unknown"],
+                ]).render(header: false))
         }
         var warnings: [String] = []
         if let serverProblem { warnings.append("The server does not answer: \(serverProblem)") }
@@ -458,10 +468,11 @@ struct Sync: AsyncParsableCommand {
                     return last != report.awaitingReason
                 }
                 if json {
-                    printJSONLine(LiveLine(
-                        event: "synced", cause: cause.rawValue, pushed: report.pushed, pulled: report.pulled, conflicts: report.conflicts,
-                        awaitingReason: report.awaitingReason
-                    ))
+                    printJSONLine(
+                        LiveLine(
+                            event: "synced", cause: cause.rawValue, pushed: report.pushed, pulled: report.pulled, conflicts: report.conflicts,
+                            awaitingReason: report.awaitingReason
+                        ))
                     return
                 }
                 if report.pushed + report.pulled + report.conflicts > 0 || cause == .start {
@@ -524,7 +535,6 @@ private func clockTime() -> String {
     formatter.dateFormat = "HH:mm:ss"
     return formatter.string(from: Date())
 }
-
 
 extension SyncEngine.Configuration {
     /// The engine's defaults, reporting this command's build to the server.

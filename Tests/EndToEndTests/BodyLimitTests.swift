@@ -17,14 +17,18 @@ struct BodyLimitTests {
             let laptop = try server.laptop("a")
             // 1,200 visits with 3,900 bytes of notes: 4.7 MB, more than the body limit in 2,000-record batches.
             let notes = String(repeating: "n", count: 3_900)
-            let rows = (0..<1_200).map { ImportRow(line: $0 + 2, id: nil, values: ["subject_id": .text("subject-\($0)"), "name": .text("D7"), "notes": .text(notes)]) }
+            let rows = (0..<1_200).map {
+                ImportRow(line: $0 + 2, id: nil, values: ["subject_id": .text("subject-\($0)"), "name": .text("D7"), "notes": .text(notes)])
+            }
             _ = try laptop.replica.importRecords("visits", rows, reason: "backlog")
             let transport = ObservedTransport(laptop.transport)
             let report = try await laptop.engine(transport: transport).sync()
             #expect(report.pushed == 1_200)
             #expect(try await server.count("SELECT count(*) FROM visits") == 1_200)
             let sizes = transport.pushSizes
-            print("body limits: 1,200 records of 3.9 kB pushed in \(sizes.count) requests, the largest \(sizes.max() ?? 0) bytes (budget \(budget), limit \(limit))")
+            print(
+                "body limits: 1,200 records of 3.9 kB pushed in \(sizes.count) requests, the largest \(sizes.max() ?? 0) bytes (budget \(budget), limit \(limit))"
+            )
             #expect(sizes.count >= 5)
             #expect(sizes.allSatisfy { $0 <= budget + 256 })
         }

@@ -4,7 +4,7 @@ import SiteSyncTestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs the built `sitesync` and `sitesync-server` executables as a person would.
@@ -108,7 +108,7 @@ struct Commands {
 }
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 @Suite("The README walk-through, run as commands", .serialized)
@@ -132,14 +132,19 @@ struct CommandLineTests {
             #expect(token.status == 0)
             #expect(token.line.hasPrefix("sst_") && !token.line.contains("\n"), "the token alone on stdout")
 
-            #expect(try await cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "A. Rivera").status == 0)
-            #expect(try await cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "B. Chen").status == 0)
+            #expect(
+                try await cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "A. Rivera").status == 0)
+            #expect(
+                try await cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "B. Chen").status == 0)
 
-            let subject = try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
+            let subject = try await cli.sitesync(
+                "put", "--db", "a.sqlite", "subjects", "screening_no=S01-001", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
             #expect(subject.status == 0)
             let id = subject.line
             #expect(UUID(uuidString: id) != nil)
-            let event = try await cli.sitesync("put", "--db", "a.sqlite", "adverse_events", "subject_id=\(id)", "term=Cytokine release syndrome", "onset_date=2026-11-20", "grade=2", "serious=1")
+            let event = try await cli.sitesync(
+                "put", "--db", "a.sqlite", "adverse_events", "subject_id=\(id)", "term=Cytokine release syndrome", "onset_date=2026-11-20", "grade=2",
+                "serious=1")
             #expect(event.status == 0)
 
             // A bad value is refused, names the field and rule, and writes nothing
@@ -167,7 +172,11 @@ struct CommandLineTests {
             // Plain SQL from the sqlite3 shell, tracked like the library's own writes; a synced value
             // it changed waits for a person's reason before it is pushed
             let shell = try await Subprocess.run(
-                "/usr/bin/sqlite3", [cli.directory.appendingPathComponent("a.sqlite").path, "UPDATE adverse_events SET term = 'Cytokine release syndrome (CRS)' WHERE subject_id = '\(id)'"]
+                "/usr/bin/sqlite3",
+                [
+                    cli.directory.appendingPathComponent("a.sqlite").path,
+                    "UPDATE adverse_events SET term = 'Cytokine release syndrome (CRS)' WHERE subject_id = '\(id)'",
+                ]
             )
             #expect(shell.status == 0, "\(String(decoding: shell.stderr, as: UTF8.self))")
             let held = try await cli.sitesync("sync", "--db", "a.sqlite")
@@ -189,7 +198,8 @@ struct CommandLineTests {
             // The same field edited on both laptops while offline
             #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", id, "status=enrolled", "--reason", "Consent signed").status == 0)
             try await Task.sleep(for: .milliseconds(5))
-            #expect(try await cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", id, "status=screen_failed", "--reason", "Failed criterion 3").status == 0)
+            #expect(
+                try await cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", id, "status=screen_failed", "--reason", "Failed criterion 3").status == 0)
             for db in ["a.sqlite", "b.sqlite", "a.sqlite"] {
                 #expect(try await cli.sitesync("sync", "--db", db).status == 0)
             }
@@ -214,11 +224,14 @@ struct CommandLineTests {
             let conflictID = try await cli.sitesync("conflicts", "list", "--db", "a.sqlite", "--ids").line
             #expect(conflictID == conflict?["id"] as? String)
             let shown = try await cli.sitesync("conflicts", "show", "--db", "a.sqlite", conflictID)
-            #expect(shown.status == 0 && shown.stdout.contains("screen_failed") && shown.stdout.contains("enrolled") && shown.stdout.contains("current value: screen_failed"))
+            #expect(
+                shown.status == 0 && shown.stdout.contains("screen_failed") && shown.stdout.contains("enrolled")
+                    && shown.stdout.contains("current value: screen_failed"))
             #expect(!shown.stdout.contains("\u{1B}["), "no colour when stdout is not a terminal")
             let noReason = try await cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser")
             #expect(noReason.status != 0 && noReason.stderr.contains("--reason"))
-            let resolve = try await cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser", "--reason", "Enrolment confirmed on the signed CRF")
+            let resolve = try await cli.sitesync(
+                "conflicts", "resolve", "--db", "a.sqlite", conflictID, "--take-loser", "--reason", "Enrolment confirmed on the signed CRF")
             #expect(resolve.status == 0, "\(resolve.stderr)")
             let again = try await cli.sitesync("conflicts", "resolve", "--db", "a.sqlite", conflictID, "--keep-winner", "--reason", "again")
             #expect(again.status != 0 && again.stderr.contains("already resolved"))
@@ -246,7 +259,9 @@ struct CommandLineTests {
 
             // A reviewer laptop pulls every site
             let reviewerToken = try await cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "sitesync-server.sqlite"])
-            #expect(try await cli.sitesync("init", "--db", "r.sqlite", "--site", "*", "--server", url, "--token", reviewerToken.line, "--user", "D. Monitor").status == 0)
+            #expect(
+                try await cli.sitesync("init", "--db", "r.sqlite", "--site", "*", "--server", url, "--token", reviewerToken.line, "--user", "D. Monitor").status
+                    == 0)
             let reviewerSync = try json(try await cli.sitesync("sync", "--db", "r.sqlite", "--json")) as? [String: Int]
             #expect(reviewerSync?["pulled"] == 3, "the subject, the adverse event and the conflict")
             #expect(try await cli.sitesync("conflicts", "list", "--db", "r.sqlite", "--all", "--site", "S01", "--ids").line == conflictID)
@@ -262,12 +277,16 @@ struct CommandLineTests {
                     == "received_at,changed_at,site_id,replica,user,table,record_id,field,old_value,new_value,reason,outcome,conflict_id,seq,hlc,base_hlc,base_replica"
             )
             #expect(lines.contains { $0.contains(",A. Rivera,subjects,\(id),status,\"\"\"screening\"\"\",\"\"\"enrolled\"\"\",Consent signed,applied,,") })
-            #expect(lines.contains {
-                $0.contains(",B. Chen,subjects,\(id),status,\"\"\"enrolled\"\"\",\"\"\"screen_failed\"\"\",Failed criterion 3,applied,\(conflictID),")
-            })
-            #expect(lines.contains {
-                $0.contains(",status,\"\"\"screen_failed\"\"\",\"\"\"enrolled\"\"\",conflict resolution: take_loser (conflict \(conflictID)): Enrolment confirmed on the signed CRF,applied,,")
-            })
+            #expect(
+                lines.contains {
+                    $0.contains(",B. Chen,subjects,\(id),status,\"\"\"enrolled\"\"\",\"\"\"screen_failed\"\"\",Failed criterion 3,applied,\(conflictID),")
+                })
+            #expect(
+                lines.contains {
+                    $0.contains(
+                        ",status,\"\"\"screen_failed\"\"\",\"\"\"enrolled\"\"\",conflict resolution: take_loser (conflict \(conflictID)): Enrolment confirmed on the signed CRF,applied,,"
+                    )
+                })
             let jsonl = try await cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--site", "S01", "--since", "2000-01-01"])
             let entries = jsonl.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             #expect(entries.count == lines.count - 1)
@@ -314,9 +333,10 @@ struct CommandLineTests {
             let cells = grade.split(separator: ",", omittingEmptySubsequences: false)
             #expect(cells[0].hasSuffix("Z") && cells[1].hasSuffix("Z") && cells[1].contains("."), "received_at, and changed_at with milliseconds")
             let jsonl = try await cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--table", "subjects"])
-            let tables = Set(jsonl.stdout.split(separator: "\n").compactMap {
-                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["table"] as? String
-            })
+            let tables = Set(
+                jsonl.stdout.split(separator: "\n").compactMap {
+                    (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["table"] as? String
+                })
             #expect(tables == ["subjects"])
             let keys = jsonl.stdout.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?.keys }
             #expect(!keys.isEmpty && keys.allSatisfy { Set($0).isSuperset(of: ["changed_at", "reason", "conflict_id", "base"]) }, "every line has every key")
@@ -341,7 +361,9 @@ struct CommandLineTests {
             #expect(status?["stale"] as? Bool == true, "never synced")
             let readable = try await cli.sitesync("status")
             #expect(readable.status == 0 && readable.stdout.contains("http://127.0.0.1:9 (does not answer)"))
-            #expect(readable.stderr.contains("warning: The server does not answer") && readable.stderr.contains("This replica has never synced. 1 change waits"), "\(readable.stderr)")
+            #expect(
+                readable.stderr.contains("warning: The server does not answer") && readable.stderr.contains("This replica has never synced. 1 change waits"),
+                "\(readable.stderr)")
             #expect(FileManager.default.fileExists(atPath: cli.directory.appendingPathComponent("sitesync.sqlite").path), "./sitesync.sqlite is the default")
         }
     }
@@ -358,7 +380,8 @@ struct CommandLineTests {
 
             // Four days without a sync: warned at the default 3 days, not at 5.
             let old = Date().addingTimeInterval(-4 * 86_400 - 7_200).formatted(.iso8601)
-            let set = try await Subprocess.run("/usr/bin/sqlite3", [cli.directory.appendingPathComponent("sitesync.sqlite").path, "UPDATE _sitesync_meta SET last_sync = '\(old)'"])
+            let set = try await Subprocess.run(
+                "/usr/bin/sqlite3", [cli.directory.appendingPathComponent("sitesync.sqlite").path, "UPDATE _sitesync_meta SET last_sync = '\(old)'"])
             #expect(set.status == 0)
             let stale = try await cli.sitesync("status")
             #expect(stale.status == 0 && stale.stdout.contains("(4 d 2 h ago)"), "\(stale.stdout)")
@@ -435,7 +458,9 @@ struct CommandLineTests {
                 let script = cli.directory.appendingPathComponent("\(command).bash").path
                 try await cli.run(command, ["--generate-completion-script", "bash"]).stdout.write(toFile: script, atomically: true, encoding: .utf8)
                 let loaded = try await Subprocess.run("/bin/bash", ["-c", "source \(script) && complete -p \(command)"])
-                #expect(loaded.status == 0 && String(decoding: loaded.stdout, as: UTF8.self).contains("complete"), "\(String(decoding: loaded.stderr, as: UTF8.self))")
+                #expect(
+                    loaded.status == 0 && String(decoding: loaded.stdout, as: UTF8.self).contains("complete"),
+                    "\(String(decoding: loaded.stderr, as: UTF8.self))")
             }
         }
     }
@@ -444,9 +469,13 @@ struct CommandLineTests {
     func screening() async throws {
         try await withFolder { cli in
             #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:9", "--token", "t", "--user", "A").status == 0)
-            let eligible = try await cli.sitesync("put", "subjects", "screening_no=S01-002", "sex=F", "birth_date=1990-04-02", "weight_kg=58", "childbearing_potential=1", "survival_over_3_months=1").line
+            let eligible = try await cli.sitesync(
+                "put", "subjects", "screening_no=S01-002", "sex=F", "birth_date=1990-04-02", "weight_kg=58", "childbearing_potential=1",
+                "survival_over_3_months=1"
+            ).line
             let screening = try await cli.sitesync(
-                "put", "screenings", "subject_id=\(eligible)", "date=2026-11-20", "sledai_2k=12", "ana_positive=1", "anti_dsdna_positive=1", "anti_sm_positive=0",
+                "put", "screenings", "subject_id=\(eligible)", "date=2026-11-20", "sledai_2k=12", "ana_positive=1", "anti_dsdna_positive=1",
+                "anti_sm_positive=0",
                 "prednisone_mg_day=15", "on_immunosuppressant_or_biologic=0", "neutrophils_1e9_per_l=2.1", "platelets_1e9_per_l=180", "hemoglobin_g_per_l=112",
                 "alt_u_per_l=28", "alt_uln=40", "ast_u_per_l=31", "ast_uln=40", "tbil_umol_per_l=9", "tbil_uln=21", "gilbert_syndrome=0",
                 "creatinine_umol_per_l=72", "creatinine_uln=97", "inr=1.0", "inr_uln=1.2", "pt_s=12.1", "pt_uln_s=13.5", "lvef_pct=62",
@@ -459,14 +488,18 @@ struct CommandLineTests {
             #expect(report?["verdict"] as? String == "eligible")
             #expect((report?["criteria"] as? [[String: Any]])?.allSatisfy { $0["result"] as? String == "pass" } == true)
 
-            let ineligible = try await cli.sitesync("put", "subjects", "screening_no=S01-003", "sex=M", "birth_date=1949-01-20", "weight_kg=72", "survival_over_3_months=1").line
-            #expect(try await cli.sitesync(
-                "put", "screenings", "subject_id=\(ineligible)", "date=2026-11-21", "sledai_2k=6", "ana_positive=1", "prednisone_mg_day=10",
-                "neutrophils_1e9_per_l=1.4", "platelets_1e9_per_l=42", "hemoglobin_g_per_l=101", "consent_signed=1"
-            ).status == 0)
+            let ineligible = try await cli.sitesync(
+                "put", "subjects", "screening_no=S01-003", "sex=M", "birth_date=1949-01-20", "weight_kg=72", "survival_over_3_months=1"
+            ).line
+            #expect(
+                try await cli.sitesync(
+                    "put", "screenings", "subject_id=\(ineligible)", "date=2026-11-21", "sledai_2k=6", "ana_positive=1", "prednisone_mg_day=10",
+                    "neutrophils_1e9_per_l=1.4", "platelets_1e9_per_l=42", "hemoglobin_g_per_l=101", "consent_signed=1"
+                ).status == 0)
             let refused = try json(try await cli.sitesync("eligibility", ineligible, "--json")) as? [String: Any]
             #expect(refused?["verdict"] as? String == "ineligible")
-            let results = Dictionary(uniqueKeysWithValues: ((refused?["criteria"] as? [[String: Any]]) ?? []).map { ($0["id"] as? String ?? "", $0["result"] as? String ?? "") })
+            let results = Dictionary(
+                uniqueKeysWithValues: ((refused?["criteria"] as? [[String: Any]]) ?? []).map { ($0["id"] as? String ?? "", $0["result"] as? String ?? "") })
             #expect(results["age"] == "fail" && results["sledai"] == "fail" && results["platelets"] == "fail")
             #expect(results["neutrophils"] == "pass" && results["lvef"] == "missing")
             let bad = try await cli.sitesync("put", "screenings", "subject_id=\(ineligible)", "date=2026-11-22", "sledai_2k=106", "pregnancy_test=maybe")
@@ -486,8 +519,14 @@ struct CommandLineTests {
             #expect(early.status != 0 && early.stderr.contains("is screening, not enrolled"))
             #expect(try await cli.sitesync("put", "subjects", "--id", subject, "status=enrolled").status == 0)
             #expect(try await cli.sitesync("put", "infusions", "subject_id=\(subject)", "date=2026-03-01", "dose_cells_per_kg=1000000", "lot=L-42").status == 0)
-            let day28 = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-03-29", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
-            let day29 = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=Pneumonia", "onset_date=2026-03-30", "grade=3", "category=other", "grading_scale=CTCAE 5.0").line
+            let day28 = try await cli.sitesync(
+                "put", "adverse_events", "subject_id=\(subject)", "term=Neutropenia", "onset_date=2026-03-29", "grade=3", "category=other",
+                "grading_scale=CTCAE 5.0"
+            ).line
+            let day29 = try await cli.sitesync(
+                "put", "adverse_events", "subject_id=\(subject)", "term=Pneumonia", "onset_date=2026-03-30", "grade=3", "category=other",
+                "grading_scale=CTCAE 5.0"
+            ).line
 
             let first = try json(try await cli.sitesync("get", "adverse_events", day28, "--json")) as? [String: Any]
             #expect(first?["days_after_infusion"] as? Int == 28)
@@ -499,7 +538,9 @@ struct CommandLineTests {
             #expect(report?["infusion_date"] as? String == "2026-03-01")
             #expect((report?["events"] as? [[String: Any]])?.map { $0["term"] as? String } == ["Neutropenia", "Pneumonia"])
             let readable = try await cli.sitesync("safety", subject)
-            #expect(readable.status == 0 && readable.stdout.contains("day 28") && readable.stdout.contains("day 29") && readable.stdout.contains("2 adverse events"))
+            #expect(
+                readable.status == 0 && readable.stdout.contains("day 28") && readable.stdout.contains("day 29") && readable.stdout.contains("2 adverse events")
+            )
             #expect(try await cli.sitesync("list", "adverse_events").stdout.contains("dlt_candidate"))
         }
     }
@@ -546,7 +587,8 @@ struct CommandLineTests {
             }
             #expect((try json(try await cli.sitesync("list", "adverse_events", "--json")) as? [Any])?.isEmpty == true)
 
-            let good = bad.replacingOccurrences(of: ",7,", with: ",2,").replacingOccurrences(of: ",5,crs", with: ",4,crs").replacingOccurrences(of: "2026-03-06", with: "2026-03-06,1,other,CTCAE 5.0,")
+            let good = bad.replacingOccurrences(of: ",7,", with: ",2,").replacingOccurrences(of: ",5,crs", with: ",4,crs").replacingOccurrences(
+                of: "2026-03-06", with: "2026-03-06,1,other,CTCAE 5.0,")
             try good.write(to: cli.directory.appendingPathComponent("good.csv"), atomically: true, encoding: .utf8)
             let imported = try await cli.sitesync("import", "adverse_events", "good.csv")
             #expect(imported.status == 0 && imported.line == "Imported 4 records into adverse_events.", "\(imported.stderr)")
@@ -563,7 +605,9 @@ struct CommandLineTests {
             for round in 0..<3 {
                 let results = try await withThrowingTaskGroup(of: Commands.Result.self) { group in
                     for _ in 0..<8 {
-                        group.addTask { try await cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "fresh-\(round).sqlite"]) }
+                        group.addTask {
+                            try await cli.run("sitesync-server", ["token", "create", "--role", "reviewer", "--database", "fresh-\(round).sqlite"])
+                        }
                     }
                     return try await group.reduce(into: []) { $0.append($1) }
                 }

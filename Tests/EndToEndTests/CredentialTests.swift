@@ -7,7 +7,7 @@ import Testing
 import TrialRecords
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Credentials over their life: created with an expiry, read without argv, listed without their
@@ -38,15 +38,18 @@ struct CredentialTests {
             let second = kind == .postgres ? try await cli.startServer(database: database, log: "server-2.log") : (first, firstPort)
             defer { second.0.terminate() }
 
-            let create = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--label", "S01 enrolment", "--database", database])
+            let create = try await cli.run(
+                "sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--label", "S01 enrolment", "--database", database])
             #expect(create.status == 0, "\(create.stderr)")
             let enrolment = create.line
             try Data((enrolment + "\n").utf8).write(to: cli.directory.appendingPathComponent("token.txt"))
-            let initialised = try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(firstPort)", "--token-file", "token.txt", "--user", "A. Rivera")
+            let initialised = try await cli.sitesync(
+                "init", "--site", "S01", "--server", "http://127.0.0.1:\(firstPort)", "--token-file", "token.txt", "--user", "A. Rivera")
             #expect(initialised.status == 0, "\(initialised.stderr)")
             #expect(try await cli.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
             #expect(try await cli.sitesync("sync").status == 0)
-            let identity = try #require(try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).identity)
+            let identity = try #require(
+                try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).identity)
             #expect(identity.isEnrolled && identity.token != enrolment, "the laptop holds its own credential")
 
             // Listed: ids, roles, labels, the replica, its last use; no secret.

@@ -30,12 +30,13 @@ struct DocumentationTests {
             "-minimum-access-level", "public", "-output-dir", work.path,
         ]
         #if arch(x86_64)
-        arguments += ["-target", "x86_64-unknown-linux-gnu"]
+            arguments += ["-target", "x86_64-unknown-linux-gnu"]
         #else
-        arguments += ["-target", "aarch64-unknown-linux-gnu"]
+            arguments += ["-target", "aarch64-unknown-linux-gnu"]
         #endif
         let builds = try FileManager.default.contentsOfDirectory(atPath: products.path).filter { $0.hasSuffix(".build") }
-        let moduleMaps = builds.map { products.appendingPathComponent($0).appendingPathComponent("module.modulemap").path }
+        let moduleMaps =
+            builds.map { products.appendingPathComponent($0).appendingPathComponent("module.modulemap").path }
             .filter { FileManager.default.fileExists(atPath: $0) }
             + [Self.root.appendingPathComponent(".build/checkouts/GRDB.swift/Sources/GRDBSQLite/module.modulemap").path]
         for map in moduleMaps { arguments += ["-Xcc", "-fmodule-map-file=\(map)"] }
@@ -57,11 +58,13 @@ struct DocumentationTests {
         #expect(undocumented.isEmpty, "public and undocumented: \(undocumented)")
 
         // The catalog: the landing page, the guide, every link and every parameter described.
-        let converted = try await Subprocess.run(try Self.tool("docc"), [
-            "convert", Self.root.appendingPathComponent("client/SiteSyncClient.docc").path,
-            "--additional-symbol-graph-dir", work.path, "--output-path", work.appendingPathComponent("out").path,
-            "--warnings-as-errors", "--fallback-display-name", "SiteSyncClient", "--fallback-bundle-identifier", "org.sitesync.client",
-        ])
+        let converted = try await Subprocess.run(
+            try Self.tool("docc"),
+            [
+                "convert", Self.root.appendingPathComponent("client/SiteSyncClient.docc").path,
+                "--additional-symbol-graph-dir", work.path, "--output-path", work.appendingPathComponent("out").path,
+                "--warnings-as-errors", "--fallback-display-name", "SiteSyncClient", "--fallback-bundle-identifier", "org.sitesync.client",
+            ])
         #expect(converted.status == 0, "\(String(decoding: converted.stdout + converted.stderr, as: UTF8.self))")
         let guide = work.appendingPathComponent("out/data/documentation/sitesyncclient/gettingstarted.json")
         #expect(FileManager.default.fileExists(atPath: guide.path), "the getting-started article was not built")

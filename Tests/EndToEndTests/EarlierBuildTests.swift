@@ -5,7 +5,7 @@ import SiteSyncTestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// How a laptop of an earlier build pushes: `Prefer: respond-async`, a `202` with the outcome's

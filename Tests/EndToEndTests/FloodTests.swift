@@ -6,12 +6,14 @@ import Testing
 import TrialRecords
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 @Suite("A flood from one credential", .serialized)
 struct FloodTests {
-    @Test("Under idle sockets, oversized and maximum-size bodies and tiny requests from one credential, another site's push is served, and the server's memory stays bounded")
+    @Test(
+        "Under idle sockets, oversized and maximum-size bodies and tiny requests from one credential, another site's push is served, and the server's memory stays bounded"
+    )
     func flood() async throws {
         try await Commands.inTemporaryFolder { cli in
             func token(_ site: String) async throws -> String {
@@ -41,12 +43,14 @@ struct FloodTests {
             let limit = 4 * 1024 * 1024
             func push(rows count: Int) throws -> [UInt8] {
                 let rows = (0..<count).map { ChangeRow(id: String(format: "x%07d", $0), seq: HLC(rawValue: 1_000_000 + Int64($0)), values: [.integer(1)]) }
-                return try PushRequest(replica: attacker.identity!.replicaID, groups: [ChangeGroup(table: "subjects", user: "m", columns: ["sex"], rows: rows)]).wireJSON()
+                return try PushRequest(replica: attacker.identity!.replicaID, groups: [ChangeGroup(table: "subjects", user: "m", columns: ["sex"], rows: rows)])
+                    .wireJSON()
             }
             // The rows are alike in size, so their number scales with the body's.
             let largest = try push(rows: (limit - 4096) * 10_000 / push(rows: 10_000).count)
             #expect(largest.count <= limit && largest.count > limit - 64 * 1024)
-            let headers = "Host: 127.0.0.1\r\nAuthorization: Bearer \(credential)\r\nSiteSync-Protocol: 1\r\nSiteSync-Schema: 2\r\nContent-Type: application/json"
+            let headers =
+                "Host: 127.0.0.1\r\nAuthorization: Bearer \(credential)\r\nSiteSync-Protocol: 1\r\nSiteSync-Schema: 2\r\nContent-Type: application/json"
             let flood = LoopbackFlood()
             var idle: [Int32] = []
             for _ in 0..<500 { if let fd = Loopback.connect(port) { idle.append(fd) } }
@@ -85,7 +89,9 @@ struct FloodTests {
             print("flood: \(idle.count) idle sockets; \(flood.summaryLine)")
             let pushes = Array(victimTransport.pushTimes.dropFirst(warm))
             func milliseconds(_ durations: [Duration]) -> String { durations.map { "\(Int($0 / .milliseconds(1))) ms" }.joined(separator: ", ") }
-            print("flood: the other site's pushes took \(milliseconds(pushes)), its whole syncs \(milliseconds(durations)); server memory grew \(peak / 1_048_576) MiB at most")
+            print(
+                "flood: the other site's pushes took \(milliseconds(pushes)), its whole syncs \(milliseconds(durations)); server memory grew \(peak / 1_048_576) MiB at most"
+            )
             #expect(pushes.count == rounds)
             // Served, not starved (a 13 MB push once held another site's push for 45 s). The figure
             // itself, under a second, is the bench's (`flood` in docs/BENCHMARKS.md): with the other

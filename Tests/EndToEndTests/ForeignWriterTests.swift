@@ -33,7 +33,9 @@ struct ForeignWriterTests {
         try await server.store.history(table: table, id: id, principal: Principal(role: .reviewer, site: nil))?.entries ?? []
     }
 
-    @Test("Rows the sqlite3 shell inserts, updates and soft-deletes are pushed with the replica's stamps and bases; a synced value it changes waits for a person's reason")
+    @Test(
+        "Rows the sqlite3 shell inserts, updates and soft-deletes are pushed with the replica's stamps and bases; a synced value it changes waits for a person's reason"
+    )
     func sqliteShell() async throws {
         try await LiveServer.run { server in
             let a = try server.laptop("a", user: "A. Rivera")
@@ -48,7 +50,9 @@ struct ForeignWriterTests {
             // One transaction of the shell: a new record and an edit of a synced one.
             let s2 = RecordID.generate()
             let before = HybridLogicalClock.systemMilliseconds()
-            let written = try await Self.shell(path, """
+            let written = try await Self.shell(
+                path,
+                """
                 BEGIN;
                 INSERT INTO subjects (id, site_id, screening_no) VALUES ('\(s2)', 'S01', 'S01-002');
                 UPDATE subjects SET sex = 'M' WHERE id = '\(s1)';
@@ -167,7 +171,9 @@ struct ForeignWriterTests {
         }
     }
 
-    @Test("Python's sqlite3 writes in its own transactions: a committed one is pushed, a rolled-back one leaves nothing, and the library's next write comes after it")
+    @Test(
+        "Python's sqlite3 writes in its own transactions: a committed one is pushed, a rolled-back one leaves nothing, and the library's next write comes after it"
+    )
     func pythonModule() async throws {
         try await LiveServer.run { server in
             let a = try server.laptop("a")

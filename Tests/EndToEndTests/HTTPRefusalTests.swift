@@ -4,7 +4,7 @@ import Testing
 import TrialRecords
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 @Suite("Refused requests over loopback HTTP")
@@ -45,12 +45,20 @@ struct HTTPRefusalTests {
                 ("malformed JSON", aToken, Data("{\"replica\":".utf8), 400, .invalidJSON),
                 ("oversized body", aToken, Data(repeating: UInt8(ascii: " "), count: 200 * 1024), 413, .bodyTooLarge),
                 ("unknown table", aToken, try push("labs", replica: aID, columns: ["site_id"], values: [.text("S01")]), 422, .validationFailed),
-                ("bad value", aToken, try push("adverse_events", replica: aID, columns: ["site_id", "subject_id", "term", "grade"], values: [.text("S01"), .text("s"), .text("t"), .integer(7)]), 422, .validationFailed),
+                (
+                    "bad value", aToken,
+                    try push(
+                        "adverse_events", replica: aID, columns: ["site_id", "subject_id", "term", "grade"],
+                        values: [.text("S01"), .text("s"), .text("t"), .integer(7)]), 422, .validationFailed
+                ),
                 ("missing token", nil, valid, 401, .unauthorized),
                 ("wrong token", "sst_0000", valid, 401, .unauthorized),
                 ("enrolment token", server.s01, valid, 403, .forbidden),
                 ("another replica's id", cToken, valid, 403, .forbidden),
-                ("other site", cToken, try push("subjects", replica: cID, columns: ["site_id", "screening_no"], values: [.text("S01"), .text("S01-002")]), 403, .forbidden),
+                (
+                    "other site", cToken, try push("subjects", replica: cID, columns: ["site_id", "screening_no"], values: [.text("S01"), .text("S01-002")]),
+                    403, .forbidden
+                ),
             ]
             for (name, token, body, status, code) in cases {
                 let (received, error) = try await post(server, token: token, body: body)

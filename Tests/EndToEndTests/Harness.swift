@@ -21,7 +21,8 @@ struct LiveServer: Sendable {
     /// Runs `body` against a server listening on 127.0.0.1 on a free port, stopped afterwards, on
     /// a new store of `kind` (an SQLite file in the folder, or a new PostgreSQL database).
     static func run(
-        store kind: StoreKind = .sqlite, configure: @Sendable (inout ServerConfiguration) -> Void = { _ in }, _ body: @Sendable (LiveServer) async throws -> Void
+        store kind: StoreKind = .sqlite, configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
+        _ body: @Sendable (LiveServer) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -5,7 +5,7 @@ import Testing
 import TrialRecords
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Data written on one laptop is read on others and by inspectors: whatever it holds, it is shown
@@ -68,8 +68,10 @@ struct HostileOutputTests {
             defer { server.terminate() }
             let enrolment = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
             try Data(enrolment.utf8).write(to: cli.directory.appendingPathComponent("token.txt"))
-            #expect(try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "token.txt", "--user", "A").status == 0)
-            let identity = try #require(try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).identity)
+            #expect(
+                try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "token.txt", "--user", "A").status == 0)
+            let identity = try #require(
+                try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).identity)
 
             let unknown = try await send(port, SyncProtocol.pullPath, token: "sst_not-a-token", body: Data(#"{"cursor":{},"limit":1}"#.utf8))
             #expect(unknown.status == 401)
@@ -78,9 +80,12 @@ struct HostileOutputTests {
             let refused = try await send(port, SyncProtocol.pushPath, token: identity.token, body: Data(forged.utf8))
             #expect(refused.status == 422 && !refused.message.contains("forged"))
             // Huge input is quoted in part, or not at all.
-            let huge = try await send(port, SyncProtocol.pullPath, token: identity.token, body: Data(#"{"cursor":{"S01":1\#(String(repeating: "9", count: 1_000_000))},"limit":1}"#.utf8))
+            let huge = try await send(
+                port, SyncProtocol.pullPath, token: identity.token,
+                body: Data(#"{"cursor":{"S01":1\#(String(repeating: "9", count: 1_000_000))},"limit":1}"#.utf8))
             #expect(huge.status == 400 && huge.message.utf8.count < 300, "\(huge.message.utf8.count) bytes")
-            let longKey = try await send(port, SyncProtocol.pushPath, token: identity.token, body: Data(#"{"\#(String(repeating: "k", count: 100_000))" 1}"#.utf8))
+            let longKey = try await send(
+                port, SyncProtocol.pushPath, token: identity.token, body: Data(#"{"\#(String(repeating: "k", count: 100_000))" 1}"#.utf8))
             #expect(longKey.status == 400 && longKey.message.utf8.count < 300, "\(longKey.message.utf8.count) bytes")
             let version = try await send(port, SyncProtocol.pullPath, token: identity.token, protocolVersion: String(repeating: "7", count: 5000), body: Data())
             #expect(version.status == 426 && version.message.utf8.count < 400, "\(version.message.utf8.count) bytes")
@@ -88,15 +93,25 @@ struct HostileOutputTests {
             #expect(path.status == 404 && path.message.utf8.count < 300, "\(path.message.utf8.count) bytes")
             var fields: [String] = []
             for index in 0..<50 { fields.append("f\(index)") }
-            let many = try JSONEncoder().encode(PushRequest(replica: identity.replicaID, groups: [
-                ChangeGroup(table: "subjects", user: "A", columns: fields, rows: [ChangeRow(id: "r1", seq: HLC(milliseconds: 1), values: fields.map { _ in .null })])
-            ]))
+            let many = try JSONEncoder().encode(
+                PushRequest(
+                    replica: identity.replicaID,
+                    groups: [
+                        ChangeGroup(
+                            table: "subjects", user: "A", columns: fields,
+                            rows: [ChangeRow(id: "r1", seq: HLC(milliseconds: 1), values: fields.map { _ in .null })])
+                    ]))
             // A value that breaks the schema is named by table and field, never quoted back.
-            let secret = try JSONEncoder().encode(PushRequest(replica: identity.replicaID, groups: [
-                ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "screening_no", "sex"], rows: [
-                    ChangeRow(id: "r2", seq: HLC(milliseconds: 1), values: [.text("S01"), .text("S01-9"), .text("SECRET-VALUE-42")])
-                ])
-            ]))
+            let secret = try JSONEncoder().encode(
+                PushRequest(
+                    replica: identity.replicaID,
+                    groups: [
+                        ChangeGroup(
+                            table: "subjects", user: "A", columns: ["site_id", "screening_no", "sex"],
+                            rows: [
+                                ChangeRow(id: "r2", seq: HLC(milliseconds: 1), values: [.text("S01"), .text("S01-9"), .text("SECRET-VALUE-42")])
+                            ])
+                    ]))
             let quoted = try await send(port, SyncProtocol.pushPath, token: identity.token, body: secret)
             #expect(quoted.status == 422 && quoted.message.contains("subjects.sex") && !quoted.message.contains("SECRET-VALUE-42"), "\(quoted.message)")
             let manyFields = try await send(port, SyncProtocol.pushPath, token: identity.token, body: many)
@@ -108,10 +123,11 @@ struct HostileOutputTests {
             let lines = log.split(separator: "\n")
             let refusals = lines.filter { $0.contains("request refused") }
             #expect(refusals.contains { $0.contains("sync.error=unauthorized") && $0.contains("http.status=401") })
-            #expect(refusals.contains {
-                $0.contains("sync.error=validation_failed") && $0.contains("sync.replica=\(identity.replicaID)") && $0.contains("sync.site=S01")
-                    && $0.contains("sync.token=")
-            })
+            #expect(
+                refusals.contains {
+                    $0.contains("sync.error=validation_failed") && $0.contains("sync.replica=\(identity.replicaID)") && $0.contains("sync.site=S01")
+                        && $0.contains("sync.token=")
+                })
             #expect(refusals.contains { $0.contains("sync.error=protocol_version") })
             #expect(refusals.contains { $0.contains("sync.error=invalid_json") })
             #expect(lines.allSatisfy { $0.hasPrefix("20") }, "every log line is the server's own")
@@ -126,7 +142,9 @@ struct HostileOutputTests {
             let server = try await cli.startServerAndInit(user: "@SUM(A1)")
             defer { server.terminate() }
             let subject = try await cli.sitesync("put", "subjects", "screening_no=S01-001").line
-            let event = try await cli.sitesync("put", "adverse_events", "subject_id=\(subject)", "term=\(Self.escape)Neutropenia", "onset_date=2026-11-20", "grade=2").line
+            let event = try await cli.sitesync(
+                "put", "adverse_events", "subject_id=\(subject)", "term=\(Self.escape)Neutropenia", "onset_date=2026-11-20", "grade=2"
+            ).line
             #expect(try await cli.sitesync("sync").status == 0)
             let reason = "=HYPERLINK(\"http://example.invalid\")\r\n-2+3,forged row"
             #expect(try await cli.sitesync("put", "adverse_events", "--id", event, "grade=3", "--reason", reason).status == 0)

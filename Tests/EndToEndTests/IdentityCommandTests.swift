@@ -20,7 +20,8 @@ struct IdentityCommandTests {
         defer { server.terminate() }
         let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
 
-        let initialised = try await cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera")
+        let initialised = try await cli.sitesync(
+            "init", "--db", "a.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera")
         #expect(initialised.status == 0)
         #expect(initialised.stdout.contains("Enrolled with http://127.0.0.1:\(port)"))
         let status = try JSONSerialization.jsonObject(with: Data(try await cli.sitesync("status", "--db", "a.sqlite", "--json").stdout.utf8)) as? [String: Any]

@@ -22,7 +22,10 @@ struct LiveSyncTests {
             let errors = commands.directory.appendingPathComponent("\(database).watch.err")
             let out = open(output.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
             let err = open(errors.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-            defer { close(out); close(err) }
+            defer {
+                close(out)
+                close(err)
+            }
             let process = try Subprocess(
                 Commands.products.appendingPathComponent("sitesync").path, ["sync", "--watch", "--db", database] + arguments,
                 directory: commands.directory.path, environment: ProcessInfo.processInfo.environment.merging(commands.environment) { $1 },
@@ -138,7 +141,8 @@ struct LiveSyncTests {
             try await Task.sleep(for: .seconds(3))
             #expect(a.processorTicks - before < 50, "live sync used \(a.processorTicks - before) of 300 ticks while idle")
             for (from, to, number) in [("a.sqlite", "b.sqlite", "S01-001"), ("b.sqlite", "a.sqlite", "S01-002")] {
-                let put = try await commands.sitesync("put", "--db", from, "subjects", "screening_no=\(number)", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
+                let put = try await commands.sitesync(
+                    "put", "--db", from, "subjects", "screening_no=\(number)", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
                 #expect(put.status == 0, "\(put.stderr)")
                 let took = try await Self.arrival(commands.directory.appendingPathComponent(to).path, number, within: .seconds(30))
                 #expect(took != nil && took! < .seconds(2), "\(number) reached \(to) after \(String(describing: took))")
@@ -200,7 +204,10 @@ struct LiveSyncTests {
         var most: Int { counts.withLock { $0.most } }
 
         private func counted<T>(_ body: () async throws -> T) async throws -> T {
-            counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+            counts.withLock {
+                $0.now += 1
+                $0.most = max($0.most, $0.now)
+            }
             defer { counts.withLock { $0.now -= 1 } }
             try await Task.sleep(for: .milliseconds(20))
             return try await body()
@@ -224,7 +231,13 @@ struct LiveSyncTests {
             let engines = [
                 a.engine(transport: counting) { $0.pushBatchSize = 50 },
                 a.engine(transport: counting) { $0.pushBatchSize = 50 },
-                SyncEngine(replica: again, transport: counting, configuration: { var c = SyncEngine.Configuration(); c.pushBatchSize = 50; return c }()),
+                SyncEngine(
+                    replica: again, transport: counting,
+                    configuration: {
+                        var c = SyncEngine.Configuration()
+                        c.pushBatchSize = 50
+                        return c
+                    }()),
             ]
             let reports = try await withThrowingTaskGroup(of: SyncReport.self) { group in
                 for engine in engines { group.addTask { try await engine.sync() } }
@@ -245,13 +258,18 @@ struct LiveSyncTests {
             let lock = commands.directory.appendingPathComponent("sitesync.sqlite-sync.lock").path
             // Another process takes the lock, says so, and holds it for 3 s.
             let holder = Task {
-                try await Subprocess.run("/usr/bin/python3", ["-c", """
-                    import fcntl, sys, time
-                    f = open(sys.argv[1], "a")
-                    fcntl.flock(f, fcntl.LOCK_EX)
-                    open(sys.argv[1] + ".held", "w").close()
-                    time.sleep(3)
-                    """, lock])
+                try await Subprocess.run(
+                    "/usr/bin/python3",
+                    [
+                        "-c",
+                        """
+                        import fcntl, sys, time
+                        f = open(sys.argv[1], "a")
+                        fcntl.flock(f, fcntl.LOCK_EX)
+                        open(sys.argv[1] + ".held", "w").close()
+                        time.sleep(3)
+                        """, lock,
+                    ])
             }
             while !FileManager.default.fileExists(atPath: lock + ".held") { try await Task.sleep(for: .milliseconds(20)) }
             let started = ContinuousClock.now
@@ -313,14 +331,17 @@ struct LiveSyncTests {
             defer { server.terminate() }
             let token = try await commands.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
             try token.write(to: commands.directory.appendingPathComponent("s01.token"), atomically: true, encoding: .utf8)
-            let initialised = try await commands.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "s01.token", "--user", "B. Chen")
+            let initialised = try await commands.sitesync(
+                "init", "--db", "b.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "s01.token", "--user", "B. Chen")
             #expect(initialised.status == 0, "\(initialised.stderr)")
             let example = Task {
-                try await commands.run("LiveScreenExample", [
-                    "--db", "screen.sqlite", "--server", "http://127.0.0.1:\(port)", "--site", "S01", "--user", "E. Xample",
-                    // Long enough for the other laptop's two commands on a machine busy with the rest of the suite.
-                    "--token-file", "s01.token", "--screening-number", "S01-042", "--seconds", "15",
-                ])
+                try await commands.run(
+                    "LiveScreenExample",
+                    [
+                        "--db", "screen.sqlite", "--server", "http://127.0.0.1:\(port)", "--site", "S01", "--user", "E. Xample",
+                        // Long enough for the other laptop's two commands on a machine busy with the rest of the suite.
+                        "--token-file", "s01.token", "--screening-number", "S01-042", "--seconds", "15",
+                    ])
             }
             // Another laptop enters a subject while the example runs.
             try await Task.sleep(for: .seconds(2))

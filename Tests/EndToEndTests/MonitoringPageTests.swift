@@ -5,7 +5,7 @@ import Testing
 import TrialRecords
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// The operators' and monitors' tools against a real `sitesync-server` process and real laptops:
@@ -82,9 +82,12 @@ struct MonitoringPageTests {
             #expect(abs(report["clock_offset_ms"] as? Int ?? .max) < 5000, "the same clock, give or take the request's time")
 
             #expect(try await cli.run("sitesync-server", ["replicas", "list", "--database", "server.sqlite", "--site", "S02"]).stdout.hasSuffix("0 laptops\n"))
-            #expect(try await cli.run("sitesync-server", ["replicas", "list", "--database", "server.sqlite", "--stale", "1d"]).stdout.contains("0 laptops without a completed sync for more than 1d"))
+            #expect(
+                try await cli.run("sitesync-server", ["replicas", "list", "--database", "server.sqlite", "--stale", "1d"]).stdout.contains(
+                    "0 laptops without a completed sync for more than 1d"))
             try await Task.sleep(for: .milliseconds(1100))
-            #expect(try await cli.run("sitesync-server", ["replicas", "list", "--database", "server.sqlite", "--stale", "1s"]).stdout.contains("2 laptops without"))
+            #expect(
+                try await cli.run("sitesync-server", ["replicas", "list", "--database", "server.sqlite", "--stale", "1s"]).stdout.contains("2 laptops without"))
             let bad = try await cli.run("sitesync-server", ["replicas", "list", "--database", "server.sqlite", "--site", "S 01"])
             #expect(bad.status != 0 && bad.stderr.contains("--site must be a site id"))
 
@@ -101,7 +104,8 @@ struct MonitoringPageTests {
             }
             #expect(entries.contains { $0["request_id"] == id && $0["message"] == "request refused" })
             // The laptop's error names the request too, for the operator to look up.
-            let revoked = try await cli.run("sitesync-server", ["token", "revoke", "--replica", try #require(objects.first?["replica"] as? String), "--database", "server.sqlite"])
+            let revoked = try await cli.run(
+                "sitesync-server", ["token", "revoke", "--replica", try #require(objects.first?["replica"] as? String), "--database", "server.sqlite"])
             #expect(revoked.status == 0)
             let refused = try await cli.sitesync("sync", "--db", objects.first?["report"] == nil ? "b.sqlite" : "a.sqlite")
             #expect(refused.status != 0)
@@ -132,16 +136,25 @@ struct MonitoringPageTests {
                 "put", "--db", "a.sqlite", "subjects", "screening_no=SCR-0042", "sex=F", "birth_date=1971-05-02", "consent_date=2026-09-01", "status=enrolled"
             ).line
             #expect(try await cli.sitesync("put", "--db", "a.sqlite", "infusions", "subject_id=\(subject)", "date=2026-10-01", "lot=IC19-2291").status == 0)
-            #expect(try await cli.sitesync(
-                "put", "--db", "a.sqlite", "adverse_events", "subject_id=\(subject)", "term=Cytokine release syndrome", "onset_date=2026-10-11", "grade=3", "category=crs"
-            ).status == 0)
-            #expect(try await cli.sitesync("put", "--db", "a.sqlite", "adverse_events", "subject_id=\(subject)", "term=Headache", "onset_date=2026-10-03", "grade=1").status == 0)
+            #expect(
+                try await cli.sitesync(
+                    "put", "--db", "a.sqlite", "adverse_events", "subject_id=\(subject)", "term=Cytokine release syndrome", "onset_date=2026-10-11", "grade=3",
+                    "category=crs"
+                ).status == 0)
+            #expect(
+                try await cli.sitesync(
+                    "put", "--db", "a.sqlite", "adverse_events", "subject_id=\(subject)", "term=Headache", "onset_date=2026-10-03", "grade=1"
+                ).status == 0)
             #expect(try await cli.sitesync("sync", "--db", "a.sqlite").status == 0)
             #expect(try await cli.sitesync("sync", "--db", "b.sqlite").status == 0)
             // The same screening number changed on both laptops offline: one value is kept, the other logged.
-            #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "--id", subject, "screening_no=<script>alert('x')</script>", "--reason", "Transcription").status == 0)
+            #expect(
+                try await cli.sitesync(
+                    "put", "--db", "a.sqlite", "subjects", "--id", subject, "screening_no=<script>alert('x')</script>", "--reason", "Transcription"
+                ).status == 0)
             try await Task.sleep(for: .milliseconds(5))
-            #expect(try await cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", subject, "screening_no=SCR-0042-A", "--reason", "Site log").status == 0)
+            #expect(
+                try await cli.sitesync("put", "--db", "b.sqlite", "subjects", "--id", subject, "screening_no=SCR-0042-A", "--reason", "Site log").status == 0)
             for db in ["a.sqlite", "b.sqlite"] { #expect(try await cli.sitesync("sync", "--db", db).status == 0) }
             let conflict = try await cli.sitesync("conflicts", "list", "--db", "b.sqlite", "--ids").line
             #expect(!conflict.isEmpty)
@@ -155,7 +168,8 @@ struct MonitoringPageTests {
             }
             #expect(page("login").url == "/monitor/login", "sent to the login first")
             #expect(page("overview").url == "/monitor")
-            #expect(page("overview").text.contains("S01") && page("overview").text.contains("2 laptop(s)") && page("overview").text.contains("1 open conflict(s)"))
+            #expect(
+                page("overview").text.contains("S01") && page("overview").text.contains("2 laptop(s)") && page("overview").text.contains("1 open conflict(s)"))
             #expect(page("overview").text.contains("Dr. M. Keller (CRA) · monitor, site S01"))
             let site = page("site")
             #expect(site.url == "/monitor/sites/S01")

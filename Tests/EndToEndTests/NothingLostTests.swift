@@ -25,10 +25,18 @@ struct NothingLostTests {
             let before = try await server.dump()
 
             // b's credential, a's replica id, a sequence number far above a's
-            let forged = PushRequest(replica: a.replica.identity!.replicaID, groups: [ChangeGroup(
-                table: "subjects", user: "B", columns: ["site_id", "screening_no"],
-                rows: [ChangeRow(id: RecordID.generate(), seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds() + 30_000), values: [.text("S01"), .text("S01-999")])]
-            )])
+            let forged = PushRequest(
+                replica: a.replica.identity!.replicaID,
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "B", columns: ["site_id", "screening_no"],
+                        rows: [
+                            ChangeRow(
+                                id: RecordID.generate(), seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds() + 30_000),
+                                values: [.text("S01"), .text("S01-999")])
+                        ]
+                    )
+                ])
             await #expect { try await b.transport.push(forged) } throws: { ($0 as? SyncError)?.status == 403 }
             // An enrolment token cannot push either, under any replica id
             let enrolment = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version)
@@ -50,7 +58,8 @@ struct NothingLostTests {
             try await a.engine().enrol()
             let intruder = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version)
             await #expect {
-                try await intruder.enrol(EnrolRequest(replica: a.replica.identity!.replicaID, user: "Mallory", credential: Credential.generate(prefix: Credential.replicaPrefix)))
+                try await intruder.enrol(
+                    EnrolRequest(replica: a.replica.identity!.replicaID, user: "Mallory", credential: Credential.generate(prefix: Credential.replicaPrefix)))
             } throws: { error in
                 let error = error as? SyncError
                 return error?.status == 409 && error?.code == ErrorCode.replicaTaken.rawValue && error?.message.contains("sitesync init --rejoin") == true
@@ -176,16 +185,20 @@ struct NothingLostTests {
             let a = try server.laptop("a")
             let b = try server.laptop("b")
             let subject = try a.replica.put("subjects", ["screening_no": .text("S01-001"), "weight_kg": .integer(68)])
-            let screening = try a.replica.put("screenings", [
-                "subject_id": .text(subject), "date": .text("2026-11-20"), "sledai_2k": .real(12), "inr": .integer(1),
-            ])
+            let screening = try a.replica.put(
+                "screenings",
+                [
+                    "subject_id": .text(subject), "date": .text("2026-11-20"), "sledai_2k": .real(12), "inr": .integer(1),
+                ])
             #expect(try a.replica.get("subjects", id: subject)?["weight_kg"] == .real(68))
             try await a.sync()
             try await b.sync()
             #expect(try b.replica.get("screenings", id: screening)?["sledai_2k"] == .integer(12))
             #expect(try b.replica.get("screenings", id: screening)?["inr"] == .real(1))
             // A real with a fraction is no whole number
-            #expect(throws: ValidationError.self) { try a.replica.put("screenings", id: screening, ["sledai_2k": .real(12.5)], reason: "Corrected from the source document") }
+            #expect(throws: ValidationError.self) {
+                try a.replica.put("screenings", id: screening, ["sledai_2k": .real(12.5)], reason: "Corrected from the source document")
+            }
         }
     }
 
@@ -285,7 +298,8 @@ struct NothingLostTests {
             try await a.engine().enrol()
             let before = try await server.dump()
             let id = a.replica.identity!.replicaID
-            let row = ChangeRow(id: RecordID.generate(), seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("S01"), .text("S01\u{0}-002")])
+            let row = ChangeRow(
+                id: RecordID.generate(), seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("S01"), .text("S01\u{0}-002")])
             let nulValue = PushRequest(replica: id, groups: [ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "screening_no"], rows: [row])])
             await #expect { try await a.transport.push(nulValue) } throws: { error in
                 (error as? SyncError)?.status == 422 && (error as? SyncError)?.message.contains("NUL") == true
@@ -314,7 +328,8 @@ struct NothingLostTests {
             try await a.engine().enrol()
             let before = try await server.dump()
             let row = ChangeRow(id: RecordID.generate(), seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("S01"), .text(huge)])
-            let push = PushRequest(replica: a.replica.identity!.replicaID, groups: [ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "screening_no"], rows: [row])])
+            let push = PushRequest(
+                replica: a.replica.identity!.replicaID, groups: [ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "screening_no"], rows: [row])])
             await #expect { try await a.transport.push(push) } throws: { error in
                 (error as? SyncError)?.status == 422 && (error as? SyncError)?.message.contains("at most 64 bytes") == true
             }

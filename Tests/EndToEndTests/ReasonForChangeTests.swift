@@ -218,10 +218,11 @@ struct ReasonForChangeTests {
             let history = try await HTTPTransport(replica: a.replica).history(table: "adverse_events", id: id)
             let grades = history.entries.flatMap { entry in (entry.changes ?? []).filter { $0.field == "grade" }.map { (entry.user, $0) } }
             #expect(grades.map(\.1.new) == [.integer(2), .integer(3), .integer(1), .integer(3)])
-            #expect(grades.map(\.1.reason) == [
-                nil, "Hospitalised", "Transcription error",
-                "conflict resolution: take_loser (conflict \(conflict.id)): Discharge letter says grade 3",
-            ])
+            #expect(
+                grades.map(\.1.reason) == [
+                    nil, "Hospitalised", "Transcription error",
+                    "conflict resolution: take_loser (conflict \(conflict.id)): Discharge letter says grade 3",
+                ])
             #expect(grades.map(\.1.conflict) == [nil, nil, conflict.id, nil])
             #expect(grades.map(\.0) == ["A. Rivera", "A. Rivera", "B. Chen", "A. Rivera"])
 

@@ -91,14 +91,24 @@ struct ReviewTests {
             #expect(throws: ValidationError.self) { try b.replica.resolve(conflict: conflict.id, .value(.text("cured")), reason: "x") }
 
             // Conflict records are the server's: replicas cannot create them or change their sides
-            #expect(throws: ReplicaError.readOnlyTable) { try b.replica.put("conflicts", id: conflict.id, ["loser_value": .text("\"x\"")], reason: "Corrected from the source document") }
+            #expect(throws: ReplicaError.readOnlyTable) {
+                try b.replica.put("conflicts", id: conflict.id, ["loser_value": .text("\"x\"")], reason: "Corrected from the source document")
+            }
             try await a.sync()
             let before = try await server.dump()
             let now = HLC(milliseconds: HybridLogicalClock.systemMilliseconds())
             let s02 = HTTPTransport(serverURL: server.url, token: server.s02, schemaVersion: TrialSchema.version)
-            let forged = PushRequest(replica: "s02-laptop", groups: [ChangeGroup(table: "conflicts", user: "Z", columns: ["status", "decision", "reviewer", "reason", "resolved_at"], rows: [
-                ChangeRow(id: conflict.id, seq: now, values: [.text("resolved"), .text("value"), .text("Z"), .text("x"), .text("2026-11-25T00:00:00Z")], bases: [nil, nil, nil, nil, nil]),
-            ])])
+            let forged = PushRequest(
+                replica: "s02-laptop",
+                groups: [
+                    ChangeGroup(
+                        table: "conflicts", user: "Z", columns: ["status", "decision", "reviewer", "reason", "resolved_at"],
+                        rows: [
+                            ChangeRow(
+                                id: conflict.id, seq: now, values: [.text("resolved"), .text("value"), .text("Z"), .text("x"), .text("2026-11-25T00:00:00Z")],
+                                bases: [nil, nil, nil, nil, nil])
+                        ])
+                ])
             await #expect { try await s02.push(forged) } throws: { ($0 as? SyncError)?.status == 403 }
             let s01 = a.transport
             var created = forged
@@ -114,7 +124,9 @@ struct ReviewTests {
             var unexplained = forged
             unexplained.replica = a.replica.identity!.replicaID
             unexplained.groups[0].rows[0].values[3] = .null
-            await #expect { try await s01.push(unexplained) } throws: { ($0 as? SyncError)?.message.contains("conflicts.reason: is required when the conflict is resolved") == true }
+            await #expect { try await s01.push(unexplained) } throws: {
+                ($0 as? SyncError)?.message.contains("conflicts.reason: is required when the conflict is resolved") == true
+            }
             #expect(try await server.dump() == before)
 
             // Reading: a site token sees its site only; a reviewer sees all
@@ -227,7 +239,9 @@ struct ConflictSemanticsTests {
             let id = try laptops[0].replica.put("subjects", ["screening_no": .text("S01-001")])
             for laptop in laptops { try await laptop.sync() }
             for (index, laptop) in laptops.enumerated() {
-                try laptop.replica.put("subjects", id: id, ["sex": .text(index == 1 ? "M" : "F"), "status": .text(["enrolled", "withdrawn", "completed"][index])], reason: "Corrected from the source document")
+                try laptop.replica.put(
+                    "subjects", id: id, ["sex": .text(index == 1 ? "M" : "F"), "status": .text(["enrolled", "withdrawn", "completed"][index])],
+                    reason: "Corrected from the source document")
                 try await Task.sleep(for: .milliseconds(3))
             }
             for laptop in laptops {
@@ -293,14 +307,15 @@ struct ConflictSemanticsTests {
                 guard let grade = entry.changes?.first(where: { $0.field == "grade" }) else { return nil }
                 return "\(entry.user): \(grade.old.shown) -> \(grade.new.shown) \(grade.outcome)"
             }
-            #expect(grades == [
-                "A. Rivera: - -> 1 applied",
-                "B. Chen: 1 -> 2 applied",
-                "A. Rivera: 2 -> 3 applied",
-                "C. Okafor: 3 -> 4 applied",
-                "A. Rivera: 4 -> 3 applied",
-                "resolution take_loser grade: Grade 3 per lab report",
-            ])
+            #expect(
+                grades == [
+                    "A. Rivera: - -> 1 applied",
+                    "B. Chen: 1 -> 2 applied",
+                    "A. Rivera: 2 -> 3 applied",
+                    "C. Okafor: 3 -> 4 applied",
+                    "A. Rivera: 4 -> 3 applied",
+                    "resolution take_loser grade: Grade 3 per lab report",
+                ])
             // Offline, a laptop shows what it knows
             let local = try a.replica.localHistory("adverse_events", id: id)
             #expect(local.source == "replica")

@@ -2,11 +2,11 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
-import Synchronization
 import SiteSyncClient
 import SiteSyncCore
 import SiteSyncServer
 import SiteSyncTestSupport
+import Synchronization
 import Testing
 import TrialRecords
 
@@ -56,12 +56,16 @@ struct StoreCopyTests {
         let database = try await PostgresTestDatabase.create()
         let target = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
         let (counts, laptops, activity) = try await target.withRunning {
-            (try await StoreCopy.copy(from: sqlite, to: target), try await target.replicaFreshness(site: nil), try await target.siteActivity(site: "S01", from: "2000-01-01"))
+            (
+                try await StoreCopy.copy(from: sqlite, to: target), try await target.replicaFreshness(site: nil),
+                try await target.siteActivity(site: "S01", from: "2000-01-01")
+            )
         }
         #expect(counts.rows["audit"] == before["audit"]?.count && counts.rows["records"] == before["records"]?.count)
         // The laptops' last syncs and the daily counts of changes come along.
         #expect(laptops == (try await sqlite.replicaFreshness(site: nil)) && laptops.compactMap(\.report).count == 2)
-        #expect(activity == (try await sqlite.siteActivity(site: "S01", from: "2000-01-01")) && activity.changesByDay.values.reduce(0, +) == before["audit"]?.count)
+        #expect(
+            activity == (try await sqlite.siteActivity(site: "S01", from: "2000-01-01")) && activity.changesByDay.values.reduce(0, +) == before["audit"]?.count)
         #expect(counts.rows["conflicts"] == 1 && counts.rows["tokens"] == 3)
         // A second copy into a store that holds data is refused, and writes nothing.
         let again = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
@@ -123,7 +127,10 @@ struct StoreCopyTests {
                     )
                 }
             }
-            return (counts, try await target.rowsAsText("SELECT seq::text FROM sites"), try await target.rowsAsText("SELECT count(*)::text FROM subjects WHERE id = 'late'"))
+            return (
+                counts, try await target.rowsAsText("SELECT seq::text FROM sites"),
+                try await target.rowsAsText("SELECT count(*)::text FROM subjects WHERE id = 'late'")
+            )
         }
         #expect(landed.withLock { $0 })
         #expect(counts.rows["records"] == before["records"]?.count && counts.rows["subjects"] == 30, "\(counts)")
@@ -173,7 +180,8 @@ struct StoreCopyTests {
         let (listening, continuation) = AsyncStream.makeStream(of: Int.self)
         configuration.onServerRunning = { continuation.yield($0) }
         let logger = Logger(label: "sitesync.test", factory: { _ in SwiftLogNoOpLogHandler() })
-        let group = ServiceGroup(configuration: .init(services: [try buildApplication(configuration, store: store, logger: logger, services: services)], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(services: [try buildApplication(configuration, store: store, logger: logger, services: services)], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             var iterator = listening.makeAsyncIterator()

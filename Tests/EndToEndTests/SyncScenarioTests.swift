@@ -183,7 +183,10 @@ struct SyncScenarioTests {
             try await a.sync()
 
             let b = try server.laptop("b")
-            let small: (inout SyncEngine.Configuration) -> Void = { $0.pullBatchSize = 10; $0.attempts = 2 }
+            let small: (inout SyncEngine.Configuration) -> Void = {
+                $0.pullBatchSize = 10
+                $0.attempts = 2
+            }
             // Two batches arrive, then the network goes
             await #expect(throws: SyncError.self) {
                 try await b.engine(transport: FailingPulls(b.transport, after: 2), configure: small).sync()
@@ -208,9 +211,15 @@ struct SyncScenarioTests {
             let before = try await server.dump()
 
             let s01 = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version)
-            let foreign = PushRequest(replica: "intruder", groups: [ChangeGroup(table: "subjects", user: "X", columns: ["site_id", "screening_no"], rows: [
-                ChangeRow(id: "x1", seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("S02"), .text("S02-666")]),
-            ])])
+            let foreign = PushRequest(
+                replica: "intruder",
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "X", columns: ["site_id", "screening_no"],
+                        rows: [
+                            ChangeRow(id: "x1", seq: HLC(milliseconds: HybridLogicalClock.systemMilliseconds()), values: [.text("S02"), .text("S02-666")])
+                        ])
+                ])
             await #expect { try await s01.push(foreign) } throws: { ($0 as? SyncError)?.status == 403 && ($0 as? SyncError)?.code == "forbidden" }
             await #expect { try await s01.pull(PullRequest(cursor: ["S02": 0], limit: 10)) } throws: { ($0 as? SyncError)?.status == 403 }
             #expect(try await server.dump() == before)
@@ -249,7 +258,8 @@ struct SyncScenarioTests {
             for laptop in laptops { try await laptop.sync() }
 
             for (index, laptop) in laptops.enumerated() {
-                try laptop.replica.put("subjects", id: id, ["status": .text(["enrolled", "withdrawn", "completed"][index])], reason: "Corrected from the source document")
+                try laptop.replica.put(
+                    "subjects", id: id, ["status": .text(["enrolled", "withdrawn", "completed"][index])], reason: "Corrected from the source document")
                 try laptop.replica.put("subjects", ["screening_no": .text("S01-1\(index)")])
                 try await Task.sleep(for: .milliseconds(3))
             }
@@ -279,7 +289,8 @@ struct SyncScenarioTests {
         var configuration = SyncEngine.Configuration()
         configuration.attempts = 2
         configuration.initialBackoff = .milliseconds(10)
-        let engine = SyncEngine(replica: replica, transport: HTTPTransport(serverURL: url, token: "t", schemaVersion: 1, timeout: 5), configuration: configuration)
+        let engine = SyncEngine(
+            replica: replica, transport: HTTPTransport(serverURL: url, token: "t", schemaVersion: 1, timeout: 5), configuration: configuration)
         await #expect { try await engine.sync() } throws: { ($0 as? SyncError)?.isUnreachable == true }
         #expect(try replica.pendingCount() == 1)
         #expect(try replica.status().lastSync == nil)
@@ -295,10 +306,12 @@ struct SyncScenarioTests {
             let subject = try old.replica.put("subjects", ["screening_no": .text("S01-001"), "sex": .text("F")])
             try await old.sync()
             try await new.sync()
-            let event = try new.replica.put("adverse_events", [
-                "subject_id": .text(subject), "term": .text("Cytokine release syndrome"), "grade": .integer(2),
-                "category": .text("crs"), "grading_scale": .text("ASTCT 2019"),
-            ])
+            let event = try new.replica.put(
+                "adverse_events",
+                [
+                    "subject_id": .text(subject), "term": .text("Cytokine release syndrome"), "grade": .integer(2),
+                    "category": .text("crs"), "grading_scale": .text("ASTCT 2019"),
+                ])
             try new.replica.put("screenings", ["subject_id": .text(subject), "date": .text("2026-11-01"), "sledai_2k": .integer(10)])
             try new.replica.put("subjects", id: subject, ["weight_kg": .real(61.5)], reason: "Corrected from the source document")
             try await new.sync()
@@ -324,14 +337,17 @@ struct SyncScenarioTests {
         try await LiveServer.run(store: store) { server in
             let a = try server.laptop("a")
             let b = try server.laptop("b")
-            let id = try a.replica.put("adverse_events", [
-                "subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(3), "category": .text("other"), "grading_scale": .text("CTCAE 5.0"),
-            ])
+            let id = try a.replica.put(
+                "adverse_events",
+                [
+                    "subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(3), "category": .text("other"), "grading_scale": .text("CTCAE 5.0"),
+                ])
             try await a.sync()
             try await b.sync()
             // a raises the grade to 5 (valid on CTCAE); b reclassifies the event as CRS (valid with grade 3)
             try a.replica.put("adverse_events", id: id, ["grade": .integer(5)], reason: "Corrected from the source document")
-            try b.replica.put("adverse_events", id: id, ["category": .text("crs"), "grading_scale": .text("ASTCT 2019")], reason: "Corrected from the source document")
+            try b.replica.put(
+                "adverse_events", id: id, ["category": .text("crs"), "grading_scale": .text("ASTCT 2019")], reason: "Corrected from the source document")
             try await a.sync()
             let report = try await b.sync()
             #expect(report.pushed == 1)
@@ -339,7 +355,9 @@ struct SyncScenarioTests {
             try await a.sync()
             #expect(try a.contents() == b.contents())
             // The merged record is ASTCT with grade 5: editing it again on a laptop is refused until fixed
-            #expect(throws: ValidationError.self) { try a.replica.put("adverse_events", id: id, ["term": .text("CRS")], reason: "Corrected from the source document") }
+            #expect(throws: ValidationError.self) {
+                try a.replica.put("adverse_events", id: id, ["term": .text("CRS")], reason: "Corrected from the source document")
+            }
         }
     }
 

@@ -20,19 +20,27 @@ struct TLSTests {
     /// A certificate authority `name`.pem / `name`.key, made here.
     private func authority(_ name: String, in folder: URL) async throws {
         try await openssl(
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key", "-out", "\(name).pem",
-             "-days", "2", "-subj", "/CN=\(name)", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key", "-out", "\(name).pem",
+                "-days", "2", "-subj", "/CN=\(name)", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+            ],
             in: folder
         )
     }
 
     /// A server certificate `name`.pem / `name`.key for `names` (subjectAltName entries), signed by `ca`.
     private func certificate(_ name: String, names: String, signedBy ca: String, in folder: URL) async throws {
-        try await openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"], in: folder)
+        try await openssl(
+            [
+                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key", "-out", "\(name).csr", "-subj",
+                "/CN=\(name)",
+            ], in: folder)
         try Data("subjectAltName=\(names)\nextendedKeyUsage=serverAuth\n".utf8).write(to: folder.appendingPathComponent("\(name).ext"))
         try await openssl(
-            ["x509", "-req", "-in", "\(name).csr", "-CA", "\(ca).pem", "-CAkey", "\(ca).key", "-CAcreateserial", "-out", "\(name).pem", "-days", "2",
-             "-extfile", "\(name).ext"],
+            [
+                "x509", "-req", "-in", "\(name).csr", "-CA", "\(ca).pem", "-CAkey", "\(ca).key", "-CAcreateserial", "-out", "\(name).pem", "-days", "2",
+                "-extfile", "\(name).ext",
+            ],
             in: folder
         )
     }
@@ -75,7 +83,8 @@ struct TLSTests {
             #expect(!untrusted.stderr.contains("cannot be reached"), "named as untrusted, not unreachable: \(untrusted.stderr)")
 
             // The right authority, the wrong host name.
-            let (other, otherPort) = try await cli.startServer(database: "server.sqlite", arguments: ["--tls-cert", "elsewhere.pem", "--tls-key", "elsewhere.key"])
+            let (other, otherPort) = try await cli.startServer(
+                database: "server.sqlite", arguments: ["--tls-cert", "elsewhere.pem", "--tls-key", "elsewhere.key"])
             defer { other.terminate() }
             let (d, _) = try await laptop("d", port: otherPort, ca: "ca.pem")
             let wrongHost = try await d.sitesync("sync")
@@ -97,7 +106,8 @@ struct TLSTests {
             #expect(open.status != 0 && open.stderr.contains("Refusing to serve plain HTTP on 0.0.0.0") && open.stderr.contains("--insecure-http"))
             let half = try await cli.run("sitesync-server", ["serve", "--database", "server.sqlite", "--tls-cert", "server.pem"])
             #expect(half.status != 0 && half.stderr.contains("--tls-cert and --tls-key together"))
-            let missing = try await cli.run("sitesync-server", ["serve", "--database", "server.sqlite", "--tls-cert", "missing.pem", "--tls-key", "missing.key"])
+            let missing = try await cli.run(
+                "sitesync-server", ["serve", "--database", "server.sqlite", "--tls-cert", "missing.pem", "--tls-key", "missing.key"])
             #expect(missing.status != 0 && missing.stderr.contains("missing.pem"))
             // A host *name* that starts like a loopback address is not one.
             for host in ["127.example.org", "127.0.0.1.nip.io", "localhost"] {
@@ -114,7 +124,9 @@ struct TLSTests {
             let laptop = Commands(directory: cli.directory, environment: ["SITESYNC_DB": cli.directory.appendingPathComponent("a.sqlite").path])
             for server in ["http://203.0.113.7:8080", "http://sync.example.org", "http://127.example.org:8080", "http://localhost:8080"] {
                 let refused = try await laptop.run("sitesync", ["init", "--site", "S01", "--server", server, "--token-file", "token.txt", "--user", "A"])
-                #expect(refused.status != 0 && refused.stderr.contains("is not a loopback address") && refused.stderr.contains("--insecure-http"), "\(server): \(refused.stderr)")
+                #expect(
+                    refused.status != 0 && refused.stderr.contains("is not a loopback address") && refused.stderr.contains("--insecure-http"),
+                    "\(server): \(refused.stderr)")
                 #expect(!FileManager.default.fileExists(atPath: cli.directory.appendingPathComponent("a.sqlite").path), "nothing created")
             }
         }

@@ -8,7 +8,7 @@ import Testing
 import TrialRecords
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Sends each request to the next of several server instances in turn, as a load balancer would,
@@ -34,10 +34,11 @@ private final class Alternating: SyncTransport {
     }
 
     private func transport() -> HTTPTransport {
-        transports[next.withLock { index in
-            defer { index += 1 }
-            return index % transports.count
-        }]
+        transports[
+            next.withLock { index in
+                defer { index += 1 }
+                return index % transports.count
+            }]
     }
 
     /// Pushes the server rolled back and answered 503.
@@ -118,7 +119,10 @@ struct TwoInstancesTests {
                 let id = try member.laptop.replica.put("subjects", ["screening_no": .text("\(member.site)-\(step)-\(UUID().uuidString.prefix(6))")])
                 created.withLock { $0 += 1 }
                 try member.laptop.replica.put("subjects", id: id, ["sex": .text(step % 2 == 0 ? "F" : "M")])
-                _ = try await member.laptop.engine { $0.attempts = 2; $0.initialBackoff = .milliseconds(20) }.sync()
+                _ = try await member.laptop.engine {
+                    $0.attempts = 2
+                    $0.initialBackoff = .milliseconds(20)
+                }.sync()
             } catch {
                 // Unreachable or dropped: the changes stay queued for a later round.
                 failed.withLock { $0 += 1 }
@@ -165,13 +169,15 @@ struct TwoInstancesTests {
             #expect(try await StoreContents.count(check, "SELECT count(*) FROM subjects") == records, "each record once")
             #expect(try await StoreContents.count(check, "SELECT count(*) FROM conflicts") == 0, "no conflict the edits did not cause")
             // Each change applied once: no replica's change is in the audit trail twice.
-            #expect(try await StoreContents.count(
-                check, "SELECT count(*) FROM (SELECT replica, record_id, seq FROM audit GROUP BY 1, 2, 3 HAVING count(*) > 1) AS twice"
-            ) == 0)
+            #expect(
+                try await StoreContents.count(
+                    check, "SELECT count(*) FROM (SELECT replica, record_id, seq FROM audit GROUP BY 1, 2, 3 HAVING count(*) > 1) AS twice"
+                ) == 0)
             // Each site's head is its last change's number: no number was taken and lost.
-            #expect(try await StoreContents.count(
-                check, "SELECT count(*) FROM sites s WHERE s.seq <> (SELECT max(r.seq) FROM records r WHERE r.site_id = s.site_id)"
-            ) == 0)
+            #expect(
+                try await StoreContents.count(
+                    check, "SELECT count(*) FROM sites s WHERE s.seq <> (SELECT max(r.seq) FROM records r WHERE r.site_id = s.site_id)"
+                ) == 0)
         }
     }
 }

@@ -164,7 +164,9 @@ struct ChangeTrackingTests {
             try replica.put("subjects", ["site_id": .text("S02"), "screening_no": .text("S02-001")])
         }
         let id = try replica.put("subjects", ["screening_no": .text("S01-001")])
-        #expect(throws: ReplicaError.outsideSite) { try replica.put("subjects", id: id, ["site_id": .text("S02")], reason: "Corrected from the source document") }
+        #expect(throws: ReplicaError.outsideSite) {
+            try replica.put("subjects", id: id, ["site_id": .text("S02")], reason: "Corrected from the source document")
+        }
         #expect(throws: ReplicaError.readOnlyTable) { try replica.put("conflicts", ["status": .text("resolved")]) }
         #expect {
             try replica.writer.write { db in try db.execute(sql: "UPDATE subjects SET site_id = 'S02' WHERE id = ?", arguments: [id]) }

@@ -1,12 +1,13 @@
 import Foundation
 import GRDB
 import GRDBSQLite
-@testable import SiteSyncClient
 import SiteSyncCore
 import SiteSyncSQLite
 import SiteSyncTestSupport
 import Testing
 import TrialRecords
+
+@testable import SiteSyncClient
 
 @Suite("Shadow rows and outbox")
 struct ShadowStorageTests {
@@ -18,14 +19,23 @@ struct ShadowStorageTests {
             // Texts over 100 bytes are refused on this connection, as texts past SQLite's length limit are.
             sqlite3_limit(db.sqliteConnection, SQLITE_LIMIT_LENGTH, 100)
             let insert = try db.makeStatement(sql: "INSERT INTO t (n, v) VALUES (?, ?)")
-            try insert.execute { $0.bind(Int64(1)); $0.bind("short") }
+            try insert.execute {
+                $0.bind(Int64(1))
+                $0.bind("short")
+            }
             let error = #expect(throws: DatabaseError.self) {
-                try insert.execute { $0.bind(Int64(2)); $0.bind(String(repeating: "x", count: 200)) }
+                try insert.execute {
+                    $0.bind(Int64(2))
+                    $0.bind(String(repeating: "x", count: 200))
+                }
             }
             #expect(error?.resultCode == .SQLITE_TOOBIG && error?.message?.contains("argument 2 was not bound") == true, "\(String(describing: error))")
             #expect(try Row.fetchAll(db, sql: "SELECT n, v FROM t").map { "\($0["n"] as Int64) \($0["v"] as String)" } == ["1 short"])
             // The statement works again with values it takes.
-            try insert.execute { $0.bind(Int64(3)); $0.bind("fine") }
+            try insert.execute {
+                $0.bind(Int64(3))
+                $0.bind("fine")
+            }
             #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM t") == 2)
         }
     }
@@ -61,10 +71,12 @@ struct ShadowStorageTests {
         /// Edits a record; returns whether a value changed (an unchanged value is not tracked).
         func edit(_ id: String, _ random: inout SeededGenerator) throws -> Bool {
             let before = try replica.get("subjects", id: id)
-            try replica.put("subjects", id: id, [
-                "sex": .text(random.next() % 2 == 0 ? "F" : "M"),
-                "screening_no": .text("S01-\(random.next() % 4)"),
-            ], reason: "Corrected from the source document")
+            try replica.put(
+                "subjects", id: id,
+                [
+                    "sex": .text(random.next() % 2 == 0 ? "F" : "M"),
+                    "screening_no": .text("S01-\(random.next() % 4)"),
+                ], reason: "Corrected from the source document")
             return try replica.get("subjects", id: id) != before
         }
         for step in 0..<300 {

@@ -24,4 +24,3 @@ func pulledSubject(
 
 /// Milliseconds since 1970, now.
 func nowMilliseconds() -> Int64 { HybridLogicalClock.systemMilliseconds() }
-

@@ -13,7 +13,11 @@ struct TrialRulesTests {
     @Test("CRS and ICANS take ASTCT 2019 grades 1-4; other events CTCAE 5.0")
     func gradingScale() throws {
         let replica = try makeReplica()
-        #expect(throws: ValidationError(table: "adverse_events", field: "grading_scale", "must be ASTCT 2019 for category crs (CRS and ICANS by ASTCT 2019, others by CTCAE 5.0); got \"CTCAE 5.0\"")) {
+        #expect(
+            throws: ValidationError(
+                table: "adverse_events", field: "grading_scale",
+                "must be ASTCT 2019 for category crs (CRS and ICANS by ASTCT 2019, others by CTCAE 5.0); got \"CTCAE 5.0\"")
+        ) {
             try replica.put("adverse_events", event(["category": .text("crs"), "grading_scale": .text("CTCAE 5.0"), "grade": .integer(2)]))
         }
         #expect(throws: ValidationError(table: "adverse_events", field: "grade", "must be from 1 to 4 for ICANS (ASTCT 2019); got 5")) {
@@ -31,7 +35,9 @@ struct TrialRulesTests {
             try replica.put("adverse_events", event(["category": .text("other"), "grading_scale": .text("CTCAE 5.0"), "grade": .integer(5)]))
         }
         let id = try replica.put("adverse_events", event(["category": .text("crs"), "grading_scale": .text("ASTCT 2019"), "grade": .integer(4)]))
-        #expect(throws: ValidationError.self) { try replica.put("adverse_events", id: id, ["grade": .integer(5)], reason: "Corrected from the source document") }
+        #expect(throws: ValidationError.self) {
+            try replica.put("adverse_events", id: id, ["grade": .integer(5)], reason: "Corrected from the source document")
+        }
         #expect(try replica.get("adverse_events", id: id)?["grade"] == .integer(4), "nothing written")
     }
 
@@ -58,7 +64,10 @@ struct TrialRulesTests {
     func infusion() throws {
         let replica = try makeReplica()
         let subject = try replica.put("subjects", ["screening_no": .text("S01-001")])
-        #expect(throws: ValidationError(table: "infusions", field: "subject_id", "subject \(subject) is screening, not enrolled; enrol the subject before recording an infusion")) {
+        #expect(
+            throws: ValidationError(
+                table: "infusions", field: "subject_id", "subject \(subject) is screening, not enrolled; enrol the subject before recording an infusion")
+        ) {
             try replica.put("infusions", ["subject_id": .text(subject), "date": .text("2026-03-01")])
         }
         try replica.put("subjects", id: subject, ["status": .text("enrolled")], reason: "Corrected from the source document")

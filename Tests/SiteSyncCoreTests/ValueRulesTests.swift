@@ -5,9 +5,11 @@ import Testing
 
 @Suite("Values in their column's type, strings as they were, clocks that cannot trap")
 struct ValueRulesTests {
-    @Test("Display width counts terminal columns: wide characters two, combining marks none, emoji two", arguments: [
-        ("abc", 3), ("e\u{301}", 1), ("Zoe\u{308}", 3), ("日本語", 6), ("Ｆｕｌｌ", 8), ("👩‍⚕️", 2), ("⚠️", 2), ("\u{200B}", 0), ("", 0), ("한국", 4),
-    ])
+    @Test(
+        "Display width counts terminal columns: wide characters two, combining marks none, emoji two",
+        arguments: [
+            ("abc", 3), ("e\u{301}", 1), ("Zoe\u{308}", 3), ("日本語", 6), ("Ｆｕｌｌ", 8), ("👩‍⚕️", 2), ("⚠️", 2), ("\u{200B}", 0), ("", 0), ("한국", 4),
+        ])
     func displayWidth(text: String, width: Int) {
         #expect(TextRules.displayWidth(text) == width)
         #expect(TextRules.displayWidth(TextRules.padded(text, toWidth: 10)) == 10)
@@ -29,12 +31,14 @@ struct ValueRulesTests {
         #expect(try integer.parse("3.0", table: "adverse_events") == .integer(3), "68.0 typed by a person is the whole number too")
         // A conflict's sides, stored as JSON, come back in the column's type
         let schema = Schema(version: 1, tables: [TableSchema("subjects", columns: [real])])
-        var conflict = try Conflict(id: "c", fields: [
-            "site_id": .text("S01"), "table_name": .text("subjects"), "record_id": .text("r"), "field": .text("weight_kg"),
-            "winner_value": .text("68"), "winner_hlc": .integer(2), "winner_replica": .text("a"),
-            "loser_value": .text("70.5"), "loser_hlc": .integer(1), "loser_replica": .text("b"),
-            "detected_at": .text("2026-11-30T00:00:00Z"), "status": .text("open"),
-        ])
+        var conflict = try Conflict(
+            id: "c",
+            fields: [
+                "site_id": .text("S01"), "table_name": .text("subjects"), "record_id": .text("r"), "field": .text("weight_kg"),
+                "winner_value": .text("68"), "winner_hlc": .integer(2), "winner_replica": .text("a"),
+                "loser_value": .text("70.5"), "loser_hlc": .integer(1), "loser_replica": .text("b"),
+                "detected_at": .text("2026-11-30T00:00:00Z"), "status": .text("open"),
+            ])
         #expect(conflict.winner.value == .integer(68))
         conflict = conflict.normalized(in: schema)
         #expect(conflict.winner.value == .real(68))
@@ -108,7 +112,8 @@ struct ValueRulesTests {
     @Test("A push's fingerprint names its rows, not their values, and survives the wire")
     func fingerprint() throws {
         let row = ChangeRow(id: "x", seq: HLC(rawValue: 42), values: [.text("S01")])
-        let push = PushRequest(replica: "r", groups: [ChangeGroup(table: "subjects", user: "A", columns: ["site_id"], rows: [row])], acked: HLC(rawValue: 7), sent: ["00ff"])
+        let push = PushRequest(
+            replica: "r", groups: [ChangeGroup(table: "subjects", user: "A", columns: ["site_id"], rows: [row])], acked: HLC(rawValue: 7), sent: ["00ff"])
         var other = push
         other.groups[0].rows[0].seq = HLC(rawValue: 43)
         #expect(push.fingerprint.count == 16)

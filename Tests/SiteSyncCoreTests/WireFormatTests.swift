@@ -1,8 +1,8 @@
 import Foundation
+import SiteSyncTestSupport
 import Testing
 
 @testable import SiteSyncCore
-import SiteSyncTestSupport
 
 /// Random messages with the awkward cases in them: escapes, non-ASCII text, extreme numbers.
 private struct MessageGenerator {
@@ -95,25 +95,43 @@ struct WireFormatTests {
 
     @Test("The compact row shapes are unchanged")
     func compactShapes() throws {
-        let push = PushRequest(replica: "r", groups: [
-            ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "sex"], rows: [
-                ChangeRow(id: "x", seq: HLC(rawValue: 42), values: [.text("S01"), .null]),
-                ChangeRow(id: "y", seq: HLC(rawValue: 43), values: [.real(1.5), .integer(-7)], hlcs: [HLC(rawValue: 41), HLC(rawValue: 43)], bases: [nil, Version(hlc: HLC(rawValue: 9), replica: "q")]),
-            ]),
-        ])
-        #expect(String(decoding: try push.wireJSON(), as: UTF8.self) == #"{"replica":"r","groups":[{"t":"subjects","u":"A","c":["site_id","sex"],"r":[["x",42,null,"S01",null],["y",43,{"h":[41,43],"b":[null,[9,"q"]]},1.5,-7]]}]}"#)
+        let push = PushRequest(
+            replica: "r",
+            groups: [
+                ChangeGroup(
+                    table: "subjects", user: "A", columns: ["site_id", "sex"],
+                    rows: [
+                        ChangeRow(id: "x", seq: HLC(rawValue: 42), values: [.text("S01"), .null]),
+                        ChangeRow(
+                            id: "y", seq: HLC(rawValue: 43), values: [.real(1.5), .integer(-7)], hlcs: [HLC(rawValue: 41), HLC(rawValue: 43)],
+                            bases: [nil, Version(hlc: HLC(rawValue: 9), replica: "q")]),
+                    ])
+            ])
+        #expect(
+            String(decoding: try push.wireJSON(), as: UTF8.self)
+                == #"{"replica":"r","groups":[{"t":"subjects","u":"A","c":["site_id","sex"],"r":[["x",42,null,"S01",null],["y",43,{"h":[41,43],"b":[null,[9,"q"]]},1.5,-7]]}]}"#
+        )
         // A reason for change travels in the row's meta, one entry per field.
-        let explained = PushRequest(replica: "r", groups: [
-            ChangeGroup(table: "subjects", user: "A", columns: ["sex"], rows: [
-                ChangeRow(id: "x", seq: HLC(rawValue: 44), values: [.text("F")], bases: [Version(hlc: HLC(rawValue: 9), replica: "q")], reasons: ["Typo \"M\""]),
-            ]),
-        ])
-        #expect(String(decoding: try explained.wireJSON(), as: UTF8.self) == #"{"replica":"r","groups":[{"t":"subjects","u":"A","c":["sex"],"r":[["x",44,{"b":[[9,"q"]],"w":["Typo \"M\""]},"F"]]}]}"#)
+        let explained = PushRequest(
+            replica: "r",
+            groups: [
+                ChangeGroup(
+                    table: "subjects", user: "A", columns: ["sex"],
+                    rows: [
+                        ChangeRow(
+                            id: "x", seq: HLC(rawValue: 44), values: [.text("F")], bases: [Version(hlc: HLC(rawValue: 9), replica: "q")],
+                            reasons: ["Typo \"M\""])
+                    ])
+            ])
+        #expect(
+            String(decoding: try explained.wireJSON(), as: UTF8.self)
+                == #"{"replica":"r","groups":[{"t":"subjects","u":"A","c":["sex"],"r":[["x",44,{"b":[[9,"q"]],"w":["Typo \"M\""]},"F"]]}]}"#)
     }
 
     @Test("Whitespace, member order and unknown members are accepted, as JSONDecoder accepts them")
     func lenientWhereJSONIs() throws {
-        let push = try decodePush("""
+        let push = try decodePush(
+            """
              { "groups" : [ { "r" : [ [ "x" , 1 , { "h" : null , "later" : [ 1 , { "a" : true } ] } , "\\u00e9\\ud83e\\uddea" , -0.5e2 ] ] ,
                "c" : [ "f" , "g" ] , "u" : "A" , "t" : "subjects" , "v2" : { } } ] , "replica" : "r" , "extra" : false }
             """)
@@ -124,9 +142,11 @@ struct WireFormatTests {
 
     @Test("Numbers: integers stay integers up to 64 bits; fractions, exponents and larger ones are reals")
     func numbers() throws {
-        let row = try decodePush(#"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",1,null,9223372036854775807,-9223372036854775808,9223372036854775808,2.0,1E2,0]]}]}"#)
-            .groups[0].rows[0]
-        #expect(row.values == [.integer(.max), .integer(.min), .real(9223372036854775808), .real(2), .real(100), .integer(0)])
+        let row = try decodePush(
+            #"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",1,null,9223372036854775807,-9223372036854775808,9223372036854775808,2.0,1E2,0]]}]}"#
+        )
+        .groups[0].rows[0]
+        #expect(row.values == [.integer(.max), .integer(.min), .real(9_223_372_036_854_775_808), .real(2), .real(100), .integer(0)])
     }
 
     @Test("A list of ids for json_each is a JSON array of strings, escapes included")
@@ -139,26 +159,32 @@ struct WireFormatTests {
 
     @Test("Infinite and NaN values cannot be written")
     func nonFinite() {
-        let push = PushRequest(replica: "r", groups: [ChangeGroup(table: "t", user: "u", columns: ["a"], rows: [ChangeRow(id: "x", seq: .zero, values: [.real(.infinity)])])])
+        let push = PushRequest(
+            replica: "r", groups: [ChangeGroup(table: "t", user: "u", columns: ["a"], rows: [ChangeRow(id: "x", seq: .zero, values: [.real(.infinity)])])])
         #expect(throws: JSONWriteError.self) { try push.wireJSON() }
     }
 
-    @Test("Bad text is refused with what was expected, what was found and where", arguments: [
-        (#"{"replica":"#, "malformed JSON: the text ends where String for replica was expected at byte 11"),
-        (#"{"replica": "r1", "groups": [}"#, "malformed JSON: expected a change group, found '}' at byte 29"),
-        (#"{"replica":"r1","groups":[{"t":"subjects","u":"A","c":["site_id"],"r":[[1]]}]}"#, "expected String for the row's id, found a number at byte 72"),
-        (#"{"replica":"r1","groups":[]} x"#, "unexpected 'x' after the message at byte 29"),
-        (#"{"replica":"r1","groups":[],}"#, "malformed JSON: expected a member name in a push request, found '}' at byte 28"),
-        (#"{"groups":[]}"#, "missing \"replica\" at byte 0"),
-        ("{\"replica\":\"a\u{01}b\",\"groups\":[]}", "malformed JSON: a control character in a string at byte 13"),
-        (#"{"replica":"\x","groups":[]}"#, "malformed JSON: an invalid escape in a string at byte 12"),
-        (#"{"replica":"\ud800","groups":[]}"#, "malformed JSON: an unpaired surrogate in a string at byte 18"),
-        (#"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",01,null]]}]}"#, "malformed JSON: a number with a leading zero at byte 62"),
-        (#"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",1.5,null]]}]}"#, "expected an integer for the row's sequence number at byte 62"),
-        (#"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",1,null,true]]}]}"#, "expected null, a number or a string for a field value, found a boolean at byte 69"),
-        (#"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",1,null,1e999]]}]}"#, "the number 1e999 is out of range at byte 69"),
-        (#"{"replica":"r","groups":[{"t":"t","u":"c":["a"],"r":[]}]}"#, "malformed JSON: expected ',' or '}' in a change group, found ':' at byte 41"),
-    ])
+    @Test(
+        "Bad text is refused with what was expected, what was found and where",
+        arguments: [
+            (#"{"replica":"#, "malformed JSON: the text ends where String for replica was expected at byte 11"),
+            (#"{"replica": "r1", "groups": [}"#, "malformed JSON: expected a change group, found '}' at byte 29"),
+            (#"{"replica":"r1","groups":[{"t":"subjects","u":"A","c":["site_id"],"r":[[1]]}]}"#, "expected String for the row's id, found a number at byte 72"),
+            (#"{"replica":"r1","groups":[]} x"#, "unexpected 'x' after the message at byte 29"),
+            (#"{"replica":"r1","groups":[],}"#, "malformed JSON: expected a member name in a push request, found '}' at byte 28"),
+            (#"{"groups":[]}"#, "missing \"replica\" at byte 0"),
+            ("{\"replica\":\"a\u{01}b\",\"groups\":[]}", "malformed JSON: a control character in a string at byte 13"),
+            (#"{"replica":"\x","groups":[]}"#, "malformed JSON: an invalid escape in a string at byte 12"),
+            (#"{"replica":"\ud800","groups":[]}"#, "malformed JSON: an unpaired surrogate in a string at byte 18"),
+            (#"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",01,null]]}]}"#, "malformed JSON: a number with a leading zero at byte 62"),
+            (#"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",1.5,null]]}]}"#, "expected an integer for the row's sequence number at byte 62"),
+            (
+                #"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",1,null,true]]}]}"#,
+                "expected null, a number or a string for a field value, found a boolean at byte 69"
+            ),
+            (#"{"replica":"r","groups":[{"t":"t","u":"u","c":["a"],"r":[["x",1,null,1e999]]}]}"#, "the number 1e999 is out of range at byte 69"),
+            (#"{"replica":"r","groups":[{"t":"t","u":"c":["a"],"r":[]}]}"#, "malformed JSON: expected ',' or '}' in a change group, found ':' at byte 41"),
+        ])
     func refusals(json: String, message: String) {
         #expect {
             try decodePush(json)
@@ -185,7 +211,9 @@ struct WireFormatTests {
 
     @Test("A pull response with overrides and several sites reads back")
     func pullShape() throws {
-        let pull = try decodePull(#"{"groups":[{"t":"subjects","c":["site_id","sex"],"r":[["x",5,"aa","A. Rivera",{"sex":[9,"bb","B. Chen"]},"S01","F"]]}],"cursor":{"S01":12,"S02":0},"more":true,"hlc":77}"#)
+        let pull = try decodePull(
+            #"{"groups":[{"t":"subjects","c":["site_id","sex"],"r":[["x",5,"aa","A. Rivera",{"sex":[9,"bb","B. Chen"]},"S01","F"]]}],"cursor":{"S01":12,"S02":0},"more":true,"hlc":77}"#
+        )
         #expect(pull.cursor == ["S01": 12, "S02": 0])
         #expect(pull.more)
         #expect(pull.hlc == HLC(rawValue: 77))

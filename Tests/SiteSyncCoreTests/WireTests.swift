@@ -67,12 +67,14 @@ struct WireTests {
 
     @Test("Conflict sides read back from a conflict record")
     func conflictFromRecord() throws {
-        let conflict = try Conflict(id: "c1", fields: [
-            "site_id": .text("S01"), "table_name": .text("subjects"), "record_id": .text("r1"), "field": .text("status"),
-            "winner_value": .text(#""enrolled""#), "winner_hlc": .integer(20), "winner_replica": .text("bb"), "winner_user": .text("B"),
-            "loser_value": .text("3"), "loser_hlc": .integer(10), "loser_replica": .text("aa"), "loser_user": .text("A"),
-            "detected_at": .text("2026-11-25T10:00:00Z"), "status": .text("open"),
-        ])
+        let conflict = try Conflict(
+            id: "c1",
+            fields: [
+                "site_id": .text("S01"), "table_name": .text("subjects"), "record_id": .text("r1"), "field": .text("status"),
+                "winner_value": .text(#""enrolled""#), "winner_hlc": .integer(20), "winner_replica": .text("bb"), "winner_user": .text("B"),
+                "loser_value": .text("3"), "loser_hlc": .integer(10), "loser_replica": .text("aa"), "loser_user": .text("A"),
+                "detected_at": .text("2026-11-25T10:00:00Z"), "status": .text("open"),
+            ])
         #expect(conflict.winner.value == .text("enrolled"))
         #expect(conflict.loser.value == .integer(3))
         #expect(conflict.winner.version > conflict.loser.version)

@@ -24,14 +24,19 @@ struct EnrolmentBoundTests {
         try await server.test { client in
             let first = Credential.generate(prefix: Credential.replicaPrefix)
             #expect(try await enrol(client, token: server.s01Enrolment, replica: "laptop-1", credential: first).0 == .created)
-            #expect(try await enrol(client, token: server.s01Enrolment, replica: "laptop-2", credential: Credential.generate(prefix: Credential.replicaPrefix)).0 == .created)
-            let (status, body) = try await enrol(client, token: server.s01Enrolment, replica: "laptop-3", credential: Credential.generate(prefix: Credential.replicaPrefix))
+            #expect(
+                try await enrol(client, token: server.s01Enrolment, replica: "laptop-2", credential: Credential.generate(prefix: Credential.replicaPrefix)).0
+                    == .created)
+            let (status, body) = try await enrol(
+                client, token: server.s01Enrolment, replica: "laptop-3", credential: Credential.generate(prefix: Credential.replicaPrefix))
             #expect(status == .forbidden)
             #expect(body.contains("has enrolled 2 laptops, its limit"), "\(body)")
             // The first laptop's request sent again, its answer lost: answered again.
             #expect(try await enrol(client, token: server.s01Enrolment, replica: "laptop-1", credential: first).0 == .created)
             // Another token of the site has its own count.
-            #expect(try await enrol(client, token: server.s02Enrolment, replica: "laptop-4", credential: Credential.generate(prefix: Credential.replicaPrefix)).0 == .created)
+            #expect(
+                try await enrol(client, token: server.s02Enrolment, replica: "laptop-4", credential: Credential.generate(prefix: Credential.replicaPrefix)).0
+                    == .created)
         }
         let laptops = try await server.store.tokens().filter { $0.replica?.hasPrefix("laptop-") == true }.compactMap(\.replica).sorted()
         #expect(laptops == ["laptop-1", "laptop-2", "laptop-4"], "nothing written for the refused one")
@@ -42,7 +47,8 @@ struct EnrolmentBoundTests {
         let server = try await TestServer.make(store)
         try await server.test { client in
             for replica in ["server", "SERVER", "-", "_", "-rf"] {
-                let (status, body) = try await enrol(client, token: server.s01Enrolment, replica: replica, credential: Credential.generate(prefix: Credential.replicaPrefix))
+                let (status, body) = try await enrol(
+                    client, token: server.s01Enrolment, replica: replica, credential: Credential.generate(prefix: Credential.replicaPrefix))
                 #expect(status == .unprocessableContent, "\(replica): \(body)")
                 #expect(body.contains("not `server`"), "\(body)")
             }

@@ -15,7 +15,9 @@ import TrialRecords
 @Suite("Pulls that wait for changes")
 struct LongPollTests {
     /// The bodiless pull of `token`'s replica `replica` from the start, asking to wait `wait` seconds.
-    private func waitingPull(_ client: some TestClientProtocol, _ token: String, replica: String, cursor: String = "", wait: String) async throws -> (status: HTTPResponse.Status, page: PullResponse?, seconds: Double) {
+    private func waitingPull(_ client: some TestClientProtocol, _ token: String, replica: String, cursor: String = "", wait: String) async throws -> (
+        status: HTTPResponse.Status, page: PullResponse?, seconds: Double
+    ) {
         let started = ContinuousClock.now
         return try await client.execute(
             uri: "\(SyncProtocol.pullPath)?limit=100&replica=\(replica)&cursor=\(cursor)&wait=\(wait)", method: .get, headers: syncHeaders(token)
@@ -39,7 +41,9 @@ struct LongPollTests {
             try await Task.sleep(for: .milliseconds(300))
             // Neither another site's records nor r1b's own release it.
             for (token, push) in [(server.s02, subjectPush(replica: "r2", site: "S02", ids: ["x"])), (server.s01b, subjectPush(replica: "r1b", ids: ["own"]))] {
-                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(token), body: try json(push)) { #expect($0.status == .ok) }
+                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(token), body: try json(push)) {
+                    #expect($0.status == .ok)
+                }
             }
             try await Task.sleep(for: .milliseconds(500))
             pushedS01.withLock { $0 = true }
@@ -71,7 +75,8 @@ struct LongPollTests {
         }
     }
 
-    @Test("A pull that finds nothing waits for the time asked, at most the server's maximum, and answers an empty page with its cursor", arguments: StoreKind.all)
+    @Test(
+        "A pull that finds nothing waits for the time asked, at most the server's maximum, and answers an empty page with its cursor", arguments: StoreKind.all)
     func waitsThenAnswersEmpty(store: StoreKind) async throws {
         let server = try await TestServer.make(store) { $0.maximumPullWait = .seconds(1) }
         try await server.test { client in
@@ -103,7 +108,9 @@ struct LongPollTests {
                 #expect(error.message.contains("wait must be a whole number of seconds from 0 to 3600"))
             }
             // The body form is held to the same rule.
-            try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01), body: ByteBuffer(string: #"{"cursor":{},"limit":10,"wait":7200}"#)) { response in
+            try await client.execute(
+                uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01), body: ByteBuffer(string: #"{"cursor":{},"limit":10,"wait":7200}"#)
+            ) { response in
                 #expect(response.status == .unprocessableContent || response.status == .badRequest)
                 let error = try decode(ErrorResponse.self, response.body).error
                 #expect(error.message.contains("wait must be a whole number of seconds"))

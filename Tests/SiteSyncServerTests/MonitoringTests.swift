@@ -6,11 +6,12 @@ import HummingbirdTesting
 import Logging
 import SiteSyncCore
 import SiteSyncRules
-@testable import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization
 import Testing
 import TrialRecords
+
+@testable import SiteSyncServer
 
 /// `/metrics`, `/readyz`, request ids, laptops' reports and the monitoring page, on both stores.
 @Suite("Monitoring")
@@ -30,13 +31,22 @@ struct MonitoringTests {
             #expect(before["sitesync_push_records_total"] == 0)
             let now = HybridLogicalClock.systemMilliseconds()
             try await client.execute(
-                uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01), body: try json(subjectPush(ids: ["a", "b", "c"], milliseconds: now - 20))
+                uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01),
+                body: try json(subjectPush(ids: ["a", "b", "c"], milliseconds: now - 20))
             ) { #expect($0.status == .ok) }
             // Replica r1b, which never saw r1's b, changes its status later: a conflict at S01.
-            let edit = PushRequest(replica: "r1b", groups: [ChangeGroup(table: "subjects", user: "B", columns: ["status"], rows: [
-                ChangeRow(id: "b", seq: HLC(milliseconds: now - 10), values: [.text("enrolled")], bases: [nil]),
-            ])])
-            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01b), body: try json(edit)) { #expect($0.status == .ok) }
+            let edit = PushRequest(
+                replica: "r1b",
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "B", columns: ["status"],
+                        rows: [
+                            ChangeRow(id: "b", seq: HLC(milliseconds: now - 10), values: [.text("enrolled")], bases: [nil])
+                        ])
+                ])
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(server.s01b), body: try json(edit)) {
+                #expect($0.status == .ok)
+            }
             try await client.execute(uri: "/v1/pull?limit=100", method: .get, headers: syncHeaders(server.s02)) { #expect($0.status == .ok) }
             try await client.execute(uri: "/v1/pull?limit=100&replica=r1", method: .get, headers: syncHeaders(server.s01)) { #expect($0.status == .ok) }
             try await client.execute(uri: "/v1/pull?limit=0", method: .get, headers: syncHeaders(server.s01)) { #expect($0.status == .unprocessableContent) }
@@ -97,7 +107,8 @@ struct MonitoringTests {
 
     @Test("/readyz is not ready when PostgreSQL cannot be reached")
     func unreachable() async throws {
-        let store = try PostgresSyncStore(url: "postgres://nobody@127.0.0.1:1/nothing", schema: TrialSchema.current, maximumConnections: 1, logger: PostgresTestDatabase.quiet)
+        let store = try PostgresSyncStore(
+            url: "postgres://nobody@127.0.0.1:1/nothing", schema: TrialSchema.current, maximumConnections: 1, logger: PostgresTestDatabase.quiet)
         let running = Task { try await store.run() }
         defer { running.cancel() }
         var configuration = ServerConfiguration(schema: TrialSchema.current)
@@ -214,7 +225,8 @@ struct MonitoringTests {
         let now = HybridLogicalClock.systemMilliseconds()
         func push(_ token: String, _ request: PushRequest) async throws {
             try await server.test { client in
-                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(token, schema: "2"), body: try json(request)) { response in
+                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(token, schema: "2"), body: try json(request)) {
+                    response in
                     #expect(response.status == .ok, "\(String(buffer: response.body))")
                 }
             }
@@ -223,30 +235,54 @@ struct MonitoringTests {
             ChangeRow(id: id, seq: HLC(milliseconds: milliseconds, counter: 0), values: values)
         }
         let subjectColumns = ["site_id", "screening_no", "status"]
-        try await push(server.s01, PushRequest(replica: "r1", groups: [
-            ChangeGroup(table: "subjects", user: "A. Rivera", columns: subjectColumns, rows: [
-                row("S01-001", now - 20, [.text("S01"), .text("<script>alert(1)</script>"), .text("enrolled")]),
-            ]),
-            ChangeGroup(table: "infusions", user: "A. Rivera", columns: ["site_id", "subject_id", "date"], rows: [
-                row("INF-1", now - 20, [.text("S01"), .text("S01-001"), .text("2026-10-01")]),
-            ]),
-            ChangeGroup(table: "adverse_events", user: "A. Rivera", columns: ["site_id", "subject_id", "term", "onset_date", "grade", "category"], rows: [
-                row("AE-1", now - 20, [.text("S01"), .text("S01-001"), .text("Cytokine release syndrome"), .text("2026-10-11"), .integer(3), .text("crs")]),
-                row("AE-2", now - 20, [.text("S01"), .text("S01-001"), .text("Headache"), .text("2026-10-12"), .integer(1), .text("other")]),
-            ]),
-        ]))
+        try await push(
+            server.s01,
+            PushRequest(
+                replica: "r1",
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "A. Rivera", columns: subjectColumns,
+                        rows: [
+                            row("S01-001", now - 20, [.text("S01"), .text("<script>alert(1)</script>"), .text("enrolled")])
+                        ]),
+                    ChangeGroup(
+                        table: "infusions", user: "A. Rivera", columns: ["site_id", "subject_id", "date"],
+                        rows: [
+                            row("INF-1", now - 20, [.text("S01"), .text("S01-001"), .text("2026-10-01")])
+                        ]),
+                    ChangeGroup(
+                        table: "adverse_events", user: "A. Rivera", columns: ["site_id", "subject_id", "term", "onset_date", "grade", "category"],
+                        rows: [
+                            row(
+                                "AE-1", now - 20,
+                                [.text("S01"), .text("S01-001"), .text("Cytokine release syndrome"), .text("2026-10-11"), .integer(3), .text("crs")]),
+                            row("AE-2", now - 20, [.text("S01"), .text("S01-001"), .text("Headache"), .text("2026-10-12"), .integer(1), .text("other")]),
+                        ]),
+                ]))
         // r1b never saw r1's screening number and writes its own later: r1's is overwritten and logged.
-        try await push(server.s01b, PushRequest(replica: "r1b", groups: [
-            ChangeGroup(table: "subjects", user: "<b>Mallory</b>", columns: ["screening_no"], rows: [
-                ChangeRow(id: "S01-001", seq: HLC(milliseconds: now - 10), values: [.text("SCR-<i>17</i>")], bases: [nil]),
-            ]),
-        ]))
+        try await push(
+            server.s01b,
+            PushRequest(
+                replica: "r1b",
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "<b>Mallory</b>", columns: ["screening_no"],
+                        rows: [
+                            ChangeRow(id: "S01-001", seq: HLC(milliseconds: now - 10), values: [.text("SCR-<i>17</i>")], bases: [nil])
+                        ])
+                ]))
         try await push(server.s02, subjectPush(replica: "r2", site: "S02", ids: ["S02-001"], milliseconds: now - 20))
-        try await push(server.reviewer, PushRequest(replica: "rv", groups: [
-            ChangeGroup(table: "subjects", user: "C. Chen", columns: ["screening_no"], rows: [
-                ChangeRow(id: "S02-001", seq: HLC(milliseconds: now - 10), values: [.text("SCR-2")], bases: [nil]),
-            ]),
-        ]))
+        try await push(
+            server.reviewer,
+            PushRequest(
+                replica: "rv",
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "C. Chen", columns: ["screening_no"],
+                        rows: [
+                            ChangeRow(id: "S02-001", seq: HLC(milliseconds: now - 10), values: [.text("SCR-2")], bases: [nil])
+                        ])
+                ]))
         var conflicts: [String: String] = [:]
         for site in ["S01", "S02"] {
             let page = try await server.store.conflicts(ConflictFilter(status: "open", site: site), principal: Principal(role: .reviewer, site: nil))
@@ -269,7 +305,9 @@ struct MonitoringTests {
     }
 
     /// POSTs the login form with `token`, as a browser that opened the form would.
-    static func postLogin<T>(_ client: any TestClientProtocol, _ token: String, form: String? = nil, _ check: @escaping (TestResponse) async throws -> T) async throws -> T {
+    static func postLogin<T>(_ client: any TestClientProtocol, _ token: String, form: String? = nil, _ check: @escaping (TestResponse) async throws -> T)
+        async throws -> T
+    {
         let form = if let form { form } else { try await loginForm(client) }
         return try await client.execute(
             uri: "/monitor/login", method: .post,
@@ -303,7 +341,9 @@ struct MonitoringTests {
         }
     }
 
-    @Test("A site's monitor sees its site, its laptops, conflicts, flagged events, counts and chart, escaped; another site's pages are refused", arguments: StoreKind.all)
+    @Test(
+        "A site's monitor sees its site, its laptops, conflicts, flagged events, counts and chart, escaped; another site's pages are refused",
+        arguments: StoreKind.all)
     func sitePages(store: StoreKind) async throws {
         let (server, s01Monitor, _, conflicts) = try await Self.populated(store)
         try await server.test { client in
@@ -333,7 +373,8 @@ struct MonitoringTests {
 
             let (conflictStatus, conflict) = try await Self.page(client, "/monitor/conflicts/\(conflicts["S01"]!)", session)
             #expect(conflictStatus == .ok)
-            let kept = try #require(conflict.range(of: "<h3>Kept</h3>")), overwritten = try #require(conflict.range(of: "<h3>Overwritten</h3>"))
+            let kept = try #require(conflict.range(of: "<h3>Kept</h3>"))
+            let overwritten = try #require(conflict.range(of: "<h3>Overwritten</h3>"))
             #expect(conflict[kept.upperBound..<overwritten.lowerBound].contains("SCR-&lt;i&gt;17&lt;/i&gt;"))
             #expect(conflict[kept.upperBound..<overwritten.lowerBound].contains("By &lt;b&gt;Mallory&lt;/b&gt; on replica r1b"))
             #expect(conflict[overwritten.upperBound...].contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
@@ -358,24 +399,44 @@ struct MonitoringTests {
         }
         return try await server.test { client in
             for (token, request) in [
-                (server.s01, PushRequest(replica: "r1", groups: [
-                    ChangeGroup(table: "subjects", user: text("user"), columns: ["site_id", "screening_no", "status"], rows: [
-                        row("S01-001", now - 20, [.text("S01"), .text(text("screening")), .text("enrolled")]),
-                    ]),
-                    ChangeGroup(table: "infusions", user: text("user"), columns: ["site_id", "subject_id", "date"], rows: [
-                        row("INF-1", now - 20, [.text("S01"), .text("S01-001"), .text("2026-10-01")]),
-                    ]),
-                    ChangeGroup(table: "adverse_events", user: text("user"), columns: ["site_id", "subject_id", "term", "onset_date", "grade", "category"], rows: [
-                        row("AE-1", now - 20, [.text("S01"), .text("S01-001"), .text(text("term")), .text("2026-10-11"), .integer(3), .text("crs")]),
-                    ]),
-                ])),
-                (server.s01b, PushRequest(replica: "r1b", groups: [
-                    ChangeGroup(table: "subjects", user: text("other"), columns: ["screening_no"], rows: [
-                        row("S01-001", now - 10, [.text(text("overwriting"))], bases: [nil]),
-                    ]),
-                ])),
+                (
+                    server.s01,
+                    PushRequest(
+                        replica: "r1",
+                        groups: [
+                            ChangeGroup(
+                                table: "subjects", user: text("user"), columns: ["site_id", "screening_no", "status"],
+                                rows: [
+                                    row("S01-001", now - 20, [.text("S01"), .text(text("screening")), .text("enrolled")])
+                                ]),
+                            ChangeGroup(
+                                table: "infusions", user: text("user"), columns: ["site_id", "subject_id", "date"],
+                                rows: [
+                                    row("INF-1", now - 20, [.text("S01"), .text("S01-001"), .text("2026-10-01")])
+                                ]),
+                            ChangeGroup(
+                                table: "adverse_events", user: text("user"), columns: ["site_id", "subject_id", "term", "onset_date", "grade", "category"],
+                                rows: [
+                                    row(
+                                        "AE-1", now - 20, [.text("S01"), .text("S01-001"), .text(text("term")), .text("2026-10-11"), .integer(3), .text("crs")])
+                                ]),
+                        ])
+                ),
+                (
+                    server.s01b,
+                    PushRequest(
+                        replica: "r1b",
+                        groups: [
+                            ChangeGroup(
+                                table: "subjects", user: text("other"), columns: ["screening_no"],
+                                rows: [
+                                    row("S01-001", now - 10, [.text(text("overwriting"))], bases: [nil])
+                                ])
+                        ])
+                ),
             ] {
-                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(token, schema: "2"), body: try json(request)) { response in
+                try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(token, schema: "2"), body: try json(request)) {
+                    response in
                     #expect(response.status == .ok, "\(String(buffer: response.body))")
                 }
             }
@@ -462,7 +523,9 @@ struct MonitoringTests {
         }
     }
 
-    @Test("A login posted without the form's token is refused; failed logins are counted, and past ten from one address refused for a while", arguments: StoreKind.all)
+    @Test(
+        "A login posted without the form's token is refused; failed logins are counted, and past ten from one address refused for a while",
+        arguments: StoreKind.all)
     func loginGuarded(store: StoreKind) async throws {
         let (server, s01Monitor, _, _) = try await Self.populated(store)
         let admin = try await Tokens.create(in: server.store, role: .admin, site: nil)
@@ -564,7 +627,8 @@ struct MonitoringTests {
             // Behind a TLS proxy that says so, without --insecure-http.
             try await buildApplication(ServerConfiguration(schema: TrialSchema.current), store: server.store).test(.router) { plain in
                 try await plain.execute(
-                    uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: "token=\(monitor)")
+                    uri: "/monitor/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                    body: ByteBuffer(string: "token=\(monitor)")
                 ) { #expect($0.headers[.setCookie]?.hasSuffix("; SameSite=Strict") == true, "plain HTTP on loopback") }
                 try await plain.execute(
                     uri: "/monitor/login", method: .post,
@@ -573,7 +637,8 @@ struct MonitoringTests {
                 ) { #expect($0.headers[.setCookie]?.hasSuffix("; SameSite=Strict; Secure") == true) }
             }
             let before = try await server.dump()
-            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(monitor), body: try json(subjectPush(ids: ["a"]))) { response in
+            try await client.execute(uri: SyncProtocol.pushPath, method: .post, headers: syncHeaders(monitor), body: try json(subjectPush(ids: ["a"]))) {
+                response in
                 #expect(response.status == .forbidden)
                 let message = try decode(ErrorResponse.self, response.body).error.message
                 #expect(message.contains("A monitor token reads records and conflicts"), "\(message)")

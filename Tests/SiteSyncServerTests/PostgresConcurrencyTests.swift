@@ -2,11 +2,12 @@ import Foundation
 import PostgresNIO
 import SiteSyncCore
 import SiteSyncRules
-@testable import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization
 import Testing
 import TrialRecords
+
+@testable import SiteSyncServer
 
 /// A push of new subjects, checked as the server checks it.
 private func checked(_ replica: String, site: String, ids: [String], principal: Principal) throws -> CheckedPush {
@@ -230,7 +231,8 @@ struct PostgresColumnTests {
                 // Read back straight from the bytes, as the stores read their rows, against values
                 // PostgreSQL writes itself; an int4 and a numeric take the library's decoding.
                 let literal = PostgresQuery(
-                    unsafeSQL: "SELECT 'é 日本 🙂'::text, ''::text, NULL::text, (-9223372036854775808)::bigint, 42::int4, '-0'::float8, 0.1::float8, NULL::float8, 1.5::numeric::float8, 'a'::varchar"
+                    unsafeSQL:
+                        "SELECT 'é 日本 🙂'::text, ''::text, NULL::text, (-9223372036854775808)::bigint, 42::int4, '-0'::float8, 0.1::float8, NULL::float8, 1.5::numeric::float8, 'a'::varchar"
                 )
                 for try await row in try await connection.query(literal) {
                     var cells = RowCells(row)

@@ -2,11 +2,12 @@ import Foundation
 import PostgresNIO
 import SiteSyncCore
 import SiteSyncRules
-@testable import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization
 import Testing
 import TrialRecords
+
+@testable import SiteSyncServer
 
 /// PostgreSQL made to fail at every step of a push and a pull: nothing the database did not commit
 /// is ever acknowledged, nothing of a failed transaction stays, and the same request sent again is
@@ -197,7 +198,8 @@ struct PostgresFaultTests {
                             group.addTask {
                                 let principal = Principal(role: .site, site: site, replica: replica)
                                 do {
-                                    return .success(try await racing.push(try checked(replica, site: site, ids: ids, principal: principal), principal: principal))
+                                    return .success(
+                                        try await racing.push(try checked(replica, site: site, ids: ids, principal: principal), principal: principal))
                                 } catch {
                                     return .failure(error)
                                 }
@@ -211,7 +213,8 @@ struct PostgresFaultTests {
                         return nil
                     }
                     #expect(applied == 1 && refused.count == 1, "round \(round): \(results)")
-                    let stored = try await racing.rowsAsText("SELECT count(DISTINCT site_id)::text || ' ' || count(*)::text FROM subjects WHERE id LIKE 'race-\(round)-%'")
+                    let stored = try await racing.rowsAsText(
+                        "SELECT count(DISTINCT site_id)::text || ' ' || count(*)::text FROM subjects WHERE id LIKE 'race-\(round)-%'")
                     #expect(stored == ["1 200"], "round \(round): every id stored once, all for one site")
                 }
             }

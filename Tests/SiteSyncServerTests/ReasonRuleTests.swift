@@ -19,11 +19,15 @@ struct ReasonRuleTests {
     }
 
     private func statusChange(_ replica: String, _ milliseconds: Int64, _ value: String, bases: [Version?]?, reason: String? = nil) -> PushRequest {
-        PushRequest(replica: replica, groups: [
-            ChangeGroup(table: "subjects", user: "A. Rivera", columns: ["status"], rows: [
-                ChangeRow(id: "s1", seq: HLC(milliseconds: milliseconds), values: [.text(value)], bases: bases, reasons: reason.map { [$0] })
+        PushRequest(
+            replica: replica,
+            groups: [
+                ChangeGroup(
+                    table: "subjects", user: "A. Rivera", columns: ["status"],
+                    rows: [
+                        ChangeRow(id: "s1", seq: HLC(milliseconds: milliseconds), values: [.text(value)], bases: bases, reasons: reason.map { [$0] })
+                    ])
             ])
-        ])
     }
 
     @Test("A change of the replica's own synced value without a base, or with a null one, needs a reason all the same", arguments: StoreKind.all)
@@ -31,11 +35,15 @@ struct ReasonRuleTests {
         let server = try await TestServer.make(store)
         let now = HybridLogicalClock.systemMilliseconds()
         try await server.test { client in
-            let created = PushRequest(replica: "r1", groups: [
-                ChangeGroup(table: "subjects", user: "A. Rivera", columns: ["site_id", "screening_no", "status"], rows: [
-                    ChangeRow(id: "s1", seq: HLC(milliseconds: now - 100), values: [.text("S01"), .text("S01-001"), .text("enrolled")])
+            let created = PushRequest(
+                replica: "r1",
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "A. Rivera", columns: ["site_id", "screening_no", "status"],
+                        rows: [
+                            ChangeRow(id: "s1", seq: HLC(milliseconds: now - 100), values: [.text("S01"), .text("S01-001"), .text("enrolled")])
+                        ])
                 ])
-            ])
             #expect(try await push(client, server.s01, created).0 == .ok)
             let before = try await server.dump()
             for bases in [nil, [nil]] as [[Version?]?] {
@@ -59,11 +67,15 @@ struct ReasonRuleTests {
         let server = try await TestServer.make(store)
         let now = HybridLogicalClock.systemMilliseconds()
         try await server.test { client in
-            let created = PushRequest(replica: "r1", groups: [
-                ChangeGroup(table: "subjects", user: "A. Rivera", columns: ["site_id", "screening_no", "status"], rows: [
-                    ChangeRow(id: "s1", seq: HLC(milliseconds: now - 100), values: [.text("S01"), .text("S01-001"), .text("enrolled")])
+            let created = PushRequest(
+                replica: "r1",
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "A. Rivera", columns: ["site_id", "screening_no", "status"],
+                        rows: [
+                            ChangeRow(id: "s1", seq: HLC(milliseconds: now - 100), values: [.text("S01"), .text("S01-001"), .text("enrolled")])
+                        ])
                 ])
-            ])
             #expect(try await push(client, server.s01, created).0 == .ok)
             let before = try await server.dump()
             let base = Version(hlc: HLC(milliseconds: now - 100), replica: "r1")
@@ -75,11 +87,17 @@ struct ReasonRuleTests {
             }
             // Entering a value into an empty field needs no reason, so the placeholder there is
             // kept as what it says: where the value came from.
-            let filled = PushRequest(replica: "r1", groups: [
-                ChangeGroup(table: "subjects", user: "A. Rivera", columns: ["sex"], rows: [
-                    ChangeRow(id: "s1", seq: HLC(milliseconds: now - 40), values: [.text("F")], bases: [nil], reasons: [ReasonForChange.writtenOutsideLibrary])
+            let filled = PushRequest(
+                replica: "r1",
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "A. Rivera", columns: ["sex"],
+                        rows: [
+                            ChangeRow(
+                                id: "s1", seq: HLC(milliseconds: now - 40), values: [.text("F")], bases: [nil], reasons: [ReasonForChange.writtenOutsideLibrary]
+                            )
+                        ])
                 ])
-            ])
             #expect(try await push(client, server.s01, filled).0 == .ok)
         }
     }

@@ -1,7 +1,8 @@
 import SiteSyncCore
 import SiteSyncRules
-@testable import SiteSyncServer
 import Testing
+
+@testable import SiteSyncServer
 
 @Suite("Merge rule")
 struct RecordMergeTests {

@@ -9,11 +9,11 @@ import SiteSyncTestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// What one client can hold of the server: bounded, whatever it sends or does not send.
@@ -32,7 +32,7 @@ struct ResourceBoundTests {
         while true {
             let read = recv(fd, &buffer, buffer.count, 0)
             if read == 0 { return (ContinuousClock.now - start) / .seconds(1) }
-            if read < 0 { return nil }  // the receive timed out: still open
+            if read < 0 { return nil } // the receive timed out: still open
         }
     }
 
@@ -48,11 +48,13 @@ struct ResourceBoundTests {
             "childbearing_potential": .integer(0), "survival_over_3_months": .integer(1),
         ]
         func permutations(_ items: [String]) -> [[String]] {
-            items.count <= 1 ? [items] : items.indices.flatMap { index in
-                var rest = items
-                let first = rest.remove(at: index)
-                return permutations(rest).map { [first] + $0 }
-            }
+            items.count <= 1
+                ? [items]
+                : items.indices.flatMap { index in
+                    var rest = items
+                    let first = rest.remove(at: index)
+                    return permutations(rest).map { [first] + $0 }
+                }
         }
         let orders = permutations(optional)
         let milliseconds = HybridLogicalClock.systemMilliseconds()
@@ -72,14 +74,15 @@ struct ResourceBoundTests {
             try await push([ChangeGroup(table: "subjects", user: "A", columns: ["site_id", "screening_no", "status"] + optional, rows: created)])
             var peak = 0
             for chunk in stride(from: 0, to: orders.count, by: 60) {
-                try await push(orders[chunk..<min(chunk + 60, orders.count)].enumerated().map { offset, order in
-                    let index = chunk + offset
-                    let row = ChangeRow(
-                        id: "s\(index)", seq: HLC(milliseconds: milliseconds + 1, counter: Int64(index)), values: order.map { after[$0]! },
-                        reasons: order.map { _ in "Corrected from the source document" }
-                    )
-                    return ChangeGroup(table: "subjects", user: "A", columns: order, rows: [row])
-                })
+                try await push(
+                    orders[chunk..<min(chunk + 60, orders.count)].enumerated().map { offset, order in
+                        let index = chunk + offset
+                        let row = ChangeRow(
+                            id: "s\(index)", seq: HLC(milliseconds: milliseconds + 1, counter: Int64(index)), values: order.map { after[$0]! },
+                            reasons: order.map { _ in "Corrected from the source document" }
+                        )
+                        return ChangeGroup(table: "subjects", user: "A", columns: order, rows: [row])
+                    })
                 peak = max(peak, try await store.writer.read { $0.preparedStatementCount })
             }
             return peak
@@ -113,7 +116,8 @@ struct ResourceBoundTests {
             let port = try #require(client.port)
             // A push whose body is half sent holds the credential's one request.
             let fd = try #require(Loopback.connect(port))
-            let head = "POST /v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.s01)\r\nSiteSync-Protocol: 1\r\n"
+            let head =
+                "POST /v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.s01)\r\nSiteSync-Protocol: 1\r\n"
                 + "SiteSync-Schema: 2\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"replica\":"
             _ = head.utf8CString.withUnsafeBufferPointer { send(fd, $0.baseAddress, head.utf8.count, 0) }
             try await Task.sleep(for: .milliseconds(300))
@@ -133,7 +137,9 @@ struct ResourceBoundTests {
             var status: HTTPResponse.Status = .tooManyRequests
             for _ in 0..<50 where status == .tooManyRequests {
                 try await Task.sleep(for: .milliseconds(100))
-                status = try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01, schema: "2"), body: pull) { $0.status }
+                status = try await client.execute(uri: SyncProtocol.pullPath, method: .post, headers: syncHeaders(server.s01, schema: "2"), body: pull) {
+                    $0.status
+                }
             }
             #expect(status == .ok)
         }

@@ -12,7 +12,7 @@ import Testing
 struct WireMutator {
     var random: SeededGenerator
 
-    static var seed: UInt64 { ProcessInfo.processInfo.environment["SITESYNC_FUZZ_SEED"].flatMap(UInt64.init) ?? 20261130 }
+    static var seed: UInt64 { ProcessInfo.processInfo.environment["SITESYNC_FUZZ_SEED"].flatMap(UInt64.init) ?? 20_261_130 }
     static func cases(_ standard: Int) -> Int { ProcessInfo.processInfo.environment["SITESYNC_FUZZ_CASES"].flatMap(Int.init) ?? standard }
 
     /// Fragments worth splicing in: broken UTF-8 and escapes, deep nesting, numbers too large for
@@ -118,18 +118,28 @@ struct WireFuzzTests {
 
     /// A valid push of two groups, with meta, bases, reasons and every kind of value.
     static func validPush() throws -> [UInt8] {
-        return try PushRequest(replica: "r1", groups: [
-            ChangeGroup(table: "subjects", user: "A. Rivera", columns: ["site_id", "screening_no", "status", "weight_kg"], rows: [
-                ChangeRow(id: "s1", seq: HLC(milliseconds: now, counter: 0), values: [.text("S01"), .text("S01-001"), .text("screening"), .real(71.5)]),
-                ChangeRow(id: "s2", seq: HLC(milliseconds: now, counter: 1), values: [.text("S01"), .text("S01-\u{e9}\u{1}"), .text("enrolled"), .null]),
-            ]),
-            ChangeGroup(table: "adverse_events", user: "B", columns: ["site_id", "subject_id", "term", "grade"], rows: [
-                ChangeRow(
-                    id: "e1", seq: HLC(milliseconds: now, counter: 2), values: [.text("S01"), .text("s1"), .text("Rash"), .integer(2)],
-                    hlcs: nil, bases: [nil, nil, nil, Version(hlc: HLC(milliseconds: now - 5, counter: 0), replica: "r1")], reasons: [nil, nil, nil, "Re-graded"]
-                ),
-            ]),
-        ], acked: HLC(milliseconds: now - 10, counter: 0), sent: ["abc"]).wireJSON()
+        return try PushRequest(
+            replica: "r1",
+            groups: [
+                ChangeGroup(
+                    table: "subjects", user: "A. Rivera", columns: ["site_id", "screening_no", "status", "weight_kg"],
+                    rows: [
+                        ChangeRow(
+                            id: "s1", seq: HLC(milliseconds: now, counter: 0), values: [.text("S01"), .text("S01-001"), .text("screening"), .real(71.5)]),
+                        ChangeRow(
+                            id: "s2", seq: HLC(milliseconds: now, counter: 1), values: [.text("S01"), .text("S01-\u{e9}\u{1}"), .text("enrolled"), .null]),
+                    ]),
+                ChangeGroup(
+                    table: "adverse_events", user: "B", columns: ["site_id", "subject_id", "term", "grade"],
+                    rows: [
+                        ChangeRow(
+                            id: "e1", seq: HLC(milliseconds: now, counter: 2), values: [.text("S01"), .text("s1"), .text("Rash"), .integer(2)],
+                            hlcs: nil, bases: [nil, nil, nil, Version(hlc: HLC(milliseconds: now - 5, counter: 0), replica: "r1")],
+                            reasons: [nil, nil, nil, "Re-graded"]
+                        )
+                    ]),
+            ], acked: HLC(milliseconds: now - 10, counter: 0), sent: ["abc"]
+        ).wireJSON()
     }
 
     static func validPullResponse() throws -> [UInt8] {
@@ -160,11 +170,15 @@ struct WireFuzzTests {
                 if (try? JSONReader.checkWellFormed(bytes)) != nil {
                     accepted.json += 1
                     // Never laxer than JSON: Foundation's parser accepts what the reader accepts.
-                    #expect((try? JSONSerialization.jsonObject(with: Data(input), options: [.fragmentsAllowed])) != nil, "\(String(decoding: input.prefix(200), as: UTF8.self))")
+                    #expect(
+                        (try? JSONSerialization.jsonObject(with: Data(input), options: [.fragmentsAllowed])) != nil,
+                        "\(String(decoding: input.prefix(200), as: UTF8.self))")
                 }
             }
         }
-        print("wire fuzz, reader: \(cases) inputs (seed \(WireMutator.seed)); accepted as a push \(accepted.push), as a pull response \(accepted.pull), as JSON \(accepted.json); the rest refused")
+        print(
+            "wire fuzz, reader: \(cases) inputs (seed \(WireMutator.seed)); accepted as a push \(accepted.push), as a pull response \(accepted.pull), as JSON \(accepted.json); the rest refused"
+        )
         #expect(accepted.push > 0 && accepted.json > accepted.push, "the mutations leave some messages valid")
     }
 
@@ -213,7 +227,8 @@ struct WireFuzzTests {
                     case 2: (SyncProtocol.pushPath, mutator.mutateValues(push))
                     default: (SyncProtocol.pushPath, mutator.mutate(push))
                     }
-                let answer = try await client.execute(uri: path, method: .post, headers: syncHeaders(server.s01, schema: "2"), body: .init(bytes: body)) { response in
+                let answer = try await client.execute(uri: path, method: .post, headers: syncHeaders(server.s01, schema: "2"), body: .init(bytes: body)) {
+                    response in
                     (response.status.code, response.status.code >= 400 ? try? decode(ErrorResponse.self, response.body) : nil)
                 }
                 statuses[answer.0, default: 0] += 1
@@ -230,7 +245,9 @@ struct WireFuzzTests {
             }
             return (statuses, refusedCodes)
         }
-        print("wire fuzz, \(store) server: \(cases) requests; statuses \(statuses.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " ")); codes \(refusedCodes.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))")
+        print(
+            "wire fuzz, \(store) server: \(cases) requests; statuses \(statuses.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " ")); codes \(refusedCodes.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))"
+        )
         #expect(statuses[200, default: 0] > 0 && statuses[400, default: 0] > 0 && statuses[422, default: 0] > 0)
     }
 }

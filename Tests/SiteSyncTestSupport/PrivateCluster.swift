@@ -3,7 +3,7 @@ import LoopbackHTTP
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A PostgreSQL cluster of one test's own, in a temporary folder, on 127.0.0.1 and a free port:

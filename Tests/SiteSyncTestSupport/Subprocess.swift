@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A child process for tests, started with `posix_spawn` directly rather than Foundation's `Process`.
@@ -38,7 +38,8 @@ public final class Subprocess: Sendable {
             if let source {
                 try Self.check(posix_spawn_file_actions_adddup2(&actions, source, target), "dup2")
             } else {
-                try Self.check(posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == STDIN_FILENO ? O_RDONLY : O_WRONLY, 0), "open /dev/null")
+                try Self.check(
+                    posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == STDIN_FILENO ? O_RDONLY : O_WRONLY, 0), "open /dev/null")
             }
         }
         try Self.check(Self.closeFrom(&actions, 3), "closefrom")
@@ -147,7 +148,9 @@ public final class Subprocess: Sendable {
     }
 
     private static func check(_ code: Int32, _ what: String) throws {
-        guard code == 0 else { throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO, userInfo: [NSLocalizedDescriptionKey: "\(what): \(String(cString: strerror(code)))"]) }
+        guard code == 0 else {
+            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO, userInfo: [NSLocalizedDescriptionKey: "\(what): \(String(cString: strerror(code)))"])
+        }
     }
 
     // glibc 2.34 and 2.29 have these, but Swift's Glibc module does not declare them.

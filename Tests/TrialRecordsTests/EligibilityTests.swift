@@ -1,6 +1,7 @@
 import Foundation
 import SiteSyncCore
 import Testing
+
 @testable import TrialRecords
 
 @Suite("Eligibility")
@@ -44,15 +45,22 @@ struct EligibilityTests {
     @Test(
         "Each screening threshold: at, just below and just above",
         arguments: [
-            ("sledai", "sledai_2k", FieldValue.integer(8), CriterionResult.Outcome.pass), ("sledai", "sledai_2k", .integer(7), .fail), ("sledai", "sledai_2k", .integer(9), .pass),
-            ("prednisone", "prednisone_mg_day", .real(7.5), .pass), ("prednisone", "prednisone_mg_day", .real(7.4), .fail), ("prednisone", "prednisone_mg_day", .real(7.6), .pass),
-            ("prednisone", "prednisone_mg_day", .real(60), .pass), ("prednisone", "prednisone_mg_day", .real(59.9), .pass), ("prednisone", "prednisone_mg_day", .real(60.1), .fail),
-            ("neutrophils", "neutrophils_1e9_per_l", .real(1), .pass), ("neutrophils", "neutrophils_1e9_per_l", .real(0.99), .fail), ("neutrophils", "neutrophils_1e9_per_l", .real(1.01), .pass),
-            ("platelets", "platelets_1e9_per_l", .real(50), .pass), ("platelets", "platelets_1e9_per_l", .real(49.9), .fail), ("platelets", "platelets_1e9_per_l", .real(50.1), .pass),
-            ("hemoglobin", "hemoglobin_g_per_l", .real(60), .pass), ("hemoglobin", "hemoglobin_g_per_l", .real(59.9), .fail), ("hemoglobin", "hemoglobin_g_per_l", .real(60.1), .pass),
+            ("sledai", "sledai_2k", FieldValue.integer(8), CriterionResult.Outcome.pass), ("sledai", "sledai_2k", .integer(7), .fail),
+            ("sledai", "sledai_2k", .integer(9), .pass),
+            ("prednisone", "prednisone_mg_day", .real(7.5), .pass), ("prednisone", "prednisone_mg_day", .real(7.4), .fail),
+            ("prednisone", "prednisone_mg_day", .real(7.6), .pass),
+            ("prednisone", "prednisone_mg_day", .real(60), .pass), ("prednisone", "prednisone_mg_day", .real(59.9), .pass),
+            ("prednisone", "prednisone_mg_day", .real(60.1), .fail),
+            ("neutrophils", "neutrophils_1e9_per_l", .real(1), .pass), ("neutrophils", "neutrophils_1e9_per_l", .real(0.99), .fail),
+            ("neutrophils", "neutrophils_1e9_per_l", .real(1.01), .pass),
+            ("platelets", "platelets_1e9_per_l", .real(50), .pass), ("platelets", "platelets_1e9_per_l", .real(49.9), .fail),
+            ("platelets", "platelets_1e9_per_l", .real(50.1), .pass),
+            ("hemoglobin", "hemoglobin_g_per_l", .real(60), .pass), ("hemoglobin", "hemoglobin_g_per_l", .real(59.9), .fail),
+            ("hemoglobin", "hemoglobin_g_per_l", .real(60.1), .pass),
             ("alt", "alt_u_per_l", .real(100), .pass), ("alt", "alt_u_per_l", .real(99.9), .pass), ("alt", "alt_u_per_l", .real(100.1), .fail),
             ("ast", "ast_u_per_l", .real(100), .pass), ("ast", "ast_u_per_l", .real(99.9), .pass), ("ast", "ast_u_per_l", .real(100.1), .fail),
-            ("bilirubin", "tbil_umol_per_l", .real(31.5), .pass), ("bilirubin", "tbil_umol_per_l", .real(31.4), .pass), ("bilirubin", "tbil_umol_per_l", .real(31.6), .fail),
+            ("bilirubin", "tbil_umol_per_l", .real(31.5), .pass), ("bilirubin", "tbil_umol_per_l", .real(31.4), .pass),
+            ("bilirubin", "tbil_umol_per_l", .real(31.6), .fail),
             ("inr", "inr", .real(1.65), .pass), ("inr", "inr", .real(1.64), .pass), ("inr", "inr", .real(1.66), .fail),
             ("pt", "pt_s", .real(19.5), .pass), ("pt", "pt_s", .real(19.4), .pass), ("pt", "pt_s", .real(19.6), .fail),
             ("lvef", "lvef_pct", .real(50), .pass), ("lvef", "lvef_pct", .real(49.9), .fail), ("lvef", "lvef_pct", .real(50.1), .pass),
@@ -102,7 +110,9 @@ struct EligibilityTests {
         #expect(evaluate(screening: gilbert.merging(["ast_u_per_l": .real(200)]) { $1 })["ast"]?.result == .pass)
         #expect(evaluate(screening: gilbert.merging(["tbil_umol_per_l": .real(63)]) { $1 })["bilirubin"]?.result == .pass)
         #expect(evaluate(screening: gilbert.merging(["tbil_umol_per_l": .real(63.1)]) { $1 })["bilirubin"]?.result == .fail)
-        #expect(evaluate(screening: ["alt_u_per_l": .real(150), "gilbert_syndrome": .null])["alt"]?.result == .missing, "between the limits, Gilbert status decides")
+        #expect(
+            evaluate(screening: ["alt_u_per_l": .real(150), "gilbert_syndrome": .null])["alt"]?.result == .missing, "between the limits, Gilbert status decides"
+        )
     }
 
     @Test("Cockcroft-Gault matches hand-computed values, rounded half up to 0.01 mL/min")
@@ -139,10 +149,14 @@ struct EligibilityTests {
         #expect(low?.result == .fail)
         #expect(low?.measured?.contains("CrCl 38.98 mL/min") == true, "\(low?.measured ?? "")")
         // The same creatinine at 70 kg: CrCl 45.48 mL/min
-        let heavier = Eligibility.evaluate(subjectID: "s1", subject: Self.subject.merging(["weight_kg": .real(70)]) { $1 }, screening: Self.screening.merging(["creatinine_umol_per_l": .real(151)]) { $1 })
+        let heavier = Eligibility.evaluate(
+            subjectID: "s1", subject: Self.subject.merging(["weight_kg": .real(70)]) { $1 },
+            screening: Self.screening.merging(["creatinine_umol_per_l": .real(151)]) { $1 })
         #expect(heavier["renal"]?.result == .pass)
         #expect(heavier["renal"]?.measured?.contains("CrCl 45.48 mL/min") == true)
-        let noWeight = Eligibility.evaluate(subjectID: "s1", subject: Self.subject.merging(["weight_kg": .null]) { $1 }, screening: Self.screening.merging(["creatinine_umol_per_l": .real(151)]) { $1 })
+        let noWeight = Eligibility.evaluate(
+            subjectID: "s1", subject: Self.subject.merging(["weight_kg": .null]) { $1 },
+            screening: Self.screening.merging(["creatinine_umol_per_l": .real(151)]) { $1 })
         #expect(noWeight["renal"]?.result == .missing)
     }
 
@@ -170,9 +184,12 @@ struct EligibilityTests {
 
     @Test("Men and women without childbearing potential pass the pregnancy criteria")
     func childbearing() {
-        #expect(evaluate(subject: ["sex": .text("M")], screening: ["pregnancy_test": .text("not_applicable"), "lactating": .null])["pregnancy"]?.result == .pass)
+        #expect(
+            evaluate(subject: ["sex": .text("M")], screening: ["pregnancy_test": .text("not_applicable"), "lactating": .null])["pregnancy"]?.result == .pass)
         #expect(evaluate(subject: ["sex": .text("M")], screening: ["lactating": .null])["lactation"]?.result == .pass)
-        #expect(evaluate(subject: ["childbearing_potential": .integer(0)], screening: ["pregnancy_test": .text("not_applicable"), "contraception_agreed": .null])["pregnancy"]?.result == .pass)
+        #expect(
+            evaluate(subject: ["childbearing_potential": .integer(0)], screening: ["pregnancy_test": .text("not_applicable"), "contraception_agreed": .null])[
+                "pregnancy"]?.result == .pass)
         #expect(evaluate(subject: ["childbearing_potential": .null])["pregnancy"]?.result == .missing)
     }
 }

@@ -117,8 +117,8 @@ struct ExactRulesTests {
         var random = SeededGenerator(seed: seed)
         for _ in 0..<400 {
             let age = Int.random(in: 18...70, using: &random)
-            let weight = Int.random(in: 3_000...15_000, using: &random)  // hundredths of a kg
-            let creatinine = Int.random(in: 2_000...80_000, using: &random)  // hundredths of µmol/L
+            let weight = Int.random(in: 3_000...15_000, using: &random) // hundredths of a kg
+            let creatinine = Int.random(in: 2_000...80_000, using: &random) // hundredths of µmol/L
             let female = Bool.random(using: &random)
             // (140 − age) × w/100 × (85/100) × 884/10 / (72 × c/100), as numerator / denominator
             let numerator = (140 - age) * weight * (female ? 85 : 100) * 884

@@ -28,7 +28,10 @@ struct ValidationTests {
             ("subjects", "status", .text("cured"), "subjects.status: must be one of screening, enrolled, screen_failed, withdrawn, completed; got \"cured\""),
             ("subjects", "screening_no", .null, "subjects.screening_no: is required and cannot be empty"),
             ("subjects", "site_id", .text("S 01"), "subjects.site_id: a site id is 1 to 32 letters, digits, '-' or '_'; got \"S 01\""),
-            ("subjects", "nickname", .text("x"), "subjects.nickname: is not a field of subjects; its fields are site_id, screening_no, sex, birth_date, status, consent_date, weight_kg, childbearing_potential, survival_over_3_months, _deleted"),
+            (
+                "subjects", "nickname", .text("x"),
+                "subjects.nickname: is not a field of subjects; its fields are site_id, screening_no, sex, birth_date, status, consent_date, weight_kg, childbearing_potential, survival_over_3_months, _deleted"
+            ),
             ("screenings", "sledai_2k", .integer(106), "screenings.sledai_2k: must be a whole number from 0 to 105; got 106"),
             ("screenings", "pregnancy_test", .text("pending"), "screenings.pregnancy_test: must be one of negative, positive, not_applicable; got \"pending\""),
             ("screenings", "spo2_pct", .real(101), "screenings.spo2_pct: must be a number from 0 to 100; got 101"),
@@ -53,17 +56,20 @@ struct ValidationTests {
 
     @Test("A new record needs its required fields and gets its defaults")
     func creating() throws {
-        #expect(problems("adverse_events", ["site_id": .text("S01")], creating: true) == [
-            "adverse_events.subject_id: is required for a new record",
-            "adverse_events.term: is required for a new record",
-        ])
+        #expect(
+            problems("adverse_events", ["site_id": .text("S01")], creating: true) == [
+                "adverse_events.subject_id: is required for a new record",
+                "adverse_events.term: is required for a new record",
+            ])
         let subject = try schema.table("subjects").validate(["site_id": .text("S01"), "screening_no": .text("S01-001")], creating: true)
         #expect(subject["status"] == .text("screening"))
     }
 
     @Test("An unknown table names the known ones")
     func unknownTable() {
-        #expect(throws: ValidationError(table: "labs", "is not a known table; the tables are subjects, adverse_events, screenings, infusions, visits, conflicts")) {
+        #expect(
+            throws: ValidationError(table: "labs", "is not a known table; the tables are subjects, adverse_events, screenings, infusions, visits, conflicts")
+        ) {
             try schema.table("labs")
         }
     }

@@ -42,12 +42,14 @@ struct ChangesChart {
             let value = values[index]
             let barHeight = plot * Double(value) / Double(peak)
             let x = left + Double(index) * slot + slot * 0.15
-            svg += "<rect x=\"\(Self.number(x))\" y=\"\(Self.number(top + plot - barHeight))\" width=\"\(Self.number(slot * 0.7))\" "
+            svg +=
+                "<rect x=\"\(Self.number(x))\" y=\"\(Self.number(top + plot - barHeight))\" width=\"\(Self.number(slot * 0.7))\" "
                 + "height=\"\(Self.number(barHeight))\" fill=\"#3b6ea5\"><title>\(day): \(value) change(s)</title></rect>\n"
             // Every seventh day is labelled, and the last; none so close to the last that they overlap.
             if (index % 7 == 0 && index < days.count - 4) || index == days.count - 1 {
                 let last = index == days.count - 1
-                svg += "<text x=\"\(Self.number(last ? width : x + slot * 0.35))\" y=\"\(Self.number(height - 6))\" "
+                svg +=
+                    "<text x=\"\(Self.number(last ? width : x + slot * 0.35))\" y=\"\(Self.number(height - 6))\" "
                     + "text-anchor=\"\(last ? "end" : "middle")\">\(day.dropFirst(5))</text>\n"
             }
         }

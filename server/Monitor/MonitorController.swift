@@ -168,9 +168,11 @@ struct MonitorController {
                     "lastSync": own.compactMap(\.report?.lastSyncAt).max().map(Self.time) ?? "never",
                 ]
             }
-            return page("overview", title: "Sites", who: Self.who(stored), [
-                "sites": cards, "now": Self.time(now.formatted(.iso8601)), "staleAfter": Self.span(configuration.staleAfter),
-            ])
+            return page(
+                "overview", title: "Sites", who: Self.who(stored),
+                [
+                    "sites": cards, "now": Self.time(now.formatted(.iso8601)), "staleAfter": Self.span(configuration.staleAfter),
+                ])
         }
     }
 
@@ -213,12 +215,14 @@ struct MonitorController {
             }
             let days = ChangesChart.days(endingAt: now, count: Self.chartDays)
             let activity = try await store.siteActivity(site: site, from: days[0])
-            return self.page("site", title: "Site \(site)", who: Self.who(stored), [
-                "site": site, "laptops": laptops, "conflicts": conflicts, "openConflictCount": openCount,
-                "moreConflicts": openCount > conflicts.count, "shownConflicts": conflicts.count, "alerts": alerts,
-                "tables": configuration.schema.tables.map { ["name": $0.name, "count": activity.recordsByTable[$0.name] ?? 0] as [String: Any] },
-                "chart": ChangesChart(days: days, counts: activity.changesByDay).svg,
-            ])
+            return self.page(
+                "site", title: "Site \(site)", who: Self.who(stored),
+                [
+                    "site": site, "laptops": laptops, "conflicts": conflicts, "openConflictCount": openCount,
+                    "moreConflicts": openCount > conflicts.count, "shownConflicts": conflicts.count, "alerts": alerts,
+                    "tables": configuration.schema.tables.map { ["name": $0.name, "count": activity.recordsByTable[$0.name] ?? 0] as [String: Any] },
+                    "chart": ChangesChart(days: days, counts: activity.changesByDay).svg,
+                ])
         }
     }
 

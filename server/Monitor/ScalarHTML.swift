@@ -16,7 +16,10 @@ struct ScalarHTMLContentType: MustacheContentType {
     }
 
     static func escape(_ text: String) -> String {
-        guard text.utf8.contains(where: { $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "'") })
+        guard
+            text.utf8.contains(where: {
+                $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "'")
+            })
         else { return text }
         var escaped = String.UnicodeScalarView()
         escaped.reserveCapacity(text.utf8.count + 16)

@@ -49,69 +49,71 @@ extension PostgresSyncStore {
     /// it (docs/DEPLOYMENT.md says what distributing by site would change).
     var migrations: [Migration] {
         var migrations = [
-            Migration(name: "server-v1", statements: [
-                """
-                CREATE TABLE tokens (
-                    hash TEXT PRIMARY KEY,          -- SHA-256 hex of the token; the token itself is never stored
-                    role TEXT NOT NULL,
-                    site_id TEXT,
-                    label TEXT,
-                    created_at TEXT NOT NULL,
-                    replica_id TEXT                 -- a replica's own credential names its replica
-                )
-                """,
-                "CREATE UNIQUE INDEX tokens_replica ON tokens (replica_id) WHERE replica_id IS NOT NULL",
-                // The head of each site's sequence: a push locks the heads of its sites (FOR UPDATE).
-                "CREATE TABLE sites (site_id TEXT PRIMARY KEY, seq BIGINT NOT NULL)",
-                """
-                CREATE TABLE replicas (
-                    replica_id TEXT PRIMARY KEY,
-                    last_seq BIGINT NOT NULL,
-                    last_applied BIGINT NOT NULL,
-                    last_conflicts BIGINT NOT NULL,
-                    "user" TEXT NOT NULL,
-                    first_seen TEXT NOT NULL,
-                    last_seen TEXT NOT NULL,
-                    last_push TEXT
-                )
-                """,
-                """
-                CREATE TABLE records (
-                    tbl TEXT NOT NULL,
-                    id TEXT NOT NULL,
-                    site_id TEXT NOT NULL,
-                    seq BIGINT NOT NULL,
-                    hlc BIGINT NOT NULL,
-                    replica TEXT NOT NULL,
-                    "user" TEXT NOT NULL,
-                    fields TEXT,
-                    PRIMARY KEY (tbl, id)
-                )
-                """,
-                "CREATE UNIQUE INDEX records_pull ON records (site_id, seq)",
-                """
-                CREATE TABLE audit (
-                    id BIGSERIAL PRIMARY KEY,
-                    received_at TEXT NOT NULL,
-                    site_id TEXT NOT NULL,
-                    tbl TEXT NOT NULL,
-                    record_id TEXT NOT NULL,
-                    replica TEXT NOT NULL,
-                    "user" TEXT NOT NULL,
-                    seq BIGINT NOT NULL,
-                    fields TEXT NOT NULL,
-                    new_values TEXT NOT NULL,
-                    old_values TEXT,
-                    hlcs TEXT,
-                    bases TEXT,
-                    outcomes TEXT NOT NULL,
-                    reasons TEXT,
-                    conflicts TEXT
-                )
-                """,
-                "CREATE INDEX audit_record ON audit (tbl, record_id, id)",
-                "CREATE INDEX audit_site ON audit (site_id, id)",
-            ])
+            Migration(
+                name: "server-v1",
+                statements: [
+                    """
+                    CREATE TABLE tokens (
+                        hash TEXT PRIMARY KEY,          -- SHA-256 hex of the token; the token itself is never stored
+                        role TEXT NOT NULL,
+                        site_id TEXT,
+                        label TEXT,
+                        created_at TEXT NOT NULL,
+                        replica_id TEXT                 -- a replica's own credential names its replica
+                    )
+                    """,
+                    "CREATE UNIQUE INDEX tokens_replica ON tokens (replica_id) WHERE replica_id IS NOT NULL",
+                    // The head of each site's sequence: a push locks the heads of its sites (FOR UPDATE).
+                    "CREATE TABLE sites (site_id TEXT PRIMARY KEY, seq BIGINT NOT NULL)",
+                    """
+                    CREATE TABLE replicas (
+                        replica_id TEXT PRIMARY KEY,
+                        last_seq BIGINT NOT NULL,
+                        last_applied BIGINT NOT NULL,
+                        last_conflicts BIGINT NOT NULL,
+                        "user" TEXT NOT NULL,
+                        first_seen TEXT NOT NULL,
+                        last_seen TEXT NOT NULL,
+                        last_push TEXT
+                    )
+                    """,
+                    """
+                    CREATE TABLE records (
+                        tbl TEXT NOT NULL,
+                        id TEXT NOT NULL,
+                        site_id TEXT NOT NULL,
+                        seq BIGINT NOT NULL,
+                        hlc BIGINT NOT NULL,
+                        replica TEXT NOT NULL,
+                        "user" TEXT NOT NULL,
+                        fields TEXT,
+                        PRIMARY KEY (tbl, id)
+                    )
+                    """,
+                    "CREATE UNIQUE INDEX records_pull ON records (site_id, seq)",
+                    """
+                    CREATE TABLE audit (
+                        id BIGSERIAL PRIMARY KEY,
+                        received_at TEXT NOT NULL,
+                        site_id TEXT NOT NULL,
+                        tbl TEXT NOT NULL,
+                        record_id TEXT NOT NULL,
+                        replica TEXT NOT NULL,
+                        "user" TEXT NOT NULL,
+                        seq BIGINT NOT NULL,
+                        fields TEXT NOT NULL,
+                        new_values TEXT NOT NULL,
+                        old_values TEXT,
+                        hlcs TEXT,
+                        bases TEXT,
+                        outcomes TEXT NOT NULL,
+                        reasons TEXT,
+                        conflicts TEXT
+                    )
+                    """,
+                    "CREATE INDEX audit_record ON audit (tbl, record_id, id)",
+                    "CREATE INDEX audit_site ON audit (site_id, id)",
+                ])
         ]
         for version in 1...max(1, schema.version) {
             var statements: [String] = []
@@ -136,42 +138,54 @@ extension PostgresSyncStore {
         // its key can take the site first. A record's id must be unique across sites, which only a
         // key without the site enforces, so `records` and the trial's tables keep theirs; the
         // conflict log's rows carry no site column (their site is their shadow row's in `records`).
-        migrations.append(Migration(name: "server-v2-site-keys", statements: [
-            "ALTER TABLE audit DROP CONSTRAINT audit_pkey",
-            "DROP INDEX audit_site",
-            "ALTER TABLE audit ADD PRIMARY KEY (site_id, id)",
-            "CREATE INDEX audit_id ON audit (id)",
-        ]))
+        migrations.append(
+            Migration(
+                name: "server-v2-site-keys",
+                statements: [
+                    "ALTER TABLE audit DROP CONSTRAINT audit_pkey",
+                    "DROP INDEX audit_site",
+                    "ALTER TABLE audit ADD PRIMARY KEY (site_id, id)",
+                    "CREATE INDEX audit_id ON audit (id)",
+                ]))
         // When a token stops being accepted, when an operator revoked it, its last use (to the minute).
-        migrations.append(Migration(name: "server-v3-token-lifecycle", statements: [
-            "ALTER TABLE tokens ADD COLUMN expires_at TEXT, ADD COLUMN revoked_at TEXT, ADD COLUMN last_used_at TEXT"
-        ]))
+        migrations.append(
+            Migration(
+                name: "server-v3-token-lifecycle",
+                statements: [
+                    "ALTER TABLE tokens ADD COLUMN expires_at TEXT, ADD COLUMN revoked_at TEXT, ADD COLUMN last_used_at TEXT"
+                ]))
         // Laptops' latest reports, record changes per site and day, monitoring page sessions
         // (docs/MONITORING.md); as the SQLite store's `server-v5-monitoring`.
-        migrations.append(Migration(name: "server-v4-monitoring", statements: [
-            """
-            CREATE TABLE replica_reports (
-                site_id TEXT NOT NULL,
-                replica_id TEXT NOT NULL,
-                "user" TEXT NOT NULL,
-                build TEXT NOT NULL,
-                schema_version BIGINT NOT NULL,
-                pending BIGINT NOT NULL,
-                clock_offset_ms BIGINT NOT NULL,
-                last_sync_at TEXT NOT NULL,
-                PRIMARY KEY (site_id, replica_id)
-            )
-            """,
-            "CREATE TABLE site_days (site_id TEXT NOT NULL, day TEXT NOT NULL, changes BIGINT NOT NULL, PRIMARY KEY (site_id, day))",
-            "INSERT INTO site_days (site_id, day, changes) SELECT site_id, substr(received_at, 1, 10), count(*) FROM audit GROUP BY 1, 2",
-            "CREATE TABLE monitor_sessions (hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL)",
-        ]))
+        migrations.append(
+            Migration(
+                name: "server-v4-monitoring",
+                statements: [
+                    """
+                    CREATE TABLE replica_reports (
+                        site_id TEXT NOT NULL,
+                        replica_id TEXT NOT NULL,
+                        "user" TEXT NOT NULL,
+                        build TEXT NOT NULL,
+                        schema_version BIGINT NOT NULL,
+                        pending BIGINT NOT NULL,
+                        clock_offset_ms BIGINT NOT NULL,
+                        last_sync_at TEXT NOT NULL,
+                        PRIMARY KEY (site_id, replica_id)
+                    )
+                    """,
+                    "CREATE TABLE site_days (site_id TEXT NOT NULL, day TEXT NOT NULL, changes BIGINT NOT NULL, PRIMARY KEY (site_id, day))",
+                    "INSERT INTO site_days (site_id, day, changes) SELECT site_id, substr(received_at, 1, 10), count(*) FROM audit GROUP BY 1, 2",
+                    "CREATE TABLE monitor_sessions (hash TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL)",
+                ]))
         // The digest of the enrolment token that enrolled a replica's credential; as the SQLite
         // store's `server-v6-enrolled-by`.
-        migrations.append(Migration(name: "server-v5-enrolled-by", statements: [
-            "ALTER TABLE tokens ADD COLUMN enrolled_by TEXT",
-            "CREATE INDEX tokens_enrolled_by ON tokens (enrolled_by)",
-        ]))
+        migrations.append(
+            Migration(
+                name: "server-v5-enrolled-by",
+                statements: [
+                    "ALTER TABLE tokens ADD COLUMN enrolled_by TEXT",
+                    "CREATE INDEX tokens_enrolled_by ON tokens (enrolled_by)",
+                ]))
         return migrations
     }
 

@@ -44,7 +44,8 @@ extension PostgresSyncStore {
             ) {
                 var report: ReplicaFreshness.Report?
                 if let user, let build, let schema, let pending, let offset, let lastSync {
-                    report = .init(user: user, build: build, schemaVersion: Int(schema), pending: Int(pending), clockOffsetMilliseconds: offset, lastSyncAt: lastSync)
+                    report = .init(
+                        user: user, build: build, schemaVersion: Int(schema), pending: Int(pending), clockOffsetMilliseconds: offset, lastSyncAt: lastSync)
                 }
                 laptops.append(ReplicaFreshness(replica: replica, site: site, enrolledAt: enrolled, report: report))
             }

@@ -24,7 +24,8 @@ extension PostgresSyncStore {
                 case .readReplica(let replica):
                     step = try transaction.next(.replica(try await Self.replicaState(connection, replica, lock: false, logger: self.logger)))
                 case .readPage(let site, let after, let limit, let skipping):
-                    step = try transaction.next(.page(try await self.page(connection, site: site, after: after, limit: limit, skipping: skipping, schema: schema)))
+                    step = try transaction.next(
+                        .page(try await self.page(connection, site: site, after: after, limit: limit, skipping: skipping, schema: schema)))
                 case .finished(let batch):
                     return batch
                 }

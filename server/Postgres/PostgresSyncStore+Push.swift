@@ -287,7 +287,6 @@ extension PostgresSyncStore {
         try await connection.execute(statement.query)
     }
 
-
     /// Values as the JSON array the audit trail stores.
     static func jsonArray(_ values: [FieldValue]) -> String {
         var rows = JSONRows(capacity: values.count * 16)

@@ -10,7 +10,9 @@ extension PostgresSyncStore {
         var position: (detected: String, id: String)?
         if let token = filter.after {
             let parts = token.split(separator: "~", maxSplits: 1)
-            guard parts.count == 2 else { throw ServerError.validation("The page token \"\(TextRules.quotable(token, maxBytes: 80))\" is not one this server gave.") }
+            guard parts.count == 2 else {
+                throw ServerError.validation("The page token \"\(TextRules.quotable(token, maxBytes: 80))\" is not one this server gave.")
+            }
             position = (String(parts[0]), String(parts[1]))
         }
         let after = position
@@ -43,7 +45,8 @@ extension PostgresSyncStore {
         try ReadScope.requireReader(principal)
         return try await transaction(readOnly: true) { connection in
             var found: Conflict?
-            let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(Self.conflictColumns) FROM conflicts WHERE id = $1", binds: Self.binds([id])))
+            let rows = try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT \(Self.conflictColumns) FROM conflicts WHERE id = $1", binds: Self.binds([id])))
             for try await row in rows { found = try self.conflict(row) }
             guard let conflict = found, principal.canAccess(site: conflict.site) else { return nil }
             var current: FieldValue?

@@ -302,7 +302,9 @@ extension StorageError {
     static let connectionClosed = StorageError(.unavailable, code: "connection_closed", message: "the connection to the database closed")
 
     static func rolledBack(_ tag: String) -> StorageError {
-        StorageError(.unavailable, code: "rolled_back", message: "the database answered the commit with \(tag): a statement of the transaction failed and nothing was written")
+        StorageError(
+            .unavailable, code: "rolled_back",
+            message: "the database answered the commit with \(tag): a statement of the transaction failed and nothing was written")
     }
 }
 

@@ -73,7 +73,8 @@ struct ConvergenceHistory {
         init() throws {
             replicas = try Self.laptops.map { name, site in
                 let replica = try Replica.inMemory(schema: TrialSchema.current)
-                try replica.initialize(site: site, user: "User \(name)", serverURL: URL(string: "http://in-process")!, token: Self.enrolment[site]!, replicaID: "replica-\(name)")
+                try replica.initialize(
+                    site: site, user: "User \(name)", serverURL: URL(string: "http://in-process")!, token: Self.enrolment[site]!, replicaID: "replica-\(name)")
                 return replica
             }
         }
@@ -91,7 +92,8 @@ struct ConvergenceHistory {
         configuration.wallClock = { clock.now }
         server = try await InProcessServer(database: database, configuration: configuration)
         for (site, token) in Templates.enrolment {
-            try await server.store.createToken(hash: Tokens.hash(token), role: site == SiteID.all ? .reviewer : .site, site: site == SiteID.all ? nil : site, label: nil, expiresAt: nil)
+            try await server.store.createToken(
+                hash: Tokens.hash(token), role: site == SiteID.all ? .reviewer : .site, site: site == SiteID.all ? nil : site, label: nil, expiresAt: nil)
         }
         for (index, (name, site)) in Templates.laptops.enumerated() {
             let skew = Int64.random(in: -1500...1500, using: &random)
@@ -103,7 +105,8 @@ struct ConvergenceHistory {
             settings.pushBatchSize = 6
             settings.pullBatchSize = 8
             let transport = FaultyTransport(server: server, replica: replica, faults: faults, received: received)
-            laptops.append(Laptop(name: name, site: site, replica: replica, engine: SyncEngine(replica: replica, transport: transport, configuration: settings)))
+            laptops.append(
+                Laptop(name: name, site: site, replica: replica, engine: SyncEngine(replica: replica, transport: transport, configuration: settings)))
         }
         databaseFaults?.enable()
     }
@@ -205,12 +208,14 @@ struct ConvergenceHistory {
         let (table, id, site) = record(for: laptop)
         let exists = try laptop.replica.get(table.name, id: id) != nil
         if !exists && laptop.site == SiteID.all { return }
-        let editable = table.name == "subjects"
+        let editable =
+            table.name == "subjects"
             ? ["screening_no", "sex", "birth_date", "status", "consent_date", "weight_kg", "childbearing_potential"]
             : ["date", "sledai_2k", "inr", "ana_positive"]
         var values: [String: FieldValue] = [:]
         if !exists {
-            values = table.name == "subjects"
+            values =
+                table.name == "subjects"
                 ? ["screening_no": value("screening_no", site: site)]
                 : ["subject_id": .text("\(site)-subject-0"), "date": value("date", site: site)]
         }
@@ -224,7 +229,9 @@ struct ConvergenceHistory {
         let edited = change.after.filter { $0.key != TableSchema.deletedColumn && change.before[$0.key]?.version != $0.value.version }
         if let latest = edited.values.map(\.version).max(), let before = change.before[TableSchema.deletedColumn], before.value == .null {
             guard change.after[TableSchema.deletedColumn]?.version == latest else {
-                throw HistoryFailure("\(laptop.name)'s edit of the live \(table.name) \(id) at \(latest) left _deleted at \(String(describing: change.after[TableSchema.deletedColumn]))")
+                throw HistoryFailure(
+                    "\(laptop.name)'s edit of the live \(table.name) \(id) at \(latest) left _deleted at \(String(describing: change.after[TableSchema.deletedColumn]))"
+                )
             }
         }
     }
@@ -239,7 +246,9 @@ struct ConvergenceHistory {
     private mutating func restore(_ laptop: Laptop) throws {
         let (table, id, _) = record(for: laptop)
         guard let record = try laptop.replica.get(table.name, id: id), record[TableSchema.deletedColumn] != .null else { return }
-        try recording(laptop, [(table.name, id)]) { try laptop.replica.put(table.name, id: id, [TableSchema.deletedColumn: .null], reason: "Corrected from the source document") }
+        try recording(laptop, [(table.name, id)]) {
+            try laptop.replica.put(table.name, id: id, [TableSchema.deletedColumn: .null], reason: "Corrected from the source document")
+        }
     }
 
     private mutating func resolve(_ laptop: Laptop) throws {
@@ -253,9 +262,13 @@ struct ConvergenceHistory {
             default: .value(conflict.field == TableSchema.deletedColumn ? .null : value(conflict.field, site: conflict.site))
             }
         let reason = pick(["Checked against the source document", "Confirmed with the site"])
-        guard let change = try recording(laptop, [(conflict.table, conflict.recordID), (TableSchema.conflicts.name, conflict.id)], {
-            try laptop.replica.resolve(conflict: conflict.id, choice, reason: reason)
-        })?[0] else { return }
+        guard
+            let change = try recording(
+                laptop, [(conflict.table, conflict.recordID), (TableSchema.conflicts.name, conflict.id)],
+                {
+                    try laptop.replica.resolve(conflict: conflict.id, choice, reason: reason)
+                })?[0]
+        else { return }
         // The decided value is written with a fresh HLC, even when it is there already (docs/PROTOCOL.md, "Conflict records").
         let decided: FieldValue =
             switch choice {
@@ -298,7 +311,8 @@ struct ConvergenceHistory {
                 guard now.version.replica == laptop.replica.identity!.replicaID else {
                     throw HistoryFailure("\(laptop.name)'s write of \(record.table) \(record.id) \(field) is stamped by \(now.version.replica)")
                 }
-                writes[FieldKey(table: record.table, id: record.id, field: field), default: []].append(Write(version: now.version, value: now.value, by: laptop.name))
+                writes[FieldKey(table: record.table, id: record.id, field: field), default: []].append(
+                    Write(version: now.version, value: now.value, by: laptop.name))
             }
         }
         return changes
@@ -309,15 +323,17 @@ struct ConvergenceHistory {
         let schema = try replica.schema.table(table)
         guard let record = try replica.get(table, id: id) else { return [:] }
         let stamps = try replica.writer.read { db -> FieldStamps? in
-            guard let row = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT s.hlc, a.replica, a.user, s.fields FROM _sitesync_shadows AS s
-                    JOIN _sitesync_actors AS a ON a.actor = s.actor JOIN _sitesync_tables AS t ON t.code = s.tbl
-                    WHERE t.name = ? AND s.id = ?
-                    """,
-                arguments: [table, id]
-            ) else { return nil }
+            guard
+                let row = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT s.hlc, a.replica, a.user, s.fields FROM _sitesync_shadows AS s
+                        JOIN _sitesync_actors AS a ON a.actor = s.actor JOIN _sitesync_tables AS t ON t.code = s.tbl
+                        WHERE t.name = ? AND s.id = ?
+                        """,
+                    arguments: [table, id]
+                )
+            else { return nil }
             return FieldStamps(base: Stamp(hlc: HLC(rawValue: row[0]), replica: row[1], user: row[2]), overrides: try FieldStamps.overrides(fromJSON: row[3]))
         }
         guard let stamps else { return [:] }
@@ -362,7 +378,8 @@ struct ConvergenceHistory {
                 throw HistoryFailure("the server lost \(key)")
             }
             guard server.version == latest.version, server.value == table.column(key.field)!.normalize(latest.value) else {
-                throw HistoryFailure("\(key) holds \(server.value) at \(server.version); its latest write is \(latest.value) at \(latest.version) by \(latest.by)")
+                throw HistoryFailure(
+                    "\(key) holds \(server.value) at \(server.version); its latest write is \(latest.value) at \(latest.version) by \(latest.by)")
             }
         }
         try await checkHistories(store)
@@ -380,7 +397,8 @@ struct ConvergenceHistory {
     /// The audit rows of a record, one a line, for a failure's report.
     private func auditTrail(table: String, id: String) async throws -> String {
         try await StoreContents.select(
-            server.store, "SELECT replica, seq, fields, new_values, hlcs, bases, outcomes FROM audit WHERE tbl = \(literal(table)) AND record_id = \(literal(id)) ORDER BY id"
+            server.store,
+            "SELECT replica, seq, fields, new_values, hlcs, bases, outcomes FROM audit WHERE tbl = \(literal(table)) AND record_id = \(literal(id)) ORDER BY id"
         ).map { "  audit: \($0)" }.joined(separator: "\n")
     }
 
@@ -461,8 +479,11 @@ struct ConvergenceHistory {
             var winner: Version
             var loser: Version
         }
-        let audit = try await StoreContents.select(store, "SELECT tbl, record_id, replica, seq, fields, new_values, old_values, hlcs, bases FROM audit ORDER BY id")
-        let logged = try await StoreContents.select(store, "SELECT table_name, record_id, field, winner_hlc, winner_replica, loser_hlc, loser_replica FROM conflicts").map {
+        let audit = try await StoreContents.select(
+            store, "SELECT tbl, record_id, replica, seq, fields, new_values, old_values, hlcs, bases FROM audit ORDER BY id")
+        let logged = try await StoreContents.select(
+            store, "SELECT table_name, record_id, field, winner_hlc, winner_replica, loser_hlc, loser_replica FROM conflicts"
+        ).map {
             Logged(
                 table: try $0.text(0), id: try $0.text(1), field: try $0.text(2),
                 winner: Version(hlc: HLC(rawValue: try $0.integer(3)), replica: try $0.text(4)),
@@ -528,7 +549,9 @@ struct ConvergenceHistory {
         let missing = expected.subtracting(logged)
         let extra = Set(logged).subtracting(expected)
         guard missing.isEmpty, extra.isEmpty else {
-            throw HistoryFailure("the conflict log misses \(missing.count) overwritten values (\(missing.first.map { "\($0)" } ?? "")) and holds \(extra.count) no concurrent write caused (\(extra.first.map { "\($0)" } ?? ""))")
+            throw HistoryFailure(
+                "the conflict log misses \(missing.count) overwritten values (\(missing.first.map { "\($0)" } ?? "")) and holds \(extra.count) no concurrent write caused (\(extra.first.map { "\($0)" } ?? ""))"
+            )
         }
     }
 }

@@ -61,7 +61,9 @@ struct ConvergenceTests {
             injected.withLock { $0.merge(faults?.injected ?? [:], uniquingKeysWith: +) }
         }
         let counts = injected.withLock { $0 }
-        print("PostgreSQL failures injected: \(counts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))")
+        print(
+            "PostgreSQL failures injected: \(counts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))"
+        )
         if environment["SITESYNC_CONVERGENCE_SEED"] == nil {
             #expect(DatabaseFaults.Kind.allCases.allSatisfy { counts[$0, default: 0] > 0 }, "every kind of failure was injected: \(counts)")
         }
