@@ -64,6 +64,12 @@ package struct WrittenValueKey: Hashable, Sendable {
     package var field: String
     /// The version that wrote it.
     package var version: Version
+
+    package init(record: RecordKey, field: String, version: Version) {
+        self.record = record
+        self.field = field
+        self.version = version
+    }
 }
 
 /// One push, applied as one transaction of any store, by the sync rules (docs/ARCHITECTURE.md,
@@ -147,12 +153,12 @@ package struct PushTransaction: Sendable {
 
     /// A row merged into its record, waiting for its sequence numbers.
     private struct MergedRow: Sendable {
-        package var group: Int
-        package var row: Int
-        package var site: String
-        package var kind: Kind
+        var group: Int
+        var row: Int
+        var site: String
+        var kind: Kind
 
-        package enum Kind: Sendable {
+        enum Kind: Sendable {
             case created(values: [FieldValue], stamps: FieldStamps)
             case changed(MergeResult)
         }
@@ -260,7 +266,7 @@ package struct PushTransaction: Sendable {
                 let row = checked.group.rows[index]
                 let key = RecordKey(table: checked.table.name, id: row.id)
                 guard row.bases != nil, let current = records[key] else { continue }
-                for (offset, field) in checked.group.columns.enumerated() where row.reason(at: offset) == nil {
+                for (offset, field) in checked.group.columns.enumerated() where !ReasonForChange.explains(row.reason(at: offset)) {
                     if let base = row.base(at: offset), base != current.stamps[field].version {
                         queries.append(WrittenValueKey(record: key, field: field, version: base))
                     }
@@ -351,18 +357,18 @@ package struct PushTransaction: Sendable {
     /// The fields a created record is inserted with, in table order, and where each value comes from.
     private struct CreatedColumns: Sendable {
         /// The group's fields and those with a default, in table order.
-        package var columns: [String] = []
+        var columns: [String] = []
         /// Per column: the index of the pushed value, or the column's default.
-        package var sources: [Source] = []
+        var sources: [Source] = []
         /// Required fields without a default the group does not write: it cannot create records.
-        package var missingRequired: [String] = []
+        var missingRequired: [String] = []
 
-        package enum Source: Sendable {
+        enum Source: Sendable {
             case pushed(Int)
             case fixed(FieldValue)
         }
 
-        package init(_ checked: PushValidation.CheckedGroup) {
+        init(_ checked: PushValidation.CheckedGroup) {
             let given = Dictionary(uniqueKeysWithValues: checked.group.columns.enumerated().map { ($1, $0) })
             for column in checked.table.columns {
                 if let index = given[column.name] {

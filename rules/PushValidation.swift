@@ -36,8 +36,8 @@ public struct CheckedPush: Sendable {
 /// of an existing one) inside its transaction, so a refused push writes nothing.
 package enum PushValidation {
     private struct RecordKey: Hashable {
-        package var table: String
-        package var id: String
+        var table: String
+        var id: String
     }
 
     /// A pushed group resolved against the schema.

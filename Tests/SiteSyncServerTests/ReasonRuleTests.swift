@@ -85,6 +85,13 @@ struct ReasonRuleTests {
                 #expect(body.contains("reason_required") && body.contains("subjects.status of record s1"), "\(body)")
                 #expect(try await server.dump() == before, "nothing written")
             }
+            // Nor over a concurrent change: the value its base wrote is read from the audit trail.
+            #expect(try await push(client, server.s01b, statusChange("r1b", now - 60, "withdrawn", bases: [base], reason: "Withdrew consent")).0 == .ok)
+            let concurrent = try await server.dump()
+            let (status, body) = try await push(
+                client, server.s01, statusChange("r1", now - 55, "screen_failed", bases: [base], reason: ReasonForChange.writtenOutsideLibrary))
+            #expect(status == .unprocessableContent && body.contains("reason_required"), "\(body)")
+            #expect(try await server.dump() == concurrent, "nothing written")
             // Entering a value into an empty field needs no reason, so the placeholder there is
             // kept as what it says: where the value came from.
             let filled = PushRequest(
