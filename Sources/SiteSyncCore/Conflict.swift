@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// One entry of the conflict log: a field two writes changed concurrently, the kept and the overwritten side.
@@ -77,8 +76,8 @@ public struct Conflict: Codable, Sendable, Equatable {
     public var winner: Side
     /// The value overwritten.
     public var loser: Side
-    /// `open` or `resolved`.
-    public var status: String
+    /// Whether it waits for review.
+    public var status: ConflictStatus
     /// When the server detected it, ISO 8601.
     public var detectedAt: String
     /// The resolution, once resolved.
@@ -91,11 +90,11 @@ public struct Conflict: Codable, Sendable, Equatable {
     }
 
     /// Whether the conflict is still open.
-    public var isOpen: Bool { status != "resolved" }
+    public var isOpen: Bool { status == .open }
 
     /// Creates a conflict.
     public init(
-        id: String, site: String, table: String, recordID: String, field: String, winner: Side, loser: Side, status: String, detectedAt: String,
+        id: String, site: String, table: String, recordID: String, field: String, winner: Side, loser: Side, status: ConflictStatus, detectedAt: String,
         resolution: Resolution? = nil
     ) {
         self.id = id
@@ -144,7 +143,7 @@ public struct Conflict: Codable, Sendable, Equatable {
             field: text("field") ?? "",
             winner: try side("winner"),
             loser: try side("loser"),
-            status: text("status") ?? "open",
+            status: text("status").flatMap(ConflictStatus.init(rawValue:)) ?? .open,
             detectedAt: text("detected_at") ?? "",
             resolution: text("decision").flatMap(Decision.init(rawValue:)).map { decision in
                 Resolution(decision: decision, reviewer: text("reviewer") ?? "", reason: text("reason") ?? "", resolvedAt: text("resolved_at") ?? "")
@@ -172,13 +171,10 @@ extension FieldValue {
     }
 }
 
-extension Conflict {
-    /// The id of the conflict between the versions `winner` and `loser` of `field` of a record:
-    /// 32 hex digits of a SHA-256 of them all, so that the same pair of writes always makes the same
-    /// conflict and nothing is logged twice.
-    public static func id(table: String, record: String, field: String, winner: Version, loser: Version) -> String {
-        let key = [table, record, field, "\(winner.hlc.rawValue)", winner.replica, "\(loser.hlc.rawValue)", loser.replica]
-            .joined(separator: "\u{1F}")
-        return SHA256.hash(data: Data(key.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
-    }
+/// Whether a conflict waits for review: the `status` field of the conflict log's records.
+public enum ConflictStatus: String, Codable, Sendable, CaseIterable {
+    /// Detected, not yet decided.
+    case open
+    /// A reviewer decided it (``Conflict/resolution``).
+    case resolved
 }
