@@ -126,7 +126,7 @@ public struct HTTPTransport: SyncTransport {
 
     /// The conflicts the token may see, filtered and paged.
     public func conflicts(_ filter: ConflictFilter) async throws -> ConflictPage {
-        var query = [("status", filter.status ?? "all"), ("limit", String(filter.limit))]
+        var query = [("status", filter.status?.rawValue ?? "all"), ("limit", String(filter.limit))]
         if let site = filter.site { query.append(("site", site)) }
         if let table = filter.table { query.append(("table", table)) }
         if let after = filter.after { query.append(("after", after)) }

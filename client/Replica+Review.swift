@@ -105,14 +105,14 @@ extension Replica {
             _ = try write(
                 db, identity: identity, table: TableSchema.conflicts.name, id: id,
                 [
-                    "status": .text("resolved"),
+                    "status": .text(ConflictStatus.resolved.rawValue),
                     "decision": .text(resolution.decision.rawValue),
                     "reviewer": .text(resolution.reviewer),
                     "reason": .text(resolution.reason),
                     "resolved_at": .text(resolution.resolvedAt),
                 ], reason: why)
             var resolved = conflict
-            resolved.status = "resolved"
+            resolved.status = .resolved
             resolved.resolution = resolution
             return resolved
         }

@@ -50,7 +50,7 @@ extension Replica {
                 enrolled: identity.isEnrolled,
                 pendingChanges: try Replica.pendingCount(db),
                 awaitingReason: try Replica.unexplainedCount(db),
-                openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE status = 'open'") ?? 0,
+                openConflicts: try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE status = ?", arguments: [ConflictStatus.open.rawValue]) ?? 0,
                 lastSync: meta?["last_sync"],
                 clockOffsetMilliseconds: meta?["clock_offset_ms"]
             )

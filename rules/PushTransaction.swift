@@ -601,7 +601,7 @@ package struct PushWrites: Sendable {
                 "loser_replica": .text(entry.loser.replica),
                 "loser_user": entry.loser.user.map(FieldValue.text) ?? .null,
                 "detected_at": .text(detectedAt),
-                "status": .text("open"),
+                "status": .text(ConflictStatus.open.rawValue),
             ]
         }
     }

@@ -15,11 +15,13 @@ struct ReviewController {
     @Sendable func list(_ request: Request, context: SyncRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
         var filter = ConflictFilter(status: nil)
-        switch query.get("status") ?? "open" {
-        case "open": filter.status = "open"
-        case "resolved": filter.status = "resolved"
+        switch query.get("status") ?? ConflictStatus.open.rawValue {
         case "all": filter.status = nil
-        case let other: throw ServerError.validation("status must be open, resolved or all; got \"\(TextRules.quotable(other))\".")
+        case let named:
+            guard let status = ConflictStatus(rawValue: named) else {
+                throw ServerError.validation("status must be open, resolved or all; got \"\(TextRules.quotable(named))\".")
+            }
+            filter.status = status
         }
         filter.site = try lookup(query.get("site"), "site")
         filter.table = try lookup(query.get("table"), "table")

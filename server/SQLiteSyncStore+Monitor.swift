@@ -93,7 +93,10 @@ extension SQLiteSyncStore {
     public func openConflictCounts() async throws -> [String: Int] {
         try await reading { db in
             var counts: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT site_id, count(*) FROM conflicts WHERE status = 'open' AND _deleted IS NULL GROUP BY site_id") {
+            for row in try Row.fetchAll(
+                db, sql: "SELECT site_id, count(*) FROM conflicts WHERE status = ? AND _deleted IS NULL GROUP BY site_id",
+                arguments: [ConflictStatus.open.rawValue])
+            {
                 counts[row[0]] = row[1]
             }
             return counts

@@ -13,7 +13,7 @@ extension SQLiteSyncStore {
             var arguments: [(any DatabaseValueConvertible)?] = []
             if let status = filter.status {
                 clauses.append("status = ?")
-                arguments.append(status)
+                arguments.append(status.rawValue)
             }
             if let site {
                 clauses.append("site_id = ?")

@@ -22,8 +22,8 @@ public struct ConflictPage: Codable, Sendable, Equatable {
 
 /// Which conflicts a listing shows.
 public struct ConflictFilter: Sendable, Equatable {
-    /// `open`, `resolved`, or nil for both.
-    public var status: String?
+    /// Open or resolved conflicts; nil for both.
+    public var status: ConflictStatus?
     /// Only this site.
     public var site: String?
     /// Only this table.
@@ -34,7 +34,7 @@ public struct ConflictFilter: Sendable, Equatable {
     public var after: String?
 
     /// Creates a filter.
-    public init(status: String? = "open", site: String? = nil, table: String? = nil, limit: Int = 200, after: String? = nil) {
+    public init(status: ConflictStatus? = .open, site: String? = nil, table: String? = nil, limit: Int = 200, after: String? = nil) {
         self.status = status
         self.site = site
         self.table = table

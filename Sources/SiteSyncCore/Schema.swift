@@ -59,7 +59,9 @@ extension TableSchema {
             ColumnSchema("loser_replica", .text(maxBytes: 64), required: true, writable: false, summary: "Replica that wrote the overwritten value"),
             ColumnSchema("loser_user", .text(maxBytes: 200), writable: false, summary: "User who wrote the overwritten value"),
             ColumnSchema("detected_at", .text(maxBytes: 40), required: true, writable: false, summary: "When the server detected it (ISO 8601, UTC)"),
-            ColumnSchema("status", .choice(["open", "resolved"]), required: true, default: .text("open"), summary: "Review status"),
+            ColumnSchema(
+                "status", .choice(ConflictStatus.allCases.map(\.rawValue)), required: true, default: .text(ConflictStatus.open.rawValue),
+                summary: "Review status"),
             ColumnSchema("decision", .choice(Conflict.Decision.allCases.map(\.rawValue)), summary: "Reviewer's decision"),
             ColumnSchema("reviewer", .text(maxBytes: 200), summary: "Who resolved it"),
             ColumnSchema("reason", .text(), summary: "Why, mandatory when resolved"),
@@ -70,7 +72,7 @@ extension TableSchema {
                 "A resolved conflict has a decision, a reviewer, a reason and a time",
                 fields: ["status", "decision", "reviewer", "reason", "resolved_at"]
             ) { record in
-                guard record["status"] == .text("resolved") else { return nil }
+                guard record["status"] == .text(ConflictStatus.resolved.rawValue) else { return nil }
                 for field in ["decision", "reviewer", "reason", "resolved_at"] {
                     guard case .text(let text)? = record[field], !text.allSatisfy(\.isWhitespace) else {
                         return (field, "is required when the conflict is resolved")

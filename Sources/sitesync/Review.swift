@@ -41,7 +41,7 @@ struct Conflicts: AsyncParsableCommand {
             let header = ["id", "status", "table", "record", "field", "kept", "by", "overwritten", "by", "detected"]
             let rows = conflicts.map { conflict in
                 [
-                    conflict.id, conflict.status, conflict.table, conflict.recordID, conflict.field,
+                    conflict.id, conflict.status.rawValue, conflict.table, conflict.recordID, conflict.field,
                     conflict.winner.value.shown, conflict.winner.user ?? conflict.winner.replica,
                     conflict.loser.value.shown, conflict.loser.user ?? conflict.loser.replica,
                     conflict.detectedAt,

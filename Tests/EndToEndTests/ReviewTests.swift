@@ -46,7 +46,7 @@ struct ReviewTests {
             for laptop in [a, b, reviewer] {
                 #expect(try laptop.replica.get("subjects", id: id)?["status"] == decided)
                 let seen = try laptop.replica.conflict(id: conflict.id).conflict
-                #expect(seen.status == "resolved")
+                #expect(seen.status == .resolved)
                 #expect(seen.resolution?.decision.rawValue == decision)
                 #expect(seen.resolution?.reason == "Source document checked")
                 #expect(seen.resolution?.reviewer == (byReviewer ? "D. Monitor" : "A. Rivera"))
@@ -72,7 +72,7 @@ struct ReviewTests {
             #expect(try await server.count("SELECT count(*) FROM conflicts WHERE status = 'resolved'") == 1)
             #expect(try await server.count("SELECT count(*) FROM subjects WHERE status = 'enrolled' AND id = '\(id)'") == 1)
             let page = try await HTTPTransport(serverURL: server.url, token: server.reviewer, schemaVersion: TrialSchema.version)
-                .conflicts(ConflictFilter(status: "resolved"))
+                .conflicts(ConflictFilter(status: .resolved))
             #expect(page.conflicts.map(\.id) == [conflict.id])
             #expect(page.conflicts.first?.resolution?.reason == "Enrolment confirmed by phone")
         }
@@ -153,14 +153,14 @@ struct ReviewTests {
             try await b.sync()
 
             let transport = HTTPTransport(serverURL: server.url, token: server.s01, schemaVersion: TrialSchema.version)
-            var filter = ConflictFilter(status: "open", limit: 2)
+            var filter = ConflictFilter(status: .open, limit: 2)
             let first = try await transport.conflicts(filter)
             #expect(first.conflicts.count == 2)
             filter.after = try #require(first.next)
             let second = try await transport.conflicts(filter)
             #expect(second.conflicts.count == 1 && second.next == nil)
             #expect(Set((first.conflicts + second.conflicts).map(\.recordID)) == Set(ids))
-            #expect(try await transport.conflicts(ConflictFilter(status: "open", table: "adverse_events")).conflicts.isEmpty)
+            #expect(try await transport.conflicts(ConflictFilter(status: .open, table: "adverse_events")).conflicts.isEmpty)
             #expect(try a.replica.conflicts(table: "subjects").count == 0, "a has not pulled them yet")
             try await a.sync()
             #expect(try a.replica.conflicts(site: "S01", table: "subjects").count == 3)

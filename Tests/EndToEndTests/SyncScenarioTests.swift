@@ -70,7 +70,7 @@ struct SyncScenarioTests {
                 #expect(conflict.loser.user == "A. Rivera")
                 #expect(conflict.loser.replica == a.replica.identity?.replicaID)
                 #expect(conflict.winner.version > conflict.loser.version)
-                #expect(conflict.status == "open")
+                #expect(conflict.status == .open)
                 #expect(try laptop.replica.status().openConflicts == 1)
             }
         }

@@ -285,7 +285,7 @@ struct MonitoringTests {
                 ]))
         var conflicts: [String: String] = [:]
         for site in ["S01", "S02"] {
-            let page = try await server.store.conflicts(ConflictFilter(status: "open", site: site), principal: Principal(role: .reviewer, site: nil))
+            let page = try await server.store.conflicts(ConflictFilter(status: .open, site: site), principal: Principal(role: .reviewer, site: nil))
             conflicts[site] = try #require(page.conflicts.first { $0.field == "screening_no" }).id
         }
         let s01Monitor = try await Tokens.create(in: server.store, role: .monitor, site: "S01", label: "Monitor <Ann>")
@@ -441,7 +441,7 @@ struct MonitoringTests {
                 }
             }
             let conflict = try #require(
-                try await server.store.conflicts(ConflictFilter(status: "open", site: "S01"), principal: Principal(role: .reviewer, site: nil)).conflicts.first
+                try await server.store.conflicts(ConflictFilter(status: .open, site: "S01"), principal: Principal(role: .reviewer, site: nil)).conflicts.first
             )
             let session = try await logIn(client, try await Tokens.create(in: server.store, role: .monitor, site: nil, label: text("label")))
             var pages: [String] = []

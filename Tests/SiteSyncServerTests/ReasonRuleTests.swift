@@ -57,7 +57,7 @@ struct ReasonRuleTests {
             // Another replica's write without a base is a concurrent creation: applied by its stamp,
             // the value it replaces kept in the conflict log.
             #expect(try await push(client, server.s01b, statusChange("r1b", now - 30, "enrolled", bases: [nil])).0 == .ok)
-            let logged = try await server.store.conflicts(ConflictFilter(status: "open"), principal: Principal(role: .reviewer, site: nil)).conflicts
+            let logged = try await server.store.conflicts(ConflictFilter(status: .open), principal: Principal(role: .reviewer, site: nil)).conflicts
             #expect(logged.map(\.loser.value) == [.text("screen_failed")] && logged.map(\.winner.value) == [.text("enrolled")])
         }
     }

@@ -193,7 +193,7 @@ struct MonitorController {
                     "schema": report.map { String($0.schemaVersion) } ?? "—", "clockOffset": report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "—",
                 ]
             }
-            let page = try await store.conflicts(ConflictFilter(status: "open", site: site, limit: Self.conflictListLimit), principal: stored.principal)
+            let page = try await store.conflicts(ConflictFilter(status: .open, site: site, limit: Self.conflictListLimit), principal: stored.principal)
             let openCount = try await store.openConflictCounts()[site] ?? 0
             let conflicts: [[String: Any]] = page.conflicts.map { conflict in
                 [

@@ -68,7 +68,7 @@ extension PostgresSyncStore {
         try await transaction(readOnly: true) { connection in
             var counts: [String: Int] = [:]
             let rows = try await connection.query(
-                "SELECT site_id, count(*) FROM conflicts WHERE status = 'open' AND _deleted IS NULL GROUP BY site_id"
+                "SELECT site_id, count(*) FROM conflicts WHERE status = \(ConflictStatus.open.rawValue) AND _deleted IS NULL GROUP BY site_id"
             )
             for try await (site, count) in rows.decode((String, Int64).self) { counts[site] = Int(count) }
             return counts

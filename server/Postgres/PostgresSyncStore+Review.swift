@@ -24,7 +24,7 @@ extension PostgresSyncStore {
                 binds.append(value)
                 sql += " AND \(clause.replacingOccurrences(of: "?", with: "$\(binds.count)"))"
             }
-            if let status = filter.status { condition("status = ?", status) }
+            if let status = filter.status { condition("status = ?", status.rawValue) }
             if let site { condition("site_id = ?", site) }
             if let table = filter.table { condition("table_name = ?", table) }
             if let after {
