@@ -1,26 +1,26 @@
 import Foundation
-import Metrics
 import Prometheus
 import SiteSyncCore
 import Synchronization
 
-/// The server's metrics, recorded through swift-metrics into a Prometheus registry of the
-/// application's own (not the process-wide `MetricsSystem`), and served at `/metrics` in the
-/// Prometheus text format (docs/MONITORING.md lists every series).
+/// The server's metrics, in a Prometheus registry of the application's own (not a process-wide
+/// one), each with its `# HELP` text, served at `/metrics` in the Prometheus text format
+/// (docs/MONITORING.md lists every series).
 public final class ServerMetrics: Sendable {
     /// The registry `/metrics` renders.
     public let registry: PrometheusCollectorRegistry
-    private let factory: PrometheusMetricsFactory
 
-    let pushedRecords: Metrics.Counter
-    let pulledRecords: Metrics.Counter
-    let fieldChanges: Metrics.Counter
-    let conflicts: Metrics.Counter
-    let pushApply: Metrics.Timer
-    let pull: Metrics.Timer
-    private let requests = LabelledMetrics<RequestKey, Metrics.Counter>()
-    private let refusals = LabelledMetrics<String, Metrics.Counter>()
-    private let openConflicts = LabelledMetrics<String, Metrics.Gauge>()
+    let pushedRecords: Prometheus.Counter
+    let pulledRecords: Prometheus.Counter
+    let fieldChanges: Prometheus.Counter
+    let conflicts: Prometheus.Counter
+    let pushApply: DurationHistogram
+    let pull: DurationHistogram
+    /// The labelled series made so far, by their labels: looking one up is a dictionary read under
+    /// a lock of this type's, and the open conflicts' sites are needed again to set them to 0.
+    private let requests = LabelledMetrics<RequestKey, Prometheus.Counter>()
+    private let refusals = LabelledMetrics<String, Prometheus.Counter>()
+    private let openConflicts = LabelledMetrics<String, Prometheus.Gauge>()
 
     /// Seconds, from a millisecond to a minute: an applied push or a pull page.
     static let latencyBuckets: [Duration] = [
@@ -31,16 +31,42 @@ public final class ServerMetrics: Sendable {
     /// Creates the metrics in a new registry.
     public init() {
         let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = Self.latencyBuckets
         self.registry = registry
-        self.factory = factory
-        pushedRecords = Metrics.Counter(label: "sitesync_push_records_total", factory: factory)
-        pulledRecords = Metrics.Counter(label: "sitesync_pull_records_total", factory: factory)
-        fieldChanges = Metrics.Counter(label: "sitesync_field_changes_total", factory: factory)
-        conflicts = Metrics.Counter(label: "sitesync_conflicts_total", factory: factory)
-        pushApply = Metrics.Timer(label: "sitesync_push_apply_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
-        pull = Metrics.Timer(label: "sitesync_pull_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
+        pushedRecords = registry.makeCounter(descriptor: Series.pushedRecords)
+        pulledRecords = registry.makeCounter(descriptor: Series.pulledRecords)
+        fieldChanges = registry.makeCounter(descriptor: Series.fieldChanges)
+        conflicts = registry.makeCounter(descriptor: Series.conflicts)
+        pushApply = registry.makeDurationHistogram(descriptor: Series.pushApply, buckets: Self.latencyBuckets)
+        pull = registry.makeDurationHistogram(descriptor: Series.pull, buckets: Self.latencyBuckets)
+    }
+
+    /// Every series: its name, in the `sitesync` namespace, and its `# HELP` text (a descriptor is
+    /// not `Sendable`, so each is made where it is used).
+    private enum Series {
+        static var pushedRecords: MetricNameDescriptor { series("push_records", unit: "total", help: "Records received in pushes applied.") }
+        static var pulledRecords: MetricNameDescriptor { series("pull_records", unit: "total", help: "Records sent in pull pages.") }
+        static var fieldChanges: MetricNameDescriptor {
+            series(
+                "field_changes", unit: "total", help: "Field changes received in pushes applied, as the audit trail records them.")
+        }
+        static var conflicts: MetricNameDescriptor { series("conflicts", unit: "total", help: "Conflicts logged: values that lost to a concurrent write.") }
+        static var pushApply: MetricNameDescriptor {
+            series(
+                "push_apply_duration", unit: "seconds", help: "Time to apply a push in the store, from checked to committed.")
+        }
+        static var pull: MetricNameDescriptor { series("pull_duration", unit: "seconds", help: "Time to read a pull page from the store, waiting excluded.") }
+        static var requests: MetricNameDescriptor {
+            series("http_requests", unit: "total", help: "HTTP requests answered, by method, route pattern and status.")
+        }
+        static var refusals: MetricNameDescriptor { series("refusals", unit: "total", help: "Requests refused, by error code (docs/PROTOCOL.md).") }
+        static var openConflicts: MetricNameDescriptor {
+            series(
+                "open_conflicts", unit: "", help: "Conflicts not yet resolved, by site, read from the store at each scrape.")
+        }
+
+        static func series(_ name: String, unit: String, help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "sitesync", metricName: name, unitName: unit, helpText: help)
+        }
     }
 
     private struct RequestKey: Hashable {
@@ -53,62 +79,45 @@ public final class ServerMetrics: Sendable {
     /// `/v1/push/{id}`, so that ids do not make new series).
     func request(method: String, route: String, status: Int) {
         requests.metric(RequestKey(method: method, route: route, status: status)) {
-            Metrics.Counter(
-                label: "sitesync_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory
-            )
+            registry.makeCounter(descriptor: Series.requests, labels: [("method", method), ("route", route), ("status", String(status))])
         }.increment()
     }
 
     /// Counts a request refused with the error `code`.
     func refusal(_ code: String) {
-        refusals.metric(code) { Metrics.Counter(label: "sitesync_refusals_total", dimensions: [("code", code)], factory: factory) }.increment()
+        refusals.metric(code) {
+            registry.makeCounter(descriptor: Series.refusals, labels: [("code", code)])
+        }.increment()
     }
 
     /// Records an applied push: records received, field changes applied, conflicts logged, time taken.
     func pushApplied(records: Int, fieldChanges changes: Int, conflicts logged: Int, duration: Duration) {
-        pushedRecords.increment(by: records)
-        fieldChanges.increment(by: changes)
-        conflicts.increment(by: logged)
-        pushApply.recordNanoseconds(duration.nanoseconds)
+        pushedRecords.increment(by: Int64(records))
+        fieldChanges.increment(by: Int64(changes))
+        conflicts.increment(by: Int64(logged))
+        pushApply.record(duration)
     }
 
     /// Records a pull page answered.
     func pulled(records: Int, duration: Duration) {
-        pulledRecords.increment(by: records)
-        pull.recordNanoseconds(duration.nanoseconds)
+        pulledRecords.increment(by: Int64(records))
+        pull.record(duration)
     }
 
     /// Sets the open conflicts of every site; sites that had some and have none now read 0.
     func setOpenConflicts(_ counts: [String: Int]) {
         for site in openConflicts.keys.union(counts.keys) {
-            openConflicts.metric(site) { Metrics.Gauge(label: "sitesync_open_conflicts", dimensions: [("site", site)], factory: factory) }
-                .record(counts[site] ?? 0)
+            openConflicts.metric(site) {
+                registry.makeGauge(descriptor: Series.openConflicts, labels: [("site", site)])
+            }
+            .set(Int64(counts[site] ?? 0))
         }
     }
 
     /// The metrics in the Prometheus text format, with a `# HELP` line for each.
     public func render() -> String {
-        var text = ""
-        for line in registry.emitToString().split(separator: "\n", omittingEmptySubsequences: true) {
-            if line.hasPrefix("# TYPE "), let name = line.dropFirst("# TYPE ".count).split(separator: " ").first, let help = Self.help[String(name)] {
-                text += "# HELP \(name) \(help)\n"
-            }
-            text += line + "\n"
-        }
-        return text
+        registry.emitToString()
     }
-
-    static let help = [
-        "sitesync_http_requests_total": "HTTP requests answered, by method, route pattern and status.",
-        "sitesync_refusals_total": "Requests refused, by error code (docs/PROTOCOL.md).",
-        "sitesync_push_records_total": "Records received in pushes applied.",
-        "sitesync_pull_records_total": "Records sent in pull pages.",
-        "sitesync_field_changes_total": "Field changes received in pushes applied, as the audit trail records them.",
-        "sitesync_conflicts_total": "Conflicts logged: values that lost to a concurrent write.",
-        "sitesync_push_apply_duration_seconds": "Time to apply a push in the store, from checked to committed.",
-        "sitesync_pull_duration_seconds": "Time to read a pull page from the store, waiting excluded.",
-        "sitesync_open_conflicts": "Conflicts not yet resolved, by site, read from the store at each scrape.",
-    ]
 }
 
 /// The metrics of one name, by their labels, made on first use and kept: looking one up is a
@@ -128,12 +137,4 @@ private final class LabelledMetrics<Key: Hashable & Sendable, Metric: Sendable>:
 
     /// The keys with a metric.
     var keys: Set<Key> { metrics.withLock { Set($0.keys) } }
-}
-
-extension Duration {
-    /// The duration in whole nanoseconds.
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
 }
