@@ -104,10 +104,12 @@ let package = Package(
             path: "server",
             swiftSettings: swiftSettings
         ),
+        // What the two command-line tools show alike: aligned tables, colours on a terminal, durations.
+        .target(name: "CommandLineOutput", dependencies: ["SiteSyncCore"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "sitesync",
             dependencies: [
-                "SiteSyncClient", "SiteSyncCore", "TrialRecords",
+                "SiteSyncClient", "SiteSyncCore", "TrialRecords", "CommandLineOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftCSV", package: "SwiftCSV"),
             ],
@@ -116,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "sitesync-server",
             dependencies: [
-                "SiteSyncServer", "SiteSyncRules", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords",
+                "SiteSyncServer", "SiteSyncRules", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords", "CommandLineOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOutput
 import Foundation
 import Logging
 import SiteSyncCore
@@ -270,7 +271,7 @@ struct Token: AsyncParsableCommand {
                     token.expiresAt ?? "never", token.lastUsedAt ?? "never",
                 ])
             }
-            printColumns(rows)
+            print(Table(rows: rows).render(header: false))
             print("\(tokens.count) token\(tokens.count == 1 ? "" : "s")")
         }
     }
@@ -321,18 +322,6 @@ struct Token: AsyncParsableCommand {
 
 extension Role: ExpressibleByArgument {}
 
-/// Prints rows as aligned columns, the first row the header; control characters escaped.
-func printColumns(_ rows: [[String]]) {
-    let widths = rows[0].indices.map { column in rows.map { TextRules.escapingControls($0[column]).count }.max() ?? 0 }
-    for row in rows {
-        print(
-            row.enumerated().map { column, cell in
-                let cell = TextRules.escapingControls(cell)
-                return column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
-            }.joined(separator: "  "))
-    }
-}
-
 struct Replicas: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Laptops and their freshness.",
@@ -378,18 +367,14 @@ struct Replicas: AsyncParsableCommand {
             for laptop in laptops {
                 let report = laptop.report
                 rows.append([
-                    laptop.replica, laptop.site, report?.user ?? "", report?.lastSyncAt ?? "never", laptop.secondsSinceLastSeen(at: now).map(Self.age) ?? "",
+                    laptop.replica, laptop.site, report?.user ?? "", report?.lastSyncAt ?? "never",
+                    laptop.secondsSinceLastSeen(at: now).map(describeDuration) ?? "",
                     report.map { String($0.pending) } ?? "", report?.build ?? "", report.map { String($0.schemaVersion) } ?? "",
                     report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "",
                 ])
             }
-            printColumns(rows)
+            print(Table(rows: rows).render(header: false))
             print("\(laptops.count) laptop\(laptops.count == 1 ? "" : "s")\(stale.map { " without a completed sync for more than \($0)" } ?? "")")
-        }
-
-        /// An age in seconds, in whole days, hours or minutes.
-        static func age(_ seconds: Int) -> String {
-            seconds >= 86_400 ? "\(seconds / 86_400)d" : seconds >= 3600 ? "\(seconds / 3600)h" : "\(seconds / 60)m"
         }
 
         /// A clock offset in seconds, signed, to the tenth.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOutput
 import SiteSyncClient
 
 /// `sitesync explain`: the changes written with plain SQL that wait for a reason, and giving one.

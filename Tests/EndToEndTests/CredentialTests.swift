@@ -28,6 +28,26 @@ struct CredentialTests {
         return ((response as! HTTPURLResponse).statusCode, (body?["error"]?["message"] as? String) ?? "")
     }
 
+    @Test("token list and replicas list align their columns by the width text takes on a terminal: wide characters take two, combining marks none")
+    func wideTextAligned() async throws {
+        try await Commands.inTemporaryFolder { cli in
+            for label in ["検査チーム 東京", "Zoe\u{301} lab", "plain"] {
+                let created = try await cli.run(
+                    "sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--label", label, "--database", "server.sqlite"])
+                #expect(created.status == 0, "\(created.stderr)")
+            }
+            let list = try await cli.run("sitesync-server", ["token", "list", "--database", "server.sqlite"])
+            let lines = list.stdout.split(separator: "\n").map(String.init).filter { $0.contains(" active ") || $0.hasPrefix("id ") }
+            #expect(lines.count == 4, "\(list.stdout)")
+            // The column after the label starts at the same terminal column on every line.
+            let starts = lines.map { line -> Int in
+                let marker = line.hasPrefix("id ") ? " state " : " active "
+                return TextRules.displayWidth(String(line[..<line.range(of: marker)!.lowerBound]))
+            }
+            #expect(Set(starts).count == 1, "\(starts): \(list.stdout)")
+        }
+    }
+
     @Test("Listed without secrets, with last use; revoked on every instance; expired; read from a file; never logged", arguments: StoreKind.all)
     func lifecycle(kind: StoreKind) async throws {
         try await Commands.inTemporaryFolder { cli in
