@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "TrialRecords", targets: ["TrialRecords"]),
         .library(name: "SiteSyncClient", targets: ["SiteSyncClient"]),
         .library(name: "SiteSyncRules", targets: ["SiteSyncRules"]),
+        .library(name: "SiteSyncSQLiteStore", targets: ["SiteSyncSQLiteStore"]),
+        .library(name: "SiteSyncPostgresStore", targets: ["SiteSyncPostgresStore"]),
         .library(name: "SiteSyncServer", targets: ["SiteSyncServer"]),
         .executable(name: "sitesync", targets: ["sitesync"]),
         .executable(name: "sitesync-server", targets: ["sitesync-server"]),
@@ -78,11 +80,37 @@ let package = Package(
             path: "client",
             swiftSettings: swiftSettings
         ),
-        // The central server: HTTP app, stores, auth, conflict log.
+        // The embedded store: the server's data in one SQLite file, through GRDB. It implements the
+        // rules' store ports; it knows no HTTP.
+        .target(
+            name: "SiteSyncSQLiteStore",
+            dependencies: [
+                "SiteSyncCore", "SiteSyncRules", "SiteSyncSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "stores/SQLite",
+            swiftSettings: swiftSettings
+        ),
+        // The PostgreSQL store, for several server instances: postgres-nio, LISTEN/NOTIFY, advisory
+        // locks. It implements the rules' store ports; it knows no HTTP.
+        .target(
+            name: "SiteSyncPostgresStore",
+            dependencies: [
+                "SiteSyncCore", "SiteSyncRules",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "stores/Postgres",
+            swiftSettings: swiftSettings
+        ),
+        // The central server: HTTP app, auth, review and monitoring pages, over either store.
         .target(
             name: "SiteSyncServer",
             dependencies: [
-                "SiteSyncCore", "SiteSyncRules", "SiteSyncSQLite",
+                "SiteSyncCore", "SiteSyncRules", "SiteSyncSQLite", "SiteSyncSQLiteStore", "SiteSyncPostgresStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -118,7 +146,8 @@ let package = Package(
         .executableTarget(
             name: "sitesync-server",
             dependencies: [
-                "SiteSyncServer", "SiteSyncRules", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords", "CommandLineOutput",
+                "SiteSyncServer", "SiteSyncSQLiteStore", "SiteSyncPostgresStore", "SiteSyncRules", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords",
+                "CommandLineOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -126,7 +155,7 @@ let package = Package(
         .executableTarget(
             name: "sitesync-bench",
             dependencies: [
-                "SiteSyncClient", "SiteSyncServer", "SiteSyncRules", "TrialRecords", "LoopbackHTTP",
+                "SiteSyncClient", "SiteSyncServer", "SiteSyncSQLiteStore", "SiteSyncPostgresStore", "SiteSyncRules", "TrialRecords", "LoopbackHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -147,7 +176,8 @@ let package = Package(
         .target(
             name: "SiteSyncTestSupport",
             dependencies: [
-                "SiteSyncServer", "SiteSyncRules", "SiteSyncClient", "SiteSyncCore", "SiteSyncSQLite", "TrialRecords", "LoopbackHTTP",
+                "SiteSyncServer", "SiteSyncSQLiteStore", "SiteSyncPostgresStore", "SiteSyncRules", "SiteSyncClient", "SiteSyncCore", "SiteSyncSQLite",
+                "TrialRecords", "LoopbackHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
@@ -167,7 +197,7 @@ let package = Package(
         .testTarget(
             name: "SiteSyncServerTests",
             dependencies: [
-                "SiteSyncServer", "SiteSyncRules", "SiteSyncSQLite", "SiteSyncTestSupport", "TrialRecords",
+                "SiteSyncServer", "SiteSyncSQLiteStore", "SiteSyncPostgresStore", "SiteSyncRules", "SiteSyncSQLite", "SiteSyncTestSupport", "TrialRecords",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -181,7 +211,8 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "SiteSyncClient", "SiteSyncServer", "SiteSyncRules", "SiteSyncTestSupport", "TrialRecords", "sitesync", "sitesync-server", "LiveScreenExample",
+                "SiteSyncClient", "SiteSyncServer", "SiteSyncSQLiteStore", "SiteSyncPostgresStore", "SiteSyncRules", "SiteSyncTestSupport", "TrialRecords",
+                "sitesync", "sitesync-server", "LiveScreenExample",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // A channel for request contexts of the in-process server the convergence test drives.

@@ -5,6 +5,8 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import SiteSyncCore
+import SiteSyncRules
+import SiteSyncSQLiteStore
 
 /// Builds the sync server on the embedded SQLite store at `configuration.databasePath`.
 ///

@@ -1,35 +1,6 @@
 import ServiceLifecycle
 import SiteSyncCore
-
-/// A push committed on some instance: its replica and the sites of its records.
-struct CommittedPush: Sendable, Equatable {
-    var replica: String
-    var sites: Set<String>
-
-    init(replica: String, sites: Set<String>) {
-        self.replica = replica
-        self.sites = sites
-    }
-
-    /// `REPLICA SITE,SITE…`: replica ids and site ids hold no space or comma.
-    var payload: String { "\(replica) \(sites.sorted().joined(separator: ","))" }
-
-    init?(payload: String) {
-        let parts = payload.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2, ReplicaID.isValid(String(parts[0])) else { return nil }
-        let sites = parts[1].split(separator: ",").map(String.init)
-        guard sites.allSatisfy({ SiteID.isValid($0) }) else { return nil }
-        self.init(replica: String(parts[0]), sites: Set(sites))
-    }
-}
-
-/// A store shared by several instances that tells each of them about the pushes the others commit
-/// (PostgreSQL's `LISTEN`/`NOTIFY`), so that a pull waiting on one instance wakes for a push on
-/// another. The embedded SQLite store has one instance, whose own pushes wake its pulls.
-protocol CommitFeed: Sendable {
-    /// Reports every push committed, by any instance, until the task is cancelled.
-    func watchCommits(_ committed: @escaping @Sendable (CommittedPush) -> Void) async throws
-}
+import SiteSyncRules
 
 /// Runs a store's ``CommitFeed`` beside the server, waking the pulls waiting here.
 struct CommitWatcher: Service {

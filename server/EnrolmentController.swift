@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import SiteSyncCore
+import SiteSyncRules
 
 /// `POST /v1/replicas`: registers a laptop's replica id with the replica's own credential
 /// (docs/PROTOCOL.md, "Enrolment").
@@ -13,7 +14,7 @@ import SiteSyncCore
 /// lost answer) succeeds again; with another one (a copy of the laptop's file, a borrowed id) it is
 /// `409 replica_taken`.
 struct EnrolmentController {
-    let store: any SyncStore
+    let store: any CredentialStore
     let clock: HybridLogicalClock
     /// How many laptops one enrolment token may enrol (``ServerConfiguration/maximumEnrolmentsPerToken``).
     let maximumEnrolments: Int

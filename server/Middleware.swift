@@ -82,7 +82,7 @@ struct VersionMiddleware: RouterMiddleware {
 /// token revoke` is refused at its next request on every instance.
 struct TokenMiddleware: RouterMiddleware {
     typealias Context = SyncRequestContext
-    let store: any SyncStore
+    let store: any CredentialStore
     let inFlight: RequestsInFlight
     let uses = TokenUses()
 

@@ -1,10 +1,11 @@
 import Foundation
 import Hummingbird
 import SiteSyncCore
+import SiteSyncRules
 
 /// The review endpoints: conflicts and record histories, scoped by token (docs/PROTOCOL.md, "Review").
 struct ReviewController {
-    let store: any SyncStore
+    let store: any ReviewStore
 
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.get("conflicts", use: list)

@@ -2,7 +2,10 @@ import Foundation
 import GRDB
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncPostgresStore
+import SiteSyncRules
 import SiteSyncSQLite
+import SiteSyncSQLiteStore
 
 /// Copies a pilot's SQLite server database into an empty PostgreSQL store: tokens, replica states,
 /// site heads, records and their stamps, the conflict log, the audit trail with its daily counts,
@@ -137,11 +140,10 @@ public enum StoreCopy {
                         column.type == "text" ? "x->>\(index)" : "(x->>\(index))::\(column.type)"
                     }.joined(separator: ", ")
                     try await connection.execute(
-                        PostgresQuery(
-                            unsafeSQL:
-                                "INSERT INTO \(PostgresSyncStore.quoted(table.name)) (\(names)) SELECT \(cells) FROM jsonb_array_elements($1::jsonb) AS x",
-                            binds: PostgresSyncStore.binds([page.text])
-                        )
+                        """
+                        INSERT INTO \(unescaped: PostgresSyncStore.quoted(table.name)) (\(unescaped: names))
+                        SELECT \(unescaped: cells) FROM jsonb_array_elements(\(page.text)::jsonb) AS x
+                        """
                     )
                     total += page.count
                     offset += pageSize

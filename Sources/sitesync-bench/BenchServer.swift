@@ -3,6 +3,9 @@ import Logging
 import ServiceLifecycle
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncPostgresStore
+import SiteSyncRules
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import Synchronization
 import TrialRecords

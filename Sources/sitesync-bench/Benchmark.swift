@@ -3,6 +3,8 @@ import Foundation
 import GRDB
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncPostgresStore
+import SiteSyncRules
 import SiteSyncServer
 import Synchronization
 import TrialRecords

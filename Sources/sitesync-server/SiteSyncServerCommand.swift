@@ -3,8 +3,10 @@ import CommandLineOutput
 import Foundation
 import Logging
 import SiteSyncCore
+import SiteSyncPostgresStore
 import SiteSyncRules
 import SiteSyncSQLite
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import TrialRecords
 

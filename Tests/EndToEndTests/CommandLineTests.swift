@@ -1,5 +1,6 @@
 import Foundation
 import SiteSyncCore
+import SiteSyncRules
 import SiteSyncTestSupport
 import Testing
 

@@ -1,6 +1,9 @@
 import Foundation
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncPostgresStore
+import SiteSyncRules
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import SiteSyncTestSupport
 import Testing

@@ -1,6 +1,8 @@
 import Foundation
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncPostgresStore
+import SiteSyncRules
 import SiteSyncServer
 import SiteSyncTestSupport
 import Testing

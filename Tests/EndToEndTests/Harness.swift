@@ -4,6 +4,8 @@ import Hummingbird
 import HummingbirdTesting
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncRules
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization

@@ -2,6 +2,8 @@ import Foundation
 import GRDB
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncRules
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization

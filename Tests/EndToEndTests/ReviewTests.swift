@@ -1,6 +1,7 @@
 import Foundation
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncRules
 import SiteSyncTestSupport
 import Testing
 import TrialRecords

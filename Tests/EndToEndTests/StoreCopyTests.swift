@@ -4,6 +4,9 @@ import Logging
 import ServiceLifecycle
 import SiteSyncClient
 import SiteSyncCore
+import SiteSyncPostgresStore
+import SiteSyncRules
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import SiteSyncCore
+import SiteSyncRules
 import SiteSyncServer
 import SiteSyncTestSupport
 import Testing

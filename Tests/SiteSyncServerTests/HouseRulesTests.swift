@@ -11,23 +11,50 @@ struct HouseRulesTests {
     /// The package's root folder, from this file's path.
     private static let root = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    @Test("The sync rules import nothing but SiteSyncCore and the standard library's modules: no HTTP, no database library")
+    /// The Swift files under `folder`, at any depth, by their path in it, with the modules each imports.
+    private static func imports(under folder: String) throws -> [String: [String]] {
+        let base = root.appendingPathComponent(folder)
+        var found: [String: [String]] = [:]
+        let files = try FileManager.default.subpathsOfDirectory(atPath: base.path).filter { $0.hasSuffix(".swift") }
+        for file in files {
+            let text = try String(contentsOf: base.appendingPathComponent(file), encoding: .utf8)
+            found[file] = text.split(separator: "\n").compactMap { line in
+                let words = line.split(separator: " ")
+                guard let index = words.firstIndex(of: "import"), words[..<index].allSatisfy({ $0.hasPrefix("@") }), index + 1 < words.count else {
+                    return nil
+                }
+                return String(words[index + 1])
+            }
+        }
+        return found
+    }
+
+    @Test("The sync rules and the store ports import nothing but SiteSyncCore and the standard library's modules: no HTTP, no database library")
     func rulesImports() throws {
         let allowed: Set = ["SiteSyncCore", "Foundation", "Synchronization"]
-        let folder = Self.root.appendingPathComponent("rules")
-        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".swift") }
-        #expect(files.count >= 8, "the rules' files are found: \(files)")
-        for file in files {
-            let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
-            for line in text.split(separator: "\n") {
-                let words = line.split(separator: " ")
-                guard let index = words.firstIndex(of: "import"), words[..<index].allSatisfy({ $0.hasPrefix("@") }), index + 1 < words.count else { continue }
-                let module = String(words[index + 1])
-                #expect(allowed.contains(module), "rules/\(file) imports \(module)")
-            }
+        let files = try Self.imports(under: "rules")
+        #expect(files.count >= 12 && files.keys.contains("Ports/SyncStore.swift"), "the rules' files are found, the ports' too: \(files.keys.sorted())")
+        for (file, modules) in files {
+            for module in modules { #expect(allowed.contains(module), "rules/\(file) imports \(module)") }
         }
         let manifest = try String(contentsOf: Self.root.appendingPathComponent("Package.swift"), encoding: .utf8)
         #expect(manifest.contains(#".target(name: "SiteSyncRules", dependencies: ["SiteSyncCore"], path: "rules""#))
+    }
+
+    @Test("Each store is a target of its own that knows no HTTP and no other store")
+    func storeImports() throws {
+        let http = ["Hummingbird", "HummingbirdCore", "HummingbirdTLS", "HTTPTypes", "NIOHTTP1", "NIOHTTPTypes", "AsyncHTTPClient", "Mustache", "Prometheus"]
+        for (folder, other) in [("stores/SQLite", "SiteSyncPostgresStore"), ("stores/Postgres", "SiteSyncSQLiteStore")] {
+            let files = try Self.imports(under: folder)
+            #expect(files.count >= 5, "\(folder): \(files.keys.sorted())")
+            for (file, modules) in files {
+                for module in modules {
+                    #expect(!http.contains(module) && module != "SiteSyncServer" && module != other, "\(folder)/\(file) imports \(module)")
+                }
+            }
+        }
+        let manifest = try String(contentsOf: Self.root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        #expect(manifest.contains(#"path: "stores/SQLite""#) && manifest.contains(#"path: "stores/Postgres""#))
     }
 
     @Test("Each refusal of the rules is answered with the HTTP status docs/PROTOCOL.md gives its code")

@@ -11,6 +11,8 @@ import Synchronization
 import Testing
 import TrialRecords
 
+@testable import SiteSyncPostgresStore
+@testable import SiteSyncSQLiteStore
 @testable import SiteSyncServer
 
 /// `/metrics`, `/readyz`, request ids, laptops' reports and the monitoring page, on both stores.

@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 import TrialRecords
 
+@testable import SiteSyncPostgresStore
 @testable import SiteSyncServer
 
 /// A push of new subjects, checked as the server checks it.

@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 import TrialRecords
 
+@testable import SiteSyncPostgresStore
 @testable import SiteSyncServer
 
 /// PostgreSQL made to fail at every step of a push and a pull: nothing the database did not commit

@@ -3,7 +3,9 @@ import GRDB
 import HTTPTypes
 import HummingbirdTesting
 import SiteSyncCore
+import SiteSyncRules
 import SiteSyncSQLite
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import SiteSyncTestSupport
 import Testing

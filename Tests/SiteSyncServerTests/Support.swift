@@ -7,6 +7,7 @@ import Logging
 import ServiceLifecycle
 import SiteSyncCore
 import SiteSyncRules
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import SiteSyncTestSupport
 import Testing

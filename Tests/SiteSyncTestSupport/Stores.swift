@@ -2,7 +2,10 @@ import Foundation
 import GRDB
 import Logging
 import SiteSyncCore
+import SiteSyncPostgresStore
+import SiteSyncRules
 import SiteSyncSQLite
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import Testing
 import TrialRecords

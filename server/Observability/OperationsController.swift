@@ -8,7 +8,7 @@ import SiteSyncRules
 /// The endpoints for operators: `/healthz` (liveness), `/readyz` (readiness) and `/metrics`
 /// (docs/MONITORING.md).
 struct OperationsController {
-    let store: any SyncStore
+    let store: any MonitoringStore
     let metrics: ServerMetrics
 
     /// How long `/readyz` waits for the store before it answers that it is not ready.

@@ -1,4 +1,6 @@
 import Foundation
+import SiteSyncPostgresStore
+import SiteSyncRules
 import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization

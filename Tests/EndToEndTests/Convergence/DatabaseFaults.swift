@@ -1,6 +1,8 @@
 import Logging
 import NIOCore
 import PostgresNIO
+import SiteSyncPostgresStore
+import SiteSyncRules
 import SiteSyncServer
 import SiteSyncTestSupport
 import Synchronization

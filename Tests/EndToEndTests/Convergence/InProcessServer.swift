@@ -5,6 +5,9 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import SiteSyncCore
+import SiteSyncPostgresStore
+import SiteSyncRules
+import SiteSyncSQLiteStore
 import SiteSyncServer
 import Synchronization
 

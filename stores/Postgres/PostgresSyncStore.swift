@@ -20,7 +20,7 @@ import SiteSyncRules
 /// ```
 public final class PostgresSyncStore: SyncStore, Service {
     let client: PostgresClient
-    let schema: Schema
+    package let schema: Schema
     let logger: Logger
     /// Runs in each push's transaction after its writes, before the commit; tests hold a push open
     /// there, or roll it back by throwing.
@@ -106,7 +106,7 @@ public final class PostgresSyncStore: SyncStore, Service {
     /// transaction that fails on a serialization failure, a deadlock or a unique violation runs
     /// again from the start (``retriedStates``), a few times, after a short random pause; it reads
     /// everything again, so a push that lost a race to another site's is refused by the sync rules.
-    func transaction<T: Sendable>(
+    package func transaction<T: Sendable>(
         readOnly: Bool = false, _ body: @Sendable (PostgresTransaction) async throws -> T
     ) async throws -> T {
         var attempt = 1

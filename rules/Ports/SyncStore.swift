@@ -1,10 +1,15 @@
 import SiteSyncCore
-import SiteSyncRules
 
-/// Storage behind the sync server; SQLite (embedded default) and, later, PostgreSQL implement it.
+/// Where the server keeps its data: SQLite (embedded, the default; `SiteSyncSQLiteStore`) or
+/// PostgreSQL (`SiteSyncPostgresStore`). A store implements one port per concern; the server's
+/// parts each take the port they use.
 ///
-/// Every method is one transaction: on any thrown error nothing is written.
-public protocol SyncStore: Sendable {
+/// Every method is one transaction: on any thrown error nothing is written. Stores throw
+/// ``SyncRefusal`` for a request they refuse, ``StorageError`` for a database that failed.
+public typealias SyncStore = CredentialStore & SyncTransactionStore & ReviewStore & MonitoringStore
+
+/// Credentials and monitoring sessions: stored as digests, never the secret.
+public protocol CredentialStore: Sendable {
     /// The credential stored under a token's SHA-256 hex digest, revoked or expired ones included;
     /// nil for an unknown token.
     func token(hash: String) async throws -> StoredToken?
@@ -27,6 +32,20 @@ public protocol SyncStore: Sendable {
     /// `limit` other replicas already. Says what it did; writes nothing unless it enrolled.
     func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String, enrolledBy: String, limit: Int) async throws -> Enrolment
 
+    /// Stores a monitoring session under its digest, for the credential under `tokenHash`, until
+    /// `expiresAt`; sessions already expired at `time` are deleted, and the credential's oldest
+    /// past the newest `keeping`.
+    func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String, keeping: Int) async throws
+
+    /// The credential behind the session stored under `hash`, if the session has not expired at `time`.
+    func sessionToken(hash: String, at time: String) async throws -> StoredToken?
+
+    /// Ends the session stored under `hash`.
+    func deleteSession(hash: String) async throws
+}
+
+/// The sync transactions: pushes applied exactly once, pull pages, and what each replica was acknowledged.
+public protocol SyncTransactionStore: Sendable {
     /// Applies a checked push: exactly once per replica sequence number, merging field by field by
     /// last-writer-wins, logging every overwritten value and auditing every change received.
     func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome
@@ -39,21 +58,53 @@ public protocol SyncStore: Sendable {
     /// principal may read, as a replica on `schema` knows them: at most the request's limit, and
     /// about `byteBudget` bytes of them (always at least one).
     func pull(_ request: PullRequest, principal: Principal, schema: Schema, byteBudget: Int) async throws -> PullBatch
+}
 
-    /// A page of the conflicts the principal may see, filtered.
-    func conflicts(_ filter: ConflictFilter, principal: Principal) async throws -> ConflictPage
+/// What reviewers read: the conflict log, a record's history, the audit trail.
+///
+/// A store only selects: what a token may see is decided above it, once for every store (the
+/// extension below, ``ConflictQuery``).
+public protocol ReviewStore: Sendable {
+    /// The conflicts `query` selects, oldest detection first, then by id, after its position: at
+    /// most `query.limit + 1` of them.
+    func conflicts(matching query: ConflictQuery) async throws -> [Conflict]
 
-    /// One conflict with the current value of its field; nil when absent or outside the principal's scope.
-    func conflict(id: String, principal: Principal) async throws -> ConflictDetail?
+    /// One conflict with the current value of its field; nil when absent.
+    func conflict(id: String) async throws -> ConflictDetail?
 
-    /// Every change received for a record, with its conflicts' resolutions; nil when absent or out of scope.
-    func history(table: String, id: String, principal: Principal) async throws -> RecordHistory?
+    /// Every change received for a record, with its conflicts' resolutions, and the record's site;
+    /// nil when absent.
+    func history(table: String, id: String) async throws -> (site: String, history: RecordHistory)?
 
     /// Calls `body` with every field change of the audit trail that `filter` selects, oldest first.
     func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws
+}
 
-    // MARK: Monitoring (docs/MONITORING.md)
+extension ReviewStore {
+    /// A page of the conflicts `principal` may see, filtered.
+    public func conflicts(_ filter: ConflictFilter, principal: Principal) async throws -> ConflictPage {
+        let query = try ConflictQuery(filter, principal: principal)
+        return query.page(try await conflicts(matching: query))
+    }
 
+    /// One conflict with the current value of its field; nil when absent or outside the principal's scope.
+    public func conflict(id: String, principal: Principal) async throws -> ConflictDetail? {
+        try ReadScope.requireReader(principal)
+        guard let detail = try await conflict(id: id), principal.canAccess(site: detail.conflict.site) else { return nil }
+        return detail
+    }
+
+    /// Every change received for a record, with its conflicts' resolutions; nil when absent or
+    /// outside the principal's scope.
+    public func history(table: String, id: String, principal: Principal) async throws -> RecordHistory? {
+        try ReadScope.requireReader(principal)
+        guard let found = try await history(table: table, id: id), principal.canAccess(site: found.site) else { return nil }
+        return found.history
+    }
+}
+
+/// What operators and monitors read (docs/MONITORING.md): readiness, laptops' reports, sites and their activity.
+public protocol MonitoringStore: Sendable {
     /// Throws unless the store answers and every migration this build knows is applied: `/readyz`.
     func checkReady() async throws
 
@@ -77,17 +128,6 @@ public protocol SyncStore: Sendable {
 
     /// The current values of `site`'s live records of `table`, at most `limit`, by id.
     func liveRecords(_ table: TableSchema, site: String, limit: Int) async throws -> [[String: FieldValue]]
-
-    /// Stores a monitoring session under its digest, for the credential under `tokenHash`, until
-    /// `expiresAt`; sessions already expired at `time` are deleted, and the credential's oldest
-    /// past the newest `keeping`.
-    func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String, keeping: Int) async throws
-
-    /// The credential behind the session stored under `hash`, if the session has not expired at `time`.
-    func sessionToken(hash: String, at time: String) async throws -> StoredToken?
-
-    /// Ends the session stored under `hash`.
-    func deleteSession(hash: String) async throws
 }
 
 /// What a store did with an enrolment.
@@ -101,55 +141,9 @@ public enum Enrolment: Sendable, Equatable {
     case limitReached(Int)
 }
 
-extension SyncStore {
+extension SyncTransactionStore {
     /// A pull page of the default size in bytes (``SyncProtocol/maximumPullPageBytes``).
     public func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch {
         try await pull(request, principal: principal, schema: schema, byteBudget: SyncProtocol.maximumPullPageBytes)
-    }
-}
-
-/// A credential as the server stores it: its digest, never the token.
-public struct StoredToken: Sendable, Equatable {
-    /// The SHA-256 hex digest of the token.
-    public var hash: String
-    public var role: Role
-    public var site: String?
-    /// The replica a replica's own credential belongs to; nil for an enrolment or admin token.
-    public var replica: String?
-    public var label: String?
-    /// ISO 8601, UTC, like every time below.
-    public var createdAt: String
-    public var expiresAt: String?
-    public var revokedAt: String?
-    /// The last request made with it, to the minute (each instance records a use at most once a minute).
-    public var lastUsedAt: String?
-
-    public init(
-        hash: String, role: Role, site: String?, replica: String?, label: String?, createdAt: String, expiresAt: String?, revokedAt: String?,
-        lastUsedAt: String?
-    ) {
-        (self.hash, self.role, self.site, self.replica, self.label) = (hash, role, site, replica, label)
-        (self.createdAt, self.expiresAt, self.revokedAt, self.lastUsedAt) = (createdAt, expiresAt, revokedAt, lastUsedAt)
-    }
-
-    /// The `tokens` columns a stored token is read from, in both stores, in this order.
-    static let columns = "hash, role, site_id, replica_id, label, created_at, expires_at, revoked_at, last_used_at"
-
-    /// ``columns`` of the table named `alias` in a join.
-    static func columns(of alias: String) -> String {
-        columns.split(separator: ", ").map { "\(alias).\($0)" }.joined(separator: ", ")
-    }
-
-    /// What operators name it by: the first 12 hex digits of its digest, which reveal nothing of the token.
-    public var id: String { String(hash.prefix(12)) }
-
-    /// The principal it authenticates.
-    public var principal: Principal { Principal(role: role, site: site, replica: replica) }
-
-    /// Whether it is refused at `time` (ISO 8601, UTC), and why.
-    public func refusal(at time: String) -> String? {
-        if let revokedAt { return "The bearer token was revoked at \(revokedAt); ask the operator for a new one." }
-        if let expiresAt, expiresAt <= time { return "The bearer token expired at \(expiresAt); ask the operator for a new one." }
-        return nil
     }
 }

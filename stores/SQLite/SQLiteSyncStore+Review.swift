@@ -5,50 +5,38 @@ import SiteSyncRules
 import SiteSyncSQLite
 
 extension SQLiteSyncStore {
-    public func conflicts(_ filter: ConflictFilter, principal: Principal) async throws -> ConflictPage {
-        let site = try ReadScope.site(filter.site, principal: principal)
-        let limit = min(max(filter.limit, 1), 1000)
-        return try await reading { db in
+    public func conflicts(matching query: ConflictQuery) async throws -> [Conflict] {
+        try await reading { db in
             var clauses: [String] = []
             var arguments: [(any DatabaseValueConvertible)?] = []
-            if let status = filter.status {
+            if let status = query.status {
                 clauses.append("status = ?")
                 arguments.append(status.rawValue)
             }
-            if let site {
+            if let site = query.site {
                 clauses.append("site_id = ?")
                 arguments.append(site)
             }
-            if let table = filter.table {
+            if let table = query.table {
                 clauses.append("table_name = ?")
                 arguments.append(table)
             }
-            if let after = filter.after {
-                guard let rowid = Int64(after) else {
-                    throw ServerError.validation("The page token \"\(TextRules.quotable(after, maxBytes: 80))\" is not one this server gave.")
-                }
-                clauses.append("rowid > ?")
-                arguments.append(rowid)
+            if let after = query.after {
+                clauses.append("(detected_at, id) > (?, ?)")
+                arguments += [after.detectedAt, after.id]
             }
             let condition = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            arguments.append(limit + 1)
-            let rows = try Row.fetchAll(
-                db, sql: "SELECT rowid AS _rowid, * FROM conflicts \(condition) ORDER BY rowid LIMIT ?", arguments: StatementArguments(arguments)
-            )
-            let page = rows.prefix(limit)
-            return ConflictPage(
-                conflicts: try page.map(conflict),
-                next: rows.count > limit ? page.last.map { String($0["_rowid"] as Int64) } : nil
-            )
+            arguments.append(query.limit + 1)
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM conflicts \(condition) ORDER BY detected_at, id LIMIT ?", arguments: StatementArguments(arguments)
+            ).map(conflict)
         }
     }
 
-    public func conflict(id: String, principal: Principal) async throws -> ConflictDetail? {
-        try ReadScope.requireReader(principal)
-        return try await reading { db in
+    public func conflict(id: String) async throws -> ConflictDetail? {
+        try await reading { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM conflicts WHERE id = ?", arguments: [id]) else { return nil }
             let conflict = try self.conflict(row)
-            guard principal.canAccess(site: conflict.site) else { return nil }
             var current: FieldValue?
             if let table = try? schema.table(conflict.table), table.column(conflict.field) != nil {
                 current = try Row.fetchOne(
@@ -60,12 +48,11 @@ extension SQLiteSyncStore {
         }
     }
 
-    public func history(table: String, id: String, principal: Principal) async throws -> RecordHistory? {
-        try ReadScope.requireReader(principal)
-        return try await reading { db in
-            guard let site = try String.fetchOne(db, sql: "SELECT site_id FROM records WHERE tbl = ? AND id = ?", arguments: [table, id]),
-                principal.canAccess(site: site)
-            else { return nil }
+    public func history(table: String, id: String) async throws -> (site: String, history: RecordHistory)? {
+        try await reading { db in
+            guard let site = try String.fetchOne(db, sql: "SELECT site_id FROM records WHERE tbl = ? AND id = ?", arguments: [table, id]) else {
+                return nil
+            }
             let fieldsByConflict = try Dictionary(
                 uniqueKeysWithValues: Row.fetchAll(
                     db, sql: "SELECT id, field FROM conflicts WHERE table_name = ? AND record_id = ?", arguments: [table, id]
@@ -83,7 +70,7 @@ extension SQLiteSyncStore {
             )
             let audit = try rows.map { try AuditRow($0, schema: schema) }
             let entries = AuditRow.history(of: table, audit, fieldsByConflict: fieldsByConflict)
-            return RecordHistory(source: "server", table: table, recordID: id, entries: entries)
+            return (site, RecordHistory(source: "server", table: table, recordID: id, entries: entries))
         }
     }
 

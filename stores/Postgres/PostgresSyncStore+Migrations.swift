@@ -201,7 +201,7 @@ extension PostgresSyncStore {
         return sql
     }
 
-    static func sqlType(_ type: ColumnType) -> String {
+    package static func sqlType(_ type: ColumnType) -> String {
         switch type {
         case .text, .date, .choice: "TEXT"
         case .integer, .flag: "BIGINT"
@@ -210,7 +210,7 @@ extension PostgresSyncStore {
     }
 
     /// An identifier quoted for PostgreSQL.
-    static func quoted(_ name: String) -> String {
+    package static func quoted(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }

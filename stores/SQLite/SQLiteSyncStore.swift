@@ -234,6 +234,10 @@ extension SQLiteSyncStore {
             // per token are bounded (ServerConfiguration.maximumEnrolmentsPerToken).
             try db.execute(sql: "ALTER TABLE tokens ADD COLUMN enrolled_by TEXT; CREATE INDEX tokens_enrolled_by ON tokens (enrolled_by)")
         }
+        migrator.registerMigration("server-v7-conflict-listing") { db in
+            // Conflicts are listed oldest detection first, then by id, on every store.
+            try db.execute(sql: "CREATE INDEX conflicts_listing ON conflicts (detected_at, id)")
+        }
         return migrator
     }
 }

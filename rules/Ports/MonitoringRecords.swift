@@ -23,6 +23,12 @@ public struct ReplicaFreshness: Sendable, Equatable, Encodable {
         /// When its last sync completed: a pull that reached the end of what waited (ISO 8601, UTC).
         public var lastSyncAt: String
 
+        /// Creates a report as recorded.
+        public init(user: String, build: String, schemaVersion: Int, pending: Int, clockOffsetMilliseconds: Int64, lastSyncAt: String) {
+            (self.user, self.build, self.schemaVersion, self.pending) = (user, build, schemaVersion, pending)
+            (self.clockOffsetMilliseconds, self.lastSyncAt) = (clockOffsetMilliseconds, lastSyncAt)
+        }
+
         enum CodingKeys: String, CodingKey {
             case user, build, pending
             case schemaVersion = "schema_version", clockOffsetMilliseconds = "clock_offset_ms", lastSyncAt = "last_sync_at"
@@ -64,17 +70,5 @@ public struct SiteActivity: Sendable, Equatable {
     public init(recordsByTable: [String: Int], changesByDay: [String: Int]) {
         self.recordsByTable = recordsByTable
         self.changesByDay = changesByDay
-    }
-}
-
-/// The trial's rules for the monitoring page's alerts: the tables they read, and the records of a
-/// site (by table) they flag.
-public struct MonitorAlerts: Sendable {
-    public var tables: [String]
-    public var alerts: @Sendable (_ records: [String: [[String: FieldValue]]]) -> [MonitorAlert]
-
-    public init(tables: [String], alerts: @escaping @Sendable ([String: [[String: FieldValue]]]) -> [MonitorAlert]) {
-        self.tables = tables
-        self.alerts = alerts
     }
 }

@@ -1,6 +1,7 @@
 import Logging
 import PostgresNIO
 import SiteSyncCore
+import SiteSyncRules
 
 extension PostgresSyncStore: CommitFeed {
     /// The channel of `NOTIFY` on which each push transaction announces its sites.
@@ -10,7 +11,7 @@ extension PostgresSyncStore: CommitFeed {
     /// reports each push that any instance committed. A lost connection is opened again a second
     /// later; pushes committed meanwhile wake nobody, and the pulls waiting for them answer when
     /// their wait ends.
-    func watchCommits(_ committed: @escaping @Sendable (CommittedPush) -> Void) async throws {
+    public func watchCommits(_ committed: @escaping @Sendable (CommittedPush) -> Void) async throws {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in

@@ -13,7 +13,7 @@ import Synchronization
 /// `ROLLBACK`, without an error. So ``execute(_:)`` reads a statement to its end, and the store's
 /// transaction checks that its `COMMIT` committed (docs/ARCHITECTURE.md, "Nothing acknowledged that
 /// was not committed").
-struct PostgresTransaction: Sendable {
+package struct PostgresTransaction: Sendable {
     let connection: PostgresConnection
     let logger: Logger
     /// Called before each statement with its position in the transaction: fault injection for tests.
@@ -28,7 +28,7 @@ struct PostgresTransaction: Sendable {
 
     /// Runs a statement and reads its rows, at most a page's worth (a pull page, a batch's
     /// lookups, a page of the audit trail), so that any error it raises is thrown here.
-    func query(_ query: PostgresQuery) async throws -> FetchedRows {
+    package func query(_ query: PostgresQuery) async throws -> FetchedRows {
         try await beforeStatement(query)
         return FetchedRows(rows: try await Self.unlessClosed(connection, connection.query(query, logger: logger)).rows)
     }
@@ -36,7 +36,7 @@ struct PostgresTransaction: Sendable {
     /// Runs a statement to its end, reading and dropping its rows, so that any error it raises is
     /// thrown here; returns its command tag.
     @discardableResult
-    func execute(_ query: PostgresQuery) async throws -> PostgresQueryMetadata {
+    package func execute(_ query: PostgresQuery) async throws -> PostgresQueryMetadata {
         try await beforeStatement(query)
         return try await Self.unlessClosed(connection, connection.query(query, logger: logger)).metadata
     }
@@ -62,19 +62,19 @@ struct PostgresTransaction: Sendable {
 }
 
 /// The rows of a statement, read to its end: iterated like postgres-nio's row sequence.
-struct FetchedRows: AsyncSequence, Sendable {
-    typealias Element = PostgresRow
-    let rows: [PostgresRow]
+package struct FetchedRows: AsyncSequence, Sendable {
+    package typealias Element = PostgresRow
+    package let rows: [PostgresRow]
 
-    struct AsyncIterator: AsyncIteratorProtocol {
+    package struct AsyncIterator: AsyncIteratorProtocol {
         var base: IndexingIterator<[PostgresRow]>
-        mutating func next() async throws -> PostgresRow? { base.next() }
+        package mutating func next() async throws -> PostgresRow? { base.next() }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: rows.makeIterator()) }
+    package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: rows.makeIterator()) }
 
     /// Each row decoded as a tuple of `columns`.
-    func decode<each Column: PostgresDecodable>(_ columns: (repeat each Column).Type) -> AsyncThrowingMapSequence<Self, (repeat each Column)> {
+    package func decode<each Column: PostgresDecodable>(_ columns: (repeat each Column).Type) -> AsyncThrowingMapSequence<Self, (repeat each Column)> {
         map { try $0.decode(columns) }
     }
 }

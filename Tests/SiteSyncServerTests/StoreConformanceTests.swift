@@ -1,0 +1,34 @@
+import GRDB
+import SiteSyncRules
+import SiteSyncSQLiteStore
+import SiteSyncTestSupport
+import Testing
+import TrialRecords
+
+/// The store conformance suite (``StoreConformance``) on every store.
+@Suite("Store conformance")
+struct StoreConformanceTests {
+    private func store(_ kind: StoreKind) async throws -> any SyncStore {
+        switch kind {
+        case .sqlite: try SQLiteSyncStore(writer: DatabaseQueue(), schema: TrialSchema.current)
+        case .postgres: try await PostgresTestDatabase.store()
+        }
+    }
+
+    @Test("Conflicts are listed oldest detection first, then by id, in pages of any size; a page token no server gave is refused", arguments: StoreKind.all)
+    func conflictOrderAndPages(kind: StoreKind) async throws {
+        try await StoreConformance.conflictOrderAndPages(try await store(kind))
+    }
+
+    @Test("A site token reads its site, a reviewer every site, an admin none; what is out of scope is absent", arguments: StoreKind.all)
+    func reviewScope(kind: StoreKind) async throws {
+        try await StoreConformance.reviewScope(try await store(kind))
+    }
+
+    @Test(
+        "An enrolment retried with its credential is answered as the first; another credential, or one past the limit, writes nothing", arguments: StoreKind.all
+    )
+    func enrolment(kind: StoreKind) async throws {
+        try await StoreConformance.enrolment(try await store(kind))
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import SiteSyncCore
+import SiteSyncRules
+import Testing
+import TrialRecords
+
+/// What every store does alike, as users see it: the order and the pages of the conflict log,
+/// what each token may read, and enrolment retried. Each check takes a fresh, migrated store and
+/// records its failures with `#expect`; `StoreConformanceTests` runs every check on every store
+/// (``StoreKind/all``), so a third store is held to the same behaviour by adding it there.
+public enum StoreConformance {
+    /// Three pushes received out of the order they log conflicts in; their conflicts, listed.
+    struct LoggedConflicts {
+        /// The open conflicts, S01's and S02's, as a reviewer lists them in one page.
+        var all: [Conflict]
+    }
+
+    static let s01 = Principal(role: .site, site: "S01")
+    static let s02 = Principal(role: .site, site: "S02")
+    static let reviewer = Principal(role: .reviewer, site: nil)
+
+    /// When each push is received, in the order they are sent: the conflicts of the second push
+    /// sent are detected before those of the first, so a store listing by insertion order fails.
+    static let receivedAt = ["2026-12-01T10:00:00Z", "2026-12-01T10:00:02Z", "2026-12-01T10:00:01Z", "2026-12-01T10:00:03Z"]
+
+    /// Enrols r1 and r1b at S01, r2 and r2b at S02; r1 and r2 create subjects, then r1b and r2b
+    /// overwrite some of their statuses concurrently: 2 conflicts at S01 detected at 10:00:02, 3 at
+    /// S02 at 10:00:01, 2 more at S01 at 10:00:03.
+    static func logConflicts(in store: any SyncStore) async throws -> LoggedConflicts {
+        for (replica, site) in [("r1", "S01"), ("r1b", "S01"), ("r2", "S02"), ("r2b", "S02")] {
+            let enrolled = try await store.enrolReplica(
+                replica, tokenHash: "hash-\(replica)", principal: Principal(role: .site, site: site), label: replica, enrolledBy: "enrolment",
+                limit: .max)
+            #expect(enrolled == .enrolled(acked: .zero))
+        }
+        let now = HybridLogicalClock.systemMilliseconds()
+        func push(_ replica: String, site: String, _ ids: [String], status: String, at receivedAt: String, milliseconds: Int64) async throws -> PushOutcome {
+            let request = PushRequest(
+                replica: replica,
+                groups: [
+                    ChangeGroup(
+                        table: "subjects", user: "Conformance", columns: ["site_id", "screening_no", "status"],
+                        rows: ids.map { id in
+                            ChangeRow(id: id, seq: HLC(milliseconds: milliseconds), values: [.text(site), .text("\(site)-\(id)"), .text(status)])
+                        })
+                ])
+            let principal = Principal(role: .site, site: site, replica: replica)
+            let checked = try PushValidation.check(
+                request, principal: principal, schema: TrialSchema.current, serverMilliseconds: now, maximumSkewMilliseconds: 60_000,
+                receivedAt: receivedAt)
+            return try await store.push(checked, principal: principal)
+        }
+        #expect(try await push("r1", site: "S01", ["s1", "s2", "s3", "s4"], status: "screening", at: receivedAt[0], milliseconds: now - 1_000).conflicts == 0)
+        #expect(try await push("r2", site: "S02", ["t1", "t2", "t3"], status: "screening", at: receivedAt[0], milliseconds: now - 1_000).conflicts == 0)
+        #expect(try await push("r1b", site: "S01", ["s3", "s4"], status: "enrolled", at: receivedAt[1], milliseconds: now - 900).conflicts == 2)
+        #expect(try await push("r2b", site: "S02", ["t1", "t2", "t3"], status: "enrolled", at: receivedAt[2], milliseconds: now - 900).conflicts == 3)
+        #expect(try await push("r1b", site: "S01", ["s1", "s2"], status: "screen_failed", at: receivedAt[3], milliseconds: now - 800).conflicts == 2)
+        let all = try await store.conflicts(ConflictFilter(status: .open, limit: 100), principal: reviewer)
+        #expect(all.next == nil)
+        return LoggedConflicts(all: all.conflicts)
+    }
+
+    /// Conflicts are listed oldest detection first, then by id, on every store; pages of any size
+    /// list each once, in that order, and the last page says no other follows.
+    public static func conflictOrderAndPages(_ store: any SyncStore) async throws {
+        let logged = try await logConflicts(in: store)
+        #expect(logged.all.count == 7)
+        #expect(
+            logged.all.map(\.detectedAt) == [receivedAt[2], receivedAt[2], receivedAt[2], receivedAt[1], receivedAt[1], receivedAt[3], receivedAt[3]],
+            "oldest detection first, whatever order the pushes were applied in")
+        let byDetectionThenID = logged.all.sorted { ($0.detectedAt, $0.id) < ($1.detectedAt, $1.id) }
+        #expect(logged.all.map(\.id) == byDetectionThenID.map(\.id), "ties by id")
+
+        for size in [1, 2, 3, 7] {
+            var listed: [String] = []
+            var pages = 0
+            var after: String?
+            repeat {
+                let page = try await store.conflicts(ConflictFilter(status: .open, limit: size, after: after), principal: reviewer)
+                #expect(page.conflicts.count <= size)
+                listed += page.conflicts.map(\.id)
+                pages += 1
+                after = page.next
+            } while after != nil && pages <= 10
+            #expect(listed == logged.all.map(\.id), "pages of \(size)")
+            #expect(pages == (7 + size - 1) / size, "pages of \(size): the last full page says no other follows")
+        }
+
+        // Filters narrow the same order.
+        let s02 = try await store.conflicts(ConflictFilter(status: .open, site: "S02"), principal: reviewer).conflicts
+        #expect(s02.map(\.id) == logged.all.filter { $0.site == "S02" }.map(\.id))
+        #expect(try await store.conflicts(ConflictFilter(status: .resolved), principal: reviewer).conflicts.isEmpty)
+        #expect(try await store.conflicts(ConflictFilter(status: nil), principal: reviewer).conflicts.map(\.id) == logged.all.map(\.id))
+        #expect(try await store.conflicts(ConflictFilter(table: "adverse_events"), principal: reviewer).conflicts.isEmpty)
+
+        // A limit out of range is brought within 1 to 1,000; a page token no server gave is refused.
+        #expect(try await store.conflicts(ConflictFilter(limit: 0), principal: reviewer).conflicts.count == 1)
+        #expect(try await store.conflicts(ConflictFilter(limit: -5), principal: reviewer).conflicts.count == 1)
+        #expect(try await store.conflicts(ConflictFilter(limit: 5_000), principal: reviewer).conflicts.count == 7)
+        for token in ["17", "nonsense", "~", "2026-12-01T10:00:01Z~"] {
+            let refusal = await #expect(throws: SyncRefusal.self) {
+                try await store.conflicts(ConflictFilter(after: token), principal: reviewer)
+            }
+            #expect(refusal?.code == .validationFailed, "page token \(token)")
+        }
+    }
+
+    /// A site token reads its own site only, a reviewer every site, an admin token none; a conflict
+    /// or a history out of scope is absent, as if it did not exist.
+    public static func reviewScope(_ store: any SyncStore) async throws {
+        let logged = try await logConflicts(in: store)
+        let s01IDs = logged.all.filter { $0.site == "S01" }.map(\.id)
+        let s02IDs = logged.all.filter { $0.site == "S02" }.map(\.id)
+        #expect(s01IDs.count == 4 && s02IDs.count == 3)
+
+        #expect(try await store.conflicts(ConflictFilter(), principal: s01).conflicts.map(\.id) == s01IDs, "a site token lists its own site")
+        #expect(try await store.conflicts(ConflictFilter(site: "S01"), principal: s01).conflicts.map(\.id) == s01IDs)
+        let monitor = Principal(role: .monitor, site: "S02")
+        #expect(try await store.conflicts(ConflictFilter(), principal: monitor).conflicts.map(\.id) == s02IDs, "a site's monitor lists its site")
+        #expect(try await store.conflicts(ConflictFilter(site: "S02"), principal: reviewer).conflicts.map(\.id) == s02IDs)
+        #expect(try await store.conflicts(ConflictFilter(), principal: Principal(role: .monitor, site: nil)).conflicts.count == 7)
+
+        for (principal, filter) in [
+            (s01, ConflictFilter(site: "S02")), (Principal(role: .admin, site: nil), ConflictFilter()),
+            (Principal(role: .metrics, site: nil), ConflictFilter()),
+        ] {
+            let refusal = await #expect(throws: SyncRefusal.self) { try await store.conflicts(filter, principal: principal) }
+            #expect(refusal?.code == .forbidden, "\(principal.role) asking for \(filter.site ?? "every site")")
+        }
+
+        let s02Conflict = try #require(s02IDs.first)
+        #expect(try await store.conflict(id: s02Conflict, principal: s01) == nil, "another site's conflict is absent")
+        let detail = try #require(try await store.conflict(id: s02Conflict, principal: reviewer))
+        #expect(detail.conflict.site == "S02" && detail.current == .text("enrolled"), "the current value of the field")
+        #expect(try await store.conflict(id: s02Conflict, principal: s02) == detail)
+        #expect(try await store.conflict(id: "0123456789abcdef0123456789abcdef", principal: reviewer) == nil)
+        await #expect(throws: SyncRefusal.self) { try await store.conflict(id: s02Conflict, principal: Principal(role: .admin, site: nil)) }
+
+        #expect(try await store.history(table: "subjects", id: "t1", principal: s01) == nil, "another site's record is absent")
+        let history = try #require(try await store.history(table: "subjects", id: "t1", principal: s02))
+        #expect(history.recordID == "t1" && !history.entries.isEmpty)
+        #expect(try await store.history(table: "subjects", id: "t1", principal: reviewer) == history)
+        #expect(try await store.history(table: "subjects", id: "nobody", principal: reviewer) == nil)
+        await #expect(throws: SyncRefusal.self) { try await store.history(table: "subjects", id: "t1", principal: Principal(role: .admin, site: nil)) }
+    }
+
+    /// An enrolment retried with the same credential (its answer was lost) is answered as the first
+    /// was, with what was applied since; another credential for the same replica id, or one more
+    /// enrolment past the enrolling token's limit, is refused and writes nothing.
+    public static func enrolment(_ store: any SyncStore) async throws {
+        let site = Principal(role: .site, site: "S01")
+        func enrol(_ replica: String, _ hash: String, by enrolling: String = "enrolment-a", limit: Int = 2) async throws -> Enrolment {
+            try await store.enrolReplica(replica, tokenHash: hash, principal: site, label: "laptop \(replica)", enrolledBy: enrolling, limit: limit)
+        }
+        #expect(try await enrol("e1", "hash-e1") == .enrolled(acked: .zero))
+        let tokens = try await store.tokens()
+        #expect(try await enrol("e1", "hash-e1") == .enrolled(acked: .zero), "a retry is answered as the first was")
+        #expect(try await store.tokens() == tokens, "and writes nothing")
+        let replicaCredential = try #require(try await store.token(hash: "hash-e1"))
+        #expect(
+            replicaCredential.principal == Principal(role: .site, site: "S01", replica: "e1"), "the credential inherits the enrolling token's role and site")
+
+        #expect(try await enrol("e1", "hash-other") == .taken, "another credential for the same id")
+        #expect(try await store.tokens() == tokens)
+
+        #expect(try await enrol("e2", "hash-e2") == .enrolled(acked: .zero))
+        let full = try await store.tokens()
+        #expect(try await enrol("e3", "hash-e3") == .limitReached(2), "past the enrolling token's limit")
+        #expect(try await store.tokens() == full)
+        #expect(try await enrol("e2", "hash-e2") == .enrolled(acked: .zero), "a retry is not one more enrolment")
+        #expect(try await enrol("e3", "hash-e3", by: "enrolment-b") == .enrolled(acked: .zero), "the limit is the enrolling token's")
+
+        // After a push, a retried enrolment answers with what the server applied.
+        let now = HybridLogicalClock.systemMilliseconds()
+        let seq = HLC(milliseconds: now - 500)
+        let request = PushRequest(
+            replica: "e1",
+            groups: [
+                ChangeGroup(
+                    table: "subjects", user: "Conformance", columns: ["site_id", "screening_no", "status"],
+                    rows: [ChangeRow(id: "x1", seq: seq, values: [.text("S01"), .text("S01-x1"), .text("screening")])])
+            ])
+        let principal = replicaCredential.principal
+        let checked = try PushValidation.check(
+            request, principal: principal, schema: TrialSchema.current, serverMilliseconds: now, maximumSkewMilliseconds: 60_000,
+            receivedAt: "2026-12-01T10:00:00Z")
+        #expect(try await store.push(checked, principal: principal).acked == seq)
+        #expect(try await enrol("e1", "hash-e1") == .enrolled(acked: seq))
+    }
+}
