@@ -53,18 +53,19 @@ struct MonitorController {
     /// The login form, with a new form token in its cookie and in a hidden field.
     private func loginForm(_ request: Request, problem: String?, status: HTTPResponse.Status) -> Response {
         let form = Tokens.generate(prefix: "ssf_")
-        var values: [String: Any] = ["hours": Int(configuration.sessionLifetime.components.seconds / 3600), "csrf": form]
-        if let problem { values["problem"] = problem }
-        var response = page("login", title: "Log in", who: nil, values)
+        let content = MonitorPages.Login(hours: Int(configuration.sessionLifetime.components.seconds / 3600), csrf: form, problem: problem)
+        var response = page("login", title: "Log in", who: nil, content)
         response.status = status
-        response.headers[.setCookie] = cookie(Self.formCookie, form, path: "/monitor/login", maxAge: 3600, request)
+        response.setCookie(cookie(Self.formCookie, form, path: "/monitor/login", maxAge: 3600, request))
         return response
     }
 
     @Sendable func login(_ request: Request, context: SyncRequestContext) async throws -> Response {
         var request = request
         let body = String(buffer: try await request.collectBody(upTo: 16 * 1024))
-        let token = Self.formValue("token", in: body)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        // A body that is no form is a form without fields: refused below like an empty one.
+        let fields = (try? URLEncodedFormDecoder().decode(LoginForm.self, from: body)) ?? LoginForm()
+        let token = fields.token?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         let address = context.remoteAddress ?? "unknown"
         let tokenKey = "token " + Tokens.hash(token)
         func refused(_ code: ErrorCode, _ reason: String, _ problem: String, status: HTTPResponse.Status = .unauthorized) -> Response {
@@ -80,7 +81,7 @@ struct MonitorController {
             return loginForm(request, problem: problem, status: status)
         }
         // The form token: the cookie the form set, repeated in the form.
-        guard let form = request.cookies[Self.formCookie]?.value, !form.isEmpty, Self.formValue("csrf", in: body) == form else {
+        guard let form = request.cookies[Self.formCookie]?.value, !form.isEmpty, fields.csrf == form else {
             return refused(.forbidden, "form", "The login form expired or came from elsewhere; log in from this page.", status: .forbidden)
         }
         if let wait = guardian.wait([address, tokenKey]) {
@@ -113,7 +114,7 @@ struct MonitorController {
         )
         context.logger.info("monitor login", metadata: ["sync.token": "\(stored.id)", "sync.role": "\(stored.role.rawValue)", "http.remote": "\(address)"])
         var response = Self.redirect("/monitor")
-        response.headers[.setCookie] = cookie(Self.cookie, secret, path: "/monitor", maxAge: Int(configuration.sessionLifetime.components.seconds), request)
+        response.setCookie(cookie(Self.cookie, secret, path: "/monitor", maxAge: Int(configuration.sessionLifetime.components.seconds), request))
         return response
     }
 
@@ -122,17 +123,25 @@ struct MonitorController {
             try await store.deleteSession(hash: Tokens.hash(secret))
         }
         var response = Self.redirect("/monitor/login")
-        response.headers[.setCookie] = cookie(Self.cookie, "", path: "/monitor", maxAge: 0, request)
+        response.setCookie(cookie(Self.cookie, "", path: "/monitor", maxAge: 0, request))
         return response
     }
 
     /// A cookie of the page: `HttpOnly`, `SameSite=Strict`, and `Secure` when this server speaks
     /// TLS, when it is told it sits behind a TLS proxy (`--insecure-http`), or when the proxy says
     /// the browser came over HTTPS (`X-Forwarded-Proto: https`).
-    private func cookie(_ name: String, _ value: String, path: String, maxAge: Int, _ request: Request) -> String {
+    private func cookie(_ name: String, _ value: String, path: String, maxAge: Int, _ request: Request) -> Cookie {
         let forwarded = request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
         let secure = configuration.secureCookies || configuration.tls != nil || forwarded
-        return "\(name)=\(value); Path=\(path); Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
+        return Cookie(name: name, value: value, maxAge: maxAge, path: path, secure: secure, httpOnly: true, sameSite: .strict)
+    }
+
+    /// The login form's fields, `application/x-www-form-urlencoded`.
+    struct LoginForm: Decodable {
+        /// The token typed in.
+        var token: String?
+        /// The form token the page repeated from its cookie.
+        var csrf: String?
     }
 
     /// The credential behind the request's session cookie, when the session and the credential
@@ -160,19 +169,15 @@ struct MonitorController {
             let laptops = try await store.replicaFreshness(site: principal.sites?.first)
             let conflicts = try await store.openConflictCounts()
             let sites = try await store.siteIDs().filter { principal.canAccess(site: $0) }
-            let cards: [[String: Any]] = sites.map { site in
+            let cards = sites.map { site in
                 let own = laptops.filter { $0.site == site }
                 let stale = own.filter { $0.isStale(after: configuration.staleAfter, at: now) }.count
-                return [
-                    "site": site, "laptops": own.count, "stale": stale > 0 ? stale : false, "openConflicts": conflicts[site] ?? 0,
-                    "lastSync": own.compactMap(\.report?.lastSyncAt).max().map(Self.time) ?? "never",
-                ]
+                return MonitorPages.Overview.Site(
+                    site: site, laptops: own.count, stale: stale > 0 ? stale : nil, openConflicts: conflicts[site] ?? 0,
+                    lastSync: own.compactMap(\.report?.lastSyncAt).max().map(Self.time) ?? "never")
             }
-            return page(
-                "overview", title: "Sites", who: Self.who(stored),
-                [
-                    "sites": cards, "now": Self.time(now.formatted(.iso8601)), "staleAfter": Self.span(configuration.staleAfter),
-                ])
+            let content = MonitorPages.Overview(sites: cards, now: Self.time(now.formatted(.iso8601)), staleAfter: Self.span(configuration.staleAfter))
+            return page("overview", title: "Sites", who: Self.who(stored), content)
         }
     }
 
@@ -184,25 +189,23 @@ struct MonitorController {
                 return error(.forbidden, "Not your site", "This token may not see site \(site).", stored)
             }
             let now = Date()
-            let laptops = try await store.replicaFreshness(site: site).map { laptop -> [String: Any] in
+            let laptops = try await store.replicaFreshness(site: site).map { laptop in
                 let report = laptop.report
-                return [
-                    "replica": laptop.replica, "user": report?.user ?? "—", "lastSync": report.map { Self.time($0.lastSyncAt) } ?? "never",
-                    "age": laptop.secondsSinceLastSeen(at: now).map(Self.age) ?? "—", "stale": laptop.isStale(after: configuration.staleAfter, at: now),
-                    "pending": report.map { String($0.pending) } ?? "—", "build": report?.build ?? "—",
-                    "schema": report.map { String($0.schemaVersion) } ?? "—", "clockOffset": report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "—",
-                ]
+                return MonitorPages.Site.Laptop(
+                    replica: laptop.replica, user: report?.user ?? "—", lastSync: report.map { Self.time($0.lastSyncAt) } ?? "never",
+                    age: laptop.secondsSinceLastSeen(at: now).map(Self.age) ?? "—", stale: laptop.isStale(after: configuration.staleAfter, at: now),
+                    pending: report.map { String($0.pending) } ?? "—", build: report?.build ?? "—",
+                    schema: report.map { String($0.schemaVersion) } ?? "—", clockOffset: report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "—")
             }
             let page = try await store.conflicts(ConflictFilter(status: .open, site: site, limit: Self.conflictListLimit), principal: stored.principal)
             let openCount = try await store.openConflictCounts()[site] ?? 0
-            let conflicts: [[String: Any]] = page.conflicts.map { conflict in
-                [
-                    "id": conflict.id, "table": conflict.table, "recordID": conflict.recordID, "field": conflict.field,
-                    "winner": Self.text(conflict.winner.value), "winnerUser": conflict.winner.user ?? "", "loser": Self.text(conflict.loser.value),
-                    "loserUser": conflict.loser.user ?? "", "detectedAt": Self.time(conflict.detectedAt),
-                ]
+            let conflicts = page.conflicts.map { conflict in
+                MonitorPages.Site.Conflict(
+                    id: conflict.id, table: conflict.table, recordID: conflict.recordID, field: conflict.field,
+                    winner: Self.text(conflict.winner.value), winnerUser: conflict.winner.user ?? "", loser: Self.text(conflict.loser.value),
+                    loserUser: conflict.loser.user ?? "", detectedAt: Self.time(conflict.detectedAt))
             }
-            var alerts: [[String: Any]] = []
+            var alerts: [MonitorPages.Site.Alert] = []
             if let rules = configuration.monitorAlerts {
                 var records: [String: [[String: FieldValue]]] = [:]
                 for name in rules.tables {
@@ -210,19 +213,17 @@ struct MonitorController {
                     records[name] = try await store.liveRecords(table, site: site, limit: Self.alertRecordLimit)
                 }
                 alerts = rules.alerts(records).map { alert in
-                    ["subject": alert.subject, "title": alert.title, "id": alert.id, "date": alert.date ?? "—", "flags": alert.flags]
+                    MonitorPages.Site.Alert(subject: alert.subject, title: alert.title, id: alert.id, date: alert.date ?? "—", flags: alert.flags)
                 }
             }
             let days = ChangesChart.days(endingAt: now, count: Self.chartDays)
             let activity = try await store.siteActivity(site: site, from: days[0])
-            return self.page(
-                "site", title: "Site \(site)", who: Self.who(stored),
-                [
-                    "site": site, "laptops": laptops, "conflicts": conflicts, "openConflictCount": openCount,
-                    "moreConflicts": openCount > conflicts.count, "shownConflicts": conflicts.count, "alerts": alerts,
-                    "tables": configuration.schema.tables.map { ["name": $0.name, "count": activity.recordsByTable[$0.name] ?? 0] as [String: Any] },
-                    "chart": ChangesChart(days: days, counts: activity.changesByDay).svg,
-                ])
+            let content = MonitorPages.Site(
+                site: site, laptops: laptops, conflicts: conflicts, openConflictCount: openCount,
+                moreConflicts: openCount > conflicts.count, shownConflicts: conflicts.count, alerts: alerts,
+                tables: configuration.schema.tables.map { MonitorPages.Site.Table(name: $0.name, count: activity.recordsByTable[$0.name] ?? 0) },
+                chart: ChangesChart(days: days, counts: activity.changesByDay).svg)
+            return self.page("site", title: "Site \(site)", who: Self.who(stored), content)
         }
     }
 
@@ -233,39 +234,33 @@ struct MonitorController {
                 return error(.notFound, "No such conflict", "There is no conflict by that id that this token may see.", stored)
             }
             let conflict = detail.conflict
-            func side(_ side: Conflict.Side) -> [String: Any] {
-                [
-                    "value": Self.text(side.value), "user": side.user ?? "an unknown user", "replica": side.replica,
-                    "time": Self.time(Date(timeIntervalSince1970: Double(side.hlc.milliseconds) / 1000).formatted(.iso8601)),
-                ]
+            func side(_ side: Conflict.Side) -> MonitorPages.Conflict.Side {
+                MonitorPages.Conflict.Side(
+                    value: Self.text(side.value), user: side.user ?? "an unknown user", replica: side.replica,
+                    time: Self.time(Date(timeIntervalSince1970: Double(side.hlc.milliseconds) / 1000).formatted(.iso8601)))
             }
-            var values: [String: Any] = [
-                "id": conflict.id, "site": conflict.site, "table": conflict.table, "recordID": conflict.recordID, "field": conflict.field,
-                "open": conflict.isOpen, "detectedAt": Self.time(conflict.detectedAt), "current": detail.current.map(Self.text) ?? "unknown",
-                "winner": side(conflict.winner), "loser": side(conflict.loser),
-            ]
-            if let resolution = conflict.resolution {
-                values["resolution"] = [
-                    "decision": resolution.decision.rawValue.replacingOccurrences(of: "_", with: " "), "reviewer": resolution.reviewer,
-                    "reason": resolution.reason, "resolvedAt": Self.time(resolution.resolvedAt),
-                ]
+            let resolution = conflict.resolution.map { resolution in
+                MonitorPages.Conflict.Resolution(
+                    decision: resolution.decision.rawValue.replacingOccurrences(of: "_", with: " "), reviewer: resolution.reviewer,
+                    reason: resolution.reason, resolvedAt: Self.time(resolution.resolvedAt))
             }
-            return page("conflict", title: "Conflict \(conflict.id)", who: Self.who(stored), values)
+            let content = MonitorPages.Conflict(
+                id: conflict.id, site: conflict.site, table: conflict.table, recordID: conflict.recordID, field: conflict.field,
+                open: conflict.isOpen, detectedAt: Self.time(conflict.detectedAt), current: detail.current.map(Self.text) ?? "unknown",
+                winner: side(conflict.winner), loser: side(conflict.loser), resolution: resolution)
+            return page("conflict", title: "Conflict \(conflict.id)", who: Self.who(stored), content)
         }
     }
 
     // MARK: Rendering
 
-    private func page(_ template: String, title: String, who: String?, _ values: [String: Any]) -> Response {
-        var values = values
-        values["title"] = title
-        if let who { values["who"] = who }
-        let html = MonitorTemplates.library.render(values, withTemplate: template) ?? ""
+    private func page<Content: Sendable>(_ template: String, title: String, who: String?, _ content: Content) -> Response {
+        let html = MonitorTemplates.library.render(MonitorPages.Frame(title: title, who: who, content: content), withTemplate: template) ?? ""
         return Response(status: .ok, headers: Self.htmlHeaders, body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
     private func error(_ status: HTTPResponse.Status, _ title: String, _ message: String, _ stored: StoredToken) -> Response {
-        var response = page("error", title: title, who: Self.who(stored), ["message": message])
+        var response = page("error", title: title, who: Self.who(stored), MonitorPages.Error(message: message))
         response.status = status
         return response
     }
@@ -320,15 +315,5 @@ struct MonitorController {
         case ..<7_200_000: return "\(sign)\(magnitude / 60_000) min"
         default: return "\(sign)\(magnitude / 3_600_000) h"
         }
-    }
-
-    /// A field of an `application/x-www-form-urlencoded` body.
-    static func formValue(_ name: String, in body: String) -> String? {
-        for pair in body.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, parts[0] == name else { continue }
-            return String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
-        }
-        return nil
     }
 }

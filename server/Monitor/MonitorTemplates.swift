@@ -1,7 +1,8 @@
 import Mustache
 
 /// The monitoring page's templates (Mustache, rendered on the server; `{{value}}` escapes HTML by
-/// Unicode scalar, ``ScalarHTMLContentType``).
+/// Unicode scalar, ``ScalarHTMLContentType``). Each renders a ``MonitorPages/Frame``: the header
+/// reads its title and who is logged in, the body its content, one of ``MonitorPages``' types.
 /// Plain HTML and one style sheet: every page reads the same without JavaScript.
 enum MonitorTemplates {
     /// The templates, parsed once.
@@ -77,6 +78,7 @@ enum MonitorTemplates {
 
     static let login = """
         {{> head}}
+        {{#content}}
         <form class="login" method="post" action="/monitor/login">
         <h1>Log in</h1>
         <p class="muted">Paste a reviewer or monitor token from <code>sitesync-server token create</code>. It is sent once; a session cookie keeps you logged in for {{hours}} hours.</p>
@@ -86,11 +88,13 @@ enum MonitorTemplates {
         <input type="hidden" name="csrf" value="{{csrf}}">
         <button type="submit">Log in</button>
         </form>
+        {{/content}}
         {{> foot}}
         """
 
     static let overview = """
         {{> head}}
+        {{#content}}
         <h1>Sites</h1>
         <p class="muted">As of {{now}} (UTC). A laptop is stale after {{staleAfter}} without a completed sync.</p>
         <div class="cards">
@@ -104,11 +108,13 @@ enum MonitorTemplates {
         {{/sites}}
         {{^sites}}<p>No site has records or laptops yet.</p>{{/sites}}
         </div>
+        {{/content}}
         {{> foot}}
         """
 
     static let site = """
         {{> head}}
+        {{#content}}
         <p><a href="/monitor">Sites</a> ›</p>
         <h1>Site {{site}}</h1>
         <h2>Laptops</h2>
@@ -143,11 +149,13 @@ enum MonitorTemplates {
         </table>
         <h2>Changes received per day</h2>
         {{{chart}}}
+        {{/content}}
         {{> foot}}
         """
 
     static let conflict = """
         {{> head}}
+        {{#content}}
         <p><a href="/monitor">Sites</a> › <a href="/monitor/sites/{{site}}">{{site}}</a> ›</p>
         <h1>Conflict on {{table}} {{recordID}}, field {{field}}</h1>
         <p>Status: {{#open}}<span class="tag alert">open</span>{{/open}}{{^open}}<span class="tag ok">resolved</span>{{/open}} · detected {{detectedAt}} · conflict {{id}}</p>
@@ -162,14 +170,17 @@ enum MonitorTemplates {
         </div>
         {{#resolution}}<h2>Resolution</h2><p>{{decision}} by {{reviewer}} at {{resolvedAt}}: {{reason}}</p>{{/resolution}}
         {{#open}}<p class="muted">A data manager resolves it with <code>sitesync conflicts resolve {{id}}</code>.</p>{{/open}}
+        {{/content}}
         {{> foot}}
         """
 
     static let error = """
         {{> head}}
+        {{#content}}
         <h1>{{title}}</h1>
         <p>{{message}}</p>
         <p><a href="/monitor">Back to the sites</a></p>
+        {{/content}}
         {{> foot}}
         """
 }
