@@ -15,9 +15,11 @@ package struct PullTransaction: Sendable {
         /// Read the state of the pulling replica; answer ``Answer/replica(_:)``.
         case readReplica(String)
         /// Read the records of `site` with sequence numbers above `after`, in sequence order, at
-        /// most `limit`; with values for the fields of `schema`, except for records whose every
-        /// field `skipping` wrote (it holds them); answer ``Answer/page(_:)``.
-        case readPage(site: String, after: Int64, limit: Int, skipping: String?)
+        /// most `limit`: their stamps, not their values; answer ``Answer/records(_:)``.
+        case readRecords(site: String, after: Int64, limit: Int)
+        /// Read the values of the records `ids` of each table, in the order of the table's columns
+        /// in the client's schema; answer ``Answer/values(_:)``.
+        case readValues([(table: TableSchema, ids: [String])])
         /// The page: answer it.
         case finished(PullBatch)
     }
@@ -25,11 +27,12 @@ package struct PullTransaction: Sendable {
     package enum Answer: Sendable {
         case sites([String])
         case replica(StoredReplica?)
-        case page([PulledRecord])
+        case records([PulledRecord])
+        case values([RecordKey: [FieldValue]])
     }
 
     /// One record a page read: its place in its site's sequence, its stamps, and its values in the
-    /// order of its table's columns in the client's schema (nil when skipped).
+    /// order of its table's columns in the client's schema (nil until read, and for a record not sent).
     package struct PulledRecord: Sendable {
         package var seq: Int64
         package var table: String
@@ -62,8 +65,10 @@ package struct PullTransaction: Sendable {
     private var groups: [String: RecordGroup] = [:]
     private var order: [String] = []
     private var stage = Stage.start
+    /// The records of the site being read, waiting for their values.
+    private var read: [PulledRecord] = []
 
-    private enum Stage: Sendable { case start, sites, replica, pages, done }
+    private enum Stage: Sendable { case start, sites, replica, records, values, done }
 
     /// Starts a pull by `principal` of a replica on `schema`, of a page of at most the request's
     /// limit of records and about `byteBudget` bytes.
@@ -97,41 +102,66 @@ package struct PullTransaction: Sendable {
                 throw SyncRefusal.replicaDiverged
             }
             return nextPage()
-        case (.pages, .page(let records)?):
-            let site = sites[index]
-            let from = cursor[site] ?? 0
-            // Up to the limit, and while the budget lasts: a page of large text values stops early.
-            var taken = 0
-            for record in records.prefix(remaining) {
-                let size = record.estimatedBytes
-                // The page's first record always goes, so that a pull makes progress; then the budget decides.
-                if sending, size > bytesLeft { break }
-                bytesLeft = max(bytesLeft - size, 0)
-                taken += 1
-                if record.values != nil { sending = true }
+        case (.records, .records(let records)?):
+            read = records
+            // Sent without values: records whose every field the pulling replica wrote (it holds
+            // them), and those of tables the client's schema does not have yet.
+            var idsByTable: [String: [String]] = [:]
+            var tables: [TableSchema] = []
+            for record in records {
+                if record.stamps.overrides.isEmpty && record.stamps.base.version.replica == request.replica { continue }
+                guard let table = try? schema.table(record.table) else { continue }
+                if idsByTable[table.name] == nil { tables.append(table) }
+                idsByTable[table.name, default: []].append(record.id)
             }
-            let page = records.prefix(taken)
-            if records.count > taken { more = true }
-            // The last sequence number read, skipped records included: the page is one snapshot.
-            cursor[site] = page.last?.seq ?? from
-            for record in page {
-                guard let values = record.values, let table = try? schema.table(record.table) else { continue }
-                var stamps = record.stamps
-                if !stamps.overrides.isEmpty {
-                    stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
-                }
-                if groups[table.name] == nil {
-                    groups[table.name] = RecordGroup(table: table.name, columns: table.columnNames, rows: [])
-                    order.append(table.name)
-                }
-                groups[table.name]!.rows.append(RecordRow(id: record.id, stamps: stamps, values: values))
+            guard !tables.isEmpty else { return take(read) }
+            stage = .values
+            return .readValues(tables.map { ($0, idsByTable[$0.name]!) })
+        case (.values, .values(let values)?):
+            for index in read.indices {
+                read[index].values = values[RecordKey(table: read[index].table, id: read[index].id)]
             }
-            remaining -= page.count
-            index += 1
-            return nextPage()
+            return take(read)
         default:
             preconditionFailure("PullTransaction: the answer \(String(describing: answer)) does not fit the step \(stage)")
         }
+    }
+
+    /// Takes the records of the site being read into the page, as far as the limit and the byte
+    /// budget allow, and goes on to the next site.
+    private mutating func take(_ records: [PulledRecord]) -> Step {
+        read = []
+        let site = sites[index]
+        let from = cursor[site] ?? 0
+        // Up to the limit, and while the budget lasts: a page of large text values stops early.
+        var taken = 0
+        for record in records.prefix(remaining) {
+            let size = record.estimatedBytes
+            // The page's first record always goes, so that a pull makes progress; then the budget decides.
+            if sending, size > bytesLeft { break }
+            bytesLeft = max(bytesLeft - size, 0)
+            taken += 1
+            if record.values != nil { sending = true }
+        }
+        let page = records.prefix(taken)
+        if records.count > taken { more = true }
+        // The last sequence number read, skipped records included: the page is one snapshot.
+        cursor[site] = page.last?.seq ?? from
+        for record in page {
+            guard let values = record.values, let table = try? schema.table(record.table) else { continue }
+            var stamps = record.stamps
+            if !stamps.overrides.isEmpty {
+                stamps.overrides = stamps.overrides.filter { table.column($0.key) != nil }
+            }
+            if groups[table.name] == nil {
+                groups[table.name] = RecordGroup(table: table.name, columns: table.columnNames, rows: [])
+                order.append(table.name)
+            }
+            groups[table.name]!.rows.append(RecordRow(id: record.id, stamps: stamps, values: values))
+        }
+        remaining -= page.count
+        index += 1
+        return nextPage()
     }
 
     private mutating func scope(_ sites: [String]) throws -> Step {
@@ -146,14 +176,14 @@ package struct PullTransaction: Sendable {
     }
 
     private mutating func nextPage() -> Step {
-        stage = .pages
+        stage = .records
         // With the limit reached, the next site is still read, for one record: whether more wait.
         guard index < sites.count, !more else {
             stage = .done
             return .finished(PullBatch(groups: order.map { groups[$0]! }, cursor: cursor, more: more))
         }
         let site = sites[index]
-        return .readPage(site: site, after: cursor[site] ?? 0, limit: remaining + 1, skipping: request.replica)
+        return .readRecords(site: site, after: cursor[site] ?? 0, limit: remaining + 1)
     }
 }
 

@@ -23,9 +23,10 @@ extension PostgresSyncStore {
                     step = try transaction.next(.sites(sites))
                 case .readReplica(let replica):
                     step = try transaction.next(.replica(try await Self.replicaState(connection, replica, lock: false, logger: self.logger)))
-                case .readPage(let site, let after, let limit, let skipping):
-                    step = try transaction.next(
-                        .page(try await self.page(connection, site: site, after: after, limit: limit, skipping: skipping, schema: schema)))
+                case .readRecords(let site, let after, let limit):
+                    step = try transaction.next(.records(try await Self.records(connection, site: site, after: after, limit: limit)))
+                case .readValues(let tables):
+                    step = try transaction.next(.values(try await Self.values(connection, tables)))
                 case .finished(let batch):
                     return batch
                 }
@@ -33,13 +34,9 @@ extension PostgresSyncStore {
         }
     }
 
-    /// The records of `site` after `after`, in sequence order, with their values in `schema`'s
-    /// columns: one statement for the page, one per table for the values.
-    private func page(
-        _ connection: PostgresTransaction, site: String, after: Int64, limit: Int, skipping: String?, schema: Schema
-    ) async throws -> [PullTransaction.PulledRecord] {
+    /// The records of `site` after `after`, in sequence order, with their stamps: one statement.
+    private static func records(_ connection: PostgresTransaction, site: String, after: Int64, limit: Int) async throws -> [PullTransaction.PulledRecord] {
         var records: [PullTransaction.PulledRecord] = []
-        var idsByTable: [String: [String]] = [:]
         let shadows = try await connection.query(
             """
             SELECT tbl, id, seq, hlc, replica, "user", fields FROM records
@@ -51,24 +48,22 @@ extension PostgresSyncStore {
             let (table, id, seq) = (try cells.requiredText(), try cells.requiredText(), try cells.requiredInteger())
             let (hlc, replica, user, fields) = (try cells.requiredInteger(), try cells.requiredText(), try cells.requiredText(), try cells.text())
             let stamps = FieldStamps(base: Stamp(hlc: HLC(rawValue: hlc), replica: replica, user: user), overrides: try FieldStamps.overrides(fromJSON: fields))
-            // Records whose every field the pulling replica wrote are skipped: it holds them already.
-            if !(stamps.overrides.isEmpty && replica == skipping) { idsByTable[table, default: []].append(id) }
             records.append(PullTransaction.PulledRecord(seq: seq, table: table, id: id, stamps: stamps, values: nil))
         }
+        return records
+    }
+
+    /// The values of the records `ids` of each table: one statement per table.
+    private static func values(_ connection: PostgresTransaction, _ tables: [(table: TableSchema, ids: [String])]) async throws -> [RecordKey: [FieldValue]] {
         var values: [RecordKey: [FieldValue]] = [:]
-        for (tableName, ids) in idsByTable {
-            // Tables the client's schema does not have yet are left out.
-            guard let table = try? schema.table(tableName) else { continue }
-            for try await row in try await connection.query(Self.pageValues(table, ids: ids)) {
+        for (table, ids) in tables {
+            for try await row in try await connection.query(pageValues(table, ids: ids)) {
                 var cells = RowCells(row)
                 let id = try cells.requiredText()
-                values[RecordKey(table: tableName, id: id)] = try table.columns.map { try cells.value($0) }
+                values[RecordKey(table: table.name, id: id)] = try table.columns.map { try cells.value($0) }
             }
         }
-        for index in records.indices {
-            records[index].values = values[RecordKey(table: records[index].table, id: records[index].id)]
-        }
-        return records
+        return values
     }
 
     /// The id and the values of each record of `table` among `ids`.
