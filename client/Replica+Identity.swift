@@ -4,85 +4,6 @@ import SiteSyncCore
 import SiteSyncSQLite
 
 extension Replica {
-    /// The request that registers this replica's id with the server, with the replica's own
-    /// credential: generated and stored the first time, so that a request sent again after a lost
-    /// answer carries the same one.
-    public func enrolmentRequest() throws -> EnrolRequest {
-        let identity = try requireIdentity()
-        let credential = try writer.write { db -> String in
-            if let stored = try String.fetchOne(db, sql: "SELECT credential FROM _sitesync_meta") { return stored }
-            let credential = Credential.generate(prefix: Credential.replicaPrefix)
-            try db.execute(sql: "UPDATE _sitesync_meta SET credential = ?", arguments: [credential])
-            return credential
-        }
-        return EnrolRequest(replica: identity.replicaID, user: identity.user, credential: credential)
-    }
-
-    /// Records the server's answer to ``enrolmentRequest()``: from now on the replica syncs with its
-    /// own credential, and the file keeps no enrolment token (a copy of it can enrol nothing).
-    @discardableResult
-    public func recordEnrolment(_ response: EnrolResponse) throws -> ReplicaIdentity {
-        var identity = try requireIdentity()
-        guard response.replica == identity.replicaID else {
-            throw SyncError.invalidResponse("the server enrolled replica \(response.replica), not \(identity.replicaID)")
-        }
-        guard response.site == identity.site else {
-            throw ReplicaError.invalidArgument(
-                "The enrolment token is for \(response.site == SiteID.all ? "a reviewer" : "site \(response.site)"), but this replica records \(identity.isReviewer ? "every site" : "site \(identity.site)"); run `sitesync init` with a token of its site."
-            )
-        }
-        try state.checkServerClock(max(response.hlc, response.acked))
-        let credential = try writer.write { db -> String in
-            guard let credential = try String.fetchOne(db, sql: "SELECT credential FROM _sitesync_meta") else {
-                throw ReplicaError.invalidArgument("This replica sent no enrolment request; enrol it with `sitesync init` or `sitesync sync`.")
-            }
-            try db.execute(
-                sql: "UPDATE _sitesync_meta SET token = credential, enrolment_token = NULL, enrolled = 1, acked = ?, unconfirmed = '[]'",
-                arguments: [response.acked.rawValue]
-            )
-            try recordServerReply(db, hlc: max(response.hlc, response.acked))
-            return credential
-        }
-        identity.token = credential
-        identity.isEnrolled = true
-        state.current = identity
-        return identity
-    }
-
-    /// The greatest sequence number the server acknowledged, when this replica knows it.
-    func knownAcked() throws -> HLC? {
-        try writer.read { db in try Int64.fetchOne(db, sql: "SELECT acked FROM _sitesync_meta").map(HLC.init(rawValue:)) }
-    }
-
-    /// Records that `request` is about to be sent, and returns it with what the server needs to
-    /// tell this replica from a copy of its file: the last acknowledged sequence number, and every
-    /// push sent since without an answer (``PushRequest/sent``), this one included.
-    func prepareToSend(_ request: PushRequest) throws -> PushRequest {
-        try writer.write { db in
-            let meta = try Row.fetchOne(db, sql: "SELECT acked, unconfirmed FROM _sitesync_meta")!
-            var sent = try ShadowJSON.decode([String].self, meta["unconfirmed"]) ?? []
-            let fingerprint = request.fingerprint
-            if sent.last != fingerprint { sent.append(fingerprint) }
-            // Only pushes after the last answer can be the server's last one; keep a bounded tail.
-            sent = Array(sent.suffix(64))
-            try db.execute(sql: "UPDATE _sitesync_meta SET unconfirmed = ?", arguments: [ShadowJSON.encode(sent)])
-            var prepared = request
-            prepared.acked = (meta["acked"] as Int64?).map(HLC.init(rawValue:))
-            prepared.sent = sent
-            return prepared
-        }
-    }
-
-    /// Records an answered push inside its acknowledgement: the server's acknowledged sequence
-    /// number, and that this push and the ones before it are answered.
-    func recordAnswer(_ db: Database, fingerprint: String, acked: HLC) throws {
-        let sent = try ShadowJSON.decode([String].self, String.fetchOne(db, sql: "SELECT unconfirmed FROM _sitesync_meta")) ?? []
-        let remaining = sent.firstIndex(of: fingerprint).map { Array(sent[($0 + 1)...]) } ?? sent
-        try db.execute(
-            sql: "UPDATE _sitesync_meta SET acked = max(coalesce(acked, 0), ?), unconfirmed = ?",
-            arguments: [acked.rawValue, ShadowJSON.encode(remaining)]
-        )
-    }
 
     /// Gives this file a new replica id, for a copy of a replica's file (or a restored backup) that
     /// the server refused: the pending changes are stamped with the new id and pushed under it, the
@@ -143,5 +64,87 @@ extension Replica {
                 ]
             )
         }
+    }
+}
+
+extension ReplicaSync {
+    /// The request that registers this replica's id with the server, with the replica's own
+    /// credential: generated and stored the first time, so that a request sent again after a lost
+    /// answer carries the same one.
+    package func enrolmentRequest() async throws -> EnrolRequest {
+        let identity = try requireIdentity()
+        let credential = try await writer.write { db -> String in
+            if let stored = try String.fetchOne(db, sql: "SELECT credential FROM _sitesync_meta") { return stored }
+            let credential = Credential.generate(prefix: Credential.replicaPrefix)
+            try db.execute(sql: "UPDATE _sitesync_meta SET credential = ?", arguments: [credential])
+            return credential
+        }
+        return EnrolRequest(replica: identity.replicaID, user: identity.user, credential: credential)
+    }
+
+    /// Records the server's answer to ``enrolmentRequest()``: from now on the replica syncs with its
+    /// own credential, and the file keeps no enrolment token (a copy of it can enrol nothing).
+    @discardableResult
+    package func recordEnrolment(_ response: EnrolResponse) async throws -> ReplicaIdentity {
+        var identity = try requireIdentity()
+        guard response.replica == identity.replicaID else {
+            throw SyncError.invalidResponse("the server enrolled replica \(response.replica), not \(identity.replicaID)")
+        }
+        guard response.site == identity.site else {
+            throw ReplicaError.invalidArgument(
+                "The enrolment token is for \(response.site == SiteID.all ? "a reviewer" : "site \(response.site)"), but this replica records \(identity.isReviewer ? "every site" : "site \(identity.site)"); run `sitesync init` with a token of its site."
+            )
+        }
+        try state.checkServerClock(max(response.hlc, response.acked))
+        let credential = try await writer.write { db -> String in
+            guard let credential = try String.fetchOne(db, sql: "SELECT credential FROM _sitesync_meta") else {
+                throw ReplicaError.invalidArgument("This replica sent no enrolment request; enrol it with `sitesync init` or `sitesync sync`.")
+            }
+            try db.execute(
+                sql: "UPDATE _sitesync_meta SET token = credential, enrolment_token = NULL, enrolled = 1, acked = ?, unconfirmed = '[]'",
+                arguments: [response.acked.rawValue]
+            )
+            try recordServerReply(db, hlc: max(response.hlc, response.acked))
+            return credential
+        }
+        identity.token = credential
+        identity.isEnrolled = true
+        state.current = identity
+        return identity
+    }
+
+    /// The greatest sequence number the server acknowledged, when this replica knows it.
+    package func knownAcked() async throws -> HLC? {
+        try await writer.read { db in try Int64.fetchOne(db, sql: "SELECT acked FROM _sitesync_meta").map(HLC.init(rawValue:)) }
+    }
+
+    /// Records that `request` is about to be sent, and returns it with what the server needs to
+    /// tell this replica from a copy of its file: the last acknowledged sequence number, and every
+    /// push sent since without an answer (``PushRequest/sent``), this one included.
+    package func prepareToSend(_ request: PushRequest) async throws -> PushRequest {
+        try await writer.write { db in
+            let meta = try Row.fetchOne(db, sql: "SELECT acked, unconfirmed FROM _sitesync_meta")!
+            var sent = try ShadowJSON.decode([String].self, meta["unconfirmed"]) ?? []
+            let fingerprint = request.fingerprint
+            if sent.last != fingerprint { sent.append(fingerprint) }
+            // Only pushes after the last answer can be the server's last one; keep a bounded tail.
+            sent = Array(sent.suffix(64))
+            try db.execute(sql: "UPDATE _sitesync_meta SET unconfirmed = ?", arguments: [ShadowJSON.encode(sent)])
+            var prepared = request
+            prepared.acked = (meta["acked"] as Int64?).map(HLC.init(rawValue:))
+            prepared.sent = sent
+            return prepared
+        }
+    }
+
+    /// Records an answered push inside its acknowledgement: the server's acknowledged sequence
+    /// number, and that this push and the ones before it are answered.
+    package func recordAnswer(_ db: Database, fingerprint: String, acked: HLC) throws {
+        let sent = try ShadowJSON.decode([String].self, String.fetchOne(db, sql: "SELECT unconfirmed FROM _sitesync_meta")) ?? []
+        let remaining = sent.firstIndex(of: fingerprint).map { Array(sent[($0 + 1)...]) } ?? sent
+        try db.execute(
+            sql: "UPDATE _sitesync_meta SET acked = max(coalesce(acked, 0), ?), unconfirmed = ?",
+            arguments: [acked.rawValue, ShadowJSON.encode(remaining)]
+        )
     }
 }

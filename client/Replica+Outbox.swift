@@ -89,10 +89,22 @@ extension Replica {
         try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_outbox") ?? 0
     }
 
+    /// Advances and persists the clock past a server reply, and records the clock offset.
+    ///
+    /// The reply was checked with ``ReplicaState/checkServerClock(_:)`` before anything was written.
+    func recordServerReply(_ db: Database, hlc: HLC) throws {
+        state.clock.receive(hlc)
+        let offset = hlc.milliseconds - state.clock.wallMilliseconds
+        try ClockSQL.advance(db, to: state.clock.current)
+        try db.execute(sql: "UPDATE _sitesync_meta SET clock_offset_ms = ?", arguments: [offset])
+    }
+}
+
+extension ReplicaSync {
     /// Number of records waiting to be pushed that a push sends: those not held back for a reason
     /// for change (``unexplainedChanges()``).
-    func sendableCount() throws -> Int {
-        try writer.read { db in try Replica.pendingCount(db) - Replica.unexplainedCount(db) }
+    package func sendableCount() async throws -> Int {
+        try await writer.read { db in try Replica.pendingCount(db) - Replica.unexplainedCount(db) }
     }
 
     /// Reads the oldest pending changes, at most `limit` records with sequence numbers above `after`,
@@ -104,9 +116,9 @@ extension Replica {
     /// (or the held ones a pull replaced), their versions and their bases. A record changed with
     /// plain SQL over a synced value stays in the outbox, unsent, until a person gives the reason
     /// (``explain(_:id:reason:)``).
-    public func outboxBatch(limit: Int, byteBudget: Int = .max, after: HLC = .zero) throws -> OutboxBatch? {
+    package func outboxBatch(limit: Int, byteBudget: Int = .max, after: HLC = .zero) async throws -> OutboxBatch? {
         let identity = try requireIdentity()
-        return try writer.read { db -> OutboxBatch? in
+        return try await writer.read { db -> OutboxBatch? in
             var after = after
             // Reads on past a window whose every record stays queued.
             while true {
@@ -248,9 +260,9 @@ extension Replica {
     /// the pushed versions as their bases, so the server sees the new edit as sequential.
     /// - Returns: the number of records edited again during the push.
     @discardableResult
-    public func acknowledge(_ batch: OutboxBatch, _ response: PushResponse) throws -> Int {
+    package func acknowledge(_ batch: OutboxBatch, _ response: PushResponse) async throws -> Int {
         try state.checkServerClock(max(response.hlc, response.acked))
-        return try writer.write { db in
+        return try await writer.write { db in
             try ClockSQL.keepPastOutbox(db)
             var rebased = 0
             if let after = batch.first, response.acked >= batch.lastSeq {
@@ -326,7 +338,7 @@ extension Replica {
         for column in entry.columns { held[column] = nil }
         var reasons = try ShadowJSON.decode([String: String].self, shadow[6]) ?? [:]
         if let table = try? schema.table(entry.table), table.requiresReason {
-            let current = try fields(db, table, id: entry.id)
+            let current = try self.replica.fields(db, table, id: entry.id)
             for (column, pushed) in zip(entry.columns, entry.values) where base[column] != nil && reasons[column] == nil {
                 if ReasonForChange.isRequired(table: table, field: column, previous: pushed, new: current[column] ?? .null) {
                     reasons[column] = ReasonForChange.changedDuringSync
@@ -340,15 +352,5 @@ extension Replica {
             ]
         )
         return true
-    }
-
-    /// Advances and persists the clock past a server reply, and records the clock offset.
-    ///
-    /// The reply was checked with ``ReplicaState/checkServerClock(_:)`` before anything was written.
-    func recordServerReply(_ db: Database, hlc: HLC) throws {
-        state.clock.receive(hlc)
-        let offset = hlc.milliseconds - state.clock.wallMilliseconds
-        try ClockSQL.advance(db, to: state.clock.current)
-        try db.execute(sql: "UPDATE _sitesync_meta SET clock_offset_ms = ?", arguments: [offset])
     }
 }

@@ -3,10 +3,10 @@ import GRDB
 import SiteSyncCore
 import SiteSyncSQLite
 
-extension Replica {
+extension ReplicaSync {
     /// The per-site cursor of the last pulled batch.
-    public func cursor() throws -> [String: Int64] {
-        try writer.read { db in
+    package func cursor() async throws -> [String: Int64] {
+        try await writer.read { db in
             try ShadowJSON.decode([String: Int64].self, String.fetchOne(db, sql: "SELECT cursor FROM _sitesync_meta")) ?? [:]
         }
     }
@@ -17,7 +17,7 @@ extension Replica {
     /// not yet pushed that loses is held in the outbox, so it is still pushed and the server logs it.
     /// Applying the same batch twice changes nothing the second time. Applied writes are not tracked.
     @discardableResult
-    public func apply(_ response: PullResponse) throws -> Int {
+    package func apply(_ response: PullResponse) async throws -> Int {
         try state.checkServerClock(response.hlc)
         // The HLC receive rule: the clock passes every stamp received, so that an edit of a pulled
         // field is always stamped after the version it overwrites, even when the server's own
@@ -27,7 +27,7 @@ extension Replica {
                 row.stamps.overrides.values.reduce(row.stamps.base.version.hlc) { max($0, $1.version.hlc) }
             }.max() ?? .zero
         try state.checkPulledStamp(latest)
-        return try writer.write { db in
+        return try await writer.write { db in
             defer { db.boundStatementCache() }
             let changed = try ClockSQL.untracked(db) {
                 var changed = 0

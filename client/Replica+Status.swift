@@ -57,19 +57,20 @@ extension Replica {
         }
     }
 
+}
+
+extension ReplicaSync {
     /// Records that a sync round completed now.
-    func recordSyncCompleted() throws {
-        try writer.write { db in
+    package func recordSyncCompleted() async throws {
+        try await writer.write { db in
             try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [Timestamp.now()])
         }
     }
-}
 
-extension Replica {
     /// What this laptop tells the server about itself at a sync (`ReplicaReport`): its changes not
     /// yet pushed, `build`, its wall clock now and its user; nil before the replica is initialised.
-    func report(build: String) throws -> ReplicaReport? {
+    package func report(build: String) async throws -> ReplicaReport? {
         guard let identity else { return nil }
-        return ReplicaReport(pending: try pendingCount(), build: build, clock: state.clock.wallMilliseconds, user: identity.user)
+        return ReplicaReport(pending: try await writer.read(Replica.pendingCount), build: build, clock: state.clock.wallMilliseconds, user: identity.user)
     }
 }

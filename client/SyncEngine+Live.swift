@@ -246,8 +246,8 @@ extension SyncEngine {
             let asked = ContinuousClock.now
             do {
                 let probe = PullRequest(
-                    cursor: try replica.cursor(), limit: 1, replica: identity.replicaID, wait: live.pullWait,
-                    report: try replica.report(build: configuration.build)
+                    cursor: try await sync.cursor(), limit: 1, replica: identity.replicaID, wait: live.pullWait,
+                    report: try await sync.report(build: configuration.build)
                 )
                 let page = try await transport.pull(probe)
                 if failing {

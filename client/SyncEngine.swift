@@ -96,6 +96,8 @@ public struct SyncEngine: Sendable {
     }
 
     let replica: Replica
+    /// The replica's sync state: outbox, acknowledgements, cursor, enrolment, reports.
+    let sync: ReplicaSync
     let transport: any SyncTransport
     let configuration: Configuration
     let logger: Logger
@@ -106,6 +108,7 @@ public struct SyncEngine: Sendable {
         logger: Logger = Logger(label: "sitesync.sync", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {
         self.replica = replica
+        self.sync = ReplicaSync(replica)
         self.transport = transport
         self.configuration = configuration
         self.logger = logger
@@ -125,10 +128,10 @@ public struct SyncEngine: Sendable {
     private func enrolInTurn() async throws -> ReplicaIdentity {
         let identity = try replica.requireIdentity()
         guard !identity.isEnrolled else { return identity }
-        let request = try replica.enrolmentRequest()
+        let request = try await sync.enrolmentRequest()
         let response = try await withRetry("enrol") { try await transport.enrol(request) }
         logger.info("replica enrolled", metadata: ["sync.replica": "\(response.replica)"])
-        return try replica.recordEnrolment(response)
+        return try await sync.recordEnrolment(response)
     }
 
     /// Pushes and pulls until both are drained.
@@ -148,10 +151,10 @@ public struct SyncEngine: Sendable {
             report.pushed += pushed.records
             report.conflicts += pushed.conflicts
             report.pulled += try await pullInTurn()
-            if try replica.sendableCount() == 0 { break }
+            if try await sync.sendableCount() == 0 { break }
         }
-        report.awaitingReason = try replica.unexplainedCount()
-        try replica.recordSyncCompleted()
+        report.awaitingReason = try await replica.writer.read(Replica.unexplainedCount)
+        try await sync.recordSyncCompleted()
         logger.info(
             "sync completed", metadata: ["sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"])
         return report
@@ -171,30 +174,30 @@ public struct SyncEngine: Sendable {
     private func pushInTurn() async throws -> (records: Int, conflicts: Int) {
         // The server refuses a push of more records than the protocol allows.
         let batchSize = min(max(configuration.pushBatchSize, 1), SyncProtocol.maximumPushRecords)
-        guard var current = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
-        let total = try configuration.progress.map { _ in try replica.pendingCount() }
+        guard var current = try await sync.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
+        let total = configuration.progress == nil ? nil : try await replica.writer.read(Replica.pendingCount)
         // The batch in flight is the one child of this group: leaving the group, by an error or a
         // cancellation, cancels and awaits it.
         return try await withThrowingTaskGroup(of: PushResponse.self) { inFlight in
             var records = 0
             var conflicts = 0
-            try send(current, in: &inFlight)
+            try await send(current, in: &inFlight)
             while true {
-                var next = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+                var next = try await sync.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
                 guard let answer = try await inFlight.next() else { preconditionFailure("a batch is always in flight here") }
                 records += current.count
                 conflicts += answer.conflicts
                 logger.debug("pushed batch", metadata: ["sync.records": "\(current.count)", "sync.acked": "\(answer.acked)"])
                 configuration.progress?(SyncProgress(phase: .push, done: records, total: total.map { max($0, records) }))
                 if let ready = next, ready.isDisjoint(with: current) {
-                    try send(ready, in: &inFlight)
-                    try replica.acknowledge(current, answer)
+                    try await send(ready, in: &inFlight)
+                    try await sync.acknowledge(current, answer)
                 } else {
-                    if try replica.acknowledge(current, answer) > 0 {
-                        next = try replica.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+                    if try await sync.acknowledge(current, answer) > 0 {
+                        next = try await sync.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
                     }
                     guard let ready = next else { return (records, conflicts) }
-                    try send(ready, in: &inFlight)
+                    try await send(ready, in: &inFlight)
                 }
                 current = next!
             }
@@ -203,8 +206,8 @@ public struct SyncEngine: Sendable {
 
     /// Starts pushing one batch, with retries, as a child of `group`; first records it as sent, so
     /// that a retry after a lost answer is recognised as this replica's (``PushRequest/sent``).
-    private func send(_ batch: OutboxBatch, in group: inout ThrowingTaskGroup<PushResponse, any Error>) throws {
-        let request = try replica.prepareToSend(batch.request)
+    private func send(_ batch: OutboxBatch, in group: inout ThrowingTaskGroup<PushResponse, any Error>) async throws {
+        let request = try await sync.prepareToSend(batch.request)
         group.addTask { [self] in try await withRetry("push") { try await transport.push(request) } }
     }
 
@@ -216,27 +219,27 @@ public struct SyncEngine: Sendable {
     private func pullInTurn() async throws -> Int {
         var changed = 0
         var received = 0
-        func applied(_ response: PullResponse) throws {
-            changed += try replica.apply(response)
+        func applied(_ response: PullResponse) async throws {
+            changed += try await sync.apply(response)
             received += response.groups.reduce(0) { $0 + $1.rows.count }
             configuration.progress?(SyncProgress(phase: .pull, done: received, total: nil))
         }
         var request = PullRequest(
-            cursor: try replica.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID, acked: try replica.knownAcked(),
-            report: try replica.report(build: configuration.build)
+            cursor: try await sync.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID, acked: try await sync.knownAcked(),
+            report: try await sync.report(build: configuration.build)
         )
         let first = request
         var response = try await withRetry("pull") { try await transport.pull(first) }
         while true {
             guard response.more else {
-                try applied(response)
+                try await applied(response)
                 return changed
             }
             // Fetch the next batch while this one is applied.
             request.cursor = response.cursor
             let nextRequest = request
             async let next = withRetry("pull") { try await transport.pull(nextRequest) }
-            try applied(response)
+            try await applied(response)
             response = try await next
         }
     }

@@ -43,7 +43,7 @@ struct ForeignWriterTests {
             let path = server.directory.appendingPathComponent("a.sqlite").path
             let replicaID = try #require(a.replica.identity?.replicaID)
             let s1 = try a.replica.put("subjects", ["screening_no": .text("S01-001"), "sex": .text("F")])
-            let created = try #require(try a.replica.outboxBatch(limit: 10)?.request.groups.first?.rows.first?.seq)
+            let created = try #require(try await a.replica.sync.outboxBatch(limit: 10)?.request.groups.first?.rows.first?.seq)
             try await a.sync()
             try await b.sync()
 
@@ -60,7 +60,7 @@ struct ForeignWriterTests {
                 """)
             #expect(written.status == 0, "\(written.output)")
             // The new record is pushed; the synced value changed without a reason waits for one.
-            let batch = try #require(try a.replica.outboxBatch(limit: 10))
+            let batch = try #require(try await a.replica.sync.outboxBatch(limit: 10))
             #expect(batch.rows.map(\.row.id) == [s2])
             #expect(batch.rows.allSatisfy { $0.group.user == "A. Rivera" && $0.row.seq > created })
             #expect(batch.rows.allSatisfy { $0.row.seq.milliseconds >= before && $0.row.seq.milliseconds < before + 60_000 })
@@ -81,7 +81,7 @@ struct ForeignWriterTests {
             #expect(throws: ReplicaError.self) { try a.replica.explain("subjects", id: s1, reason: "  ") }
             #expect(try a.replica.unexplainedChanges().map(\.id) == [s1], "a refused explanation writes nothing")
             #expect(try a.replica.explain("subjects", id: s1, reason: "Corrected from the source document") == ["sex"])
-            let explained = try #require(try a.replica.outboxBatch(limit: 10))
+            let explained = try #require(try await a.replica.sync.outboxBatch(limit: 10))
             #expect(explained.rows.map(\.row.id) == [s1])
             #expect(explained.rows.allSatisfy { $0.row.seq > batch.rows[0].row.seq })
             #expect(explained.value("sex", of: s1) == .text("M"))
@@ -194,7 +194,7 @@ struct ForeignWriterTests {
             #expect(run.status == 0, "\(run.output)")
             #expect(run.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
             let later = try a.replica.put("subjects", ["screening_no": .text("S01-012")])
-            let batch = try #require(try a.replica.outboxBatch(limit: 10))
+            let batch = try #require(try await a.replica.sync.outboxBatch(limit: 10))
             #expect(batch.rows.map(\.row.id) == [kept, later])
             #expect(batch.value("sex", of: kept) == .text("F"))
 

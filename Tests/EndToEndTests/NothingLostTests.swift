@@ -65,7 +65,7 @@ struct NothingLostTests {
                 return error?.status == 409 && error?.code == ErrorCode.replicaTaken.rawValue && error?.message.contains("sitesync init --rejoin") == true
             }
             // a's own request sent again (its answer lost) is answered again
-            #expect(try await intruder.enrol(try a.replica.enrolmentRequest()).replica == a.replica.identity!.replicaID)
+            #expect(try await intruder.enrol(try await a.replica.sync.enrolmentRequest()).replica == a.replica.identity!.replicaID)
             // a still syncs with its own credential
             try a.replica.put("subjects", ["screening_no": .text("S01-001")])
             #expect(try await a.sync().pushed == 1)

@@ -98,7 +98,7 @@ struct ReasonForChangeTests {
 
             try a.replica.put("adverse_events", id: id, ["grade": .integer(3)], reason: Self.reason)
             try a.replica.put("subjects", id: other, ["sex": .text("F")])
-            let batch = try #require(try a.replica.outboxBatch(limit: 10))
+            let batch = try #require(try await a.replica.sync.outboxBatch(limit: 10))
             var stripped = batch.request
             for group in stripped.groups.indices {
                 for row in stripped.groups[group].rows.indices { stripped.groups[group].rows[row].reasons = nil }
@@ -116,13 +116,13 @@ struct ReasonForChangeTests {
             // The same push with its reason goes through.
             let answer = try await a.transport.push(batch.request)
             #expect(answer.applied == 2)
-            try a.replica.acknowledge(batch, answer)
+            try await a.replica.sync.acknowledge(batch, answer)
             #expect(try await Self.audit(server, AuditFilter(record: id)).last { $0.field == "grade" }?.reason == Self.reason)
 
             // A change concurrent with another laptop's is judged by the value its base wrote: b
             // still holds grade 2 (synced, not empty), so its change needs a reason too.
             try b.replica.put("adverse_events", id: id, ["grade": .integer(4)], reason: "Worsened")
-            let concurrent = try #require(try b.replica.outboxBatch(limit: 10))
+            let concurrent = try #require(try await b.replica.sync.outboxBatch(limit: 10))
             var unexplained = concurrent.request
             unexplained.groups[0].rows[0].reasons = nil
             await #expect { try await b.transport.push(unexplained) } throws: { ($0 as? SyncError)?.code == "reason_required" }
@@ -185,11 +185,11 @@ struct ReasonForChangeTests {
             let a = try server.laptop("a")
             try await a.engine().enrol()
             let id = try a.replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fever"), "grade": .integer(1)])
-            let batch = try #require(try a.replica.outboxBatch(limit: 10))
+            let batch = try #require(try await a.replica.sync.outboxBatch(limit: 10))
             let answer = try await a.transport.push(batch.request)
             // Not synced yet as far as the laptop knows: no reason asked.
             try a.replica.put("adverse_events", id: id, ["grade": .integer(2)])
-            try a.replica.acknowledge(batch, answer)
+            try await a.replica.sync.acknowledge(batch, answer)
             #expect(try await a.sync().pushed == 1)
             let grades = try await Self.audit(server, AuditFilter(record: id)).filter { $0.field == "grade" }
             #expect(grades.map(\.newValue) == [.integer(1), .integer(2)])

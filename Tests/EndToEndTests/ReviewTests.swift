@@ -200,10 +200,10 @@ struct ConflictSemanticsTests {
             }
             // An edit between a push and its acknowledgement
             try a.replica.put("adverse_events", id: id, ["grade": .integer(5)], reason: "Corrected from the source document")
-            let batch = try #require(try a.replica.outboxBatch(limit: 10))
+            let batch = try #require(try await a.replica.sync.outboxBatch(limit: 10))
             let answer = try await a.transport.push(batch.request)
             try a.replica.put("adverse_events", id: id, ["grade": .integer(3)], reason: "Corrected from the source document")
-            try a.replica.acknowledge(batch, answer)
+            try await a.replica.sync.acknowledge(batch, answer)
             try await a.sync()
             #expect(try await server.count("SELECT count(*) FROM conflicts") == 0)
             #expect(try await server.count("SELECT count(*) FROM adverse_events WHERE grade = 3") == 1)

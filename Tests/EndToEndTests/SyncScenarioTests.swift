@@ -193,7 +193,7 @@ struct SyncScenarioTests {
             }
             let partial = try b.replica.list("subjects").count
             #expect(partial >= 10 && partial < 50)
-            #expect(try b.replica.cursor()["S01"].map { $0 >= 10 } == true)
+            #expect(try await b.replica.sync.cursor()["S01"].map { $0 >= 10 } == true)
 
             // The next sync picks up where it stopped
             let report = try await b.engine(configure: small).sync()
@@ -246,7 +246,7 @@ struct SyncScenarioTests {
 
             #expect(report.pulled == 2)
             #expect(Set(try reviewer.replica.list("subjects").compactMap { $0["site_id"]?.displayText }) == ["S01", "S02"])
-            #expect(try reviewer.replica.cursor() == ["S01": 1, "S02": 1])
+            #expect(try await reviewer.replica.sync.cursor() == ["S01": 1, "S02": 1])
         }
     }
 

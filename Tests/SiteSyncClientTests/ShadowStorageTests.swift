@@ -12,9 +12,9 @@ import TrialRecords
 @Suite("Shadow rows and outbox")
 struct ShadowStorageTests {
     @Test("A value SQLite refuses to bind stops the statement: the row is not written with the previous row's value")
-    func refusedBindingStops() throws {
+    func refusedBindingStops() async throws {
         let queue = try DatabaseQueue()
-        try queue.write { db in
+        try await queue.write { db in
             try db.execute(sql: "CREATE TABLE t (n INTEGER, v TEXT)")
             // Texts over 100 bytes are refused on this connection, as texts past SQLite's length limit are.
             sqlite3_limit(db.sqliteConnection, SQLITE_LIMIT_LENGTH, 100)
@@ -41,13 +41,13 @@ struct ShadowStorageTests {
     }
 
     @Test("Replacing a record is refused, and nothing is written")
-    func replaceRefused() throws {
+    func replaceRefused() async throws {
         let replica = try makeReplica()
         let id = try replica.put("subjects", ["screening_no": .text("S01-001"), "sex": .text("F")])
-        let before = try #require(try replica.outboxBatch(limit: 10))
+        let before = try #require(try await replica.sync.outboxBatch(limit: 10))
 
-        let error = #expect(throws: DatabaseError.self) {
-            try replica.writer.write { db in
+        let error = await #expect(throws: DatabaseError.self) {
+            try await replica.writer.write { db in
                 try db.execute(sql: "INSERT OR REPLACE INTO subjects (id, site_id, screening_no, sex) VALUES (?, 'S01', 'S01-009', 'M')", arguments: [id])
             }
         }
@@ -56,13 +56,13 @@ struct ShadowStorageTests {
         let stored = try #require(try replica.get("subjects", id: id))
         #expect(stored["sex"] == .text("F"))
         #expect(stored["screening_no"] == .text("S01-001"))
-        let after = try #require(try replica.outboxBatch(limit: 10))
+        let after = try #require(try await replica.sync.outboxBatch(limit: 10))
         #expect(after.lastSeq == before.lastSeq)
         #expect(try OutboxAudit(replica).mismatches == [])
     }
 
     @Test("The outbox holds exactly the records changed here since they were pushed", arguments: [1, 2, 3] as [UInt64])
-    func outboxFollowsEveryWrite(seed: UInt64) throws {
+    func outboxFollowsEveryWrite(seed: UInt64) async throws {
         var random = SeededGenerator(seed: seed)
         let replica = try makeReplica()
         var dirty: Set<String> = []
@@ -94,17 +94,17 @@ struct ShadowStorageTests {
                 let id = ids.isEmpty || random.next() % 2 == 0 ? "remote-\(step)" : ids[Int(random.next() % UInt64(ids.count))]
                 let milliseconds = nowMilliseconds() + (random.next() % 2 == 0 ? 60_000 : -60_000)
                 pulled += 1
-                try replica.apply(pulledSubject(id: id, status: "screen_failed", milliseconds: milliseconds, cursor: pulled))
+                try await replica.sync.apply(pulledSubject(id: id, status: "screen_failed", milliseconds: milliseconds, cursor: pulled))
                 if id.hasPrefix("remote-") { ids.append(id) }
             case 7, 8:
                 // A push of the oldest changes, with some of its records edited while it travels.
-                guard let batch = try replica.outboxBatch(limit: Int(random.next() % 20) + 1) else { break }
+                guard let batch = try await replica.sync.outboxBatch(limit: Int(random.next() % 20) + 1) else { break }
                 let pushed = Set(batch.request.groups.flatMap { $0.rows.map(\.id) })
                 var editedDuringPush: Set<String> = []
                 for id in pushed where random.next() % 4 == 0 {
                     if try edit(id, &random) { editedDuringPush.insert(id) }
                 }
-                try replica.acknowledge(batch, PushResponse(acked: batch.lastSeq, applied: batch.count, conflicts: 0, hlc: .zero))
+                try await replica.sync.acknowledge(batch, PushResponse(acked: batch.lastSeq, applied: batch.count, conflicts: 0, hlc: .zero))
                 dirty.subtract(pushed.subtracting(editedDuringPush))
             default:
                 break
@@ -113,7 +113,7 @@ struct ShadowStorageTests {
             try #require(mismatches == [], "seed \(seed), step \(step)")
         }
         // The outbox would push every record still changed, once, oldest write first.
-        let batch = try replica.outboxBatch(limit: 1000)
+        let batch = try await replica.sync.outboxBatch(limit: 1000)
         let rows = batch?.request.groups.flatMap(\.rows) ?? []
         #expect(Set(rows.map(\.id)) == dirty)
         #expect(rows.count == dirty.count)
@@ -122,7 +122,7 @@ struct ShadowStorageTests {
     }
 
     @Test("A replica written with the first shadow layout keeps its outbox, stamps and tracking when upgraded")
-    func upgradeFromFirstLayout() throws {
+    func upgradeFromFirstLayout() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -162,7 +162,7 @@ struct ShadowStorageTests {
 
         // The outbox is what it was: s1 whole, s2's status on its pulled base, in write order.
         #expect(try replica.pendingCount() == 2)
-        let batch = try #require(try replica.outboxBatch(limit: 10))
+        let batch = try #require(try await replica.sync.outboxBatch(limit: 10))
         #expect(batch.rows.map(\.row.id) == ["s1", "s2"])
         #expect(batch.rows[0].row.bases == nil)
         #expect(batch.rows[0].group.user == "A. Rivera")
@@ -182,11 +182,11 @@ struct ShadowStorageTests {
         // Tracking works on the new layout: an insert, and an edit based on the migrated stamp.
         try replica.put("adverse_events", id: "ae1", ["grade": .integer(2)], reason: "Corrected from the source document")
         let ae2 = try replica.put("adverse_events", ["subject_id": .text("s1"), "term": .text("Fatigue"), "grade": .integer(1)])
-        let next = try #require(try replica.outboxBatch(limit: 10, after: batch.lastSeq))
+        let next = try #require(try await replica.sync.outboxBatch(limit: 10, after: batch.lastSeq))
         #expect(Set(next.rows.map(\.row.id)) == ["ae1", ae2])
         #expect(next.base("grade", of: "ae1") == .some(Version(hlc: h1, replica: "old-replica")))
         #expect(try OutboxAudit(replica).mismatches == [])
-        #expect(try replica.writer.read { db in try db.tableExists("_sitesync_records") } == false)
+        #expect(try await replica.writer.read { db in try db.tableExists("_sitesync_records") } == false)
     }
 }
 

@@ -19,3 +19,9 @@ extension OutboxBatch {
         return .some(row.base(at: index))
     }
 }
+
+extension Replica {
+    /// The sync engine's view of this replica (``ReplicaSync``), for tests that step through a sync
+    /// by hand: read the outbox, acknowledge a push, apply a pull.
+    package var sync: ReplicaSync { ReplicaSync(self) }
+}
