@@ -32,7 +32,7 @@ extension Replica {
             let acked = HLC(rawValue: try Int64.fetchOne(db, sql: "SELECT acked FROM _sitesync_meta") ?? 0)
             if acked > limit {
                 throw ReplicaError.invalidArgument(
-                    "The server acknowledged changes this replica stamped \(Replica.isoTime(acked)), beyond the wall clock; its sequence numbers cannot be set back. Run `sitesync init --rejoin`, which enrols this file as a new replica and pushes its pending changes under it."
+                    "The server acknowledged changes this replica stamped \(acked.iso8601), beyond the wall clock; its sequence numbers cannot be set back. Run `sitesync init --rejoin`, which enrols this file as a new replica and pushes its pending changes under it."
                 )
             }
             let future = try Row.fetchAll(
@@ -47,7 +47,7 @@ extension Replica {
                 arguments: [limit.rawValue]
             )
             guard stored > limit || state.clock.current > limit || !future.isEmpty else {
-                return ClockReset(wasAhead: false, clock: Replica.isoTime(state.clock.current), restamped: 0)
+                return ClockReset(wasAhead: false, clock: state.clock.current.iso8601, restamped: 0)
             }
             // The clock restarts above everything this replica must stay ahead of that is not in the future.
             let floor =
@@ -81,7 +81,7 @@ extension Replica {
                 )
             }
             try db.execute(sql: "UPDATE _sitesync_clock SET hlc = ?", arguments: [state.clock.current.rawValue])
-            return ClockReset(wasAhead: true, clock: Replica.isoTime(state.clock.current), restamped: future.count)
+            return ClockReset(wasAhead: true, clock: state.clock.current.iso8601, restamped: future.count)
         }
     }
 }

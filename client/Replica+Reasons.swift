@@ -43,7 +43,7 @@ extension Replica {
                 let fields = order.filter { reasons[$0] == ReasonForChange.writtenOutsideLibrary }
                 let stamps = try FieldStamps(row: row, startingAt: 3)
                 let latest = fields.map { stamps[$0].version.hlc }.max() ?? stamps.base.version.hlc
-                return UnexplainedChange(table: table, id: row[1], fields: fields, changedAt: Self.isoTime(latest))
+                return UnexplainedChange(table: table, id: row[1], fields: fields, changedAt: latest.iso8601)
             }
         }
     }

@@ -101,7 +101,7 @@ extension Replica {
                 )
                 try recordReason(db, why, table: table.name, id: conflict.recordID, fields: [conflict.field])
             }
-            let resolution = Conflict.Resolution(decision: choice.decision, reviewer: identity.user, reason: reason, resolvedAt: Timestamp.now())
+            let resolution = Conflict.Resolution(decision: choice.decision, reviewer: identity.user, reason: reason, resolvedAt: state.clock.now)
             _ = try write(
                 db, identity: identity, table: TableSchema.conflicts.name, id: id,
                 [
@@ -144,7 +144,7 @@ extension Replica {
                     ))
             }
             var entries = byStamp.sorted { $0.key.version < $1.key.version }.map { stamp, changes in
-                HistoryEntry.change(at: Self.isoTime(stamp.version.hlc), user: stamp.user, replica: stamp.version.replica, changes: changes)
+                HistoryEntry.change(at: stamp.version.hlc.iso8601, user: stamp.user, replica: stamp.version.replica, changes: changes)
             }
             for conflict in resolved {
                 guard let resolution = conflict.resolution else { continue }
@@ -156,9 +156,5 @@ extension Replica {
             }
             return RecordHistory(source: "replica", table: table, recordID: id, entries: entries)
         }
-    }
-
-    static func isoTime(_ hlc: HLC) -> String {
-        Date(timeIntervalSince1970: Double(hlc.milliseconds) / 1000).formatted(.iso8601)
     }
 }

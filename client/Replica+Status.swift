@@ -63,7 +63,7 @@ extension ReplicaSync {
     /// Records that a sync round completed now.
     package func recordSyncCompleted() async throws {
         try await writer.write { db in
-            try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [Timestamp.now()])
+            try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [state.clock.now])
         }
     }
 

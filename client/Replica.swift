@@ -162,7 +162,7 @@ public struct Replica: Sendable {
                     INSERT INTO _sitesync_meta (id, replica_id, site, user, server_url, token, cursor, created_at)
                     VALUES (1, ?, ?, ?, ?, ?, '{}', ?)
                     """,
-                arguments: [identity.replicaID, site, user, serverURL.absoluteString, token, Timestamp.now()]
+                arguments: [identity.replicaID, site, user, serverURL.absoluteString, token, state.clock.now]
             )
             try installTracking(db)
             return identity
@@ -196,9 +196,4 @@ public struct Replica: Sendable {
         guard let identity = state.current else { throw ReplicaError.notInitialized }
         return identity
     }
-}
-
-/// ISO 8601 timestamps as stored and shown.
-enum Timestamp {
-    static func now() -> String { Date().formatted(.iso8601) }
 }

@@ -88,7 +88,7 @@ struct Conflicts: AsyncParsableCommand {
             let sides = [
                 ["", "kept (winner)", "overwritten (loser)"],
                 ["value", conflict.winner.value.shown, conflict.loser.value.shown],
-                ["written at", HLCText.time(conflict.winner.hlc), HLCText.time(conflict.loser.hlc)],
+                ["written at", conflict.winner.hlc.iso8601, conflict.loser.hlc.iso8601],
                 ["user", conflict.winner.user ?? "", conflict.loser.user ?? ""],
                 ["replica", conflict.winner.replica, conflict.loser.replica],
             ]
@@ -210,12 +210,5 @@ struct History: AsyncParsableCommand {
                 default: return cell
                 }
             })
-    }
-}
-
-/// HLC timestamps shown as times.
-enum HLCText {
-    static func time(_ hlc: HLC) -> String {
-        Date(timeIntervalSince1970: Double(hlc.milliseconds) / 1000).formatted(.iso8601)
     }
 }

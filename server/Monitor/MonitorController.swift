@@ -237,7 +237,7 @@ struct MonitorController {
             func side(_ side: Conflict.Side) -> MonitorPages.Conflict.Side {
                 MonitorPages.Conflict.Side(
                     value: Self.text(side.value), user: side.user ?? "an unknown user", replica: side.replica,
-                    time: Self.time(Date(timeIntervalSince1970: Double(side.hlc.milliseconds) / 1000).formatted(.iso8601)))
+                    time: Self.time(side.hlc.iso8601))
             }
             let resolution = conflict.resolution.map { resolution in
                 MonitorPages.Conflict.Resolution(
