@@ -4,7 +4,6 @@ import SiteSyncCore
 import SiteSyncSQLite
 
 extension Replica {
-
     /// Gives this file a new replica id, for a copy of a replica's file (or a restored backup) that
     /// the server refused: the pending changes are stamped with the new id and pushed under it, the
     /// pull starts over so that the changes the copies made under the shared id arrive here too,
@@ -113,11 +112,6 @@ extension ReplicaSync {
         return identity
     }
 
-    /// The greatest sequence number the server acknowledged, when this replica knows it.
-    package func knownAcked() async throws -> HLC? {
-        try await writer.read { db in try Int64.fetchOne(db, sql: "SELECT acked FROM _sitesync_meta").map(HLC.init(rawValue:)) }
-    }
-
     /// Records that `request` is about to be sent, and returns it with what the server needs to
     /// tell this replica from a copy of its file: the last acknowledged sequence number, and every
     /// push sent since without an answer (``PushRequest/sent``), this one included.
@@ -139,7 +133,7 @@ extension ReplicaSync {
 
     /// Records an answered push inside its acknowledgement: the server's acknowledged sequence
     /// number, and that this push and the ones before it are answered.
-    package func recordAnswer(_ db: Database, fingerprint: String, acked: HLC) throws {
+    func recordAnswer(_ db: Database, fingerprint: String, acked: HLC) throws {
         let sent = try ShadowJSON.decode([String].self, String.fetchOne(db, sql: "SELECT unconfirmed FROM _sitesync_meta")) ?? []
         let remaining = sent.firstIndex(of: fingerprint).map { Array(sent[($0 + 1)...]) } ?? sent
         try db.execute(

@@ -60,17 +60,27 @@ extension Replica {
 }
 
 extension ReplicaSync {
-    /// Records that a sync round completed now.
-    package func recordSyncCompleted() async throws {
+    /// Records that a sync round completed now; returns the changes still waiting for a reason
+    /// (``Replica/unexplainedChanges()``), read in the same transaction.
+    package func recordSyncCompleted() async throws -> Int {
         try await writer.write { db in
             try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [state.clock.now])
+            return try Replica.unexplainedCount(db)
         }
     }
 
-    /// What this laptop tells the server about itself at a sync (`ReplicaReport`): its changes not
-    /// yet pushed, `build`, its wall clock now and its user; nil before the replica is initialised.
-    package func report(build: String) async throws -> ReplicaReport? {
-        guard let identity else { return nil }
-        return ReplicaReport(pending: try await writer.read(Replica.pendingCount), build: build, clock: state.clock.wallMilliseconds, user: identity.user)
+    /// A pull of at most `limit` records from the cursor of the last pulled batch, with what this
+    /// laptop tells the server about itself (``ReplicaReport``: its changes not yet pushed, `build`,
+    /// its wall clock now and its user), and, with `acked`, the greatest sequence number the server
+    /// acknowledged, by which it tells this file from a copy: all read in one transaction.
+    package func pullRequest(limit: Int, wait: Int? = nil, acked: Bool, build: String) async throws -> PullRequest {
+        let identity = identity
+        let (cursor, known, pending) = try await writer.read { db in
+            let meta = try Row.fetchOne(db, sql: "SELECT cursor, acked FROM _sitesync_meta")
+            let cursor = try ShadowJSON.decode([String: Int64].self, meta?["cursor"]) ?? [:]
+            return (cursor, (meta?["acked"] as Int64?).map(HLC.init(rawValue:)), try Replica.pendingCount(db))
+        }
+        let report = identity.map { ReplicaReport(pending: pending, build: build, clock: state.clock.wallMilliseconds, user: $0.user) }
+        return PullRequest(cursor: cursor, limit: limit, replica: identity?.replicaID, acked: acked ? known : nil, wait: wait, report: report)
     }
 }

@@ -17,6 +17,7 @@ package struct ReplicaSync: Sendable {
         self.replica = replica
     }
 
+    // What the sync state's methods read of the replica.
     var writer: any DatabaseWriter { replica.writer }
     var schema: Schema { replica.schema }
     var state: ReplicaState { replica.state }

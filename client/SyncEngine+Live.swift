@@ -245,10 +245,7 @@ extension SyncEngine {
             }
             let asked = ContinuousClock.now
             do {
-                let probe = PullRequest(
-                    cursor: try await sync.cursor(), limit: 1, replica: identity.replicaID, wait: live.pullWait,
-                    report: try await sync.report(build: configuration.build)
-                )
+                let probe = try await sync.pullRequest(limit: 1, wait: live.pullWait, acked: false, build: configuration.build)
                 let page = try await transport.pull(probe)
                 if failing {
                     failing = false

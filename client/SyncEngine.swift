@@ -153,8 +153,7 @@ public struct SyncEngine: Sendable {
             report.pulled += try await pullInTurn()
             if try await sync.sendableCount() == 0 { break }
         }
-        report.awaitingReason = try await replica.writer.read(Replica.unexplainedCount)
-        try await sync.recordSyncCompleted()
+        report.awaitingReason = try await sync.recordSyncCompleted()
         logger.info(
             "sync completed", metadata: ["sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"])
         return report
@@ -224,10 +223,7 @@ public struct SyncEngine: Sendable {
             received += response.groups.reduce(0) { $0 + $1.rows.count }
             configuration.progress?(SyncProgress(phase: .pull, done: received, total: nil))
         }
-        var request = PullRequest(
-            cursor: try await sync.cursor(), limit: configuration.pullBatchSize, replica: replica.identity?.replicaID, acked: try await sync.knownAcked(),
-            report: try await sync.report(build: configuration.build)
-        )
+        var request = try await sync.pullRequest(limit: configuration.pullBatchSize, acked: true, build: configuration.build)
         let first = request
         var response = try await withRetry("pull") { try await transport.pull(first) }
         while true {
