@@ -58,12 +58,3 @@ public struct Style: Sendable {
     public func green(_ text: String) -> String { wrap("32", text) }
     public func yellow(_ text: String) -> String { wrap("33", text) }
 }
-
-/// A duration in the largest two units that matter: `4 d 2 h`, `3 h 12 min`, `40 s`.
-public func describeDuration(_ seconds: Int) -> String {
-    let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3_600, seconds % 3_600 / 60)
-    if days > 0 { return hours > 0 ? "\(days) d \(hours) h" : "\(days) d" }
-    if hours > 0 { return minutes > 0 ? "\(hours) h \(minutes) min" : "\(hours) h" }
-    if minutes > 0 { return "\(minutes) min" }
-    return "\(seconds) s"
-}

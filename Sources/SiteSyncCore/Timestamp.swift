@@ -24,3 +24,13 @@ extension HybridLogicalClock {
     /// last sync, a resolution), by the same clock that stamps its writes.
     public var now: String { Timestamp.iso8601(milliseconds: wallMilliseconds) }
 }
+
+/// A duration in the largest two units that matter: `4 d 2 h`, `3 h 12 min`, `40 s`; how both
+/// command-line tools and the monitoring page show an age or a limit.
+public func describeDuration(_ seconds: Int) -> String {
+    let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3_600, seconds % 3_600 / 60)
+    if days > 0 { return hours > 0 ? "\(days) d \(hours) h" : "\(days) d" }
+    if hours > 0 { return minutes > 0 ? "\(hours) h \(minutes) min" : "\(hours) h" }
+    if minutes > 0 { return "\(minutes) min" }
+    return "\(seconds) s"
+}

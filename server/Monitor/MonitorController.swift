@@ -290,19 +290,14 @@ struct MonitorController {
         return iso.prefix(10) + " " + iso.dropFirst(11).prefix(5)
     }
 
-    /// An age in seconds, as minutes, hours or days.
+    /// How long ago a laptop was last seen, from its age in seconds.
     static func age(_ seconds: Int) -> String {
-        switch seconds {
-        case ..<120: "just now"
-        case ..<7200: "\(seconds / 60) min"
-        case ..<172_800: "\(seconds / 3600) h"
-        default: "\(seconds / 86_400) d"
-        }
+        seconds < 60 ? "just now" : describeDuration(seconds)
     }
 
+    /// A limit, such as the staleness one.
     static func span(_ duration: Duration) -> String {
-        let seconds = Int(duration.components.seconds)
-        return seconds % 86_400 == 0 ? "\(seconds / 86_400) day(s)" : seconds % 3600 == 0 ? "\(seconds / 3600) hour(s)" : "\(seconds) s"
+        describeDuration(Int(duration.components.seconds))
     }
 
     /// A clock offset, signed, in the unit that reads best.
