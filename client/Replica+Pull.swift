@@ -6,9 +6,12 @@ import SiteSyncSQLite
 extension ReplicaSync {
     /// The per-site cursor of the last pulled batch.
     package func cursor() async throws -> [String: Int64] {
-        try await writer.read { db in
-            try ShadowJSON.decode([String: Int64].self, String.fetchOne(db, sql: "SELECT cursor FROM _sitesync_meta")) ?? [:]
-        }
+        try await writer.read(Self.cursor)
+    }
+
+    /// The per-site cursor of the last pulled batch, read in `db`.
+    static func cursor(_ db: Database) throws -> [String: Int64] {
+        try ShadowJSON.decode([String: Int64].self, String.fetchOne(db, sql: "SELECT cursor FROM _sitesync_meta")) ?? [:]
     }
 
     /// Applies a pulled batch and its cursor in one transaction; returns how many records changed.
@@ -47,7 +50,7 @@ extension ReplicaSync {
                 }
                 return changed
             }
-            var cursor = try ShadowJSON.decode([String: Int64].self, String.fetchOne(db, sql: "SELECT cursor FROM _sitesync_meta")) ?? [:]
+            var cursor = try Self.cursor(db)
             cursor.merge(response.cursor, uniquingKeysWith: max)
             try db.execute(sql: "UPDATE _sitesync_meta SET cursor = ?", arguments: [ShadowJSON.encode(cursor)])
             state.clock.receive(latest)

@@ -56,7 +56,6 @@ extension Replica {
             )
         }
     }
-
 }
 
 extension ReplicaSync {
@@ -76,9 +75,8 @@ extension ReplicaSync {
     package func pullRequest(limit: Int, wait: Int? = nil, acked: Bool, build: String) async throws -> PullRequest {
         let identity = identity
         let (cursor, known, pending) = try await writer.read { db in
-            let meta = try Row.fetchOne(db, sql: "SELECT cursor, acked FROM _sitesync_meta")
-            let cursor = try ShadowJSON.decode([String: Int64].self, meta?["cursor"]) ?? [:]
-            return (cursor, (meta?["acked"] as Int64?).map(HLC.init(rawValue:)), try Replica.pendingCount(db))
+            let acked = try Int64.fetchOne(db, sql: "SELECT acked FROM _sitesync_meta").map(HLC.init(rawValue:))
+            return (try Self.cursor(db), acked, try Replica.pendingCount(db))
         }
         let report = identity.map { ReplicaReport(pending: pending, build: build, clock: state.clock.wallMilliseconds, user: $0.user) }
         return PullRequest(cursor: cursor, limit: limit, replica: identity?.replicaID, acked: acked ? known : nil, wait: wait, report: report)

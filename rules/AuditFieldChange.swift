@@ -126,14 +126,6 @@ public struct AuditFilter: Sendable, Equatable {
     /// Only this record.
     public var record: String?
 
-    /// The conditions the filter sets, as an audit column, its comparison and its value: every
-    /// store selects by these.
-    package var conditions: [(column: String, comparison: String, value: String)] {
-        [("site_id", "=", site), ("received_at", ">=", since), ("tbl", "=", table), ("record_id", "=", record)].compactMap { column, comparison, value in
-            value.map { (column, comparison, $0) }
-        }
-    }
-
     /// Creates a filter; nil members do not filter.
     public init(site: String? = nil, since: String? = nil, table: String? = nil, record: String? = nil) {
         self.site = site

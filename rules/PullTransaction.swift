@@ -103,25 +103,26 @@ package struct PullTransaction: Sendable {
             }
             return nextPage()
         case (.records, .records(let records)?):
-            read = records
             // Sent without values: records whose every field the pulling replica wrote (it holds
             // them), and those of tables the client's schema does not have yet.
             var idsByTable: [String: [String]] = [:]
-            var tables: [TableSchema] = []
-            for record in records {
-                if record.stamps.overrides.isEmpty && record.stamps.base.version.replica == request.replica { continue }
-                guard let table = try? schema.table(record.table) else { continue }
-                if idsByTable[table.name] == nil { tables.append(table) }
-                idsByTable[table.name, default: []].append(record.id)
+            var names: [String] = []
+            for record in records where !(record.stamps.overrides.isEmpty && record.stamps.base.version.replica == request.replica) {
+                if idsByTable[record.table] == nil { names.append(record.table) }
+                idsByTable[record.table, default: []].append(record.id)
             }
-            guard !tables.isEmpty else { return take(read) }
+            let tables = names.compactMap { try? schema.table($0) }
+            guard !tables.isEmpty else { return take(records) }
+            read = records
             stage = .values
             return .readValues(tables.map { ($0, idsByTable[$0.name]!) })
         case (.values, .values(let values)?):
-            for index in read.indices {
-                read[index].values = values[RecordKey(table: read[index].table, id: read[index].id)]
+            var records = read
+            read = []
+            for index in records.indices {
+                records[index].values = values[RecordKey(table: records[index].table, id: records[index].id)]
             }
-            return take(read)
+            return take(records)
         default:
             preconditionFailure("PullTransaction: the answer \(String(describing: answer)) does not fit the step \(stage)")
         }
@@ -130,7 +131,6 @@ package struct PullTransaction: Sendable {
     /// Takes the records of the site being read into the page, as far as the limit and the byte
     /// budget allow, and goes on to the next site.
     private mutating func take(_ records: [PulledRecord]) -> Step {
-        read = []
         let site = sites[index]
         let from = cursor[site] ?? 0
         // Up to the limit, and while the budget lasts: a page of large text values stops early.

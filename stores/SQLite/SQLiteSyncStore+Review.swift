@@ -76,11 +76,12 @@ extension SQLiteSyncStore {
 
     public func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
         try await reading { db in
-            let conditions = filter.conditions
-            let clauses = conditions.map { "\($0.column) \($0.comparison) ?" }
-            let condition = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+            // Only the conditions the filter sets, so that SQLite picks the index they allow.
+            let conditions = [("site_id = ?", filter.site), ("received_at >= ?", filter.since), ("tbl = ?", filter.table), ("record_id = ?", filter.record)]
+                .compactMap { clause, value in value.map { (clause, $0) } }
+            let condition = conditions.isEmpty ? "" : "WHERE " + conditions.map(\.0).joined(separator: " AND ")
             let rows = try Row.fetchCursor(
-                db, sql: "SELECT * FROM audit \(condition) ORDER BY id", arguments: StatementArguments(conditions.map(\.value))
+                db, sql: "SELECT * FROM audit \(condition) ORDER BY id", arguments: StatementArguments(conditions.map(\.1))
             )
             while let row = try rows.next() {
                 for change in try AuditRow(row, schema: schema).fieldChanges { try body(change) }
