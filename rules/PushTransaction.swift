@@ -75,20 +75,16 @@ package struct WrittenValueKey: Hashable, Sendable {
 /// One push, applied as one transaction of any store, by the sync rules (docs/ARCHITECTURE.md,
 /// "The sync rules and the stores").
 ///
-/// The rules do no I/O. A store drives the transaction: it asks ``next(_:)`` what to do, does it
-/// inside its own database transaction, and answers with what it read, until the push is
-/// ``Step/finished(_:)``. Any error thrown, by the rules or the store, means the store rolls back
-/// and nothing is written.
+/// The rules do no I/O. The driver loop (`run(_:principal:in:)`, one for each
+/// kind of store transaction, in `Ports/TransactionSteps.swift`) asks ``next(_:)`` what to do, calls
+/// the store's method for it inside the store's own database transaction, and answers with what it
+/// read, until the push is ``Step/finished(_:)``. Any error thrown, by the rules or the store, means
+/// the store rolls back and nothing is written:
 ///
 /// ```swift
-/// var transaction = PushTransaction(push, principal: principal)
-/// var step = try transaction.next(nil)
-/// while true {
-///     switch step {
-///     case .lockReplica(let id): step = try transaction.next(.replica(lockReplica(id)))
-///     …
-///     case .finished(let outcome): return outcome
-///     }
+/// try await writing { db in
+///     var storage = PushSteps(store: self, db: db)  // a PushStorage
+///     return try PushTransaction.run(push, principal: principal, in: &storage)
 /// }
 /// ```
 ///
@@ -454,9 +450,8 @@ package struct PushTransaction: Sendable {
             user = checked.group.user
             var audit = PushWrites.AuditRow(
                 site: entry.site, table: table.name, recordID: row.id, user: checked.group.user, seq: row.seq,
-                fieldsJSON: checked.fieldsJSON, newValues: values, oldValues: nil,
-                hlcsJSON: row.hlcs.map(Self.json), basesJSON: row.bases.map(Self.json),
-                outcomes: "", reasonsJSON: checked.reasons[entry.row], conflictsJSON: nil
+                fields: checked.group.columns, newValues: values, oldValues: nil, hlcs: row.hlcs, bases: row.bases,
+                outcomes: [], reasons: checked.reasons[entry.row], conflicts: nil
             )
             switch entry.kind {
             case .created(let created, let stamps):
@@ -468,7 +463,7 @@ package struct PushTransaction: Sendable {
                     createdGroups[entry.group] = writes.created.count
                     writes.created.append(PushWrites.CreatedGroup(table: table, columns: createdColumns[entry.group]?.columns ?? [], records: [record]))
                 }
-                audit.outcomes = String(repeating: FieldOutcome.applied.rawValue, count: values.count)
+                audit.outcomes = Array(repeating: .applied, count: values.count)
             case .changed(let result):
                 if result.changesRecord {
                     var stamps = result.stamps
@@ -494,8 +489,8 @@ package struct PushTransaction: Sendable {
                         ))
                 }
                 audit.oldValues = result.previous
-                audit.outcomes = String(result.outcomes.map(\.rawValue))
-                audit.conflictsJSON = conflicts.map(Self.json)
+                audit.outcomes = result.outcomes
+                audit.conflicts = conflicts
             }
             outcome.fieldChanges += audit.newValues.count
             writes.audit.append(audit)
@@ -515,11 +510,6 @@ package struct PushTransaction: Sendable {
         let next = (heads[site] ?? 0) + 1
         heads[site] = next
         return next
-    }
-
-    private static func json(_ value: some Encodable) -> String {
-        // Arrays of HLCs, versions and optional strings always encode.
-        String(decoding: try! JSONEncoder().encode(value), as: UTF8.self)
     }
 
     /// The replica id and user the server stamps its own writes (the conflict log) with.
@@ -558,7 +548,8 @@ package struct PushWrites: Sendable {
         package var writes: [(field: String, value: FieldValue)]
     }
 
-    /// One row of the audit trail: one record's change as received.
+    /// One row of the audit trail: one record's change as received, one element per field in
+    /// every list. Each store encodes the lists in its own columns (docs/AUDIT.md).
     package struct AuditRow: Sendable {
         package var site: String
         package var table: String
@@ -566,17 +557,20 @@ package struct PushWrites: Sendable {
         package var user: String
         /// The replica's sequence number of the change.
         package var seq: HLC
-        /// The JSON array of the fields received.
-        package var fieldsJSON: String
+        /// The fields received, in the order they were sent.
+        package var fields: [String]
         package var newValues: [FieldValue]
         /// The values held before; nil for a created record.
         package var oldValues: [FieldValue]?
-        package var hlcsJSON: String?
-        package var basesJSON: String?
-        /// One letter per field (``FieldOutcome``).
-        package var outcomes: String
-        package var reasonsJSON: String?
-        package var conflictsJSON: String?
+        /// Each field's own stamp, when the row's fields were written at different times.
+        package var hlcs: [HLC]?
+        /// The version each field's edit was based on, when the replica sent them.
+        package var bases: [Version?]?
+        package var outcomes: [FieldOutcome]
+        /// The reasons for change given, trimmed.
+        package var reasons: [String?]?
+        /// The conflict each field's change caused, by id.
+        package var conflicts: [String?]?
     }
 
     /// A conflict to log: an ordinary record of the `conflicts` table, written by the server.

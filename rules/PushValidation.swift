@@ -48,11 +48,8 @@ package enum PushValidation {
         package var values: [[FieldValue]]
         /// Per row: the site the row names, when the group writes `site_id`.
         package var sites: [String?]
-        /// The JSON array of the group's field names, as the audit trail stores it.
-        package var fieldsJSON: String
-        /// Per row: the JSON array of its reasons for change, trimmed, as the audit trail stores
-        /// them; nil when the row gives none.
-        package var reasons: [String?]
+        /// Per row: its reasons for change, trimmed, one per field; nil when the row gives none.
+        package var reasons: [[String?]?]
     }
 
     package static func check(
@@ -106,7 +103,7 @@ package enum PushValidation {
             let sitePosition = group.columns.firstIndex(of: TableSchema.siteColumn)
             var rows: [[FieldValue]] = []
             var sites: [String?] = []
-            var reasons: [String?] = []
+            var reasons: [[String?]?] = []
             rows.reserveCapacity(group.rows.count)
             sites.reserveCapacity(group.rows.count)
             reasons.reserveCapacity(group.rows.count)
@@ -137,7 +134,7 @@ package enum PushValidation {
                 }
                 rows.append(normalized)
                 sites.append(site)
-                reasons.append(try row.reasons.map { try reasonsJSON($0, row: row, table: table, columns: group.columns) })
+                reasons.append(try row.reasons.map { try trimmed($0, row: row, table: table, columns: group.columns) })
                 guard row.seq > .zero else {
                     throw SyncRefusal.validation("Record \(row.id) of \(table.name) has a sequence number below 1.")
                 }
@@ -149,11 +146,7 @@ package enum PushValidation {
                 }
                 latest = max(latest, row.seq)
             }
-            let fieldsJSON = String(decoding: try JSONEncoder().encode(group.columns), as: UTF8.self)
-            checked.append(
-                CheckedGroup(
-                    group: group, table: table, values: rows, sites: sites, fieldsJSON: fieldsJSON, reasons: reasons
-                ))
+            checked.append(CheckedGroup(group: group, table: table, values: rows, sites: sites, reasons: reasons))
         }
         let ahead = latest.milliseconds - serverMilliseconds
         if ahead > maximumSkewMilliseconds {
@@ -164,8 +157,8 @@ package enum PushValidation {
         )
     }
 
-    /// A row's reasons for change, checked and trimmed, as a JSON array.
-    private static func reasonsJSON(_ reasons: [String?], row: ChangeRow, table: TableSchema, columns: [String]) throws -> String {
+    /// A row's reasons for change, checked and trimmed.
+    private static func trimmed(_ reasons: [String?], row: ChangeRow, table: TableSchema, columns: [String]) throws -> [String?] {
         var trimmed: [String?] = []
         trimmed.reserveCapacity(reasons.count)
         for (index, reason) in reasons.enumerated() {
@@ -179,6 +172,6 @@ package enum PushValidation {
                 throw SyncRefusal.validation("\(table.name).\(columns[index]): record \(row.id): \(problem.message)")
             }
         }
-        return String(decoding: try JSONEncoder().encode(trimmed), as: UTF8.self)
+        return trimmed
     }
 }

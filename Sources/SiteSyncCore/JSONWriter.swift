@@ -170,6 +170,42 @@ extension JSONWriter {
         writer.strings(strings)
         return String(decoding: writer.bytes, as: UTF8.self)
     }
+
+    /// A JSON array of strings and nulls as text.
+    public static func array(ofOptional strings: [String?]) -> String {
+        array(strings, capacity: 2 + strings.count * 24) { writer, text in
+            if let text { writer.string(text) } else { writer.null() }
+        }
+    }
+
+    /// A JSON array of HLCs as text, each its packed integer (as `HLC`'s `Codable` form).
+    public static func array(ofHLCs hlcs: [HLC]) -> String {
+        array(hlcs, capacity: 2 + hlcs.count * 18) { writer, hlc in writer.integer(hlc.rawValue) }
+    }
+
+    /// A JSON array of versions and nulls as text, each version `[hlc, replica]` (as `Version`'s
+    /// `Codable` form).
+    public static func array(ofVersions versions: [Version?]) -> String {
+        array(versions, capacity: 2 + versions.count * 48) { writer, version in
+            guard let version else { return writer.null() }
+            writer.byte(UInt8(ascii: "["))
+            writer.integer(version.hlc.rawValue)
+            writer.byte(UInt8(ascii: ","))
+            writer.string(version.replica)
+            writer.byte(UInt8(ascii: "]"))
+        }
+    }
+
+    private static func array<Element>(_ elements: [Element], capacity: Int, _ write: (inout JSONWriter, Element) -> Void) -> String {
+        var writer = JSONWriter(capacity: capacity)
+        writer.byte(UInt8(ascii: "["))
+        for (index, element) in elements.enumerated() {
+            if index > 0 { writer.byte(UInt8(ascii: ",")) }
+            write(&writer, element)
+        }
+        writer.byte(UInt8(ascii: "]"))
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
 }
 
 /// A value JSON cannot represent: an infinite or NaN number.

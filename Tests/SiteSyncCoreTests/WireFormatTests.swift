@@ -157,6 +157,19 @@ struct WireFormatTests {
         #expect(JSONWriter.array(of: []) == "[]")
     }
 
+    @Test("The audit trail's lists (reasons, stamps, bases) read back with JSONDecoder as written")
+    func auditArrays() throws {
+        func decoded<T: Decodable>(_ type: T.Type, _ text: String) throws -> T { try JSONDecoder().decode(T.self, from: Data(text.utf8)) }
+        let reasons: [String?] = ["Transcription error: 1/2 \"dose\"", nil, "ünïcode\n"]
+        #expect(try decoded([String?].self, JSONWriter.array(ofOptional: reasons)) == reasons)
+        let hlcs = [HLC(rawValue: 0), HLC(rawValue: 1 << 40 | 7), HLC(rawValue: .max)]
+        #expect(try decoded([HLC].self, JSONWriter.array(ofHLCs: hlcs)) == hlcs)
+        let bases: [Version?] = [Version(hlc: HLC(rawValue: 42), replica: "r-\"1\""), nil]
+        #expect(try decoded([Version?].self, JSONWriter.array(ofVersions: bases)) == bases)
+        #expect(JSONWriter.array(ofOptional: []) == "[]")
+        #expect(JSONWriter.array(ofVersions: [nil]) == "[null]")
+    }
+
     @Test("Infinite and NaN values cannot be written")
     func nonFinite() {
         let push = PushRequest(

@@ -32,42 +32,55 @@ struct PushStepOrderTests {
         )
     }
 
-    /// Drives one push to its end, answering each step from `memory`.
-    private func drive(_ push: CheckedPush, principal: Principal, memory: Memory) throws -> Run {
-        var transaction = PushTransaction(push, principal: principal)
+    /// A store answering each step from memory and recording the order of the steps.
+    private struct RecordingStorage: PushStorage {
+        var memory: Memory
         var run = Run()
-        var step = try transaction.next(nil)
-        while true {
-            switch step {
-            case .lockReplica:
-                run.steps.append("lockReplica")
-                step = try transaction.next(.replica(memory.replica))
-            case .readSites(let keys):
-                run.steps.append("readSites")
-                step = try transaction.next(.sites(memory.sites.filter { keys.contains($0.key) }))
-            case .lockHeads(let sites):
-                run.steps.append("lockHeads")
-                run.heads.append(sites)
-                step = try transaction.next(.heads(Dictionary(uniqueKeysWithValues: sites.map { ($0, 0) })))
-            case .readRecords(let keys):
-                run.steps.append("readRecords")
-                step = try transaction.next(.records(memory.records.filter { keys.contains($0.key) }))
-            case .readWrittenValues(let keys):
-                run.steps.append("readWrittenValues")
-                step = try transaction.next(.writtenValues(memory.written.filter { keys.contains($0.key) }))
-            case .readLoggedConflicts:
-                run.steps.append("readLoggedConflicts")
-                step = try transaction.next(.loggedConflicts([]))
-            case .write(let writes):
-                run.steps.append("write")
-                run.write = writes
-                step = try transaction.next(.written)
-            case .finished(let outcome):
-                run.steps.append("finished")
-                run.outcome = outcome
-                return run
-            }
+
+        mutating func lockReplica(_ replica: String) throws -> StoredReplica? {
+            run.steps.append("lockReplica")
+            return memory.replica
         }
+
+        mutating func sites(of keys: [RecordKey]) throws -> [RecordKey: String] {
+            run.steps.append("readSites")
+            return memory.sites.filter { keys.contains($0.key) }
+        }
+
+        mutating func lockHeads(_ sites: [String]) throws -> [String: Int64] {
+            run.steps.append("lockHeads")
+            run.heads.append(sites)
+            return Dictionary(uniqueKeysWithValues: sites.map { ($0, 0) })
+        }
+
+        mutating func records(_ keys: [RecordKey]) throws -> [RecordKey: ServerRecord] {
+            run.steps.append("readRecords")
+            return memory.records.filter { keys.contains($0.key) }
+        }
+
+        mutating func writtenValues(_ keys: [WrittenValueKey]) throws -> [WrittenValueKey: FieldValue] {
+            run.steps.append("readWrittenValues")
+            return memory.written.filter { keys.contains($0.key) }
+        }
+
+        mutating func loggedConflicts(_ ids: [String]) throws -> Set<String> {
+            run.steps.append("readLoggedConflicts")
+            return []
+        }
+
+        mutating func write(_ writes: PushWrites) throws {
+            run.steps.append("write")
+            run.write = writes
+        }
+    }
+
+    /// Drives one push to its end through the stores' driver loop, answering each step from `memory`.
+    private func drive(_ push: CheckedPush, principal: Principal, memory: Memory) throws -> Run {
+        var storage = RecordingStorage(memory: memory)
+        let outcome = try PushTransaction.run(push, principal: principal, in: &storage)
+        storage.run.steps.append("finished")
+        storage.run.outcome = outcome
+        return storage.run
     }
 
     @Test("New records of two sites: the replica is locked first, then both sites' heads in site order, then everything is written once")
@@ -124,6 +137,13 @@ struct PushStepOrderTests {
         let losers: [FieldValue]? = run.write?.conflicts.map { $0.entry.loser.value }
         #expect(losers == [.text("withdrawn")])
         #expect(run.outcome?.conflicts == 1)
+        // The audit row as the rules hand it to the store: typed, one element per field sent.
+        let audit = try #require(run.write?.audit.first)
+        #expect(audit.fields == ["status"])
+        #expect(audit.oldValues == [.text("enrolled")])
+        #expect(audit.outcomes == [.superseded])
+        #expect(audit.bases == [created.version])
+        #expect(audit.conflicts == [run.write?.conflicts.first?.entry.id])
     }
 
     @Test("A batch the replica's state covers already is answered without a lock of any site or a write; another copy of the file is refused at the replica")

@@ -11,26 +11,34 @@ extension PostgresSyncStore {
             // bulk push, before autovacuum has analysed the table, the planner takes a site's new
             // rows for a handful, and sorts all of them instead: fifty times slower per page.
             try await connection.execute("SET LOCAL enable_sort = off")
-            var transaction = PullTransaction(request, principal: principal, schema: schema, byteBudget: byteBudget)
-            var step = try transaction.next(nil)
-            while true {
-                switch step {
-                case .readSites:
-                    var sites: [String] = []
-                    for try await site in try await connection.query("SELECT site_id FROM sites ORDER BY site_id").decode(String.self) {
-                        sites.append(site)
-                    }
-                    step = try transaction.next(.sites(sites))
-                case .readReplica(let replica):
-                    step = try transaction.next(.replica(try await Self.replicaState(connection, replica, lock: false, logger: self.logger)))
-                case .readRecords(let site, let after, let limit):
-                    step = try transaction.next(.records(try await Self.records(connection, site: site, after: after, limit: limit)))
-                case .readValues(let tables):
-                    step = try transaction.next(.values(try await Self.values(connection, tables)))
-                case .finished(let batch):
-                    return batch
-                }
+            var storage = PullSteps(store: self, connection: connection)
+            return try await PullTransaction.run(request, principal: principal, schema: schema, byteBudget: byteBudget, in: &storage)
+        }
+    }
+
+    /// The statements of a pull page's steps, on the read transaction's connection.
+    private struct PullSteps: AsyncPullStorage {
+        let store: PostgresSyncStore
+        let connection: PostgresTransaction
+
+        func sites() async throws -> [String] {
+            var sites: [String] = []
+            for try await site in try await connection.query("SELECT site_id FROM sites ORDER BY site_id").decode(String.self) {
+                sites.append(site)
             }
+            return sites
+        }
+
+        func replicaState(_ replica: String) async throws -> StoredReplica? {
+            try await PostgresSyncStore.replicaState(connection, replica, lock: false, logger: store.logger)
+        }
+
+        func records(site: String, after: Int64, limit: Int) async throws -> [PullTransaction.PulledRecord] {
+            try await PostgresSyncStore.records(connection, site: site, after: after, limit: limit)
+        }
+
+        func values(_ tables: [(table: TableSchema, ids: [String])]) async throws -> [RecordKey: [FieldValue]] {
+            try await PostgresSyncStore.values(connection, tables)
         }
     }
 

@@ -13,36 +13,47 @@ extension PostgresSyncStore {
     /// whatever its size.
     public func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome {
         try await transaction { connection in
-            var transaction = PushTransaction(push, principal: principal)
-            var step = try transaction.next(nil)
-            var sites: [String] = []
-            while true {
-                switch step {
-                case .lockReplica(let replica):
-                    step = try transaction.next(.replica(try await self.lockReplica(connection, replica, at: push.receivedAt)))
-                case .readSites(let keys):
-                    step = try transaction.next(.sites(try await self.sites(connection, keys)))
-                case .lockHeads(let locked):
-                    sites = locked
-                    step = try transaction.next(.heads(try await self.lockHeads(connection, locked)))
-                case .readRecords(let keys):
-                    step = try transaction.next(.records(try await self.readRecords(connection, keys)))
-                case .readWrittenValues(let keys):
-                    step = try transaction.next(.writtenValues(try await self.writtenValues(connection, keys)))
-                case .readLoggedConflicts(let ids):
-                    var logged = Set<String>()
-                    for try await id in try await connection.query("SELECT id FROM conflicts WHERE id = ANY(\(ids))").decode(String.self) {
-                        logged.insert(id)
-                    }
-                    step = try transaction.next(.loggedConflicts(logged))
-                case .write(let writes):
-                    try await self.write(connection, writes, sites: sites)
-                    try await self.beforeCommit?(writes)
-                    step = try transaction.next(.written)
-                case .finished(let outcome):
-                    return outcome
-                }
+            var storage = PushSteps(store: self, connection: connection, receivedAt: push.receivedAt)
+            return try await PushTransaction.run(push, principal: principal, in: &storage)
+        }
+    }
+
+    /// The statements of a push's steps, on the transaction's connection.
+    private struct PushSteps: AsyncPushStorage {
+        let store: PostgresSyncStore
+        let connection: PostgresTransaction
+        let receivedAt: String
+        /// The sites whose heads the push locked: the heads it writes.
+        var lockedSites: [String] = []
+
+        func lockReplica(_ replica: String) async throws -> StoredReplica? {
+            try await store.lockReplica(connection, replica, at: receivedAt)
+        }
+
+        func sites(of keys: [RecordKey]) async throws -> [RecordKey: String] { try await store.sites(connection, keys) }
+
+        mutating func lockHeads(_ sites: [String]) async throws -> [String: Int64] {
+            lockedSites = sites
+            return try await store.lockHeads(connection, sites)
+        }
+
+        func records(_ keys: [RecordKey]) async throws -> [RecordKey: ServerRecord] { try await store.readRecords(connection, keys) }
+
+        func writtenValues(_ keys: [WrittenValueKey]) async throws -> [WrittenValueKey: FieldValue] {
+            try await store.writtenValues(connection, keys)
+        }
+
+        func loggedConflicts(_ ids: [String]) async throws -> Set<String> {
+            var logged = Set<String>()
+            for try await id in try await connection.query("SELECT id FROM conflicts WHERE id = ANY(\(ids))").decode(String.self) {
+                logged.insert(id)
             }
+            return logged
+        }
+
+        func write(_ writes: PushWrites) async throws {
+            try await store.write(connection, writes, sites: lockedSites)
+            try await store.beforeCommit?(writes)
         }
     }
 
@@ -236,14 +247,14 @@ extension PostgresSyncStore {
                 rows[2].append(row.recordID)
                 rows[3].append(row.user)
                 rows[4].append(row.seq.rawValue)
-                rows[5].append(row.fieldsJSON)
+                rows[5].append(JSONWriter.array(of: row.fields))
                 rows[6].append(Self.jsonArray(row.newValues))
                 rows[7].append(row.oldValues.map(Self.jsonArray))
-                rows[8].append(row.hlcsJSON)
-                rows[9].append(row.basesJSON)
-                rows[10].append(row.outcomes)
-                rows[11].append(row.reasonsJSON)
-                rows[12].append(row.conflictsJSON)
+                rows[8].append(row.hlcs.map(JSONWriter.array(ofHLCs:)))
+                rows[9].append(row.bases.map(JSONWriter.array(ofVersions:)))
+                rows[10].append(String(row.outcomes.map(\.rawValue)))
+                rows[11].append(row.reasons.map(JSONWriter.array(ofOptional:)))
+                rows[12].append(row.conflicts.map(JSONWriter.array(ofOptional:)))
             }
             // In the batch's order, so that the audit ids follow it.
             statement.add(

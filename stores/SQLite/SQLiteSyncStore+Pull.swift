@@ -7,23 +7,21 @@ extension SQLiteSyncStore {
     /// Reads a pull page in one read transaction, doing the reads each step of ``PullTransaction`` asks for.
     public func pull(_ request: PullRequest, principal: Principal, schema: Schema, byteBudget: Int) async throws -> PullBatch {
         try await reading { db in
-            var transaction = PullTransaction(request, principal: principal, schema: schema, byteBudget: byteBudget)
-            var step = try transaction.next(nil)
-            while true {
-                switch step {
-                case .readSites:
-                    step = try transaction.next(.sites(try String.fetchAll(db, sql: "SELECT site_id FROM sites ORDER BY site_id")))
-                case .readReplica(let replica):
-                    step = try transaction.next(.replica(try Self.replicaState(db, replica)))
-                case .readRecords(let site, let after, let limit):
-                    step = try transaction.next(.records(try Self.records(db, site: site, after: after, limit: limit)))
-                case .readValues(let tables):
-                    step = try transaction.next(.values(try Self.values(db, tables)))
-                case .finished(let batch):
-                    return batch
-                }
-            }
+            var storage = PullSteps(db: db)
+            return try PullTransaction.run(request, principal: principal, schema: schema, byteBudget: byteBudget, in: &storage)
         }
+    }
+
+    /// The reads of a pull page's steps, in the read transaction open on `db`.
+    private struct PullSteps: PullStorage {
+        let db: Database
+
+        func sites() throws -> [String] { try String.fetchAll(db, sql: "SELECT site_id FROM sites ORDER BY site_id") }
+        func replicaState(_ replica: String) throws -> StoredReplica? { try SQLiteSyncStore.replicaState(db, replica) }
+        func records(site: String, after: Int64, limit: Int) throws -> [PullTransaction.PulledRecord] {
+            try SQLiteSyncStore.records(db, site: site, after: after, limit: limit)
+        }
+        func values(_ tables: [(table: TableSchema, ids: [String])]) throws -> [RecordKey: [FieldValue]] { try SQLiteSyncStore.values(db, tables) }
     }
 
     /// The records of `site` after `after`, in sequence order, with their stamps.

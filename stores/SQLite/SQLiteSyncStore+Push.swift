@@ -10,30 +10,26 @@ extension SQLiteSyncStore {
     /// SQLite has one writer, so the locks the steps ask for are held by the write transaction itself.
     public func push(_ push: CheckedPush, principal: Principal) async throws -> PushOutcome {
         try await writing { db in
-            var transaction = PushTransaction(push, principal: principal)
-            var step = try transaction.next(nil)
-            while true {
-                switch step {
-                case .lockReplica(let replica):
-                    step = try transaction.next(.replica(try Self.replicaState(db, replica)))
-                case .readSites(let keys):
-                    step = try transaction.next(.sites(try Self.sites(db, keys)))
-                case .lockHeads(let sites):
-                    step = try transaction.next(.heads(try Self.heads(db, sites)))
-                case .readRecords(let keys):
-                    step = try transaction.next(.records(try readRecords(db, keys)))
-                case .readWrittenValues(let keys):
-                    step = try transaction.next(.writtenValues(try writtenValues(db, keys)))
-                case .readLoggedConflicts(let ids):
-                    step = try transaction.next(.loggedConflicts(try Self.loggedConflicts(db, ids)))
-                case .write(let writes):
-                    try write(db, writes)
-                    db.boundStatementCache()
-                    step = try transaction.next(.written)
-                case .finished(let outcome):
-                    return outcome
-                }
-            }
+            var storage = PushSteps(store: self, db: db)
+            return try PushTransaction.run(push, principal: principal, in: &storage)
+        }
+    }
+
+    /// The reads and writes of a push's steps, in the write transaction open on `db`.
+    private struct PushSteps: PushStorage {
+        let store: SQLiteSyncStore
+        let db: Database
+
+        func lockReplica(_ replica: String) throws -> StoredReplica? { try SQLiteSyncStore.replicaState(db, replica) }
+        func sites(of keys: [RecordKey]) throws -> [RecordKey: String] { try SQLiteSyncStore.sites(db, keys) }
+        func lockHeads(_ sites: [String]) throws -> [String: Int64] { try SQLiteSyncStore.heads(db, sites) }
+        func records(_ keys: [RecordKey]) throws -> [RecordKey: ServerRecord] { try store.readRecords(db, keys) }
+        func writtenValues(_ keys: [WrittenValueKey]) throws -> [WrittenValueKey: FieldValue] { try store.writtenValues(db, keys) }
+        func loggedConflicts(_ ids: [String]) throws -> Set<String> { try SQLiteSyncStore.loggedConflicts(db, ids) }
+
+        func write(_ writes: PushWrites) throws {
+            try store.write(db, writes)
+            db.boundStatementCache()
         }
     }
 
@@ -230,7 +226,7 @@ extension SQLiteSyncStore {
                 arguments.bind(writes.replicaID)
                 arguments.bind(row.user)
                 arguments.bind(row.seq.rawValue)
-                arguments.bind(row.fieldsJSON)
+                arguments.bind(JSONWriter.array(of: row.fields))
                 for value in row.newValues { arguments.bind(value) }
                 arguments.bind(row.oldValues == nil ? 0 : 1)
                 if let old = row.oldValues {
@@ -238,11 +234,11 @@ extension SQLiteSyncStore {
                 } else {
                     for _ in 0..<count { arguments.bindNull() }
                 }
-                arguments.bind(row.hlcsJSON)
-                arguments.bind(row.basesJSON)
-                arguments.bind(row.outcomes)
-                arguments.bind(row.reasonsJSON)
-                arguments.bind(row.conflictsJSON)
+                arguments.bind(row.hlcs.map(JSONWriter.array(ofHLCs:)))
+                arguments.bind(row.bases.map(JSONWriter.array(ofVersions:)))
+                arguments.bind(String(row.outcomes.map(\.rawValue)))
+                arguments.bind(row.reasons.map(JSONWriter.array(ofOptional:)))
+                arguments.bind(row.conflicts.map(JSONWriter.array(ofOptional:)))
             }
         }
     }
