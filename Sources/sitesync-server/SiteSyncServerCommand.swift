@@ -485,7 +485,11 @@ struct Audit: AsyncParsableCommand {
             let output = AuditWriter(format: format)
             output.header()
             let filter = AuditFilter(site: site, since: since, table: table, record: record)
-            try await database.withStore { store in try await store.exportAudit(filter) { try output.write($0) } }
+            try await database.withStore { store in
+                try await store.withAuditTrail(filter) { trail in
+                    for try await change in trail { try output.write(change) }
+                }
+            }
             output.flush()
         }
     }
@@ -493,7 +497,7 @@ struct Audit: AsyncParsableCommand {
 
 /// Buffers export lines and writes them to standard output in blocks.
 final class AuditWriter: @unchecked Sendable {
-    // Used from one export at a time; the store calls back serially.
+    // Used from one export at a time, which writes its lines in order.
     private let format: Audit.Format
     private var buffer = Data()
     private let encoder: JSONEncoder = {

@@ -18,9 +18,11 @@ struct ReasonForChangeTests {
 
     /// Every field change of the server's audit trail that `filter` selects.
     static func audit(_ server: LiveServer, _ filter: AuditFilter = AuditFilter()) async throws -> [AuditFieldChange] {
-        let changes = Mutex<[AuditFieldChange]>([])
-        try await server.store.exportAudit(filter) { change in changes.withLock { $0.append(change) } }
-        return changes.withLock { $0 }
+        try await server.store.withAuditTrail(filter) { trail in
+            var changes: [AuditFieldChange] = []
+            for try await change in trail { changes.append(change) }
+            return changes
+        }
     }
 
     @Test("First entry and edits of values never synced need no reason; a synced value needs one, and nothing is written without it", arguments: StoreKind.all)

@@ -25,6 +25,11 @@ struct StoreConformanceTests {
         try await StoreConformance.reviewScope(try await store(kind))
     }
 
+    @Test("The audit trail is exported oldest first across pages, in one snapshot; filters select what they name", arguments: StoreKind.all)
+    func auditTrail(kind: StoreKind) async throws {
+        try await StoreConformance.auditTrail(try await store(kind))
+    }
+
     @Test(
         "An enrolment retried with its credential is answered as the first; another credential, or one past the limit, writes nothing", arguments: StoreKind.all
     )

@@ -35,20 +35,7 @@ public enum StoreConformance {
         }
         let now = HybridLogicalClock.systemMilliseconds()
         func push(_ replica: String, site: String, _ ids: [String], status: String, at receivedAt: String, milliseconds: Int64) async throws -> PushOutcome {
-            let request = PushRequest(
-                replica: replica,
-                groups: [
-                    ChangeGroup(
-                        table: "subjects", user: "Conformance", columns: ["site_id", "screening_no", "status"],
-                        rows: ids.map { id in
-                            ChangeRow(id: id, seq: HLC(milliseconds: milliseconds), values: [.text(site), .text("\(site)-\(id)"), .text(status)])
-                        })
-                ])
-            let principal = Principal(role: .site, site: site, replica: replica)
-            let checked = try PushValidation.check(
-                request, principal: principal, schema: TrialSchema.current, serverMilliseconds: now, maximumSkewMilliseconds: 60_000,
-                receivedAt: receivedAt)
-            return try await store.push(checked, principal: principal)
+            try await StoreConformance.push(store, replica, site: site, ids, status: status, at: receivedAt, seq: HLC(milliseconds: milliseconds))
         }
         #expect(try await push("r1", site: "S01", ["s1", "s2", "s3", "s4"], status: "screening", at: receivedAt[0], milliseconds: now - 1_000).conflicts == 0)
         #expect(try await push("r2", site: "S02", ["t1", "t2", "t3"], status: "screening", at: receivedAt[0], milliseconds: now - 1_000).conflicts == 0)
@@ -58,6 +45,72 @@ public enum StoreConformance {
         let all = try await store.conflicts(ConflictFilter(status: .open, limit: 100), principal: reviewer)
         #expect(all.next == nil)
         return LoggedConflicts(all: all.conflicts)
+    }
+
+    /// Pushes subjects `ids` of `site` (screening number `SITE-ID`, `status`) from `replica`, received at `receivedAt`.
+    static func push(
+        _ store: any SyncStore, _ replica: String, site: String, _ ids: [String], status: String, at receivedAt: String, seq: HLC
+    ) async throws -> PushOutcome {
+        let request = PushRequest(
+            replica: replica,
+            groups: [
+                ChangeGroup(
+                    table: "subjects", user: "Conformance", columns: ["site_id", "screening_no", "status"],
+                    rows: ids.map { id in ChangeRow(id: id, seq: seq, values: [.text(site), .text("\(site)-\(id)"), .text(status)]) })
+            ])
+        let principal = Principal(role: .site, site: site, replica: replica)
+        let checked = try PushValidation.check(
+            request, principal: principal, schema: TrialSchema.current, serverMilliseconds: HybridLogicalClock.systemMilliseconds(),
+            maximumSkewMilliseconds: 60_000, receivedAt: receivedAt)
+        return try await store.push(checked, principal: principal)
+    }
+
+    /// The audit trail is exported oldest first, across pages, as it stood when the export began:
+    /// a push committed while the export runs is not in it, and is in the next one. Filters select
+    /// exactly what they name.
+    public static func auditTrail(_ store: any SyncStore) async throws {
+        for (replica, site) in [("a1", "S01"), ("a2", "S02")] {
+            _ = try await store.enrolReplica(
+                replica, tokenHash: "hash-\(replica)", principal: Principal(role: .site, site: site), label: replica, enrolledBy: "enrolment",
+                limit: .max)
+        }
+        let now = HybridLogicalClock.systemMilliseconds()
+        // More rows than a page holds, so that the export reads more than one.
+        let count = AuditTrail.pageRows + AuditTrail.pageRows / 4
+        let ids = (0..<count).map { String(format: "a%05d", $0) }
+        for (offset, chunk) in stride(from: 0, to: count, by: 1_000).map({ Array(ids[$0..<min($0 + 1_000, count)]) }).enumerated() {
+            let outcome = try await push(
+                store, "a1", site: "S01", chunk, status: "screening", at: "2026-12-01T10:00:00Z", seq: HLC(milliseconds: now - 5_000 + Int64(offset)))
+            #expect(outcome.applied == chunk.count)
+        }
+        let exported = try await store.withAuditTrail(AuditFilter()) { trail in
+            var changes: [AuditFieldChange] = []
+            for try await change in trail {
+                if changes.isEmpty {
+                    // Committed while the export runs, after its first page was read.
+                    let late = try await push(
+                        store, "a2", site: "S02", ["late"], status: "screening", at: "2026-12-01T11:00:00Z", seq: HLC(milliseconds: now - 1_000))
+                    #expect(late.applied == 1)
+                }
+                changes.append(change)
+            }
+            return changes
+        }
+        #expect(exported.count == count * 3, "three fields per record, every record once")
+        let inOrder = exported.map(\.recordID) == ids.flatMap { [$0, $0, $0] }
+        #expect(inOrder, "oldest first, in the order received")
+        #expect(!exported.contains { $0.recordID == "late" }, "a push committed during the export is not in it")
+
+        let next = try await store.withAuditTrail(AuditFilter()) { trail in try await trail.reduce(into: [AuditFieldChange]()) { $0.append($1) } }
+        #expect(next.count == count * 3 + 3 && next.suffix(3).allSatisfy { $0.recordID == "late" && $0.site == "S02" })
+        let one = try await store.withAuditTrail(AuditFilter(record: ids[1_234])) { trail in try await trail.reduce(into: [String]()) { $0.append($1.field) } }
+        #expect(one.sorted() == ["screening_no", "site_id", "status"])
+        let s02 = try await store.withAuditTrail(AuditFilter(site: "S02", since: "2026-12-01T10:30:00Z")) { trail in
+            try await trail.reduce(into: [String]()) { $0.append($1.recordID) }
+        }
+        #expect(s02 == ["late", "late", "late"])
+        let none = try await store.withAuditTrail(AuditFilter(table: "adverse_events")) { trail in try await trail.reduce(0) { count, _ in count + 1 } }
+        #expect(none == 0)
     }
 
     /// Conflicts are listed oldest detection first, then by id, on every store; pages of any size

@@ -76,8 +76,10 @@ public protocol ReviewStore: Sendable {
     /// nil when absent.
     func history(table: String, id: String) async throws -> (site: String, history: RecordHistory)?
 
-    /// Calls `body` with every field change of the audit trail that `filter` selects, oldest first.
-    func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws
+    /// Calls `body` with the field changes of the audit trail that `filter` selects, oldest first,
+    /// as the trail stood when the call began (one snapshot), read a page at a time while `body`
+    /// iterates them. The trail is valid only inside `body`.
+    func withAuditTrail<Result: Sendable>(_ filter: AuditFilter, _ body: @Sendable (AuditTrail) async throws -> Result) async throws -> Result
 }
 
 extension ReviewStore {

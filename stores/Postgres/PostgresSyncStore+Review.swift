@@ -69,35 +69,37 @@ extension PostgresSyncStore {
         }
     }
 
-    public func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
+    /// Every page is read in the one snapshot of a read-only transaction held for the call: ids
+    /// come from a sequence, not in commit order, so no bound on them would do.
+    public func withAuditTrail<Result: Sendable>(
+        _ filter: AuditFilter, _ body: @Sendable (AuditTrail) async throws -> Result
+    ) async throws -> Result {
         try await transaction(readOnly: true) { connection in
             let (site, since, table, record) = (filter.site, filter.since, filter.table, filter.record)
-            // A page at a time, in the one snapshot of the transaction: memory stays bounded by the
-            // page, whatever the trail holds. A filter left out binds NULL, and its condition holds.
-            var after: Int64 = 0
-            while true {
-                let rows = try await connection.query(
-                    """
-                    SELECT \(unescaped: Self.auditColumns), id FROM audit
-                    WHERE (\(site)::text IS NULL OR site_id = \(site))
-                      AND (\(since)::text IS NULL OR received_at >= \(since))
-                      AND (\(table)::text IS NULL OR tbl = \(table))
-                      AND (\(record)::text IS NULL OR record_id = \(record))
-                      AND id > \(after)
-                    ORDER BY id LIMIT \(Self.exportPageSize)
-                    """
-                )
-                for row in rows.rows {
-                    for change in try self.auditRow(row).fieldChanges { try body(change) }
-                    after = try PostgresRandomAccessRow(row)["id"].decode(Int64.self)
-                }
-                if rows.rows.count < Self.exportPageSize { return }
-            }
+            // A filter left out binds NULL, and its condition holds.
+            return try await body(
+                AuditTrail { after in
+                    let rows = try await connection.query(
+                        """
+                        SELECT \(unescaped: Self.auditColumns), id FROM audit
+                        WHERE (\(site)::text IS NULL OR site_id = \(site))
+                          AND (\(since)::text IS NULL OR received_at >= \(since))
+                          AND (\(table)::text IS NULL OR tbl = \(table))
+                          AND (\(record)::text IS NULL OR record_id = \(record))
+                          AND id > \(after)
+                        ORDER BY id LIMIT \(AuditTrail.pageRows)
+                        """
+                    )
+                    guard !rows.rows.isEmpty else { return nil }
+                    var page = AuditTrail.Page(changes: [], last: after)
+                    for row in rows.rows {
+                        page.changes += try self.auditRow(row).fieldChanges
+                        page.last = try PostgresRandomAccessRow(row)["id"].decode(Int64.self)
+                    }
+                    return page
+                })
         }
     }
-
-    /// Audit rows read per statement of an export.
-    static let exportPageSize = 2000
 
     private static let auditColumns =
         #"received_at, site_id, tbl, record_id, replica, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts"#

@@ -74,19 +74,38 @@ extension SQLiteSyncStore {
         }
     }
 
-    public func exportAudit(_ filter: AuditFilter, _ body: @escaping @Sendable (AuditFieldChange) throws -> Void) async throws {
-        try await reading { db in
-            // Only the conditions the filter sets, so that SQLite picks the index they allow.
-            let conditions = [("site_id = ?", filter.site), ("received_at >= ?", filter.since), ("tbl = ?", filter.table), ("record_id = ?", filter.record)]
-                .compactMap { clause, value in value.map { (clause, $0) } }
-            let condition = conditions.isEmpty ? "" : "WHERE " + conditions.map(\.0).joined(separator: " AND ")
-            let rows = try Row.fetchCursor(
-                db, sql: "SELECT * FROM audit \(condition) ORDER BY id", arguments: StatementArguments(conditions.map(\.1))
-            )
-            while let row = try rows.next() {
-                for change in try AuditRow(row, schema: schema).fieldChanges { try body(change) }
-            }
-        }
+    /// The trail as it stood at the start is every row up to the greatest id then: rows are only
+    /// ever appended, and SQLite's one writer gives them increasing ids in commit order. Each page
+    /// is its own read, so a long export never holds a read transaction open.
+    public func withAuditTrail<Result: Sendable>(
+        _ filter: AuditFilter, _ body: @Sendable (AuditTrail) async throws -> Result
+    ) async throws -> Result {
+        let last = try await reading { db in try Int64.fetchOne(db, sql: "SELECT max(id) FROM audit") ?? 0 }
+        // Only the conditions the filter sets, so that SQLite picks the index they allow.
+        let conditions = [("site_id = ?", filter.site), ("received_at >= ?", filter.since), ("tbl = ?", filter.table), ("record_id = ?", filter.record)]
+            .compactMap { clause, value in value.map { (clause, $0) } }
+        let sql = (["id > ?", "id <= ?"] + conditions.map(\.0)).joined(separator: " AND ")
+        let schema = schema
+        return try await body(
+            AuditTrail { after in
+                guard after < last else { return nil }
+                return try await self.reading { db in
+                    let rows = try Row.fetchCursor(
+                        db, sql: "SELECT * FROM audit WHERE \(sql) ORDER BY id LIMIT ?",
+                        arguments: StatementArguments([after, last] + conditions.map(\.1) + [AuditTrail.pageRows])
+                    )
+                    var page = AuditTrail.Page(changes: [], last: last)
+                    var count = 0
+                    while let row = try rows.next() {
+                        page.changes += try AuditRow(row, schema: schema).fieldChanges
+                        page.last = row["id"]
+                        count += 1
+                    }
+                    // A short page is the last one: the next read would find nothing.
+                    if count < AuditTrail.pageRows { page.last = last }
+                    return count == 0 ? nil : page
+                }
+            })
     }
 
     private func conflict(_ row: Row) throws -> Conflict {
