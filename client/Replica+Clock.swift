@@ -38,14 +38,14 @@ extension Replica {
             let future = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.held
+                    SELECT \(ShadowRow.columns)
                     FROM _sitesync_outbox AS o
                     JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
                     JOIN _sitesync_actors AS a ON a.actor = s.actor
                     WHERE o.seq > ? ORDER BY o.seq
                     """,
                 arguments: [limit.rawValue]
-            )
+            ).map(ShadowRow.init)
             guard stored > limit || state.clock.current > limit || !future.isEmpty else {
                 return ClockReset(wasAhead: false, clock: state.clock.current.iso8601, restamped: 0)
             }
@@ -64,14 +64,13 @@ extension Replica {
                     stamp.version.hlc > limit && stamp.version.replica == identity.replicaID
                         ? Stamp(hlc: seq, replica: identity.replicaID, user: stamp.user) : stamp
                 }
-                var stamps = try FieldStamps(row: shadow, startingAt: 2)
+                var stamps = shadow.stamps
                 stamps.base = corrected(stamps.base)
                 stamps.overrides = stamps.overrides.mapValues(corrected)
-                var held = try ShadowJSON.decode([String: HeldValue].self, shadow[7]) ?? [:]
+                var held = try shadow.held()
                 for (field, kept) in held { held[field]!.stamp = corrected(kept.stamp) }
-                let table: Int64 = shadow[0]
-                let id: String = shadow[1]
-                try db.execute(sql: "UPDATE _sitesync_outbox SET seq = ? WHERE seq = ?", arguments: [seq.rawValue, shadow[6]])
+                let (table, id) = (shadow.table, shadow.id)
+                try db.execute(sql: "UPDATE _sitesync_outbox SET seq = ? WHERE seq = ?", arguments: [seq.rawValue, shadow.pending?.rawValue])
                 try db.execute(
                     sql: "UPDATE _sitesync_shadows SET hlc = ?, actor = ?, fields = ?, pending = ?, held = ? WHERE tbl = ? AND id = ?",
                     arguments: [

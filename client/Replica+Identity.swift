@@ -37,21 +37,21 @@ extension Replica {
 
     /// Moves the stamps of this replica's unpushed writes from one replica id to another.
     private func restampPending(_ db: Database, from old: String, to new: String) throws {
-        let rows = try Row.fetchAll(
-            db, sql: "SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.base, s.held FROM \(ShadowSQL.source) WHERE s.pending IS NOT NULL"
-        )
+        let shadows = try Row.fetchAll(
+            db, sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.pending IS NOT NULL"
+        ).map(ShadowRow.init)
         var actors = Actors()
-        for row in rows {
-            guard let table = tableCodes.name(row[0]).flatMap({ try? schema.table($0) }) else { continue }
-            var stamps = try FieldStamps(row: row, startingAt: 2)
-            let base = try ShadowJSON.decode([String: Stamp?].self, row[6])
+        for shadow in shadows {
+            guard let table = tableCodes.name(shadow.table).flatMap({ try? schema.table($0) }) else { continue }
+            var stamps = shadow.stamps
+            let base = try shadow.base()
             // The fields written here since the last push: all of a record created here, else those with a base.
             let pending = base.map { Array($0.keys) } ?? table.columnNames
             for field in pending where stamps[field].version.replica == old {
                 stamps[field] = Stamp(hlc: stamps[field].version.hlc, replica: new, user: stamps[field].user)
             }
             stamps.compact(fields: table.columnNames)
-            var held = try ShadowJSON.decode([String: HeldValue].self, row[7]) ?? [:]
+            var held = try shadow.held()
             for (field, kept) in held where kept.stamp.version.replica == old {
                 held[field]!.stamp = Stamp(hlc: kept.stamp.version.hlc, replica: new, user: kept.stamp.user)
             }
@@ -59,7 +59,7 @@ extension Replica {
                 sql: "UPDATE _sitesync_shadows SET hlc = ?, actor = ?, fields = ?, held = ? WHERE tbl = ? AND id = ?",
                 arguments: [
                     stamps.base.version.hlc.rawValue, actors.actor(db, replica: stamps.base.version.replica, user: stamps.base.user),
-                    stamps.overridesJSON, held.isEmpty ? nil : ShadowJSON.encode(held), row[0] as Int64, row[1] as String,
+                    stamps.overridesJSON, held.isEmpty ? nil : ShadowJSON.encode(held), shadow.table, shadow.id,
                 ]
             )
         }

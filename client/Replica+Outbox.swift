@@ -125,7 +125,7 @@ extension ReplicaSync {
                 let shadows = try Row.fetchAll(
                     db.cachedStatement(
                         sql: """
-                            SELECT s.tbl, s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held, s.reasons
+                            SELECT \(ShadowRow.columns)
                             FROM _sitesync_outbox AS o
                             JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
                             JOIN _sitesync_actors AS a ON a.actor = s.actor
@@ -149,11 +149,13 @@ extension ReplicaSync {
                 var bytes = 0
                 /// The sequence number of the last record read into the batch or skipped.
                 var last = after
-                for shadow in shadows {
-                    let id: String = shadow[1]
-                    let seq = HLC(rawValue: shadow[6])
+                for row in shadows {
+                    let shadow = try ShadowRow(row)
+                    let id = shadow.id
+                    // Joined from the outbox: every row read has a pending change.
+                    let seq = shadow.pending ?? .zero
                     // A table this build no longer knows cannot be read or pushed; it stays queued.
-                    guard let tableName = tableCodes.name(shadow[0]), let table = try? schema.table(tableName) else {
+                    guard let tableName = tableCodes.name(shadow.table), let table = try? schema.table(tableName) else {
                         skipped = true
                         last = seq
                         continue
@@ -164,10 +166,10 @@ extension ReplicaSync {
                         last = seq
                         continue
                     }
-                    let stamps = try FieldStamps(row: shadow, startingAt: 2)
-                    let base = try ShadowJSON.decode([String: Stamp?].self, shadow[7])
-                    let held = try ShadowJSON.decode([String: HeldValue].self, shadow[8]) ?? [:]
-                    let reasons = try ShadowJSON.decode([String: String].self, shadow[9])
+                    let stamps = shadow.stamps
+                    let base = try shadow.base()
+                    let held = try shadow.held()
+                    let reasons = try shadow.reasons()
                     if let reasons, reasons.values.contains(ReasonForChange.writtenOutsideLibrary) {
                         skipped = true
                         last = seq
@@ -314,15 +316,15 @@ extension ReplicaSync {
         guard
             let shadow = try Row.fetchOne(
                 db,
-                sql: "SELECT \(ShadowSQL.stamps), s.base, s.held, s.reasons FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
+                sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
                 arguments: [code, entry.id]
-            )
+            ).map(ShadowRow.init)
         else { return false }
         let replica = try requireIdentity().replicaID
         let pushed = zip(entry.columns, entry.hlcs).map { (column: $0, stamp: Stamp(hlc: $1, replica: replica, user: entry.user)) }
-        let stamps = try FieldStamps(row: shadow, startingAt: 0)
+        let stamps = shadow.stamps
         var base: [String: Stamp?]
-        if let stored = try ShadowJSON.decode([String: Stamp?].self, shadow[4]) {
+        if let stored = try shadow.base() {
             base = stored
             for (column, stamp) in pushed where base[column] != nil {
                 base[column] = .some(stamp)
@@ -334,9 +336,9 @@ extension ReplicaSync {
                 base[column] = .some(stamp)
             }
         }
-        var held = try ShadowJSON.decode([String: HeldValue].self, shadow[5]) ?? [:]
+        var held = try shadow.held()
         for column in entry.columns { held[column] = nil }
-        var reasons = try ShadowJSON.decode([String: String].self, shadow[6]) ?? [:]
+        var reasons = try shadow.reasons() ?? [:]
         if let table = try? schema.table(entry.table), table.requiresReason {
             let current = try self.replica.fields(db, table, id: entry.id)
             for (column, pushed) in zip(entry.columns, entry.values) where base[column] != nil && reasons[column] == nil {

@@ -71,7 +71,7 @@ extension ReplicaSync {
         let insert: Statement
         let insertShadow: Statement
         /// The shadow rows of the group's records this replica holds already, by id.
-        let shadows: [String: Row]
+        let shadows: [String: ShadowRow]
 
         init(_ db: Database, table: TableSchema, code: Int64, group: RecordGroup) throws {
             self.table = table
@@ -84,12 +84,16 @@ extension ReplicaSync {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT s.id, \(ShadowSQL.stamps), s.pending, s.base, s.held FROM \(ShadowSQL.source)
+                    SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source)
                     WHERE s.tbl = ? AND s.id IN (SELECT value FROM json_each(?))
                     """,
                 arguments: [code, JSONWriter.array(of: group.rows.map(\.id))]
             )
-            shadows = Dictionary(rows.map { ($0[0] as String, $0) }, uniquingKeysWith: { first, _ in first })
+            shadows = Dictionary(
+                try rows.map { row in
+                    let shadow = try ShadowRow(row)
+                    return (shadow.id, shadow)
+                }, uniquingKeysWith: { first, _ in first })
         }
     }
 
@@ -118,10 +122,10 @@ extension ReplicaSync {
             return true
         }
 
-        var local = try FieldStamps(row: shadow, startingAt: 1)
-        let pending = (shadow[5] as Int64?) != nil
-        let base = try ShadowJSON.decode([String: Stamp?].self, shadow[6])
-        var held = try ShadowJSON.decode([String: HeldValue].self, shadow[7]) ?? [:]
+        var local = shadow.stamps
+        let pending = shadow.pending != nil
+        let base = try shadow.base()
+        var held = try shadow.held()
         var updates: [(column: String, value: FieldValue)] = []
         var current: Row?
         for (position, (index, column)) in known.enumerated() {

@@ -30,20 +30,21 @@ extension Replica {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT s.tbl, s.id, s.reasons, \(ShadowSQL.stamps) FROM _sitesync_outbox AS o
+                    SELECT \(ShadowRow.columns) FROM _sitesync_outbox AS o
                     JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
                     JOIN _sitesync_actors AS a ON a.actor = s.actor
                     WHERE \(Self.isUnexplained) ORDER BY o.seq
                     """,
                 arguments: [ReasonForChange.writtenOutsideLibrary]
             ).map { row in
-                let table = tableCodes.name(row[0]) ?? "table \(row[0] as Int64)"
-                let reasons = try ShadowJSON.decode([String: String].self, row[2]) ?? [:]
+                let shadow = try ShadowRow(row)
+                let table = tableCodes.name(shadow.table) ?? "table \(shadow.table)"
+                let reasons = try shadow.reasons() ?? [:]
                 let order = (try? schema.table(table).columnNames) ?? reasons.keys.sorted()
                 let fields = order.filter { reasons[$0] == ReasonForChange.writtenOutsideLibrary }
-                let stamps = try FieldStamps(row: row, startingAt: 3)
+                let stamps = shadow.stamps
                 let latest = fields.map { stamps[$0].version.hlc }.max() ?? stamps.base.version.hlc
-                return UnexplainedChange(table: table, id: row[1], fields: fields, changedAt: latest.iso8601)
+                return UnexplainedChange(table: table, id: shadow.id, fields: fields, changedAt: latest.iso8601)
             }
         }
     }

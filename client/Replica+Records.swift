@@ -51,7 +51,7 @@ extension Replica {
         try tableSchema.validate(id: id)
         let existing: String? = try Row.fetchOne(
             db, sql: "SELECT site_id FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id]
-        ).map { $0[0] ?? "" }
+        ).map { $0["site_id"] ?? "" }
         if existing == nil, !tableSchema.clientCreatable { throw ReplicaError.readOnlyTable(table) }
         if existing != nil, let field = values.keys.sorted().first(where: { tableSchema.column($0) != nil && !tableSchema.isWritable($0) }) {
             throw ReplicaError.readOnlyTable("\(table).\(field)")
@@ -126,12 +126,12 @@ extension Replica {
         let code = try tableCodes.code(table)
         guard
             let shadow = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT base, reasons FROM _sitesync_shadows WHERE tbl = ? AND id = ? AND pending IS NOT NULL"),
+                db.cachedStatement(sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL"),
                 arguments: [code, id]
-            )
+            ).map(ShadowRow.init)
         else { return }
-        let base = try ShadowJSON.decode([String: Stamp?].self, shadow[0])
-        var reasons = try ShadowJSON.decode([String: String].self, shadow[1]) ?? [:]
+        let base = try shadow.base()
+        var reasons = try shadow.reasons() ?? [:]
         let waited = reasons.values.contains(ReasonForChange.writtenOutsideLibrary)
         for field in fields where base == nil || base?[field] != nil {
             reasons[field] = reason
@@ -154,7 +154,7 @@ extension Replica {
         try trackedWrite { db in
             guard let deleted = try Row.fetchOne(db, sql: "SELECT _deleted FROM \(table.quotedDatabaseIdentifier) WHERE id = ?", arguments: [id])
             else { throw ReplicaError.recordNotFound(table: table, id: id) }
-            guard (deleted[0] as String?) == nil else {
+            guard (deleted["_deleted"] as String?) == nil else {
                 throw ReplicaError.invalidArgument("Record \(id) in \(table) is already deleted.")
             }
             try db.execute(sql: "UPDATE \(table.quotedDatabaseIdentifier) SET _deleted = ? WHERE id = ?", arguments: [reason, id])

@@ -127,12 +127,12 @@ extension Replica {
             let record = try fields(db, tableSchema, id: id)
             guard !record.isEmpty,
                 let shadow = try Row.fetchOne(
-                    db, sql: "SELECT \(ShadowSQL.stamps), s.reasons FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?",
+                    db, sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?",
                     arguments: [tableCodes.code(table), id]
-                )
+                ).map(ShadowRow.init)
             else { throw ReplicaError.recordNotFound(table: table, id: id) }
-            let stamps = try FieldStamps(row: shadow, startingAt: 0)
-            let reasons = try ShadowJSON.decode([String: String].self, shadow[4]) ?? [:]
+            let stamps = shadow.stamps
+            let reasons = try shadow.reasons() ?? [:]
             let synced = try SyncedFields(db, code: tableCodes.code(table), id: id)
             var byStamp: [Stamp: [FieldHistory]] = [:]
             for field in tableSchema.columnNames {

@@ -166,10 +166,12 @@ struct StampSQL {
     /// Literals of the stored identity, quoted by SQLite itself, and its actor (added if new);
     /// before `init`, an expression that refuses the write.
     init(_ db: Database) throws {
-        if let identity = try Row.fetchOne(db, sql: "SELECT replica_id, user, quote(replica_id), quote(user) FROM _sitesync_meta") {
-            actor = String(try Actors.intern(db, replica: identity[0], user: identity[1]))
-            replica = identity[2]
-            user = identity[3]
+        if let identity = try Row.fetchOne(
+            db, sql: "SELECT replica_id, user, quote(replica_id) AS replica_literal, quote(user) AS user_literal FROM _sitesync_meta")
+        {
+            actor = String(try Actors.intern(db, replica: identity["replica_id"], user: identity["user"]))
+            replica = identity["replica_literal"]
+            user = identity["user_literal"]
         } else {
             let refusal = "RAISE(ABORT, '\(ReplicaError.notInitialized.message.replacingOccurrences(of: "'", with: "''"))')"
             (actor, replica, user) = (refusal, refusal, refusal)

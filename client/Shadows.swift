@@ -4,13 +4,73 @@ import SiteSyncCore
 /// SQL over the shadow rows (`_sitesync_shadows`), shared by the outbox, the pull and the history.
 ///
 /// A shadow row stores its table as a code from `_sitesync_tables` and the replica and user of its
-/// base stamp as an actor from `_sitesync_actors`; reads join the actor back, so that
-/// ``FieldStamps/init(row:startingAt:)`` finds `hlc, replica, user, fields` as it always has.
+/// base stamp as an actor from `_sitesync_actors`; reads join the actor back.
 enum ShadowSQL {
     /// The shadow rows (`s`) with their base stamp's actor (`a`).
     static let source = "_sitesync_shadows AS s JOIN _sitesync_actors AS a ON a.actor = s.actor"
-    /// A shadow row's stamps, in the order ``FieldStamps/init(row:startingAt:)`` reads them.
-    static let stamps = "s.hlc, a.replica, a.user, s.fields"
+}
+
+/// A shadow row (`_sitesync_shadows`) with its base stamp's actor, read by column name.
+///
+/// Every read of shadow rows selects ``columns`` (from ``ShadowSQL/source`` or a join to it) and
+/// decodes with ``init(_:)``; the positions live here, in ``Column``, and nowhere else. The JSON
+/// columns stay text until asked for, so a read that needs the stamps decodes no more.
+struct ShadowRow {
+    /// The columns a read selects, in this order.
+    enum Column: Int, CaseIterable {
+        case table, id, hlc, replica, user, fields, pending, base, held, reasons
+
+        var expression: String {
+            switch self {
+            case .table: "s.tbl"
+            case .id: "s.id"
+            case .hlc: "s.hlc"
+            case .replica: "a.replica"
+            case .user: "a.user"
+            case .fields: "s.fields"
+            case .pending: "s.pending"
+            case .base: "s.base"
+            case .held: "s.held"
+            case .reasons: "s.reasons"
+            }
+        }
+    }
+
+    /// The select list of a shadow row, aliases `s` (shadows) and `a` (actors).
+    static let columns = Column.allCases.map(\.expression).joined(separator: ", ")
+
+    /// The table's code (``TableCodes``).
+    var table: Int64
+    var id: String
+    var stamps: FieldStamps
+    /// The outbox sequence number of the record's pending change; nil when nothing is pending.
+    var pending: HLC?
+    private var baseJSON: String?
+    private var heldJSON: String?
+    private var reasonsJSON: String?
+
+    init(_ row: Row) throws {
+        table = row[Column.table.rawValue]
+        id = row[Column.id.rawValue]
+        stamps = FieldStamps(
+            base: Stamp(hlc: HLC(rawValue: row[Column.hlc.rawValue]), replica: row[Column.replica.rawValue], user: row[Column.user.rawValue]),
+            overrides: try FieldStamps.overrides(fromJSON: row[Column.fields.rawValue])
+        )
+        pending = (row[Column.pending.rawValue] as Int64?).map(HLC.init(rawValue:))
+        baseJSON = row[Column.base.rawValue]
+        heldJSON = row[Column.held.rawValue]
+        reasonsJSON = row[Column.reasons.rawValue]
+    }
+
+    /// What each field edited since the last push was based on; nil for a record created here and
+    /// not pushed yet (every field is new).
+    func base() throws -> [String: Stamp?]? { try ShadowJSON.decode([String: Stamp?].self, baseJSON) }
+
+    /// The values held back for fields written during a push, by field.
+    func held() throws -> [String: HeldValue] { try ShadowJSON.decode([String: HeldValue].self, heldJSON) ?? [:] }
+
+    /// The reasons for change given, by field; nil when none was.
+    func reasons() throws -> [String: String]? { try ShadowJSON.decode([String: String].self, reasonsJSON) }
 }
 
 /// Which fields of a stored record hold the value the server has: every field of a record with
@@ -22,11 +82,11 @@ struct SyncedFields {
     private let base: [String: Stamp?]?
 
     init(_ db: Database, code: Int64, id: String) throws {
-        let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT pending, base FROM _sitesync_shadows WHERE tbl = ? AND id = ?"), arguments: [code, id]
-        )
-        pending = (row?[0] as Int64?) != nil
-        base = try ShadowJSON.decode([String: Stamp?].self, row?[1])
+        let shadow = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?"), arguments: [code, id]
+        ).map(ShadowRow.init)
+        pending = shadow?.pending != nil
+        base = try shadow?.base()
     }
 
     func contains(_ field: String) -> Bool {
@@ -44,8 +104,9 @@ struct TableCodes: Sendable {
     /// Reads every assigned code.
     init(_ db: Database) throws {
         for row in try Row.fetchAll(db, sql: "SELECT code, name FROM _sitesync_tables") {
-            codes[row[1]] = row[0]
-            names[row[0]] = row[1]
+            let (code, name): (Int64, String) = (row["code"], row["name"])
+            codes[name] = code
+            names[code] = name
         }
     }
 

@@ -66,7 +66,7 @@ extension SQLiteSyncStore {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT t.replica_id, coalesce(t.site_id, '\(SiteID.all)'), t.created_at,
+                    SELECT t.replica_id, coalesce(t.site_id, '\(SiteID.all)') AS site, t.created_at,
                         r.user, r.build, r.schema_version, r.pending, r.clock_offset_ms, r.last_sync_at
                     FROM tokens t LEFT JOIN replica_reports r ON r.site_id = coalesce(t.site_id, '\(SiteID.all)') AND r.replica_id = t.replica_id
                     WHERE t.replica_id IS NOT NULL AND t.revoked_at IS NULL AND (? IS NULL OR t.site_id = ?)
@@ -75,9 +75,11 @@ extension SQLiteSyncStore {
                 arguments: [site, site]
             ).map { row in
                 ReplicaFreshness(
-                    replica: row[0], site: row[1], enrolledAt: row[2],
-                    report: (row[8] as String?).map { lastSync in
-                        .init(user: row[3], build: row[4], schemaVersion: row[5], pending: row[6], clockOffsetMilliseconds: row[7], lastSyncAt: lastSync)
+                    replica: row["replica_id"], site: row["site"], enrolledAt: row["created_at"],
+                    report: (row["last_sync_at"] as String?).map { lastSync in
+                        .init(
+                            user: row["user"], build: row["build"], schemaVersion: row["schema_version"], pending: row["pending"],
+                            clockOffsetMilliseconds: row["clock_offset_ms"], lastSyncAt: lastSync)
                     }
                 )
             }
@@ -94,10 +96,10 @@ extension SQLiteSyncStore {
         try await reading { db in
             var counts: [String: Int] = [:]
             for row in try Row.fetchAll(
-                db, sql: "SELECT site_id, count(*) FROM conflicts WHERE status = ? AND _deleted IS NULL GROUP BY site_id",
+                db, sql: "SELECT site_id, count(*) AS open FROM conflicts WHERE status = ? AND _deleted IS NULL GROUP BY site_id",
                 arguments: [ConflictStatus.open.rawValue])
             {
-                counts[row[0]] = row[1]
+                counts[row["site_id"]] = row["open"]
             }
             return counts
         }
@@ -114,7 +116,7 @@ extension SQLiteSyncStore {
                     ) ?? 0
             }
             for row in try Row.fetchAll(db, sql: "SELECT day, changes FROM site_days WHERE site_id = ? AND day >= ?", arguments: [site, firstDay]) {
-                activity.changesByDay[row[0]] = row[1]
+                activity.changesByDay[row["day"]] = row["changes"]
             }
             return activity
         }

@@ -28,12 +28,12 @@ extension SQLiteSyncStore {
     private static func records(_ db: Database, site: String, after: Int64, limit: Int) throws -> [PullTransaction.PulledRecord] {
         var records: [PullTransaction.PulledRecord] = []
         let shadows = try Row.fetchCursor(
-            db.cachedStatement(sql: "SELECT tbl, id, seq, hlc, replica, user, fields FROM records WHERE site_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
+            db.cachedStatement(sql: "SELECT \(StoredRecordRow.columns) FROM records r WHERE r.site_id = ? AND r.seq > ? ORDER BY r.seq LIMIT ?"),
             arguments: [site, after, limit]
         )
-        while let shadow = try shadows.next() {
-            records.append(
-                PullTransaction.PulledRecord(seq: shadow[2], table: shadow[0], id: shadow[1], stamps: try FieldStamps(row: shadow, startingAt: 3), values: nil))
+        while let row = try shadows.next() {
+            let stored = try StoredRecordRow(row)
+            records.append(PullTransaction.PulledRecord(seq: stored.seq, table: stored.table, id: stored.id, stamps: stored.stamps, values: nil))
         }
         return records
     }

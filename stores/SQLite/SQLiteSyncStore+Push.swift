@@ -41,7 +41,10 @@ extension SQLiteSyncStore {
         try Row.fetchOne(
             db.cachedStatement(sql: "SELECT last_seq, last_applied, last_conflicts, last_push FROM replicas WHERE replica_id = ?"),
             arguments: [replica]
-        ).map { StoredReplica(lastSeq: HLC(rawValue: $0[0]), lastApplied: $0[1], lastConflicts: $0[2], lastPush: $0[3]) }
+        ).map {
+            StoredReplica(
+                lastSeq: HLC(rawValue: $0["last_seq"]), lastApplied: $0["last_applied"], lastConflicts: $0["last_conflicts"], lastPush: $0["last_push"])
+        }
     }
 
     /// The sites of the records the server holds among `keys`: one query per table.
@@ -52,7 +55,7 @@ extension SQLiteSyncStore {
                 db.cachedStatement(sql: "SELECT id, site_id FROM records WHERE tbl = ? AND id IN (SELECT value FROM json_each(?))"),
                 arguments: [table, JSONWriter.array(of: ids)]
             )
-            while let row = try rows.next() { sites[RecordKey(table: table, id: row[0])] = row[1] }
+            while let row = try rows.next() { sites[RecordKey(table: table, id: row["id"])] = row["site_id"] }
         }
         return sites
     }
@@ -80,7 +83,7 @@ extension SQLiteSyncStore {
             let rows = try Row.fetchCursor(
                 db.cachedStatement(
                     sql: """
-                        SELECT r.hlc, r.replica, r.user, r.fields, r.site_id, r.id, \(columns)
+                        SELECT \(StoredRecordRow.columns), \(columns)
                         FROM records r JOIN \(table.name.quotedDatabaseIdentifier) t ON t.id = r.id
                         WHERE r.tbl = ? AND r.id IN (SELECT value FROM json_each(?))
                         """),
@@ -89,8 +92,9 @@ extension SQLiteSyncStore {
             while let row = try rows.next() {
                 var values: [String: FieldValue] = [:]
                 values.reserveCapacity(table.columnNames.count)
-                for (offset, name) in table.columnNames.enumerated() { values[name] = row.fieldValue(atIndex: offset + 6) }
-                records[RecordKey(table: table.name, id: row[5])] = ServerRecord(site: row[4], stamps: try FieldStamps(row: row, startingAt: 0), values: values)
+                for (offset, name) in table.columnNames.enumerated() { values[name] = row.fieldValue(atIndex: StoredRecordRow.following + offset) }
+                let stored = try StoredRecordRow(row)
+                records[RecordKey(table: table.name, id: stored.id)] = ServerRecord(site: stored.site, stamps: stored.stamps, values: values)
             }
         }
         return records

@@ -86,10 +86,10 @@ public struct SQLiteSyncStore: SyncStore {
     }
 
     static func token(_ row: Row) -> StoredToken? {
-        Role(rawValue: row[1]).map {
+        Role(rawValue: row["role"]).map {
             StoredToken(
-                hash: row[0], role: $0, site: row[2], replica: row[3], label: row[4], createdAt: row[5], expiresAt: row[6], revokedAt: row[7],
-                lastUsedAt: row[8]
+                hash: row["hash"], role: $0, site: row["site_id"], replica: row["replica_id"], label: row["label"], createdAt: row["created_at"],
+                expiresAt: row["expires_at"], revokedAt: row["revoked_at"], lastUsedAt: row["last_used_at"]
             )
         }
     }
