@@ -115,20 +115,18 @@ extension ReplicaSync {
     /// Records that `request` is about to be sent, and returns it with what the server needs to
     /// tell this replica from a copy of its file: the last acknowledged sequence number, and every
     /// push sent since without an answer (``PushRequest/sent``), this one included.
-    package func prepareToSend(_ request: PushRequest) async throws -> PushRequest {
-        try await writer.write { db in
-            let meta = try Row.fetchOne(db, sql: "SELECT acked, unconfirmed FROM _sitesync_meta")!
-            var sent = try ShadowJSON.decode([String].self, meta["unconfirmed"]) ?? []
-            let fingerprint = request.fingerprint
-            if sent.last != fingerprint { sent.append(fingerprint) }
-            // Only pushes after the last answer can be the server's last one; keep a bounded tail.
-            sent = Array(sent.suffix(64))
-            try db.execute(sql: "UPDATE _sitesync_meta SET unconfirmed = ?", arguments: [ShadowJSON.encode(sent)])
-            var prepared = request
-            prepared.acked = (meta["acked"] as Int64?).map(HLC.init(rawValue:))
-            prepared.sent = sent
-            return prepared
-        }
+    func recordSent(_ db: Database, _ request: PushRequest) throws -> PushRequest {
+        let meta = try Row.fetchOne(db, sql: "SELECT acked, unconfirmed FROM _sitesync_meta")!
+        var sent = try ShadowJSON.decode([String].self, meta["unconfirmed"]) ?? []
+        let fingerprint = request.fingerprint
+        if sent.last != fingerprint { sent.append(fingerprint) }
+        // Only pushes after the last answer can be the server's last one; keep a bounded tail.
+        sent = Array(sent.suffix(64))
+        try db.execute(sql: "UPDATE _sitesync_meta SET unconfirmed = ?", arguments: [ShadowJSON.encode(sent)])
+        var prepared = request
+        prepared.acked = (meta["acked"] as Int64?).map(HLC.init(rawValue:))
+        prepared.sent = sent
+        return prepared
     }
 
     /// Records an answered push inside its acknowledgement: the server's acknowledged sequence

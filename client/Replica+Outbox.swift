@@ -103,8 +103,8 @@ extension Replica {
 extension ReplicaSync {
     /// Number of records waiting to be pushed that a push sends: those not held back for a reason
     /// for change (``unexplainedChanges()``).
-    package func sendableCount() async throws -> Int {
-        try await writer.read { db in try Replica.pendingCount(db) - Replica.unexplainedCount(db) }
+    static func sendableCount(_ db: Database) throws -> Int {
+        try Replica.pendingCount(db) - Replica.unexplainedCount(db)
     }
 
     /// Reads the oldest pending changes, at most `limit` records with sequence numbers above `after`,
@@ -118,141 +118,160 @@ extension ReplicaSync {
     /// (``explain(_:id:reason:)``).
     package func outboxBatch(limit: Int, byteBudget: Int = .max, after: HLC = .zero) async throws -> OutboxBatch? {
         let identity = try requireIdentity()
-        return try await writer.read { db -> OutboxBatch? in
-            var after = after
-            // Reads on past a window whose every record stays queued.
-            while true {
-                let shadows = try Row.fetchAll(
-                    db.cachedStatement(
-                        sql: """
-                            SELECT \(ShadowRow.columns)
-                            FROM _sitesync_outbox AS o
-                            JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
-                            JOIN _sitesync_actors AS a ON a.actor = s.actor
-                            WHERE o.seq > ? ORDER BY o.seq LIMIT ?
-                            """),
-                    arguments: [after.rawValue, limit]
-                )
-                guard !shadows.isEmpty else { return nil }
-                struct GroupKey: Hashable {
-                    var table: String
-                    var user: String
-                    /// Nil for records created here: every field.
-                    var columns: [String]?
-                }
-                var groups: [ChangeGroup] = []
-                var positions: [GroupKey: Int] = [:]
-                var entries: [OutboxBatch.Entry] = []
-                entries.reserveCapacity(shadows.count)
-                var reads: [String: Statement] = [:]
-                var skipped = false
-                var bytes = 0
-                /// The sequence number of the last record read into the batch or skipped.
-                var last = after
-                for row in shadows {
-                    let shadow = try ShadowRow(row)
-                    let id = shadow.id
-                    // Joined from the outbox: every row read has a pending change.
-                    let seq = shadow.pending ?? .zero
-                    // A table this build no longer knows cannot be read or pushed; it stays queued.
-                    guard let tableName = tableCodes.name(shadow.table), let table = try? schema.table(tableName) else {
-                        skipped = true
-                        last = seq
-                        continue
-                    }
-                    if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?") }
-                    guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else {
-                        skipped = true
-                        last = seq
-                        continue
-                    }
-                    let stamps = shadow.stamps
-                    let base = try shadow.base()
-                    let held = try shadow.held()
-                    let reasons = try shadow.reasons()
-                    if let reasons, reasons.values.contains(ReasonForChange.writtenOutsideLibrary) {
-                        skipped = true
-                        last = seq
-                        continue
-                    }
-                    /// The reasons of `columns`, when any has one.
-                    func reasonsOf(_ columns: [String]) -> [String?]? {
-                        guard let reasons else { return nil }
-                        let aligned = columns.map { reasons[$0] }
-                        return aligned.contains { $0 != nil } ? aligned : nil
-                    }
-                    let row: ChangeRow
-                    let entry: OutboxBatch.Entry
-                    var key: GroupKey
-                    if base == nil, held.isEmpty, stamps.overrides.isEmpty {
-                        // Created here and not edited since: every field, written at `seq`.
-                        let values = (1...table.columns.count).map { data.fieldValue(atIndex: $0) }
-                        row = ChangeRow(id: id, seq: seq, values: values, reasons: reasonsOf(table.columnNames))
-                        key = GroupKey(table: tableName, user: stamps.base.user, columns: nil)
-                        entry = .init(
-                            table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count),
-                            values: values, user: stamps.base.user
-                        )
-                    } else {
-                        let columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
-                        guard !columns.isEmpty else {
-                            skipped = true
-                            last = seq
-                            continue
-                        }
-                        var values: [FieldValue] = []
-                        var pushed: [Stamp] = []
-                        var bases: [Version?] = []
-                        for column in columns {
-                            if let kept = held[column] {
-                                values.append(kept.value)
-                                pushed.append(kept.stamp)
-                            } else {
-                                values.append(data.fieldValue(atIndex: table.position(of: column)! + 1))
-                                pushed.append(stamps[column])
-                            }
-                            bases.append(base?[column]??.version)
-                        }
-                        let user = pushed.max { $0.version < $1.version }?.user ?? identity.user
-                        let hlcs = pushed.map(\.version.hlc)
-                        row = ChangeRow(
-                            id: id, seq: seq, values: values, hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs, bases: base == nil ? nil : bases,
-                            reasons: reasonsOf(columns)
-                        )
-                        key = GroupKey(table: tableName, user: user, columns: columns)
-                        entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user)
-                    }
-                    // A new group also writes its table, user and columns.
-                    let header =
-                        positions[key] != nil
-                        ? 0
-                        : 40 + JSONWriter.maximumBytes(of: tableName) + JSONWriter.maximumBytes(of: key.user)
-                            + (key.columns ?? table.columnNames).reduce(0) { $0 + 1 + JSONWriter.maximumBytes(of: $1) }
-                    let size = header + row.maximumEncodedBytes
-                    if !entries.isEmpty, bytes + size > byteBudget {
-                        break
-                    }
-                    bytes += size
-                    if let position = positions[key] {
-                        groups[position].rows.append(row)
-                    } else {
-                        positions[key] = groups.count
-                        groups.append(ChangeGroup(table: tableName, user: key.user, columns: key.columns ?? table.columnNames, rows: [row]))
-                    }
-                    entries.append(entry)
+        return try await writer.read { db in try batch(db, identity: identity, limit: limit, byteBudget: byteBudget, after: after) }
+    }
+
+    /// The next batch to push (``outboxBatch(limit:byteBudget:after:)``), recorded as sent in the
+    /// same transaction, its request ready to send with what the server acknowledged and the
+    /// pushes not answered yet (``PushRequest/sent``): one trip to the database per batch.
+    ///
+    /// A batch recorded as sent and then not sent (the engine reads the next batch while one is in
+    /// flight, and reads it again when the answer rebases one of its records) is harmless: the
+    /// server only looks for its own last push among the fingerprints listed, and the next answer
+    /// clears every fingerprint listed before the one it answers.
+    package func nextBatchToSend(limit: Int, byteBudget: Int = .max, after: HLC = .zero) async throws -> OutboxBatch? {
+        let identity = try requireIdentity()
+        return try await writer.write { db in
+            guard var batch = try batch(db, identity: identity, limit: limit, byteBudget: byteBudget, after: after) else { return nil }
+            batch.request = try recordSent(db, batch.request)
+            return batch
+        }
+    }
+
+    private func batch(_ db: Database, identity: ReplicaIdentity, limit: Int, byteBudget: Int, after: HLC) throws -> OutboxBatch? {
+        var after = after
+        // Reads on past a window whose every record stays queued.
+        while true {
+            let shadows = try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT \(ShadowRow.columns)
+                        FROM _sitesync_outbox AS o
+                        JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
+                        JOIN _sitesync_actors AS a ON a.actor = s.actor
+                        WHERE o.seq > ? ORDER BY o.seq LIMIT ?
+                        """),
+                arguments: [after.rawValue, limit]
+            )
+            guard !shadows.isEmpty else { return nil }
+            struct GroupKey: Hashable {
+                var table: String
+                var user: String
+                /// Nil for records created here: every field.
+                var columns: [String]?
+            }
+            var groups: [ChangeGroup] = []
+            var positions: [GroupKey: Int] = [:]
+            var entries: [OutboxBatch.Entry] = []
+            entries.reserveCapacity(shadows.count)
+            var reads: [String: Statement] = [:]
+            var skipped = false
+            var bytes = 0
+            /// The sequence number of the last record read into the batch or skipped.
+            var last = after
+            for row in shadows {
+                let shadow = try ShadowRow(row)
+                let id = shadow.id
+                // Joined from the outbox: every row read has a pending change.
+                let seq = shadow.pending ?? .zero
+                // A table this build no longer knows cannot be read or pushed; it stays queued.
+                guard let tableName = tableCodes.name(shadow.table), let table = try? schema.table(tableName) else {
+                    skipped = true
                     last = seq
-                }
-                guard !entries.isEmpty else {
-                    after = last
                     continue
                 }
-                return OutboxBatch(
-                    request: PushRequest(replica: identity.replicaID, groups: groups),
-                    lastSeq: last,
-                    entries: entries,
-                    first: skipped ? nil : after
-                )
+                if reads[tableName] == nil { reads[tableName] = try db.cachedStatement(sql: "\(table.selectSQL) WHERE id = ?") }
+                guard let data = try Row.fetchOne(reads[tableName]!, arguments: [id]) else {
+                    skipped = true
+                    last = seq
+                    continue
+                }
+                let stamps = shadow.stamps
+                let base = try shadow.base()
+                let held = try shadow.held()
+                let reasons = try shadow.reasons()
+                if let reasons, reasons.values.contains(ReasonForChange.writtenOutsideLibrary) {
+                    skipped = true
+                    last = seq
+                    continue
+                }
+                /// The reasons of `columns`, when any has one.
+                func reasonsOf(_ columns: [String]) -> [String?]? {
+                    guard let reasons else { return nil }
+                    let aligned = columns.map { reasons[$0] }
+                    return aligned.contains { $0 != nil } ? aligned : nil
+                }
+                let row: ChangeRow
+                let entry: OutboxBatch.Entry
+                var key: GroupKey
+                if base == nil, held.isEmpty, stamps.overrides.isEmpty {
+                    // Created here and not edited since: every field, written at `seq`.
+                    let values = (1...table.columns.count).map { data.fieldValue(atIndex: $0) }
+                    row = ChangeRow(id: id, seq: seq, values: values, reasons: reasonsOf(table.columnNames))
+                    key = GroupKey(table: tableName, user: stamps.base.user, columns: nil)
+                    entry = .init(
+                        table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count),
+                        values: values, user: stamps.base.user
+                    )
+                } else {
+                    let columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
+                    guard !columns.isEmpty else {
+                        skipped = true
+                        last = seq
+                        continue
+                    }
+                    var values: [FieldValue] = []
+                    var pushed: [Stamp] = []
+                    var bases: [Version?] = []
+                    for column in columns {
+                        if let kept = held[column] {
+                            values.append(kept.value)
+                            pushed.append(kept.stamp)
+                        } else {
+                            values.append(data.fieldValue(atIndex: table.position(of: column)! + 1))
+                            pushed.append(stamps[column])
+                        }
+                        bases.append(base?[column]??.version)
+                    }
+                    let user = pushed.max { $0.version < $1.version }?.user ?? identity.user
+                    let hlcs = pushed.map(\.version.hlc)
+                    row = ChangeRow(
+                        id: id, seq: seq, values: values, hlcs: hlcs.allSatisfy { $0 == seq } ? nil : hlcs, bases: base == nil ? nil : bases,
+                        reasons: reasonsOf(columns)
+                    )
+                    key = GroupKey(table: tableName, user: user, columns: columns)
+                    entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user)
+                }
+                // A new group also writes its table, user and columns.
+                let header =
+                    positions[key] != nil
+                    ? 0
+                    : 40 + JSONWriter.maximumBytes(of: tableName) + JSONWriter.maximumBytes(of: key.user)
+                        + (key.columns ?? table.columnNames).reduce(0) { $0 + 1 + JSONWriter.maximumBytes(of: $1) }
+                let size = header + row.maximumEncodedBytes
+                if !entries.isEmpty, bytes + size > byteBudget {
+                    break
+                }
+                bytes += size
+                if let position = positions[key] {
+                    groups[position].rows.append(row)
+                } else {
+                    positions[key] = groups.count
+                    groups.append(ChangeGroup(table: tableName, user: key.user, columns: key.columns ?? table.columnNames, rows: [row]))
+                }
+                entries.append(entry)
+                last = seq
             }
+            guard !entries.isEmpty else {
+                after = last
+                continue
+            }
+            return OutboxBatch(
+                request: PushRequest(replica: identity.replicaID, groups: groups),
+                lastSeq: last,
+                entries: entries,
+                first: skipped ? nil : after
+            )
         }
     }
 

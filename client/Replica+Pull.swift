@@ -21,6 +21,13 @@ extension ReplicaSync {
     /// Applying the same batch twice changes nothing the second time. Applied writes are not tracked.
     @discardableResult
     package func apply(_ response: PullResponse) async throws -> Int {
+        try await apply(response, countingSendable: false).changed
+    }
+
+    /// Applies a pulled batch (``apply(_:)``) and, with `countingSendable`, counts in the same
+    /// transaction the records a push would send next (``sendableCount(_:)``): a sync's last page
+    /// says whether another round is needed without another trip to the database.
+    package func apply(_ response: PullResponse, countingSendable: Bool) async throws -> (changed: Int, sendable: Int?) {
         try state.checkServerClock(response.hlc)
         // The HLC receive rule: the clock passes every stamp received, so that an edit of a pulled
         // field is always stamped after the version it overwrites, even when the server's own
@@ -55,7 +62,8 @@ extension ReplicaSync {
             try db.execute(sql: "UPDATE _sitesync_meta SET cursor = ?", arguments: [ShadowJSON.encode(cursor)])
             state.clock.receive(latest)
             try recordServerReply(db, hlc: response.hlc)
-            return changed
+            let sendable: Int? = if countingSendable { try Self.sendableCount(db) } else { nil }
+            return (changed, sendable)
         }
     }
 

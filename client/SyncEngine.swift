@@ -150,8 +150,9 @@ public struct SyncEngine: Sendable {
             let pushed = try await pushInTurn()
             report.pushed += pushed.records
             report.conflicts += pushed.conflicts
-            report.pulled += try await pullInTurn()
-            if try await sync.sendableCount() == 0 { break }
+            let pulled = try await pullInTurn()
+            report.pulled += pulled.changed
+            if pulled.sendable == 0 { break }
         }
         report.awaitingReason = try await sync.recordSyncCompleted()
         logger.info(
@@ -173,69 +174,74 @@ public struct SyncEngine: Sendable {
     private func pushInTurn() async throws -> (records: Int, conflicts: Int) {
         // The server refuses a push of more records than the protocol allows.
         let batchSize = min(max(configuration.pushBatchSize, 1), SyncProtocol.maximumPushRecords)
-        guard var current = try await sync.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
+        guard var current = try await sync.nextBatchToSend(limit: batchSize, byteBudget: configuration.pushBatchBytes) else { return (0, 0) }
         let total = configuration.progress == nil ? nil : try await replica.writer.read(Replica.pendingCount)
         // The batch in flight is the one child of this group: leaving the group, by an error or a
         // cancellation, cancels and awaits it.
         return try await withThrowingTaskGroup(of: PushResponse.self) { inFlight in
             var records = 0
             var conflicts = 0
-            try await send(current, in: &inFlight)
+            send(current, in: &inFlight)
             while true {
-                var next = try await sync.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+                var next = try await sync.nextBatchToSend(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
                 guard let answer = try await inFlight.next() else { preconditionFailure("a batch is always in flight here") }
                 records += current.count
                 conflicts += answer.conflicts
                 logger.debug("pushed batch", metadata: ["sync.records": "\(current.count)", "sync.acked": "\(answer.acked)"])
                 configuration.progress?(SyncProgress(phase: .push, done: records, total: total.map { max($0, records) }))
                 if let ready = next, ready.isDisjoint(with: current) {
-                    try await send(ready, in: &inFlight)
+                    send(ready, in: &inFlight)
                     try await sync.acknowledge(current, answer)
                 } else {
                     if try await sync.acknowledge(current, answer) > 0 {
-                        next = try await sync.outboxBatch(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
+                        next = try await sync.nextBatchToSend(limit: batchSize, byteBudget: configuration.pushBatchBytes, after: current.lastSeq)
                     }
                     guard let ready = next else { return (records, conflicts) }
-                    try await send(ready, in: &inFlight)
+                    send(ready, in: &inFlight)
                 }
                 current = next!
             }
         }
     }
 
-    /// Starts pushing one batch, with retries, as a child of `group`; first records it as sent, so
-    /// that a retry after a lost answer is recognised as this replica's (``PushRequest/sent``).
-    private func send(_ batch: OutboxBatch, in group: inout ThrowingTaskGroup<PushResponse, any Error>) async throws {
-        let request = try await sync.prepareToSend(batch.request)
+    /// Starts pushing one batch, with retries, as a child of `group`. The batch was recorded as
+    /// sent when it was read (``ReplicaSync/nextBatchToSend(limit:byteBudget:after:)``), so that a
+    /// retry after a lost answer is recognised as this replica's (``PushRequest/sent``).
+    private func send(_ batch: OutboxBatch, in group: inout ThrowingTaskGroup<PushResponse, any Error>) {
+        let request = batch.request
         group.addTask { [self] in try await withRetry("push") { try await transport.push(request) } }
     }
 
     /// Pulls until the server has nothing more; returns the records that changed here.
     public func pull() async throws -> Int {
-        try await replica.state.exclusively { try await pullInTurn() }
+        try await replica.state.exclusively { try await pullInTurn().changed }
     }
 
-    private func pullInTurn() async throws -> Int {
+    /// Pulls until the server has nothing more; returns the records that changed here, and the
+    /// records left to push (those not held back for a reason), counted as the last page is applied.
+    private func pullInTurn() async throws -> (changed: Int, sendable: Int) {
         var changed = 0
         var received = 0
-        func applied(_ response: PullResponse) async throws {
-            changed += try await sync.apply(response)
+        func applied(_ response: PullResponse) async throws -> Int? {
+            let applied = try await sync.apply(response, countingSendable: !response.more)
+            changed += applied.changed
             received += response.groups.reduce(0) { $0 + $1.rows.count }
             configuration.progress?(SyncProgress(phase: .pull, done: received, total: nil))
+            return applied.sendable
         }
         var request = try await sync.pullRequest(limit: configuration.pullBatchSize, acked: true, build: configuration.build)
         let first = request
         var response = try await withRetry("pull") { try await transport.pull(first) }
         while true {
             guard response.more else {
-                try await applied(response)
-                return changed
+                let sendable = try await applied(response) ?? 0
+                return (changed, sendable)
             }
             // Fetch the next batch while this one is applied.
             request.cursor = response.cursor
             let nextRequest = request
             async let next = withRetry("pull") { try await transport.pull(nextRequest) }
-            try await applied(response)
+            _ = try await applied(response)
             response = try await next
         }
     }

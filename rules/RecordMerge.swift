@@ -9,6 +9,14 @@ package enum FieldOutcome: Character, Sendable {
     case superseded = "s"
     /// The server already held this value; nothing changed.
     case unchanged = "e"
+
+    /// `outcomes` as one letter each, as the audit trail stores them.
+    package static func letters(_ outcomes: [FieldOutcome]) -> String {
+        String(unsafeUninitializedCapacity: outcomes.count) { buffer in
+            for (index, outcome) in outcomes.enumerated() { buffer[index] = outcome.rawValue.asciiValue! }
+            return outcomes.count
+        }
+    }
 }
 
 /// A record as the server holds it before a push is merged into it.

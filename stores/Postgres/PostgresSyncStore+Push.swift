@@ -241,18 +241,19 @@ extension PostgresSyncStore {
             var rows = PostgresRows(
                 [.text, .text, .text, .text, .bigint, .text, .text, .text, .text, .text, .text, .text, .text], rows: writes.audit.count
             )
+            var fields = AuditFieldsText()
             for row in writes.audit {
                 rows[0].append(row.site)
                 rows[1].append(row.table)
                 rows[2].append(row.recordID)
                 rows[3].append(row.user)
                 rows[4].append(row.seq.rawValue)
-                rows[5].append(JSONWriter.array(of: row.fields))
+                rows[5].append(fields.text(of: row.fields))
                 rows[6].append(Self.jsonArray(row.newValues))
                 rows[7].append(row.oldValues.map(Self.jsonArray))
                 rows[8].append(row.hlcs.map(JSONWriter.array(ofHLCs:)))
                 rows[9].append(row.bases.map(JSONWriter.array(ofVersions:)))
-                rows[10].append(String(row.outcomes.map(\.rawValue)))
+                rows[10].append(FieldOutcome.letters(row.outcomes))
                 rows[11].append(row.reasons.map(JSONWriter.array(ofOptional:)))
                 rows[12].append(row.conflicts.map(JSONWriter.array(ofOptional:)))
             }

@@ -205,6 +205,7 @@ extension SQLiteSyncStore {
     /// Appends the audit rows, with one prepared statement per number of fields.
     private func writeAudit(_ db: Database, _ writes: PushWrites) throws {
         var statements: [Int: Statement] = [:]
+        var fields = AuditFieldsText()
         for row in writes.audit {
             let count = row.newValues.count
             let statement: Statement
@@ -230,7 +231,7 @@ extension SQLiteSyncStore {
                 arguments.bind(writes.replicaID)
                 arguments.bind(row.user)
                 arguments.bind(row.seq.rawValue)
-                arguments.bind(JSONWriter.array(of: row.fields))
+                arguments.bind(fields.text(of: row.fields))
                 for value in row.newValues { arguments.bind(value) }
                 arguments.bind(row.oldValues == nil ? 0 : 1)
                 if let old = row.oldValues {
@@ -240,7 +241,7 @@ extension SQLiteSyncStore {
                 }
                 arguments.bind(row.hlcs.map(JSONWriter.array(ofHLCs:)))
                 arguments.bind(row.bases.map(JSONWriter.array(ofVersions:)))
-                arguments.bind(String(row.outcomes.map(\.rawValue)))
+                arguments.bind(FieldOutcome.letters(row.outcomes))
                 arguments.bind(row.reasons.map(JSONWriter.array(ofOptional:)))
                 arguments.bind(row.conflicts.map(JSONWriter.array(ofOptional:)))
             }
