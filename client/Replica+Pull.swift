@@ -21,13 +21,22 @@ extension ReplicaSync {
     /// Applying the same batch twice changes nothing the second time. Applied writes are not tracked.
     @discardableResult
     package func apply(_ response: PullResponse) async throws -> Int {
-        try await apply(response, countingSendable: false).changed
+        try await apply(response, completingSync: false).changed
     }
 
-    /// Applies a pulled batch (``apply(_:)``) and, with `countingSendable`, counts in the same
-    /// transaction the records a push would send next (``sendableCount(_:)``): a sync's last page
-    /// says whether another round is needed without another trip to the database.
-    package func apply(_ response: PullResponse, countingSendable: Bool) async throws -> (changed: Int, sendable: Int?) {
+    /// What applying a page did.
+    package struct AppliedPage: Sendable {
+        /// The records that changed here.
+        package var changed: Int
+        /// When the sync was recorded as completed: the changes still waiting for a reason.
+        package var awaitingReason: Int?
+    }
+
+    /// Applies a pulled batch (``apply(_:)``); with `completingSync`, the last page of a sync's pull,
+    /// also counts what is left to push and, when nothing is, records that the sync completed
+    /// (``recordSyncCompleted()``), in the same transaction: the sync learns whether it needs
+    /// another round without another trip to the database.
+    package func apply(_ response: PullResponse, completingSync: Bool) async throws -> AppliedPage {
         try state.checkServerClock(response.hlc)
         // The HLC receive rule: the clock passes every stamp received, so that an edit of a pulled
         // field is always stamped after the version it overwrites, even when the server's own
@@ -62,8 +71,11 @@ extension ReplicaSync {
             try db.execute(sql: "UPDATE _sitesync_meta SET cursor = ?", arguments: [ShadowJSON.encode(cursor)])
             state.clock.receive(latest)
             try recordServerReply(db, hlc: response.hlc)
-            let sendable: Int? = if countingSendable { try Self.sendableCount(db) } else { nil }
-            return (changed, sendable)
+            var applied = AppliedPage(changed: changed)
+            guard completingSync else { return applied }
+            // Records held back for a reason are not sent, so they need no other round.
+            if try Self.sendableCount(db) == 0 { applied.awaitingReason = try recordSyncCompleted(db) }
+            return applied
         }
     }
 

@@ -62,10 +62,14 @@ extension ReplicaSync {
     /// Records that a sync round completed now; returns the changes still waiting for a reason
     /// (``Replica/unexplainedChanges()``), read in the same transaction.
     package func recordSyncCompleted() async throws -> Int {
-        try await writer.write { db in
-            try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [state.clock.now])
-            return try Replica.unexplainedCount(db)
-        }
+        try await writer.write(recordSyncCompleted)
+    }
+
+    /// Records that a sync completed now, in `db`'s transaction; returns the changes still waiting
+    /// for a reason.
+    func recordSyncCompleted(_ db: Database) throws -> Int {
+        try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [state.clock.now])
+        return try Replica.unexplainedCount(db)
     }
 
     /// A pull of at most `limit` records from the cursor of the last pulled batch, with what this

@@ -146,15 +146,20 @@ public struct SyncEngine: Sendable {
     func syncInTurn() async throws -> SyncReport {
         try await enrolInTurn()
         var report = SyncReport()
-        for _ in 0..<configuration.maximumRounds {
+        var completed = false
+        for _ in 0..<configuration.maximumRounds where !completed {
             let pushed = try await pushInTurn()
             report.pushed += pushed.records
             report.conflicts += pushed.conflicts
-            let pulled = try await pullInTurn()
+            // With nothing left to push, the last page's transaction records the completed sync.
+            let pulled = try await pullInTurn(completingSync: true)
             report.pulled += pulled.changed
-            if pulled.sendable == 0 { break }
+            if let awaiting = pulled.last.awaitingReason {
+                report.awaitingReason = awaiting
+                completed = true
+            }
         }
-        report.awaitingReason = try await sync.recordSyncCompleted()
+        if !completed { report.awaitingReason = try await sync.recordSyncCompleted() }
         logger.info(
             "sync completed", metadata: ["sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"])
         return report
@@ -214,28 +219,28 @@ public struct SyncEngine: Sendable {
 
     /// Pulls until the server has nothing more; returns the records that changed here.
     public func pull() async throws -> Int {
-        try await replica.state.exclusively { try await pullInTurn().changed }
+        try await replica.state.exclusively { try await pullInTurn(completingSync: false).changed }
     }
 
-    /// Pulls until the server has nothing more; returns the records that changed here, and the
-    /// records left to push (those not held back for a reason), counted as the last page is applied.
-    private func pullInTurn() async throws -> (changed: Int, sendable: Int) {
+    /// Pulls until the server has nothing more; returns the records that changed here, and what
+    /// applying the last page did (with `completingSync`, ``ReplicaSync/apply(_:completingSync:)``).
+    private func pullInTurn(completingSync: Bool) async throws -> (changed: Int, last: ReplicaSync.AppliedPage) {
         var changed = 0
         var received = 0
-        func applied(_ response: PullResponse) async throws -> Int? {
-            let applied = try await sync.apply(response, countingSendable: !response.more)
+        func applied(_ response: PullResponse) async throws -> ReplicaSync.AppliedPage {
+            let applied = try await sync.apply(response, completingSync: completingSync && !response.more)
             changed += applied.changed
             received += response.groups.reduce(0) { $0 + $1.rows.count }
             configuration.progress?(SyncProgress(phase: .pull, done: received, total: nil))
-            return applied.sendable
+            return applied
         }
         var request = try await sync.pullRequest(limit: configuration.pullBatchSize, acked: true, build: configuration.build)
         let first = request
         var response = try await withRetry("pull") { try await transport.pull(first) }
         while true {
             guard response.more else {
-                let sendable = try await applied(response) ?? 0
-                return (changed, sendable)
+                let page = try await applied(response)
+                return (changed, page)
             }
             // Fetch the next batch while this one is applied.
             request.cursor = response.cursor
