@@ -138,6 +138,7 @@ extension ReplicaSync {
         }
     }
 
+    /// The batch of ``outboxBatch(limit:byteBudget:after:)``, read in `db`.
     private func batch(_ db: Database, identity: ReplicaIdentity, limit: Int, byteBudget: Int, after: HLC) throws -> OutboxBatch? {
         var after = after
         // Reads on past a window whose every record stays queued.
