@@ -38,7 +38,7 @@ extension Replica {
     /// Moves the stamps of this replica's unpushed writes from one replica id to another.
     private func restampPending(_ db: Database, from old: String, to new: String) throws {
         let shadows = try Row.fetchAll(
-            db, sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.pending IS NOT NULL"
+            db, sql: "SELECT \(ShadowRow.columns) FROM \(ShadowRow.source) WHERE s.pending IS NOT NULL"
         ).map(ShadowRow.init)
         var actors = Actors()
         for shadow in shadows {

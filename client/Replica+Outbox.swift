@@ -336,7 +336,7 @@ extension ReplicaSync {
         guard
             let shadow = try Row.fetchOne(
                 db,
-                sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
+                sql: "SELECT \(ShadowRow.columns) FROM \(ShadowRow.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL",
                 arguments: [code, entry.id]
             ).map(ShadowRow.init)
         else { return false }

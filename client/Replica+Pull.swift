@@ -104,7 +104,7 @@ extension ReplicaSync {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source)
+                    SELECT \(ShadowRow.columns) FROM \(ShadowRow.source)
                     WHERE s.tbl = ? AND s.id IN (SELECT value FROM json_each(?))
                     """,
                 arguments: [code, JSONWriter.array(of: group.rows.map(\.id))]

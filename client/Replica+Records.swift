@@ -126,12 +126,12 @@ extension Replica {
         let code = try tableCodes.code(table)
         guard
             let shadow = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ? AND s.pending IS NOT NULL"),
+                db.cachedStatement(sql: "SELECT base, reasons FROM _sitesync_shadows WHERE tbl = ? AND id = ? AND pending IS NOT NULL"),
                 arguments: [code, id]
-            ).map(ShadowRow.init)
+            )
         else { return }
-        let base = try shadow.base()
-        var reasons = try shadow.reasons() ?? [:]
+        let base = try ShadowJSON.decode([String: Stamp?].self, shadow["base"])
+        var reasons = try ShadowJSON.decode([String: String].self, shadow["reasons"]) ?? [:]
         let waited = reasons.values.contains(ReasonForChange.writtenOutsideLibrary)
         for field in fields where base == nil || base?[field] != nil {
             reasons[field] = reason

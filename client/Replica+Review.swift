@@ -127,7 +127,7 @@ extension Replica {
             let record = try fields(db, tableSchema, id: id)
             guard !record.isEmpty,
                 let shadow = try Row.fetchOne(
-                    db, sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?",
+                    db, sql: "SELECT \(ShadowRow.columns) FROM \(ShadowRow.source) WHERE s.tbl = ? AND s.id = ?",
                     arguments: [tableCodes.code(table), id]
                 ).map(ShadowRow.init)
             else { throw ReplicaError.recordNotFound(table: table, id: id) }

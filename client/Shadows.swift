@@ -1,19 +1,12 @@
 import GRDB
 import SiteSyncCore
 
-/// SQL over the shadow rows (`_sitesync_shadows`), shared by the outbox, the pull and the history.
-///
-/// A shadow row stores its table as a code from `_sitesync_tables` and the replica and user of its
-/// base stamp as an actor from `_sitesync_actors`; reads join the actor back.
-enum ShadowSQL {
-    /// The shadow rows (`s`) with their base stamp's actor (`a`).
-    static let source = "_sitesync_shadows AS s JOIN _sitesync_actors AS a ON a.actor = s.actor"
-}
-
 /// A shadow row (`_sitesync_shadows`) with its base stamp's actor, read by column name.
 ///
-/// Every read of shadow rows selects ``columns`` (from ``ShadowSQL/source`` or a join to it) and
-/// decodes with ``init(_:)``; the positions live here, in ``Column``, and nowhere else. The JSON
+/// A shadow row stores its table as a code from `_sitesync_tables` and the replica and user of its
+/// base stamp as an actor from `_sitesync_actors`; reads join the actor back. Every read of whole
+/// shadow rows selects ``columns`` (from ``source`` or a join to it) and decodes with ``init(_:)``;
+/// the positions live here, in ``Column``, and nowhere else. The JSON
 /// columns stay text until asked for, so a read that needs the stamps decodes no more.
 struct ShadowRow {
     /// The columns a read selects, in this order.
@@ -38,6 +31,8 @@ struct ShadowRow {
 
     /// The select list of a shadow row, aliases `s` (shadows) and `a` (actors).
     static let columns = Column.allCases.map(\.expression).joined(separator: ", ")
+    /// The shadow rows (`s`) with their base stamp's actor (`a`).
+    static let source = "_sitesync_shadows AS s JOIN _sitesync_actors AS a ON a.actor = s.actor"
 
     /// The table's code (``TableCodes``).
     var table: Int64
@@ -82,11 +77,12 @@ struct SyncedFields {
     private let base: [String: Stamp?]?
 
     init(_ db: Database, code: Int64, id: String) throws {
-        let shadow = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT \(ShadowRow.columns) FROM \(ShadowSQL.source) WHERE s.tbl = ? AND s.id = ?"), arguments: [code, id]
-        ).map(ShadowRow.init)
-        pending = shadow?.pending != nil
-        base = try shadow?.base()
+        // Two columns of the row, on the path of every edit: no actor to join, no stamps to decode.
+        let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT pending, base FROM _sitesync_shadows WHERE tbl = ? AND id = ?"), arguments: [code, id]
+        )
+        pending = (row?["pending"] as Int64?) != nil
+        base = try ShadowJSON.decode([String: Stamp?].self, row?["base"])
     }
 
     func contains(_ field: String) -> Bool {
