@@ -40,8 +40,13 @@ let package = Package(
     ],
     targets: [
         // Shared by both sides: clocks, versions, wire messages, schema and validation. Foundation,
-        // and swift-crypto's SHA-256 for the ids derived from content (conflict ids).
-        .target(name: "SiteSyncCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        // and swift-crypto: SHA-256 for the ids derived from content (conflict ids), scrypt for
+        // people's passwords (_CryptoExtras).
+        .target(
+            name: "SiteSyncCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         // The sync rules: validating, merging and applying a push, and reading a pull, as steps a
         // store carries out in its own transaction. No I/O, no HTTP, no database library: refusals
         // carry a stable code, and the server gives each its status.
@@ -213,6 +218,8 @@ let package = Package(
             dependencies: [
                 "SiteSyncClient", "SiteSyncServer", "SiteSyncSQLiteStore", "SiteSyncPostgresStore", "SiteSyncRules", "SiteSyncTestSupport", "TrialRecords",
                 "sitesync", "sitesync-server", "LiveScreenExample",
+                // The operator's name the account commands record.
+                "CommandLineOutput",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // A channel for request contexts of the in-process server the convergence test drives.

@@ -9,7 +9,7 @@ import SiteSyncSQLiteStore
 
 /// Copies a pilot's SQLite server database into an empty PostgreSQL store: tokens, replica states,
 /// site heads, records and their stamps, the conflict log, the audit trail with its daily counts,
-/// and the laptops' latest reports, all as they are (monitoring sessions are not copied), so
+/// the laptops' latest reports, and people's accounts with their events, all as they are (monitoring sessions are not copied), so
 /// that laptops continue from where they were, without a re-pull and without a conflict.
 ///
 /// The copy is one PostgreSQL transaction: it is there whole, or not at all. The SQLite database
@@ -106,9 +106,21 @@ public enum StoreCopy {
                 ],
                 order: "site_id, replica_id"
             ))
+        tables.append(
+            Table(
+                name: "accounts",
+                columns: Account.columns.split(separator: ", ").map { (String($0), "text") },
+                order: "username"
+            ))
+        tables.append(
+            Table(
+                name: "account_events",
+                columns: [("id", "bigint")] + AccountEvent.columns.split(separator: ", ").map { (String($0), "text") },
+                order: "id"
+            ))
         let copied = tables
         return try await target.transaction { connection in
-            for table in ["tokens", "records", "audit", "replicas"] {
+            for table in ["tokens", "records", "audit", "replicas", "accounts"] {
                 let held = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)")).decode(Int64.self)
                 for try await count in held where count > 0 {
                     throw StoreCopyError("The PostgreSQL store is not empty (\(table) holds \(count) rows); copy into a new database.")
@@ -165,9 +177,12 @@ public enum StoreCopy {
                 )
             }
             // The audit trail keeps its ids; new rows continue after them.
-            try await connection.execute(
-                "SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce((SELECT max(id) FROM audit), 0) + 1, false)"
-            )
+            for table in ["audit", "account_events"] {
+                try await connection.execute(
+                    PostgresQuery(
+                        unsafeSQL: "SELECT setval(pg_get_serial_sequence('\(table)', 'id'), coalesce((SELECT max(id) FROM \(table)), 0) + 1, false)")
+                )
+            }
             return counts
         }
     }

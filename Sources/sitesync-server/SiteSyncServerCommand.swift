@@ -15,7 +15,7 @@ struct SiteSyncServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sitesync-server",
         abstract: "The SiteSync central sync server.",
-        subcommands: [Serve.self, Token.self, Replicas.self, Audit.self, Store.self]
+        subcommands: [Serve.self, Token.self, User.self, Replicas.self, Audit.self, Store.self]
     )
 }
 
@@ -430,7 +430,7 @@ struct Store: AsyncParsableCommand {
 }
 
 struct Audit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read the audit trail.", subcommands: [Export.self])
+    static let configuration = CommandConfiguration(abstract: "Read the audit trail.", subcommands: [Export.self, Accounts.self])
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
         case csv, jsonl
@@ -491,6 +491,36 @@ struct Audit: AsyncParsableCommand {
                 }
             }
             output.flush()
+        }
+    }
+}
+
+extension Audit {
+    struct Accounts: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the accounts' part of the audit trail: every account added, deactivated, reactivated or given a new password, oldest first.",
+            discussion:
+                "Each line says when, whose account, what happened, which operator did it (their login on the server's machine), and why. No password or digest is ever in it."
+        )
+
+        @OptionGroup var database: DatabaseOptions
+
+        @Option(help: "csv or jsonl.")
+        var format: Format
+
+        func run() async throws {
+            let events = try await database.withStore { store in try await store.accountEvents() }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            var lines: [String] = format == .csv ? [AccountEvent.csvHeader.map(AuditWriter.csvCell).joined(separator: ",")] : []
+            for event in events {
+                switch format {
+                case .csv: lines.append(event.csvFields.map(AuditWriter.csvCell).joined(separator: ","))
+                case .jsonl: lines.append(String(decoding: try encoder.encode(event), as: UTF8.self))
+                }
+            }
+            let end = format == .csv ? "\r\n" : "\n"
+            FileHandle.standardOutput.write(Data(lines.map { $0 + end }.joined().utf8))
         }
     }
 }

@@ -54,6 +54,11 @@ struct StoreCopyTests {
             try await b.sync()
         }
         try a.replica.put("subjects", id: kept, ["sex": .text("F")])
+        // People, one of them deactivated: accounts and their events come along as they are.
+        let hash = try PasswordHash(password: "a long pass phrase", cost: .init(logN: 4, blockSize: 8, parallelism: 1)).encoded
+        _ = try await sqlite.changeAccount(
+            "ana", .create(fullName: "Ana Lima", role: .coordinator, sites: ["S01"], passwordHash: hash), at: "2026-12-01T08:00:00Z", by: "root")
+        _ = try await sqlite.changeAccount("ana", .deactivate(reason: "Left the team"), at: "2026-12-02T08:00:00Z", by: "root")
         let before = try await StoreContents.dump(sqlite)
 
         let database = try await PostgresTestDatabase.create()
@@ -69,7 +74,7 @@ struct StoreCopyTests {
         #expect(laptops == (try await sqlite.replicaFreshness(site: nil)) && laptops.compactMap(\.report).count == 2)
         #expect(
             activity == (try await sqlite.siteActivity(site: "S01", from: "2000-01-01")) && activity.changesByDay.values.reduce(0, +) == before["audit"]?.count)
-        #expect(counts.rows["conflicts"] == 1 && counts.rows["tokens"] == 3)
+        #expect(counts.rows["conflicts"] == 1 && counts.rows["tokens"] == 3 && counts.rows["accounts"] == 1 && counts.rows["account_events"] == 2)
         // A second copy into a store that holds data is refused, and writes nothing.
         let again = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
         await #expect(throws: StoreCopyError.self) { try await again.withRunning { try await StoreCopy.copy(from: sqlite, to: again) } }
@@ -84,6 +89,10 @@ struct StoreCopyTests {
             let third = try await b.sync()
             #expect(third.pulled == 1 && third.conflicts == 0)
             #expect(try await StoreContents.count(postgres, "SELECT count(*) FROM conflicts") == 1)
+            #expect(try await postgres.accounts() == sqlite.accounts())
+            // The events keep their ids, and new ones follow them.
+            _ = try await postgres.changeAccount("ana", .reactivate, at: "2026-12-03T08:00:00Z", by: "root")
+            #expect(try await postgres.accountEvents().map(\.action) == [.created, .deactivated, .reactivated])
         }
         #expect(try a.contents() == b.contents())
         #expect(try a.replica.conflicts(includeResolved: true).count == 1)

@@ -36,4 +36,11 @@ struct StoreConformanceTests {
     func enrolment(kind: StoreKind) async throws {
         try await StoreConformance.enrolment(try await store(kind))
     }
+
+    @Test(
+        "Accounts: a username once, changes as the rules allow, each an event; the database refuses deleting accounts and editing events",
+        arguments: StoreKind.all)
+    func accounts(kind: StoreKind) async throws {
+        try await StoreConformance.accounts(try await store(kind))
+    }
 }

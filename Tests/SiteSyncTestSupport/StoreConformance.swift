@@ -241,3 +241,65 @@ public enum StoreConformance {
         #expect(try await enrol("e1", "hash-e1") == .enrolled(acked: seq))
     }
 }
+
+extension StoreConformance {
+    /// Accounts: created once per username, listed by username, changed only as the rules allow,
+    /// every change an event in order; a refused change writes nothing; the database itself
+    /// refuses deleting an account and changing or deleting an event.
+    public static func accounts(_ store: any SyncStore) async throws {
+        let hash = try PasswordHash(password: "correct horse battery", cost: .init(logN: 4, blockSize: 8, parallelism: 1)).encoded
+        let created = try await store.changeAccount(
+            "zoe.b", .create(fullName: " Zoë Brown ", role: .coordinator, sites: ["S02", "S01", "S02"], passwordHash: hash), at: "2026-12-01T09:00:00Z",
+            by: "root")
+        #expect(created.fullName == "Zoë Brown")
+        #expect(created.sites == ["S01", "S02"])
+        #expect(created.state == .active)
+        _ = try await store.changeAccount(
+            "amir", .create(fullName: "Amir Khan", role: .dataManager, sites: ["*"], passwordHash: hash), at: "2026-12-01T09:01:00Z", by: "root")
+        #expect(try await store.accounts().map(\.username) == ["amir", "zoe.b"])
+        #expect(try await store.account(username: "zoe.b") == created)
+        #expect(try await store.account(username: "nobody") == nil)
+
+        // A username is never reused; a refused change writes nothing.
+        await #expect(throws: SyncRefusal.self) {
+            try await store.changeAccount(
+                "zoe.b", .create(fullName: "Zoe Other", role: .monitor, sites: ["S01"], passwordHash: hash), at: "2026-12-01T09:02:00Z", by: "root")
+        }
+        await #expect(throws: SyncRefusal.self) { try await store.changeAccount("zoe.b", .reactivate, at: "2026-12-01T09:03:00Z", by: "root") }
+        await #expect(throws: SyncRefusal.self) { try await store.changeAccount("nobody", .deactivate(reason: "left"), at: "2026-12-01T09:03:00Z", by: "root") }
+        #expect(try await store.account(username: "zoe.b") == created)
+
+        let deactivated = try await store.changeAccount("zoe.b", .deactivate(reason: " left the study team "), at: "2026-12-02T09:00:00Z", by: "ops")
+        #expect(deactivated.state == .deactivated)
+        #expect(deactivated.deactivationReason == "left the study team")
+        await #expect(throws: SyncRefusal.self) { try await store.changeAccount("zoe.b", .deactivate(reason: "again"), at: "2026-12-02T09:01:00Z", by: "ops") }
+        let newHash = try PasswordHash(password: "another long password", cost: .init(logN: 4, blockSize: 8, parallelism: 1)).encoded
+        _ = try await store.changeAccount("zoe.b", .reactivate, at: "2026-12-03T09:00:00Z", by: "ops")
+        let reset = try await store.changeAccount("zoe.b", .resetPassword(passwordHash: newHash), at: "2026-12-03T09:05:00Z", by: "ops")
+        #expect(reset.state == .active && reset.deactivationReason == nil)
+        #expect(reset.passwordHash == newHash && reset.passwordChangedAt == "2026-12-03T09:05:00Z" && reset.createdAt == "2026-12-01T09:00:00Z")
+        #expect(PasswordHash(encoded: reset.passwordHash)?.verifies("another long password") == true)
+
+        let events = try await store.accountEvents()
+        #expect(events.map(\.action) == [.created, .created, .deactivated, .reactivated, .passwordReset])
+        #expect(events.map(\.username) == ["zoe.b", "amir", "zoe.b", "zoe.b", "zoe.b"])
+        #expect(
+            events[0]
+                == AccountEvent(
+                    at: "2026-12-01T09:00:00Z", username: "zoe.b", action: .created, by: "root", fullName: "Zoë Brown", role: .coordinator,
+                    sites: ["S01", "S02"]))
+        #expect(events[1].sites == ["*"] && events[1].role == .dataManager)
+        #expect(events[2].reason == "left the study team" && events[2].by == "ops")
+        // No event holds a password or its digest.
+        #expect(!"\(events)".contains("scrypt"))
+
+        // Accounts are never deleted; the events are append-only, whoever holds the database.
+        for statement in [
+            "DELETE FROM accounts WHERE username = 'amir'", "UPDATE account_events SET reason = 'edited'", "DELETE FROM account_events",
+        ] {
+            await #expect(throws: (any Error).self, "\(statement)") { try await StoreContents.execute(store, statement) }
+        }
+        #expect(try await store.accountEvents() == events)
+        #expect(try await store.accounts().count == 2)
+    }
+}

@@ -113,4 +113,17 @@ public enum StoreContents {
             preconditionFailure("no contents for \(type(of: store))")
         }
     }
+
+    /// Runs a statement written in the SQL both stores understand, as someone with a database shell
+    /// would: outside the store's rules.
+    public static func execute(_ store: any SyncStore, _ sql: String) async throws {
+        switch store {
+        case let sqlite as SQLiteSyncStore:
+            try await sqlite.writer.write { db in try db.execute(sql: sql) }
+        case let postgres as PostgresSyncStore:
+            try await postgres.execute(sql)
+        default:
+            preconditionFailure("no statements for \(type(of: store))")
+        }
+    }
 }

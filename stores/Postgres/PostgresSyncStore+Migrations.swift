@@ -186,6 +186,55 @@ extension PostgresSyncStore {
                     "ALTER TABLE tokens ADD COLUMN enrolled_by TEXT",
                     "CREATE INDEX tokens_enrolled_by ON tokens (enrolled_by)",
                 ]))
+        // People, and every change of their accounts; as the SQLite store's `server-v8-accounts`.
+        // Accounts are never deleted; their events are never changed or deleted.
+        migrations.append(
+            Migration(
+                name: "server-v6-accounts",
+                statements: [
+                    """
+                    CREATE TABLE accounts (
+                        username TEXT PRIMARY KEY,
+                        full_name TEXT NOT NULL,
+                        role TEXT NOT NULL,
+                        sites TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (state IN ('active', 'deactivated')),
+                        password_hash TEXT NOT NULL,
+                        created_at TEXT NOT NULL,
+                        password_changed_at TEXT NOT NULL,
+                        last_sign_in_at TEXT,
+                        deactivation_reason TEXT
+                    )
+                    """,
+                    """
+                    CREATE TABLE account_events (
+                        id BIGSERIAL PRIMARY KEY,
+                        at TEXT NOT NULL,
+                        username TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        by_operator TEXT NOT NULL,
+                        full_name TEXT,
+                        role TEXT,
+                        sites TEXT,
+                        reason TEXT
+                    )
+                    """,
+                    """
+                    CREATE FUNCTION sitesync_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN
+                        RAISE EXCEPTION 'the audit trail is append-only and accounts are never deleted: % of % refused', TG_OP, TG_TABLE_NAME
+                            USING ERRCODE = 'insufficient_privilege';
+                    END
+                    $$
+                    """,
+                    """
+                    CREATE TRIGGER account_events_append_only BEFORE UPDATE OR DELETE ON account_events
+                    FOR EACH ROW EXECUTE FUNCTION sitesync_refuse_change()
+                    """,
+                    "CREATE TRIGGER account_events_no_truncate BEFORE TRUNCATE ON account_events FOR EACH STATEMENT EXECUTE FUNCTION sitesync_refuse_change()",
+                    "CREATE TRIGGER accounts_never_deleted BEFORE DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION sitesync_refuse_change()",
+                    "CREATE TRIGGER accounts_no_truncate BEFORE TRUNCATE ON accounts FOR EACH STATEMENT EXECUTE FUNCTION sitesync_refuse_change()",
+                ]))
         return migrations
     }
 

@@ -238,6 +238,46 @@ extension SQLiteSyncStore {
             // Conflicts are listed oldest detection first, then by id, on every store.
             try db.execute(sql: "CREATE INDEX conflicts_listing ON conflicts (detected_at, id)")
         }
+        migrator.registerMigration("server-v8-accounts") { db in
+            try db.execute(
+                sql: """
+                    -- People (sitesync-server user …). Never deleted: a username is never reused.
+                    CREATE TABLE accounts (
+                        username TEXT PRIMARY KEY NOT NULL,
+                        full_name TEXT NOT NULL,
+                        role TEXT NOT NULL,
+                        sites TEXT NOT NULL,               -- JSON array of site ids; ["*"] for every site
+                        state TEXT NOT NULL CHECK (state IN ('active', 'deactivated')),
+                        password_hash TEXT NOT NULL,       -- scrypt ($scrypt$ln=…); never the password
+                        created_at TEXT NOT NULL,
+                        password_changed_at TEXT NOT NULL,
+                        last_sign_in_at TEXT,
+                        deactivation_reason TEXT
+                    ) WITHOUT ROWID;
+                    CREATE TRIGGER accounts_never_deleted BEFORE DELETE ON accounts BEGIN
+                        SELECT RAISE(ABORT, 'accounts are never deleted (a username is never reused): deactivate it instead');
+                    END;
+                    -- Every change of an account, in the order made; part of the audit trail, append-only.
+                    CREATE TABLE account_events (
+                        id INTEGER PRIMARY KEY,
+                        at TEXT NOT NULL,
+                        username TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        by_operator TEXT NOT NULL,
+                        full_name TEXT,
+                        role TEXT,
+                        sites TEXT,
+                        reason TEXT
+                    );
+                    CREATE TRIGGER account_events_append_only_update BEFORE UPDATE ON account_events BEGIN
+                        SELECT RAISE(ABORT, 'the audit trail is append-only: account_events rows are never changed');
+                    END;
+                    CREATE TRIGGER account_events_append_only_delete BEFORE DELETE ON account_events BEGIN
+                        SELECT RAISE(ABORT, 'the audit trail is append-only: account_events rows are never deleted');
+                    END;
+                    """
+            )
+        }
         return migrator
     }
 }
