@@ -61,7 +61,7 @@ public enum StoreCopy {
                     ("hash", "text"), ("role", "text"), ("site_id", "text"), ("label", "text"), ("created_at", "text"), ("replica_id", "text"),
                     ("expires_at", "text"), ("revoked_at", "text"), ("last_used_at", "text"),
                 ], order: "hash"),
-            Table(name: "sites", columns: [("site_id", "text"), ("seq", "bigint")], order: "site_id"),
+            Table(name: "sites", columns: [("site_id", "text"), ("seq", "bigint"), ("audit_head", "text")], order: "site_id"),
             Table(
                 name: "replicas",
                 columns: [
@@ -92,7 +92,7 @@ public enum StoreCopy {
                     ("id", "bigint"), ("received_at", "text"), ("site_id", "text"), ("tbl", "text"), ("record_id", "text"), ("replica", "text"),
                     ("user", "text"),
                     ("seq", "bigint"), ("fields", "text"), ("new_values", "text"), ("old_values", "text"), ("hlcs", "text"), ("bases", "text"),
-                    ("outcomes", "text"), ("reasons", "text"), ("conflicts", "text"),
+                    ("outcomes", "text"), ("reasons", "text"), ("conflicts", "text"), ("hash", "text"),
                 ],
                 order: "id"
             ))
@@ -115,7 +115,7 @@ public enum StoreCopy {
         tables.append(
             Table(
                 name: "account_events",
-                columns: [("id", "bigint")] + AccountEvent.columns.split(separator: ", ").map { (String($0), "text") },
+                columns: [("id", "bigint")] + AccountEvent.columns.split(separator: ", ").map { (String($0), "text") } + [("hash", "text")],
                 order: "id"
             ))
         let copied = tables
@@ -175,6 +175,16 @@ public enum StoreCopy {
                 throw StoreCopyError(
                     "The copy's sequence numbers of site \(sites.joined(separator: ", ")) do not cover its records (was the file written during the copy?); nothing was copied."
                 )
+            }
+            // The chains begin where they began in the source, and the accounts chain continues from its head.
+            let chains = try await snapshot.read { db in
+                try Row.fetchAll(db, sql: "SELECT tbl, last_unchained, head FROM audit_chains").map {
+                    (table: $0["tbl"] as String, last: $0["last_unchained"] as Int64, head: $0["head"] as String?)
+                }
+            }
+            for chain in chains {
+                try await connection.execute(
+                    "UPDATE audit_chains SET last_unchained = \(chain.last), head = \(chain.head) WHERE tbl = \(chain.table)")
             }
             // The audit trail keeps its ids; new rows continue after them.
             for table in ["audit", "account_events"] {

@@ -430,7 +430,7 @@ struct Store: AsyncParsableCommand {
 }
 
 struct Audit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read the audit trail.", subcommands: [Export.self, Accounts.self])
+    static let configuration = CommandConfiguration(abstract: "Read the audit trail.", subcommands: [Export.self, Accounts.self, Verify.self])
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
         case csv, jsonl
@@ -521,6 +521,50 @@ extension Audit {
             }
             let end = format == .csv ? "\r\n" : "\n"
             FileHandle.standardOutput.write(Data(lines.map { $0 + end }.joined().utf8))
+        }
+    }
+}
+
+extension Audit {
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the audit trail's hash chains, one per site and one for the accounts; exit 1 at the first broken row.",
+            discussion: """
+                A row changed, deleted or inserted by hand (with sqlite3 or psql) breaks its chain: the command names the \
+                first such row. Rows written by a build before accounts predate the chains: they are counted, not \
+                verified. Keep the heads it prints: a later run that shows other heads for the same rows means the trail \
+                was rewritten with every hash worked out again (docs/AUDIT.md).
+                """
+        )
+
+        @OptionGroup var database: DatabaseOptions
+
+        @Flag(help: "One JSON object: rows verified, rows before the chains, each chain's rows and head, the first broken row.")
+        var json = false
+
+        func run() async throws {
+            let result = try await database.withStore { store in try await AuditVerification.run(store) }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            } else {
+                var rows = [["chain", "rows", "head"]]
+                for chain in result.chains { rows.append([chain.name, String(chain.rows), chain.head ?? "(empty)"]) }
+                print(Table(rows: rows).render(header: false))
+                print(
+                    "Verified \(result.verified) row\(result.verified == 1 ? "" : "s") in \(result.chains.count) chain\(result.chains.count == 1 ? "" : "s").")
+                if result.beforeChain > 0 {
+                    print(
+                        "\(result.beforeChain) row\(result.beforeChain == 1 ? " was" : "s were") written before accounts, before the chains began: kept and exported, not verifiable."
+                    )
+                }
+            }
+            if let broken = result.broken {
+                FileHandle.standardError.write(
+                    Data("The audit trail is broken: \(broken.table) row \(broken.id) (chain \(broken.chain)) \(broken.problem).\n".utf8))
+                throw ExitCode(1)
+            }
         }
     }
 }

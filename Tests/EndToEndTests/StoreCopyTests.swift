@@ -81,6 +81,10 @@ struct StoreCopyTests {
 
         let postgres = try PostgresSyncStore(url: database, schema: TrialSchema.current, logger: PostgresTestDatabase.quiet)
         try await serving(configuration, store: postgres, services: [postgres]) {
+            // The chains come along whole: the copy verifies as the source does.
+            let verified = try await AuditVerification.run(sqlite)
+            #expect(verified.broken == nil && verified.verified == (before["audit"]?.count ?? 0) + 2)
+            #expect(try await AuditVerification.run(postgres) == verified)
             let first = try await b.sync()
             #expect(first.pulled == 0 && first.pushed == 0, "b is where it was")
             let second = try await a.sync()
@@ -93,6 +97,7 @@ struct StoreCopyTests {
             // The events keep their ids, and new ones follow them.
             _ = try await postgres.changeAccount("ana", .reactivate, at: "2026-12-03T08:00:00Z", by: "root")
             #expect(try await postgres.accountEvents().map(\.action) == [.created, .deactivated, .reactivated])
+            #expect(try await AuditVerification.run(postgres).broken == nil, "the chains continue after the copy")
         }
         #expect(try a.contents() == b.contents())
         #expect(try a.replica.conflicts(includeResolved: true).count == 1)

@@ -43,4 +43,11 @@ struct StoreConformanceTests {
     func accounts(kind: StoreKind) async throws {
         try await StoreConformance.accounts(try await store(kind))
     }
+
+    @Test(
+        "The audit trail's chains verify; a row changed, deleted or inserted by hand breaks them at that row; rows before the chains are counted",
+        arguments: StoreKind.all)
+    func auditChain(kind: StoreKind) async throws {
+        try await StoreConformance.auditChain(try await store(kind))
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import SiteSyncCore
 import SiteSyncRules
+import SiteSyncSQLiteStore
 import Testing
 import TrialRecords
 
@@ -301,5 +302,114 @@ extension StoreConformance {
         }
         #expect(try await store.accountEvents() == events)
         #expect(try await store.accounts().count == 2)
+    }
+}
+
+extension StoreConformance {
+    /// The audit trail's chains: every row a push or an account change writes is verified; a row
+    /// changed, deleted or inserted by hand, once the database's own refusal is switched off as
+    /// someone with a database shell could, breaks the chain at that row; rows from before the
+    /// chains are counted, not verified.
+    public static func auditChain(_ store: any SyncStore) async throws {
+        for (replica, site) in [("c1", "S01"), ("c2", "S02")] {
+            _ = try await store.enrolReplica(
+                replica, tokenHash: "hash-\(replica)", principal: Principal(role: .site, site: site), label: replica, enrolledBy: "enrolment",
+                limit: .max)
+        }
+        let now = HybridLogicalClock.systemMilliseconds()
+        _ = try await push(
+            store, "c1", site: "S01", ["c01", "c02", "c03"], status: "screening", at: "2026-12-01T10:00:00Z", seq: HLC(milliseconds: now - 3_000))
+        _ = try await push(store, "c2", site: "S02", ["d01", "d02"], status: "screening", at: "2026-12-01T10:00:01Z", seq: HLC(milliseconds: now - 2_000))
+        _ = try await push(store, "c1", site: "S01", ["c04", "c05"], status: "enrolled", at: "2026-12-01T10:00:02Z", seq: HLC(milliseconds: now - 1_000))
+        let hash = try PasswordHash(password: "correct horse battery", cost: .init(logN: 4, blockSize: 8, parallelism: 1)).encoded
+        _ = try await store.changeAccount(
+            "ana", .create(fullName: "Ana Lima", role: .coordinator, sites: ["S01"], passwordHash: hash), at: "2026-12-01T09:00:00Z", by: "root")
+        _ = try await store.changeAccount("ana", .deactivate(reason: "left"), at: "2026-12-01T09:01:00Z", by: "root")
+
+        let intact = try await AuditVerification.run(store)
+        #expect(intact.broken == nil)
+        #expect(intact.verified == 9 && intact.beforeChain == 0)
+        #expect(intact.chains.map(\.name) == ["site S01", "site S02", "accounts"])
+        #expect(intact.chains.map(\.rows) == [5, 2, 2])
+
+        // The database refuses the edit itself.
+        await #expect(throws: (any Error).self) { try await StoreContents.execute(store, "UPDATE audit SET outcomes = 'a' WHERE record_id = 'c02'") }
+        await #expect(throws: (any Error).self) { try await StoreContents.execute(store, "DELETE FROM audit WHERE record_id = 'c02'") }
+        #expect(try await AuditVerification.run(store) == intact)
+
+        // Someone who switches that refusal off (the file's owner, a database superuser) edits rows by hand.
+        let sqlite = store is SQLiteSyncStore
+        let switchOff =
+            sqlite
+            ? ["DROP TRIGGER audit_append_only_update", "DROP TRIGGER audit_append_only_delete", "DROP TRIGGER account_events_append_only_update"]
+            : ["ALTER TABLE audit DISABLE TRIGGER audit_append_only", "ALTER TABLE account_events DISABLE TRIGGER account_events_append_only"]
+        for statement in switchOff { try await StoreContents.execute(store, statement) }
+        func audit(_ record: String) async throws -> (id: Int64, values: String) {
+            let row = try #require(try await StoreContents.select(store, "SELECT id, new_values FROM audit WHERE record_id = '\(record)' ORDER BY id").first)
+            guard case .integer(let id) = row[0], case .text(let values) = row[1] else { throw CancellationError() }
+            return (id, values)
+        }
+        func brokenAt() async throws -> AuditVerification.Break? { try await AuditVerification.run(store).broken }
+
+        // A value changed: broken at that row; put back, whole again.
+        let c02 = try await audit("c02")
+        try await StoreContents.execute(store, "UPDATE audit SET new_values = replace(new_values, 'screening', 'enrolled') WHERE id = \(c02.id)")
+        #expect(
+            try await brokenAt()
+                == AuditVerification.Break(
+                    chain: "site S01", table: "audit", id: c02.id,
+                    problem: "does not match its chain: this row was changed, or a row before it was deleted or inserted"))
+        try await StoreContents.execute(store, "UPDATE audit SET new_values = '\(c02.values)' WHERE id = \(c02.id)")
+        #expect(try await AuditVerification.run(store) == intact)
+
+        // A row deleted from the middle: broken at the next row of its site.
+        let c03 = try await audit("c03")
+        let next = try await StoreContents.count(store, "SELECT min(id) FROM audit WHERE site_id = 'S01' AND id > \(c03.id)")
+        try await StoreContents.execute(store, "CREATE TABLE kept AS SELECT * FROM audit WHERE id = \(c03.id)")
+        try await StoreContents.execute(store, "DELETE FROM audit WHERE id = \(c03.id)")
+        #expect(try await brokenAt()?.id == Int64(next))
+        try await StoreContents.execute(store, "INSERT INTO audit SELECT * FROM kept")
+        #expect(try await AuditVerification.run(store) == intact)
+
+        // The last row deleted: the store's head names a row that is gone.
+        let d02 = try await audit("d02")
+        try await StoreContents.execute(store, "DROP TABLE kept")
+        try await StoreContents.execute(store, "CREATE TABLE kept AS SELECT * FROM audit WHERE id = \(d02.id)")
+        try await StoreContents.execute(store, "DELETE FROM audit WHERE id = \(d02.id)")
+        let tail = try await brokenAt()
+        #expect(tail?.chain == "site S02" && tail?.problem.contains("rows after it were deleted") == true)
+        try await StoreContents.execute(store, "INSERT INTO audit SELECT * FROM kept")
+        #expect(try await AuditVerification.run(store) == intact)
+
+        // A row inserted by hand, without a hash or with a made-up one.
+        try await StoreContents.execute(store, "UPDATE kept SET id = 1000000, hash = NULL")
+        try await StoreContents.execute(store, "INSERT INTO audit SELECT * FROM kept")
+        #expect(
+            try await brokenAt()
+                == AuditVerification.Break(
+                    chain: "site S02", table: "audit", id: 1_000_000, problem: "has no hash: it was inserted by hand, or its hash was removed"))
+        try await StoreContents.execute(store, "UPDATE audit SET hash = '\(String(repeating: "ab", count: 32))' WHERE id = 1000000")
+        #expect(try await brokenAt()?.id == 1_000_000)
+        try await StoreContents.execute(store, "DELETE FROM audit WHERE id = 1000000")
+        #expect(try await AuditVerification.run(store) == intact)
+
+        // An account event changed.
+        try await StoreContents.execute(store, "UPDATE account_events SET reason = 'retired' WHERE action = 'deactivated'")
+        let account = try await brokenAt()
+        #expect(account?.chain == "accounts" && account?.table == "account_events")
+        try await StoreContents.execute(store, "UPDATE account_events SET reason = 'left' WHERE action = 'deactivated'")
+
+        // A trail upgraded from a build before accounts: the rows it held have no hash and are
+        // counted, not verified; the chains begin after them.
+        try await StoreContents.execute(store, "UPDATE audit SET hash = NULL")
+        try await StoreContents.execute(store, "UPDATE sites SET audit_head = NULL")
+        let last = try await StoreContents.count(store, "SELECT max(id) FROM audit")
+        try await StoreContents.execute(store, "UPDATE audit_chains SET last_unchained = \(last) WHERE tbl = 'audit'")
+        let upgraded = try await AuditVerification.run(store)
+        #expect(upgraded.broken == nil && upgraded.beforeChain == 7 && upgraded.verified == 2)
+        // A later push continues the chains.
+        _ = try await push(store, "c2", site: "S02", ["d03"], status: "screening", at: "2026-12-01T10:00:03Z", seq: HLC(milliseconds: now - 500))
+        let continued = try await AuditVerification.run(store)
+        #expect(continued.broken == nil && continued.verified == upgraded.verified + 1)
     }
 }

@@ -6,7 +6,7 @@ import SiteSyncCore
 ///
 /// Every method is one transaction: on any thrown error nothing is written. Stores throw
 /// ``SyncRefusal`` for a request they refuse, ``StorageError`` for a database that failed.
-public typealias SyncStore = CredentialStore & AccountStore & SyncTransactionStore & ReviewStore & MonitoringStore
+public typealias SyncStore = CredentialStore & AccountStore & SyncTransactionStore & ReviewStore & AuditChainStore & MonitoringStore
 
 /// Credentials and monitoring sessions: stored as digests, never the secret.
 public protocol CredentialStore: Sendable {

@@ -33,13 +33,19 @@ extension PostgresSyncStore {
                     last_sign_in_at = excluded.last_sign_in_at, deactivation_reason = excluded.deactivation_reason
                 """
             )
+            // The accounts chain's head, locked: events are chained in the order they commit.
+            var previous = AuditChain.genesis
+            let head = try await connection.query("SELECT head FROM audit_chains WHERE tbl = 'account_events' FOR UPDATE")
+            for try await stored in head.decode(String?.self) { previous = stored ?? previous }
             let e = event.cells
+            let hash = AuditChain.hash(previous: previous, cells: e)
             try await connection.execute(
                 """
-                INSERT INTO account_events (\(unescaped: AccountEvent.columns))
-                VALUES (\(e[0]), \(e[1]), \(e[2]), \(e[3]), \(e[4]), \(e[5]), \(e[6]), \(e[7]))
+                INSERT INTO account_events (\(unescaped: AccountEvent.columns), hash)
+                VALUES (\(e[0]), \(e[1]), \(e[2]), \(e[3]), \(e[4]), \(e[5]), \(e[6]), \(e[7]), \(hash))
                 """
             )
+            try await connection.execute("UPDATE audit_chains SET head = \(hash) WHERE tbl = 'account_events'")
             return account
         }
     }
@@ -62,5 +68,57 @@ extension PostgresSyncStore {
             if let account = Account(cells: try (0..<10).map { _ in try cells.text() }) { accounts.append(account) }
         }
         return accounts
+    }
+}
+
+extension PostgresSyncStore {
+    public func auditChainHeads() async throws -> AuditChainHeads {
+        try await transaction(readOnly: true) { connection in
+            var heads = AuditChainHeads(lastUnchainedAudit: 0, lastUnchainedAccountEvent: 0, sites: [:], accounts: nil)
+            for try await (table, last, head) in try await connection.query("SELECT tbl, last_unchained, head FROM audit_chains").decode(
+                (String, Int64, String?).self)
+            {
+                if table == "audit" { heads.lastUnchainedAudit = last }
+                if table == "account_events" { (heads.lastUnchainedAccountEvent, heads.accounts) = (last, head) }
+            }
+            let sites = try await connection.query(
+                "SELECT s.site_id, max(s.head) FROM (SELECT site_id, audit_head AS head FROM sites UNION ALL SELECT DISTINCT site_id, NULL FROM audit) AS s GROUP BY 1"
+            )
+            for try await (site, head) in sites.decode((String, String?).self) { heads.sites[site] = .some(head) }
+            return heads
+        }
+    }
+
+    public func auditChainRows(site: String, after id: Int64, limit: Int) async throws -> [ChainedRow] {
+        try await transaction(readOnly: true) { connection in
+            try await Self.chainedRows(
+                connection.query(
+                    """
+                    SELECT id, \(unescaped: AuditChain.auditColumnsAsText), hash FROM audit
+                    WHERE site_id = \(site) AND id > \(id) ORDER BY id LIMIT \(Int64(limit))
+                    """),
+                cells: 15)
+        }
+    }
+
+    public func accountEventChainRows(after id: Int64, limit: Int) async throws -> [ChainedRow] {
+        try await transaction(readOnly: true) { connection in
+            try await Self.chainedRows(
+                connection.query(
+                    "SELECT id, \(unescaped: AccountEvent.columns), hash FROM account_events WHERE id > \(id) ORDER BY id LIMIT \(Int64(limit))"),
+                cells: 8)
+        }
+    }
+
+    /// Rows selected as `id`, the chain's `cells` cells, `hash`.
+    private static func chainedRows(_ rows: FetchedRows, cells count: Int) async throws -> [ChainedRow] {
+        var chained: [ChainedRow] = []
+        for try await row in rows {
+            var cells = RowCells(row)
+            let id = try cells.requiredInteger()
+            let values = try (0..<count).map { _ in try cells.text() }
+            chained.append(ChainedRow(id: id, cells: values, hash: try cells.text()))
+        }
+        return chained
     }
 }

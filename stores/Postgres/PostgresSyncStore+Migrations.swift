@@ -235,6 +235,24 @@ extension PostgresSyncStore {
                     "CREATE TRIGGER accounts_never_deleted BEFORE DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION sitesync_refuse_change()",
                     "CREATE TRIGGER accounts_no_truncate BEFORE TRUNCATE ON accounts FOR EACH STATEMENT EXECUTE FUNCTION sitesync_refuse_change()",
                 ]))
+        // The audit trail's hash chains; as the SQLite store's `server-v9-audit-chain`. The audit
+        // rows are append-only for every role, the owner included: a trigger refuses UPDATE, DELETE
+        // and TRUNCATE, and the privileges to run them are revoked (docs/SECURITY.md).
+        migrations.append(
+            Migration(
+                name: "server-v7-audit-chain",
+                statements: [
+                    "ALTER TABLE audit ADD COLUMN hash TEXT",
+                    "ALTER TABLE account_events ADD COLUMN hash TEXT",
+                    "ALTER TABLE sites ADD COLUMN audit_head TEXT",
+                    "CREATE TABLE audit_chains (tbl TEXT PRIMARY KEY, last_unchained BIGINT NOT NULL, head TEXT)",
+                    "INSERT INTO audit_chains (tbl, last_unchained) SELECT 'audit', coalesce(max(id), 0) FROM audit",
+                    "INSERT INTO audit_chains (tbl, last_unchained) SELECT 'account_events', coalesce(max(id), 0) FROM account_events",
+                    "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXECUTE FUNCTION sitesync_refuse_change()",
+                    "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION sitesync_refuse_change()",
+                    "REVOKE UPDATE, DELETE, TRUNCATE ON audit, account_events FROM PUBLIC",
+                    "REVOKE UPDATE, DELETE, TRUNCATE ON audit, account_events FROM CURRENT_USER",
+                ]))
         return migrations
     }
 

@@ -23,8 +23,9 @@ extension PostgresSyncStore {
         let store: PostgresSyncStore
         let connection: PostgresTransaction
         let receivedAt: String
-        /// The sites whose heads the push locked: the heads it writes.
-        var lockedSites: [String] = []
+        /// The sites whose heads the push locked, with their sequence numbers and audit chain
+        /// heads as they were: the heads it writes.
+        var locked: [String: LockedSite] = [:]
 
         func lockReplica(_ replica: String) async throws -> StoredReplica? {
             try await store.lockReplica(connection, replica, at: receivedAt)
@@ -33,8 +34,8 @@ extension PostgresSyncStore {
         func sites(of keys: [RecordKey]) async throws -> [RecordKey: String] { try await store.sites(connection, keys) }
 
         mutating func lockHeads(_ sites: [String]) async throws -> [String: Int64] {
-            lockedSites = sites
-            return try await store.lockHeads(connection, sites)
+            locked = try await store.lockHeads(connection, sites)
+            return locked.mapValues(\.seq)
         }
 
         func records(_ keys: [RecordKey]) async throws -> [RecordKey: ServerRecord] { try await store.readRecords(connection, keys) }
@@ -52,7 +53,7 @@ extension PostgresSyncStore {
         }
 
         func write(_ writes: PushWrites) async throws {
-            try await store.write(connection, writes, sites: lockedSites)
+            try await store.write(connection, writes, locked: locked)
             try await store.beforeCommit?(writes)
         }
     }
@@ -89,12 +90,21 @@ extension PostgresSyncStore {
         """
     }
 
+    /// A site's head row as a push locked it.
+    struct LockedSite {
+        /// The last sequence number given to a change of the site.
+        var seq: Int64
+        /// The hash of the last row of the site's audit chain; nil before the first.
+        var auditHead: String?
+    }
+
     /// Locks the sites' head rows in site order, creating missing ones first.
-    private func lockHeads(_ connection: PostgresTransaction, _ sites: [String]) async throws -> [String: Int64] {
+    private func lockHeads(_ connection: PostgresTransaction, _ sites: [String]) async throws -> [String: LockedSite] {
         try await connection.execute("INSERT INTO sites (site_id, seq) SELECT unnest(\(sites)), 0 ON CONFLICT DO NOTHING")
-        var heads: [String: Int64] = [:]
-        let rows = try await connection.query("SELECT site_id, seq FROM sites WHERE site_id = ANY(\(sites)) ORDER BY site_id FOR UPDATE")
-        for try await (site, seq) in rows.decode((String, Int64).self) { heads[site] = seq }
+        var heads: [String: LockedSite] = [:]
+        let rows = try await connection.query(
+            "SELECT site_id, seq, audit_head FROM sites WHERE site_id = ANY(\(sites)) ORDER BY site_id FOR UPDATE")
+        for try await (site, seq, head) in rows.decode((String, Int64, String?).self) { heads[site] = LockedSite(seq: seq, auditHead: head) }
         return heads
     }
 
@@ -167,7 +177,7 @@ extension PostgresSyncStore {
     /// and the replica's row. The statement ends by notifying every instance's listener of the
     /// sites written, which PostgreSQL delivers at the commit, never before and not at all on a
     /// rollback: it wakes their pulls waiting for these sites.
-    private func write(_ connection: PostgresTransaction, _ writes: PushWrites, sites: [String]) async throws {
+    private func write(_ connection: PostgresTransaction, _ writes: PushWrites, locked: [String: LockedSite]) async throws {
         var statement = CombinedStatement()
         let shadowCount = writes.created.reduce(0) { $0 + $1.records.count } + writes.changed.count + writes.conflicts.count
         var shadows = PostgresRows([.text, .text, .text, .bigint, .bigint, .text, .text, .text], rows: shadowCount)
@@ -237,34 +247,35 @@ extension PostgresSyncStore {
                 """
             )
         }
+        var auditHeads = locked.compactMapValues(\.auditHead)
         if !writes.audit.isEmpty {
             var rows = PostgresRows(
-                [.text, .text, .text, .text, .bigint, .text, .text, .text, .text, .text, .text, .text, .text], rows: writes.audit.count
+                [.text, .text, .text, .text, .bigint, .text, .text, .text, .text, .text, .text, .text, .text, .text], rows: writes.audit.count
             )
             var fields = AuditFieldsText()
             for row in writes.audit {
+                guard locked[row.site] != nil else {
+                    throw StorageError(.failed, code: "audit_chain", message: "an audit row of a site whose head the push did not lock")
+                }
+                let cells = AuditChain.cells(row, receivedAt: writes.receivedAt, replica: writes.replicaID, fields: fields.text(of: row.fields))
+                let hash = AuditChain.hash(previous: auditHeads[row.site] ?? AuditChain.genesis, cells: cells)
+                auditHeads[row.site] = hash
                 rows[0].append(row.site)
                 rows[1].append(row.table)
                 rows[2].append(row.recordID)
                 rows[3].append(row.user)
                 rows[4].append(row.seq.rawValue)
-                rows[5].append(fields.text(of: row.fields))
-                rows[6].append(Self.jsonArray(row.newValues))
-                rows[7].append(row.oldValues.map(Self.jsonArray))
-                rows[8].append(row.hlcs.map(JSONWriter.array(ofHLCs:)))
-                rows[9].append(row.bases.map(JSONWriter.array(ofVersions:)))
-                rows[10].append(FieldOutcome.letters(row.outcomes))
-                rows[11].append(row.reasons.map(JSONWriter.array(ofOptional:)))
-                rows[12].append(row.conflicts.map(JSONWriter.array(ofOptional:)))
+                for index in 7..<15 { rows[index - 2].append(cells[index]) }
+                rows[13].append(hash)
             }
-            // In the batch's order, so that the audit ids follow it.
+            // In the batch's order, so that the audit ids follow it and each site's chain.
             statement.add(
                 """
-                INSERT INTO audit (received_at, replica, site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts)
+                INSERT INTO audit (received_at, replica, site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, hash)
                 SELECT \(statement.bind(writes.receivedAt)), \(statement.bind(writes.replicaID)),
-                    a.site_id, a.tbl, a.record_id, a."user", a.seq, a.fields, a.new_values, a.old_values, a.hlcs, a.bases, a.outcomes, a.reasons, a.conflicts
+                    a.site_id, a.tbl, a.record_id, a."user", a.seq, a.fields, a.new_values, a.old_values, a.hlcs, a.bases, a.outcomes, a.reasons, a.conflicts, a.hash
                 FROM \(rows.unnest(in: &statement))
-                    WITH ORDINALITY AS a(site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, n)
+                    WITH ORDINALITY AS a(site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, hash, n)
                 ORDER BY a.n
                 """
             )
@@ -279,10 +290,14 @@ extension PostgresSyncStore {
                 """
             )
         }
-        let heads = writes.heads.sorted { $0.key < $1.key }
+        // Every locked site's row once: a statement may change a row only once.
+        let sites = locked.keys.sorted()
+        let seqs = sites.map { writes.heads[$0] ?? locked[$0]!.seq }
+        let chainHeads = sites.map { auditHeads[$0] ?? "" }
         statement.add(
             """
-            UPDATE sites SET seq = h.seq FROM unnest(\(statement.bind(heads.map(\.key))), \(statement.bind(heads.map(\.value)))) AS h(site_id, seq)
+            UPDATE sites SET seq = h.seq, audit_head = nullif(h.audit_head, '')
+            FROM unnest(\(statement.bind(sites)), \(statement.bind(seqs)), \(statement.bind(chainHeads))) AS h(site_id, seq, audit_head)
             WHERE sites.site_id = h.site_id
             """
         )
@@ -294,19 +309,9 @@ extension PostgresSyncStore {
             WHERE replica_id = \(statement.bind(writes.replicaID))
             """
         )
-        let notice = CommittedPush(replica: writes.replicaID, sites: Set(sites)).payload
+        let notice = CommittedPush(replica: writes.replicaID, sites: Set(locked.keys)).payload
         statement.finish("SELECT pg_notify(\(statement.bind(Self.commitChannel)), \(statement.bind(notice)))")
         try await connection.execute(statement.query)
-    }
-
-    /// Values as the JSON array the audit trail stores.
-    static func jsonArray(_ values: [FieldValue]) -> String {
-        var rows = JSONRows(capacity: values.count * 16)
-        rows.startRow()
-        for value in values { rows.add(value) }
-        rows.endRow()
-        let text = rows.text
-        return String(text.dropFirst().dropLast())
     }
 }
 

@@ -26,10 +26,13 @@ extension SQLiteSyncStore {
                     """,
                 arguments: StatementArguments(account.cells)
             )
+            let previous = try String.fetchOne(db, sql: "SELECT head FROM audit_chains WHERE tbl = 'account_events'") ?? AuditChain.genesis
+            let hash = AuditChain.hash(previous: previous, cells: event.cells)
             try db.execute(
-                sql: "INSERT INTO account_events (\(AccountEvent.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                arguments: StatementArguments(event.cells)
+                sql: "INSERT INTO account_events (\(AccountEvent.columns), hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: StatementArguments(event.cells + [hash])
             )
+            try db.execute(sql: "UPDATE audit_chains SET head = ? WHERE tbl = 'account_events'", arguments: [hash])
             return account
         }
     }
@@ -48,5 +51,44 @@ extension SQLiteSyncStore {
 
     static func account(_ row: Row) -> Account? {
         Account(cells: (0..<row.count).map { row[$0] })
+    }
+}
+
+extension SQLiteSyncStore {
+    public func auditChainHeads() async throws -> AuditChainHeads {
+        try await reading { db in
+            let starts = try Row.fetchAll(db, sql: "SELECT tbl, last_unchained, head FROM audit_chains")
+            var sites: [String: String?] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT site_id, audit_head FROM sites UNION SELECT DISTINCT site_id, NULL FROM audit ORDER BY 1, 2 DESC") {
+                let site: String = row["site_id"]
+                if sites[site] == nil { sites[site] = .some(row["audit_head"]) }
+            }
+            func start(_ table: String) -> Row? { starts.first { $0["tbl"] == table } }
+            return AuditChainHeads(
+                lastUnchainedAudit: start("audit")?["last_unchained"] ?? 0, lastUnchainedAccountEvent: start("account_events")?["last_unchained"] ?? 0,
+                sites: sites, accounts: start("account_events")?["head"])
+        }
+    }
+
+    public func auditChainRows(site: String, after id: Int64, limit: Int) async throws -> [ChainedRow] {
+        try await reading { db in
+            try Self.chainedRows(
+                db, sql: "SELECT id, \(AuditChain.auditColumnsAsText), hash FROM audit WHERE site_id = ? AND id > ? ORDER BY id LIMIT ?",
+                arguments: [site, id, limit])
+        }
+    }
+
+    public func accountEventChainRows(after id: Int64, limit: Int) async throws -> [ChainedRow] {
+        try await reading { db in
+            try Self.chainedRows(
+                db, sql: "SELECT id, \(AccountEvent.columns), hash FROM account_events WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit])
+        }
+    }
+
+    /// Rows selected as `id`, the chain's cells, `hash`.
+    private static func chainedRows(_ db: Database, sql: String, arguments: StatementArguments) throws -> [ChainedRow] {
+        try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            ChainedRow(id: row[0], cells: (1..<(row.count - 1)).map { row[$0] }, hash: row[row.count - 1])
+        }
     }
 }

@@ -202,49 +202,28 @@ extension SQLiteSyncStore {
         ])
     }
 
-    /// Appends the audit rows, with one prepared statement per number of fields.
+    /// Appends the audit rows, each hashed onto its site's chain (``AuditChain``), and moves the
+    /// sites' chain heads.
     private func writeAudit(_ db: Database, _ writes: PushWrites) throws {
-        var statements: [Int: Statement] = [:]
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO audit (\(AuditChain.auditColumns), hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        let readHead = try db.cachedStatement(sql: "SELECT audit_head FROM sites WHERE site_id = ?")
+        var heads: [String: String] = [:]
         var fields = AuditFieldsText()
         for row in writes.audit {
-            let count = row.newValues.count
-            let statement: Statement
-            if let prepared = statements[count] {
-                statement = prepared
-            } else {
-                let array = "json_array(\(Array(repeating: "?", count: count).joined(separator: ", ")))"
-                statement = try db.cachedStatement(
-                    sql: """
-                        INSERT INTO audit (
-                            received_at, site_id, tbl, record_id, replica, user, seq, fields, new_values, old_values, hlcs, bases, outcomes,
-                            reasons, conflicts
-                        )
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, \(array), CASE WHEN ? THEN \(array) END, ?, ?, ?, ?, ?)
-                        """)
-                statements[count] = statement
-            }
-            try statement.execute { arguments in
-                arguments.bind(writes.receivedAt)
-                arguments.bind(row.site)
-                arguments.bind(row.table)
-                arguments.bind(row.recordID)
-                arguments.bind(writes.replicaID)
-                arguments.bind(row.user)
-                arguments.bind(row.seq.rawValue)
-                arguments.bind(fields.text(of: row.fields))
-                for value in row.newValues { arguments.bind(value) }
-                arguments.bind(row.oldValues == nil ? 0 : 1)
-                if let old = row.oldValues {
-                    for value in old { arguments.bind(value) }
-                } else {
-                    for _ in 0..<count { arguments.bindNull() }
-                }
-                arguments.bind(row.hlcs.map(JSONWriter.array(ofHLCs:)))
-                arguments.bind(row.bases.map(JSONWriter.array(ofVersions:)))
-                arguments.bind(FieldOutcome.letters(row.outcomes))
-                arguments.bind(row.reasons.map(JSONWriter.array(ofOptional:)))
-                arguments.bind(row.conflicts.map(JSONWriter.array(ofOptional:)))
+            let previous = try heads[row.site] ?? String.fetchOne(readHead, arguments: [row.site]) ?? AuditChain.genesis
+            let cells = AuditChain.cells(row, receivedAt: writes.receivedAt, replica: writes.replicaID, fields: fields.text(of: row.fields))
+            let hash = AuditChain.hash(previous: previous, cells: cells)
+            heads[row.site] = hash
+            try insert.execute { arguments in
+                for cell in cells { arguments.bind(cell) }
+                arguments.bind(hash)
             }
         }
+        let writeHead = try db.cachedStatement(
+            sql: "INSERT INTO sites (site_id, seq, audit_head) VALUES (?, 0, ?) ON CONFLICT (site_id) DO UPDATE SET audit_head = excluded.audit_head")
+        for (site, head) in heads { try writeHead.execute(arguments: [site, head]) }
     }
 }

@@ -278,6 +278,31 @@ extension SQLiteSyncStore {
                     """
             )
         }
+        migrator.registerMigration("server-v9-audit-chain") { db in
+            try db.execute(
+                sql: """
+                    -- The audit trail's hash chains (AuditChain): each row's hash, each site's head, and where
+                    -- the chains began: rows written before (by a build before accounts) have no hash.
+                    ALTER TABLE audit ADD COLUMN hash TEXT;
+                    ALTER TABLE account_events ADD COLUMN hash TEXT;
+                    ALTER TABLE sites ADD COLUMN audit_head TEXT;
+                    CREATE TABLE audit_chains (
+                        tbl TEXT PRIMARY KEY NOT NULL,      -- audit (its heads are in sites.audit_head) or account_events
+                        last_unchained INTEGER NOT NULL,    -- rows up to this id predate the chain
+                        head TEXT                           -- account_events: the hash of its last row
+                    ) WITHOUT ROWID;
+                    INSERT INTO audit_chains (tbl, last_unchained) SELECT 'audit', coalesce(max(id), 0) FROM audit;
+                    INSERT INTO audit_chains (tbl, last_unchained) SELECT 'account_events', coalesce(max(id), 0) FROM account_events;
+                    -- Append-only, whoever holds the file.
+                    CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit BEGIN
+                        SELECT RAISE(ABORT, 'the audit trail is append-only: audit rows are never changed');
+                    END;
+                    CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit BEGIN
+                        SELECT RAISE(ABORT, 'the audit trail is append-only: audit rows are never deleted');
+                    END;
+                    """
+            )
+        }
         return migrator
     }
 }
