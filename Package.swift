@@ -73,6 +73,8 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                // People's signing keys (Ed25519) and their wrapping by the password (AES-GCM).
+                .product(name: "Crypto", package: "swift-crypto"),
                 // HTTPS to a server whose certificate a private CA signed: URLSession on Linux
                 // cannot be given a CA of its own.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -14,7 +14,7 @@ import Synchronization
 /// (``Replica/trustCertificateAuthority(_:)``), against that authority alone. No redirect is ever
 /// followed: a redirect would carry the bearer credential to another origin, or from `https` to
 /// plain `http`; it is refused as an invalid response naming where it pointed.
-public struct HTTPTransport: SyncTransport {
+public struct HTTPTransport: SyncTransport, PeopleTransport {
     /// The server's base URL, for example `http://127.0.0.1:8080`.
     public var serverURL: URL
     /// The bearer token of each request: read again every time, so that a replica's transport
@@ -101,6 +101,14 @@ public struct HTTPTransport: SyncTransport {
 
     public func enrol(_ request: EnrolRequest) async throws -> EnrolResponse {
         try decode(try await exchange(.POST, SyncProtocol.replicasPath, body: Array(try JSONEncoder().encode(request))).body)
+    }
+
+    public func signIn(_ request: SignInRequest) async throws -> SignInResponse {
+        try decode(try await exchange(.POST, SyncProtocol.signInPath, body: Array(try JSONEncoder().encode(request))).body)
+    }
+
+    public func peopleStatus(_ request: PeopleStatusRequest) async throws -> PeopleStatusResponse {
+        try decode(try await exchange(.POST, SyncProtocol.peopleStatusPath, body: Array(try JSONEncoder().encode(request))).body)
     }
 
     /// Sends a batch and returns its outcome: one POST, answered once the server has applied it.

@@ -71,6 +71,9 @@ extension Replica {
             // credential, which the server can revoke; a rejoin takes a new enrolment token.
             try db.execute(sql: "UPDATE _sitesync_meta SET enrolment_token = NULL")
         }
+        migrator.registerMigration("sitesync-v8-people") { db in
+            try db.execute(sql: PeopleSQL.tables)
+        }
         return migrator
     }
 

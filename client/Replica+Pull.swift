@@ -28,8 +28,8 @@ extension ReplicaSync {
     package struct AppliedPage: Sendable {
         /// The records that changed here.
         package var changed: Int
-        /// When the sync was recorded as completed: the changes still waiting for a reason.
-        package var awaitingReason: Int?
+        /// When the sync was recorded as completed: what it still has to do.
+        package var completion: SyncCompletion?
     }
 
     /// Applies a pulled batch (``apply(_:)``); with `completingSync`, the last page of a sync's pull,
@@ -74,7 +74,7 @@ extension ReplicaSync {
             var applied = AppliedPage(changed: changed)
             guard completingSync else { return applied }
             // Records held back for a reason are not sent, so they need no other round.
-            if try Self.sendableCount(db) == 0 { applied.awaitingReason = try recordSyncCompleted(db) }
+            if try Self.sendableCount(db) == 0 { applied.completion = try recordSyncCompleted(db) }
             return applied
         }
     }

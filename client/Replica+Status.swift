@@ -59,17 +59,25 @@ extension Replica {
 }
 
 extension ReplicaSync {
-    /// Records that a sync round completed now; returns the changes still waiting for a reason
-    /// (``Replica/unexplainedChanges()``), read in the same transaction.
-    package func recordSyncCompleted() async throws -> Int {
+    /// What a completed sync still has to do, read in the transaction that records it.
+    package struct SyncCompletion: Sendable {
+        /// The changes still waiting for a reason (``Replica/unexplainedChanges()``).
+        package var awaitingReason: Int
+        /// Whether people signed in on this laptop, whose state the sync then asks the server for.
+        package var hasPeople: Bool
+    }
+
+    /// Records that a sync round completed now; returns what it still has to do, read in the same transaction.
+    package func recordSyncCompleted() async throws -> SyncCompletion {
         try await writer.write(recordSyncCompleted)
     }
 
-    /// Records that a sync completed now, in `db`'s transaction; returns the changes still waiting
-    /// for a reason.
-    func recordSyncCompleted(_ db: Database) throws -> Int {
+    /// Records that a sync completed now, in `db`'s transaction; returns what it still has to do.
+    func recordSyncCompleted(_ db: Database) throws -> SyncCompletion {
         try db.execute(sql: "UPDATE _sitesync_meta SET last_sync = ?", arguments: [state.clock.now])
-        return try Replica.unexplainedCount(db)
+        return SyncCompletion(
+            awaitingReason: try Replica.unexplainedCount(db),
+            hasPeople: try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM _sitesync_people)") ?? false)
     }
 
     /// A pull of at most `limit` records from the cursor of the last pulled batch, with what this

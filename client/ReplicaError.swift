@@ -9,6 +9,8 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
         case invalidArgument
         case alreadyResolved
         case reasonRequired
+        case signInRequired
+        case signInRefused
     }
 
     private let kind: Kind
@@ -54,6 +56,10 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
                 + "changing \(fields.count == 1 ? "it" : "them") needs a reason for change (--reason TEXT), kept in the audit trail. Nothing was written."
         )
     }
+    /// Nobody is signed in on this laptop, or the person signed in may not do this here.
+    public static func signInRequired(_ message: String) -> ReplicaError { ReplicaError(.signInRequired, message) }
+    /// A sign-in was refused: a wrong password, a lockout, a deactivated account.
+    public static func signInRefused(_ message: String) -> ReplicaError { ReplicaError(.signInRefused, message) }
     /// An argument breaks a rule of the operation.
     public static func invalidArgument(_ message: String) -> ReplicaError { ReplicaError(.invalidArgument, message) }
 
@@ -68,6 +74,10 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     public static let outsideSite = outsideSite("")
     /// Matches every ``invalidArgument(_:)``.
     public static let invalidArgument = invalidArgument("")
+    /// Matches every ``signInRequired(_:)``.
+    public static let signInRequired = signInRequired("")
+    /// Matches every ``signInRefused(_:)``.
+    public static let signInRefused = signInRefused("")
     /// Matches every ``alreadyInitialized(site:)``.
     public static let alreadyInitialized = alreadyInitialized(site: "")
     /// Matches every ``alreadyResolved(_:)``.

@@ -16,9 +16,12 @@ final class ReplicaState: Sendable {
     /// The turns of this replica's syncs.
     let syncLock: SyncLock
     private let identity = Mutex<ReplicaIdentity?>(nil)
+    /// The replica's database file; empty for one in memory.
+    let path: String
 
     /// - Parameter path: the replica's database file; empty for one in memory.
     init(wallClock: (@Sendable () -> Int64)?, maximumClockSkew: Duration, path: String) {
+        self.path = path
         self.syncLock = SyncLock(databasePath: path)
         self.clock = HybridLogicalClock(wallClock: wallClock ?? HybridLogicalClock.systemMilliseconds)
         self.hasOwnWallClock = wallClock != nil

@@ -146,20 +146,28 @@ public struct SyncEngine: Sendable {
     func syncInTurn() async throws -> SyncReport {
         try await enrolInTurn()
         var report = SyncReport()
-        var completed = false
-        for _ in 0..<configuration.maximumRounds where !completed {
+        var completion: ReplicaSync.SyncCompletion?
+        for _ in 0..<configuration.maximumRounds where completion == nil {
             let pushed = try await pushInTurn()
             report.pushed += pushed.records
             report.conflicts += pushed.conflicts
             // With nothing left to push, the last page's transaction records the completed sync.
             let pulled = try await pullInTurn(completingSync: true)
             report.pulled += pulled.changed
-            if let awaiting = pulled.last.awaitingReason {
-                report.awaitingReason = awaiting
-                completed = true
+            completion = pulled.last.completion
+        }
+        let completed: ReplicaSync.SyncCompletion
+        if let completion { completed = completion } else { completed = try await sync.recordSyncCompleted() }
+        report.awaitingReason = completed.awaitingReason
+        if completed.hasPeople, let people = transport as? any PeopleTransport {
+            // A deactivation or a new password reaches the laptop; a failure here leaves it to the next sync.
+            do {
+                let changed = try await replica.refreshPeople(people)
+                if !changed.isEmpty { logger.info("people's accounts changed at the server", metadata: ["sync.people": "\(changed.joined(separator: ","))"]) }
+            } catch {
+                logger.warning("people's accounts not refreshed", metadata: ["sync.error": "\(error)"])
             }
         }
-        if !completed { report.awaitingReason = try await sync.recordSyncCompleted() }
         logger.info(
             "sync completed", metadata: ["sync.pushed": "\(report.pushed)", "sync.pulled": "\(report.pulled)", "sync.conflicts": "\(report.conflicts)"])
         return report

@@ -1,28 +1,6 @@
 import Foundation
 import SiteSyncCore
 
-/// What a person's account lets them do at its sites (docs/SECURITY.md, "People and roles").
-public enum PersonRole: String, Codable, Sendable, CaseIterable {
-    /// Enters and corrects its sites' records, resolves their conflicts.
-    case coordinator
-    /// What a coordinator does, and signs records.
-    case investigator
-    /// Resolves conflicts and locks records, at its sites or at every site.
-    case dataManager = "data-manager"
-    /// Reads records, conflicts and the monitoring page.
-    case monitor
-
-    /// Whether the role enters, corrects and deletes records.
-    public var entersRecords: Bool { self == .coordinator || self == .investigator }
-
-    /// Whether the role resolves conflicts.
-    public var resolvesConflicts: Bool { self != .monitor }
-
-    /// Whether the role may cover every site (`--site '*'`): people who review, not people who
-    /// enter a site's records.
-    public var mayCoverEverySite: Bool { self == .dataManager || self == .monitor }
-}
-
 /// A person's account on the server. Accounts are never deleted, so a username is never reused.
 public struct Account: Sendable, Equatable {
     /// Whether the person may sign in.
@@ -216,16 +194,8 @@ public enum AccountRules {
 
     /// Refuses a username that is not 2 to 64 of `a-z`, `0-9`, `.`, `_` and `-`.
     public static func checkUsername(_ username: String) throws(SyncRefusal) {
-        let bytes = username.utf8
-        let allowed = bytes.allSatisfy {
-            ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9"))
-                || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
-        }
-        guard (2...64).contains(bytes.count), allowed else {
-            throw SyncRefusal(
-                .validationFailed,
-                "The username \(TextRules.quotable(username, maxBytes: 64)) is not valid: a username is 2 to 64 lowercase letters, digits, '.', '_' or '-'."
-            )
+        guard Username.isValid(username) else {
+            throw SyncRefusal(.validationFailed, "The username \(TextRules.quotable(username, maxBytes: 64)) is not valid: \(Username.rule).")
         }
     }
 

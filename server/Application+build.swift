@@ -43,6 +43,7 @@ public func buildApplication(
     SyncController(store: store, configuration: configuration, clock: clock, pending: pending, changes: changes, metrics: metrics).addRoutes(to: api)
     ReviewController(store: store).addRoutes(to: api)
     EnrolmentController(store: store, clock: clock, maximumEnrolments: configuration.maximumEnrolmentsPerToken).addRoutes(to: api)
+    PeopleController(store: store, configuration: configuration).addRoutes(to: api)
     return Application(
         router: router,
         server: try configuration.tls.map { try .tls(http1(configuration, logger: logger), tlsConfiguration: $0) } ?? http1(configuration, logger: logger),

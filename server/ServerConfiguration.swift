@@ -62,6 +62,11 @@ public struct ServerConfiguration: Sendable {
     public var secureCookies = false
     /// How long a monitoring page session lasts after its login.
     public var sessionLifetime: Duration = .seconds(12 * 3600)
+    /// A person's sign-in on a laptop ends after this long without a command (docs/SECURITY.md).
+    public var signInIdleTimeout: Duration = .seconds(900)
+    /// Wrong passwords in a row that lock a person out on a laptop, and for how long.
+    public var signInMaximumAttempts = 5
+    public var signInLockout: Duration = .seconds(900)
 
     /// Creates a configuration serving `schema`.
     public init(schema: Schema) {

@@ -31,7 +31,7 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
             case .invalidJSON, .badRequest: .badRequest
             case .bodyTooLarge: .contentTooLarge
             case .validationFailed, .reasonRequired, .clockSkew: .unprocessableContent
-            case .unauthorized: .unauthorized
+            case .unauthorized, .signInFailed: .unauthorized
             case .forbidden: .forbidden
             case .protocolVersion: .upgradeRequired
             case .schemaVersion, .replicaTaken, .replicaDiverged: .conflict

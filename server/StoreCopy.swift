@@ -118,6 +118,7 @@ public enum StoreCopy {
                 columns: [("id", "bigint")] + AccountEvent.columns.split(separator: ", ").map { (String($0), "text") } + [("hash", "text")],
                 order: "id"
             ))
+        tables.append(Table(name: "person_keys", columns: PersonKey.columns.split(separator: ", ").map { (String($0), "text") }, order: "key_id"))
         let copied = tables
         return try await target.transaction { connection in
             for table in ["tokens", "records", "audit", "replicas", "accounts"] {

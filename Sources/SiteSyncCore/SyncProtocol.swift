@@ -29,6 +29,10 @@ public enum SyncProtocol {
     public static let defaultMaximumClockSkew: Duration = .seconds(60)
     /// Path of the enrolment endpoint, where a laptop registers its replica id and receives its own credential.
     public static let replicasPath = "/v1/replicas"
+    /// Path of a person's first sign-in on a laptop.
+    public static let signInPath = "/v1/people/sign-in"
+    /// Path of what the server holds now of a laptop's people.
+    public static let peopleStatusPath = "/v1/people/status"
 }
 
 extension Duration {
@@ -52,6 +56,9 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case validationFailed = "validation_failed"
     /// No bearer token, or an unknown one.
     case unauthorized
+    /// A person's sign-in: the username or the password is wrong (`401`); the laptop counts it
+    /// toward the person's lockout.
+    case signInFailed = "sign_in_failed"
     /// The token's role or site does not allow the request.
     case forbidden
     /// The client speaks another protocol version.

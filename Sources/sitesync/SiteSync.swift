@@ -14,7 +14,8 @@ struct SiteSync: AsyncParsableCommand {
         discussion: "Every command works on the local replica; only `sync` needs the network.",
         version: "sitesync \(SiteSyncBuild.version)",
         subcommands: [
-            Init.self, Put.self, Get.self, List.self, Delete.self, Explain.self, Status.self, Sync.self, ClockCommand.self, Conflicts.self, History.self,
+            Init.self, Login.self, Logout.self, WhoAmI.self, Put.self, Get.self, List.self, Delete.self, Explain.self, Status.self, Sync.self,
+            ClockCommand.self, Conflicts.self, History.self,
             EligibilityCommand.self, SafetyCommand.self, ImportCommand.self,
         ]
     )

@@ -123,7 +123,7 @@ struct ReplicaClockTests {
         let wall: Int64 = 1_700_000_000_000 // 2023-11-14T22:13:20Z
         let replica = try Replica.inMemory(schema: TrialSchema.current, wallClock: { wall })
         try replica.initialize(site: "S01", user: "A. Rivera", serverURL: URL(string: "http://127.0.0.1:9")!, token: "test-token")
-        #expect(try await replica.sync.recordSyncCompleted() == 0)
+        #expect(try await replica.sync.recordSyncCompleted().awaitingReason == 0)
         #expect(try replica.status().lastSync == "2023-11-14T22:13:20Z")
         #expect(HLC(milliseconds: wall).iso8601 == "2023-11-14T22:13:20Z")
     }

@@ -23,7 +23,7 @@ struct OpenAPIDocumentTests {
     func endpoints() {
         let paths = [
             "/healthz", "/readyz", "/metrics", "/v1/replicas", SyncProtocol.pushPath, SyncProtocol.pushPath + "/{id}", SyncProtocol.pullPath, "/v1/conflicts",
-            "/v1/conflicts/{id}", "/v1/records/{table}/{id}/history",
+            "/v1/conflicts/{id}", "/v1/records/{table}/{id}/history", SyncProtocol.signInPath, SyncProtocol.peopleStatusPath,
         ]
         for path in paths {
             #expect(Self.document.contains("\n  \(path):\n"), "\(path)")

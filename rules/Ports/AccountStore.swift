@@ -16,4 +16,49 @@ public protocol AccountStore: Sendable {
 
     /// Every account event, oldest first.
     func accountEvents() async throws -> [AccountEvent]
+
+    /// Registers `key` for its person on its replica, unless registered already, and records the
+    /// sign-in on the account; refuses a key registered to another person or replica.
+    func recordSignIn(_ key: PersonKey, at time: String) async throws
+
+    /// The keys registered on `replica`, oldest first.
+    func personKeys(replica: String) async throws -> [PersonKey]
+}
+
+/// A person's public signing key as the server registered it at the person's first sign-in on a
+/// laptop. Never deleted: the audit trail's signatures are checked against it.
+public struct PersonKey: Sendable, Equatable {
+    /// ``PersonKeyID/of(publicKey:)``.
+    public var keyID: String
+    public var username: String
+    /// The laptop the person signed in on.
+    public var replica: String
+    /// The Ed25519 public key, 32 bytes in base64.
+    public var publicKey: String
+    /// ISO 8601, UTC.
+    public var registeredAt: String
+
+    public init(keyID: String, username: String, replica: String, publicKey: String, registeredAt: String) {
+        (self.keyID, self.username, self.replica, self.publicKey, self.registeredAt) = (keyID, username, replica, publicKey, registeredAt)
+    }
+
+    /// The `person_keys` columns a key is read from, in both stores, in this order.
+    package static let columns = "key_id, username, replica_id, public_key, registered_at"
+
+    package init?(cells: [String?]) {
+        guard cells.count == 5, let id = cells[0], let username = cells[1], let replica = cells[2], let key = cells[3], let at = cells[4] else {
+            return nil
+        }
+        self.init(keyID: id, username: username, replica: replica, publicKey: key, registeredAt: at)
+    }
+
+    package var cells: [String?] { [keyID, username, replica, publicKey, registeredAt] }
+
+    /// Refuses `stored`, the key already registered under this key's id, unless it is this key
+    /// for the same person and laptop (a sign-in repeated).
+    package func check(against stored: PersonKey) throws(SyncRefusal) {
+        guard stored.username == username, stored.replica == replica, stored.publicKey == publicKey else {
+            throw SyncRefusal.forbidden("This signing key is registered to another person or laptop; nothing was written.")
+        }
+    }
 }

@@ -61,6 +61,37 @@ extension PostgresSyncStore {
         }
     }
 
+    public func recordSignIn(_ key: PersonKey, at time: String) async throws {
+        try await transaction { connection in
+            let c = key.cells
+            try await connection.execute(
+                """
+                INSERT INTO person_keys (\(unescaped: PersonKey.columns)) VALUES (\(c[0]), \(c[1]), \(c[2]), \(c[3]), \(c[4]))
+                ON CONFLICT (key_id) DO NOTHING
+                """)
+            for stored in try await Self.personKeys(connection.query("SELECT \(unescaped: PersonKey.columns) FROM person_keys WHERE key_id = \(key.keyID)")) {
+                try key.check(against: stored)
+            }
+            try await connection.execute("UPDATE accounts SET last_sign_in_at = \(time) WHERE username = \(key.username)")
+        }
+    }
+
+    public func personKeys(replica: String) async throws -> [PersonKey] {
+        try await transaction(readOnly: true) { connection in
+            try await Self.personKeys(
+                connection.query("SELECT \(unescaped: PersonKey.columns) FROM person_keys WHERE replica_id = \(replica) ORDER BY registered_at, key_id"))
+        }
+    }
+
+    static func personKeys(_ rows: FetchedRows) async throws -> [PersonKey] {
+        var keys: [PersonKey] = []
+        for try await row in rows {
+            var cells = RowCells(row)
+            if let key = PersonKey(cells: try (0..<5).map { _ in try cells.text() }) { keys.append(key) }
+        }
+        return keys
+    }
+
     static func accounts(_ rows: FetchedRows) async throws -> [Account] {
         var accounts: [Account] = []
         for try await row in rows {

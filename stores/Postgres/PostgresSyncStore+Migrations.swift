@@ -253,6 +253,26 @@ extension PostgresSyncStore {
                     "REVOKE UPDATE, DELETE, TRUNCATE ON audit, account_events FROM PUBLIC",
                     "REVOKE UPDATE, DELETE, TRUNCATE ON audit, account_events FROM CURRENT_USER",
                 ]))
+        // People's public signing keys; as the SQLite store's `server-v10-person-keys`.
+        migrations.append(
+            Migration(
+                name: "server-v8-person-keys",
+                statements: [
+                    """
+                    CREATE TABLE person_keys (
+                        key_id TEXT PRIMARY KEY,
+                        username TEXT NOT NULL,
+                        replica_id TEXT NOT NULL,
+                        public_key TEXT NOT NULL,
+                        registered_at TEXT NOT NULL
+                    )
+                    """,
+                    "CREATE INDEX person_keys_replica ON person_keys (replica_id)",
+                    "CREATE TRIGGER person_keys_append_only BEFORE UPDATE OR DELETE ON person_keys FOR EACH ROW EXECUTE FUNCTION sitesync_refuse_change()",
+                    "CREATE TRIGGER person_keys_no_truncate BEFORE TRUNCATE ON person_keys FOR EACH STATEMENT EXECUTE FUNCTION sitesync_refuse_change()",
+                    "REVOKE UPDATE, DELETE, TRUNCATE ON person_keys FROM PUBLIC",
+                    "REVOKE UPDATE, DELETE, TRUNCATE ON person_keys FROM CURRENT_USER",
+                ]))
         return migrations
     }
 

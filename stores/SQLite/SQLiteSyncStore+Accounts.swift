@@ -45,6 +45,31 @@ extension SQLiteSyncStore {
         }
     }
 
+    public func recordSignIn(_ key: PersonKey, at time: String) async throws {
+        try await writing { db in
+            try db.execute(
+                sql: "INSERT INTO person_keys (\(PersonKey.columns)) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING",
+                arguments: StatementArguments(key.cells))
+            if let stored = try Row.fetchOne(db, sql: "SELECT \(PersonKey.columns) FROM person_keys WHERE key_id = ?", arguments: [key.keyID])
+                .flatMap(Self.personKey)
+            {
+                try key.check(against: stored)
+            }
+            try db.execute(sql: "UPDATE accounts SET last_sign_in_at = ? WHERE username = ?", arguments: [time, key.username])
+        }
+    }
+
+    public func personKeys(replica: String) async throws -> [PersonKey] {
+        try await reading { db in
+            try Row.fetchAll(db, sql: "SELECT \(PersonKey.columns) FROM person_keys WHERE replica_id = ? ORDER BY registered_at, key_id", arguments: [replica])
+                .compactMap(Self.personKey)
+        }
+    }
+
+    static func personKey(_ row: Row) -> PersonKey? {
+        PersonKey(cells: (0..<row.count).map { row[$0] })
+    }
+
     static func account(_ db: Database, username: String) throws -> Account? {
         try Row.fetchOne(db, sql: "SELECT \(Account.columns) FROM accounts WHERE username = ?", arguments: [username]).flatMap(account)
     }

@@ -303,6 +303,28 @@ extension SQLiteSyncStore {
                     """
             )
         }
+        migrator.registerMigration("server-v10-person-keys") { db in
+            try db.execute(
+                sql: """
+                    -- People's public signing keys, one per person and laptop, registered at the first sign-in
+                    -- there; never deleted (the audit trail's signatures are checked against them).
+                    CREATE TABLE person_keys (
+                        key_id TEXT PRIMARY KEY NOT NULL,
+                        username TEXT NOT NULL,
+                        replica_id TEXT NOT NULL,
+                        public_key TEXT NOT NULL,
+                        registered_at TEXT NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE INDEX person_keys_replica ON person_keys (replica_id);
+                    CREATE TRIGGER person_keys_never_changed BEFORE UPDATE ON person_keys BEGIN
+                        SELECT RAISE(ABORT, 'signing keys are never changed');
+                    END;
+                    CREATE TRIGGER person_keys_never_deleted BEFORE DELETE ON person_keys BEGIN
+                        SELECT RAISE(ABORT, 'signing keys are never deleted');
+                    END;
+                    """
+            )
+        }
         return migrator
     }
 }
