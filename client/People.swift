@@ -5,12 +5,15 @@ import SiteSyncCore
 
 /// The person signed in on a laptop (docs/SECURITY.md, "People on a laptop").
 public struct SignedInPerson: Sendable, Equatable, Codable {
+    /// The person's username on the server.
     public var username: String
     /// The full name, which JSON outputs show as `user`.
     public var name: String
+    /// What the person's account lets them do.
     public var role: PersonRole
+    /// The sites the person works at; `["*"]` for every site.
     public var sites: [String]
-    /// The person's signing key on this laptop (``PersonKeyID``).
+    /// The id of the person's signing key on this laptop: 32 hex digits of its public key's SHA-256.
     public var keyID: String
     /// When the sign-in ends without another command (ISO 8601, UTC).
     public var endsAt: String

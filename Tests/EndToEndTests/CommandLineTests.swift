@@ -138,6 +138,18 @@ struct CommandLineTests {
             #expect(
                 try await cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token.line, "--user", "B. Chen").status == 0)
 
+            // Two people, each signed in on a laptop.
+            for (username, name, db) in [("ana.lima", "Ana Lima", "a.sqlite"), ("ben.okafor", "Ben Okafor", "b.sqlite")] {
+                let password = Data("\(name) has a long password\n".utf8)
+                let added = try await cli.run(
+                    "sitesync-server",
+                    ["user", "add", username, "--name", name, "--role", "coordinator", "--site", "S01", "--database", "sitesync-server.sqlite"], input: password)
+                #expect(added.status == 0, "\(added.stderr)")
+                let login = try await cli.run("sitesync", ["login", "--db", db, username], input: password)
+                #expect(login.status == 0 && login.stdout.contains("Signed in as \(username) (\(name)), coordinator, until"), "\(login.stderr)")
+            }
+            #expect(try await cli.sitesync("whoami", "--db", "a.sqlite").stdout.contains("Ana Lima"))
+
             let subject = try await cli.sitesync(
                 "put", "--db", "a.sqlite", "subjects", "screening_no=S01-001", "sex=F", "birth_date=1984-03-12", "consent_date=2026-11-02")
             #expect(subject.status == 0)
