@@ -143,7 +143,8 @@ struct CommandLineTests {
                 let password = Data("\(name) has a long password\n".utf8)
                 let added = try await cli.run(
                     "sitesync-server",
-                    ["user", "add", username, "--name", name, "--role", "coordinator", "--site", "S01", "--database", "sitesync-server.sqlite"], input: password)
+                    ["user", "add", username, "--name", name, "--role", "coordinator", "--site", "S01", "--database", "sitesync-server.sqlite"], input: password
+                )
                 #expect(added.status == 0, "\(added.stderr)")
                 let login = try await cli.run("sitesync", ["login", "--db", db, username], input: password)
                 #expect(login.status == 0 && login.stdout.contains("Signed in as \(username) (\(name)), coordinator, until"), "\(login.stderr)")
