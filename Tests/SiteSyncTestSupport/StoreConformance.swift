@@ -270,6 +270,19 @@ extension StoreConformance {
         await #expect(throws: SyncRefusal.self) { try await store.changeAccount("nobody", .deactivate(reason: "left"), at: "2026-12-01T09:03:00Z", by: "root") }
         #expect(try await store.account(username: "zoe.b") == created)
 
+        // Two operators adding the same username at once: one account, the other refused.
+        let twins = await withTaskGroup(of: Bool.self) { group in
+            for name in ["Twin One", "Twin Two"] {
+                group.addTask {
+                    (try? await store.changeAccount(
+                        "twin", .create(fullName: name, role: .monitor, sites: ["S01"], passwordHash: hash), at: "2026-12-01T09:05:00Z", by: "root")) != nil
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(twins.filter { $0 }.count == 1 && twins.count == 2)
+        #expect(try await store.accountEvents().filter { $0.username == "twin" }.count == 1)
+
         let deactivated = try await store.changeAccount("zoe.b", .deactivate(reason: " left the study team "), at: "2026-12-02T09:00:00Z", by: "ops")
         #expect(deactivated.state == .deactivated)
         #expect(deactivated.deactivationReason == "left the study team")
@@ -282,15 +295,15 @@ extension StoreConformance {
         #expect(PasswordHash(encoded: reset.passwordHash)?.verifies("another long password") == true)
 
         let events = try await store.accountEvents()
-        #expect(events.map(\.action) == [.created, .created, .deactivated, .reactivated, .passwordReset])
-        #expect(events.map(\.username) == ["zoe.b", "amir", "zoe.b", "zoe.b", "zoe.b"])
+        #expect(events.map(\.action) == [.created, .created, .created, .deactivated, .reactivated, .passwordReset])
+        #expect(events.map(\.username) == ["zoe.b", "amir", "twin", "zoe.b", "zoe.b", "zoe.b"])
         #expect(
             events[0]
                 == AccountEvent(
                     at: "2026-12-01T09:00:00Z", username: "zoe.b", action: .created, by: "root", fullName: "Zoë Brown", role: .coordinator,
                     sites: ["S01", "S02"]))
         #expect(events[1].sites == ["*"] && events[1].role == .dataManager)
-        #expect(events[2].reason == "left the study team" && events[2].by == "ops")
+        #expect(events[3].reason == "left the study team" && events[3].by == "ops")
         // No event holds a password or its digest.
         #expect(!"\(events)".contains("scrypt"))
 
@@ -301,7 +314,7 @@ extension StoreConformance {
             await #expect(throws: (any Error).self, "\(statement)") { try await StoreContents.execute(store, statement) }
         }
         #expect(try await store.accountEvents() == events)
-        #expect(try await store.accounts().count == 2)
+        #expect(try await store.accounts().count == 3)
     }
 }
 

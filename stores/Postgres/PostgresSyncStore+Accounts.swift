@@ -17,9 +17,14 @@ extension PostgresSyncStore {
 
     public func changeAccount(_ username: String, _ change: AccountChange, at time: String, by actor: String) async throws -> Account {
         try await transaction { connection in
-            // The row locked while the change is decided, so that two operators' changes apply one after the other.
+            // The accounts chain's head, locked first: account changes apply one after the other, in
+            // the chain's order, and each reads the account as the one before it left it (two
+            // operators adding the same username: the second finds it taken).
+            var previous = AuditChain.genesis
+            let head = try await connection.query("SELECT head FROM audit_chains WHERE tbl = 'account_events' FOR UPDATE")
+            for try await stored in head.decode(String?.self) { previous = stored ?? previous }
             let current = try await Self.accounts(
-                connection.query("SELECT \(unescaped: Account.columns) FROM accounts WHERE username = \(username) FOR UPDATE")
+                connection.query("SELECT \(unescaped: Account.columns) FROM accounts WHERE username = \(username)")
             ).first
             let (account, event) = try change.applied(to: current, username: username, at: time, by: actor)
             let a = account.cells
@@ -30,13 +35,9 @@ extension PostgresSyncStore {
                 ON CONFLICT (username) DO UPDATE SET
                     full_name = excluded.full_name, role = excluded.role, sites = excluded.sites, state = excluded.state,
                     password_hash = excluded.password_hash, password_changed_at = excluded.password_changed_at,
-                    last_sign_in_at = excluded.last_sign_in_at, deactivation_reason = excluded.deactivation_reason
+                    deactivation_reason = excluded.deactivation_reason
                 """
             )
-            // The accounts chain's head, locked: events are chained in the order they commit.
-            var previous = AuditChain.genesis
-            let head = try await connection.query("SELECT head FROM audit_chains WHERE tbl = 'account_events' FOR UPDATE")
-            for try await stored in head.decode(String?.self) { previous = stored ?? previous }
             let e = event.cells
             let hash = AuditChain.hash(previous: previous, cells: e)
             try await connection.execute(

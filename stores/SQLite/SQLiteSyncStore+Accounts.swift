@@ -22,7 +22,7 @@ extension SQLiteSyncStore {
                     ON CONFLICT (username) DO UPDATE SET
                         full_name = excluded.full_name, role = excluded.role, sites = excluded.sites, state = excluded.state,
                         password_hash = excluded.password_hash, password_changed_at = excluded.password_changed_at,
-                        last_sign_in_at = excluded.last_sign_in_at, deactivation_reason = excluded.deactivation_reason
+                        deactivation_reason = excluded.deactivation_reason
                     """,
                 arguments: StatementArguments(account.cells)
             )
