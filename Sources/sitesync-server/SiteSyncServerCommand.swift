@@ -430,7 +430,7 @@ struct Store: AsyncParsableCommand {
 }
 
 struct Audit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read the audit trail.", subcommands: [Export.self, Accounts.self, Verify.self])
+    static let configuration = CommandConfiguration(abstract: "Read the audit trail.", subcommands: [Export.self, Accounts.self, Keys.self, Verify.self])
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
         case csv, jsonl
@@ -526,6 +526,37 @@ extension Audit {
 }
 
 extension Audit {
+    struct Keys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write every person's public signing key, oldest first: whose, on which laptop, since when.",
+            discussion: "A key is registered at a person's first sign-in on a laptop and never deleted; docs/AUDIT.md says how an inspector uses them."
+        )
+
+        @OptionGroup var database: DatabaseOptions
+
+        @Option(help: "csv or jsonl.")
+        var format: Format
+
+        func run() async throws {
+            let keys = try await database.withStore { store in try await store.personKeys() }
+            var lines: [String] = format == .csv ? ["key_id,username,replica,public_key,registered_at"] : []
+            for key in keys {
+                let cells = [key.keyID, key.username, key.replica, key.publicKey, key.registeredAt]
+                switch format {
+                case .csv: lines.append(cells.map(AuditWriter.csvCell).joined(separator: ","))
+                case .jsonl:
+                    let object = [
+                        "key_id": key.keyID, "username": key.username, "replica": key.replica, "public_key": key.publicKey, "registered_at": key.registeredAt,
+                    ]
+                    lines.append(
+                        String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
+                }
+            }
+            let end = format == .csv ? "\r\n" : "\n"
+            FileHandle.standardOutput.write(Data(lines.map { $0 + end }.joined().utf8))
+        }
+    }
+
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the audit trail's hash chains, one per site and one for the accounts; exit 1 at the first broken row.",

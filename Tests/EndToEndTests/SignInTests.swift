@@ -179,6 +179,12 @@ struct SignInTests {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(whoami.stdout.utf8)) as? [String: Any])
             #expect(object["user"] as? String == "Ana Lima" && object["username"] as? String == "ana" && object["ends_at"] is String)
             #expect(try await cli.sitesync("whoami").stdout.contains("Ana Lima"))
+            // The key the laptop registered for ana, as an inspector reads it.
+            let keys = try await cli.run("sitesync-server", ["audit", "keys", "--format", "jsonl", "--database", "sitesync-server.sqlite"])
+            let key = try #require(try JSONSerialization.jsonObject(with: Data(keys.stdout.utf8)) as? [String: String])
+            #expect(key["username"] == "ana" && key["key_id"] == person.keyID && Data(base64Encoded: key["public_key"] ?? "")?.count == 32)
+            let csvKeys = try await cli.run("sitesync-server", ["audit", "keys", "--format", "csv", "--database", "sitesync-server.sqlite"]).stdout
+            #expect(csvKeys.hasPrefix("key_id,username,replica,public_key,registered_at\r\n\(person.keyID),ana,"))
 
             // Offline, from a file: the server stopped.
             server.terminate()

@@ -23,6 +23,9 @@ public protocol AccountStore: Sendable {
 
     /// The keys registered on `replica`, oldest first.
     func personKeys(replica: String) async throws -> [PersonKey]
+
+    /// Every registered key, oldest first.
+    func personKeys() async throws -> [PersonKey]
 }
 
 /// A person's public signing key as the server registered it at the person's first sign-in on a

@@ -84,6 +84,12 @@ extension PostgresSyncStore {
         }
     }
 
+    public func personKeys() async throws -> [PersonKey] {
+        try await transaction(readOnly: true) { connection in
+            try await Self.personKeys(connection.query("SELECT \(unescaped: PersonKey.columns) FROM person_keys ORDER BY registered_at, key_id"))
+        }
+    }
+
     static func personKeys(_ rows: FetchedRows) async throws -> [PersonKey] {
         var keys: [PersonKey] = []
         for try await row in rows {

@@ -66,6 +66,12 @@ extension SQLiteSyncStore {
         }
     }
 
+    public func personKeys() async throws -> [PersonKey] {
+        try await reading { db in
+            try Row.fetchAll(db, sql: "SELECT \(PersonKey.columns) FROM person_keys ORDER BY registered_at, key_id").compactMap(Self.personKey)
+        }
+    }
+
     static func personKey(_ row: Row) -> PersonKey? {
         PersonKey(cells: (0..<row.count).map { row[$0] })
     }
