@@ -27,12 +27,25 @@ public struct Principal: Sendable, Equatable {
     public var site: String?
     /// The replica a replica credential belongs to; nil for an enrolment token.
     public var replica: String?
+    /// The sites of a person who works at more than one, signed in to the monitoring page
+    /// (``person(_:)``); nil for every token.
+    public var personSites: Set<String>?
 
     /// Creates a principal.
     public init(role: Role, site: String?, replica: String? = nil) {
         self.role = role
         self.site = site
         self.replica = replica
+    }
+
+    /// A person signed in to the monitoring page: a monitor of their sites (one, several, or
+    /// every site). The page only reads, whatever the person's role.
+    public static func person(_ account: Account) -> Principal {
+        if account.sites == [SiteID.all] { return Principal(role: .monitor, site: nil) }
+        if account.sites.count == 1 { return Principal(role: .monitor, site: account.sites[0]) }
+        var principal = Principal(role: .monitor, site: nil)
+        principal.personSites = Set(account.sites)
+        return principal
     }
 
     /// Refuses the request unless this is a replica's own credential, and, when the request names
@@ -53,7 +66,7 @@ public struct Principal: Sendable, Equatable {
         switch role {
         case .site: self.site == site
         case .reviewer: true
-        case .monitor: self.site == nil || self.site == site
+        case .monitor: personSites.map { $0.contains(site) } ?? (self.site == nil || self.site == site)
         case .admin, .metrics: false
         }
     }
@@ -76,6 +89,7 @@ public struct Principal: Sendable, Equatable {
     /// The sites whose records the token reads: its own for a `site` token and a site's monitor,
     /// nil (every site) for the others.
     package var sites: Set<String>? {
-        role == .site || role == .monitor ? site.map { [$0] } : nil
+        if let personSites { return personSites }
+        return role == .site || role == .monitor ? site.map { [$0] } : nil
     }
 }

@@ -516,7 +516,7 @@ struct MonitoringTests {
         try await server.test { client in
             for (token, message) in [
                 ("sst_nonsense", "The token is not valid."), (server.s01Enrolment, "A site token cannot open the monitoring page"),
-                (server.s01, "A replica&#39;s own token cannot"), ("", "Paste a token"),
+                (server.s01, "A replica&#39;s own token cannot"), ("", "or paste a token"),
             ] {
                 try await Self.postLogin(client, token) { response in
                     #expect(response.status == .unauthorized)
@@ -530,6 +530,81 @@ struct MonitoringTests {
             #expect(try await Self.page(client, "/monitor/conflicts/\(conflicts["S02"]!)", session).0 == .ok)
             let reviewer = try await Tokens.create(in: server.store, role: .reviewer, site: nil)
             #expect(try await Self.page(client, "/monitor/sites/S02", try await Self.logIn(client, reviewer)).0 == .ok)
+        }
+    }
+
+    /// POSTs the login form with a person's username and password, as a browser that opened the form would.
+    static func postPersonLogin<T>(
+        _ client: any TestClientProtocol, _ username: String, _ password: String, headers extra: HTTPFields = [:],
+        _ check: @escaping (TestResponse) async throws -> T
+    ) async throws -> T {
+        let form = try await loginForm(client)
+        var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded", .cookie: "sitesync_login=\(form)"]
+        headers.append(contentsOf: extra)
+        let body = "username=\(username)&password=\(password.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")&token=&csrf=\(form)"
+        return try await client.execute(uri: "/monitor/login", method: .post, headers: headers, body: ByteBuffer(string: body), testCallback: check)
+    }
+
+    @Test(
+        "Monitors and data managers sign in with username and password: scoped to their sites, a session cookie HttpOnly, SameSite=Strict and Secure over HTTPS; others refused; five wrong passwords lock the person out",
+        arguments: StoreKind.all)
+    func personLogins(store: StoreKind) async throws {
+        let (server, _, _, conflicts) = try await Self.populated(store)
+        let password = "correct horse battery"
+        let hash = try PasswordHash(password: password).encoded
+        for (username, name, role, sites) in [
+            ("mona", "Mona Lisa", PersonRole.monitor, ["S01"]), ("dana", "Dana Scully", .dataManager, ["S01", "S02"]),
+            ("cora", "Cora Rivera", .coordinator, ["S01"]),
+            ("gone", "Gone Away", .monitor, ["S01"]),
+        ] {
+            _ = try await server.store.changeAccount(
+                username, .create(fullName: name, role: role, sites: sites, passwordHash: hash), at: Date().formatted(.iso8601), by: "test")
+        }
+        _ = try await server.store.changeAccount("gone", .deactivate(reason: "Left"), at: Date().formatted(.iso8601), by: "test")
+        try await server.test { client in
+            func session(_ username: String) async throws -> String {
+                try await Self.postPersonLogin(client, username, password, headers: [HTTPField.Name("X-Forwarded-Proto")!: "https"]) { response in
+                    #expect(response.status == .seeOther, "\(String(buffer: response.body))")
+                    let cookie = try #require(response.headers[.setCookie])
+                    #expect(Self.attributes(cookie).isSuperset(of: ["HttpOnly", "SameSite=Strict", "Path=/monitor", "Secure"]), "\(cookie)")
+                    return String(try #require(cookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last))
+                }
+            }
+            // A monitor of S01: S01 only, named on every page.
+            let mona = try await session("mona")
+            let (_, overview) = try await Self.page(client, "/monitor", mona)
+            #expect(overview.contains("/monitor/sites/S01") && !overview.contains("/monitor/sites/S02"))
+            #expect(overview.contains("Mona Lisa (mona)"))
+            #expect(try await Self.page(client, "/monitor/sites/S02", mona).0 == .forbidden)
+            #expect(try await Self.page(client, "/monitor/conflicts/\(conflicts["S02"]!)", mona).0 == .notFound)
+            #expect(try await Self.page(client, "/monitor/conflicts/\(conflicts["S01"]!)", mona).0 == .ok)
+            // A data manager of two sites sees both.
+            let dana = try await session("dana")
+            let (_, both) = try await Self.page(client, "/monitor", dana)
+            #expect(both.contains("/monitor/sites/S01") && both.contains("/monitor/sites/S02"))
+            #expect(try await Self.page(client, "/monitor/sites/S02", dana).0 == .ok)
+
+            // Refused, naming why, with a new form and no session.
+            for (username, status, message) in [
+                ("cora", HTTPResponse.Status.forbidden, "for monitors and data managers"), ("gone", .forbidden, "deactivated"),
+                ("nobody", .unauthorized, "The username or the password is wrong."),
+            ] {
+                try await Self.postPersonLogin(client, username, password) { response in
+                    #expect(response.status == status)
+                    #expect(response.headers[.setCookie]?.hasPrefix("sitesync_login=") == true)
+                    #expect(String(buffer: response.body).contains(message), "\(String(buffer: response.body))")
+                }
+            }
+            // Five wrong passwords lock mona out of the page, the right one included, for 15 minutes.
+            for _ in 1...5 {
+                try await Self.postPersonLogin(client, "mona", "not the password") { #expect($0.status == .unauthorized) }
+            }
+            try await Self.postPersonLogin(client, "mona", password) { response in
+                #expect(response.status == .tooManyRequests && response.headers[.retryAfter] != nil)
+            }
+            // Logging out ends the session.
+            try await client.execute(uri: "/monitor/logout", method: .post, headers: [.cookie: "sitesync_session=\(dana)"]) { #expect($0.status == .seeOther) }
+            #expect(try await Self.page(client, "/monitor", dana).0 == .seeOther)
         }
     }
 

@@ -32,13 +32,18 @@ public protocol CredentialStore: Sendable {
     /// `limit` other replicas already. Says what it did; writes nothing unless it enrolled.
     func enrolReplica(_ replica: String, tokenHash: String, principal: Principal, label: String, enrolledBy: String, limit: Int) async throws -> Enrolment
 
-    /// Stores a monitoring session under its digest, for the credential under `tokenHash`, until
+    /// Stores a monitoring session under its digest, for the credential under `tokenHash` (or the
+    /// person ``MonitorSessionOwner/person(_:)`` names), until
     /// `expiresAt`; sessions already expired at `time` are deleted, and the credential's oldest
     /// past the newest `keeping`.
     func createSession(hash: String, tokenHash: String, at time: String, expiresAt: String, keeping: Int) async throws
 
     /// The credential behind the session stored under `hash`, if the session has not expired at `time`.
     func sessionToken(hash: String, at time: String) async throws -> StoredToken?
+
+    /// The person behind the session stored under `hash` (one created for ``MonitorSessionOwner/person(_:)``),
+    /// if the session has not expired at `time`.
+    func sessionPerson(hash: String, at time: String) async throws -> Account?
 
     /// Ends the session stored under `hash`.
     func deleteSession(hash: String) async throws
@@ -148,4 +153,11 @@ extension SyncTransactionStore {
     public func pull(_ request: PullRequest, principal: Principal, schema: Schema) async throws -> PullBatch {
         try await pull(request, principal: principal, schema: schema, byteBudget: SyncProtocol.maximumPullPageBytes)
     }
+}
+
+/// Who a monitoring session belongs to, as `monitor_sessions.token_hash` stores it: a token's
+/// digest (64 hex digits), or `person USERNAME`, which no digest can equal.
+public enum MonitorSessionOwner {
+    /// The owner value of `username`'s sessions.
+    public static func person(_ username: String) -> String { "person \(username)" }
 }

@@ -2,13 +2,15 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Mustache
+import NIOPosix
 import SiteSyncCore
 import SiteSyncRules
 
 /// `/monitor`: the monitoring page for trial monitors and data managers (docs/MONITORING.md).
 ///
-/// Server-rendered HTML, no script. A reviewer or monitor token logs in once at
-/// `/monitor/login`; the server then keeps a session, named by an `HttpOnly`, `SameSite=Strict`
+/// Server-rendered HTML, no script. A person (a monitor or a data manager) signs in at
+/// `/monitor/login` with username and password, or a reviewer or monitor token is pasted there
+/// once; the server then keeps a session, named by an `HttpOnly`, `SameSite=Strict`
 /// cookie (`Secure` when the server or its proxy speaks HTTPS) whose digest alone is stored, so
 /// any instance serves it and logging out ends it everywhere. Every page is scoped like the API: a
 /// site's monitor sees that site and nothing of another.
@@ -18,6 +20,12 @@ struct MonitorController {
     let metrics: ServerMetrics
     /// Failed sign-ins per address and per token tried.
     let guardian = LoginGuard()
+    /// Wrong passwords per person: five in a row lock the person out of the page for 15 minutes,
+    /// as on a laptop.
+    let people = LoginGuard(maximumFailures: 5, window: .seconds(900))
+    /// A digest worked out for unknown usernames, so that an unknown username takes as long to
+    /// refuse as a wrong password.
+    private static let unknownPassword = try? PasswordHash(password: "no account has this password", salt: Array(repeating: 9, count: 16))
 
     /// The login form's cookie, whose value the form repeats (`csrf`): a sign-in posted from another
     /// site's page carries neither the cookie (`SameSite=Strict`) nor the value.
@@ -95,7 +103,11 @@ struct MonitorController {
             guardian.fail([address, tokenKey])
             return refused(.unauthorized, reason, problem)
         }
-        guard !token.isEmpty else { return failed("empty", "Paste a token to log in.") }
+        let username = fields.username?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        if !username.isEmpty {
+            return try await signIn(username, password: fields.password ?? "", request: request, context: context, address: address, refused: refused)
+        }
+        guard !token.isEmpty else { return failed("empty", "Sign in with your username and password, or paste a token.") }
         let now = Date()
         guard let stored = try await store.token(hash: Tokens.hash(token)) else { return failed("unknown", "The token is not valid.") }
         if let refusal = stored.refusal(at: now.formatted(.iso8601)) { return failed("revoked or expired", refusal) }
@@ -113,6 +125,51 @@ struct MonitorController {
             keeping: Self.sessionsPerToken
         )
         context.logger.info("monitor login", metadata: ["sync.token": "\(stored.id)", "sync.role": "\(stored.role.rawValue)", "http.remote": "\(address)"])
+        var response = Self.redirect("/monitor")
+        response.setCookie(cookie(Self.cookie, secret, path: "/monitor", maxAge: Int(configuration.sessionLifetime.components.seconds), request))
+        return response
+    }
+
+    /// A person's sign-in: a monitor or a data manager, with the password checked against the
+    /// account's scrypt digest off the event loop. Wrong passwords count toward the person's
+    /// lockout and the address's bound.
+    private func signIn(
+        _ username: String, password: String, request: Request, context: SyncRequestContext, address: String,
+        refused: (ErrorCode, String, String, HTTPResponse.Status) -> Response
+    ) async throws -> Response {
+        let personKey = MonitorSessionOwner.person(username)
+        if let wait = people.wait([personKey]) ?? guardian.wait([address]) {
+            var response = refused(
+                .tooManyRequests, "rate", "Too many wrong passwords; try again in \(Int(wait.components.seconds) / 60 + 1) minutes.", .tooManyRequests)
+            response.headers[.retryAfter] = String(max(Int(wait.components.seconds), 1))
+            return response
+        }
+        let account = Username.isValid(username) ? try await store.account(username: username) : nil
+        let stored = account.flatMap { PasswordHash(encoded: $0.passwordHash) } ?? Self.unknownPassword
+        let matches =
+            password.utf8.count <= AccountRules.maximumPasswordBytes
+            ? try await NIOThreadPool.singleton.runIfActive { stored?.verifies(password) ?? false } : false
+        guard let account, matches, account.passwordHash == stored?.encoded else {
+            people.fail([personKey])
+            guardian.fail([address])
+            return refused(.signInFailed, "password", "The username or the password is wrong.", .unauthorized)
+        }
+        guard account.state == .active else {
+            return refused(.forbidden, "deactivated", "The account \(account.username) is deactivated.", .forbidden)
+        }
+        guard [.monitor, .dataManager].contains(account.role) else {
+            return refused(
+                .forbidden, "role", "The monitoring page is for monitors and data managers; \(account.username) is a \(account.role.rawValue).", .forbidden)
+        }
+        people.succeed(personKey)
+        let now = Date()
+        let secret = Tokens.generate(prefix: "sss_")
+        let expiresAt = now.addingTimeInterval(TimeInterval(configuration.sessionLifetime.components.seconds))
+        try await store.createSession(
+            hash: Tokens.hash(secret), tokenHash: personKey, at: now.formatted(.iso8601), expiresAt: expiresAt.formatted(.iso8601),
+            keeping: Self.sessionsPerToken)
+        context.logger.info(
+            "monitor login", metadata: ["sync.person": "\(account.username)", "sync.role": "\(account.role.rawValue)", "http.remote": "\(address)"])
         var response = Self.redirect("/monitor")
         response.setCookie(cookie(Self.cookie, secret, path: "/monitor", maxAge: Int(configuration.sessionLifetime.components.seconds), request))
         return response
@@ -138,35 +195,53 @@ struct MonitorController {
 
     /// The login form's fields, `application/x-www-form-urlencoded`.
     struct LoginForm: Decodable {
-        /// The token typed in.
+        /// A person's username and password.
+        var username: String?
+        var password: String?
+        /// The token pasted instead.
         var token: String?
         /// The form token the page repeated from its cookie.
         var csrf: String?
     }
 
-    /// The credential behind the request's session cookie, when the session and the credential
-    /// are both still valid and the credential may read.
-    private func session(_ request: Request) async throws -> StoredToken? {
-        guard let secret = request.cookies[Self.cookie]?.value, !secret.isEmpty, secret.utf8.count <= 128 else { return nil }
-        let now = Date().formatted(.iso8601)
-        guard let stored = try await store.sessionToken(hash: Tokens.hash(secret), at: now), stored.refusal(at: now) == nil, stored.principal.canRead
-        else { return nil }
-        return stored
+    /// Who is looking at the page: what they may read, and how the page names them.
+    struct Viewer {
+        let principal: Principal
+        let who: String
     }
 
-    /// Runs `body` for a logged-in credential; sends anyone else to the login page.
-    private func authenticated(_ request: Request, _ body: (StoredToken) async throws -> Response) async throws -> Response {
-        guard let stored = try await session(request) else { return Self.redirect("/monitor/login") }
-        return try await body(stored)
+    /// The person or credential behind the request's session cookie, when the session is still
+    /// valid and its person is active (a monitor or a data manager) or its credential valid and
+    /// allowed to read.
+    private func session(_ request: Request) async throws -> Viewer? {
+        guard let secret = request.cookies[Self.cookie]?.value, !secret.isEmpty, secret.utf8.count <= 128 else { return nil }
+        let now = Date().formatted(.iso8601)
+        let hash = Tokens.hash(secret)
+        if let stored = try await store.sessionToken(hash: hash, at: now) {
+            guard stored.refusal(at: now) == nil, stored.principal.canRead else { return nil }
+            return Viewer(principal: stored.principal, who: Self.who(stored))
+        }
+        guard let account = try await store.sessionPerson(hash: hash, at: now), account.state == .active,
+            [.monitor, .dataManager].contains(account.role)
+        else { return nil }
+        let scope = account.sites == [SiteID.all] ? "every site" : "site\(account.sites.count == 1 ? "" : "s") \(account.sites.joined(separator: ", "))"
+        return Viewer(principal: .person(account), who: "\(account.fullName) (\(account.username)) · \(account.role.rawValue), \(scope)")
+    }
+
+    /// Runs `body` for a signed-in person or credential; sends anyone else to the login page.
+    private func authenticated(_ request: Request, _ body: (Viewer) async throws -> Response) async throws -> Response {
+        guard let viewer = try await session(request) else { return Self.redirect("/monitor/login") }
+        return try await body(viewer)
     }
 
     // MARK: Pages
 
     @Sendable func overview(_ request: Request, context: SyncRequestContext) async throws -> Response {
-        try await authenticated(request) { stored in
-            let principal = stored.principal
+        try await authenticated(request) { viewer in
+            let principal = viewer.principal
             let now = Date()
-            let laptops = try await store.replicaFreshness(site: principal.sites?.first)
+            let only = principal.sites.flatMap { $0.count == 1 ? $0.first : nil }
+            let laptops = try await store.replicaFreshness(site: only).filter { principal.canAccess(site: $0.site) }
             let conflicts = try await store.openConflictCounts()
             let sites = try await store.siteIDs().filter { principal.canAccess(site: $0) }
             let cards = sites.map { site in
@@ -177,16 +252,16 @@ struct MonitorController {
                     lastSync: own.compactMap(\.report?.lastSyncAt).max().map(Self.time) ?? "never")
             }
             let content = MonitorPages.Overview(sites: cards, now: Self.time(now.formatted(.iso8601)), staleAfter: Self.span(configuration.staleAfter))
-            return page("overview", title: "Sites", who: Self.who(stored), content)
+            return page("overview", title: "Sites", who: viewer.who, content)
         }
     }
 
     @Sendable func site(_ request: Request, context: SyncRequestContext) async throws -> Response {
-        try await authenticated(request) { stored in
+        try await authenticated(request) { viewer in
             let site = try context.parameters.require("site")
-            guard SiteID.isValid(site) else { return error(.notFound, "No such site", "There is no site by that name.", stored) }
-            guard stored.principal.canAccess(site: site) else {
-                return error(.forbidden, "Not your site", "This token may not see site \(site).", stored)
+            guard SiteID.isValid(site) else { return error(.notFound, "No such site", "There is no site by that name.", viewer) }
+            guard viewer.principal.canAccess(site: site) else {
+                return error(.forbidden, "Not your site", "You may not see site \(site).", viewer)
             }
             let now = Date()
             let laptops = try await store.replicaFreshness(site: site).map { laptop in
@@ -197,7 +272,7 @@ struct MonitorController {
                     pending: report.map { String($0.pending) } ?? "—", build: report?.build ?? "—",
                     schema: report.map { String($0.schemaVersion) } ?? "—", clockOffset: report.map { Self.offset($0.clockOffsetMilliseconds) } ?? "—")
             }
-            let page = try await store.conflicts(ConflictFilter(status: .open, site: site, limit: Self.conflictListLimit), principal: stored.principal)
+            let page = try await store.conflicts(ConflictFilter(status: .open, site: site, limit: Self.conflictListLimit), principal: viewer.principal)
             let openCount = try await store.openConflictCounts()[site] ?? 0
             let conflicts = page.conflicts.map { conflict in
                 MonitorPages.Site.Conflict(
@@ -223,15 +298,15 @@ struct MonitorController {
                 moreConflicts: openCount > conflicts.count, shownConflicts: conflicts.count, alerts: alerts,
                 tables: configuration.schema.tables.map { MonitorPages.Site.Table(name: $0.name, count: activity.recordsByTable[$0.name] ?? 0) },
                 chart: ChangesChart(days: days, counts: activity.changesByDay).svg)
-            return self.page("site", title: "Site \(site)", who: Self.who(stored), content)
+            return self.page("site", title: "Site \(site)", who: viewer.who, content)
         }
     }
 
     @Sendable func conflict(_ request: Request, context: SyncRequestContext) async throws -> Response {
-        try await authenticated(request) { stored in
+        try await authenticated(request) { viewer in
             let id = try context.parameters.require("id")
-            guard let detail = try await store.conflict(id: id, principal: stored.principal) else {
-                return error(.notFound, "No such conflict", "There is no conflict by that id that this token may see.", stored)
+            guard let detail = try await store.conflict(id: id, principal: viewer.principal) else {
+                return error(.notFound, "No such conflict", "There is no conflict by that id that you may see.", viewer)
             }
             let conflict = detail.conflict
             func side(_ side: Conflict.Side) -> MonitorPages.Conflict.Side {
@@ -248,7 +323,7 @@ struct MonitorController {
                 id: conflict.id, site: conflict.site, table: conflict.table, recordID: conflict.recordID, field: conflict.field,
                 open: conflict.isOpen, detectedAt: Self.time(conflict.detectedAt), current: detail.current.map(Self.text) ?? "unknown",
                 winner: side(conflict.winner), loser: side(conflict.loser), resolution: resolution)
-            return page("conflict", title: "Conflict \(conflict.id)", who: Self.who(stored), content)
+            return page("conflict", title: "Conflict \(conflict.id)", who: viewer.who, content)
         }
     }
 
@@ -259,8 +334,8 @@ struct MonitorController {
         return Response(status: .ok, headers: Self.htmlHeaders, body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
-    private func error(_ status: HTTPResponse.Status, _ title: String, _ message: String, _ stored: StoredToken) -> Response {
-        var response = page("error", title: title, who: Self.who(stored), MonitorPages.Error(message: message))
+    private func error(_ status: HTTPResponse.Status, _ title: String, _ message: String, _ viewer: Viewer) -> Response {
+        var response = page("error", title: title, who: viewer.who, MonitorPages.Error(message: message))
         response.status = status
         return response
     }

@@ -81,10 +81,15 @@ enum MonitorTemplates {
         {{#content}}
         <form class="login" method="post" action="/monitor/login">
         <h1>Log in</h1>
-        <p class="muted">Paste a reviewer or monitor token from <code>sitesync-server token create</code>. It is sent once; a session cookie keeps you logged in for {{hours}} hours.</p>
+        <p class="muted">Monitors and data managers sign in with their username and password; a session cookie keeps you signed in for {{hours}} hours.</p>
         {{#problem}}<p class="error" role="alert">{{problem}}</p>{{/problem}}
+        <label for="username">Username</label>
+        <input id="username" name="username" type="text" autocomplete="username" autocapitalize="none" spellcheck="false">
+        <label for="password">Password</label>
+        <input id="password" name="password" type="password" autocomplete="current-password">
+        <p class="muted">Or paste a reviewer or monitor token from <code>sitesync-server token create</code>:</p>
         <label for="token">Token</label>
-        <input id="token" name="token" type="password" autocomplete="off" required>
+        <input id="token" name="token" type="password" autocomplete="off">
         <input type="hidden" name="csrf" value="{{csrf}}">
         <button type="submit">Log in</button>
         </form>

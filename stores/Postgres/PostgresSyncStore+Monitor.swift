@@ -144,6 +144,20 @@ extension PostgresSyncStore {
         }
     }
 
+    public func sessionPerson(hash: String, at time: String) async throws -> Account? {
+        try await transaction(readOnly: true) { connection in
+            try await Self.accounts(
+                connection.query(
+                    """
+                    SELECT \(unescaped: Account.columns.split(separator: ", ").map { "a.\($0)" }.joined(separator: ", "))
+                    FROM monitor_sessions s JOIN accounts a ON s.token_hash = 'person ' || a.username
+                    WHERE s.hash = \(hash) AND s.expires_at > \(time)
+                    """
+                )
+            ).first
+        }
+    }
+
     public func deleteSession(hash: String) async throws {
         _ = try await transaction { connection in
             try await connection.execute("DELETE FROM monitor_sessions WHERE hash = \(hash)")

@@ -162,6 +162,19 @@ extension SQLiteSyncStore {
         }
     }
 
+    public func sessionPerson(hash: String, at time: String) async throws -> Account? {
+        try await reading { db in
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT \(Account.columns.split(separator: ", ").map { "a.\($0)" }.joined(separator: ", "))
+                    FROM monitor_sessions s JOIN accounts a ON s.token_hash = 'person ' || a.username WHERE s.hash = ? AND s.expires_at > ?
+                    """,
+                arguments: [hash, time]
+            ).flatMap(Self.account)
+        }
+    }
+
     public func deleteSession(hash: String) async throws {
         try await writing { db in try db.execute(sql: "DELETE FROM monitor_sessions WHERE hash = ?", arguments: [hash]) }
     }
