@@ -89,7 +89,12 @@ struct PersonSession: Codable {
         return FileManager.default.temporaryDirectory.appendingPathComponent("sitesync-\(getuid())")
     }
 
-    static func url(replica: String) -> URL { directory.appendingPathComponent("\(replica).session") }
+    /// The session file of the replica `replica` at `path`: copies of a file share its replica id,
+    /// so the name also carries a digest of the file's path.
+    static func url(replica: String, path: String) -> URL {
+        let digest = SHA256.hash(data: Data(path.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        return directory.appendingPathComponent("\(replica)-\(digest).session")
+    }
 
     /// The inode of `path`; 0 for a replica in memory.
     static func inode(_ path: String) -> UInt64 {
@@ -98,8 +103,8 @@ struct PersonSession: Codable {
         return UInt64(info.st_ino)
     }
 
-    static func read(replica: String) -> PersonSession? {
-        guard let data = FileManager.default.contents(atPath: url(replica: replica).path) else { return nil }
+    static func read(replica: String, path: String) -> PersonSession? {
+        guard let data = FileManager.default.contents(atPath: url(replica: replica, path: path).path) else { return nil }
         return try? JSONDecoder().decode(PersonSession.self, from: data)
     }
 
@@ -107,7 +112,7 @@ struct PersonSession: Codable {
     func write(replica: String) throws {
         let directory = Self.directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let url = Self.url(replica: replica)
+        let url = Self.url(replica: replica, path: file)
         let temporary = directory.appendingPathComponent(".\(replica).\(UUID().uuidString)")
         let data = try JSONEncoder().encode(self)
         guard FileManager.default.createFile(atPath: temporary.path, contents: data, attributes: [.posixPermissions: 0o600]) else {
@@ -119,8 +124,8 @@ struct PersonSession: Codable {
         }
     }
 
-    static func remove(replica: String) {
-        try? FileManager.default.removeItem(at: url(replica: replica))
+    static func remove(replica: String, path: String) {
+        try? FileManager.default.removeItem(at: url(replica: replica, path: path))
     }
 }
 
@@ -192,8 +197,8 @@ extension Replica {
     @discardableResult
     public func signOut() throws -> String? {
         let identity = try requireIdentity()
-        let session = PersonSession.read(replica: identity.replicaID)
-        PersonSession.remove(replica: identity.replicaID)
+        let session = PersonSession.read(replica: identity.replicaID, path: sessionFilePath)
+        PersonSession.remove(replica: identity.replicaID, path: sessionFilePath)
         return session?.username
     }
 
@@ -223,11 +228,11 @@ extension Replica {
 
     /// The session and its person, when one is signed in and the sign-in has not ended.
     private func currentSession(_ identity: ReplicaIdentity, at now: Int64) throws -> (session: PersonSession, person: SignedInPerson)? {
-        guard let session = PersonSession.read(replica: identity.replicaID) else { return nil }
-        guard session.file == state.path, session.inode == PersonSession.inode(state.path), now <= session.endsAtMilliseconds,
+        guard let session = PersonSession.read(replica: identity.replicaID, path: sessionFilePath) else { return nil }
+        guard session.file == sessionFilePath, session.inode == PersonSession.inode(state.path), now <= session.endsAtMilliseconds,
             let row = try writer.read({ db in try PersonRow.fetch(db, username: session.username) }), row.state == "active", row.keyID == session.keyID
         else {
-            PersonSession.remove(replica: identity.replicaID)
+            PersonSession.remove(replica: identity.replicaID, path: sessionFilePath)
             return nil
         }
         let person = SignedInPerson(
@@ -241,7 +246,7 @@ extension Replica {
     ) throws -> SignedInPerson {
         let session = PersonSession(
             username: person.username, keyID: keyID, privateKey: privateKey.base64EncodedString(), lastUsedMilliseconds: now,
-            idleTimeoutSeconds: idleTimeout, file: state.path, inode: PersonSession.inode(state.path))
+            idleTimeoutSeconds: idleTimeout, file: sessionFilePath, inode: PersonSession.inode(state.path))
         try session.write(replica: identity.replicaID)
         return SignedInPerson(
             username: person.username, name: person.name, role: person.role, sites: person.sites, keyID: keyID,
@@ -297,7 +302,7 @@ extension Replica {
         let known = try await writer.read { db in try PersonRow.fetchAll(db) }
         guard !known.isEmpty else { return [] }
         let answer = try await server.peopleStatus(PeopleStatusRequest(usernames: known.map(\.person.username)))
-        let session = PersonSession.read(replica: identity.replicaID)
+        let session = PersonSession.read(replica: identity.replicaID, path: sessionFilePath)
         let changed = try await writer.write { db -> [String] in
             var changed: [String] = []
             for person in answer.people {
@@ -323,9 +328,14 @@ extension Replica {
             // The session is checked against the row at every command; a forgotten key or a
             // deactivation ends it there. Remove it now too, so that nothing keeps the key.
             let row = try await writer.read { db in try PersonRow.fetch(db, username: session.username) }
-            if row?.state != "active" || row?.keyID != session.keyID { PersonSession.remove(replica: identity.replicaID) }
+            if row?.state != "active" || row?.keyID != session.keyID { PersonSession.remove(replica: identity.replicaID, path: sessionFilePath) }
         }
         return changed
+    }
+
+    /// The replica file's absolute path, which a session is bound to; empty for a replica in memory.
+    private var sessionFilePath: String {
+        state.path.isEmpty ? "" : URL(fileURLWithPath: state.path).standardizedFileURL.path
     }
 
     static func iso8601(_ milliseconds: Int64) -> String {

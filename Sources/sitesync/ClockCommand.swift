@@ -23,7 +23,7 @@ struct ClockCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() throws {
-            let reset = try replica.open().resetClock()
+            let reset = try replica.open(for: .write).resetClock()
             if output.json {
                 try printJSON(reset)
             } else if reset.wasAhead {

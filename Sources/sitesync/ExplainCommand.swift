@@ -36,7 +36,7 @@ struct Explain: AsyncParsableCommand {
     }
 
     func run() throws {
-        let replica = try replica.open()
+        let replica = try replica.open(for: .write)
         if let table, let id, let reason {
             let fields = try replica.explain(table, id: id, reason: reason)
             print("Explained \(fields.joined(separator: ", ")) of \(table) \(id); it is pushed at the next sync.")

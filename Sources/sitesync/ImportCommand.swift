@@ -24,7 +24,7 @@ struct ImportCommand: AsyncParsableCommand {
     var reason: String?
 
     func run() throws {
-        let replica = try replica.open()
+        let replica = try replica.open(for: .write)
         let schema = try replica.schema.table(table)
         let text: String
         do {

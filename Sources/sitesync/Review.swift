@@ -29,7 +29,7 @@ struct Conflicts: AsyncParsableCommand {
         var ids = false
 
         func run() throws {
-            let conflicts = try replica.open().conflicts(includeResolved: all, site: site, table: table)
+            let conflicts = try replica.open(for: .read).conflicts(includeResolved: all, site: site, table: table)
             if ids {
                 for conflict in conflicts { print(conflict.id) }
                 return
@@ -72,7 +72,7 @@ struct Conflicts: AsyncParsableCommand {
         var id: String
 
         func run() throws {
-            let detail = try replica.open().conflict(id: id)
+            let detail = try replica.open(for: .read).conflict(id: id)
             if output.json {
                 try printJSON(detail)
                 return
@@ -138,7 +138,7 @@ struct Conflicts: AsyncParsableCommand {
         }
 
         func run() throws {
-            let replica = try replica.open()
+            let replica = try replica.open(for: .resolve)
             let choice: ResolutionChoice
             if keepWinner {
                 choice = .keepWinner
@@ -171,7 +171,7 @@ struct History: AsyncParsableCommand {
     @OptionGroup var record: RecordArguments
 
     func run() async throws {
-        let replica = try replica.open()
+        let replica = try replica.open(for: .read)
         _ = try replica.schema.table(record.table)
         let history: RecordHistory
         do {

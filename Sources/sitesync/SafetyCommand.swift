@@ -29,7 +29,7 @@ struct SafetyCommand: AsyncParsableCommand {
     }
 
     func run() throws {
-        let replica = try replica.open()
+        let replica = try replica.open(for: .read)
         guard let subject = try replica.get("subjects", id: subjectID), !subject.isDeleted else {
             throw ReplicaError.recordNotFound(table: "subjects", id: subjectID)
         }

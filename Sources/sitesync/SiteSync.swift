@@ -33,6 +33,43 @@ struct ReplicaOptions: ParsableArguments {
     func open() throws -> Replica {
         try Replica.open(path: path, schema: TrialSchema.current)
     }
+
+    /// What a command does with the records, which decides who may run it.
+    enum Need {
+        /// Reads records, conflicts, histories: anyone signed in.
+        case read
+        /// Enters, corrects or deletes records: coordinators and investigators.
+        case write
+        /// Resolves conflicts: anyone but a monitor.
+        case resolve
+    }
+
+    /// Opens the replica for a command of a signed-in person whose role allows `need` at the
+    /// laptop's site; refuses anyone else, naming the reason, before anything is read or written.
+    /// The sign-in is extended by its idle timeout.
+    func open(for need: Need) throws -> Replica {
+        let replica = try open()
+        let identity = try replica.requireIdentity()
+        let person = try replica.requireSignedIn()
+        let covers = identity.site == SiteID.all ? person.sites == [SiteID.all] : person.sites == [SiteID.all] || person.sites.contains(identity.site)
+        guard covers else {
+            throw ReplicaError.signInRequired(
+                "\(person.username) works at \(person.sites.joined(separator: ", ")), not at this laptop's site \(identity.site). Nothing was written.")
+        }
+        switch need {
+        case .read: break
+        case .write where !person.role.entersRecords:
+            throw ReplicaError.signInRequired(
+                "\(person.username) is a \(person.role.rawValue): entering, correcting and deleting records needs a coordinator or an investigator (sitesync login USERNAME). Nothing was written."
+            )
+        case .resolve where !person.role.resolvesConflicts:
+            throw ReplicaError.signInRequired(
+                "\(person.username) is a \(person.role.rawValue): resolving conflicts needs a coordinator, an investigator or a data manager (sitesync login USERNAME). Nothing was written."
+            )
+        default: break
+        }
+        return replica
+    }
 }
 
 /// The record a command works on.
@@ -216,7 +253,7 @@ struct Put: AsyncParsableCommand {
     }
 
     func run() throws {
-        let replica = try replica.open()
+        let replica = try replica.open(for: .write)
         let values = try replica.schema.table(table).parse(
             assignments.map { assignment in
                 let parts = assignment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -234,7 +271,7 @@ struct Get: AsyncParsableCommand {
     @OptionGroup var record: RecordArguments
 
     func run() throws {
-        let replica = try replica.open()
+        let replica = try replica.open(for: .read)
         guard let record = try replica.get(record.table, id: record.id) else {
             throw ReplicaError.recordNotFound(table: self.record.table, id: self.record.id)
         }
@@ -264,7 +301,7 @@ struct List: AsyncParsableCommand {
     var table: String
 
     func run() throws {
-        let replica = try replica.open()
+        let replica = try replica.open(for: .read)
         let records = try replica.list(table)
         let safety = try SafetyFlags(replica)
         if output.json {
@@ -294,7 +331,7 @@ struct Delete: AsyncParsableCommand {
     var reason: String
 
     func run() throws {
-        try replica.open().delete(record.table, id: record.id, reason: reason)
+        try replica.open(for: .write).delete(record.table, id: record.id, reason: reason)
         print("Deleted \(record.table) \(record.id).")
     }
 }
@@ -338,7 +375,7 @@ struct Status: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let replica = try replica.open()
+        let replica = try replica.open(for: .read)
         let status = try replica.status()
         var serverProblem: String?
         do {

@@ -22,6 +22,7 @@ struct AuditVerifyCommandTests {
             #expect(
                 try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "token.txt", "--user", "A. Rivera")
                     .status == 0)
+            try await cli.signIn(database: database)
             for number in 1...3 { #expect(try await cli.sitesync("put", "subjects", "screening_no=S01-00\(number)").status == 0) }
             #expect(try await cli.sitesync("sync").status == 0)
             let added = try await cli.run(
@@ -31,11 +32,11 @@ struct AuditVerifyCommandTests {
 
             let intact = try await cli.run("sitesync-server", ["audit", "verify", "--database", database])
             #expect(intact.status == 0, "\(intact.stderr)")
-            #expect(intact.stdout.contains("Verified 4 rows in 2 chains."), "\(intact.stdout)")
+            #expect(intact.stdout.contains("Verified 5 rows in 2 chains."), "\(intact.stdout)")
             #expect(intact.stdout.contains("site S01") && intact.stdout.contains("accounts"))
             let json = try await cli.run("sitesync-server", ["audit", "verify", "--json", "--database", database])
             let result = try JSONDecoder().decode(AuditVerification.self, from: Data(json.stdout.utf8))
-            #expect(result.verified == 4 && result.broken == nil && result.chains.allSatisfy { $0.head?.count == 64 })
+            #expect(result.verified == 5 && result.broken == nil && result.chains.allSatisfy { $0.head?.count == 64 })
 
             // Someone with a database shell switches the trigger off and edits a row.
             let store: any SyncStore =

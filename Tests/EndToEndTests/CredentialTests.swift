@@ -69,6 +69,7 @@ struct CredentialTests {
             let initialised = try await cli.sitesync(
                 "init", "--site", "S01", "--server", "http://127.0.0.1:\(firstPort)", "--token-file", "token.txt", "--user", "A. Rivera")
             #expect(initialised.status == 0, "\(initialised.stderr)")
+            try await cli.signIn(database: database)
             #expect(try await cli.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
             #expect(try await cli.sitesync("sync").status == 0)
             let identity = try #require(

@@ -70,6 +70,7 @@ struct HostileOutputTests {
             try Data(enrolment.utf8).write(to: cli.directory.appendingPathComponent("token.txt"))
             #expect(
                 try await cli.sitesync("init", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "token.txt", "--user", "A").status == 0)
+            try await cli.signIn(database: "server.sqlite")
             let identity = try #require(
                 try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).identity)
 

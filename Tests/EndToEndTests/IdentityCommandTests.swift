@@ -26,6 +26,7 @@ struct IdentityCommandTests {
             "init", "--db", "a.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "A. Rivera")
         #expect(initialised.status == 0)
         #expect(initialised.stdout.contains("Enrolled with http://127.0.0.1:\(port)"))
+        try await cli.signIn(db: "a.sqlite", database: "server.sqlite")
         let status = try JSONSerialization.jsonObject(with: Data(try await cli.sitesync("status", "--db", "a.sqlite", "--json").stdout.utf8)) as? [String: Any]
         #expect(status?["enrolled"] as? Bool == true)
         #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001").status == 0)
@@ -33,6 +34,9 @@ struct IdentityCommandTests {
 
         // The file is copied to a second machine; both record offline, the original syncs first
         try FileManager.default.copyItem(at: directory.appendingPathComponent("a.sqlite"), to: directory.appendingPathComponent("copy.sqlite"))
+        // Whoever uses the copy signs in on it: the copy is signed in as nobody.
+        #expect(try await cli.sitesync("whoami", "--db", "copy.sqlite").status == 1)
+        try await cli.signIn(db: "copy.sqlite", database: "server.sqlite")
         let mine = try await cli.sitesync("put", "--db", "copy.sqlite", "subjects", "screening_no=S01-002").line
         #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-003").status == 0)
         #expect(try await cli.sitesync("sync", "--db", "a.sqlite").status == 0)

@@ -82,12 +82,13 @@ struct LiveSyncTests {
     }
 
     /// Initialises each replica file for S01 with the server on its port.
-    private static func initialise(_ commands: Commands, _ ports: [String: Int], token: String) async throws {
-        for (database, port) in ports.sorted(by: { $0.key < $1.key }) {
+    private static func initialise(_ commands: Commands, _ ports: [String: Int], token: String, server database: String = "server.sqlite") async throws {
+        for (replica, port) in ports.sorted(by: { $0.key < $1.key }) {
             let initialised = try await commands.sitesync(
-                "init", "--db", database, "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "User of \(database)"
+                "init", "--db", replica, "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token", token, "--user", "User of \(replica)"
             )
             #expect(initialised.status == 0, "\(initialised.stderr)")
+            try await commands.signIn(db: replica, database: database)
         }
     }
 
@@ -108,7 +109,7 @@ struct LiveSyncTests {
             let (second, secondPort) = try await commands.startServer(database: database)
             defer { second.terminate() }
             let token = try await commands.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", database]).line
-            try await Self.initialise(commands, ["a.sqlite": firstPort, "b.sqlite": secondPort], token: token)
+            try await Self.initialise(commands, ["a.sqlite": firstPort, "b.sqlite": secondPort], token: token, server: database)
             let a = try Watcher.start(commands, database: "a.sqlite")
             let b = try Watcher.start(commands, database: "b.sqlite")
             try await Self.started(a)
@@ -336,6 +337,7 @@ struct LiveSyncTests {
             let initialised = try await commands.sitesync(
                 "init", "--db", "b.sqlite", "--site", "S01", "--server", "http://127.0.0.1:\(port)", "--token-file", "s01.token", "--user", "B. Chen")
             #expect(initialised.status == 0, "\(initialised.stderr)")
+            try await commands.signIn(db: "b.sqlite", database: "server.sqlite")
             let example = Task {
                 try await commands.run(
                     "LiveScreenExample",

@@ -52,6 +52,7 @@ struct MonitoringPageTests {
             let token = try await cli.run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "server.sqlite"]).line
             #expect(try await cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", url, "--token", token, "--user", "A. Rivera").status == 0)
             #expect(try await cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token, "--user", "B. Chen").status == 0)
+            for replica in ["a.sqlite", "b.sqlite"] { try await cli.signIn(db: replica, database: "server.sqlite") }
             let scraped = "http://127.0.0.1:\(metricsPort)/metrics"
             let before = try await Self.scrape(scraped)
             #expect(try await cli.sitesync("put", "--db", "a.sqlite", "subjects", "screening_no=S01-001", "sex=F").status == 0)
@@ -132,6 +133,7 @@ struct MonitoringPageTests {
             let monitor = try await serverCommand("token", "create", "--role", "monitor", "--site", "S01", "--label", "Dr. M. Keller (CRA)")
             #expect(try await cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", url, "--token", token, "--user", "A. Rivera").status == 0)
             #expect(try await cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token, "--user", "B. Chen").status == 0)
+            for replica in ["a.sqlite", "b.sqlite"] { try await cli.signIn(db: replica, database: "server.sqlite") }
             let subject = try await cli.sitesync(
                 "put", "--db", "a.sqlite", "subjects", "screening_no=SCR-0042", "sex=F", "birth_date=1971-05-02", "consent_date=2026-09-01", "status=enrolled"
             ).line

@@ -160,6 +160,7 @@ struct SignInTests {
         try await Commands.inTemporaryFolder { cli in
             let server = try await cli.startServerAndInit(user: "Laptop A")
             defer { server.terminate() }
+            #expect(try await cli.sitesync("logout").stdout.contains("Signed out coordinator."))
             let added = try await cli.run(
                 "sitesync-server",
                 ["user", "add", "ana", "--name", "Ana Lima", "--role", "coordinator", "--site", "S01", "--database", "sitesync-server.sqlite"],
@@ -181,10 +182,12 @@ struct SignInTests {
             #expect(try await cli.sitesync("whoami").stdout.contains("Ana Lima"))
             // The key the laptop registered for ana, as an inspector reads it.
             let keys = try await cli.run("sitesync-server", ["audit", "keys", "--format", "jsonl", "--database", "sitesync-server.sqlite"])
-            let key = try #require(try JSONSerialization.jsonObject(with: Data(keys.stdout.utf8)) as? [String: String])
+            let listed = keys.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] }
+            #expect(listed.map { $0["username"] } == ["coordinator", "ana"])
+            let key = try #require(listed.last)
             #expect(key["username"] == "ana" && key["key_id"] == person.keyID && Data(base64Encoded: key["public_key"] ?? "")?.count == 32)
             let csvKeys = try await cli.run("sitesync-server", ["audit", "keys", "--format", "csv", "--database", "sitesync-server.sqlite"]).stdout
-            #expect(csvKeys.hasPrefix("key_id,username,replica,public_key,registered_at\r\n\(person.keyID),ana,"))
+            #expect(csvKeys.hasPrefix("key_id,username,replica,public_key,registered_at\r\n") && csvKeys.contains("\r\n\(person.keyID),ana,"))
 
             // Offline, from a file: the server stopped.
             server.terminate()

@@ -66,6 +66,7 @@ struct TLSTests {
 
             let (a, initA) = try await laptop("a", port: port, ca: "ca.pem")
             #expect(initA.status == 0 && initA.stdout.contains("Enrolled with https://127.0.0.1:\(port)"), "\(initA.stdout)\(initA.stderr)")
+            try await a.signIn(database: "server.sqlite")
             #expect(try await a.sitesync("put", "subjects", "screening_no=S01-001").status == 0)
             let synced = try await a.sitesync("sync")
             #expect(synced.status == 0 && synced.line.contains("Pushed 1"), "\(synced.stderr)")
