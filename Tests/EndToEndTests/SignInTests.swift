@@ -202,6 +202,45 @@ struct SignInTests {
         }
     }
 
+    @Test("Reading and writing records need a signed-in person whose role allows it; anyone else is refused, naming why, and nothing is written")
+    func gates() async throws {
+        try await Commands.inTemporaryFolder { cli in
+            let server = try await cli.startServerAndInit(user: "Laptop A")
+            defer { server.terminate() }
+            let id = try await cli.sitesync("put", "subjects", "screening_no=S01-001").line
+            #expect(UUID(uuidString: id) != nil)
+            #expect(try await cli.sitesync("logout").status == 0)
+            func pending() throws -> Int {
+                try Replica.open(path: cli.directory.appendingPathComponent("sitesync.sqlite").path, schema: TrialSchema.current).pendingCount()
+            }
+            for arguments in [
+                ["put", "subjects", "screening_no=S01-002"], ["put", "subjects", "--id", id, "sex=F"], ["delete", "subjects", id, "--reason", "Duplicate"],
+                ["get", "subjects", id], ["list", "subjects"], ["status"], ["conflicts", "list"], ["safety", id],
+            ] {
+                let refused = try await cli.run("sitesync", arguments)
+                #expect(refused.status != 0, "\(arguments)")
+                #expect(refused.stderr.contains("Nobody is signed in on this laptop: run `sitesync login USERNAME` first"), "\(arguments): \(refused.stderr)")
+            }
+            #expect(try pending() == 1, "nothing was written")
+
+            // A monitor reads, and writes nothing.
+            try await cli.signIn("mo.nitor", role: "monitor")
+            #expect(try await cli.sitesync("get", "subjects", id).stdout.contains("S01-001"))
+            let monitorPut = try await cli.sitesync("put", "subjects", "screening_no=S01-003")
+            #expect(monitorPut.status != 0 && monitorPut.stderr.contains("mo.nitor is a monitor: entering, correcting and deleting records needs a coordinator or an investigator"))
+            #expect(try await cli.sitesync("conflicts", "resolve", "c1", "--keep-winner", "--reason", "x").stderr.contains("resolving conflicts needs"))
+            // A data manager reads and resolves, and enters nothing.
+            try await cli.signIn("dm", role: "data-manager")
+            #expect(try await cli.sitesync("conflicts", "list").status == 0)
+            #expect(try await cli.sitesync("delete", "subjects", id, "--reason", "Duplicate").stderr.contains("dm is a data-manager"))
+            #expect(try pending() == 1, "nothing was written")
+
+            // Syncing needs no one: it moves what signed-in people wrote.
+            #expect(try await cli.sitesync("logout").status == 0)
+            #expect(try await cli.sitesync("sync").line == "Pushed 1, pulled 0, conflicts 0.")
+        }
+    }
+
     static var sessionDirectory: URL {
         let environment = ProcessInfo.processInfo.environment
         if let directory = environment["SITESYNC_SESSION_DIR"], !directory.isEmpty { return URL(fileURLWithPath: directory) }
