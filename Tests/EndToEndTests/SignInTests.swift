@@ -227,7 +227,9 @@ struct SignInTests {
             try await cli.signIn("mo.nitor", role: "monitor")
             #expect(try await cli.sitesync("get", "subjects", id).stdout.contains("S01-001"))
             let monitorPut = try await cli.sitesync("put", "subjects", "screening_no=S01-003")
-            #expect(monitorPut.status != 0 && monitorPut.stderr.contains("mo.nitor is a monitor: entering, correcting and deleting records needs a coordinator or an investigator"))
+            #expect(
+                monitorPut.status != 0
+                    && monitorPut.stderr.contains("mo.nitor is a monitor: entering, correcting and deleting records needs a coordinator or an investigator"))
             #expect(try await cli.sitesync("conflicts", "resolve", "c1", "--keep-winner", "--reason", "x").stderr.contains("resolving conflicts needs"))
             // A data manager reads and resolves, and enters nothing.
             try await cli.signIn("dm", role: "data-manager")
