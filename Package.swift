@@ -80,6 +80,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // The password's scrypt at a sign-in, off the caller's executor.
+                .product(name: "NIOPosix", package: "swift-nio"),
                 // JSONDecoder reading a response's ByteBuffer without a copy.
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import NIOPosix
 import SiteSyncCore
 
 /// The person signed in on a laptop (docs/SECURITY.md, "People on a laptop").
@@ -137,7 +138,8 @@ extension Replica {
     /// the private half is kept wrapped by the password. Later sign-ins are offline: the password
     /// unwraps the key, or it is wrong. Wrong passwords in a row lock the person out on this laptop
     /// (5 for 15 minutes, or the server's policy). One person is signed in at a time: signing in
-    /// ends the previous person's sign-in.
+    /// ends the previous person's sign-in. The password's scrypt (a tenth of a second, 32 MiB)
+    /// runs on NIO's thread pool, not on the caller's executor.
     ///
     /// - Throws: ``ReplicaError/signInRefused(_:)`` naming why; a ``SyncError`` when the server
     ///   is needed and cannot be reached.
@@ -155,7 +157,10 @@ extension Replica {
         }
         if let known, let wrapped = known.wrappedKey, let salt = known.wrapSalt, let keyID = known.keyID {
             // Offline: the password either unwraps the key or is wrong.
-            guard let privateKey = try? PersonRow.unwrap(wrapped, salt: salt, password: password, username: username, keyID: keyID) else {
+            let unwrapped = try await NIOThreadPool.singleton.runIfActive {
+                try? PersonRow.unwrap(wrapped, salt: salt, password: password, username: username, keyID: keyID)
+            }
+            guard let privateKey = unwrapped else {
                 throw try await failedAttempt(username, known: known, at: now)
             }
             try await writer.write { db in
@@ -181,7 +186,10 @@ extension Replica {
             throw SyncError.invalidResponse("the server answered a sign-in for another person or key")
         }
         let salt = (0..<16).map { _ in UInt8.random(in: .min ... .max) }
-        let wrapped = try PersonRow.wrap(key.rawRepresentation, salt: salt, password: password, username: username, keyID: response.keyID)
+        let (keyID, rawKey) = (response.keyID, key.rawRepresentation)
+        let wrapped = try await NIOThreadPool.singleton.runIfActive {
+            try PersonRow.wrap(rawKey, salt: salt, password: password, username: username, keyID: keyID)
+        }
         let row = PersonRow(
             person: response.person, keyID: response.keyID, wrappedKey: wrapped, wrapSalt: Data(salt), idleTimeoutSeconds: response.idleTimeoutSeconds,
             maximumAttempts: response.maximumAttempts, lockoutSeconds: response.lockoutSeconds)

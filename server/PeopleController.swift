@@ -21,6 +21,17 @@ struct PeopleController {
     /// refuse as a wrong password.
     private static let unknownPassword = try? PasswordHash(password: "no account has this password", salt: Array(repeating: 7, count: 16))
 
+    /// Whether `password` is the one `encoded` (an account's stored digest; nil for an unknown
+    /// username) was worked out from: scrypt either way, so that both take as long. Runs on NIO's
+    /// thread pool, never on the event loop or the cooperative pool.
+    static func verify(_ password: String, against encoded: String?) -> Bool {
+        guard let stored = encoded.flatMap(PasswordHash.init(encoded:)) else {
+            _ = unknownPassword?.verifies(password)
+            return false
+        }
+        return stored.verifies(password)
+    }
+
     init(store: any SyncStore, configuration: ServerConfiguration) {
         self.store = store
         self.configuration = configuration
@@ -52,10 +63,9 @@ struct PeopleController {
                 retryAfter: Int(wait.components.seconds) + 1)
         }
         let account = try await store.account(username: message.username)
-        let stored = account.flatMap { PasswordHash(encoded: $0.passwordHash) } ?? Self.unknownPassword
-        let password = message.password
-        let matches = try await NIOThreadPool.singleton.runIfActive { stored?.verifies(password) ?? false }
-        guard let account, matches, account.passwordHash == stored?.encoded else {
+        let (encoded, password) = (account?.passwordHash, message.password)
+        let matches = try await NIOThreadPool.singleton.runIfActive { Self.verify(password, against: encoded) }
+        guard let account, matches else {
             guardrail.fail([message.username])
             context.logger.notice("person sign-in refused", metadata: ["sync.person": "\(message.username)", "sync.replica": "\(replica)"])
             throw Self.wrongPassword

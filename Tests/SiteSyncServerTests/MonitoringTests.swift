@@ -551,7 +551,7 @@ struct MonitoringTests {
     func personLogins(store: StoreKind) async throws {
         let (server, _, _, conflicts) = try await Self.populated(store)
         let password = "correct horse battery"
-        let hash = try PasswordHash(password: password).encoded
+        let hash = try PasswordHash(password: password, cost: .init(logN: 10, blockSize: 8, parallelism: 1)).encoded
         for (username, name, role, sites) in [
             ("mona", "Mona Lisa", PersonRole.monitor, ["S01"]), ("dana", "Dana Scully", .dataManager, ["S01", "S02"]),
             ("cora", "Cora Rivera", .coordinator, ["S01"]),

@@ -23,9 +23,6 @@ struct MonitorController {
     /// Wrong passwords per person: five in a row lock the person out of the page for 15 minutes,
     /// as on a laptop.
     let people = LoginGuard(maximumFailures: 5, window: .seconds(900))
-    /// A digest worked out for unknown usernames, so that an unknown username takes as long to
-    /// refuse as a wrong password.
-    private static let unknownPassword = try? PasswordHash(password: "no account has this password", salt: Array(repeating: 9, count: 16))
 
     /// The login form's cookie, whose value the form repeats (`csrf`): a sign-in posted from another
     /// site's page carries neither the cookie (`SameSite=Strict`) nor the value.
@@ -145,11 +142,11 @@ struct MonitorController {
             return response
         }
         let account = Username.isValid(username) ? try await store.account(username: username) : nil
-        let stored = account.flatMap { PasswordHash(encoded: $0.passwordHash) } ?? Self.unknownPassword
+        let encoded = account?.passwordHash
         let matches =
             password.utf8.count <= AccountRules.maximumPasswordBytes
-            ? try await NIOThreadPool.singleton.runIfActive { stored?.verifies(password) ?? false } : false
-        guard let account, matches, account.passwordHash == stored?.encoded else {
+            ? try await NIOThreadPool.singleton.runIfActive { PeopleController.verify(password, against: encoded) } : false
+        guard let account, matches else {
             people.fail([personKey])
             guardian.fail([address])
             return refused(.signInFailed, "password", "The username or the password is wrong.", .unauthorized)
