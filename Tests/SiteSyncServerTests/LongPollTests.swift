@@ -53,9 +53,11 @@ struct LongPollTests {
             let (status, page, seconds) = try await waited
             #expect(status == .ok)
             #expect(pushedS01.withLock { $0 }, "released before r1's push of S01 records")
-            // Answered with r1's records (its own are skipped), long before the 25 s were up.
+            // Answered with r1's records (its own are skipped): a pull whose wait runs out unwoken
+            // answers its first, empty read, so the records show the push woke it, before the 25 s
+            // were up. (On two cores busy with the whole suite the push itself can take seconds.)
             #expect(page?.groups.flatMap(\.rows).map(\.id).sorted() == ["a", "b"])
-            #expect(seconds < 20)
+            #expect(seconds < 25)
         }
     }
 
