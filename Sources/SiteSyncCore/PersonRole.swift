@@ -2,9 +2,9 @@
 public enum PersonRole: String, Codable, Sendable, CaseIterable {
     /// Enters and corrects its sites' records, resolves their conflicts.
     case coordinator
-    /// What a coordinator does, and signs records.
+    /// What a coordinator does; the role that will sign records.
     case investigator
-    /// Resolves conflicts and locks records, at its sites or at every site.
+    /// Resolves conflicts, at its sites or at every site; the role that will lock records.
     case dataManager = "data-manager"
     /// Reads records, conflicts and the monitoring page.
     case monitor

@@ -19,7 +19,7 @@ struct User: AsyncParsableCommand {
             abstract: "Add a person. The initial password is read from standard input (or --password-file), never from the arguments.",
             discussion: """
                 Roles: coordinator (enters and corrects its sites' records, resolves their conflicts), investigator (the \
-                same, and signs), data-manager (resolves conflicts and locks records, at its sites or at every site with \
+                same; signing records is not built yet), data-manager (resolves conflicts, at its sites or at every site with \
                 --site '*'), monitor (reads; the monitoring page). A password has at least 12 characters.
                 """
         )
@@ -53,9 +53,7 @@ struct User: AsyncParsableCommand {
             let password = try PasswordInput.read(file: passwordFile, prompt: "Password for \(username): ", confirm: true)
             let hash = try passwordHash(password, username: username)
             let change = AccountChange.create(fullName: name, role: role, sites: sites, passwordHash: hash)
-            let account = try await database.withStore { [username] store in
-                try await refusalsAsFailures { try await store.changeAccount(username, change, at: Date().formatted(.iso8601), by: OperatingUser.name) }
-            }
+            let account = try await database.changeAccount(username, change)
             print("Added \(account.username) (\(TextRules.escapingControls(account.fullName))), \(account.role.rawValue) at \(account.sitesText).")
         }
     }
@@ -91,7 +89,7 @@ struct User: AsyncParsableCommand {
     struct Deactivate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop a person from signing in, on the server at once and on each laptop at its next sync.",
-            discussion: "What the person changed offline before the laptop learnt of it is still accepted, and flagged in the audit trail."
+            discussion: "The person's sign-in on a laptop ends at that laptop's next sync; what they recorded before stays."
         )
 
         @OptionGroup var database: DatabaseOptions
@@ -103,10 +101,7 @@ struct User: AsyncParsableCommand {
         var reason: String
 
         func run() async throws {
-            let change = AccountChange.deactivate(reason: reason)
-            try await database.withStore { [username] store in
-                _ = try await refusalsAsFailures { try await store.changeAccount(username, change, at: Date().formatted(.iso8601), by: OperatingUser.name) }
-            }
+            try await database.changeAccount(username, .deactivate(reason: reason))
             print("Deactivated \(username).")
         }
     }
@@ -120,11 +115,7 @@ struct User: AsyncParsableCommand {
         var username: String
 
         func run() async throws {
-            try await database.withStore { [username] store in
-                _ = try await refusalsAsFailures {
-                    try await store.changeAccount(username, .reactivate, at: Date().formatted(.iso8601), by: OperatingUser.name)
-                }
-            }
+            try await database.changeAccount(username, .reactivate)
             print("Reactivated \(username).")
         }
     }
@@ -151,9 +142,7 @@ struct User: AsyncParsableCommand {
             }
             let password = try PasswordInput.read(file: passwordFile, prompt: "New password for \(username): ", confirm: true)
             let change = AccountChange.resetPassword(passwordHash: try passwordHash(password, username: username))
-            try await database.withStore { store in
-                _ = try await refusalsAsFailures { try await store.changeAccount(username, change, at: Date().formatted(.iso8601), by: OperatingUser.name) }
-            }
+            try await database.changeAccount(username, change)
             print("Set a new password for \(username).")
         }
     }
@@ -197,6 +186,17 @@ struct AccountListing: Encodable {
         try container.encode(passwordChangedAt, forKey: .passwordChangedAt)
         try container.encode(lastSignInAt, forKey: .lastSignInAt)
         try container.encode(deactivationReason, forKey: .deactivationReason)
+    }
+}
+
+extension DatabaseOptions {
+    /// Applies `change` to the account `username` now, as the operator running the command; a
+    /// refusal becomes the command's failure, its message alone.
+    @discardableResult
+    func changeAccount(_ username: String, _ change: AccountChange) async throws -> Account {
+        try await withStore { store in
+            try await refusalsAsFailures { try await store.changeAccount(username, change, at: Date().formatted(.iso8601), by: OperatingUser.name) }
+        }
     }
 }
 
