@@ -193,7 +193,9 @@ let package = Package(
             path: "Tests/SiteSyncTestSupport",
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SiteSyncCoreTests", dependencies: ["SiteSyncCore", "SiteSyncTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SiteSyncCoreTests", dependencies: ["SiteSyncCore", "SiteSyncTestSupport", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "TrialRecordsTests", dependencies: ["TrialRecords", "SiteSyncTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SiteSyncClientTests",

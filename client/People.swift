@@ -235,7 +235,7 @@ extension Replica {
     }
 
     /// The session and its person, when one is signed in and the sign-in has not ended.
-    private func currentSession(_ identity: ReplicaIdentity, at now: Int64) throws -> (session: PersonSession, person: SignedInPerson)? {
+    func currentSession(_ identity: ReplicaIdentity, at now: Int64) throws -> (session: PersonSession, person: SignedInPerson)? {
         guard let session = PersonSession.read(replica: identity.replicaID, path: sessionFilePath) else { return nil }
         guard session.file == sessionFilePath, session.inode == PersonSession.inode(state.path), now <= session.endsAtMilliseconds,
             let row = try writer.read({ db in try PersonRow.fetch(db, username: session.username) }), row.state == "active", row.keyID == session.keyID

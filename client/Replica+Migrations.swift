@@ -74,6 +74,9 @@ extension Replica {
         migrator.registerMigration("sitesync-v8-people") { db in
             try db.execute(sql: PeopleSQL.tables)
         }
+        migrator.registerMigration("sitesync-v9-signatures") { db in
+            try db.execute(sql: SignatureSQL.table)
+        }
         return migrator
     }
 

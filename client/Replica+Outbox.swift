@@ -286,6 +286,9 @@ extension ReplicaSync {
         try state.checkServerClock(max(response.hlc, response.acked))
         return try await writer.write { db in
             try ClockSQL.keepPastOutbox(db)
+            // A transaction whose last write is acknowledged has every field on the server or
+            // replaced by a later write, which a later signature covers.
+            try db.execute(sql: "DELETE FROM _sitesync_signatures WHERE last <= ?", arguments: [response.acked.rawValue])
             var rebased = 0
             if let after = batch.first, response.acked >= batch.lastSeq {
                 // The batch is exactly the outbox entries in (after, lastSeq]: clear them as one range.

@@ -264,11 +264,15 @@ extension Replica {
     /// Runs `body`, the library's own tracked writes, in a write transaction in which the triggers
     /// leave reasons for change to the library (``ClockSQL/asksReason``) and read the replica's wall
     /// clock: the system's, as every other writer does, unless the replica was opened with one of its own.
+    /// When a person is signed in, the transaction ends by signing what it wrote (``signTransaction(_:after:signer:)``).
     func trackedWrite<T>(_ body: (Database) throws -> T) throws -> T {
-        try writer.write { db in
+        let signer = try transactionSigner()
+        return try writer.write { db in
             try db.cachedStatement(sql: "UPDATE _sitesync_clock SET asks_reason = 1, wall = ?")
                 .execute(arguments: [state.hasOwnWallClock ? state.clock.wallMilliseconds : nil])
+            let start = signer == nil ? HLC.zero : try ClockSQL.read(db)
             let result = try body(db)
+            if let signer { try signTransaction(db, after: start, signer: signer) }
             try db.cachedStatement(sql: "UPDATE _sitesync_clock SET asks_reason = 0, wall = NULL").execute()
             return result
         }

@@ -1,0 +1,123 @@
+import Crypto
+import Foundation
+import GRDB
+import SiteSyncCore
+
+/// The signatures of the local transactions of signed-in people (docs/AUTHORSHIP.md), kept until
+/// the server has acknowledged each transaction's last write.
+enum SignatureSQL {
+    static let table = """
+        CREATE TABLE _sitesync_signatures (
+            first INTEGER PRIMARY KEY,          -- the transaction's first HLC
+            last INTEGER NOT NULL,              -- its last HLC
+            username TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            count INTEGER NOT NULL CHECK (count > 0),
+            root BLOB NOT NULL,                 -- the Merkle root of its leaves
+            signature BLOB NOT NULL,            -- Ed25519 over Authorship.message
+            leaves BLOB NOT NULL                -- the leaves' hashes, 32 bytes each, in order
+        );
+        """
+}
+
+/// A transaction's signature as the laptop keeps it.
+package struct TransactionSignature: Sendable, Equatable {
+    package var first: HLC
+    package var last: HLC
+    package var username: String
+    package var keyID: String
+    package var leaves: [Authorship.Hash]
+    package var root: Authorship.Hash
+    package var signature: Data
+
+    /// The signed message, for the replica `replica`.
+    package func message(replica: String) -> [UInt8] {
+        Authorship.message(replica: replica, username: username, keyID: keyID, first: first, last: last, count: leaves.count, root: root)
+    }
+
+    /// The signatures kept whose last write is after `hlc`, oldest first.
+    package static func fetchAll(_ db: Database, after hlc: HLC = .zero) throws -> [TransactionSignature] {
+        try Row.fetchAll(
+            db, sql: "SELECT first, last, username, key_id, root, signature, leaves FROM _sitesync_signatures WHERE last > ? ORDER BY first",
+            arguments: [hlc.rawValue]
+        ).map { row in
+            let leaves: Data = row["leaves"]
+            let root: Data = row["root"]
+            return TransactionSignature(
+                first: HLC(rawValue: row["first"]), last: HLC(rawValue: row["last"]), username: row["username"], keyID: row["key_id"],
+                leaves: stride(from: 0, to: leaves.count, by: 32).map { Authorship.Hash(leaves[leaves.startIndex + $0..<leaves.startIndex + $0 + 32]) },
+                root: Authorship.Hash(root), signature: row["signature"])
+        }
+    }
+}
+
+/// The signing key of the person signed in, for the transaction about to run.
+struct TransactionSigner {
+    var username: String
+    var keyID: String
+    var key: Curve25519.Signing.PrivateKey
+}
+
+extension Replica {
+    /// The signer of a write transaction starting now: the person signed in, with the key their
+    /// sign-in unwrapped; nil when nobody is (the write is then signed by nobody, and held back
+    /// until a signed-in person adopts it).
+    func transactionSigner() throws -> TransactionSigner? {
+        guard let identity = try? requireIdentity(), let session = try currentSession(identity, at: state.clock.wallMilliseconds)?.session,
+            let raw = Data(base64Encoded: session.privateKey), let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw)
+        else { return nil }
+        return TransactionSigner(username: session.username, keyID: session.keyID, key: key)
+    }
+
+    /// Signs what the transaction in `db` wrote since `first` (exclusive): every field whose stamp
+    /// is past it, as the transaction leaves it. Writes nothing when the transaction wrote nothing.
+    func signTransaction(_ db: Database, after start: HLC, signer: TransactionSigner) throws {
+        let end = try ClockSQL.read(db)
+        guard end > start else { return }
+        let writes = try writesSince(db, start)
+        guard !writes.isEmpty else { return }
+        let leaves = writes.map(Authorship.leaf)
+        let root = Authorship.root(of: leaves)
+        let (first, last) = (writes.map(\.hlc).min()!, writes.map(\.hlc).max()!)
+        let message = Authorship.message(
+            replica: try requireIdentity().replicaID, username: signer.username, keyID: signer.keyID, first: first, last: last, count: leaves.count,
+            root: root)
+        let signature = try signer.key.signature(for: message)
+        var bytes = Data(capacity: leaves.count * 32)
+        for leaf in leaves { bytes.append(contentsOf: Authorship.bytes(leaf)) }
+        try db.execute(
+            sql: "INSERT INTO _sitesync_signatures (first, last, username, key_id, count, root, signature, leaves) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            arguments: [first.rawValue, last.rawValue, signer.username, signer.keyID, leaves.count, Data(Authorship.bytes(root)), signature, bytes])
+    }
+
+    /// The fields written since `start` (exclusive), in the order of their leaves: by HLC, then field name.
+    func writesSince(_ db: Database, _ start: HLC) throws -> [Authorship.FieldWrite] {
+        let identity = try requireIdentity()
+        let shadows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT \(ShadowRow.columns) FROM _sitesync_outbox AS o
+                JOIN _sitesync_shadows AS s ON s.tbl = o.tbl AND s.id = o.id
+                JOIN _sitesync_actors AS a ON a.actor = s.actor
+                WHERE o.seq > ?
+                """,
+            arguments: [start.rawValue])
+        var writes: [Authorship.FieldWrite] = []
+        for row in shadows {
+            let shadow = try ShadowRow(row)
+            guard let name = tableCodes.name(shadow.table), let table = try? schema.table(name),
+                let data = try Row.fetchOne(db, sql: "\(table.selectSQL) WHERE id = ?", arguments: [shadow.id])
+            else { continue }
+            let reasons = try shadow.reasons() ?? [:]
+            for (index, column) in table.columns.enumerated() {
+                let stamp = shadow.stamps[column.name]
+                guard stamp.version.hlc > start, stamp.version.replica == identity.replicaID else { continue }
+                writes.append(
+                    Authorship.FieldWrite(
+                        table: name, id: shadow.id, field: column.name, hlc: stamp.version.hlc, value: column.normalize(data.fieldValue(atIndex: index + 1)),
+                        reason: reasons[column.name]))
+            }
+        }
+        return writes.sorted { ($0.hlc, $0.field) < ($1.hlc, $1.field) }
+    }
+}
