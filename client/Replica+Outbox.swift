@@ -14,6 +14,8 @@ public struct OutboxBatch: Sendable {
         var hlcs: [HLC]
         var values: [FieldValue]
         var user: String
+        /// The reason for change of each field, when any has one.
+        var reasons: [String?]?
     }
 
     /// The push request carrying the batch.
@@ -212,7 +214,7 @@ extension ReplicaSync {
                     key = GroupKey(table: tableName, user: stamps.base.user, columns: nil)
                     entry = .init(
                         table: tableName, id: id, seq: seq, columns: table.columnNames, hlcs: Array(repeating: seq, count: values.count),
-                        values: values, user: stamps.base.user
+                        values: values, user: stamps.base.user, reasons: row.reasons
                     )
                 } else {
                     let columns = base.map { base in table.columnNames.filter { base.keys.contains($0) } } ?? table.columnNames
@@ -241,7 +243,7 @@ extension ReplicaSync {
                         reasons: reasonsOf(columns)
                     )
                     key = GroupKey(table: tableName, user: user, columns: columns)
-                    entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user)
+                    entry = .init(table: tableName, id: id, seq: seq, columns: columns, hlcs: hlcs, values: values, user: user, reasons: row.reasons)
                 }
                 // A new group also writes its table, user and columns.
                 let header =
@@ -267,8 +269,9 @@ extension ReplicaSync {
                 after = last
                 continue
             }
+            let signatures = try replica.pushSignatures(db, for: entries)
             return OutboxBatch(
-                request: PushRequest(replica: identity.replicaID, groups: groups),
+                request: PushRequest(replica: identity.replicaID, groups: groups, signatures: signatures.isEmpty ? nil : signatures),
                 lastSeq: last,
                 entries: entries,
                 first: skipped ? nil : after

@@ -30,16 +30,17 @@ package struct TransactionSignature: Sendable, Equatable {
     package var root: Authorship.Hash
     package var signature: Data
 
-    /// The signed message, for the replica `replica`.
-    package func message(replica: String) -> [UInt8] {
-        Authorship.message(replica: replica, username: username, keyID: keyID, first: first, last: last, count: leaves.count, root: root)
+    /// The signed message.
+    package var message: [UInt8] {
+        Authorship.message(username: username, keyID: keyID, first: first, last: last, count: leaves.count, root: root)
     }
 
-    /// The signatures kept whose last write is after `hlc`, oldest first.
-    package static func fetchAll(_ db: Database, after hlc: HLC = .zero) throws -> [TransactionSignature] {
+    /// The signatures kept whose range meets `range`, oldest first.
+    package static func fetchAll(_ db: Database, overlapping range: ClosedRange<HLC> = .zero...HLC(rawValue: .max)) throws -> [TransactionSignature] {
         try Row.fetchAll(
-            db, sql: "SELECT first, last, username, key_id, root, signature, leaves FROM _sitesync_signatures WHERE last > ? ORDER BY first",
-            arguments: [hlc.rawValue]
+            db,
+            sql: "SELECT first, last, username, key_id, root, signature, leaves FROM _sitesync_signatures WHERE first <= ? AND last >= ? ORDER BY first",
+            arguments: [range.upperBound.rawValue, range.lowerBound.rawValue]
         ).map { row in
             let leaves: Data = row["leaves"]
             let root: Data = row["root"]
@@ -79,9 +80,7 @@ extension Replica {
         let leaves = writes.map(Authorship.leaf)
         let root = Authorship.root(of: leaves)
         let (first, last) = (writes.map(\.hlc).min()!, writes.map(\.hlc).max()!)
-        let message = Authorship.message(
-            replica: try requireIdentity().replicaID, username: signer.username, keyID: signer.keyID, first: first, last: last, count: leaves.count,
-            root: root)
+        let message = Authorship.message(username: signer.username, keyID: signer.keyID, first: first, last: last, count: leaves.count, root: root)
         let signature = try signer.key.signature(for: message)
         var bytes = Data(capacity: leaves.count * 32)
         for leaf in leaves { bytes.append(contentsOf: Authorship.bytes(leaf)) }
@@ -119,5 +118,46 @@ extension Replica {
             }
         }
         return writes.sorted { ($0.hlc, $0.field) < ($1.hlc, $1.field) }
+    }
+
+    /// The signatures covering the fields of `entries`, each with the positions of those fields
+    /// among its leaves and the multiproof of the rest (docs/AUTHORSHIP.md, "What a push carries").
+    /// A field no kept signature covers is signed by nobody, and travels without a proof.
+    func pushSignatures(_ db: Database, for entries: [OutboxBatch.Entry]) throws -> [PushSignature] {
+        guard let lowest = entries.lazy.flatMap(\.hlcs).min(), let highest = entries.lazy.flatMap(\.hlcs).max() else { return [] }
+        let kept = try TransactionSignature.fetchAll(db, overlapping: lowest...highest)
+        guard !kept.isEmpty else { return [] }
+        var covered: [[(leaf: Authorship.Hash, hlc: HLC)]] = Array(repeating: [], count: kept.count)
+        for entry in entries {
+            guard let table = try? schema.table(entry.table) else { continue }
+            for (index, field) in entry.columns.enumerated() {
+                let hlc = entry.hlcs[index]
+                // The last signature starting at or before the field's HLC, if its range holds it.
+                var (low, high) = (0, kept.count)
+                while low < high {
+                    let middle = (low + high) / 2
+                    if kept[middle].first <= hlc { low = middle + 1 } else { high = middle }
+                }
+                guard low > 0, kept[low - 1].last >= hlc else { continue }
+                let value = table.column(field).map { $0.normalize(entry.values[index]) } ?? entry.values[index]
+                let write = Authorship.FieldWrite(
+                    table: entry.table, id: entry.id, field: field, hlc: hlc, value: value, reason: entry.reasons?[index] ?? nil)
+                covered[low - 1].append((Authorship.leaf(write), hlc))
+            }
+        }
+        var signatures: [PushSignature] = []
+        for (signature, fields) in zip(kept, covered) where !fields.isEmpty {
+            var positions: [Authorship.Hash: Int] = [:]
+            positions.reserveCapacity(signature.leaves.count)
+            for (position, leaf) in signature.leaves.enumerated() { positions[leaf] = position }
+            let indices = fields.compactMap { positions[$0.leaf] }.sorted()
+            guard indices.count == fields.count else { continue }
+            signatures.append(
+                PushSignature(
+                    username: signature.username, keyID: signature.keyID, first: signature.first, last: signature.last, count: signature.leaves.count,
+                    signature: signature.signature.base64EncodedString(), positions: PushSignature.runs(indices),
+                    proof: Authorship.proof(of: indices, in: signature.leaves).map(Authorship.base64)))
+        }
+        return signatures
     }
 }

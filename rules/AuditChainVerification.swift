@@ -47,7 +47,10 @@ public protocol AuditChainStore: Sendable {
 extension AuditChain {
     /// The `audit` columns a row's hash covers, in order, quoted for both stores.
     package static let auditColumns =
-        #"received_at, site_id, tbl, record_id, replica, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts"#
+        #"received_at, site_id, tbl, record_id, replica, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, authors"#
+
+    /// How many columns ``auditColumns`` names.
+    package static let auditColumnCount = auditColumns.split(separator: ",").count
 
     /// ``auditColumns`` as both stores read them back for verifying: each as text.
     package static let auditColumnsAsText = auditColumns.replacingOccurrences(of: " seq,", with: " CAST(seq AS TEXT),")
@@ -58,7 +61,14 @@ extension AuditChain {
             receivedAt, row.site, row.table, row.recordID, replica, row.user, String(row.seq.rawValue), fields, JSONWriter.array(ofValues: row.newValues),
             row.oldValues.map(JSONWriter.array(ofValues:)), row.hlcs.map(JSONWriter.array(ofHLCs:)), row.bases.map(JSONWriter.array(ofVersions:)),
             FieldOutcome.letters(row.outcomes), row.reasons.map(JSONWriter.array(ofOptional:)), row.conflicts.map(JSONWriter.array(ofOptional:)),
+            row.authors?.json,
         ]
+    }
+
+    /// The hash of an audit row whose cells are `cells` (``auditColumns``): the `authors` cell
+    /// counts only when it holds something, so rows written before authorship keep their hashes.
+    package static func auditHash(previous: String, cells: [String?]) -> String {
+        hash(previous: previous, cells: cells.last == .some(nil) ? Array(cells.dropLast()) : cells)
     }
 }
 
@@ -140,7 +150,10 @@ public struct AuditVerification: Sendable, Equatable, Codable {
                     guard let hash = row.hash else {
                         return broken(row.id, "has no hash: it was inserted by hand, or its hash was removed")
                     }
-                    guard hash == AuditChain.hash(previous: previous, cells: row.cells) else {
+                    let expected =
+                        chain.table == "audit"
+                        ? AuditChain.auditHash(previous: previous, cells: row.cells) : AuditChain.hash(previous: previous, cells: row.cells)
+                    guard hash == expected else {
                         return broken(row.id, "does not match its chain: this row was changed, or a row before it was deleted or inserted")
                     }
                     previous = hash

@@ -13,8 +13,11 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
     public var site: String
     /// From which replica (laptop).
     public var replica: String
-    /// Who made it: the user recorded on that replica.
+    /// Who made it: the full name of the person whose signature covers it (docs/AUTHORSHIP.md),
+    /// or, for a change no signature covers, the label of the replica it came from.
     public var user: String
+    /// The username of the person whose signature covers it; nil when none does.
+    public var username: String?
     /// The table.
     public var table: String
     /// The record id.
@@ -41,7 +44,7 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
 
     /// Creates a field change.
     public init(
-        receivedAt: String, site: String, replica: String, user: String, table: String, recordID: String, field: String,
+        receivedAt: String, site: String, replica: String, user: String, username: String?, table: String, recordID: String, field: String,
         oldValue: FieldValue, newValue: FieldValue, reason: String?, outcome: String, conflict: String?, seq: HLC, hlc: HLC, base: Version?
     ) {
         self.receivedAt = receivedAt
@@ -49,6 +52,7 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
         self.site = site
         self.replica = replica
         self.user = user
+        self.username = username
         self.table = table
         self.recordID = recordID
         self.field = field
@@ -63,7 +67,7 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
     }
 
     package enum CodingKeys: String, CodingKey {
-        case receivedAt = "received_at", changedAt = "changed_at", site = "site_id", replica, user, table, recordID = "record_id", field
+        case receivedAt = "received_at", changedAt = "changed_at", site = "site_id", replica, user, username, table, recordID = "record_id", field
         case oldValue = "old_value", newValue = "new_value", reason, outcome, conflict = "conflict_id", seq, hlc, base
     }
 
@@ -75,6 +79,7 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
         try container.encode(site, forKey: .site)
         try container.encode(replica, forKey: .replica)
         try container.encode(user, forKey: .user)
+        try container.encode(username, forKey: .username)
         try container.encode(table, forKey: .table)
         try container.encode(recordID, forKey: .recordID)
         try container.encode(field, forKey: .field)
@@ -90,14 +95,14 @@ public struct AuditFieldChange: Codable, Sendable, Equatable {
 
     /// The CSV header, in the order of ``csvFields``.
     public static let csvHeader = [
-        "received_at", "changed_at", "site_id", "replica", "user", "table", "record_id", "field", "old_value", "new_value",
+        "received_at", "changed_at", "site_id", "replica", "user", "username", "table", "record_id", "field", "old_value", "new_value",
         "reason", "outcome", "conflict_id", "seq", "hlc", "base_hlc", "base_replica",
     ]
 
     /// The fields as CSV cells; values as JSON fragments so types survive.
     public var csvFields: [String] {
         [
-            receivedAt, changedAt, site, replica, user, table, recordID, field, oldValue.json, newValue.json,
+            receivedAt, changedAt, site, replica, user, username ?? "", table, recordID, field, oldValue.json, newValue.json,
             reason ?? "", outcome, conflict ?? "", String(seq.rawValue), String(hlc.rawValue),
             base.map { String($0.hlc.rawValue) } ?? "", base?.replica ?? "",
         ]

@@ -17,6 +17,8 @@ package struct AuditRow {
         package var reason: String?
         /// The conflict the change caused.
         package var conflict: String?
+        /// The username whose signature covers the change; nil when none does.
+        package var username: String?
     }
 
     package var receivedAt: String
@@ -35,7 +37,7 @@ package struct AuditRow {
     package init(
         receivedAt: String, site: String, table: String, recordID: String, replica: String, user: String, seq: HLC,
         fields fieldsJSON: String, newValues newJSON: String, oldValues oldJSON: String?, hlcs hlcsJSON: String?, bases basesJSON: String?,
-        outcomes: String?, reasons reasonsJSON: String?, conflicts conflictsJSON: String?, schema: Schema
+        outcomes: String?, reasons reasonsJSON: String?, conflicts conflictsJSON: String?, authors authorsJSON: String?, schema: Schema
     ) throws {
         let decoder = JSONDecoder()
         func decode<T: Decodable>(_ type: T.Type, _ text: String?) throws -> T? {
@@ -61,6 +63,7 @@ package struct AuditRow {
         let outcomes = Array(outcomes ?? "")
         let reasons = try decode([String?].self, reasonsJSON)
         let conflicts = try decode([String?].self, conflictsJSON)
+        let authors = AuditAuthors(json: authorsJSON)
         var changes: [Change] = []
         for (index, field) in fields.enumerated() where index < newValues.count {
             changes.append(
@@ -72,7 +75,8 @@ package struct AuditRow {
                     base: bases?[index] ?? nil,
                     outcome: index < outcomes.count ? AuditOutcome.name(outcomes[index]) : "unchanged",
                     reason: Self.element(reasons, index) ?? (field == TableSchema.deletedColumn ? newValues[index].displayText : nil),
-                    conflict: Self.element(conflicts, index)
+                    conflict: Self.element(conflicts, index),
+                    username: Self.element(authors?.fields, index)
                 ))
         }
         self.changes = changes
@@ -87,7 +91,8 @@ package struct AuditRow {
     package var fieldChanges: [AuditFieldChange] {
         changes.map { change in
             AuditFieldChange(
-                receivedAt: receivedAt, site: site, replica: replica, user: user, table: table, recordID: recordID, field: change.field,
+                receivedAt: receivedAt, site: site, replica: replica, user: user, username: change.username, table: table, recordID: recordID,
+                field: change.field,
                 oldValue: change.old, newValue: change.new, reason: change.reason, outcome: change.outcome, conflict: change.conflict,
                 seq: seq, hlc: change.hlc, base: change.base
             )
@@ -125,5 +130,46 @@ package struct AuditRow {
             }
         }
         return entries
+    }
+}
+
+/// The proven authors of an audit row's fields (docs/AUTHORSHIP.md), stored in `audit.authors` as
+/// `{"by":[USERNAME or null, …],"deactivated":[USERNAME, …]}`: per field, the person whose
+/// signature covers it (null: none), and the authors whose account was deactivated when the server
+/// received the change (accepted, since their laptop could not know, and flagged).
+package struct AuditAuthors: Sendable, Equatable {
+    package var fields: [String?]
+    package var deactivated: [String]
+
+    package init(fields: [String?], deactivated: [String] = []) {
+        (self.fields, self.deactivated) = (fields, deactivated)
+    }
+
+    /// The stored text.
+    package var json: String {
+        #"{"by":"# + JSONWriter.array(ofOptional: fields) + #","deactivated":"# + JSONWriter.array(of: deactivated) + "}"
+    }
+
+    /// The authors the stored text `json` holds; nil for none.
+    package init?(json: String?) {
+        struct Stored: Decodable {
+            var by: [String?]
+            var deactivated: [String]?
+        }
+        guard let json, let stored = try? JSONDecoder().decode(Stored.self, from: Data(json.utf8)) else { return nil }
+        self.init(fields: stored.by, deactivated: stored.deactivated ?? [])
+    }
+
+    /// Of `authors` (one per field of `row`, nil where none is proven), the latest field's: who
+    /// the row's change is shown as.
+    package static func latest(_ authors: [String?]?, of row: ChangeRow) -> String? {
+        guard let authors else { return nil }
+        var latest: (hlc: HLC, author: String)?
+        for (offset, author) in authors.enumerated() {
+            guard let author else { continue }
+            let hlc = row.hlc(at: offset)
+            if latest.map({ hlc >= $0.hlc }) ?? true { latest = (hlc, author) }
+        }
+        return latest?.author
     }
 }

@@ -288,9 +288,14 @@ package struct PushTransaction: Sendable {
                 var row = checked.group.rows[index]
                 row.values = checked.values[index]
                 let key = RecordKey(table: table.name, id: row.id)
+                let authors = push.authors(group: group, row: index)
                 guard let current = records[key] else {
                     let (site, values) = try created(row, index: index, checked, plan)
-                    merged.append(MergedRow(group: group, row: index, site: site, kind: .created(values: values, stamps: createdStamps(row, checked))))
+                    try checkAuthors(authors, of: row, checked, site: site)
+                    merged.append(
+                        MergedRow(
+                            group: group, row: index, site: site,
+                            kind: .created(values: values, stamps: createdStamps(row, checked, users: push.stampedUsers(group: group, row: index)))))
                     continue
                 }
                 let site = current.site
@@ -299,6 +304,7 @@ package struct PushTransaction: Sendable {
                         "Record \(row.id) of \(table.name) belongs to site \(site), which this token may not write; nothing was written."
                     )
                 }
+                try checkAuthors(authors, of: row, checked, site: site)
                 if let moved = checked.sites[index], moved != site {
                     throw SyncRefusal.validation("\(table.name).site_id: record \(row.id) belongs to site \(site) and cannot move to \(moved).")
                 }
@@ -328,7 +334,9 @@ package struct PushTransaction: Sendable {
                         }
                     }
                 }
-                let result = RecordMerge.merge(current: current, table: table.name, site: site, group: checked.group, row: row, replica: push.replica)
+                let result = RecordMerge.merge(
+                    current: current, table: table.name, site: site, group: checked.group, row: row, replica: push.replica,
+                    users: push.stampedUsers(group: group, row: index))
                 if !table.checks.isEmpty {
                     var record = current.values
                     for (field, value) in result.writes { record[field] = value }
@@ -420,16 +428,28 @@ package struct PushTransaction: Sendable {
 
     /// A created record's stamps: every field by this replica, one base stamp unless the fields
     /// were written at different times.
-    private func createdStamps(_ row: ChangeRow, _ checked: PushValidation.CheckedGroup) -> FieldStamps {
+    private func createdStamps(_ row: ChangeRow, _ checked: PushValidation.CheckedGroup, users: [String?]?) -> FieldStamps {
         let user = checked.group.user
-        var stamps = FieldStamps(base: Stamp(hlc: row.seq, replica: push.replica, user: user))
-        if row.hlcs != nil {
+        var stamps = FieldStamps(base: Stamp(hlc: row.seq, replica: push.replica, user: AuditAuthors.latest(users, of: row) ?? user))
+        if row.hlcs != nil || users != nil {
             for (offset, column) in checked.group.columns.enumerated() {
-                stamps[column] = Stamp(hlc: row.hlc(at: offset), replica: push.replica, user: user)
+                stamps[column] = Stamp(hlc: row.hlc(at: offset), replica: push.replica, user: users?[offset] ?? user)
             }
             stamps.compact(fields: checked.table.columnNames)
         }
         return stamps
+    }
+
+    /// Refuses a row one of whose proven authors may not write its record at `site`, naming the
+    /// table, record and field.
+    private func checkAuthors(_ authors: [String?]?, of row: ChangeRow, _ checked: PushValidation.CheckedGroup, site: String) throws {
+        guard let authors else { return }
+        for (offset, author) in authors.enumerated() {
+            guard let author, let rights = push.authorRights[author], !rights.canWrite(table: checked.table.name, site: site) else { continue }
+            throw SyncRefusal.authorRefused(
+                "The change to \(checked.table.name).\(checked.group.columns[offset]) of record \(row.id) by \(author) is not allowed: \(author) is a \(rights.role.rawValue), who \(rights.allowance). Nothing was written."
+            )
+        }
     }
 
     /// Hands out the sites' sequence numbers in push order (a record's, then its new conflicts')
@@ -447,11 +467,15 @@ package struct PushTransaction: Sendable {
             let values = checked.values[entry.row]
             outcome.applied += 1
             outcome.acked = max(outcome.acked, row.seq)
-            user = checked.group.user
+            let authors = push.authors(group: entry.group, row: entry.row)
+            user = AuditAuthors.latest(push.stampedUsers(group: entry.group, row: entry.row), of: row) ?? checked.group.user
             var audit = PushWrites.AuditRow(
-                site: entry.site, table: table.name, recordID: row.id, user: checked.group.user, seq: row.seq,
+                site: entry.site, table: table.name, recordID: row.id, user: user, seq: row.seq,
                 fields: checked.group.columns, newValues: values, oldValues: nil, hlcs: row.hlcs, bases: row.bases,
-                outcomes: [], reasons: checked.reasons[entry.row], conflicts: nil
+                outcomes: [], reasons: checked.reasons[entry.row], conflicts: nil,
+                authors: authors.map {
+                    AuditAuthors(fields: $0, deactivated: Set($0.compactMap { $0 }).filter { push.authorRights[$0]?.deactivated == true }.sorted())
+                }
             )
             switch entry.kind {
             case .created(let created, let stamps):
@@ -571,6 +595,8 @@ package struct PushWrites: Sendable {
         package var reasons: [String?]?
         /// The conflict each field's change caused, by id.
         package var conflicts: [String?]?
+        /// Each field's proven author, when any field's is proven.
+        package var authors: AuditAuthors? = nil
     }
 
     /// A conflict to log: an ordinary record of the `conflicts` table, written by the server.

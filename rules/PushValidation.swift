@@ -15,6 +15,22 @@ public struct CheckedPush: Sendable {
     package var sent: [String]
     /// This push's ``PushRequest/fingerprint``, kept with the replica's state when it applies anything.
     package var fingerprint: String
+    /// Per group, per row: each field's proven author (``AuthorshipCheck``), nil entries for a
+    /// field no signature covers; nil for a row none of whose fields is signed.
+    package var authors: [[[String?]?]] = []
+    /// What each proven author may write.
+    package var authorRights: [String: AuthorRights] = [:]
+
+    /// The proven authors of row `row` of group `group`, one per field; nil when none is proven.
+    package func authors(group: Int, row: Int) -> [String?]? {
+        group < authors.count && row < authors[group].count ? authors[group][row] : nil
+    }
+
+    /// The names the fields of row `row` of group `group` are stamped with: each proven author's
+    /// full name, and the group's user for a field no signature covers; nil when none is proven.
+    package func stampedUsers(group: Int, row: Int) -> [String?]? {
+        authors(group: group, row: row)?.map { $0.map { authorRights[$0]?.fullName ?? $0 } }
+    }
 
     /// The sites whose records the push writes, when every row names its site; nil when a row
     /// leaves it to the stored record.

@@ -79,12 +79,14 @@ package enum RecordMerge {
         site: String,
         group: ChangeGroup,
         row: ChangeRow,
-        replica: String
+        replica: String,
+        users: [String?]? = nil
     ) -> MergeResult {
         var result = MergeResult(stamps: current.stamps, changesRecord: false)
         for (index, field) in group.columns.enumerated() {
             let value = row.values[index]
-            let incoming = Stamp(hlc: row.hlc(at: index), replica: replica, user: group.user)
+            let user = users?[index] ?? group.user
+            let incoming = Stamp(hlc: row.hlc(at: index), replica: replica, user: user)
             let existing = current.stamps[field]
             let existingValue = current.values[field] ?? .null
             result.previous.append(existingValue)
@@ -111,7 +113,7 @@ package enum RecordMerge {
                 }
                 result.outcomes.append(.unchanged)
             } else {
-                let pushed = Conflict.Side(value: value, hlc: incoming.version.hlc, replica: replica, user: group.user)
+                let pushed = Conflict.Side(value: value, hlc: incoming.version.hlc, replica: replica, user: user)
                 let held = Conflict.Side(value: existingValue, hlc: existing.version.hlc, replica: existing.version.replica, user: existing.user)
                 if incoming.version > existing.version {
                     result.stamps[field] = incoming

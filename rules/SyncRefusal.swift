@@ -32,6 +32,10 @@ public struct SyncRefusal: Error, Sendable, Equatable, CustomStringConvertible {
         SyncRefusal(.forbidden, message)
     }
 
+    public static func authorRefused(_ message: String) -> SyncRefusal {
+        SyncRefusal(.authorRefused, message)
+    }
+
     public static func reasonRequired(_ missing: [(table: String, field: String, record: String)]) -> SyncRefusal {
         let fields = missing.prefix(20).map { "\($0.table).\($0.field) of record \($0.record)" }.joined(separator: "; ")
         let more = missing.count > 20 ? " and \(missing.count - 20) more" : ""

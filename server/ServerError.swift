@@ -32,7 +32,7 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
             case .bodyTooLarge: .contentTooLarge
             case .validationFailed, .reasonRequired, .clockSkew: .unprocessableContent
             case .unauthorized, .signInFailed: .unauthorized
-            case .forbidden: .forbidden
+            case .forbidden, .authorRefused: .forbidden
             case .protocolVersion: .upgradeRequired
             case .schemaVersion, .replicaTaken, .replicaDiverged: .conflict
             case .notFound: .notFound

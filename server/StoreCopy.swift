@@ -92,7 +92,7 @@ public enum StoreCopy {
                     ("id", "bigint"), ("received_at", "text"), ("site_id", "text"), ("tbl", "text"), ("record_id", "text"), ("replica", "text"),
                     ("user", "text"),
                     ("seq", "bigint"), ("fields", "text"), ("new_values", "text"), ("old_values", "text"), ("hlcs", "text"), ("bases", "text"),
-                    ("outcomes", "text"), ("reasons", "text"), ("conflicts", "text"), ("hash", "text"),
+                    ("outcomes", "text"), ("reasons", "text"), ("conflicts", "text"), ("authors", "text"), ("hash", "text"),
                 ],
                 order: "id"
             ))

@@ -16,6 +16,26 @@ struct SyncController {
     let metrics: ServerMetrics
     let reports = ReportsRecorded()
 
+    /// Verifies the push's signatures against the authors' registered keys and accounts
+    /// (``AuthorshipCheck``), before anything is written.
+    private func checkAuthorship(_ message: PushRequest, _ checked: inout CheckedPush) async throws {
+        let signatures = message.signatures ?? []
+        guard !signatures.isEmpty else {
+            try AuthorshipCheck.check(message, &checked, keys: [], rights: [:])
+            return
+        }
+        let keys = try await store.personKeys(ids: Array(Set(signatures.map(\.keyID))))
+        var rights: [String: AuthorRights] = [:]
+        for username in Set(signatures.map(\.username)) where keys.contains(where: { $0.username == username }) {
+            if let account = try await store.account(username: username) { rights[username] = AuthorRights(account) }
+        }
+        do {
+            try AuthorshipCheck.check(message, &checked, keys: keys, rights: rights)
+        } catch {
+            throw ServerError(error)
+        }
+    }
+
     func addRoutes(to group: RouterGroup<SyncRequestContext>) {
         group.post("push", use: push)
         group.get("push/:id", use: pushOutcome)
@@ -27,7 +47,7 @@ struct SyncController {
         let principal = try context.requirePrincipal()
         let message = try await read(request, context) { bytes throws(JSONReadError) in try PushRequest(wireJSON: bytes) }
         let schema = clientSchema(context)
-        let checked = try PushValidation.check(
+        var validated = try PushValidation.check(
             message,
             principal: principal,
             schema: schema,
@@ -35,6 +55,8 @@ struct SyncController {
             maximumSkewMilliseconds: configuration.maximumClockSkewMilliseconds,
             receivedAt: Date().formatted(.iso8601)
         )
+        try await checkAuthorship(message, &validated)
+        let checked = validated
         let work: @Sendable () async throws -> PushResponse = { [store, clock, changes, metrics, logger = context.logger] in
             let outcome: PushOutcome
             do {

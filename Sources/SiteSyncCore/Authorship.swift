@@ -8,7 +8,7 @@ import Foundation
 /// name, HLC, value and reason for change. The leaves, in the order of (HLC, field name), are the
 /// leaves of a Merkle tree; the person's Ed25519 key signs the tree's root with the replica, the
 /// person, the key, the transaction's first and last HLC and the number of leaves
-/// (``message(replica:username:keyID:first:last:count:root:)``). A push carries, per transaction,
+/// (``message(username:keyID:first:last:count:root:)``). A push carries, per transaction,
 /// the signature and a multiproof: the positions of the leaves it carries and the hashes of the
 /// subtrees it does not (fields a later write replaced, or fields left to another batch). So one
 /// signature covers a transaction however its fields are later batched or overwritten, and a
@@ -168,11 +168,15 @@ public enum Authorship {
     }
 
     /// The bytes a person's key signs for a transaction: the text `sitesync-authorship-v1`, a zero
-    /// byte, the replica id, username and key id length-prefixed, the first and last HLC (8 bytes
-    /// big-endian each), the number of leaves (4 bytes big-endian) and the root.
-    public static func message(replica: String, username: String, keyID: String, first: HLC, last: HLC, count: Int, root: Hash) -> [UInt8] {
+    /// byte, the username and key id length-prefixed, the first and last HLC (8 bytes big-endian
+    /// each), the number of leaves (4 bytes big-endian) and the root.
+    ///
+    /// The key is the person's on one laptop (the server registered it from that laptop's replica),
+    /// so the key id names where the transaction was signed: the message needs no replica id, and a
+    /// laptop that rejoins under a new replica id still pushes what it signed before.
+    public static func message(username: String, keyID: String, first: HLC, last: HLC, count: Int, root: Hash) -> [UInt8] {
         var bytes = Array("sitesync-authorship-v1".utf8) + [0]
-        for text in [replica, username, keyID] {
+        for text in [username, keyID] {
             append(UInt32(truncatingIfNeeded: text.utf8.count), to: &bytes)
             bytes.append(contentsOf: text.utf8)
         }
@@ -181,6 +185,15 @@ public enum Authorship {
         append(UInt32(truncatingIfNeeded: count), to: &bytes)
         for index in 0..<32 { bytes.append(root[index]) }
         return bytes
+    }
+
+    /// Whether `signature` (base64) is the Ed25519 signature of `message` by the public key
+    /// `publicKey` (32 bytes in base64, as `person_keys` stores it).
+    public static func isValidSignature(_ signature: String, of message: [UInt8], publicKey: String) -> Bool {
+        guard let raw = Data(base64Encoded: publicKey), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw),
+            let bytes = Data(base64Encoded: signature)
+        else { return false }
+        return key.isValidSignature(bytes, for: message)
     }
 
     /// A hash as the wire carries it: base64 of its 32 bytes.

@@ -16,12 +16,17 @@ public struct PushRequest: Codable, Sendable, Equatable {
     /// it (`409 replica_diverged`).
     public var sent: [String]?
 
+    /// The signatures of the local transactions whose fields the push carries, with the proofs
+    /// that tie each pushed field to one (docs/AUTHORSHIP.md).
+    public var signatures: [PushSignature]?
+
     /// Creates a push.
-    public init(replica: String, groups: [ChangeGroup], acked: HLC? = nil, sent: [String]? = nil) {
+    public init(replica: String, groups: [ChangeGroup], acked: HLC? = nil, sent: [String]? = nil, signatures: [PushSignature]? = nil) {
         self.replica = replica
         self.groups = groups
         self.acked = acked
         self.sent = sent
+        self.signatures = signatures
     }
 
     /// Number of records in the push.
@@ -52,6 +57,69 @@ public struct PushRequest: Codable, Sendable, Equatable {
         }
         let hex = String(hash, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+/// A person's signature of one local transaction, and the proof that ties the push's fields of
+/// that transaction to it (docs/AUTHORSHIP.md, "What a push carries").
+public struct PushSignature: Codable, Sendable, Equatable {
+    /// The author's username.
+    public var username: String
+    /// The id of the author's key on the pushing replica.
+    public var keyID: String
+    /// The transaction's first HLC.
+    public var first: HLC
+    /// The transaction's last HLC.
+    public var last: HLC
+    /// The number of fields the transaction left written: the leaves of its tree.
+    public var count: Int
+    /// The Ed25519 signature of ``Authorship/message(username:keyID:first:last:count:root:)``, base64.
+    public var signature: String
+    /// The positions among the leaves of the push's fields in `[first, last]`, in the order of
+    /// (HLC, field name), as runs `[start, length]`.
+    public var positions: [[Int]]
+    /// The multiproof's hashes, base64 (``Authorship/proof(of:in:)``).
+    public var proof: [String]
+
+    /// Creates a signature entry.
+    public init(username: String, keyID: String, first: HLC, last: HLC, count: Int, signature: String, positions: [[Int]], proof: [String]) {
+        (self.username, self.keyID, self.first, self.last, self.count) = (username, keyID, first, last, count)
+        (self.signature, self.positions, self.proof) = (signature, positions, proof)
+    }
+
+    /// The positions, one per field, from their runs; nil when a run is malformed or the runs
+    /// name more than `limit` positions.
+    public func expandedPositions(limit: Int) -> [Int]? {
+        var expanded: [Int] = []
+        for run in positions {
+            guard run.count == 2, run[0] >= 0, run[1] > 0, run[1] <= limit - expanded.count else { return nil }
+            expanded.append(contentsOf: run[0]..<(run[0] + run[1]))
+        }
+        return expanded
+    }
+
+    /// Runs `[start, length]` of ascending `positions`.
+    public static func runs(_ positions: [Int]) -> [[Int]] {
+        var runs: [[Int]] = []
+        for position in positions {
+            if let last = runs.last, last[0] + last[1] == position {
+                runs[runs.count - 1][1] += 1
+            } else {
+                runs.append([position, 1])
+            }
+        }
+        return runs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case username = "u"
+        case keyID = "k"
+        case first = "f"
+        case last = "l"
+        case count = "n"
+        case signature = "s"
+        case positions = "i"
+        case proof = "p"
     }
 }
 

@@ -75,6 +75,9 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     /// A pushed change replaces a synced value of a table that requires a reason for change, and
     /// gives none (``ReasonForChange``).
     case reasonRequired = "reason_required"
+    /// A pushed change whose author is not proven, or may not write it (docs/AUTHORSHIP.md):
+    /// an unregistered key, a signature or proof that does not match, a role or site that does not allow it.
+    case authorRefused = "author_refused"
     /// No such route or resource.
     case notFound = "not_found"
     /// Too many asynchronous pushes of this credential are still being applied: `429` with

@@ -36,6 +36,16 @@ extension PushRequest {
             }
             writer.byte(UInt8(ascii: "]"))
         }
+        if let signatures {
+            writer.byte(UInt8(ascii: ","))
+            writer.key("signatures")
+            writer.byte(UInt8(ascii: "["))
+            for (index, signature) in signatures.enumerated() {
+                if index > 0 { writer.byte(UInt8(ascii: ",")) }
+                signature.write(to: &writer)
+            }
+            writer.byte(UInt8(ascii: "]"))
+        }
         writer.byte(UInt8(ascii: "}"))
         return writer.bytes
     }
@@ -47,6 +57,7 @@ extension PushRequest {
         var groups: [ChangeGroup]?
         var acked: HLC?
         var sent: [String]?
+        var signatures: [PushSignature]?
         try reader.object("a push request") { (reader, key) throws(JSONReadError) in
             switch key {
             case "replica": replica = try reader.string("replica")
@@ -61,13 +72,97 @@ extension PushRequest {
                 var read: [ChangeGroup] = []
                 try reader.array("groups") { (reader) throws(JSONReadError) in read.append(try ChangeGroup(reading: &reader)) }
                 groups = read
+            case "signatures":
+                if try reader.consumeNull() { break }
+                var read: [PushSignature] = []
+                try reader.array("signatures") { (reader) throws(JSONReadError) in read.append(try PushSignature(reading: &reader)) }
+                signatures = read
             default: try reader.skipValue()
             }
         }
         try reader.expectEnd()
         guard let replica else { throw JSONReadError(message: "missing \"replica\"", offset: 0) }
         guard let groups else { throw JSONReadError(message: "missing \"groups\"", offset: 0) }
-        self.init(replica: replica, groups: groups, acked: acked, sent: sent)
+        self.init(replica: replica, groups: groups, acked: acked, sent: sent, signatures: signatures)
+    }
+}
+
+extension PushSignature {
+    func write(to writer: inout JSONWriter) {
+        writer.byte(UInt8(ascii: "{"))
+        writer.key("u")
+        writer.string(username)
+        writer.byte(UInt8(ascii: ","))
+        writer.key("k")
+        writer.string(keyID)
+        writer.byte(UInt8(ascii: ","))
+        writer.key("f")
+        writer.integer(first.rawValue)
+        writer.byte(UInt8(ascii: ","))
+        writer.key("l")
+        writer.integer(last.rawValue)
+        writer.byte(UInt8(ascii: ","))
+        writer.key("n")
+        writer.integer(Int64(count))
+        writer.byte(UInt8(ascii: ","))
+        writer.key("s")
+        writer.string(signature)
+        writer.byte(UInt8(ascii: ","))
+        writer.key("i")
+        writer.byte(UInt8(ascii: "["))
+        for (index, run) in positions.enumerated() {
+            if index > 0 { writer.byte(UInt8(ascii: ",")) }
+            writer.byte(UInt8(ascii: "["))
+            for (offset, number) in run.enumerated() {
+                if offset > 0 { writer.byte(UInt8(ascii: ",")) }
+                writer.integer(Int64(number))
+            }
+            writer.byte(UInt8(ascii: "]"))
+        }
+        writer.byte(UInt8(ascii: "]"))
+        writer.byte(UInt8(ascii: ","))
+        writer.key("p")
+        writer.byte(UInt8(ascii: "["))
+        for (index, hash) in proof.enumerated() {
+            if index > 0 { writer.byte(UInt8(ascii: ",")) }
+            writer.string(hash)
+        }
+        writer.byte(UInt8(ascii: "]"))
+        writer.byte(UInt8(ascii: "}"))
+    }
+
+    init(reading reader: inout JSONReader) throws(JSONReadError) {
+        var (username, keyID, signature): (String?, String?, String?) = (nil, nil, nil)
+        var (first, last, count): (Int64?, Int64?, Int64?) = (nil, nil, nil)
+        var positions: [[Int]] = []
+        var proof: [String] = []
+        try reader.object("a signature") { (reader, key) throws(JSONReadError) in
+            switch key {
+            case "u": username = try reader.string("a signature's username \"u\"")
+            case "k": keyID = try reader.string("a signature's key id \"k\"")
+            case "s": signature = try reader.string("a signature \"s\"")
+            case "f": first = try reader.integer("a signature's first HLC \"f\"")
+            case "l": last = try reader.integer("a signature's last HLC \"l\"")
+            case "n": count = try reader.integer("a signature's count \"n\"")
+            case "i":
+                try reader.array("a signature's positions \"i\"") { (reader) throws(JSONReadError) in
+                    var run: [Int] = []
+                    try reader.array("a run of positions [start, length]") { (reader) throws(JSONReadError) in
+                        run.append(Int(clamping: try reader.integer("a position")))
+                    }
+                    positions.append(run)
+                }
+            case "p":
+                try reader.array("a signature's proof \"p\"") { (reader) throws(JSONReadError) in proof.append(try reader.string("a proof hash")) }
+            default: try reader.skipValue()
+            }
+        }
+        guard let username, let keyID, let signature, let first, let last, let count, let count = Int(exactly: count) else {
+            throw JSONReadError(message: "a signature needs \"u\", \"k\", \"f\", \"l\", \"n\" and \"s\"", offset: 0)
+        }
+        self.init(
+            username: username, keyID: keyID, first: HLC(rawValue: first), last: HLC(rawValue: last), count: count, signature: signature,
+            positions: positions, proof: proof)
     }
 }
 

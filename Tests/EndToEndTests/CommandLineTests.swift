@@ -41,17 +41,18 @@ struct Commands {
 
     func sitesync(_ arguments: String...) async throws -> Result { try await run("sitesync", arguments) }
 
-    /// The password of the people ``signIn(_:db:database:role:site:)`` adds.
+    /// The password of the people ``signIn(_:name:db:database:role:site:)`` adds.
     static let password = "a long test password"
 
     /// Adds the person `username` to the server's database (unless there already) and signs them
     /// in on the replica `db` (this folder's default when nil), whose server must answer: reading
     /// and writing records need a signed-in person.
     func signIn(
-        _ username: String = "coordinator", db: String? = nil, database: String = "sitesync-server.sqlite", role: String = "coordinator", site: String = "S01"
+        _ username: String = "coordinator", name: String? = nil, db: String? = nil, database: String = "sitesync-server.sqlite", role: String = "coordinator",
+        site: String = "S01"
     ) async throws {
         let added = try await run(
-            "sitesync-server", ["user", "add", username, "--name", "Person \(username)", "--role", role, "--site", site, "--database", database],
+            "sitesync-server", ["user", "add", username, "--name", name ?? "Person \(username)", "--role", role, "--site", site, "--database", database],
             input: Data((Self.password + "\n").utf8))
         guard added.status == 0 || added.stderr.contains("is taken") else {
             throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "user add failed: \(added.stderr)"])
@@ -104,7 +105,7 @@ struct Commands {
 
     /// Starts a server on a new SQLite database (``startServer(database:port:arguments:log:)``) and
     /// initialises this folder's default replica for site S01, as `user`, with a token from it.
-    func startServerAndInit(user: String) async throws -> Subprocess {
+    func startServerAndInit(user: String, personName: String? = nil) async throws -> Subprocess {
         let (server, port) = try await startServer(database: "sitesync-server.sqlite")
         do {
             let token = try await run("sitesync-server", ["token", "create", "--role", "site", "--site", "S01", "--database", "sitesync-server.sqlite"]).line
@@ -112,7 +113,7 @@ struct Commands {
             guard initialised.status == 0 else {
                 throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "sitesync init failed: \(initialised.stderr)"])
             }
-            try await signIn()
+            try await signIn(name: personName)
             return server
         } catch {
             server.terminate()
@@ -256,9 +257,9 @@ struct CommandLineTests {
             let conflict = conflicts?.first
             #expect(conflict?["field"] as? String == "status")
             #expect((conflict?["winner"] as? [String: Any])?["value"] as? String == "screen_failed")
-            #expect((conflict?["winner"] as? [String: Any])?["user"] as? String == "B. Chen")
+            #expect((conflict?["winner"] as? [String: Any])?["user"] as? String == "Ben Okafor")
             #expect((conflict?["loser"] as? [String: Any])?["value"] as? String == "enrolled")
-            #expect((conflict?["loser"] as? [String: Any])?["user"] as? String == "A. Rivera")
+            #expect((conflict?["loser"] as? [String: Any])?["user"] as? String == "Ana Lima")
             #expect(Set(conflict?.keys.map { $0 } ?? []) == ["id", "site_id", "table", "record_id", "field", "winner", "loser", "status", "detected_at"])
             let readable = try await cli.sitesync("conflicts", "list", "--db", "b.sqlite")
             #expect(readable.stdout.contains("screen_failed") && readable.stdout.contains("enrolled") && readable.stdout.contains("1 conflict"))
@@ -320,12 +321,14 @@ struct CommandLineTests {
             let lines = csv.stdout.split(separator: "\r\n")
             #expect(
                 lines.first
-                    == "received_at,changed_at,site_id,replica,user,table,record_id,field,old_value,new_value,reason,outcome,conflict_id,seq,hlc,base_hlc,base_replica"
+                    == "received_at,changed_at,site_id,replica,user,username,table,record_id,field,old_value,new_value,reason,outcome,conflict_id,seq,hlc,base_hlc,base_replica"
             )
-            #expect(lines.contains { $0.contains(",A. Rivera,subjects,\(id),status,\"\"\"screening\"\"\",\"\"\"enrolled\"\"\",Consent signed,applied,,") })
+            #expect(
+                lines.contains { $0.contains(",Ana Lima,ana.lima,subjects,\(id),status,\"\"\"screening\"\"\",\"\"\"enrolled\"\"\",Consent signed,applied,,") })
             #expect(
                 lines.contains {
-                    $0.contains(",B. Chen,subjects,\(id),status,\"\"\"enrolled\"\"\",\"\"\"screen_failed\"\"\",Failed criterion 3,applied,\(conflictID),")
+                    $0.contains(
+                        ",Ben Okafor,ben.okafor,subjects,\(id),status,\"\"\"enrolled\"\"\",\"\"\"screen_failed\"\"\",Failed criterion 3,applied,\(conflictID),")
                 })
             #expect(
                 lines.contains {
@@ -375,7 +378,7 @@ struct CommandLineTests {
             let lines = csv.stdout.split(separator: "\r\n").map(String.init)
             #expect(lines.dropFirst().allSatisfy { $0.contains(",adverse_events,\(event),") }, "only the record asked for")
             let grade = try #require(lines.first { $0.contains(",grade,3,4,") })
-            #expect(grade.contains(",A. Rivera,adverse_events,\(event),grade,3,4,Grade corrected from the lab report,applied,,"))
+            #expect(grade.contains(",Person coordinator,coordinator,adverse_events,\(event),grade,3,4,Grade corrected from the lab report,applied,,"))
             let cells = grade.split(separator: ",", omittingEmptySubsequences: false)
             #expect(cells[0].hasSuffix("Z") && cells[1].hasSuffix("Z") && cells[1].contains("."), "received_at, and changed_at with milliseconds")
             let jsonl = try await cli.run("sitesync-server", ["audit", "export", "--format", "jsonl", "--table", "subjects"])

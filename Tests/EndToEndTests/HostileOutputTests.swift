@@ -140,7 +140,7 @@ struct HostileOutputTests {
     @Test("Formulas in the audit export are escaped, line breaks quoted; control characters in the CLI are shown escaped")
     func hostileText() async throws {
         try await Commands.inTemporaryFolder { cli in
-            let server = try await cli.startServerAndInit(user: "@SUM(A1)")
+            let server = try await cli.startServerAndInit(user: "=laptop", personName: "@SUM(A1)")
             defer { server.terminate() }
             let subject = try await cli.sitesync("put", "subjects", "screening_no=S01-001").line
             let event = try await cli.sitesync(

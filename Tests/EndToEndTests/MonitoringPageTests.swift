@@ -133,7 +133,9 @@ struct MonitoringPageTests {
             let monitor = try await serverCommand("token", "create", "--role", "monitor", "--site", "S01", "--label", "Dr. M. Keller (CRA)")
             #expect(try await cli.sitesync("init", "--db", "a.sqlite", "--site", "S01", "--server", url, "--token", token, "--user", "A. Rivera").status == 0)
             #expect(try await cli.sitesync("init", "--db", "b.sqlite", "--site", "S01", "--server", url, "--token", token, "--user", "B. Chen").status == 0)
-            for replica in ["a.sqlite", "b.sqlite"] { try await cli.signIn(db: replica, database: "server.sqlite") }
+            // Two people, one on each laptop: the conflict names each by their full name.
+            try await cli.signIn("ana.lima", name: "Ana Lima", db: "a.sqlite", database: "server.sqlite")
+            try await cli.signIn("ben.okafor", name: "Ben Okafor", db: "b.sqlite", database: "server.sqlite")
             let subject = try await cli.sitesync(
                 "put", "--db", "a.sqlite", "subjects", "screening_no=SCR-0042", "sex=F", "birth_date=1971-05-02", "consent_date=2026-09-01", "status=enrolled"
             ).line
@@ -182,8 +184,8 @@ struct MonitoringPageTests {
             let detail = page("conflict")
             #expect(detail.url == "/monitor/conflicts/\(conflict)")
             #expect(detail.text.contains("Conflict on subjects \(subject), field screening_no"))
-            #expect(detail.text.contains("Kept\n\nSCR-0042-A\n\nBy B. Chen"), "\(detail.text)")
-            #expect(detail.text.contains("Overwritten\n\n<script>alert('x')</script>\n\nBy A. Rivera"), "the value shows as text, never run")
+            #expect(detail.text.contains("Kept\n\nSCR-0042-A\n\nBy Ben Okafor"), "\(detail.text)")
+            #expect(detail.text.contains("Overwritten\n\n<script>alert('x')</script>\n\nBy Ana Lima"), "the value shows as text, never run")
             let cookie = try #require((pages["cookies"] as? [[String: Any]])?.first)
             #expect(cookie["httpOnly"] as? Bool == true && cookie["sameSite"] as? String == "Strict" && cookie["path"] as? String == "/monitor")
             #expect(page("logout").url == "/monitor/login" && page("after_logout").url == "/monitor/login")

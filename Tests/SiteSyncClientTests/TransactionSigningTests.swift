@@ -49,11 +49,10 @@ struct TransactionSigningTests {
 
         let signed = try await signatures()
         #expect(signed.count == 3)
-        let identity = try #require(replica.identity)
         for signature in signed {
             #expect(signature.username == "ana.lima" && signature.keyID == person.keyID)
             #expect(Authorship.root(of: signature.leaves) == signature.root)
-            #expect(key.isValidSignature(signature.signature, for: signature.message(replica: identity.replicaID)))
+            #expect(key.isValidSignature(signature.signature, for: signature.message))
         }
         // The insert: every field of the record, at one HLC, with the values it left.
         let record = try #require(try replica.get("subjects", id: created))

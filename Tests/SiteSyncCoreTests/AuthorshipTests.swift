@@ -70,19 +70,18 @@ struct AuthorshipTests {
         #expect(throws: Authorship.ProofError.self) { try Authorship.root(count: 0, known: [], proof: []) }
     }
 
-    @Test("The signed message binds the replica, the person, the key, the HLC range, the count and the root")
+    @Test("The signed message binds the person, the key, the HLC range, the count and the root")
     func message() throws {
         let key = Curve25519.Signing.PrivateKey()
         let root = Authorship.root(of: Self.writes.map(Authorship.leaf))
-        let message = Authorship.message(
-            replica: "r1", username: "ana", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 1), count: 3, root: root)
+        let message = Authorship.message(username: "ana", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 1), count: 3, root: root)
         let signature = try key.signature(for: message)
         #expect(key.publicKey.isValidSignature(signature, for: message))
         let others = [
-            Authorship.message(replica: "r2", username: "ana", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 1), count: 3, root: root),
-            Authorship.message(replica: "r1", username: "bo", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 1), count: 3, root: root),
-            Authorship.message(replica: "r1", username: "ana", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 2), count: 3, root: root),
-            Authorship.message(replica: "r1", username: "ana", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 1), count: 4, root: root),
+            Authorship.message(username: "ana", keyID: "k2", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 1), count: 3, root: root),
+            Authorship.message(username: "bo", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 1), count: 3, root: root),
+            Authorship.message(username: "ana", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 2), count: 3, root: root),
+            Authorship.message(username: "ana", keyID: "k1", first: Self.hlc, last: HLC(rawValue: Self.hlc.rawValue + 1), count: 4, root: root),
         ]
         for other in others { #expect(!key.publicKey.isValidSignature(signature, for: other)) }
         #expect(Authorship.hash(base64: Authorship.base64(root)) == root)

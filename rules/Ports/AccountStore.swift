@@ -26,6 +26,9 @@ public protocol AccountStore: Sendable {
 
     /// Every registered key, oldest first.
     func personKeys() async throws -> [PersonKey]
+
+    /// The registered keys among `ids`, in no particular order.
+    func personKeys(ids: [String]) async throws -> [PersonKey]
 }
 
 /// A person's public signing key as the server registered it at the person's first sign-in on a

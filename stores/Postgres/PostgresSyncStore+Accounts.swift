@@ -90,6 +90,12 @@ extension PostgresSyncStore {
         }
     }
 
+    public func personKeys(ids: [String]) async throws -> [PersonKey] {
+        try await transaction(readOnly: true) { connection in
+            try await Self.personKeys(connection.query("SELECT \(unescaped: PersonKey.columns) FROM person_keys WHERE key_id = ANY(\(ids))"))
+        }
+    }
+
     static func personKeys(_ rows: FetchedRows) async throws -> [PersonKey] {
         var keys: [PersonKey] = []
         for try await row in rows {
@@ -135,7 +141,7 @@ extension PostgresSyncStore {
                     SELECT id, \(unescaped: AuditChain.auditColumnsAsText), hash FROM audit
                     WHERE site_id = \(site) AND id > \(id) ORDER BY id LIMIT \(Int64(limit))
                     """),
-                cells: 15)
+                cells: AuditChain.auditColumnCount)
         }
     }
 

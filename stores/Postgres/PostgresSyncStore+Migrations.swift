@@ -273,6 +273,8 @@ extension PostgresSyncStore {
                     "REVOKE UPDATE, DELETE, TRUNCATE ON person_keys FROM PUBLIC",
                     "REVOKE UPDATE, DELETE, TRUNCATE ON person_keys FROM CURRENT_USER",
                 ]))
+        // Each audit row's proven authors; as the SQLite store's `server-v11-audit-authors`.
+        migrations.append(Migration(name: "server-v9-audit-authors", statements: ["ALTER TABLE audit ADD COLUMN authors TEXT"]))
         return migrations
     }
 

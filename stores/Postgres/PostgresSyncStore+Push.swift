@@ -250,7 +250,7 @@ extension PostgresSyncStore {
         var auditHeads = locked.compactMapValues(\.auditHead)
         if !writes.audit.isEmpty {
             var rows = PostgresRows(
-                [.text, .text, .text, .text, .bigint, .text, .text, .text, .text, .text, .text, .text, .text, .text], rows: writes.audit.count
+                [.text, .text, .text, .text, .bigint, .text, .text, .text, .text, .text, .text, .text, .text, .text, .text], rows: writes.audit.count
             )
             var fields = AuditFieldsText()
             for row in writes.audit {
@@ -258,24 +258,25 @@ extension PostgresSyncStore {
                     throw StorageError(.failed, code: "audit_chain", message: "an audit row of a site whose head the push did not lock")
                 }
                 let cells = AuditChain.cells(row, receivedAt: writes.receivedAt, replica: writes.replicaID, fields: fields.text(of: row.fields))
-                let hash = AuditChain.hash(previous: auditHeads[row.site] ?? AuditChain.genesis, cells: cells)
+                let hash = AuditChain.auditHash(previous: auditHeads[row.site] ?? AuditChain.genesis, cells: cells)
                 auditHeads[row.site] = hash
                 rows[0].append(row.site)
                 rows[1].append(row.table)
                 rows[2].append(row.recordID)
                 rows[3].append(row.user)
                 rows[4].append(row.seq.rawValue)
-                for index in 7..<15 { rows[index - 2].append(cells[index]) }
-                rows[13].append(hash)
+                for index in 7..<16 { rows[index - 2].append(cells[index]) }
+                rows[14].append(hash)
             }
             // In the batch's order, so that the audit ids follow it and each site's chain.
             statement.add(
                 """
-                INSERT INTO audit (received_at, replica, site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, hash)
+                INSERT INTO audit (received_at, replica, site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, authors, hash)
                 SELECT \(statement.bind(writes.receivedAt)), \(statement.bind(writes.replicaID)),
-                    a.site_id, a.tbl, a.record_id, a."user", a.seq, a.fields, a.new_values, a.old_values, a.hlcs, a.bases, a.outcomes, a.reasons, a.conflicts, a.hash
+                    a.site_id, a.tbl, a.record_id, a."user", a.seq, a.fields, a.new_values, a.old_values, a.hlcs, a.bases, a.outcomes, a.reasons, a.conflicts,
+                    a.authors, a.hash
                 FROM \(rows.unnest(in: &statement))
-                    WITH ORDINALITY AS a(site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, hash, n)
+                    WITH ORDINALITY AS a(site_id, tbl, record_id, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, authors, hash, n)
                 ORDER BY a.n
                 """
             )

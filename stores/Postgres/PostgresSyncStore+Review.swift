@@ -102,16 +102,16 @@ extension PostgresSyncStore {
     }
 
     private static let auditColumns =
-        #"received_at, site_id, tbl, record_id, replica, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts"#
+        #"received_at, site_id, tbl, record_id, replica, "user", seq, fields, new_values, old_values, hlcs, bases, outcomes, reasons, conflicts, authors"#
 
     private func auditRow(_ row: PostgresRow) throws -> AuditRow {
-        let (received, site, table, record, replica, user, seq, fields, new, old, hlcs, bases, outcomes, reasons, conflicts) = try row.decode(
-            (String, String, String, String, String, String, Int64, String, String, String?, String?, String?, String?, String?, String?).self
+        let (received, site, table, record, replica, user, seq, fields, new, old, hlcs, bases, outcomes, reasons, conflicts, authors) = try row.decode(
+            (String, String, String, String, String, String, Int64, String, String, String?, String?, String?, String?, String?, String?, String?).self
         )
         return try AuditRow(
             receivedAt: received, site: site, table: table, recordID: record, replica: replica, user: user, seq: HLC(rawValue: seq),
             fields: fields, newValues: new, oldValues: old, hlcs: hlcs, bases: bases, outcomes: outcomes, reasons: reasons, conflicts: conflicts,
-            schema: schema
+            authors: authors, schema: schema
         )
     }
 

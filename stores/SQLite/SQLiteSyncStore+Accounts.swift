@@ -72,6 +72,14 @@ extension SQLiteSyncStore {
         }
     }
 
+    public func personKeys(ids: [String]) async throws -> [PersonKey] {
+        try await reading { db in
+            try ids.compactMap { id in
+                try Row.fetchOne(db, sql: "SELECT \(PersonKey.columns) FROM person_keys WHERE key_id = ?", arguments: [id]).flatMap(Self.personKey)
+            }
+        }
+    }
+
     static func personKey(_ row: Row) -> PersonKey? {
         PersonKey(cells: (0..<row.count).map { row[$0] })
     }

@@ -207,7 +207,7 @@ extension SQLiteSyncStore {
     private func writeAudit(_ db: Database, _ writes: PushWrites) throws {
         let insert = try db.cachedStatement(
             sql: """
-                INSERT INTO audit (\(AuditChain.auditColumns), hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO audit (\(AuditChain.auditColumns), hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
         let readHead = try db.cachedStatement(sql: "SELECT audit_head FROM sites WHERE site_id = ?")
         var heads: [String: String] = [:]
@@ -215,7 +215,7 @@ extension SQLiteSyncStore {
         for row in writes.audit {
             let previous = try heads[row.site] ?? String.fetchOne(readHead, arguments: [row.site]) ?? AuditChain.genesis
             let cells = AuditChain.cells(row, receivedAt: writes.receivedAt, replica: writes.replicaID, fields: fields.text(of: row.fields))
-            let hash = AuditChain.hash(previous: previous, cells: cells)
+            let hash = AuditChain.auditHash(previous: previous, cells: cells)
             heads[row.site] = hash
             try insert.execute { arguments in
                 for cell in cells { arguments.bind(cell) }

@@ -121,7 +121,8 @@ extension AuditRow {
         try self.init(
             receivedAt: row["received_at"], site: row["site_id"], table: row["tbl"], recordID: row["record_id"], replica: row["replica"],
             user: row["user"], seq: HLC(rawValue: row["seq"]), fields: row["fields"], newValues: row["new_values"], oldValues: row["old_values"],
-            hlcs: row["hlcs"], bases: row["bases"], outcomes: row["outcomes"], reasons: row["reasons"], conflicts: row["conflicts"], schema: schema
+            hlcs: row["hlcs"], bases: row["bases"], outcomes: row["outcomes"], reasons: row["reasons"], conflicts: row["conflicts"],
+            authors: row["authors"], schema: schema
         )
     }
 }

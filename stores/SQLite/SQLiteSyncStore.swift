@@ -325,6 +325,10 @@ extension SQLiteSyncStore {
                     """
             )
         }
+        migrator.registerMigration("server-v11-audit-authors") { db in
+            // Per field, the person whose signature covers it (docs/AUTHORSHIP.md); NULL before authorship.
+            try db.execute(sql: "ALTER TABLE audit ADD COLUMN authors TEXT")
+        }
         return migrator
     }
 }
