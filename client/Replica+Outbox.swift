@@ -289,9 +289,6 @@ extension ReplicaSync {
         try state.checkServerClock(max(response.hlc, response.acked))
         return try await writer.write { db in
             try ClockSQL.keepPastOutbox(db)
-            // A transaction whose last write is acknowledged has every field on the server or
-            // replaced by a later write, which a later signature covers.
-            try db.execute(sql: "DELETE FROM _sitesync_signatures WHERE last <= ?", arguments: [response.acked.rawValue])
             var rebased = 0
             if let after = batch.first, response.acked >= batch.lastSeq {
                 // The batch is exactly the outbox entries in (after, lastSeq]: clear them as one range.
@@ -310,6 +307,7 @@ extension ReplicaSync {
                 if cleared == batch.entries.count {
                     try recordAnswer(db, fingerprint: batch.request.fingerprint, acked: response.acked)
                     try recordServerReply(db, hlc: max(response.hlc, response.acked))
+                    try TransactionSignature.forgetPushed(db)
                     return 0
                 }
             }
@@ -327,6 +325,7 @@ extension ReplicaSync {
             }
             try recordAnswer(db, fingerprint: batch.request.fingerprint, acked: response.acked)
             try recordServerReply(db, hlc: max(response.hlc, response.acked))
+            try TransactionSignature.forgetPushed(db)
             return rebased
         }
     }

@@ -35,6 +35,14 @@ package struct TransactionSignature: Sendable, Equatable {
         Authorship.message(username: username, keyID: keyID, first: first, last: last, count: leaves.count, root: root)
     }
 
+    /// Forgets every signature once nothing is pending: the fields each covered are on the server.
+    /// While anything is pending the signatures stay, since a record edited again keeps fields an
+    /// older transaction signed, whatever its place in the outbox.
+    static func forgetPushed(_ db: Database) throws {
+        guard try !(Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM _sitesync_outbox)") ?? false) else { return }
+        try db.execute(sql: "DELETE FROM _sitesync_signatures")
+    }
+
     /// The signatures kept whose range meets `range`, oldest first.
     package static func fetchAll(_ db: Database, overlapping range: ClosedRange<HLC> = .zero...HLC(rawValue: .max)) throws -> [TransactionSignature] {
         try Row.fetchAll(

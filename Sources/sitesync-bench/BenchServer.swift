@@ -51,6 +51,7 @@ struct BenchServer: Sendable {
                 try await setup.migrate()
                 var tokens: [String: String] = [:]
                 for site in sites { tokens[site] = try await Tokens.create(in: setup, role: .site, site: site) }
+                try await addPeople(to: setup)
                 return tokens
             }
             for _ in 0..<max(1, instances) {
@@ -61,6 +62,7 @@ struct BenchServer: Sendable {
         } else {
             let store = try SQLiteSyncStore(path: databasePath, schema: TrialSchema.current)
             for site in sites { tokens[site] = try await Tokens.create(in: store, role: .site, site: site) }
+            try await addPeople(to: store)
             stores = [store]
             services = [[]]
         }
@@ -100,11 +102,54 @@ struct BenchServer: Sendable {
     func replica(_ path: String, site: String, instance: Int = 0) async throws -> BenchReplica {
         try await BenchReplica.enrolled(path, site: site, serverURL: urls[instance % urls.count], token: siteTokens[site]!)
     }
+
+    /// The password of the coordinators ``addPeople(to:)`` adds, one per site (`coordinator.s01`, …).
+    static let password = "a bench coordinator's password"
+
+    /// The username of the coordinator of `site`.
+    static func coordinator(_ site: String) -> String { "coordinator.\(site.lowercased())" }
+
+    /// Adds a coordinator for each site, whom replicas sign in as to write signed transactions.
+    static func addPeople(to store: any SyncStore) async throws {
+        let hash = try PasswordHash(password: password).encoded
+        for site in sites {
+            _ = try await store.changeAccount(
+                coordinator(site), .create(fullName: "Coordinator \(site)", role: .coordinator, sites: [site], passwordHash: hash),
+                at: Date().formatted(.iso8601), by: "sitesync-bench")
+        }
+    }
 }
 
 /// A replica with its server, which it syncs with its own credential.
 struct BenchReplica: Sendable {
     let replica: Replica
+
+    /// Signs the coordinator of the replica's site in, so that the library's write transactions
+    /// are signed (docs/AUTHORSHIP.md).
+    func signIn() async throws {
+        let site = replica.identity!.site
+        try await replica.signIn(username: BenchServer.coordinator(site), password: BenchServer.password, server: try HTTPTransport(replica: replica))
+    }
+
+    /// Writes `rows` as new records through the library, signed, in transactions of 1,000.
+    func importSigned(_ rows: [AdverseEventRow]) throws {
+        let columns = AdverseEventGenerator.columns.dropFirst()
+        for start in stride(from: 0, to: rows.count, by: 1000) {
+            let batch = rows[start..<min(start + 1000, rows.count)].enumerated().map { offset, row in
+                var values: [String: FieldValue] = [:]
+                for (column, value) in zip(columns, row.values.dropFirst()) {
+                    values[column] =
+                        switch value {
+                        case let text as String: .text(text)
+                        case let number as Int64: .integer(number)
+                        default: .null
+                        }
+                }
+                return ImportRow(line: start + offset + 1, id: nil, values: values)
+            }
+            try replica.importRecords("adverse_events", batch)
+        }
+    }
 
     func engine(counter: ByteCounter? = nil, configuration: SyncEngine.Configuration = .init()) throws -> SyncEngine {
         var transport = try HTTPTransport(replica: replica)

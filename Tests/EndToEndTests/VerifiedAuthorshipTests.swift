@@ -73,6 +73,39 @@ struct VerifiedAuthorshipTests {
         }
     }
 
+    @Test("A record edited again before it is pushed keeps its first transaction's signature, whichever batch it travels in")
+    func signaturesOutliveTheirBatch() async throws {
+        try await LiveServer.run(store: .sqlite) { server in
+            try await SignInTests.addPerson(server, "ana", name: "Ana Lima")
+            let (replica, transport) = try await Self.laptop(server, "a", signIn: "ana")
+            defer { try? replica.signOut() }
+            // One transaction creates two records; a later one edits the first, which moves it to
+            // the end of the outbox, behind the second.
+            let ids = try replica.importRecords(
+                "subjects",
+                [
+                    ImportRow(line: 1, id: nil, values: ["screening_no": .text("S01-401")]),
+                    ImportRow(line: 2, id: nil, values: ["screening_no": .text("S01-402")]),
+                ])
+            try replica.put("subjects", id: ids[0], ["sex": .text("F")])
+            // One record per push, each read after the previous one's answer: the second record's
+            // push acknowledges the first transaction's last write while the first record, with
+            // fields that transaction signed, still waits.
+            let sync = ReplicaSync(replica)
+            for _ in ids {
+                let batch = try #require(try await sync.nextBatchToSend(limit: 1))
+                try await sync.acknowledge(batch, try await transport.push(batch.request))
+            }
+            #expect(try await sync.outboxBatch(limit: 1) == nil)
+            for id in ids {
+                let authors = try #require(try await Self.authors(server, record: id).first.flatMap { AuditAuthors(json: $0) })
+                #expect(authors.fields.allSatisfy { $0 == "ana" }, "\(id): \(authors.fields)")
+            }
+            // Nothing pending: the laptop keeps no signature.
+            #expect(try await replica.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM _sitesync_signatures") } == 0)
+        }
+    }
+
     @Test(
         "A push built from a copy of the replica file claiming a person is refused, naming table, record and field and no value; nothing is written",
         arguments: StoreKind.all)
