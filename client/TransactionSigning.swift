@@ -43,6 +43,35 @@ package struct TransactionSignature: Sendable, Equatable {
         try db.execute(sql: "DELETE FROM _sitesync_signatures")
     }
 
+    /// A kept signature without its leaves.
+    package struct Range {
+        package var first: HLC
+        package var last: HLC
+        package var username: String
+        package var keyID: String
+        package var count: Int
+        package var signature: Data
+    }
+
+    /// The kept signatures whose range meets `range`, oldest first, without their leaves.
+    package static func ranges(_ db: Database, overlapping range: ClosedRange<HLC>) throws -> [Range] {
+        try Row.fetchAll(
+            db.cachedStatement(
+                sql: "SELECT first, last, username, key_id, count, signature FROM _sitesync_signatures WHERE first <= ? AND last >= ? ORDER BY first"),
+            arguments: [range.upperBound.rawValue, range.lowerBound.rawValue]
+        ).map { row in
+            Range(
+                first: HLC(rawValue: row["first"]), last: HLC(rawValue: row["last"]), username: row["username"], keyID: row["key_id"],
+                count: row["count"], signature: row["signature"])
+        }
+    }
+
+    /// The leaves of the kept signature starting at `first`.
+    package static func leaves(_ db: Database, first: HLC) throws -> [Authorship.Hash] {
+        let data = try Data.fetchOne(db, sql: "SELECT leaves FROM _sitesync_signatures WHERE first = ?", arguments: [first.rawValue]) ?? Data()
+        return stride(from: 0, to: data.count - 31, by: 32).map { Authorship.Hash(data[data.startIndex + $0..<data.startIndex + $0 + 32]) }
+    }
+
     /// The signatures kept whose range meets `range`, oldest first.
     package static func fetchAll(_ db: Database, overlapping range: ClosedRange<HLC> = .zero...HLC(rawValue: .max)) throws -> [TransactionSignature] {
         try Row.fetchAll(
@@ -131,15 +160,18 @@ extension Replica {
     /// The signatures covering the fields of `entries`, each with the positions of those fields
     /// among its leaves and the multiproof of the rest (docs/AUTHORSHIP.md, "What a push carries").
     /// A field no kept signature covers is signed by nobody, and travels without a proof.
+    ///
+    /// A batch carrying every field a transaction signed (its records all in the batch, none
+    /// written again since) needs no proof and no hashing here: its positions are all the leaves.
+    /// Otherwise the pushed fields' leaves are worked out and found among the kept ones.
     func pushSignatures(_ db: Database, for entries: [OutboxBatch.Entry]) throws -> [PushSignature] {
         guard let lowest = entries.lazy.flatMap(\.hlcs).min(), let highest = entries.lazy.flatMap(\.hlcs).max() else { return [] }
-        let kept = try TransactionSignature.fetchAll(db, overlapping: lowest...highest)
+        let kept = try TransactionSignature.ranges(db, overlapping: lowest...highest)
         guard !kept.isEmpty else { return [] }
-        var covered: [[(leaf: Authorship.Hash, hlc: HLC)]] = Array(repeating: [], count: kept.count)
-        for entry in entries {
-            guard let table = try? schema.table(entry.table) else { continue }
-            for (index, field) in entry.columns.enumerated() {
-                let hlc = entry.hlcs[index]
+        /// Per kept signature, the batch's fields in its range, as (entry, field) positions.
+        var covered: [[(entry: Int, field: Int)]] = Array(repeating: [], count: kept.count)
+        for (entryIndex, entry) in entries.enumerated() {
+            for (fieldIndex, hlc) in entry.hlcs.enumerated() {
                 // The last signature starting at or before the field's HLC, if its range holds it.
                 var (low, high) = (0, kept.count)
                 while low < high {
@@ -147,24 +179,36 @@ extension Replica {
                     if kept[middle].first <= hlc { low = middle + 1 } else { high = middle }
                 }
                 guard low > 0, kept[low - 1].last >= hlc else { continue }
-                let value = table.column(field).map { $0.normalize(entry.values[index]) } ?? entry.values[index]
-                let write = Authorship.FieldWrite(
-                    table: entry.table, id: entry.id, field: field, hlc: hlc, value: value, reason: entry.reasons?[index] ?? nil)
-                covered[low - 1].append((Authorship.leaf(write), hlc))
+                covered[low - 1].append((entryIndex, fieldIndex))
             }
         }
         var signatures: [PushSignature] = []
-        for (signature, fields) in zip(kept, covered) where !fields.isEmpty {
-            var positions: [Authorship.Hash: Int] = [:]
-            positions.reserveCapacity(signature.leaves.count)
-            for (position, leaf) in signature.leaves.enumerated() { positions[leaf] = position }
-            let indices = fields.compactMap { positions[$0.leaf] }.sorted()
-            guard indices.count == fields.count else { continue }
+        for (range, fields) in zip(kept, covered) where !fields.isEmpty {
+            let indices: [Int]
+            var proof: [String] = []
+            if fields.count == range.count {
+                indices = Array(0..<range.count)
+            } else {
+                let leaves = try TransactionSignature.leaves(db, first: range.first)
+                var positions: [Authorship.Hash: Int] = [:]
+                positions.reserveCapacity(leaves.count)
+                for (position, leaf) in leaves.enumerated() { positions[leaf] = position }
+                let found = fields.compactMap { field -> Int? in
+                    let entry = entries[field.entry]
+                    let name = entry.columns[field.field]
+                    let value = (try? schema.table(entry.table))?.column(name).map { $0.normalize(entry.values[field.field]) } ?? entry.values[field.field]
+                    let write = Authorship.FieldWrite(
+                        table: entry.table, id: entry.id, field: name, hlc: entry.hlcs[field.field], value: value, reason: entry.reasons?[field.field] ?? nil)
+                    return positions[Authorship.leaf(write)]
+                }
+                guard found.count == fields.count else { continue }
+                indices = found.sorted()
+                proof = Authorship.proof(of: indices, in: leaves).map(Authorship.base64)
+            }
             signatures.append(
                 PushSignature(
-                    username: signature.username, keyID: signature.keyID, first: signature.first, last: signature.last, count: signature.leaves.count,
-                    signature: signature.signature.base64EncodedString(), positions: PushSignature.runs(indices),
-                    proof: Authorship.proof(of: indices, in: signature.leaves).map(Authorship.base64)))
+                    username: range.username, keyID: range.keyID, first: range.first, last: range.last, count: range.count,
+                    signature: range.signature.base64EncodedString(), positions: PushSignature.runs(indices), proof: proof))
         }
         return signatures
     }

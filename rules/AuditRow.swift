@@ -63,7 +63,7 @@ package struct AuditRow {
         let outcomes = Array(outcomes ?? "")
         let reasons = try decode([String?].self, reasonsJSON)
         let conflicts = try decode([String?].self, conflictsJSON)
-        let authors = AuditAuthors(json: authorsJSON)
+        let authors = AuditAuthors(json: authorsJSON, count: fields.count)
         var changes: [Change] = []
         for (index, field) in fields.enumerated() where index < newValues.count {
             changes.append(
@@ -135,8 +135,9 @@ package struct AuditRow {
 
 /// The proven authors of an audit row's fields (docs/AUTHORSHIP.md), stored in `audit.authors` as
 /// `{"by":[USERNAME or null, …],"deactivated":[USERNAME, …]}`: per field, the person whose
-/// signature covers it (null: none), and the authors whose account was deactivated when the server
-/// received the change (accepted, since their laptop could not know, and flagged).
+/// signature covers it (null: none), or `"by":USERNAME` when one person's covers every field; and,
+/// when there are any, the authors whose account was deactivated when the server received the
+/// change (accepted, since their laptop could not know, and flagged).
 package struct AuditAuthors: Sendable, Equatable {
     package var fields: [String?]
     package var deactivated: [String]
@@ -145,19 +146,41 @@ package struct AuditAuthors: Sendable, Equatable {
         (self.fields, self.deactivated) = (fields, deactivated)
     }
 
-    /// The stored text.
+    /// The stored text: `by` is one username when one person's signature covers every field.
     package var json: String {
-        #"{"by":"# + JSONWriter.array(ofOptional: fields) + #","deactivated":"# + JSONWriter.array(of: deactivated) + "}"
+        let by =
+            if let first = fields.first, let author = first, fields.allSatisfy({ $0 == author }) {
+                JSONWriter.array(of: [author]).dropFirst().dropLast()
+            } else {
+                Substring(JSONWriter.array(ofOptional: fields))
+            }
+        return #"{"by":"# + by + (deactivated.isEmpty ? "" : #","deactivated":"# + JSONWriter.array(of: deactivated)) + "}"
     }
 
-    /// The authors the stored text `json` holds; nil for none.
-    package init?(json: String?) {
+    /// The authors the stored text `json` holds, for a row of `count` fields; nil for none.
+    package init?(json: String?, count: Int) {
         struct Stored: Decodable {
-            var by: [String?]
+            enum By: Decodable {
+                case everyField(String)
+                case perField([String?])
+
+                init(from decoder: any Decoder) throws {
+                    let container = try decoder.singleValueContainer()
+                    if let one = try? container.decode(String.self) {
+                        self = .everyField(one)
+                    } else {
+                        self = .perField(try container.decode([String?].self))
+                    }
+                }
+            }
+            var by: By
             var deactivated: [String]?
         }
         guard let json, let stored = try? JSONDecoder().decode(Stored.self, from: Data(json.utf8)) else { return nil }
-        self.init(fields: stored.by, deactivated: stored.deactivated ?? [])
+        switch stored.by {
+        case .everyField(let author): self.init(fields: Array(repeating: author, count: count), deactivated: stored.deactivated ?? [])
+        case .perField(let authors): self.init(fields: authors, deactivated: stored.deactivated ?? [])
+        }
     }
 
     /// Of `authors` (one per field of `row`, nil where none is proven), the latest field's: who

@@ -50,6 +50,8 @@ package enum AuthorshipCheck {
         var field: Int
         var hlc: HLC
         var name: String
+        /// The field name's place among the push's field names: the leaves' order without comparing text.
+        var rank: Int
         var leaf: Authorship.Hash
     }
 
@@ -80,7 +82,9 @@ package enum AuthorshipCheck {
             }
         }
         var covered = Array(repeating: [Covered](), count: signatures.count)
+        let ranks = Dictionary(uniqueKeysWithValues: Set(checked.groups.flatMap(\.group.columns)).sorted().enumerated().map { ($1, $0) })
         for (groupIndex, group) in checked.groups.enumerated() {
+            let fieldRanks = group.group.columns.map { ranks[$0]! }
             for (rowIndex, row) in group.group.rows.enumerated() {
                 for (fieldIndex, field) in group.group.columns.enumerated() {
                     let hlc = row.hlc(at: fieldIndex)
@@ -94,13 +98,15 @@ package enum AuthorshipCheck {
                         table: group.table.name, id: row.id, field: field, hlc: hlc, value: group.values[rowIndex][fieldIndex],
                         reason: row.reason(at: fieldIndex))
                     covered[low - 1].append(
-                        Covered(group: groupIndex, row: rowIndex, field: fieldIndex, hlc: hlc, name: field, leaf: Authorship.leaf(write)))
+                        Covered(
+                            group: groupIndex, row: rowIndex, field: fieldIndex, hlc: hlc, name: field, rank: fieldRanks[fieldIndex],
+                            leaf: Authorship.leaf(write)))
                 }
             }
         }
         let keysByID = Dictionary(keys.map { ($0.keyID, $0) }, uniquingKeysWith: { first, _ in first })
         for (signature, fields) in zip(signatures, covered) {
-            let fields = fields.sorted { ($0.hlc, $0.name) < ($1.hlc, $1.name) }
+            let fields = fields.sorted { ($0.hlc, $0.rank) < ($1.hlc, $1.rank) }
             guard let first = fields.first else {
                 throw SyncRefusal.validation("A signature of \(signature.username) covers no field of the push.")
             }

@@ -473,8 +473,10 @@ package struct PushTransaction: Sendable {
                 site: entry.site, table: table.name, recordID: row.id, user: user, seq: row.seq,
                 fields: checked.group.columns, newValues: values, oldValues: nil, hlcs: row.hlcs, bases: row.bases,
                 outcomes: [], reasons: checked.reasons[entry.row], conflicts: nil,
-                authors: authors.map {
-                    AuditAuthors(fields: $0, deactivated: Set($0.compactMap { $0 }).filter { push.authorRights[$0]?.deactivated == true }.sorted())
+                authors: authors.map { authors in
+                    AuditAuthors(
+                        fields: authors,
+                        deactivated: push.deactivatedAuthors.isEmpty ? [] : push.deactivatedAuthors.filter { authors.contains($0) }.sorted())
                 }
             )
             switch entry.kind {

@@ -19,7 +19,11 @@ public struct CheckedPush: Sendable {
     /// field no signature covers; nil for a row none of whose fields is signed.
     package var authors: [[[String?]?]] = []
     /// What each proven author may write.
-    package var authorRights: [String: AuthorRights] = [:]
+    package var authorRights: [String: AuthorRights] = [:] {
+        didSet { deactivatedAuthors = Set(authorRights.filter(\.value.deactivated).keys) }
+    }
+    /// The proven authors whose account is deactivated.
+    package private(set) var deactivatedAuthors: Set<String> = []
 
     /// The proven authors of row `row` of group `group`, one per field; nil when none is proven.
     package func authors(group: Int, row: Int) -> [String?]? {

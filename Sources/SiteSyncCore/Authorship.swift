@@ -40,45 +40,78 @@ public enum Authorship {
     /// its IEEE 754 bits big-endian with -0 written as 0, 3 text length-prefixed), and the reason
     /// (0 for none, 1 then the text length-prefixed).
     public static func leaf(_ write: FieldWrite) -> Hash {
-        var bytes: [UInt8] = [0]
-        bytes.reserveCapacity(48 + write.table.utf8.count + write.id.utf8.count + write.field.utf8.count + (write.reason?.utf8.count ?? 0))
-        func text(_ string: String) {
-            append(UInt32(truncatingIfNeeded: string.utf8.count), to: &bytes)
-            bytes.append(contentsOf: string.utf8)
-        }
-        text(write.table)
-        text(write.id)
-        text(write.field)
-        append(UInt64(bitPattern: write.hlc.rawValue), to: &bytes)
+        // Laid out on the stack and hashed in one call: a push hashes a leaf per field.
+        var count = 1 + 12 + write.table.utf8.count + write.id.utf8.count + write.field.utf8.count + 8 + 1 + 1
         switch write.value {
-        case .null: bytes.append(0)
-        case .integer(let integer):
-            bytes.append(1)
-            append(UInt64(bitPattern: integer), to: &bytes)
-        case .real(let real):
-            bytes.append(2)
-            append((real == 0 ? 0 : real).bitPattern, to: &bytes)
-        case .text(let string):
-            bytes.append(3)
-            text(string)
+        case .null: break
+        case .integer, .real: count += 8
+        case .text(let text): count += 4 + text.utf8.count
         }
-        if let reason = write.reason {
-            bytes.append(1)
-            text(reason)
-        } else {
-            bytes.append(0)
+        if let reason = write.reason { count += 4 + reason.utf8.count }
+        return withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { buffer in
+            var offset = 0
+            func byte(_ value: UInt8) {
+                buffer[offset] = value
+                offset += 1
+            }
+            func integer<T: FixedWidthInteger>(_ value: T) {
+                withUnsafeBytes(of: value.bigEndian) { bytes in
+                    for index in bytes.indices { buffer[offset + index] = bytes[index] }
+                }
+                offset += MemoryLayout<T>.size
+            }
+            func text(_ string: String) {
+                var string = string
+                integer(UInt32(truncatingIfNeeded: string.utf8.count))
+                string.withUTF8 { bytes in
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + bytes.count]).copyMemory(from: UnsafeRawBufferPointer(bytes))
+                    offset += bytes.count
+                }
+            }
+            byte(0)
+            text(write.table)
+            text(write.id)
+            text(write.field)
+            integer(UInt64(bitPattern: write.hlc.rawValue))
+            switch write.value {
+            case .null: byte(0)
+            case .integer(let value):
+                byte(1)
+                integer(UInt64(bitPattern: value))
+            case .real(let real):
+                byte(2)
+                integer((real == 0 ? 0 : real).bitPattern)
+            case .text(let string):
+                byte(3)
+                text(string)
+            }
+            if let reason = write.reason {
+                byte(1)
+                text(reason)
+            } else {
+                byte(0)
+            }
+            return hash(SHA256.hash(data: UnsafeRawBufferPointer(rebasing: buffer[0..<offset])))
         }
-        return digest(bytes)
+    }
+
+    /// A digest as a hash, copied in one load (``Hash``'s initialiser from a sequence takes a byte at a time).
+    private static func hash(_ digest: SHA256Digest) -> Hash {
+        digest.withUnsafeBytes { $0.loadUnaligned(as: Hash.self) }
     }
 
     /// The hash of an inner node: SHA-256 of the byte 1 and its two children.
     static func node(_ left: Hash, _ right: Hash) -> Hash {
-        var bytes = [UInt8](repeating: 1, count: 65)
-        for index in 0..<32 {
-            bytes[1 + index] = left[index]
-            bytes[33 + index] = right[index]
+        withUnsafeTemporaryAllocation(byteCount: 65, alignment: 1) { buffer in
+            buffer[0] = 1
+            withUnsafeBytes(of: left) { bytes in
+                for index in 0..<32 { buffer[1 + index] = bytes[index] }
+            }
+            withUnsafeBytes(of: right) { bytes in
+                for index in 0..<32 { buffer[33 + index] = bytes[index] }
+            }
+            return hash(SHA256.hash(data: UnsafeRawBufferPointer(buffer)))
         }
-        return digest(bytes)
     }
 
     /// The Merkle root of `leaves` (at least one): pairs are hashed level by level, and the last
@@ -207,10 +240,6 @@ public enum Authorship {
 
     /// The hash's 32 bytes.
     public static func bytes(_ hash: Hash) -> [UInt8] { (0..<32).map { hash[$0] } }
-
-    private static func digest(_ bytes: [UInt8]) -> Hash {
-        Hash(bytes.withUnsafeBytes { SHA256.hash(data: $0) })
-    }
 
     private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }

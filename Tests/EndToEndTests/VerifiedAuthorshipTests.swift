@@ -51,9 +51,9 @@ struct VerifiedAuthorshipTests {
             #expect(report.pushed == 1)
 
             let cells = try await Self.authors(server, record: id)
-            let authors = try #require(cells.first.flatMap { AuditAuthors(json: $0) })
             let fields = try #require(try await Self.column(server, "SELECT fields FROM audit WHERE record_id = '\(id)'").first ?? nil)
             let names = try JSONDecoder().decode([String].self, from: Data(fields.utf8))
+            let authors = try #require(cells.first.flatMap { AuditAuthors(json: $0, count: names.count) })
             #expect(Dictionary(uniqueKeysWithValues: zip(names, authors.fields))["sex"] == "bo")
             #expect(Dictionary(uniqueKeysWithValues: zip(names, authors.fields))["screening_no"] == "ana")
             #expect(authors.deactivated.isEmpty)
@@ -98,7 +98,7 @@ struct VerifiedAuthorshipTests {
             }
             #expect(try await sync.outboxBatch(limit: 1) == nil)
             for id in ids {
-                let authors = try #require(try await Self.authors(server, record: id).first.flatMap { AuditAuthors(json: $0) })
+                let authors = try #require(try await Self.authors(server, record: id).first.flatMap { AuditAuthors(json: $0, count: 1) })
                 #expect(authors.fields.allSatisfy { $0 == "ana" }, "\(id): \(authors.fields)")
             }
             // Nothing pending: the laptop keeps no signature.
@@ -190,7 +190,7 @@ struct VerifiedAuthorshipTests {
             let written = try other.put("subjects", ["screening_no": .text("S01-302")])
             _ = try await server.store.changeAccount("ana", .deactivate(reason: "Left the trial"), at: Date().formatted(.iso8601), by: "test")
             #expect(try await SyncEngine(replica: other, transport: otherTransport).sync().pushed == 1)
-            let authors = try #require(try await Self.authors(server, record: written).first.flatMap { AuditAuthors(json: $0) })
+            let authors = try #require(try await Self.authors(server, record: written).first.flatMap { AuditAuthors(json: $0, count: 1) })
             #expect(authors.deactivated == ["ana"])
         }
     }
