@@ -20,24 +20,20 @@ package struct AuthorRights: Sendable {
         self.init(fullName: account.fullName, role: account.role, sites: account.sites, deactivated: account.state != .active)
     }
 
-    /// Whether the author may write a record of `table` at `site`: coordinators and investigators
-    /// their sites' records, data managers their sites' conflict resolutions, monitors nothing.
-    package func canWrite(table: String, site: String) -> Bool {
-        let atSite = sites.contains("*") || sites.contains(site)
+    /// Whether the author may write a record at `site`: coordinators, investigators and data
+    /// managers their sites' records (a data manager's conflict resolution writes the record's
+    /// field as well as the conflict; which commands each role may run is the laptop's to enforce),
+    /// monitors nothing.
+    package func canWrite(site: String) -> Bool {
         switch role {
-        case .coordinator, .investigator: return atSite
-        case .dataManager: return atSite && table == TableSchema.conflicts.name
-        case .monitor: return false
+        case .coordinator, .investigator, .dataManager: sites.contains("*") || sites.contains(site)
+        case .monitor: false
         }
     }
 
     /// What the author's role allows, for a refusal.
     package var allowance: String {
-        switch role {
-        case .coordinator, .investigator: "writes records of \(sites.joined(separator: ", "))"
-        case .dataManager: "resolves conflicts of \(sites.joined(separator: ", "))"
-        case .monitor: "reads only"
-        }
+        role == .monitor ? "reads only" : "writes records of \(sites.joined(separator: ", "))"
     }
 }
 
@@ -74,6 +70,10 @@ package enum AuthorshipCheck {
         checked.authorRights = [:]
         guard !signatures.isEmpty else { return }
         for (index, signature) in signatures.enumerated() {
+            // Named in refusals: checked before they are quoted.
+            guard Username.isValid(signature.username), signature.keyID.utf8.count == 32, signature.keyID.allSatisfy(\.isHexDigit) else {
+                throw SyncRefusal.validation("A signature names an invalid username or key id: \(Username.rule); a key id is 32 hex digits.")
+            }
             guard signature.first <= signature.last, signature.count > 0, signature.count <= maximumLeaves else {
                 throw SyncRefusal.validation("A signature of \(signature.username) has an empty HLC range or a count outside 1…\(maximumLeaves).")
             }
@@ -148,9 +148,7 @@ package enum AuthorshipCheck {
                 }
                 checked.authors[field.group][field.row]![field.field] = signature.username
                 // A new record names its site: checked here; an existing record's is the store's.
-                if let site = checked.groups[field.group].sites[field.row],
-                    !allowed.canWrite(table: checked.groups[field.group].table.name, site: site)
-                {
+                if let site = checked.groups[field.group].sites[field.row], !allowed.canWrite(site: site) {
                     throw disallow("\(signature.username) is a \(allowed.role.rawValue), who \(allowed.allowance)")
                 }
             }

@@ -445,7 +445,7 @@ package struct PushTransaction: Sendable {
     private func checkAuthors(_ authors: [String?]?, of row: ChangeRow, _ checked: PushValidation.CheckedGroup, site: String) throws {
         guard let authors else { return }
         for (offset, author) in authors.enumerated() {
-            guard let author, let rights = push.authorRights[author], !rights.canWrite(table: checked.table.name, site: site) else { continue }
+            guard let author, let rights = push.authorRights[author], !rights.canWrite(site: site) else { continue }
             throw SyncRefusal.authorRefused(
                 "The change to \(checked.table.name).\(checked.group.columns[offset]) of record \(row.id) by \(author) is not allowed: \(author) is a \(rights.role.rawValue), who \(rights.allowance). Nothing was written."
             )

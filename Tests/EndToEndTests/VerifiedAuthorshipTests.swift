@@ -171,18 +171,26 @@ struct VerifiedAuthorshipTests {
         arguments: StoreKind.all)
     func rolesAndDeactivation(kind: StoreKind) async throws {
         try await LiveServer.run(store: kind) { server in
-            try await SignInTests.addPerson(server, "dee", name: "Dee Okafor", role: .dataManager, sites: ["S01"])
+            try await SignInTests.addPerson(server, "mona", name: "Mona Reyes", role: .monitor, sites: ["S01"])
             try await SignInTests.addPerson(server, "ana", name: "Ana Lima")
-            let (replica, transport) = try await Self.laptop(server, "a", signIn: "dee")
+            let (replica, transport) = try await Self.laptop(server, "a", signIn: "mona")
             defer { try? replica.signOut() }
             // The library writes for whoever is signed in; the server decides what the role allows.
             let id = try replica.put("subjects", ["screening_no": .text("S01-301")])
             let engine = SyncEngine(replica: replica, transport: transport)
             let error = await #expect(throws: SyncError.self) { try await engine.sync() }
             #expect(error?.code == ErrorCode.authorRefused.rawValue)
-            #expect(error?.message.contains("subjects.") == true && error?.message.contains("of record \(id) by dee is not allowed") == true)
-            #expect(error?.message.contains("data-manager") == true, "\(error?.message ?? "")")
+            #expect(error?.message.contains("subjects.") == true && error?.message.contains("of record \(id) by mona is not allowed") == true)
+            #expect(error?.message.contains("mona is a monitor, who reads only") == true, "\(error?.message ?? "")")
             #expect(try await server.count("SELECT count(*) FROM records") == 0)
+            // A data manager's resolution of a conflict writes the record's field: the server takes
+            // a data manager's writes at their sites.
+            try await SignInTests.addPerson(server, "dee", name: "Dee Okafor", role: .dataManager, sites: ["S01"])
+            let (manager, managerTransport) = try await Self.laptop(server, "m", signIn: "dee")
+            defer { try? manager.signOut() }
+            let managed = try manager.put("subjects", ["screening_no": .text("S01-303")])
+            #expect(try await SyncEngine(replica: manager, transport: managerTransport).sync().pushed == 1)
+            #expect(try await Self.authors(server, record: managed).first.flatMap { AuditAuthors(json: $0, count: 1) }?.fields == ["dee"])
 
             // Ana writes on another laptop, offline; her account is deactivated before it syncs.
             let (other, otherTransport) = try await Self.laptop(server, "b", signIn: "ana")
