@@ -124,7 +124,9 @@ package struct AuditRow {
                     .change(
                         at: audit.receivedAt, user: audit.user, replica: audit.replica,
                         changes: audit.changes.map {
-                            FieldHistory(field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome, reason: $0.reason, conflict: $0.conflict)
+                            FieldHistory(
+                                field: $0.field, old: $0.old, new: $0.new, hlc: $0.hlc, outcome: $0.outcome, reason: $0.reason, conflict: $0.conflict,
+                                username: $0.username)
                         }
                     ))
             }

@@ -145,9 +145,15 @@ public struct FieldHistory: Codable, Sendable, Equatable {
     public var reason: String?
     /// The conflict the write caused, when it met a concurrent write of another value.
     public var conflict: String?
+    /// The username of the person whose signature covers the write (docs/AUTHORSHIP.md); nil
+    /// when none does. The entry's `user` is then that person's full name.
+    public var username: String?
 
     /// Creates a field entry.
-    public init(field: String, old: FieldValue, new: FieldValue, hlc: HLC, outcome: String, reason: String? = nil, conflict: String? = nil) {
+    public init(
+        field: String, old: FieldValue, new: FieldValue, hlc: HLC, outcome: String, reason: String? = nil, conflict: String? = nil,
+        username: String? = nil
+    ) {
         self.field = field
         self.old = old
         self.new = new
@@ -155,5 +161,6 @@ public struct FieldHistory: Codable, Sendable, Equatable {
         self.outcome = outcome
         self.reason = reason
         self.conflict = conflict
+        self.username = username
     }
 }

@@ -68,6 +68,12 @@ struct VerifiedAuthorshipTests {
             let sexChange = try #require(exported.first { $0.recordID == id && $0.field == "sex" })
             #expect(sexChange.user == "Bo Chen" && sexChange.username == "bo")
             #expect(exported.first { $0.recordID == id && $0.field == "screening_no" }?.username == "ana")
+            // So does the record's history, field by field.
+            let history = try await transport.history(table: "subjects", id: id)
+            let entry = try #require(history.entries.first { $0.kind == "change" })
+            #expect(entry.user == "Bo Chen")
+            let changes = entry.changes ?? []
+            #expect(changes.first { $0.field == "sex" }?.username == "bo" && changes.first { $0.field == "screening_no" }?.username == "ana")
             let verification = try await AuditVerification.run(server.store)
             #expect(verification.broken == nil && verification.verified >= 1)
         }
