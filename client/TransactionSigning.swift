@@ -4,7 +4,7 @@ import GRDB
 import SiteSyncCore
 
 /// The signatures of the local transactions of signed-in people (docs/AUTHORSHIP.md), kept until
-/// the server has acknowledged each transaction's last write.
+/// nothing is pending (``TransactionSignature/forgetPushed(_:)``).
 enum SignatureSQL {
     static let table = """
         CREATE TABLE _sitesync_signatures (
@@ -98,8 +98,8 @@ struct TransactionSigner {
 
 extension Replica {
     /// The signer of a write transaction starting now: the person signed in, with the key their
-    /// sign-in unwrapped; nil when nobody is (the write is then signed by nobody, and held back
-    /// until a signed-in person adopts it).
+    /// sign-in unwrapped; nil when nobody is (the write is then signed by nobody, and the server
+    /// takes it under the laptop's label with no proven author: docs/AUTHORSHIP.md).
     func transactionSigner() throws -> TransactionSigner? {
         guard let identity = try? requireIdentity(), let session = try currentSession(identity, at: state.clock.wallMilliseconds)?.session,
             let raw = Data(base64Encoded: session.privateKey), let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw)
@@ -107,8 +107,9 @@ extension Replica {
         return TransactionSigner(username: session.username, keyID: session.keyID, key: key)
     }
 
-    /// Signs what the transaction in `db` wrote since `first` (exclusive): every field whose stamp
-    /// is past it, as the transaction leaves it. Writes nothing when the transaction wrote nothing.
+    /// Signs what the transaction in `db` wrote after `start` (the clock when it began): every
+    /// field whose stamp is past it, as the transaction leaves it. Signs nothing when the
+    /// transaction wrote nothing.
     func signTransaction(_ db: Database, after start: HLC, signer: TransactionSigner) throws {
         let end = try ClockSQL.read(db)
         guard end > start else { return }
