@@ -39,8 +39,7 @@ package struct TransactionSignature: Sendable, Equatable {
     /// While anything is pending the signatures stay, since a record edited again keeps fields an
     /// older transaction signed, whatever its place in the outbox.
     static func forgetPushed(_ db: Database) throws {
-        guard try !(Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM _sitesync_outbox)") ?? false) else { return }
-        try db.execute(sql: "DELETE FROM _sitesync_signatures")
+        try db.cachedStatement(sql: "DELETE FROM _sitesync_signatures WHERE NOT EXISTS (SELECT 1 FROM _sitesync_outbox)").execute()
     }
 
     /// A kept signature without its leaves.

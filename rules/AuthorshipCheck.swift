@@ -66,9 +66,9 @@ package enum AuthorshipCheck {
         _ request: PushRequest, _ checked: inout CheckedPush, keys: [PersonKey], rights: [String: AuthorRights]
     ) throws(SyncRefusal) {
         let signatures = (request.signatures ?? []).sorted { $0.first < $1.first }
-        checked.authors = checked.groups.map { group in group.values.map { _ in nil } }
-        checked.authorRights = [:]
+        // A push without signatures proves no author: `authors` stays empty, which reads as none.
         guard !signatures.isEmpty else { return }
+        checked.authors = checked.groups.map { group in group.values.map { _ in nil } }
         for (index, signature) in signatures.enumerated() {
             // Named in refusals: checked before they are quoted.
             guard Username.isValid(signature.username), signature.keyID.utf8.count == 32, signature.keyID.allSatisfy(\.isHexDigit) else {
@@ -153,5 +153,6 @@ package enum AuthorshipCheck {
                 }
             }
         }
+        checked.deactivatedAuthors = Set(checked.authorRights.filter(\.value.deactivated).keys)
     }
 }

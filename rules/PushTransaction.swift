@@ -468,7 +468,7 @@ package struct PushTransaction: Sendable {
             outcome.applied += 1
             outcome.acked = max(outcome.acked, row.seq)
             let authors = push.authors(group: entry.group, row: entry.row)
-            user = AuditAuthors.latest(push.stampedUsers(group: entry.group, row: entry.row), of: row) ?? checked.group.user
+            user = AuditAuthors.latest(authors, of: row).map { push.authorRights[$0]?.fullName ?? $0 } ?? checked.group.user
             var audit = PushWrites.AuditRow(
                 site: entry.site, table: table.name, recordID: row.id, user: user, seq: row.seq,
                 fields: checked.group.columns, newValues: values, oldValues: nil, hlcs: row.hlcs, bases: row.bases,

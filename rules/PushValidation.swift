@@ -16,14 +16,13 @@ public struct CheckedPush: Sendable {
     /// This push's ``PushRequest/fingerprint``, kept with the replica's state when it applies anything.
     package var fingerprint: String
     /// Per group, per row: each field's proven author (``AuthorshipCheck``), nil entries for a
-    /// field no signature covers; nil for a row none of whose fields is signed.
+    /// field no signature covers; nil for a row none of whose fields is signed; empty for a push
+    /// without signatures.
     package var authors: [[[String?]?]] = []
     /// What each proven author may write.
-    package var authorRights: [String: AuthorRights] = [:] {
-        didSet { deactivatedAuthors = Set(authorRights.filter(\.value.deactivated).keys) }
-    }
+    package var authorRights: [String: AuthorRights] = [:]
     /// The proven authors whose account is deactivated.
-    package private(set) var deactivatedAuthors: Set<String> = []
+    package var deactivatedAuthors: Set<String> = []
 
     /// The proven authors of row `row` of group `group`, one per field; nil when none is proven.
     package func authors(group: Int, row: Int) -> [String?]? {

